@@ -1,0 +1,40 @@
+"""Runner settings shared by tools/train.py and tools/test.py."""
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import ConfigDict
+
+
+def configure_launcher(cfg, launcher: str) -> None:
+    """Set the launcher; on machines without a GPU, run on gloo.
+
+    mmengine's ``pytorch`` launcher calls ``torch.cuda.set_device``
+    unconditionally, so without CUDA we start the gloo process group from
+    torchrun's environment ourselves; the Runner then uses it as it is,
+    and DDP wraps the CPU model without device ids.
+    """
+    cfg.launcher = launcher
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    cfg.setdefault('env_cfg', ConfigDict())
+    cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    if launcher == 'pytorch' and not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend='gloo')
+    # mmengine passes device_ids=[LOCAL_RANK] to DDP unless the wrapper cfg
+    # says otherwise; CPU modules need None.
+    cfg.setdefault('model_wrapper_cfg',
+                   ConfigDict(type='MMDistributedDataParallel',
+                              broadcast_buffers=False))
+    cfg.model_wrapper_cfg.setdefault('device_ids', None)
+
+
+def set_default_dataloader_cfg(cfg, field: str) -> None:
+    """mmpretrain's dataloader defaults, valid on CPU and with 0 workers."""
+    if cfg.get(field, None) is None:
+        return
+    loader = ConfigDict(collate_fn=dict(type='default_collate'))
+    loader.update(cfg[field])
+    loader.setdefault('pin_memory', torch.cuda.is_available())
+    # torch refuses persistent workers without workers.
+    loader.setdefault('persistent_workers', loader.get('num_workers', 0) > 0)
+    cfg[field] = loader

@@ -1,0 +1,262 @@
+"""Building CompressAI codecs by zoo name and loading their weights.
+
+CI2P only needs a codec's analysis transform ``g_a``, but the codec is always
+built whole, with CompressAI's own classes, so that a checkpoint is checked
+against the full architecture it was saved from (a hyperprior file has the
+same ``g_a`` keys as a factorized-prior one: only the other keys tell them
+apart).
+"""
+import os
+import os.path as osp
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+from compressai.models import CompressionModel
+from compressai.zoo import image as zoo_image
+from compressai.zoo.pretrained import load_pretrained
+
+# CompressAI's zoo spells one architecture two ways (``model_architectures``
+# says 'bmshj2018_factorized_relu', ``cfgs`` says
+# 'bmshj2018-factorized-relu'), and its ``bmshj2018_factorized_relu()``
+# builder builds the GDN model. We accept both spellings and build the class.
+_ALIASES = {'bmshj2018_factorized_relu': 'bmshj2018-factorized-relu'}
+_ARCH_KEY = {'bmshj2018-factorized-relu': 'bmshj2018_factorized_relu'}
+
+#: Channels and total stride of ``g_a`` that CI2P's reshape blocks expect.
+LATENT_CHANNELS = 192
+ENCODER_STRIDE = 16
+
+
+class CodecWeightsError(RuntimeError):
+    """A codec checkpoint is missing, unreadable or does not fit."""
+
+
+def canonical_codec_name(codec: str) -> str:
+    return _ALIASES.get(codec, codec)
+
+
+def codec_class(codec: str) -> type:
+    codec = canonical_codec_name(codec)
+    arch_key = _ARCH_KEY.get(codec, codec)
+    if arch_key not in zoo_image.model_architectures:
+        raise ValueError(
+            f'Unknown codec {codec!r}. CI2P supports these CompressAI zoo '
+            f'codecs: {format_supported()}.')
+    return zoo_image.model_architectures[arch_key]
+
+
+def codec_args(codec: str, quality: int) -> Tuple[int, ...]:
+    """The zoo's constructor arguments (N, M) or (N,) for a quality."""
+    codec = canonical_codec_name(codec)
+    codec_class(codec)  # validates the name
+    qualities = zoo_image.cfgs[codec]
+    if quality not in qualities:
+        raise ValueError(f'Codec {codec!r} has no quality {quality}; the zoo '
+                         f'defines qualities {sorted(qualities)}.')
+    return tuple(qualities[quality])
+
+
+def latent_channels(codec: str, quality: int) -> int:
+    """Channels of ``g_a``'s output: M where the zoo gives (N, M), else N."""
+    return codec_args(codec, quality)[-1]
+
+
+def supported_codecs() -> Dict[str, Tuple[int, ...]]:
+    """Zoo codecs and the qualities whose ``g_a`` ends in 192 channels."""
+    supported = {}
+    for codec, qualities in zoo_image.cfgs.items():
+        fits = tuple(q for q, args in sorted(qualities.items())
+                     if args[-1] == LATENT_CHANNELS)
+        if fits:
+            supported[codec] = fits
+    return supported
+
+
+def format_supported() -> str:
+    return '; '.join(f'{name} (quality {", ".join(map(str, qs))})'
+                     for name, qs in supported_codecs().items())
+
+
+def check_supported(codec: str, quality: int) -> str:
+    """Return the canonical name, or raise naming what CI2P supports."""
+    codec = canonical_codec_name(codec)
+    channels = latent_channels(codec, quality)
+    if channels != LATENT_CHANNELS:
+        raise ValueError(
+            f'{codec!r} at quality {quality} has a {channels}-channel latent; '
+            f'CI2P needs {LATENT_CHANNELS} channels at stride '
+            f'{ENCODER_STRIDE}. Supported: {format_supported()}.')
+    return codec
+
+
+def build_codec(codec: str = 'bmshj2018-factorized',
+                quality: int = 5,
+                pretrained: Union[bool, str] = False,
+                metric: str = 'mse') -> CompressionModel:
+    """Build a CompressAI zoo codec, optionally with weights.
+
+    Args:
+        codec (str): Zoo name, e.g. ``'bmshj2018-factorized'``.
+        quality (int): Zoo quality level.
+        pretrained (bool | str): ``True`` downloads CompressAI's published
+            weights through its zoo (cached by ``torch.hub``); ``False``
+            leaves the codec randomly initialised; a path loads a local
+            checkpoint (see :func:`load_codec_state_dict`).
+        metric (str): ``'mse'`` or ``'ms-ssim'``, for ``pretrained=True``.
+    """
+    codec = canonical_codec_name(codec)
+    model = codec_class(codec)(*codec_args(codec, quality))
+    if pretrained is True:
+        state_dict = download_zoo_weights(codec, quality, metric)
+        source = f'CompressAI zoo ({codec}, {metric}, quality {quality})'
+    elif pretrained:
+        path = os.fspath(pretrained)
+        state_dict = load_codec_state_dict(path, codec, quality)
+        source = path
+    else:
+        return model
+    load_into_codec(model, state_dict, source, codec, quality)
+    return model
+
+
+def download_zoo_weights(codec: str, quality: int,
+                         metric: str = 'mse') -> Dict[str, torch.Tensor]:
+    urls = zoo_image.model_urls.get(codec, {}).get(metric, {})
+    if quality not in urls:
+        raise CodecWeightsError(
+            f'CompressAI publishes no {metric} weights for {codec!r} quality '
+            f'{quality}. Train them with tools/train_codec.py and pass the '
+            f'file as pretrained=PATH.')
+    url = urls[quality]
+    try:
+        state_dict = torch.hub.load_state_dict_from_url(
+            url, progress=True, map_location='cpu')
+    except OSError as err:  # URLError, socket errors, ... are OSErrors
+        raise CodecWeightsError(
+            f'Could not download CompressAI weights for {codec!r} quality '
+            f'{quality} from {url} ({err}). Offline? Copy the file into '
+            f'{osp.join(torch.hub.get_dir(), "checkpoints")} or pass a local '
+            f'checkpoint with patch_cfg=dict(pretrained="/path/to/codec.pth")'
+            f' (tools/train_codec.py trains one).') from err
+    return load_pretrained(state_dict)
+
+
+def _zoo_file_identity(path: str) -> Optional[Tuple[str, str, int]]:
+    """(codec, metric, quality) when ``path`` keeps a zoo file's name."""
+    name = osp.basename(path)
+    for codec, metrics in zoo_image.model_urls.items():
+        for metric, urls in metrics.items():
+            for quality, url in urls.items():
+                if url.rsplit('/', 1)[-1] == name:
+                    return codec, metric, quality
+    return None
+
+
+def read_checkpoint(path: str) -> dict:
+    """``torch.load`` a file safely, turning every failure into one error."""
+    if not osp.isfile(path):
+        raise CodecWeightsError(f'Codec checkpoint {path} does not exist.')
+    if osp.getsize(path) == 0:
+        raise CodecWeightsError(f'Codec checkpoint {path} is empty (0 bytes).')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:
+        raise CodecWeightsError(
+            f'Codec checkpoint {path} cannot be read: {type(err).__name__}: '
+            f'{err}. Is it truncated or not a PyTorch file?') from err
+
+
+def load_codec_state_dict(path: str, codec: str,
+                          quality: int) -> Dict[str, torch.Tensor]:
+    """Read a local codec checkpoint in CompressAI's formats.
+
+    Accepted: a plain codec ``state_dict`` as the zoo ships it, or a dict
+    with a ``'state_dict'`` entry as CompressAI's training example (and
+    ``tools/train_codec.py``) save it. When the file records its codec and
+    quality (``tools/train_codec.py`` writes ``'codec'`` and ``'quality'``),
+    or keeps a zoo file's name, those must match the request.
+    """
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint, dict):
+        raise CodecWeightsError(
+            f'Codec checkpoint {path} holds a {type(checkpoint).__name__}, '
+            f'not a state_dict.')
+    recorded = None
+    if 'codec' in checkpoint and 'quality' in checkpoint:
+        recorded = (canonical_codec_name(checkpoint['codec']),
+                    int(checkpoint['quality']))
+    elif _zoo_file_identity(path) is not None:
+        zoo_codec, _, zoo_quality = _zoo_file_identity(path)
+        recorded = (zoo_codec, zoo_quality)
+    if recorded is not None and recorded != (codec, quality):
+        raise CodecWeightsError(
+            f'Codec checkpoint {path} is {recorded[0]!r} quality '
+            f'{recorded[1]}, but {codec!r} quality {quality} was asked for.')
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    if not isinstance(state_dict, dict) or not all(
+            isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CodecWeightsError(
+            f'Codec checkpoint {path} is not a codec state_dict (expected '
+            f'tensors, or a dict with a "state_dict" entry of tensors).')
+    return load_pretrained(state_dict)
+
+
+def load_into_codec(model: CompressionModel, state_dict: Dict[str,
+                                                              torch.Tensor],
+                    source: str, codec: str, quality: int) -> None:
+    """Load weights exactly; name what does not fit."""
+    # Entropy-coder tables (_quantized_cdf, ...) exist only after update()
+    # and vary in size: they say nothing about the architecture.
+    tables = ('_quantized_cdf', '_offset', '_cdf_length')
+    expected = {k: v for k, v in model.state_dict().items()
+                if not k.endswith(tables)}
+    given = {k: v for k, v in state_dict.items() if not k.endswith(tables)}
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    wrong_shape = [
+        f'{k}: file {tuple(given[k].shape)} vs model {tuple(v.shape)}'
+        for k, v in expected.items()
+        if k in given and given[k].shape != v.shape
+    ]
+    if missing or unexpected or wrong_shape:
+        problems = []
+        if missing:
+            problems.append(f'missing keys {_head(missing)}')
+        if unexpected:
+            problems.append(f'unexpected keys {_head(unexpected)}')
+        if wrong_shape:
+            problems.append(f'shape mismatches {_head(wrong_shape)}')
+        raise CodecWeightsError(
+            f'Weights from {source} do not fit {codec!r} quality {quality} '
+            f'(N, M = {codec_args(codec, quality)}): ' + '; '.join(problems) +
+            '. Was it saved from another codec or quality?')
+    # CompressionModel.load_state_dict resizes the entropy-coder buffers.
+    model.load_state_dict(state_dict, strict=False)
+
+
+def _head(items, n=4):
+    shown = ', '.join(items[:n])
+    return f'[{shown}{", ..." if len(items) > n else ""}] ({len(items)})'
+
+
+def encoder_stages(encoder: nn.Sequential):
+    """Split ``g_a`` into its resolution levels (strides 2, 4, 8, 16).
+
+    A level ends just before the next strided module, so each returned
+    slice's output is the last feature map at that resolution (for the
+    factorized prior: conv+GDN at strides 2, 4, 8, and the final conv).
+    """
+    def downsamples(module):
+        return any(
+            getattr(m, 'stride', (1, ))[0] == 2 for m in module.modules()
+            if isinstance(m, nn.Conv2d))
+
+    children = list(encoder)
+    starts = [i for i, m in enumerate(children) if downsamples(m)]
+    if len(starts) != 4 or starts[0] != 0:
+        raise ValueError(
+            f'Expected g_a to downsample 4 times, starting at its first '
+            f'module; found strided modules at {starts}.')
+    bounds = starts + [len(children)]
+    return [encoder[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

@@ -1,0 +1,290 @@
+"""CI2P-ViT^ds: dual-scale attention on the codec's latent grid."""
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+from mmengine.model import ModuleList
+from mmengine.model.weight_init import trunc_normal_
+from mmpretrain.models.backbones.base_backbone import BaseBackbone
+from mmpretrain.models.backbones.vision_transformer import \
+    TransformerEncoderLayer
+from mmpretrain.models.utils import build_norm_layer, resize_pos_embed
+from mmpretrain.registry import MODELS
+
+from .ci2p_vit import check_img_size
+from .codec import ENCODER_STRIDE, LATENT_CHANNELS
+from .freezing import codec_weights_kept, set_bn_eval
+from .patch_embed import CI2PEncoder, CnnReshape, check_image_batch
+
+#: ``out_indices`` names of the encoder's own maps, with their stride.
+ENCODER_OUTS = {'enc_s2': 2, 'enc_s4': 4, 'enc_s8': 8, 'enc_s16': 16}
+
+
+@MODELS.register_module()
+class DualScaleViT(BaseBackbone):
+    """CI2P-ViT^ds: CI2P's encoder, then ViT layers at two scales.
+
+    The codec latent (192 channels, stride 16) is taken as tokens directly.
+    The first stage of layers runs at width 192 on that fine grid; a
+    stride-2 inverted residual (CnnReshape) turns it into the stride-32 grid
+    of the second, wider stage. Global average pooling ends the backbone.
+
+    ============ =================== ======== ========= =====================
+    out_indices  tensor (featmap)    channels  stride   note
+    ============ =================== ======== ========= =====================
+    'enc_s2'     encoder level 1     N (128)   2        codec's own maps;
+    'enc_s4'     encoder level 2     N (128)   4        N=192 for cheng2020
+    'enc_s8'     encoder level 3     N (128)   8
+    'enc_s16'    codec latent        192       16
+    0 .. d1-1    stage-1 layers      192       16       arch 'b': d1 = 6
+    d1 .. d-1    stage-2 layers      D (768)   32       last one: final norm
+    ============ =================== ======== ========= =====================
+
+    Args:
+        arch (str | dict): ``'b'`` (the paper's: 6 layers at 192 / 3 heads,
+            6 at 768 / 12 heads), ``'s'`` or ``'t'``, or a dict with
+            ``stage1`` and ``stage2`` dicts of ``embed_dims``,
+            ``num_layers``, ``num_heads``, ``feedforward_channels``
+            (``stage1.embed_dims`` must be 192). Defaults to ``'b'``.
+        img_size (int | tuple): Expected input size, a multiple of 32.
+            Defaults to 256.
+        patch_cfg (dict): Arguments of :class:`CI2PEncoder` (``codec``,
+            ``quality``, ``pretrained``, ``frozen``, ``check_input_range``).
+        out_indices (int | str | Sequence): Layer indices (negative counts
+            from the end) and/or encoder map names; see the table.
+            Defaults to -1.
+        out_type (str): ``'avg_featmap'`` (GAP + LN, stage-2 layers only),
+            ``'featmap'`` (NCHW) or ``'raw'`` (tokens). Defaults to
+            ``'avg_featmap'``.
+        drop_rate (float): Dropout after position embedding and in layers.
+        drop_path_rate (float): Stochastic depth, rising over all layers.
+        qkv_bias (bool): Defaults to True.
+        norm_cfg (dict): Defaults to ``dict(type='LN', eps=1e-6)``.
+        final_norm (bool): LayerNorm after the last layer. Defaults to True.
+        frozen_stages (int): Freeze the embedding, position embedding and
+            this many layers (CnnReshape too once stage 1 is frozen).
+            Defaults to -1.
+        norm_eval (bool): Keep CnnReshape's BatchNorms in eval mode.
+        interpolate_mode (str): Position-embedding resize mode.
+        init_cfg (dict, optional): Initialization config.
+    """
+    arch_zoo = {
+        **dict.fromkeys(['b', 'base'], {
+            'stage1': dict(embed_dims=192, num_layers=6, num_heads=3,
+                           feedforward_channels=768),
+            'stage2': dict(embed_dims=768, num_layers=6, num_heads=12,
+                           feedforward_channels=3072),
+        }),
+        **dict.fromkeys(['s', 'small'], {
+            'stage1': dict(embed_dims=192, num_layers=4, num_heads=3,
+                           feedforward_channels=768),
+            'stage2': dict(embed_dims=384, num_layers=4, num_heads=6,
+                           feedforward_channels=1536),
+        }),
+        **dict.fromkeys(['t', 'tiny'], {
+            'stage1': dict(embed_dims=192, num_layers=2, num_heads=3,
+                           feedforward_channels=384),
+            'stage2': dict(embed_dims=192, num_layers=2, num_heads=3,
+                           feedforward_channels=384),
+        }),
+    }
+    OUT_TYPES = {'raw', 'featmap', 'avg_featmap'}
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'b',
+                 img_size: Union[int, Sequence[int]] = 256,
+                 patch_cfg: dict = dict(),
+                 out_indices: Union[int, str, Sequence] = -1,
+                 out_type: str = 'avg_featmap',
+                 drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 qkv_bias: bool = True,
+                 norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 final_norm: bool = True,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 interpolate_mode: str = 'bicubic',
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg)
+        if isinstance(arch, str):
+            if arch.lower() not in self.arch_zoo:
+                raise ValueError(f'Arch {arch!r} is not one of '
+                                 f'{sorted(self.arch_zoo)}.')
+            arch = self.arch_zoo[arch.lower()]
+        stage1, stage2 = arch['stage1'], arch['stage2']
+        if stage1['embed_dims'] != LATENT_CHANNELS:
+            raise ValueError(
+                f'Stage 1 runs on the codec latent, so its embed_dims must '
+                f'be {LATENT_CHANNELS}; got {stage1["embed_dims"]}.')
+        if out_type not in self.OUT_TYPES:
+            raise ValueError(f'Unsupported out_type {out_type!r}; choose '
+                             f'from {sorted(self.OUT_TYPES)}.')
+        self.arch_settings = arch
+        self.num_stage1_layers = stage1['num_layers']
+        self.num_layers = stage1['num_layers'] + stage2['num_layers']
+        self.embed_dims = stage2['embed_dims']
+        self.img_size = check_img_size(img_size)
+        self.out_type = out_type
+        self.interpolate_mode = interpolate_mode
+
+        self.patch_embed = CI2PEncoder(**patch_cfg)
+        self.patch_resolution = tuple(s // ENCODER_STRIDE
+                                      for s in self.img_size)
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, int(np.prod(self.patch_resolution)),
+                        LATENT_CHANNELS))
+        self._register_load_state_dict_pre_hook(self._prepare_pos_embed)
+        self.drop_after_pos = nn.Dropout(p=drop_rate)
+
+        dpr = np.linspace(0, drop_path_rate, self.num_layers)
+        self.layers = ModuleList()
+        for i in range(self.num_layers):
+            stage = stage1 if i < self.num_stage1_layers else stage2
+            self.layers.append(
+                TransformerEncoderLayer(
+                    embed_dims=stage['embed_dims'],
+                    num_heads=stage['num_heads'],
+                    feedforward_channels=stage['feedforward_channels'],
+                    drop_rate=drop_rate,
+                    drop_path_rate=dpr[i],
+                    qkv_bias=qkv_bias,
+                    norm_cfg=norm_cfg))
+        self.cnn_reshape = CnnReshape(LATENT_CHANNELS, self.embed_dims)
+
+        self.out_indices, self.encoder_outs = self._parse_out_indices(
+            out_indices)
+        self.final_norm = final_norm
+        if final_norm:
+            self.ln1 = build_norm_layer(norm_cfg, self.embed_dims)
+        if out_type == 'avg_featmap':
+            self.ln2 = build_norm_layer(norm_cfg, self.embed_dims)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        if frozen_stages > 0:
+            self._freeze_stages()
+
+    def _parse_out_indices(self, out_indices) -> Tuple[List[int], List[str]]:
+        if isinstance(out_indices, (int, str)):
+            out_indices = [out_indices]
+        layers, encoder_outs = [], []
+        for index in out_indices:
+            if isinstance(index, str):
+                if index not in ENCODER_OUTS:
+                    raise ValueError(
+                        f'Unknown out_indices entry {index!r}; encoder maps '
+                        f'are {list(ENCODER_OUTS)}.')
+                if self.out_type != 'featmap':
+                    raise ValueError(f'Encoder map {index!r} needs '
+                                     f"out_type='featmap'.")
+                encoder_outs.append(index)
+                continue
+            layer = index + self.num_layers if index < 0 else index
+            if not 0 <= layer < self.num_layers:
+                raise ValueError(f'out_indices entry {index} is outside the '
+                                 f'{self.num_layers} layers.')
+            if (self.out_type == 'avg_featmap'
+                    and layer < self.num_stage1_layers):
+                raise ValueError(
+                    f"out_type='avg_featmap' is for stage-2 layers "
+                    f'({self.num_stage1_layers}..{self.num_layers - 1}); '
+                    f"use 'featmap' or 'raw' for layer {index}.")
+            layers.append(layer)
+        encoder_outs.sort(key=ENCODER_OUTS.get)
+        return sorted(layers), encoder_outs
+
+    @property
+    def encoder(self) -> nn.Sequential:
+        """The codec's ``g_a``."""
+        return self.patch_embed.encoder
+
+    def init_weights(self):
+        with codec_weights_kept(self.encoder, self.init_cfg):
+            super().init_weights()
+        if not (isinstance(self.init_cfg, dict)
+                and self.init_cfg['type'] == 'Pretrained'):
+            trunc_normal_(self.pos_embed, std=0.02)
+
+    def _prepare_pos_embed(self, state_dict, prefix, *args, **kwargs):
+        """Resize a checkpoint's position embedding trained at another size."""
+        name = prefix + 'pos_embed'
+        if name not in state_dict or (state_dict[name].shape
+                                      == self.pos_embed.shape):
+            return
+        side = int(np.sqrt(state_dict[name].shape[1]))
+        state_dict[name] = resize_pos_embed(state_dict[name], (side, side),
+                                            self.patch_resolution,
+                                            self.interpolate_mode, 0)
+
+    def _freeze_stages(self):
+        frozen = [self.patch_embed, self.drop_after_pos]
+        frozen += list(self.layers[:self.frozen_stages])
+        if self.frozen_stages > self.num_stage1_layers:
+            frozen.append(self.cnn_reshape)
+        if self.frozen_stages >= self.num_layers:
+            frozen += [getattr(self, n) for n in ('ln1', 'ln2')
+                       if hasattr(self, n)]
+        self.pos_embed.requires_grad = False
+        for module in frozen:
+            module.eval()
+            module.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.frozen_stages > 0:
+            self._freeze_stages()
+        if mode and self.norm_eval:
+            set_bn_eval(self)
+        return self
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        check_image_batch(x)
+        outs = []
+        if self.encoder_outs:
+            levels = self.patch_embed(x, return_stages=True)
+            for name in self.encoder_outs:
+                outs.append(levels[list(ENCODER_OUTS).index(name)])
+            latent = levels[-1]
+        else:
+            latent = self.patch_embed(x)
+
+        hw = tuple(latent.shape[2:])
+        x = latent.flatten(2).transpose(1, 2)
+        x = x + resize_pos_embed(self.pos_embed, self.patch_resolution, hw,
+                                 self.interpolate_mode, 0)
+        x = self.drop_after_pos(x)
+        for i, layer in enumerate(self.layers):
+            if i == self.num_stage1_layers:
+                x, hw = self._to_stage2(x, hw)
+            x = layer(x)
+            if i == self.num_layers - 1 and self.final_norm:
+                x = self.ln1(x)
+            if i in self.out_indices:
+                outs.append(self._format_output(x, hw))
+        return tuple(outs)
+
+    def _to_stage2(self, x, hw):
+        tokens_to_map = x.transpose(1, 2).reshape(x.size(0), -1, *hw)
+        x = self.cnn_reshape(tokens_to_map)
+        return x.flatten(2).transpose(1, 2), tuple(x.shape[2:])
+
+    def _format_output(self, x, hw):
+        if self.out_type == 'raw':
+            return x
+        if self.out_type == 'featmap':
+            return x.transpose(1, 2).reshape(x.size(0), -1, *hw)
+        return self.ln2(x.mean(dim=1))
+
+    def get_layer_depth(self, param_name: str, prefix: str = ''):
+        """Layer-wise depth for layer-wise lr decay, as mmpretrain's ViT."""
+        num_layers = self.num_layers + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix):]
+        if name.startswith(('pos_embed', 'patch_embed')):
+            return 0, num_layers
+        if name.startswith('layers'):
+            return int(name.split('.')[1]) + 1, num_layers
+        if name.startswith('cnn_reshape'):
+            return self.num_stage1_layers + 1, num_layers
+        return num_layers - 1, num_layers

@@ -1,0 +1,217 @@
+"""CI2P patch embedding: a frozen codec encoder followed by PatchReshape."""
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+from mmpretrain.models.utils import InvertedResidual
+from mmpretrain.registry import MODELS
+
+from .codec import (ENCODER_STRIDE, LATENT_CHANNELS, build_codec,
+                    check_supported, encoder_stages)
+
+#: Total stride of CI2P tokens: the codec's 16 and PatchReshape's 2.
+TOKEN_STRIDE = ENCODER_STRIDE * 2
+
+
+def check_image_batch(x: torch.Tensor, stride: int = TOKEN_STRIDE) -> None:
+    """Refuse inputs the codec cannot take, naming the shape and the rule."""
+    if x.dim() != 4 or x.size(1) != 3:
+        raise ValueError(
+            f'CI2P expects RGB batches of shape [B, 3, H, W]; got '
+            f'{list(x.shape)}. Grey or RGBA images must be converted to RGB '
+            f'by the data pipeline.')
+    h, w = x.shape[-2:]
+    if h % stride or w % stride:
+        raise ValueError(
+            f'CI2P needs H and W to be multiples of {stride} (the codec '
+            f'downsamples by {ENCODER_STRIDE}, PatchReshape by 2); got '
+            f'{h}x{w}. Resize or crop to a multiple of {stride}, or pad with '
+            f'the data preprocessor (pad_size_divisor={stride}).')
+
+
+def check_unit_range(x: torch.Tensor) -> None:
+    """Refuse mean/std-normalised or 0-255 input: the codec wants [0, 1]."""
+    lo, hi = x.min().item(), x.max().item()
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError(
+            f'CI2P codecs expect RGB in [0, 1]; this batch spans '
+            f'[{lo:.3g}, {hi:.3g}]. Use data_preprocessor='
+            f'dict(type="CI2PDataPreprocessor") (or mean=[0, 0, 0], '
+            f'std=[255, 255, 255], to_rgb=True) instead of ImageNet mean/std '
+            f'normalisation.')
+
+
+class PatchReshape(nn.Sequential):
+    """Two MobileNetV2 inverted residuals: codec latent to ViT tokens.
+
+    ``IR(192 -> 192, hidden 768, 3x3)`` then
+    ``IR(192 -> embed_dims, hidden 1152, 5x5, stride 2)``.
+    """
+
+    def __init__(self,
+                 in_channels: int = LATENT_CHANNELS,
+                 embed_dims: int = 768,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU6')):
+        super().__init__(
+            InvertedResidual(
+                in_channels,
+                in_channels,
+                mid_channels=in_channels * 4,
+                kernel_size=3,
+                norm_cfg=norm_cfg,
+                act_cfg=act_cfg),
+            CnnReshape(in_channels, embed_dims, norm_cfg, act_cfg))
+
+
+class CnnReshape(InvertedResidual):
+    """``IR(in -> out, hidden 6*in, 5x5, stride 2)``: halves the token grid."""
+
+    def __init__(self,
+                 in_channels: int = LATENT_CHANNELS,
+                 out_channels: int = 768,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU6')):
+        super().__init__(
+            in_channels,
+            out_channels,
+            mid_channels=in_channels * 6,
+            kernel_size=5,
+            stride=2,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg)
+
+
+@MODELS.register_module()
+class CI2PEncoder(BaseModule):
+    """A CompressAI codec's analysis transform ``g_a``, optionally frozen.
+
+    Args:
+        codec (str): CompressAI zoo name. Defaults to
+            ``'bmshj2018-factorized'``.
+        quality (int): Zoo quality. Defaults to 5 (N=128, M=192).
+        pretrained (bool | str): ``True``: CompressAI's published weights
+            (downloaded through its zoo); ``False``: random init; a path: a
+            local CompressAI checkpoint. Defaults to True.
+        frozen (bool): No gradients and always eval mode. Defaults to True.
+        check_input_range (bool): Check the first batch lies in [0, 1], to
+            catch mean/std-normalised input early. Defaults to True.
+    """
+
+    def __init__(self,
+                 codec: str = 'bmshj2018-factorized',
+                 quality: int = 5,
+                 pretrained: Union[bool, str] = True,
+                 frozen: bool = True,
+                 check_input_range: bool = True,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        self.check_input_range = check_input_range
+        self.codec = check_supported(codec, quality)
+        self.quality = quality
+        self.pretrained = pretrained
+        self.frozen = frozen
+        self.encoder = build_codec(self.codec, quality, pretrained).g_a
+        self.stages = encoder_stages(self.encoder)
+        if frozen:
+            self.encoder.requires_grad_(False)
+            self.encoder.eval()
+
+    def init_weights(self):
+        # Codec weights come from the codec (CompressAI's init or a
+        # checkpoint), never from a ViT-style init_cfg of a parent module.
+        pass
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.encoder.eval()
+        return self
+
+    def forward(self, x: torch.Tensor,
+                return_stages: bool = False
+                ) -> Union[torch.Tensor, List[torch.Tensor]]:
+        """Encode RGB in [0, 1] to the ``[B, 192, H/16, W/16]`` latent.
+
+        With ``return_stages``, return the four levels' maps (strides 2, 4,
+        8 and 16), the last being the latent.
+        """
+        if self.check_input_range:
+            check_unit_range(x)
+            self.check_input_range = False  # once: .item() syncs a GPU
+        # A frozen encoder needs no autograd graph: running it without one
+        # saves its activations' memory and the backward bookkeeping.
+        with torch.set_grad_enabled(torch.is_grad_enabled()
+                                    and not self.frozen):
+            if not return_stages:
+                return self.encoder(x)
+            feats = []
+            for stage in self.stages:
+                x = stage(x)
+                feats.append(x)
+            return feats
+
+
+@MODELS.register_module()
+class CI2PPatchEmbed(BaseModule):
+    """CI2P patch embedding: frozen codec encoder + PatchReshape.
+
+    A drop-in for mmcv's ``PatchEmbed`` in a ViT: ``forward`` returns
+    ``(tokens [B, H/32 * W/32, embed_dims], (H/32, W/32))``. Input is RGB
+    in [0, 1] with H and W multiples of 32.
+
+    Args:
+        codec (str): CompressAI zoo name. Defaults to
+            ``'bmshj2018-factorized'``.
+        quality (int): Zoo quality. Defaults to 5.
+        pretrained (bool | str): ``True``: CompressAI's published weights;
+            ``False``: random init; a path: a local CompressAI checkpoint (a
+            plain codec ``state_dict``, or a dict with ``'state_dict'``).
+            Defaults to True.
+        frozen (bool): Freeze the codec encoder (the paper's setting; the
+            CNN-ViT control sets False). Defaults to True.
+        embed_dims (int): Token width. Defaults to 768.
+        input_size (int | tuple, optional): The expected image size; sets
+            ``init_out_size`` for position embeddings. Defaults to None.
+        norm_cfg (dict): Norm of the reshape blocks. Defaults to BN.
+        act_cfg (dict): Activation of the reshape blocks. Defaults to ReLU6.
+        check_input_range (bool): See :class:`CI2PEncoder`.
+        init_cfg (dict, optional): Initialization config.
+    """
+
+    def __init__(self,
+                 codec: str = 'bmshj2018-factorized',
+                 quality: int = 5,
+                 pretrained: Union[bool, str] = True,
+                 frozen: bool = True,
+                 embed_dims: int = 768,
+                 input_size: Optional[Union[int, Sequence[int]]] = None,
+                 norm_cfg: dict = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU6'),
+                 check_input_range: bool = True,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        self.embed_dims = embed_dims
+        self.ci2p_encoder = CI2PEncoder(codec, quality, pretrained, frozen,
+                                        check_input_range)
+        self.reshape = PatchReshape(LATENT_CHANNELS, embed_dims, norm_cfg,
+                                    act_cfg)
+        if input_size is not None:
+            h, w = (input_size, ) * 2 if isinstance(input_size,
+                                                    int) else input_size
+            self.init_out_size = (h // TOKEN_STRIDE, w // TOKEN_STRIDE)
+        else:
+            self.init_out_size = None
+
+    @property
+    def encoder(self) -> nn.Sequential:
+        """The codec's ``g_a``."""
+        return self.ci2p_encoder.encoder
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int,
+                                                                     int]]:
+        check_image_batch(x)
+        x = self.reshape(self.ci2p_encoder(x))
+        hw = (x.shape[2], x.shape[3])
+        return x.flatten(2).transpose(1, 2), hw
