@@ -55,6 +55,10 @@ class CI2PViT(VisionTransformer):
                  init_cfg: Optional[dict] = None,
                  **kwargs):
         img_size = check_img_size(img_size)
+        out_indices = kwargs.pop('out_indices', -1)
+        # mmpretrain's ViT rewrites negative entries in place: no tuples.
+        kwargs['out_indices'] = ([out_indices] if isinstance(out_indices, int)
+                                 else list(out_indices))
         if 'patch_size' in kwargs or 'in_channels' in kwargs:
             raise ValueError('CI2PViT takes no patch_size/in_channels: tokens '
                              'come from the codec at stride 32 from RGB.')

@@ -214,9 +214,12 @@ def load_into_codec(model: CompressionModel, state_dict: Dict[str,
     given = {k: v for k, v in state_dict.items() if not k.endswith(tables)}
     missing = sorted(set(expected) - set(given))
     unexpected = sorted(set(given) - set(expected))
+    # g_a first: it is the part CI2P uses.
     wrong_shape = [
         f'{k}: file {tuple(given[k].shape)} vs model {tuple(v.shape)}'
-        for k, v in expected.items()
+        for k, v in sorted(expected.items(),
+                           key=lambda kv: (not kv[0].startswith('g_a.'),
+                                           kv[0]))
         if k in given and given[k].shape != v.shape
     ]
     if missing or unexpected or wrong_shape:

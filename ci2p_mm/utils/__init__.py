@@ -1,0 +1,6 @@
+from .flops import model_flops, sdpa_flop_jit
+
+__all__ = ['model_flops', 'sdpa_flop_jit']
+from .curves import load_curves  # noqa: E402
+
+__all__ += ['load_curves']

@@ -1,0 +1,145 @@
+"""The OpenMMLab path end to end: prepare, train, test, resume, dist, plot."""
+import json
+import os
+import os.path as osp
+import pickle
+import subprocess
+
+import pytest
+import torch
+from conftest import REPO, run_tool, write_tiny_config
+
+from ci2p_mm.datasets import ITALIAN_TO_ENGLISH, make_split
+
+
+def fake_kaggle_folder(root, counts):
+    """Kaggle's raw-img layout with mixed and upper-case extensions."""
+    from PIL import Image
+    raw = osp.join(root, 'raw-img')
+    for (folder, n), ext in zip(counts.items(),
+                                ['.jpeg', '.jpg', '.png', '.JPG', '.jpeg'] *
+                                2):
+        os.makedirs(osp.join(raw, folder))
+        for i in range(n):
+            Image.new('RGB', (8, 8), (i, 0, 0)).save(
+                osp.join(raw, folder, f'img{i}{ext}'),
+                format='PNG' if ext == '.png' else 'JPEG')
+    return raw
+
+
+def test_prepare_animals10_counts_and_determinism(tmp_path):
+    counts = {folder: 10 + 3 * i for i, folder in
+              enumerate(ITALIAN_TO_ENGLISH)}
+    raw = fake_kaggle_folder(str(tmp_path), counts)
+    (tmp_path / 'raw-img' / 'cane' / 'notes.txt').write_text('not an image')
+    out = run_tool('tools/dataset_converters/prepare_animals10.py', raw,
+                   str(tmp_path / 'a'), '--val-ratio', '0.2', '--seed', '3')
+    assert 'dog' in out and 'Passed over 1 files' in out
+    summary = json.load(open(tmp_path / 'a' / 'meta' / 'split.json'))
+    for i, name in enumerate(ITALIAN_TO_ENGLISH.values()):
+        n = 10 + 3 * i
+        assert summary['counts'][name] == dict(
+            train=n - round(n * 0.2), val=round(n * 0.2))
+    train = (tmp_path / 'a' / 'meta' / 'train.txt').read_text()
+    val = (tmp_path / 'a' / 'meta' / 'val.txt').read_text()
+    assert not set(train.splitlines()) & set(val.splitlines())
+    # Same folder, same seed: the same split; another seed: another one.
+    make_split(raw, str(tmp_path / 'b'), 0.2, 3)
+    make_split(raw, str(tmp_path / 'c'), 0.2, 4)
+    assert (tmp_path / 'b' / 'meta' / 'val.txt').read_text() == val
+    assert (tmp_path / 'c' / 'meta' / 'val.txt').read_text() != val
+    # Labels follow the Italian folders' order; paths resolve from OUT_DIR.
+    path, label = val.splitlines()[0].rsplit(' ', 1)
+    assert osp.isfile(tmp_path / 'a' / path)
+    assert list(ITALIAN_TO_ENGLISH)[int(label)] in path
+
+
+def test_prepare_animals10_names_missing_folders(tmp_path):
+    (tmp_path / 'raw-img' / 'cane').mkdir(parents=True)
+    with pytest.raises(AssertionError, match="lacks the class folders"):
+        run_tool('tools/dataset_converters/prepare_animals10.py',
+                 str(tmp_path / 'raw-img'), str(tmp_path / 'out'))
+
+
+def test_missing_data_says_where_it_looked_and_how_to_prepare(tmp_path):
+    config = write_tiny_config(tmp_path, 'configs/ci2p_vit_animals10.py',
+                               str(tmp_path / 'nowhere'))
+    with pytest.raises(AssertionError) as info:
+        run_tool('tools/train.py', config, '--work-dir',
+                 str(tmp_path / 'wd'), '--cfg-options',
+                 'model.backbone.patch_cfg.pretrained=False')
+    message = str(info.value)
+    assert osp.join('nowhere', 'meta', 'train.txt') in message
+    assert 'prepare_animals10.py' in message and 'kaggle' in message
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, toy_animals10):
+    """Two epochs of tools/train.py on the toy data set."""
+    tmp = tmp_path_factory.mktemp('train')
+    config = write_tiny_config(tmp, 'configs/ci2p_vit_animals10.py',
+                               toy_animals10, epochs=2)
+    work_dir = str(tmp / 'work')
+    out = run_tool('tools/train.py', config, '--work-dir', work_dir,
+                   '--cfg-options', 'model.backbone.patch_cfg.pretrained=False')
+    return config, work_dir, out
+
+
+def test_train_writes_checkpoints_and_logs(trained):
+    config, work_dir, out = trained
+    assert 'Epoch(train) [2]' in out and 'accuracy/top1' in out
+    for name in ('epoch_1.pth', 'epoch_2.pth', 'last_checkpoint'):
+        assert osp.exists(osp.join(work_dir, name))
+
+
+def test_test_tool_evaluates_the_checkpoint(trained, tmp_path):
+    config, work_dir, _ = trained
+    preds = str(tmp_path / 'preds.pkl')
+    out = run_tool('tools/test.py', config, osp.join(work_dir, 'epoch_2.pth'),
+                   '--work-dir', str(tmp_path), '--out', preds,
+                   '--cfg-options', 'model.backbone.patch_cfg.pretrained=False')
+    assert 'accuracy/top1:' in out
+    with open(preds, 'rb') as f:
+        results = pickle.load(f)
+    assert len(results) == 20  # 10 classes x 2 validation images
+    assert all('pred_label' in r for r in results)
+
+
+def test_resume_continues_from_the_checkpoint(trained, tmp_path):
+    config, work_dir, _ = trained
+    resumed = str(tmp_path / 'resumed')
+    out = run_tool('tools/train.py', config, '--work-dir', resumed,
+                   '--resume', osp.join(work_dir, 'epoch_1.pth'),
+                   '--cfg-options', 'model.backbone.patch_cfg.pretrained=False',
+                   'train_cfg.max_epochs=3')
+    assert 'resumed epoch: 1' in out
+    assert 'Epoch(train) [1]' not in out and 'Epoch(train) [3]' in out
+    ckpt = torch.load(osp.join(resumed, 'epoch_3.pth'), map_location='cpu')
+    assert ckpt['meta']['epoch'] == 3
+
+
+def test_plot_curves_writes_a_png(trained, tmp_path):
+    _, work_dir, _ = trained
+    png = str(tmp_path / 'curves.png')
+    out = run_tool('tools/analysis_tools/plot_curves.py', work_dir, work_dir,
+                   '--labels', 'a', 'b', '--out', png)
+    assert 'best accuracy/top1' in out
+    with open(png, 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_dist_train_two_processes_on_cpu(tmp_path, toy_animals10):
+    config = write_tiny_config(tmp_path, 'configs/ci2p_vit_animals10.py',
+                               toy_animals10, epochs=1)
+    work_dir = str(tmp_path / 'dist')
+    env = dict(os.environ, PORT='29517', PYTHON=os.sys.executable)
+    proc = subprocess.run(
+        ['bash', 'tools/dist_train.sh', config, '2', '--work-dir', work_dir,
+         '--cfg-options', 'model.backbone.patch_cfg.pretrained=False'],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    # torchrun exits 0 only when every rank did.
+    assert proc.returncode == 0, output[-4000:]
+    assert 'Distributed training: True' in output
+    assert 'Epoch(train) [1]' in output and 'accuracy/top1' in output
+    assert osp.exists(osp.join(work_dir, 'epoch_1.pth'))

@@ -1,0 +1,191 @@
+"""The whole CI2P job on a small built-in data set, on a CPU, in minutes.
+
+    python tools/run_demo.py
+
+1. writes a toy Animals-10 (ten pattern classes, real .jpeg/.jpg/.png files
+   in Kaggle's raw-img/<italian class>/ layout) and splits it with
+   tools/dataset_converters/prepare_animals10.py;
+2. gets codec weights: CompressAI's q5 weights if torch.hub has them
+   cached (or --codec-weights zoo downloads them), else trains a codec on
+   the toy images with tools/train_codec.py --quick;
+3. trains a small CI2P-ViT (configs/demo/ci2p_vit_tiny_toy.py) and the
+   matching plain ViT (configs/demo/vit_tiny_toy.py) with tools/train.py;
+4. evaluates both checkpoints with tools/test.py, counts FLOPs, plots the
+   curves, and prints top-1, FLOPs and wall time side by side.
+
+Every step runs the real tool in a subprocess; logs go to
+``<work-dir>/logs``.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import pickle
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+MODELS = (
+    ('CI2P-ViT', 'configs/demo/ci2p_vit_tiny_toy.py'),
+    ('ViT/16', 'configs/demo/vit_tiny_toy.py'),
+)
+IMG_SIZE = 128  # what the demo configs' pipelines resize to
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--work-dir', default='demo_runs',
+                        help='where data, checkpoints and logs go')
+    parser.add_argument('--epochs', type=int, default=12)
+    parser.add_argument('--images-per-class', type=int, default=30)
+    parser.add_argument(
+        '--codec-weights', default='auto',
+        help="'auto': CompressAI's cached q5 weights if present, else train "
+        "a codec here; 'zoo': download CompressAI's weights; 'train': "
+        'always train; or a path to a codec checkpoint')
+    parser.add_argument('--codec-iters', type=int, default=None,
+                        help='codec training iterations (default: --quick)')
+    return parser.parse_args(argv)
+
+
+def run(cmd, log_path, show=('Epoch(', 'accuracy/top1', 'it/s', 'PSNR')):
+    """Run a tool, stream its key lines, keep the full log; fail loudly."""
+    print('  $ ' + ' '.join(cmd), flush=True)
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen(
+            [sys.executable] + cmd, cwd=REPO, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in proc.stdout:
+            log.write(line)
+            if any(key in line for key in show):
+                print('    ' + line.rstrip()[-150:], flush=True)
+        if proc.wait():
+            sys.exit(f'run_demo: step failed (exit {proc.returncode}); see '
+                     f'{log_path}')
+
+
+def cached_zoo_weights():
+    """Path of CompressAI's q5 bmshj2018-factorized file in torch.hub's
+    cache, or None."""
+    import torch
+    from compressai.zoo.image import model_urls
+    url = model_urls['bmshj2018-factorized']['mse'][5]
+    path = osp.join(torch.hub.get_dir(), 'checkpoints', url.rsplit('/', 1)[1])
+    return path if osp.isfile(path) else None
+
+
+def codec_weights(args, raw_dir, logs):
+    """Return (pretrained value for patch_cfg, a sentence saying which)."""
+    choice = args.codec_weights
+    if choice == 'zoo':
+        return True, "CompressAI's published q5 weights (downloaded)"
+    if choice == 'auto' and cached_zoo_weights():
+        return True, ("CompressAI's published q5 weights (torch.hub cache: "
+                      f'{cached_zoo_weights()})')
+    if choice not in ('auto', 'train'):
+        return osp.abspath(choice), f'the codec checkpoint {choice}'
+    work = osp.join(args.work_dir, 'codec')
+    cmd = ['tools/train_codec.py', raw_dir, '--work-dir', work, '--quick']
+    if args.codec_iters:
+        cmd += ['--iters', str(args.codec_iters)]
+    print("No CompressAI weights here (offline?): training a codec on the "
+          'toy images with tools/train_codec.py.')
+    run(cmd, osp.join(logs, 'train_codec.log'))
+    path = osp.abspath(osp.join(work, 'codec_final.pth'))
+    return path, (f'a bmshj2018-factorized q5 codec trained here on the toy '
+                  f'images by tools/train_codec.py ({path}); CompressAI\'s '
+                  f'published weights were not available')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.time()
+    os.makedirs(args.work_dir, exist_ok=True)
+    args.work_dir = osp.abspath(args.work_dir)
+    logs = osp.join(args.work_dir, 'logs')
+    os.makedirs(logs, exist_ok=True)
+    data_root = osp.join(args.work_dir, 'toy_animals10')
+
+    print('[1/5] Toy Animals-10: writing images and the split')
+    sys.path.insert(0, REPO)
+    from ci2p_mm.datasets import make_toy_animals10
+    raw_dir = make_toy_animals10(data_root, args.images_per_class, IMG_SIZE)
+    run(['tools/dataset_converters/prepare_animals10.py', raw_dir, data_root,
+         '--seed', '0'], osp.join(logs, 'prepare.log'), show=('total', ))
+
+    print('[2/5] Codec weights')
+    pretrained, codec_note = codec_weights(args, raw_dir, logs)
+    print(f'  using {codec_note}')
+
+    results = {}
+    data_opts = [
+        f'{split}_dataloader.dataset.data_root={data_root}'
+        for split in ('train', 'val', 'test')
+    ] + [f'train_cfg.max_epochs={args.epochs}']
+    for step, (name, config) in enumerate(MODELS, 3):
+        print(f'[{step}/5] Training {name} ({config}), {args.epochs} epochs')
+        work = osp.join(args.work_dir, osp.splitext(osp.basename(config))[0])
+        opts = list(data_opts)
+        if 'ci2p' in config:
+            opts.append('model.backbone.patch_cfg.pretrained=' +
+                        (repr(pretrained) if isinstance(pretrained, str) else
+                         str(pretrained)))
+        tic = time.time()
+        run(['tools/train.py', config, '--work-dir', work, '--cfg-options'] +
+            opts, osp.join(logs, f'train_{osp.basename(work)}.log'))
+        train_time = time.time() - tic
+        with open(osp.join(work, 'last_checkpoint')) as f:
+            checkpoint = f.read().strip()
+        metrics_file = osp.join(work, 'test_metrics.pkl')
+        run(['tools/test.py', config, checkpoint, '--work-dir', work,
+             '--out', metrics_file, '--out-item', 'metrics', '--cfg-options'] +
+            opts, osp.join(logs, f'test_{osp.basename(work)}.log'))
+        with open(metrics_file, 'rb') as f:
+            metrics = pickle.load(f)
+        results[name] = dict(config=config, work_dir=work,
+                             checkpoint=checkpoint, train_time=train_time,
+                             top1=metrics['accuracy/top1'], opts=opts)
+
+    print('[5/5] FLOPs and curves')
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS as REGISTRY
+
+    import ci2p_mm  # noqa: F401
+    from ci2p_mm.utils import model_flops
+    for name, res in results.items():
+        cfg = Config.fromfile(osp.join(REPO, res['config']))
+        cfg.merge_from_dict(dict(
+            o.split('=', 1) for o in res['opts'] if o.startswith('model.')))
+        if 'patch_cfg' in cfg.model.backbone:
+            cfg.model.backbone.patch_cfg.pretrained = False  # same FLOPs
+        res.update(model_flops(REGISTRY.build(cfg.model),
+                               (IMG_SIZE, IMG_SIZE)))
+    plot = osp.join(args.work_dir, 'curves.png')
+    run(['tools/analysis_tools/plot_curves.py'] +
+        [r['work_dir'] for r in results.values()] + ['--labels'] +
+        list(results) + ['--out', plot], osp.join(logs, 'plot.log'),
+        show=('Wrote', ))
+
+    base = results['ViT/16']
+    print(f'\nToy Animals-10, {IMG_SIZE}x{IMG_SIZE}, '
+          f'{args.epochs} epochs, CPU. Codec: {codec_note}.')
+    header = (f'{"model":<10}{"top-1 %":>9}{"GFLOPs":>9}{"vs ViT":>9}'
+              f'{"params M":>10}{"train s":>9}{"vs ViT":>8}')
+    print(header + '\n' + '-' * len(header))
+    for name, r in results.items():
+        print(f'{name:<10}{r["top1"]:>9.2f}{r["flops"] / 1e9:>9.3f}'
+              f'{r["flops"] / base["flops"]:>8.2f}x'
+              f'{r["params"] / 1e6:>10.2f}{r["train_time"]:>9.1f}'
+              f'{r["train_time"] / base["train_time"]:>7.2f}x')
+    summary = osp.join(args.work_dir, 'demo_results.json')
+    with open(summary, 'w') as f:
+        json.dump(dict(codec=codec_note, img_size=IMG_SIZE,
+                       epochs=args.epochs, results=results), f, indent=2)
+    print(f'\nCurves: {plot}\nResults: {summary}\n'
+          f'Total wall time: {time.time() - start:.0f} s')
+    return results
+
+
+if __name__ == '__main__':
+    main()
