@@ -8,10 +8,10 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 import ci2p_mm  # noqa: F401  registers CI2P modules, safe checkpoint types
-from ci2p_mm.engine import configure_launcher, set_default_dataloader_cfg
+from ci2p_mm.engine import (CI2PRunner, configure_launcher,
+                            set_default_dataloader_cfg)
 
 
 def parse_args(argv=None):
@@ -98,7 +98,8 @@ def merge_args(cfg, args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = (Runner.from_cfg(cfg)
+    # CI2PRunner: checked checkpoint loading, atomic saving, exact resume.
+    runner = (CI2PRunner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()
     return runner

@@ -9,6 +9,8 @@ from typing import Dict, List, Tuple
 from mmpretrain.datasets import CustomDataset
 from mmpretrain.registry import DATASETS
 
+from .robust import SkipBadImagesMixin
+
 #: Kaggle's Italian folder names and the English class names. Label i is
 #: the i-th folder in sorted order, which is also this order.
 ITALIAN_TO_ENGLISH = OrderedDict([
@@ -28,7 +30,7 @@ HOW_TO_PREPARE = (
 
 
 @DATASETS.register_module()
-class Animals10(CustomDataset):
+class Animals10(SkipBadImagesMixin, CustomDataset):
     """Animals-10 read through annotation files written by
     ``tools/dataset_converters/prepare_animals10.py``.
 
@@ -40,6 +42,9 @@ class Animals10(CustomDataset):
         split (str): ``'train'`` or ``'val'``; selects
             ``meta/<split>.txt`` unless ``ann_file`` is given.
         ann_file (str): Annotation file, relative to ``data_root``.
+        skip_bad_images (bool): Skip files that ``LoadImageRGB`` refuses
+            instead of stopping (see :mod:`ci2p_mm.datasets.robust`).
+            Defaults to False.
         **kwargs: Other :class:`CustomDataset` arguments (``pipeline``, ...).
     """
     METAINFO = {'classes': tuple(ITALIAN_TO_ENGLISH.values())}

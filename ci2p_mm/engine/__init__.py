@@ -1,8 +1,14 @@
+from .checkpoint import (CheckpointError, allow_mmengine_checkpoints,
+                         history_buffer_getattr, read_checkpoint_file)
+from .hooks import NonFiniteLossHook, SafeCheckpointHook, SkippedImagesHook
 from .launcher import configure_launcher, set_default_dataloader_cfg
-
-__all__ = ['configure_launcher', 'set_default_dataloader_cfg']
-from .checkpoint import allow_mmengine_checkpoints, history_buffer_getattr
-
-__all__ += ['allow_mmengine_checkpoints', 'history_buffer_getattr']
+from .runner import CI2PRunner, ResumableEpochBasedTrainLoop
 
 allow_mmengine_checkpoints()
+
+__all__ = [
+    'configure_launcher', 'set_default_dataloader_cfg',
+    'allow_mmengine_checkpoints', 'history_buffer_getattr', 'CheckpointError',
+    'read_checkpoint_file', 'CI2PRunner', 'ResumableEpochBasedTrainLoop',
+    'NonFiniteLossHook', 'SafeCheckpointHook', 'SkippedImagesHook'
+]

@@ -8,9 +8,19 @@ references to its statistics methods. We allow exactly those, and map the
 pickled ``getattr`` to a version that resolves only HistoryBuffer's
 statistics methods, so a foreign file can still not call anything else.
 Safety is never switched off.
+
+Below that: reading any checkpoint with errors that name the file, and
+checking that it fits the model (keys, shapes, CI2P codec) before anything
+is loaded, since mmengine loads with ``strict=False`` and only warns.
 """
+import os.path as osp
+import re
+import zipfile
+from typing import Dict, Optional, Set, Tuple
+
 import numpy as np
 import torch
+import torch.nn as nn
 from mmengine.logging import HistoryBuffer
 
 
@@ -49,3 +59,262 @@ def allow_mmengine_checkpoints() -> None:
         (history_buffer_getattr, '__builtin__.getattr'),
         (history_buffer_getattr, 'builtins.getattr'),
     ])
+
+
+# --------------------------------------------------------------------------
+# Reading checkpoints with errors that name the file, and checking that
+# they fit the model before anything is loaded.
+# --------------------------------------------------------------------------
+#: URI schemes that mmengine's CheckpointLoader resolves itself.
+_REMOTE = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
+
+_FINE_TUNE_HINT = (
+    'Evaluate or resume it with the config it was trained with. To start '
+    'a new model (e.g. another head) from its backbone, use '
+    "model.backbone.init_cfg=dict(type='Pretrained', checkpoint=FILE, "
+    "prefix='backbone.') instead of load_from.")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, unsafe or does not fit."""
+
+
+def read_checkpoint_file(filename: str, map_location='cpu'):
+    """Load a checkpoint with torch's safe loading; name the file on error.
+
+    Local files are read with ``torch.load(weights_only=True)`` (mmengine's
+    own checkpoint types are allow-listed above); other URIs go through
+    mmengine's ``CheckpointLoader``, whose ``torch.load`` is safe by default
+    under torch >= 2.6.
+    """
+    filename = str(filename)
+    if _REMOTE.match(filename):
+        from mmengine.runner.checkpoint import _load_checkpoint
+        try:
+            return _load_checkpoint(filename, map_location=map_location)
+        except Exception as err:
+            raise _read_error(filename, err) from err
+    path = osp.expanduser(filename)
+    if not osp.isfile(path):
+        raise CheckpointError(f'Checkpoint {filename} does not exist.')
+    if osp.getsize(path) == 0:
+        raise CheckpointError(
+            f'Checkpoint {filename} is empty (0 bytes): probably a save that '
+            f'was interrupted. Use an earlier checkpoint.')
+    damaged = _failed_crc(path)
+    if damaged:
+        raise CheckpointError(
+            f'Checkpoint {filename} is corrupt: its record {damaged} fails '
+            f'the CRC-32 check (damaged on disk or in a copy). Copy it again '
+            f'or use an earlier checkpoint.')
+    if map_location == 'default':
+        map_location = 'cpu'
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise _read_error(filename, err) from err
+
+
+def _failed_crc(path: str) -> Optional[str]:
+    """The first record of a torch zip file whose CRC-32 does not match.
+
+    torch does not check CRCs when loading, so flipped bits in tensor data
+    would load silently. Records saved without a CRC (0) are not checked;
+    files that are not whole zip archives are left to ``torch.load``.
+    """
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.CRC == 0:
+                    continue
+                try:
+                    with archive.open(info) as f:
+                        while f.read(1 << 24):
+                            pass
+                except zipfile.BadZipFile:
+                    return info.filename
+    except (zipfile.BadZipFile, OSError):
+        return None
+    return None
+
+
+def _read_error(filename: str, err: Exception) -> CheckpointError:
+    text = str(err)
+    if 'Weights only load failed' in text and ('global' in text.lower()):
+        first = next((line for line in text.splitlines()
+                      if 'GLOBAL' in line or 'global' in line), text)
+        return CheckpointError(
+            f'Checkpoint {filename} holds Python objects that torch\'s safe '
+            f'loading (weights_only=True) refuses: {first.strip()} '
+            f'CI2P-MM never switches safe loading off. If you trust the '
+            f'file, re-save only its tensors in a trusted environment, e.g. '
+            f'torch.save({{"state_dict": ckpt["state_dict"]}}, new_file).')
+    return CheckpointError(
+        f'Checkpoint {filename} cannot be read ({type(err).__name__}: '
+        f'{text.splitlines()[0] if text else ""}). Is it truncated (copied '
+        f'or killed while being written) or not a PyTorch checkpoint? Use '
+        f'an earlier checkpoint.')
+
+
+def is_complete_checkpoint(path: str) -> bool:
+    """Cheap check that a local file is a whole torch zip archive."""
+    path = osp.expanduser(path)
+    return (osp.isfile(path) and osp.getsize(path) > 0
+            and zipfile.is_zipfile(path))
+
+
+def extract_state_dict(checkpoint, filename: str,
+                       revise_keys=((r'^module\.', ''), )) -> dict:
+    """The checkpoint's ``state_dict`` (keys revised as mmengine does)."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f'Checkpoint {filename} holds a {type(checkpoint).__name__}, not '
+            f'a dict of weights.')
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    if not isinstance(state_dict, dict) or not state_dict or not all(
+            isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError(
+            f'Checkpoint {filename} has no state_dict of tensors (top-level '
+            f'keys: {sorted(map(str, checkpoint))[:8]}).')
+    for pattern, replacement in revise_keys:
+        state_dict = {re.sub(pattern, replacement, k): v
+                      for k, v in state_dict.items()}
+    return state_dict
+
+
+def _listing(items, n=5) -> str:
+    items = list(items)
+    shown = ', '.join(items[:n])
+    more = f', ... ({len(items)} in all)' if len(items) > n else ''
+    return shown + more
+
+
+def check_state_dict_fits(module: nn.Module, state_dict: dict, source: str,
+                          what: str, saved_as: str = '') -> None:
+    """Raise :class:`CheckpointError` unless ``state_dict`` loads into
+    ``module`` exactly: every key present, none extra, every shape equal.
+
+    The module's load-state-dict pre-hooks run first on a copy (mmpretrain
+    ViTs resize ``pos_embed`` there), so what they adapt is not a mismatch.
+    BatchNorm's ``num_batches_tracked`` may be missing, as in mmengine.
+    """
+    state_dict = dict(state_dict)
+    for name, sub in module.named_modules():
+        prefix = f'{name}.' if name else ''
+        for hook in getattr(sub, '_load_state_dict_pre_hooks', {}).values():
+            hook(state_dict, prefix, {}, True, [], [], [])
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state_dict
+               and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong_shape = [
+        f'{k}: file {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}'
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    if not (missing or unexpected or wrong_shape):
+        return
+    problems = []
+    if missing:
+        problems.append(f'missing from the file: {_listing(missing)}')
+    if unexpected:
+        problems.append(f'not in the model: {_listing(unexpected)}')
+    if wrong_shape:
+        problems.append(f'different shapes: {_listing(wrong_shape, 3)}')
+    saved = f' The file was saved from {saved_as}.' if saved_as else ''
+    raise CheckpointError(
+        f'Checkpoint {source} does not fit {what}: ' + '; '.join(problems) +
+        f'.{saved} {_FINE_TUNE_HINT}')
+
+
+def describe_saved_model(checkpoint) -> str:
+    """``'CI2PViT(arch=...)...'`` from the config a checkpoint records."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    text = meta.get('cfg') if isinstance(meta, dict) else None
+    if not isinstance(text, str):
+        return ''
+    try:
+        from mmengine.config import Config
+        model = Config.fromstring(text, file_format='.py').get('model', {})
+        backbone = model.get('backbone', {}) or {}
+        head = model.get('head', {}) or {}
+        parts = [f'backbone {backbone.get("type")}']
+        for key in ('arch', 'img_size', 'patch_size'):
+            if key in backbone:
+                parts.append(f'{key}={backbone[key]}')
+        patch = backbone.get('patch_cfg') or {}
+        for key in ('codec', 'quality'):
+            if key in patch:
+                parts.append(f'{key}={patch[key]}')
+        if 'num_classes' in head:
+            parts.append(f'head num_classes={head["num_classes"]}')
+        return 'a model with ' + ', '.join(parts)
+    except Exception:
+        return ''
+
+
+# ---- the codec a CI2P checkpoint was trained with ----------------------
+
+def model_codecs(module: nn.Module) -> Dict[str, Tuple[str, int]]:
+    """``{module path: (codec, quality)}`` of the CI2P encoders in it."""
+    from ci2p_mm.models.patch_embed import CI2PEncoder
+    return {
+        name: (m.codec, int(m.quality))
+        for name, m in module.named_modules() if isinstance(m, CI2PEncoder)
+    }
+
+
+def checkpoint_codecs(checkpoint) -> Optional[Set[Tuple[str, int]]]:
+    """The codecs a checkpoint records (written by ``CI2PRunner``), or read
+    from the config it saved; None when it says nothing."""
+    from ci2p_mm.models.codec import canonical_codec_name
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict):
+        return None
+    recorded = meta.get('ci2p_codecs')
+    if isinstance(recorded, dict) and recorded:
+        return {(canonical_codec_name(c), int(q))
+                for c, q in recorded.values()}
+    text = meta.get('cfg')
+    if not isinstance(text, str) or 'CI2P' not in text and \
+            'DualScaleViT' not in text:
+        return None
+    try:
+        from mmengine.config import Config
+        backbone = Config.fromstring(text, file_format='.py').model.backbone
+        if backbone.get('type') not in ('CI2PViT', 'DualScaleViT'):
+            return None
+        patch = backbone.get('patch_cfg') or {}
+        return {(canonical_codec_name(
+            patch.get('codec', 'bmshj2018-factorized')),
+                 int(patch.get('quality', 5)))}
+    except Exception:
+        return None
+
+
+def check_codecs(module: nn.Module, checkpoint, source: str) -> None:
+    """A CI2P checkpoint's codec and quality must be the model's.
+
+    Codecs of one family share ``g_a``'s shapes across qualities (and the
+    factorized and hyperprior models share them too), so shapes alone
+    cannot tell; the checkpoint's record can.
+    """
+    saved = checkpoint_codecs(checkpoint)
+    built = set(model_codecs(module).values())
+    if not saved or not built or saved == built:
+        return
+
+    def fmt(codecs):
+        return ' and '.join(f'{c!r} quality {q}' for c, q in sorted(codecs))
+
+    (codec, quality), = sorted(saved)[:1]
+    raise CheckpointError(
+        f'Checkpoint {source} was trained with codec {fmt(saved)}, but the '
+        f'model is built with {fmt(built)}. The encoders have the same '
+        f'shapes but not the same weights or latent meaning. Use the config '
+        f'it was trained with (e.g. --cfg-options '
+        f'model.backbone.patch_cfg.codec={codec} '
+        f'model.backbone.patch_cfg.quality={quality}) or a checkpoint '
+        f'trained with this codec.')

@@ -1,0 +1,222 @@
+"""Datasets that survive bad files, and augmentation that survives resume.
+
+``skip_bad_images``
+    A dataset option (Animals10, RobustImageNet). Off (the default), a file
+    that :class:`LoadImageRGB` refuses stops the run with a message that
+    names it and the fix. On, a *training* set replaces it by the next
+    readable sample (with that sample's own label, so nothing is ever
+    mislabelled) and marks the batch so that :class:`SkippedImagesHook`
+    counts it in the log every epoch; an *evaluation* set (``split`` val or
+    test, or ``test_mode``) decodes every file once when it is built and
+    leaves the bad ones out, so metrics are over readable files only, each
+    counted once, and the log lists what was left out.
+
+:class:`ResumableSampler`
+    mmengine's ``DefaultSampler`` (same order for the same seed and
+    epoch) that can start in the middle of an epoch, which makes a
+    mid-epoch resume see exactly the samples the interrupted run had not
+    seen yet, and that gives every sample draw its own seed derived from
+    (seed, epoch, position). The dataset seeds Python's, NumPy's and
+    torch's CPU generators with it around the pipeline, so random
+    augmentation does not depend on ``num_workers``, on which worker loads
+    what, on persistent workers, or on where a run was resumed.
+"""
+import logging
+import random
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Callable, Iterator, List, Optional
+
+import numpy as np
+import torch
+from mmengine.dataset import DefaultSampler
+from mmengine.logging import print_log
+from mmpretrain.datasets import ImageNet
+from mmpretrain.registry import DATA_SAMPLERS, DATASETS
+
+from .transforms import BadImageError, LoadImageRGB
+
+
+class SeededIndex(int):
+    """A dataset index carrying the seed for its sample's augmentation.
+
+    It is an ``int`` for everything else, so datasets and wrappers that do
+    not know about it just see the index.
+    """
+
+    def __new__(cls, index: int, seed: int):
+        obj = super().__new__(cls, index)
+        obj.seed = seed
+        return obj
+
+    def __reduce__(self):  # to DataLoader workers
+        return SeededIndex, (int(self), self.seed)
+
+    def __repr__(self):
+        return f'SeededIndex({int(self)}, seed={self.seed})'
+
+
+def sample_seed(seed: int, epoch: int, position: int) -> int:
+    """A 32-bit seed for the ``position``-th draw of ``epoch``."""
+    return int(
+        np.random.SeedSequence([seed % 2**32, epoch,
+                                position]).generate_state(1)[0])
+
+
+@contextmanager
+def seeded_rng(seed: Optional[int]):
+    """Seed ``random``, NumPy and torch's CPU generator; restore on exit."""
+    if seed is None:
+        yield
+        return
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.default_generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+@DATA_SAMPLERS.register_module()
+class ResumableSampler(DefaultSampler):
+    """``DefaultSampler`` that can skip into an epoch and seeds each draw.
+
+    Args:
+        dataset, shuffle, seed, round_up: As for ``DefaultSampler``.
+        seed_samples (bool): Yield :class:`SeededIndex` so that the dataset
+            seeds each sample's augmentation. Defaults to True.
+    """
+
+    def __init__(self,
+                 dataset,
+                 shuffle: bool = True,
+                 seed: Optional[int] = None,
+                 round_up: bool = True,
+                 seed_samples: bool = True):
+        super().__init__(dataset, shuffle=shuffle, seed=seed,
+                         round_up=round_up)
+        self.seed_samples = seed_samples
+        self._skip = 0
+
+    def skip(self, num_samples: int) -> None:
+        """Start the next iteration ``num_samples`` (of this rank) later."""
+        self._skip = int(num_samples)
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self._skip = self._skip, 0
+        indices = list(super().__iter__())[skip:]
+        if not self.seed_samples:
+            return iter(indices)
+        # Position in the epoch's global order: rank-strided by the parent.
+        return iter(
+            SeededIndex(
+                index,
+                sample_seed(self.seed, self.epoch,
+                            self.rank + (skip + k) * self.world_size))
+            for k, index in enumerate(indices))
+
+
+def find_loader(pipeline) -> LoadImageRGB:
+    """The pipeline's :class:`LoadImageRGB`, or a default one."""
+    for transform in getattr(pipeline, 'transforms', pipeline or []):
+        if isinstance(transform, LoadImageRGB):
+            return transform
+    return LoadImageRGB()
+
+
+def check_files(paths: List[str],
+                check: Callable[[str], Optional[str]],
+                num_workers: int = 4,
+                progress: Optional[Callable[[], None]] = None
+                ) -> List[Optional[str]]:
+    """``check(path)`` for every path, in threads (Pillow decodes without
+    the GIL); ``progress()`` is called once per file."""
+
+    def run(path):
+        reason = check(path)
+        if progress is not None:
+            progress()
+        return reason
+
+    if num_workers <= 1:
+        return [run(p) for p in paths]
+    with ThreadPoolExecutor(num_workers) as pool:
+        return list(pool.map(run, paths))
+
+
+class SkipBadImagesMixin:
+    """Adds ``skip_bad_images`` and per-sample seeding to a dataset.
+
+    Put it first in the bases: ``class D(SkipBadImagesMixin, BaseDataset)``.
+    """
+
+    def __init__(self, *args, skip_bad_images: bool = False, **kwargs):
+        self.skip_bad_images = bool(skip_bad_images)
+        split = kwargs.get('split', getattr(self, 'split', None))
+        self.for_evaluation = bool(kwargs.get('test_mode', False)
+                                   or split in ('val', 'test'))
+        #: Files left out when the set was built (evaluation sets).
+        self.bad_images = {}
+        super().__init__(*args, **kwargs)
+
+    def filter_data(self):
+        data_list = super().filter_data()
+        if not (self.skip_bad_images and self.for_evaluation):
+            return data_list
+        loader = find_loader(self.pipeline)
+        paths = [info['img_path'] for info in data_list]
+        print_log(f'skip_bad_images: decoding the {len(paths)} images of '
+                  f'{type(self).__name__} once to leave out bad ones...',
+                  logger='current')
+        reasons = check_files(paths, loader.check)
+        self.bad_images = {
+            p: r for p, r in zip(paths, reasons) if r is not None}
+        if self.bad_images:
+            listing = '\n'.join(f'  {p}: {r}'
+                                for p, r in self.bad_images.items())
+            kept = len(paths) - len(self.bad_images)
+            print_log(
+                f'skip_bad_images: left {len(self.bad_images)} of '
+                f'{len(paths)} images out of {type(self).__name__} '
+                f'(evaluation is over the other {kept}):\n{listing}',
+                logger='current', level=logging.WARNING)
+        return [info for info, r in zip(data_list, reasons) if r is None]
+
+    def __getitem__(self, idx):
+        with seeded_rng(getattr(idx, 'seed', None)):
+            return self._get_readable(int(idx))
+
+    def _get_readable(self, idx: int):
+        if not self.skip_bad_images or self.for_evaluation:
+            return super().__getitem__(idx)
+        skipped = []
+        for k in range(len(self)):
+            index = (idx + k) % len(self)
+            try:
+                data = super().__getitem__(index)
+            except BadImageError as err:
+                skipped.append(err.path)
+                print_log(f'skip_bad_images: skipping {err.path} ({err.reason}'
+                          f'); the next readable sample takes its place.',
+                          logger='current', level=logging.WARNING)
+                continue
+            if skipped:
+                samples = (data.get('data_samples')
+                           if isinstance(data, dict) else None)
+                if hasattr(samples, 'set_metainfo'):
+                    samples.set_metainfo({'skipped_bad_images': skipped})
+            return data
+        raise RuntimeError(
+            f'No readable image in {type(self).__name__}: all {len(self)} '
+            f'files were refused. Run tools/misc/verify_dataset.py CONFIG.')
+
+
+@DATASETS.register_module()
+class RobustImageNet(SkipBadImagesMixin, ImageNet):
+    """mmpretrain's ``ImageNet`` with ``skip_bad_images`` and per-sample
+    seeded augmentation (see this module)."""
+

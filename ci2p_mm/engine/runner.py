@@ -1,0 +1,389 @@
+"""``CI2PRunner``: mmengine's Runner with safe checkpoints and exact resume.
+
+What it changes, for every entry point (``tools/train.py``,
+``tools/test.py``, ``load_from``, ``--resume``, ``init_cfg=Pretrained``):
+
+* Loading: files are read with torch's safe loading, and every failure
+  names the file (missing, empty, truncated, not a checkpoint, objects that
+  safe loading refuses). Before anything is loaded, the weights must fit
+  the model exactly (no missing, extra or differently shaped keys, after
+  the model's own adaptations such as resizing ``pos_embed``), and a CI2P
+  checkpoint's codec and quality must be the model's. mmengine would load
+  with ``strict=False`` and only warn, so a test on a checkpoint of another
+  architecture would silently evaluate a half-random model.
+* Saving: every checkpoint is written to ``NAME.tmp``, flushed to disk and
+  renamed over ``NAME``, so a kill while saving leaves the previous file
+  intact, never a truncated one. Checkpoints also record the random number
+  generators' states and the CI2P codecs.
+* Resuming: ``--resume`` without a file takes ``last_checkpoint``, or, when
+  that is missing or incomplete, the newest complete checkpoint in the work
+  dir. Epoch-based training resumes in the middle of an epoch where the
+  checkpoint was saved (see ``SafeCheckpointHook(iter_interval=...)``),
+  with the data order and random state of an uninterrupted run.
+
+Exact resume needs, besides this runner: ``randomness=dict(seed=S)``
+(``deterministic=True`` on GPUs), the ``ResumableSampler`` (the configs'
+default; any ``num_workers``, persistent or not), and the same number of
+processes and batch size as before. With mmengine's ``DefaultSampler`` the
+order is still exact but random augmentation is only reproduced with
+``num_workers=0``.
+"""
+import copy
+import os
+import os.path as osp
+import random
+from glob import glob
+from typing import Optional
+
+import numpy as np
+import torch
+from mmengine.dist import master_only
+from mmengine.fileio import LocalBackend, get_file_backend
+from mmengine.model import is_model_wrapper
+from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
+from mmengine.runner import EpochBasedTrainLoop, Runner
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
+from mmpretrain.registry import LOOPS, RUNNERS
+from torch.utils.data import BatchSampler, DataLoader
+
+from .checkpoint import (_REMOTE, CheckpointError, check_codecs,
+                         check_state_dict_fits, describe_saved_model,
+                         extract_state_dict, is_complete_checkpoint,
+                         model_codecs, read_checkpoint_file)
+
+
+# ---- random number generator states -------------------------------------
+
+def get_rng_state() -> dict:
+    """Python's, NumPy's and torch's generator states, safe to pickle under
+    ``weights_only=True``."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = dict(
+        python=random.getstate(),
+        numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)),
+                   pos=int(pos), has_gauss=int(has_gauss),
+                   gauss=float(gauss)),
+        torch=torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_to_tuple(state['python']))
+    np_state = state['numpy']
+    np.random.set_state(
+        (np_state['kind'], np_state['keys'].numpy().astype(np.uint32),
+         np_state['pos'], np_state['has_gauss'], np_state['gauss']))
+    torch.set_rng_state(state['torch'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def _to_tuple(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(_to_tuple(v) for v in value)
+    return value
+
+
+# ---- files ----------------------------------------------------------------
+
+def _fsync(path: str, directory: bool = False) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace_atomically(tmp: str, final: str) -> None:
+    """Flush ``tmp`` to disk, then rename it over ``final``."""
+    _fsync(tmp)
+    os.replace(tmp, final)
+    _fsync(osp.dirname(osp.abspath(final)), directory=True)
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    replace_atomically(tmp, path)
+
+
+def find_resumable_checkpoint(work_dir: str, logger=None) -> Optional[str]:
+    """``last_checkpoint``'s file, or the newest complete ``*.pth`` (best
+    checkpoints excluded) when that one is missing or incomplete."""
+    pointed = None
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            pointed = f.read().strip() or None
+    if pointed is not None and not osp.exists(pointed) and \
+            osp.exists(osp.join(work_dir, osp.basename(pointed))):
+        pointed = osp.join(work_dir, osp.basename(pointed))  # moved dir
+    if pointed is not None and (_REMOTE.match(pointed)
+                                or is_complete_checkpoint(pointed)):
+        return pointed
+    candidates = sorted(
+        (p for p in glob(osp.join(work_dir, '*.pth'))
+         if not osp.basename(p).startswith('best_')),
+        key=osp.getmtime, reverse=True)
+    for path in candidates:
+        if is_complete_checkpoint(path):
+            if logger is not None:
+                logger.warning(
+                    f'last_checkpoint points to {pointed}, which is missing '
+                    f'or incomplete; resuming from {path}, the newest '
+                    f'complete checkpoint in {work_dir}.')
+            return path
+    return None
+
+
+# ---- the loop -----------------------------------------------------------
+
+@LOOPS.register_module()
+class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
+    """``EpochBasedTrainLoop`` that resumes in the middle of an epoch.
+
+    mmengine's loop restarts a resumed epoch from its first batch, so a
+    checkpoint saved mid-epoch would train on part of the epoch twice. This
+    loop continues with the batch after the checkpoint: with a
+    :class:`~ci2p_mm.datasets.ResumableSampler` it skips the done part in
+    the sampler (no data is loaded), otherwise it loads and discards those
+    batches. Then it restores the random states saved with the checkpoint,
+    right before the first new iteration.
+    """
+
+    #: Set by :class:`CI2PRunner` when resuming.
+    resume_rng_state: Optional[dict] = None
+
+    def run_epoch(self) -> None:
+        self.runner.call_hook('before_train_epoch')
+        self.runner.model.train()
+        per_epoch = len(self.dataloader)
+        done = self._iter - self._epoch * per_epoch
+        if not 0 <= done <= per_epoch:
+            self.runner.logger.warning(
+                f'Resumed at iteration {self._iter} of epoch '
+                f'{self._epoch + 1}, which does not match {per_epoch} '
+                f'iterations per epoch (another batch size or number of '
+                f'processes?); restarting the epoch from its first batch.')
+            done = 0
+        batches = self._start_epoch(done)
+        if self.resume_rng_state is not None:
+            set_rng_state(self.resume_rng_state)
+            self.resume_rng_state = None
+        for idx, data_batch in enumerate(batches, start=done):
+            self.run_iter(idx, data_batch)
+        self.runner.call_hook('after_train_epoch')
+        self._epoch += 1
+
+    def _start_epoch(self, done: int):
+        if done == 0:
+            return iter(self.dataloader)
+        sampler = self.dataloader.sampler
+        batch_sampler = self.dataloader.batch_sampler
+        epoch = self._epoch + 1
+        if (hasattr(sampler, 'skip') and type(batch_sampler) is BatchSampler
+                and batch_sampler.sampler is sampler):
+            sampler.skip(done * batch_sampler.batch_size)
+            self.runner.logger.info(
+                f'Resuming inside epoch {epoch}: its first {done} batches '
+                f'were trained before the checkpoint; continuing with batch '
+                f'{done + 1}.')
+            return iter(self.dataloader)
+        self.runner.logger.info(
+            f'Resuming inside epoch {epoch}: loading and discarding its '
+            f'first {done} batches (the sampler cannot skip; use '
+            f'ResumableSampler to skip without loading).')
+        batches = iter(self.dataloader)
+        for _ in range(done):
+            next(batches)
+        return batches
+
+
+# ---- the runner ---------------------------------------------------------
+
+@RUNNERS.register_module()
+class CI2PRunner(Runner):
+    """mmengine's Runner, with checked loading, atomic saving and exact
+    resume (see this module's docstring)."""
+
+    #: ``SafeCheckpointHook`` leaves atomic writing to the runner.
+    saves_atomically = True
+
+    # -- building --
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        loader = Runner.build_dataloader(dataloader, seed=seed,
+                                         diff_rank_seed=diff_rank_seed)
+        if isinstance(loader, DataLoader) and loader.generator is None:
+            # Each new iterator draws a base seed; from the global
+            # generator, that would shift dropout etc. by one draw per
+            # epoch and validation, which a resumed run cannot replay.
+            generator = torch.Generator()
+            generator.manual_seed(0 if seed is None else int(seed))
+            loader.generator = generator
+        return loader
+
+    def build_train_loop(self, loop):
+        if isinstance(loop, dict):
+            loop = copy.deepcopy(loop)
+            if loop.get('type') in ('EpochBasedTrainLoop',
+                                    EpochBasedTrainLoop):
+                loop.pop('type')
+                loop['by_epoch'] = True
+            if 'type' not in loop and loop.get('by_epoch', False):
+                loop.pop('by_epoch')
+                return ResumableEpochBasedTrainLoop(
+                    **loop, runner=self, dataloader=self._train_dataloader)
+        return super().build_train_loop(loop)
+
+    @property
+    def _bare_model(self):
+        return self.model.module if is_model_wrapper(self.model) \
+            else self.model
+
+    # -- loading --
+    def _init_model_weights(self) -> None:
+        check_pretrained_init_cfgs(self._bare_model)
+        super()._init_model_weights()
+
+    def load_checkpoint(self, filename, map_location='cpu', strict=False,
+                        revise_keys=[(r'^module.', '')]):
+        checkpoint = read_checkpoint_file(filename, map_location)
+        if getattr(self, '_resuming', False):
+            meta = checkpoint.get('meta') if isinstance(checkpoint,
+                                                        dict) else None
+            if not (isinstance(meta, dict) and 'epoch' in meta
+                    and 'iter' in meta):
+                raise CheckpointError(
+                    f'Checkpoint {filename} cannot be resumed from: it holds '
+                    f'no training state (no meta epoch/iter; a weights-only '
+                    f'or published file?). Start a new run from its weights '
+                    f'with load_from={filename} instead of --resume.')
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self._bare_model
+        state_dict = extract_state_dict(checkpoint, filename, revise_keys)
+        check_codecs(model, checkpoint, filename)
+        check_state_dict_fits(
+            model, state_dict, filename,
+            f'the model of this config ({type(model).__name__} with '
+            f'{self._describe_model()})', describe_saved_model(checkpoint))
+        checkpoint = _load_checkpoint_to_model(
+            model, checkpoint, strict, revise_keys=revise_keys)
+        self._loaded_meta = checkpoint.get('meta', {}) or {}
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    def _describe_model(self) -> str:
+        backbone = (self.cfg.get('model') or {}).get('backbone') or {}
+        parts = [f'backbone {backbone.get("type")}']
+        for key in ('arch', 'img_size'):
+            if key in backbone:
+                parts.append(f'{key}={backbone[key]}')
+        codecs = set(model_codecs(self._bare_model).values())
+        parts += [f'codec={c} quality={q}' for c, q in sorted(codecs)]
+        return ', '.join(parts)
+
+    def resume(self, filename, resume_optimizer=True,
+               resume_param_scheduler=True, map_location='default'):
+        self._resuming = True
+        try:
+            super().resume(filename, resume_optimizer,
+                           resume_param_scheduler, map_location)
+        finally:
+            self._resuming = False
+        sampler = getattr(self.train_dataloader, 'sampler', None)
+        if getattr(sampler, 'seed', self.seed) != self.seed:
+            # The sampler was built before the checkpoint's seed was known.
+            sampler.seed = self.seed
+        rng = self._loaded_meta.get('ci2p_rng')
+        if isinstance(self.train_loop, ResumableEpochBasedTrainLoop):
+            self.train_loop.resume_rng_state = rng
+        elif rng is not None:
+            set_rng_state(rng)
+
+    def load_or_resume(self) -> None:
+        if self._has_loaded:
+            return
+        if self._resume and self._load_from is None:
+            path = find_resumable_checkpoint(self.work_dir, self.logger)
+            if path is None:
+                self.logger.info(
+                    f'--resume: no checkpoint in {self.work_dir} yet; '
+                    f'starting from the beginning.')
+                return
+            self.logger.info(f'Auto-resuming from {path}.')
+            self.resume(path)
+            self._has_loaded = True
+            return
+        super().load_or_resume()
+
+    # -- saving --
+    @master_only
+    def save_checkpoint(self, out_dir, filename, file_client_args=None,
+                        save_optimizer=True, save_param_scheduler=True,
+                        meta=None, by_epoch=True, backend_args=None):
+        meta = dict(meta or {})
+        meta['ci2p_rng'] = get_rng_state()
+        meta['ci2p_codecs'] = {
+            name: [codec, quality]
+            for name, (codec, quality) in model_codecs(
+                self._bare_model).items()
+        }
+        args = (file_client_args, save_optimizer, save_param_scheduler, meta,
+                by_epoch, backend_args)
+        local = file_client_args is None and isinstance(
+            get_file_backend(out_dir, backend_args=backend_args),
+            LocalBackend)
+        if not local:  # object stores replace objects whole anyway
+            return super().save_checkpoint(out_dir, filename, *args)
+        super().save_checkpoint(out_dir, f'{filename}.tmp', *args)
+        replace_atomically(osp.join(out_dir, f'{filename}.tmp'),
+                           osp.join(out_dir, filename))
+
+
+# ``runner_type='CI2PRunner'`` is looked up before mmpretrain's scope is
+# set (tools and mim call RUNNERS.build(cfg)), so the root knows it too.
+if 'CI2PRunner' not in MMENGINE_RUNNERS.module_dict:
+    MMENGINE_RUNNERS.register_module(module=CI2PRunner)
+
+
+def check_pretrained_init_cfgs(model) -> None:
+    """Check every ``init_cfg=dict(type='Pretrained', ...)`` in ``model``
+    before mmengine loads it (with ``strict=False``, warning only)."""
+    for name, module in model.named_modules():
+        cfgs = getattr(module, 'init_cfg', None)
+        for cfg in cfgs if isinstance(cfgs, list) else [cfgs]:
+            if not isinstance(cfg, dict) or cfg.get('type') != 'Pretrained':
+                continue
+            filename = cfg.get('checkpoint')
+            prefix = cfg.get('prefix')
+            where = (f'{name or type(model).__name__} (init_cfg=Pretrained'
+                     f'{f", prefix={prefix!r}" if prefix else ""})')
+            checkpoint = read_checkpoint_file(filename,
+                                              cfg.get('map_location', 'cpu'))
+            if prefix:
+                state_dict = extract_state_dict(checkpoint, filename, ())
+                prefix = prefix if prefix.endswith('.') else prefix + '.'
+                heads = sorted({k.split('.')[0] + '.' for k in state_dict})
+                state_dict = {k[len(prefix):]: v
+                              for k, v in state_dict.items()
+                              if k.startswith(prefix)}
+                if not state_dict:
+                    raise CheckpointError(
+                        f'Checkpoint {filename} has no weights under '
+                        f'prefix {prefix!r} for {where}; its keys start '
+                        f'with {heads[:6]}.')
+            else:
+                state_dict = extract_state_dict(checkpoint, filename)
+            check_codecs(module, checkpoint, filename)
+            check_state_dict_fits(module, state_dict, filename, where,
+                                  describe_saved_model(checkpoint))
