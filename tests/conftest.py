@@ -56,3 +56,64 @@ def run_tool(*args, timeout=600, env=None):
         raise AssertionError(f'{args} failed ({proc.returncode}):\n'
                              f'{output[-4000:]}')
     return output
+
+
+# ---------------------------------------------------------------- codecs ---
+def load_tool(relpath, name):
+    """Import a script under tools/ as a module (once per session)."""
+    import importlib.util
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, osp.join(REPO, relpath))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def make_codec_images(root, n=24, size=64, seed=0):
+    """Smooth gradients with a disc or a square (PNG): easy to compress."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        a, b, c = rng.uniform(0, 1, (3, 3))
+        img = a * xx[..., None] + b * yy[..., None] + 0.3 * c
+        cy, cx, r = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), 0.2
+        shape = ((yy - cy)**2 + (xx - cx)**2 < r**2) if i % 2 else (
+            (abs(yy - cy) < r) & (abs(xx - cx) < r))
+        img = np.where(shape[..., None], rng.uniform(0, 1, 3), img)
+        img = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+        Image.fromarray(img).save(root / f'img_{i:02d}.png')
+    return root
+
+
+def codec_train_args(image_dir, work_dir, iters=40, *extra):
+    """tools/train_codec.py options for a small CPU run: the --quick preset
+    (lr 1e-3, warmup, cosine, --data-init) on batches of four 64 px crops,
+    validation on a quarter of the images every 20 iterations."""
+    return [str(image_dir), '--work-dir', str(work_dir), '--quick',
+            '--iters', str(iters), '--warmup-iters', '10', '--batch-size',
+            '4', '--val-ratio', '0.25', '--val-interval', '20',
+            '--log-interval', '5', '--device', 'cpu', '--no-progress',
+            '--seed', '0', *extra]
+
+
+@pytest.fixture(scope='session')
+def train_codec_tool():
+    return load_tool('tools/train_codec.py', 'train_codec')
+
+
+@pytest.fixture(scope='session')
+def codec_images(tmp_path_factory):
+    return make_codec_images(tmp_path_factory.mktemp('codec_images'))
+
+
+@pytest.fixture(scope='session')
+def trained_codec(train_codec_tool, codec_images, tmp_path_factory):
+    """(work_dir, codec_final.pth) of a codec trained 40 iterations."""
+    work_dir = tmp_path_factory.mktemp('codec_run')
+    final = train_codec_tool.main(codec_train_args(codec_images, work_dir))
+    return work_dir, final

@@ -88,18 +88,6 @@ def test_recorded_identity_must_match(tmp_path, codec):
     assert build_codec('bmshj2018-factorized', 4, pretrained=str(zoo_name))
 
 
-def test_offline_download_error_says_what_to_do(monkeypatch):
-    def offline(*args, **kwargs):
-        raise OSError('Name or service not known')
-
-    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', offline)
-    with pytest.raises(CodecWeightsError) as info:
-        CI2PPatchEmbed(pretrained=True)
-    message = str(info.value)
-    assert 'Offline?' in message and 'pretrained=' in message
-    assert 'train_codec.py' in message
-
-
 def test_pretrained_true_uses_the_zoo_url(monkeypatch, codec):
     seen = []
 

@@ -139,6 +139,14 @@ def download_zoo_weights(codec: str, quality: int,
             f'{osp.join(torch.hub.get_dir(), "checkpoints")} or pass a local '
             f'checkpoint with patch_cfg=dict(pretrained="/path/to/codec.pth")'
             f' (tools/train_codec.py trains one).') from err
+    except Exception as err:  # a truncated or corrupt file in the cache
+        cached = osp.join(torch.hub.get_dir(), 'checkpoints',
+                          url.rsplit('/', 1)[-1])
+        raise CodecWeightsError(
+            f'CompressAI weights for {codec!r} quality {quality} in '
+            f'torch.hub\'s cache, {cached}, cannot be read '
+            f'({type(err).__name__}: {err}). Delete the file to download it '
+            f'again.') from err
     return load_pretrained(state_dict)
 
 
@@ -206,9 +214,11 @@ def load_into_codec(model: CompressionModel, state_dict: Dict[str,
                                                               torch.Tensor],
                     source: str, codec: str, quality: int) -> None:
     """Load weights exactly; name what does not fit."""
-    # Entropy-coder tables (_quantized_cdf, ...) exist only after update()
-    # and vary in size: they say nothing about the architecture.
-    tables = ('_quantized_cdf', '_offset', '_cdf_length')
+    # Entropy-coder tables (_quantized_cdf, ..., and GaussianConditional's
+    # scale_table) exist only after update() and vary in size: they say
+    # nothing about the architecture. CompressionModel.load_state_dict
+    # resizes exactly these buffers before loading.
+    tables = ('_quantized_cdf', '_offset', '_cdf_length', 'scale_table')
     expected = {k: v for k, v in model.state_dict().items()
                 if not k.endswith(tables)}
     given = {k: v for k, v in state_dict.items() if not k.endswith(tables)}
