@@ -11,11 +11,11 @@ reduction against the first config at the same size.
 """
 import argparse
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmpretrain.registry import MODELS
 
 import ci2p_mm  # noqa: F401
-from ci2p_mm.utils import model_flops
+from ci2p_mm.utils import load_model_config, model_flops
 
 
 def parse_args(argv=None):
@@ -41,15 +41,8 @@ def parse_args(argv=None):
 
 
 def build_model(config, args):
-    cfg = Config.fromfile(config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    model_cfg = cfg.model
-    if 'data_preprocessor' in cfg:
-        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    if args.no_pretrained and 'patch_cfg' in model_cfg.get('backbone', {}):
-        model_cfg.backbone.patch_cfg.pretrained = False
-    return MODELS.build(model_cfg)
+    cfg = load_model_config(config, args.cfg_options, args.no_pretrained)
+    return MODELS.build(cfg.model)
 
 
 def main(argv=None):
