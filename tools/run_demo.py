@@ -5,9 +5,9 @@
 1. writes a toy Animals-10 (ten pattern classes, real .jpeg/.jpg/.png files
    in Kaggle's raw-img/<italian class>/ layout) and splits it with
    tools/dataset_converters/prepare_animals10.py;
-2. gets codec weights: CompressAI's q5 weights if torch.hub has them
-   cached (or --codec-weights zoo downloads them), else trains a codec on
-   the toy images with tools/train_codec.py --quick;
+2. gets codec weights: CompressAI's q5 weights from torch.hub's cache, or
+   downloaded through CompressAI's zoo; if that fails (offline), trains a
+   codec on the toy images with tools/train_codec.py --quick, and says so;
 3. trains a small CI2P-ViT (configs/demo/ci2p_vit_tiny_toy.py) and the
    matching plain ViT (configs/demo/vit_tiny_toy.py) with tools/train.py;
 4. evaluates both checkpoints with tools/test.py, counts FLOPs, plots the
@@ -31,6 +31,11 @@ MODELS = (
     ('ViT/16', 'configs/demo/vit_tiny_toy.py'),
 )
 IMG_SIZE = 128  # what the demo configs' pipelines resize to
+PAPER_MODELS = (
+    ('ViT-B/16', 'configs/vit_b16_animals10.py'),
+    ('CI2P-ViT-B', 'configs/ci2p_vit_animals10.py'),
+)
+PAPER_SIZE = 256
 
 
 def parse_args(argv=None):
@@ -41,9 +46,10 @@ def parse_args(argv=None):
     parser.add_argument('--images-per-class', type=int, default=30)
     parser.add_argument(
         '--codec-weights', default='auto',
-        help="'auto': CompressAI's cached q5 weights if present, else train "
-        "a codec here; 'zoo': download CompressAI's weights; 'train': "
-        'always train; or a path to a codec checkpoint')
+        help="'auto': CompressAI's q5 weights (cached, or downloaded), else "
+        "train a codec here; 'zoo': CompressAI's weights or fail; 'train': "
+        'always train (no download attempt); or a path to a codec '
+        'checkpoint')
     parser.add_argument('--codec-iters', type=int, default=None,
                         help='codec training iterations (default: --quick)')
     return parser.parse_args(argv)
@@ -75,27 +81,66 @@ def cached_zoo_weights():
     return path if osp.isfile(path) else None
 
 
+def download_zoo_weights(timeout=30):
+    """Fetch CompressAI's q5 weights into torch.hub's cache; return None,
+    or the one-line reason it failed."""
+    import socket
+
+    from ci2p_mm.models.codec import CodecWeightsError, download_zoo_weights
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # a firewall that drops packets
+    try:
+        download_zoo_weights('bmshj2018-factorized', 5)
+    except CodecWeightsError as err:
+        return str(err)
+    finally:
+        socket.setdefaulttimeout(previous)
+    return None
+
+
 def codec_weights(args, raw_dir, logs):
     """Return (pretrained value for patch_cfg, a sentence saying which)."""
     choice = args.codec_weights
-    if choice == 'zoo':
-        return True, "CompressAI's published q5 weights (downloaded)"
-    if choice == 'auto' and cached_zoo_weights():
-        return True, ("CompressAI's published q5 weights (torch.hub cache: "
-                      f'{cached_zoo_weights()})')
-    if choice not in ('auto', 'train'):
+    if choice in ('auto', 'zoo'):
+        if cached_zoo_weights():
+            return True, ("CompressAI's published q5 weights (torch.hub "
+                          f'cache: {cached_zoo_weights()})')
+        print("  downloading CompressAI's q5 weights through its zoo ...",
+              flush=True)
+        failure = download_zoo_weights()
+        if failure is None:
+            return True, ("CompressAI's published q5 weights (downloaded to "
+                          f'{cached_zoo_weights()})')
+        print(f'  {failure}')
+        if choice == 'zoo':
+            sys.exit('run_demo: --codec-weights zoo: no CompressAI weights.')
+    elif choice != 'train':
         return osp.abspath(choice), f'the codec checkpoint {choice}'
     work = osp.join(args.work_dir, 'codec')
-    cmd = ['tools/train_codec.py', raw_dir, '--work-dir', work, '--quick']
+    cmd = ['tools/train_codec.py', raw_dir, '--work-dir', work, '--quick',
+           '--no-progress']
     if args.codec_iters:
         cmd += ['--iters', str(args.codec_iters)]
-    print("No CompressAI weights here (offline?): training a codec on the "
-          'toy images with tools/train_codec.py.')
+    print('  No CompressAI weights: training a codec on the toy images with '
+          'tools/train_codec.py --quick (CI2P then uses its g_a).')
     run(cmd, osp.join(logs, 'train_codec.log'))
     path = osp.abspath(osp.join(work, 'codec_final.pth'))
     return path, (f'a bmshj2018-factorized q5 codec trained here on the toy '
-                  f'images by tools/train_codec.py ({path}); CompressAI\'s '
-                  f'published weights were not available')
+                  f'images by tools/train_codec.py --quick ({path}), not '
+                  f"CompressAI's published weights")
+
+
+def paper_size_flops():
+    """FLOPs of the paper's ViT-B/16 and CI2P-ViT-B at 256x256."""
+    from mmpretrain.registry import MODELS as REGISTRY
+
+    from ci2p_mm.utils import load_model_config, model_flops
+    flops = {}
+    for name, config in PAPER_MODELS:
+        cfg = load_model_config(osp.join(REPO, config), no_pretrained=True)
+        flops[name] = model_flops(REGISTRY.build(cfg.model),
+                                  (PAPER_SIZE, PAPER_SIZE))['flops']
+    return flops
 
 
 def main(argv=None):
@@ -178,10 +223,19 @@ def main(argv=None):
               f'{r["flops"] / base["flops"]:>8.2f}x'
               f'{r["params"] / 1e6:>10.2f}{r["train_time"]:>9.1f}'
               f'{r["train_time"] / base["train_time"]:>7.2f}x')
+    paper = paper_size_flops()
+    print(f'\nAt the paper\'s size (ViT-B, {PAPER_SIZE}x{PAPER_SIZE}): '
+          f'CI2P-ViT-B {paper["CI2P-ViT-B"] / 1e9:.2f} GFLOPs vs ViT-B/16 '
+          f'{paper["ViT-B/16"] / 1e9:.2f} '
+          f'({100 * (paper["CI2P-ViT-B"] / paper["ViT-B/16"] - 1):+.0f}%). '
+          'The toy models are DeiT-tiny wide at 128x128, where the codec '
+          "encoder's fixed cost outweighs the tokens it saves; see the "
+          "README's FLOPs and speed tables for the ViT-B scale.")
     summary = osp.join(args.work_dir, 'demo_results.json')
     with open(summary, 'w') as f:
         json.dump(dict(codec=codec_note, img_size=IMG_SIZE,
-                       epochs=args.epochs, results=results), f, indent=2)
+                       epochs=args.epochs, results=results,
+                       paper_size_flops=paper), f, indent=2)
     print(f'\nCurves: {plot}\nResults: {summary}\n'
           f'Total wall time: {time.time() - start:.0f} s')
     return results
