@@ -59,9 +59,10 @@ def run_tool(*args, timeout=600, env=None):
 
 
 # ---------------------------------------------------------------- codecs ---
-def load_tool(relpath, name):
+def load_tool(relpath, name=None):
     """Import a script under tools/ as a module (once per session)."""
     import importlib.util
+    name = name or 'tool_' + osp.splitext(osp.basename(relpath))[0]
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(
             name, osp.join(REPO, relpath))

@@ -8,13 +8,13 @@ the tools cover each entry point; the many variants of "does not fit" are
 checked on the same functions directly, which is faster.
 """
 import glob
-import importlib.util
 import os
 import os.path as osp
 
 import pytest
 import torch
 from _reliability import REPO, TINY_ARCH, make_toy_data, write_config
+from conftest import load_tool
 from mmengine.config import Config
 
 from ci2p_mm.engine import CheckpointError, read_checkpoint_file
@@ -22,14 +22,6 @@ from ci2p_mm.engine.checkpoint import (check_codecs, check_state_dict_fits,
                                        describe_saved_model,
                                        extract_state_dict)
 from ci2p_mm.engine.runner import check_pretrained_init_cfgs
-
-
-def load_tool(relpath):
-    spec = importlib.util.spec_from_file_location(
-        'tool_' + osp.basename(relpath)[:-3], osp.join(REPO, relpath))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')

@@ -4,7 +4,6 @@ Covers issue 6, point 1: LoadImageRGB, skip_bad_images (train and
 evaluation sets), the per-epoch count in the log, verify_dataset.py, and the
 sampler that makes augmentation independent of workers and resume.
 """
-import importlib.util
 import os
 import os.path as osp
 import pickle
@@ -13,19 +12,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from _reliability import REPO, make_toy_data, write_config, write_messy_files
+from _reliability import make_toy_data, write_config, write_messy_files
+from conftest import load_tool
 from PIL import ImageFile
 
 from ci2p_mm.datasets import (Animals10, BadImageError, LoadImageRGB,
                               ResumableSampler, SeededIndex)
-
-
-def load_tool(relpath):
-    spec = importlib.util.spec_from_file_location(
-        'tool_' + osp.basename(relpath)[:-3], osp.join(REPO, relpath))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')

@@ -2,7 +2,6 @@
 
 Issue 6, point 5: NonFiniteLossHook (in configs/_base_/default_runtime.py).
 """
-import importlib.util
 import os
 import os.path as osp
 from types import SimpleNamespace
@@ -10,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from _reliability import REPO, make_toy_data, write_config
+from conftest import load_tool
 from mmengine.config import Config
 
 from ci2p_mm.engine import NonFiniteLossHook
@@ -52,10 +52,7 @@ def test_training_stops_at_the_first_non_finite_loss(tmp_path):
     config = write_config(tmp_path, root, epochs=1, extra=(
         "model['head']['loss'] = dict(type='CrossEntropyLoss', "
         "loss_weight=float('inf'))\n"))
-    spec = importlib.util.spec_from_file_location(
-        'train_tool', osp.join(REPO, 'tools', 'train.py'))
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    train = load_tool('tools/train.py')
     work_dir = str(tmp_path / 'work')
     with pytest.raises(FloatingPointError,
                        match=r'Non-finite loss at iteration 1 \(epoch 1, '

@@ -130,17 +130,20 @@ def codec_weights(args, raw_dir, logs):
                   f"CompressAI's published weights")
 
 
-def paper_size_flops():
-    """FLOPs of the paper's ViT-B/16 and CI2P-ViT-B at 256x256."""
+def config_flops(config, size):
+    """FLOPs and params of a config's model at ``size`` x ``size``."""
     from mmpretrain.registry import MODELS as REGISTRY
 
     from ci2p_mm.utils import load_model_config, model_flops
-    flops = {}
-    for name, config in PAPER_MODELS:
-        cfg = load_model_config(osp.join(REPO, config), no_pretrained=True)
-        flops[name] = model_flops(REGISTRY.build(cfg.model),
-                                  (PAPER_SIZE, PAPER_SIZE))['flops']
-    return flops
+    # no_pretrained: FLOPs do not depend on the codec weights
+    cfg = load_model_config(osp.join(REPO, config), no_pretrained=True)
+    return model_flops(REGISTRY.build(cfg.model), (size, size))
+
+
+def paper_size_flops():
+    """FLOPs of the paper's ViT-B/16 and CI2P-ViT-B at 256x256."""
+    return {name: config_flops(config, PAPER_SIZE)['flops']
+            for name, config in PAPER_MODELS}
 
 
 def main(argv=None):
@@ -193,19 +196,8 @@ def main(argv=None):
                              top1=metrics['accuracy/top1'], opts=opts)
 
     print('[5/5] FLOPs and curves')
-    from mmengine.config import Config
-    from mmpretrain.registry import MODELS as REGISTRY
-
-    import ci2p_mm  # noqa: F401
-    from ci2p_mm.utils import model_flops
-    for name, res in results.items():
-        cfg = Config.fromfile(osp.join(REPO, res['config']))
-        cfg.merge_from_dict(dict(
-            o.split('=', 1) for o in res['opts'] if o.startswith('model.')))
-        if 'patch_cfg' in cfg.model.backbone:
-            cfg.model.backbone.patch_cfg.pretrained = False  # same FLOPs
-        res.update(model_flops(REGISTRY.build(cfg.model),
-                               (IMG_SIZE, IMG_SIZE)))
+    for res in results.values():
+        res.update(config_flops(res['config'], IMG_SIZE))
     plot = osp.join(args.work_dir, 'curves.png')
     run(['tools/analysis_tools/plot_curves.py'] +
         [r['work_dir'] for r in results.values()] + ['--labels'] +

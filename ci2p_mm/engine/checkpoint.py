@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 from mmengine.logging import HistoryBuffer
 
+from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
+
 
 #: HistoryBuffer's built-in statistics (its registry fills lazily).
 _STATISTICS = ('min', 'max', 'current', 'mean')
@@ -184,13 +186,6 @@ def extract_state_dict(checkpoint, filename: str,
     return state_dict
 
 
-def _listing(items, n=5) -> str:
-    items = list(items)
-    shown = ', '.join(items[:n])
-    more = f', ... ({len(items)} in all)' if len(items) > n else ''
-    return shown + more
-
-
 def check_state_dict_fits(module: nn.Module, state_dict: dict, source: str,
                           what: str, saved_as: str = '') -> None:
     """Raise :class:`CheckpointError` unless ``state_dict`` loads into
@@ -205,24 +200,20 @@ def check_state_dict_fits(module: nn.Module, state_dict: dict, source: str,
         prefix = f'{name}.' if name else ''
         for hook in getattr(sub, '_load_state_dict_pre_hooks', {}).values():
             hook(state_dict, prefix, {}, True, [], [], [])
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state_dict
-               and not k.endswith('num_batches_tracked')]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong_shape = [
-        f'{k}: file {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}'
-        for k, v in expected.items()
-        if k in state_dict and state_dict[k].shape != v.shape
-    ]
-    if not (missing or unexpected or wrong_shape):
+    mismatch = compare_state_dicts(
+        module.state_dict(), state_dict,
+        may_be_missing=lambda k: k.endswith('num_batches_tracked'))
+    if not mismatch:
         return
     problems = []
-    if missing:
-        problems.append(f'missing from the file: {_listing(missing)}')
-    if unexpected:
-        problems.append(f'not in the model: {_listing(unexpected)}')
-    if wrong_shape:
-        problems.append(f'different shapes: {_listing(wrong_shape, 3)}')
+    if mismatch.missing:
+        problems.append(
+            f'missing from the file: {listing(mismatch.missing)}')
+    if mismatch.unexpected:
+        problems.append(f'not in the model: {listing(mismatch.unexpected)}')
+    if mismatch.wrong_shape:
+        problems.append(
+            f'different shapes: {listing(mismatch.wrong_shape, 3)}')
     saved = f' The file was saved from {saved_as}.' if saved_as else ''
     raise CheckpointError(
         f'Checkpoint {source} does not fit {what}: ' + '; '.join(problems) +

@@ -16,6 +16,8 @@ from compressai.models import CompressionModel
 from compressai.zoo import image as zoo_image
 from compressai.zoo.pretrained import load_pretrained
 
+from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
+
 # CompressAI's zoo spells one architecture two ways (``model_architectures``
 # says 'bmshj2018_factorized_relu', ``cfgs`` says
 # 'bmshj2018-factorized-relu'), and its ``bmshj2018_factorized_relu()``
@@ -222,35 +224,26 @@ def load_into_codec(model: CompressionModel, state_dict: Dict[str,
     expected = {k: v for k, v in model.state_dict().items()
                 if not k.endswith(tables)}
     given = {k: v for k, v in state_dict.items() if not k.endswith(tables)}
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
     # g_a first: it is the part CI2P uses.
-    wrong_shape = [
-        f'{k}: file {tuple(given[k].shape)} vs model {tuple(v.shape)}'
-        for k, v in sorted(expected.items(),
-                           key=lambda kv: (not kv[0].startswith('g_a.'),
-                                           kv[0]))
-        if k in given and given[k].shape != v.shape
-    ]
-    if missing or unexpected or wrong_shape:
+    mismatch = compare_state_dicts(expected, given,
+                                   first=lambda k: k.startswith('g_a.'))
+    if mismatch:
         problems = []
-        if missing:
-            problems.append(f'missing keys {_head(missing)}')
-        if unexpected:
-            problems.append(f'unexpected keys {_head(unexpected)}')
-        if wrong_shape:
-            problems.append(f'shape mismatches {_head(wrong_shape)}')
+        if mismatch.missing:
+            problems.append(
+                f'missing keys: {listing(sorted(mismatch.missing), 4)}')
+        if mismatch.unexpected:
+            problems.append(
+                f'unexpected keys: {listing(sorted(mismatch.unexpected), 4)}')
+        if mismatch.wrong_shape:
+            problems.append(
+                f'shape mismatches: {listing(mismatch.wrong_shape, 4)}')
         raise CodecWeightsError(
             f'Weights from {source} do not fit {codec!r} quality {quality} '
             f'(N, M = {codec_args(codec, quality)}): ' + '; '.join(problems) +
             '. Was it saved from another codec or quality?')
     # CompressionModel.load_state_dict resizes the entropy-coder buffers.
     model.load_state_dict(state_dict, strict=False)
-
-
-def _head(items, n=4):
-    shown = ', '.join(items[:n])
-    return f'[{shown}{", ..." if len(items) > n else ""}] ({len(items)})'
 
 
 def encoder_stages(encoder: nn.Sequential):

@@ -1,0 +1,44 @@
+"""What keeps a state dict from loading exactly, for error messages."""
+from typing import Callable, Dict, Iterable, List, NamedTuple
+
+import torch
+
+
+class StateDictMismatch(NamedTuple):
+    missing: List[str]  # in the model, not in the file
+    unexpected: List[str]  # in the file, not in the model
+    wrong_shape: List[str]  # 'key: file (..) vs model (..)'
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.wrong_shape)
+
+
+def compare_state_dicts(
+        expected: Dict[str, torch.Tensor],
+        given: Dict[str, torch.Tensor],
+        may_be_missing: Callable[[str], bool] = lambda key: False,
+        first: Callable[[str], bool] = lambda key: False
+) -> StateDictMismatch:
+    """Compare a file's ``given`` tensors with a model's ``expected`` ones.
+
+    Keys for which ``may_be_missing`` is true are not reported missing;
+    shape mismatches of keys for which ``first`` is true are listed first.
+    """
+    missing = [k for k in expected
+               if k not in given and not may_be_missing(k)]
+    unexpected = [k for k in given if k not in expected]
+    wrong_shape = [
+        f'{k}: file {tuple(given[k].shape)} vs model {tuple(v.shape)}'
+        for k, v in sorted(expected.items(),
+                           key=lambda kv: not first(kv[0]))
+        if k in given and given[k].shape != v.shape
+    ]
+    return StateDictMismatch(missing, unexpected, wrong_shape)
+
+
+def listing(items: Iterable[str], n: int = 5) -> str:
+    """The first ``n`` items, and how many there are in all if more."""
+    items = list(items)
+    shown = ', '.join(items[:n])
+    more = f', ... ({len(items)} in all)' if len(items) > n else ''
+    return shown + more
