@@ -104,7 +104,8 @@ def codec_train_args(image_dir, work_dir, iters=40, *extra):
 
 @pytest.fixture(scope='session')
 def train_codec_tool():
-    return load_tool('tools/train_codec.py', 'train_codec')
+    from ci2p_mm.codec import training
+    return training
 
 
 @pytest.fixture(scope='session')

@@ -1,17 +1,16 @@
-"""tools/analysis_tools/codec_report.py on a small codec trained here."""
+"""The codec report (ci2p_mm.codec.report) on a small codec trained here."""
 import json
 import math
 
 import numpy as np
 import pytest
-from conftest import load_tool, make_codec_images
+from conftest import make_codec_images
 from PIL import Image
 
-from ci2p_mm.models.codec import CodecWeightsError
+from ci2p_mm.codec import CodecWeightsError
 from ci2p_mm.utils.images import ImageFolderError
 
-codec_report = load_tool('tools/analysis_tools/codec_report.py',
-                         'codec_report')
+from ci2p_mm.codec import report as codec_report
 
 
 @pytest.fixture(scope='module')
@@ -111,7 +110,7 @@ def test_zoo_file_by_name_without_codec_options(codec, tmp_path):
     import torch
     from compressai.zoo import image as zoo_image
 
-    from ci2p_mm.models.codec import build_codec
+    from ci2p_mm.codec import build_codec
 
     _, images = codec
     url = zoo_image.model_urls['bmshj2018-factorized']['mse'][3]

@@ -1,4 +1,4 @@
-"""tools/train_codec.py: a small codec trained on generated images.
+"""Codec training (ci2p_mm.codec.training): a small codec trained on generated images.
 
 CPU only, no network: the codec is trained from scratch for a few dozen
 iterations on 64x64 crops.
@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import codec_train_args as train_args
-from conftest import load_tool
 from PIL import Image
 
-from ci2p_mm.models.codec import CodecWeightsError
+from ci2p_mm.codec import CodecWeightsError
+from ci2p_mm.codec import training as train_codec
 from ci2p_mm.utils.images import ImageFolderError
-
-train_codec = load_tool('tools/train_codec.py', 'train_codec')
 
 
 def read_log(work_dir):
@@ -67,8 +65,8 @@ def test_final_checkpoint_loads_in_ci2p_with_identical_latents(
         trained_codec):
     from compressai.models import FactorizedPrior
 
-    from ci2p_mm.models.codec import build_codec
-    from ci2p_mm.models.patch_embed import CI2PPatchEmbed
+    from ci2p_mm.codec import build_codec
+    from ci2p_mm.models import CI2PPatchEmbed
 
     _, final = trained_codec
     ckpt = torch.load(final, map_location='cpu', weights_only=True)
@@ -87,7 +85,7 @@ def test_final_checkpoint_loads_in_ci2p_with_identical_latents(
 
 
 def test_checkpoint_of_another_quality_is_refused(trained_codec):
-    from ci2p_mm.models.codec import build_codec
+    from ci2p_mm.codec import build_codec
 
     _, final = trained_codec
     with pytest.raises(CodecWeightsError, match='quality 5'):
@@ -135,7 +133,7 @@ def test_init_from_a_codec_and_resume_refuses_a_final_file(
 
 def test_truncated_checkpoints_are_named(trained_codec, codec_images,
                                          tmp_path):
-    from ci2p_mm.models.patch_embed import CI2PPatchEmbed
+    from ci2p_mm.models import CI2PPatchEmbed
 
     work_dir, final = trained_codec
     (tmp_path / 'w').mkdir()
@@ -191,7 +189,7 @@ def test_default_lambda_is_the_zoos():
 def test_hyperprior_codec_trains_and_loads_in_ci2p(codec_images, tmp_path):
     from compressai.models import ScaleHyperprior
 
-    from ci2p_mm.models.patch_embed import CI2PEncoder
+    from ci2p_mm.models import CI2PEncoder
 
     final = train_codec.main([
         str(codec_images), '--work-dir', str(tmp_path), '--codec',

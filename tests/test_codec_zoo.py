@@ -8,8 +8,8 @@ import os.path as osp
 import pytest
 import torch
 
-from ci2p_mm.models.codec import supported_codecs
-from ci2p_mm.models.patch_embed import CI2PEncoder
+from ci2p_mm.codec import supported_codecs
+from ci2p_mm.models import CI2PEncoder
 
 # (codec, a quality whose g_a ends in 192 channels)
 FITTING = [
@@ -79,7 +79,7 @@ def test_zoo_weights_load_offline_from_the_torch_hub_cache(tmp_path):
     """pretrained=True finds a zoo file put in torch.hub's cache by hand."""
     from compressai.zoo import image as zoo_image
 
-    from ci2p_mm.models.codec import build_codec
+    from ci2p_mm.codec import build_codec
 
     url = zoo_image.model_urls['bmshj2018-factorized']['mse'][5]
     reference = build_codec('bmshj2018-factorized', 5, pretrained=False)
@@ -99,8 +99,8 @@ def test_zoo_weights_load_offline_from_the_torch_hub_cache(tmp_path):
 
 def test_offline_download_error_is_one_line_saying_what_to_do(monkeypatch):
     """What a CI2P config (pretrained=True) gives without internet."""
-    from ci2p_mm.models.codec import CodecWeightsError, build_codec
-    from ci2p_mm.models.patch_embed import CI2PPatchEmbed
+    from ci2p_mm.codec import CodecWeightsError, build_codec
+    from ci2p_mm.models import CI2PPatchEmbed
 
     def offline(*args, **kwargs):
         raise OSError('<urlopen error [Errno -2] Name or service not known>')
@@ -138,7 +138,7 @@ def test_ci2p_configs_ask_for_compressai_weights(config):
 def test_corrupt_file_in_the_torch_hub_cache_is_named(tmp_path):
     from compressai.zoo import image as zoo_image
 
-    from ci2p_mm.models.codec import CodecWeightsError, build_codec
+    from ci2p_mm.codec import CodecWeightsError, build_codec
 
     url = zoo_image.model_urls['bmshj2018-factorized']['mse'][5]
     hub_dir = torch.hub.get_dir()

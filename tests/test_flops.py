@@ -3,7 +3,7 @@ import torch
 from mmpretrain.models.backbones import VisionTransformer
 
 from ci2p_mm.models import CI2PViT
-from ci2p_mm.utils import model_flops
+from ci2p_mm.analysis import model_flops
 
 
 def test_tiny_vit_against_hand_count():

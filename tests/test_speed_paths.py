@@ -12,7 +12,7 @@ from mmpretrain.models import ImageClassifier
 from mmpretrain.structures import DataSample
 
 from ci2p_mm.models import CI2PPatchEmbed, CI2PViT, DualScaleViT
-from ci2p_mm.models.patch_embed import InplaceGDN, use_inplace_gdn
+from ci2p_mm.models.utils import InplaceGDN, use_inplace_gdn
 
 from conftest import REPO, run_tool, write_tiny_config
 

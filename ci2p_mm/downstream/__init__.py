@@ -12,7 +12,7 @@ configs say::
 See ``docs/downstream.md`` for channels and strides per ``out_indices``.
 """
 from ci2p_mm import models  # noqa: F401  (registers the backbones first)
-from .necks import CI2PSimplePyramid
+from ci2p_mm.models.necks import CI2PSimplePyramid
 from .registry import (DOWNSTREAM_MODULES, register_downstream,
                        register_into)
 

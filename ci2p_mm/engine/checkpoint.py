@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 from mmengine.logging import HistoryBuffer
 
+from ci2p_mm.utils.io import load_torch_file, unreadable_message
 from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
 
 
@@ -95,69 +96,11 @@ def read_checkpoint_file(filename: str, map_location='cpu'):
         try:
             return _load_checkpoint(filename, map_location=map_location)
         except Exception as err:
-            raise _read_error(filename, err) from err
-    path = osp.expanduser(filename)
-    if not osp.isfile(path):
-        raise CheckpointError(f'Checkpoint {filename} does not exist.')
-    if osp.getsize(path) == 0:
-        raise CheckpointError(
-            f'Checkpoint {filename} is empty (0 bytes): probably a save that '
-            f'was interrupted. Use an earlier checkpoint.')
-    damaged = _failed_crc(path)
-    if damaged:
-        raise CheckpointError(
-            f'Checkpoint {filename} is corrupt: its record {damaged} fails '
-            f'the CRC-32 check (damaged on disk or in a copy). Copy it again '
-            f'or use an earlier checkpoint.')
-    if map_location == 'default':
-        map_location = 'cpu'
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise _read_error(filename, err) from err
-
-
-def _failed_crc(path: str) -> Optional[str]:
-    """The first record of a torch zip file whose CRC-32 does not match.
-
-    torch does not check CRCs when loading, so flipped bits in tensor data
-    would load silently. Records saved without a CRC (0) are not checked;
-    files that are not whole zip archives are left to ``torch.load``.
-    """
-    if not zipfile.is_zipfile(path):
-        return None
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if info.CRC == 0:
-                    continue
-                try:
-                    with archive.open(info) as f:
-                        while f.read(1 << 24):
-                            pass
-                except zipfile.BadZipFile:
-                    return info.filename
-    except (zipfile.BadZipFile, OSError):
-        return None
-    return None
-
-
-def _read_error(filename: str, err: Exception) -> CheckpointError:
-    text = str(err)
-    if 'Weights only load failed' in text and ('global' in text.lower()):
-        first = next((line for line in text.splitlines()
-                      if 'GLOBAL' in line or 'global' in line), text)
-        return CheckpointError(
-            f'Checkpoint {filename} holds Python objects that torch\'s safe '
-            f'loading (weights_only=True) refuses: {first.strip()} '
-            f'CI2P-MM never switches safe loading off. If you trust the '
-            f'file, re-save only its tensors in a trusted environment, e.g. '
-            f'torch.save({{"state_dict": ckpt["state_dict"]}}, new_file).')
-    return CheckpointError(
-        f'Checkpoint {filename} cannot be read ({type(err).__name__}: '
-        f'{text.splitlines()[0] if text else ""}). Is it truncated (copied '
-        f'or killed while being written) or not a PyTorch checkpoint? Use '
-        f'an earlier checkpoint.')
+            raise CheckpointError(unreadable_message(
+                f'Checkpoint {filename}', err)) from err
+    return load_torch_file(
+        filename, CheckpointError, what=f'Checkpoint {filename}',
+        map_location='cpu' if map_location == 'default' else map_location)
 
 
 def is_complete_checkpoint(path: str) -> bool:
@@ -250,7 +193,7 @@ def describe_saved_model(checkpoint) -> str:
 
 def model_codecs(module: nn.Module) -> Dict[str, Tuple[str, int]]:
     """``{module path: (codec, quality)}`` of the CI2P encoders in it."""
-    from ci2p_mm.models.patch_embed import CI2PEncoder
+    from ci2p_mm.models import CI2PEncoder
     return {
         name: (m.codec, int(m.quality))
         for name, m in module.named_modules() if isinstance(m, CI2PEncoder)
@@ -260,7 +203,7 @@ def model_codecs(module: nn.Module) -> Dict[str, Tuple[str, int]]:
 def checkpoint_codecs(checkpoint) -> Optional[Set[Tuple[str, int]]]:
     """The codecs a checkpoint records (written by ``CI2PRunner``), or read
     from the config it saved; None when it says nothing."""
-    from ci2p_mm.models.codec import canonical_codec_name
+    from ci2p_mm.codec import canonical_codec_name
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     if not isinstance(meta, dict):
         return None

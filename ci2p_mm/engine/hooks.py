@@ -12,7 +12,7 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
 from mmpretrain.registry import HOOKS
 
-from .runner import replace_atomically, write_text_atomically
+from ci2p_mm.utils.io import replace_atomically, write_text_atomically
 
 
 @HOOKS.register_module()

@@ -46,6 +46,7 @@ from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmpretrain.registry import LOOPS, RUNNERS
 from torch.utils.data import BatchSampler, DataLoader
 
+from ci2p_mm.utils.io import replace_atomically
 from .checkpoint import (_REMOTE, CheckpointError, check_codecs,
                          check_state_dict_fits, describe_saved_model,
                          extract_state_dict, is_complete_checkpoint,
@@ -84,35 +85,6 @@ def _to_tuple(value):
     if isinstance(value, (list, tuple)):
         return tuple(_to_tuple(v) for v in value)
     return value
-
-
-# ---- files ----------------------------------------------------------------
-
-def _fsync(path: str, directory: bool = False) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def replace_atomically(tmp: str, final: str) -> None:
-    """Flush ``tmp`` to disk, then rename it over ``final``."""
-    _fsync(tmp)
-    os.replace(tmp, final)
-    _fsync(osp.dirname(osp.abspath(final)), directory=True)
-
-
-def write_text_atomically(path: str, text: str) -> None:
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    replace_atomically(tmp, path)
 
 
 def find_resumable_checkpoint(work_dir: str, logger=None) -> Optional[str]:

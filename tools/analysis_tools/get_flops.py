@@ -15,7 +15,8 @@ from mmengine.config import DictAction
 from mmpretrain.registry import MODELS
 
 import ci2p_mm  # noqa: F401
-from ci2p_mm.utils import load_model_config, model_flops
+from ci2p_mm.analysis import model_flops
+from ci2p_mm.utils import load_model_config
 
 
 def parse_args(argv=None):

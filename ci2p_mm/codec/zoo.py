@@ -16,6 +16,7 @@ from compressai.models import CompressionModel
 from compressai.zoo import image as zoo_image
 from compressai.zoo.pretrained import load_pretrained
 
+from ci2p_mm.utils.io import load_torch_file
 from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
 
 # CompressAI's zoo spells one architecture two ways (``model_architectures``
@@ -165,16 +166,8 @@ def _zoo_file_identity(path: str) -> Optional[Tuple[str, str, int]]:
 
 def read_checkpoint(path: str) -> dict:
     """``torch.load`` a file safely, turning every failure into one error."""
-    if not osp.isfile(path):
-        raise CodecWeightsError(f'Codec checkpoint {path} does not exist.')
-    if osp.getsize(path) == 0:
-        raise CodecWeightsError(f'Codec checkpoint {path} is empty (0 bytes).')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:
-        raise CodecWeightsError(
-            f'Codec checkpoint {path} cannot be read: {type(err).__name__}: '
-            f'{err}. Is it truncated or not a PyTorch file?') from err
+    return load_torch_file(path, CodecWeightsError,
+                           what=f'Codec checkpoint {path}')
 
 
 def load_codec_state_dict(path: str, codec: str,

@@ -4,8 +4,8 @@ from typing import Optional, Sequence, Union
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.registry import MODELS
 
-from .freezing import codec_weights_kept, set_bn_eval
-from .patch_embed import TOKEN_STRIDE, CI2PPatchEmbed
+from ..utils.freezing import codec_weights_kept, set_bn_eval
+from ..utils.patch_embed import TOKEN_STRIDE, CI2PPatchEmbed
 
 
 def check_img_size(img_size: Union[int, Sequence[int]]) -> tuple:

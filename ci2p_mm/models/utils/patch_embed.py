@@ -9,7 +9,7 @@ from mmengine.model import BaseModule
 from mmpretrain.models.utils import InvertedResidual
 from mmpretrain.registry import MODELS
 
-from .codec import (ENCODER_STRIDE, LATENT_CHANNELS, build_codec,
+from ci2p_mm.codec.zoo import (ENCODER_STRIDE, LATENT_CHANNELS, build_codec,
                     check_supported, encoder_stages)
 
 #: Total stride of CI2P tokens: the codec's 16 and PatchReshape's 2.

@@ -13,9 +13,9 @@ from mmpretrain.models.utils import build_norm_layer, resize_pos_embed
 from mmpretrain.registry import MODELS
 
 from .ci2p_vit import check_img_size
-from .codec import ENCODER_STRIDE, LATENT_CHANNELS
-from .freezing import codec_weights_kept, set_bn_eval
-from .patch_embed import CI2PEncoder, CnnReshape, check_image_batch
+from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS
+from ..utils.freezing import codec_weights_kept, set_bn_eval
+from ..utils.patch_embed import CI2PEncoder, CnnReshape, check_image_batch
 
 #: ``out_indices`` names of the encoder's own maps, with their stride.
 ENCODER_OUTS = {'enc_s2': 2, 'enc_s4': 4, 'enc_s8': 8, 'enc_s16': 16}

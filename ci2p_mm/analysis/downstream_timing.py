@@ -1,0 +1,163 @@
+"""Forward / backward / predict times of the downstream models on this machine.
+
+Builds each configs/downstream config (no codec download, no pretrained
+checkpoint), feeds a generated batch and reports median wall times of
+``loss`` (data preprocessor + forward), ``backward`` and ``predict``::
+
+    python tools/analysis_tools/downstream_timing.py               # all three
+    python tools/analysis_tools/downstream_timing.py --det-size 800 1344 \
+        --configs configs/downstream/retinanet_ci2p_vit_ds_fpn_1x_coco.py
+
+Needs the downstream extras (tools/misc/install_mmcv_full.sh).
+"""
+import argparse
+import json
+import os.path as osp
+import statistics
+import sys
+import time
+
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEFAULT_CONFIGS = [
+    'configs/downstream/retinanet_ci2p_vit_ds_fpn_1x_coco.py',
+    'configs/downstream/retinanet_ci2p_vit_simple_pyramid_fpn_1x_coco.py',
+    'configs/downstream/td-hm_ci2p_vit_ds_8xb64-210e_coco-256x192.py',
+]
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--configs', nargs='+', default=DEFAULT_CONFIGS)
+    parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument(
+        '--det-size', type=int, nargs=2, default=[512, 512],
+        metavar=('H', 'W'), help='detection image size (multiples of 32)')
+    parser.add_argument(
+        '--pose-size', type=int, nargs=2, default=[256, 192],
+        metavar=('H', 'W'), help="pose crop size (the config's is 256x192)")
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--arch', help='override the backbone arch')
+    parser.add_argument(
+        '--threads', type=int, help='torch CPU threads (default: torch\'s)')
+    parser.add_argument('--out', help='also write the results as JSON')
+    return parser.parse_args()
+
+
+def build(config, arch):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(osp.join(REPO, config) if not osp.isabs(config)
+                          else config)
+    cfg.model.backbone.patch_cfg.pretrained = False
+    cfg.model.backbone.init_cfg = None
+    if arch:
+        cfg.model.backbone.arch = arch
+    scope = cfg.get('default_scope')
+    init_default_scope(scope)
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS
+    elif scope == 'mmpose':
+        from mmpose.registry import MODELS
+    else:
+        raise ValueError(f'{config}: default_scope {scope!r} is neither '
+                         f'mmdet nor mmpose')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return scope, model
+
+
+def make_batch(scope, args):
+    if scope == 'mmdet':
+        from mmdet.testing import demo_mm_inputs
+        h, w = args.det_size
+        return demo_mm_inputs(batch_size=args.batch_size,
+                              image_shapes=(3, h, w), num_classes=80), (h, w)
+    from mmpose.testing import get_packed_inputs
+    h, w = args.pose_size
+    return get_packed_inputs(
+        batch_size=args.batch_size, img_shape=(h, w), input_size=(w, h),
+        heatmap_size=(w // 4, h // 4), with_simcc_label=False), (h, w)
+
+
+def timed(fn, repeats, warmup):
+    times = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        fn()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(config, args):
+    scope, model = build(config, args.arch)
+    batch, size = make_batch(scope, args)
+    state = {}
+
+    def loss_step():
+        model.train()
+        model.zero_grad(set_to_none=True)
+        data = model.data_preprocessor(batch, True)
+        state['loss'] = model.parse_losses(model(**data, mode='loss'))[0]
+
+    def backward_step():
+        state['loss'].backward()
+
+    def predict_step():
+        model.eval()
+        with torch.no_grad():
+            model(**model.data_preprocessor(batch, False), mode='predict')
+
+    fwd, bwd = [], []
+    for i in range(args.warmup + args.repeats):
+        t0 = time.perf_counter()
+        loss_step()
+        t1 = time.perf_counter()
+        backward_step()
+        t2 = time.perf_counter()
+        if i >= args.warmup:
+            fwd.append(t1 - t0)
+            bwd.append(t2 - t1)
+    pred = timed(predict_step, args.repeats, args.warmup)
+    backbone = model.backbone
+    return dict(
+        config=osp.basename(config),
+        backbone=f'{type(backbone).__name__}({args.arch or "as configured"})',
+        params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        trainable_params_m=round(
+            sum(p.numel() for p in model.parameters() if p.requires_grad)
+            / 1e6, 1),
+        batch=args.batch_size,
+        image=f'{size[0]}x{size[1]}',
+        loss_forward_s=round(statistics.median(fwd), 3),
+        backward_s=round(statistics.median(bwd), 3),
+        predict_s=round(pred, 3))
+
+
+def main():
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import ci2p_mm.downstream  # noqa: F401
+    results = []
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
+          f'CPU; median of {args.repeats} after {args.warmup} warm-up',
+          file=sys.stderr)
+    for config in args.configs:
+        res = measure(config, args)
+        results.append(res)
+        print(json.dumps(res), file=sys.stderr)
+    cols = ['config', 'backbone', 'params_m', 'batch', 'image',
+            'loss_forward_s', 'backward_s', 'predict_s']
+    print('| ' + ' | '.join(cols) + ' |')
+    print('|' + '---|' * len(cols))
+    for res in results:
+        print('| ' + ' | '.join(str(res[c]) for c in cols) + ' |')
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=2)
+

@@ -1,0 +1,285 @@
+"""What a codec keeps: bpp, PSNR and MS-SSIM per image, and picture panels.
+
+    python tools/analysis_tools/codec_report.py \
+        work_dirs/codec/codec_final.pth data/my_images --out-dir report/
+    # CompressAI's published weights (online): CHECKPOINT = pretrained
+    python tools/analysis_tools/codec_report.py pretrained data/my_images \
+        --out-dir report/ --codec bmshj2018-factorized --quality 5
+
+Each image is padded to a multiple of 64 the way CompressAI's
+``compressai.utils.eval_model`` pads (``compressai.ops.compute_padding``:
+centered, zeros), compressed to a real bitstream with ``model.compress()``,
+decompressed, and un-padded. ``bpp`` is the bitstream's length in bits over
+the original image's pixels. If entropy coding is not possible (or with
+``--estimate``), ``bpp`` is the entropy model's estimate from the
+likelihoods instead; the ``bpp_mode`` column says which. As in
+``eval_model``, the entropy-coder tables are recomputed with
+``model.update(force=True)`` first (``--no-update`` keeps the file's).
+
+PSNR and MS-SSIM are computed on 8-bit RGB (as ``eval_model`` does).
+MS-SSIM needs both sides above 160 px (four downsamplings of an 11-px
+window); for smaller images it is left empty and single-scale SSIM (also
+reported for every image) is the structural measure.
+
+Writes ``report.csv``, ``report.json`` and ``panels/<image>.png``: original
+| reconstruction | latent energy (mean of y^2 over g_a's channels, per
+latent position: what CI2P's patches see) | estimated bits per latent
+position.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import os.path as osp
+import sys
+import warnings
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import functional as TF
+
+from compressai.ops import compute_padding
+from pytorch_msssim import ms_ssim, ssim
+
+from ci2p_mm.utils.images import ImageFolderError, list_images, load_rgb
+from . import zoo as codec_module
+from .zoo import (CodecWeightsError, build_codec, canonical_codec_name,
+                  read_checkpoint)
+
+PAD_MULTIPLE = 64  # eval_model: "pad to allow 6 strides of 2"
+MS_SSIM_MIN_SIDE = 161
+COLUMNS = ['image', 'width', 'height', 'bpp', 'bpp_mode', 'psnr',
+           'ms_ssim', 'ssim']
+
+
+def load_codec(checkpoint: str, codec: Optional[str], quality: Optional[int],
+               metric: str = 'mse'):
+    """Build the codec; codec/quality default to what the file records."""
+    if checkpoint == 'pretrained':
+        codec = canonical_codec_name(codec or 'bmshj2018-factorized')
+        quality = 5 if quality is None else quality
+        return build_codec(codec, quality, True, metric), codec, quality
+    ckpt = read_checkpoint(checkpoint)  # clear error if truncated/corrupt
+    recorded = ckpt if isinstance(ckpt, dict) else {}
+    if 'codec' not in recorded:  # a zoo file that kept its name?
+        zoo = codec_module._zoo_file_identity(checkpoint)
+        recorded = {'codec': zoo[0], 'quality': zoo[2]} if zoo else {}
+    codec = canonical_codec_name(
+        codec or recorded.get('codec') or 'bmshj2018-factorized')
+    quality = int(quality if quality is not None else recorded.get(
+        'quality', 5))
+    del ckpt
+    return build_codec(codec, quality, checkpoint), codec, quality
+
+
+def to_8bit(x: torch.Tensor) -> torch.Tensor:
+    return (x * 255).clamp(0, 255).round()
+
+
+def image_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> Dict[str, float]:
+    """PSNR, MS-SSIM (None under 161 px) and SSIM on 8-bit RGB."""
+    org, rec = to_8bit(x), to_8bit(x_hat)
+    mse = (org - rec).pow(2).mean().item()
+    psnr = 10 * math.log10(255**2 / mse) if mse > 0 else float('inf')
+    side = min(x.shape[-2:])
+    msssim = (ms_ssim(org, rec, data_range=255).item()
+              if side >= MS_SSIM_MIN_SIDE else None)
+    ssim_v = ssim(org, rec, data_range=255).item() if side >= 11 else None
+    return {'psnr': psnr, 'ms_ssim': msssim, 'ssim': ssim_v}
+
+
+@torch.no_grad()
+def code_image(model, x: torch.Tensor, estimate: bool) -> dict:
+    """Pad, code, un-pad one ``[1, 3, H, W]`` image; bpp over H*W pixels."""
+    h, w = x.shape[-2:]
+    pad, unpad = compute_padding(h, w, min_div=PAD_MULTIPLE)
+    x_pad = F.pad(x, pad, mode='constant', value=0)
+    num_pixels = h * w
+    out_net = model(x_pad)  # eval mode: rounded latent, its likelihoods
+    lk_y = out_net['likelihoods'].get('y')
+    bits_map = -torch.log2(lk_y).sum(1)[0] if lk_y is not None else None
+    est_bpp = sum(-torch.log2(lk).sum().item()
+                  for lk in out_net['likelihoods'].values()) / num_pixels
+    result = {'bpp_mode': 'estimated', 'bpp': est_bpp,
+              'x_hat': out_net['x_hat']}
+    if not estimate:
+        try:
+            enc = model.compress(x_pad)
+            dec = model.decompress(enc['strings'], enc['shape'])
+            nbits = 8 * sum(len(s[0]) for s in enc['strings'])
+            result = {'bpp_mode': 'actual', 'bpp': nbits / num_pixels,
+                      'x_hat': dec['x_hat']}
+        except Exception as err:  # no entropy coder, tables missing, ...
+            warnings.warn(f'compress() failed ({type(err).__name__}: '
+                          f'{err}); reporting estimated bpp.')
+    result['x_hat'] = F.pad(result['x_hat'], unpad).clamp(0, 1)
+    y = model.g_a(x_pad)
+    # Latent positions covering the original (un-padded) image.
+    left, _, top, _ = pad
+    s = x_pad.shape[-2] // y.shape[-2]  # 16
+    rows = slice(top // s, math.ceil((top + h) / s))
+    cols = slice(left // s, math.ceil((left + w) / s))
+    result['energy'] = y.pow(2).mean(1)[0][rows, cols]
+    result['bits'] = bits_map[rows, cols] if bits_map is not None else None
+    result['latent_shape'] = tuple(y.shape[1:])
+    return result
+
+
+def save_panel(path: str, name: str, x: torch.Tensor, coded: dict,
+               metrics: dict) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    h, w = x.shape[-2:]
+    extent = (0, w, h, 0)
+    maps = [('latent energy: mean $y^2$ over '
+             f'{coded["latent_shape"][0]} ch', coded['energy'], 'magma')]
+    if coded['bits'] is not None:
+        maps.append(('est. bits per latent position', coded['bits'],
+                     'viridis'))
+    n = 2 + len(maps)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6))
+    axes[0].imshow(x[0].permute(1, 2, 0).numpy())
+    axes[0].set_title('original')
+    axes[1].imshow(coded['x_hat'][0].permute(1, 2, 0).numpy())
+    axes[1].set_title(f'reconstruction\n{coded["bpp"]:.3f} bpp '
+                      f'({coded["bpp_mode"]}), {metrics["psnr"]:.2f} dB')
+    for ax, (title, data, cmap) in zip(axes[2:], maps):
+        im = ax.imshow(data.numpy(), cmap=cmap, extent=extent,
+                       interpolation='nearest')
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(name, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _mean(rows, key) -> Optional[float]:
+    vals = [r[key] for r in rows if r[key] is not None
+            and math.isfinite(r[key])]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _cell(v) -> str:
+    if v is None:
+        return '-'
+    return f'{v:.4f}' if isinstance(v, float) else str(v)
+
+
+def print_table(rows: List[dict], mean: dict) -> None:
+    table = [COLUMNS] + [[_cell(r[c]) for c in COLUMNS]
+                         for r in rows + [mean]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+    for i, row in enumerate(table):
+        print('  '.join(c.ljust(wd) for c, wd in zip(row, widths)))
+        if i == 0 or i == len(table) - 2:
+            print('  '.join('-' * wd for wd in widths))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='bpp / PSNR / MS-SSIM and picture panels of a codec '
+        'on an image folder.')
+    parser.add_argument('checkpoint', help='codec checkpoint (e.g. '
+                        'codec_final.pth from tools/train_codec.py, or a '
+                        'CompressAI zoo file); "pretrained" downloads '
+                        "CompressAI's weights")
+    parser.add_argument('image_dir', help='images (searched recursively)')
+    parser.add_argument('--out-dir', required=True)
+    parser.add_argument('--codec', default=None, help='zoo name (default: '
+                        'recorded in the checkpoint, else '
+                        'bmshj2018-factorized)')
+    parser.add_argument('--quality', type=int, default=None,
+                        help='default: recorded in the checkpoint, else 5')
+    parser.add_argument('--metric', default='mse', choices=['mse',
+                                                            'ms-ssim'],
+                        help='which published weights "pretrained" gets')
+    parser.add_argument('--max-images', type=int, default=None)
+    parser.add_argument('--max-panels', type=int, default=16,
+                        help='PNG panels for the first N images (0: none)')
+    parser.add_argument('--estimate', action='store_true',
+                        help='estimated bpp from likelihoods, no entropy '
+                        'coding')
+    parser.add_argument('--no-update', action='store_true',
+                        help="keep the file's entropy-coder tables instead "
+                        'of recomputing them with update(force=True)')
+    parser.add_argument('--device', default='cpu',
+                        help='cpu (default) or cuda; entropy coding runs on '
+                        'the CPU either way')
+    return parser.parse_args(argv)
+
+
+def report(args) -> dict:
+    files = list_images(args.image_dir)[:args.max_images]
+    model, codec, quality = load_codec(args.checkpoint, args.codec,
+                                       args.quality, args.metric)
+    device = torch.device(args.device)
+    model = model.to(device).eval()
+    if not args.no_update:
+        model.update(force=True)
+    os.makedirs(osp.join(args.out_dir, 'panels'), exist_ok=True)
+
+    rows = []
+    for i, path in enumerate(files):
+        x = TF.to_tensor(load_rgb(path)).unsqueeze(0)
+        coded = code_image(model, x.to(device), args.estimate)
+        coded = {k: v.cpu() if isinstance(v, torch.Tensor) else v
+                 for k, v in coded.items()}
+        metrics = image_metrics(x, coded['x_hat'])
+        name = osp.relpath(path, args.image_dir)
+        row = {'image': name, 'width': x.shape[-1], 'height': x.shape[-2],
+               'bpp': coded['bpp'], 'bpp_mode': coded['bpp_mode'], **metrics}
+        rows.append(row)
+        if i < args.max_panels:
+            stem = osp.splitext(name)[0].replace(os.sep, '__')
+            save_panel(osp.join(args.out_dir, 'panels', f'{stem}.png'), name,
+                       x, coded, metrics)
+
+    modes = sorted({r['bpp_mode'] for r in rows})
+    mean = {'image': 'MEAN', 'width': None, 'height': None,
+            'bpp_mode': '/'.join(modes),
+            **{k: _mean(rows, k) for k in ('bpp', 'psnr', 'ms_ssim',
+                                           'ssim')}}
+    print(f'{codec} quality {quality} from {args.checkpoint}: '
+          f'{len(rows)} images, padded to multiples of {PAD_MULTIPLE}.')
+    print_table(rows, mean)
+    if any(r['ms_ssim'] is None for r in rows):
+        print(f'MS-SSIM "-": image side under {MS_SSIM_MIN_SIDE} px '
+              f'(4 downsamplings of an 11-px window); see SSIM.')
+
+    with open(osp.join(args.out_dir, 'report.csv'), 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows + [mean])
+    result = {
+        'checkpoint': args.checkpoint,
+        'codec': codec,
+        'quality': quality,
+        'bpp_mode': mean['bpp_mode'],
+        'padding': f'zeros, centered, to a multiple of {PAD_MULTIPLE} '
+                   '(compressai.utils.eval_model); bpp over original pixels',
+        'mean': {k: mean[k] for k in ('bpp', 'psnr', 'ms_ssim', 'ssim')},
+        'images': rows,
+    }
+    with open(osp.join(args.out_dir, 'report.json'), 'w') as f:
+        json.dump(result, f, indent=2)
+    print(f'Wrote {osp.join(args.out_dir, "report.csv")}, report.json and '
+          f'{min(len(rows), args.max_panels)} panels in '
+          f'{osp.join(args.out_dir, "panels")}.')
+    return result
+
+
+def main(argv=None) -> dict:
+    """Parse ``argv``, write the report; return its summary dict."""
+    return report(parse_args(argv))
+
+
+#: What the command line turns into a one-line error instead of a traceback.
+USER_ERRORS = (ImageFolderError, CodecWeightsError, ValueError)

@@ -1,0 +1,234 @@
+"""The whole CI2P job on a small built-in data set, on a CPU, in minutes.
+
+    python tools/run_demo.py
+
+1. writes a toy Animals-10 (ten pattern classes, real .jpeg/.jpg/.png files
+   in Kaggle's raw-img/<italian class>/ layout) and splits it with
+   tools/dataset_converters/prepare_animals10.py;
+2. gets codec weights: CompressAI's q5 weights from torch.hub's cache, or
+   downloaded through CompressAI's zoo; if that fails (offline), trains a
+   codec on the toy images with tools/train_codec.py --quick, and says so;
+3. trains a small CI2P-ViT (configs/demo/ci2p_vit_tiny_toy.py) and the
+   matching plain ViT (configs/demo/vit_tiny_toy.py) with tools/train.py;
+4. evaluates both checkpoints with tools/test.py, counts FLOPs, plots the
+   curves, and prints top-1, FLOPs and wall time side by side.
+
+Every step runs the real tool in a subprocess; logs go to
+``<work-dir>/logs``.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import pickle
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+MODELS = (
+    ('CI2P-ViT', 'configs/demo/ci2p_vit_tiny_toy.py'),
+    ('ViT/16', 'configs/demo/vit_tiny_toy.py'),
+)
+IMG_SIZE = 128  # what the demo configs' pipelines resize to
+PAPER_MODELS = (
+    ('ViT-B/16', 'configs/vit_b16_animals10.py'),
+    ('CI2P-ViT-B', 'configs/ci2p_vit_animals10.py'),
+)
+PAPER_SIZE = 256
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--work-dir', default='demo_runs',
+                        help='where data, checkpoints and logs go')
+    parser.add_argument('--epochs', type=int, default=12)
+    parser.add_argument('--images-per-class', type=int, default=30)
+    parser.add_argument(
+        '--codec-weights', default='auto',
+        help="'auto': CompressAI's q5 weights (cached, or downloaded), else "
+        "train a codec here; 'zoo': CompressAI's weights or fail; 'train': "
+        'always train (no download attempt); or a path to a codec '
+        'checkpoint')
+    parser.add_argument('--codec-iters', type=int, default=None,
+                        help='codec training iterations (default: --quick)')
+    return parser.parse_args(argv)
+
+
+def run(cmd, log_path, show=('Epoch(', 'accuracy/top1', 'it/s', 'PSNR')):
+    """Run a tool, stream its key lines, keep the full log; fail loudly."""
+    print('  $ ' + ' '.join(cmd), flush=True)
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen(
+            [sys.executable] + cmd, cwd=REPO, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in proc.stdout:
+            log.write(line)
+            if any(key in line for key in show):
+                print('    ' + line.rstrip()[-150:], flush=True)
+        if proc.wait():
+            sys.exit(f'run_demo: step failed (exit {proc.returncode}); see '
+                     f'{log_path}')
+
+
+def cached_zoo_weights():
+    """Path of CompressAI's q5 bmshj2018-factorized file in torch.hub's
+    cache, or None."""
+    import torch
+    from compressai.zoo.image import model_urls
+    url = model_urls['bmshj2018-factorized']['mse'][5]
+    path = osp.join(torch.hub.get_dir(), 'checkpoints', url.rsplit('/', 1)[1])
+    return path if osp.isfile(path) else None
+
+
+def download_zoo_weights(timeout=30):
+    """Fetch CompressAI's q5 weights into torch.hub's cache; return None,
+    or the one-line reason it failed."""
+    import socket
+
+    from ci2p_mm.codec import CodecWeightsError, download_zoo_weights
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # a firewall that drops packets
+    try:
+        download_zoo_weights('bmshj2018-factorized', 5)
+    except CodecWeightsError as err:
+        return str(err)
+    finally:
+        socket.setdefaulttimeout(previous)
+    return None
+
+
+def codec_weights(args, raw_dir, logs):
+    """Return (pretrained value for patch_cfg, a sentence saying which)."""
+    choice = args.codec_weights
+    if choice in ('auto', 'zoo'):
+        if cached_zoo_weights():
+            return True, ("CompressAI's published q5 weights (torch.hub "
+                          f'cache: {cached_zoo_weights()})')
+        print("  downloading CompressAI's q5 weights through its zoo ...",
+              flush=True)
+        failure = download_zoo_weights()
+        if failure is None:
+            return True, ("CompressAI's published q5 weights (downloaded to "
+                          f'{cached_zoo_weights()})')
+        print(f'  {failure}')
+        if choice == 'zoo':
+            sys.exit('run_demo: --codec-weights zoo: no CompressAI weights.')
+    elif choice != 'train':
+        return osp.abspath(choice), f'the codec checkpoint {choice}'
+    work = osp.join(args.work_dir, 'codec')
+    cmd = ['tools/train_codec.py', raw_dir, '--work-dir', work, '--quick',
+           '--no-progress']
+    if args.codec_iters:
+        cmd += ['--iters', str(args.codec_iters)]
+    print('  No CompressAI weights: training a codec on the toy images with '
+          'tools/train_codec.py --quick (CI2P then uses its g_a).')
+    run(cmd, osp.join(logs, 'train_codec.log'))
+    path = osp.abspath(osp.join(work, 'codec_final.pth'))
+    return path, (f'a bmshj2018-factorized q5 codec trained here on the toy '
+                  f'images by tools/train_codec.py --quick ({path}), not '
+                  f"CompressAI's published weights")
+
+
+def config_flops(config, size):
+    """FLOPs and params of a config's model at ``size`` x ``size``."""
+    from mmpretrain.registry import MODELS as REGISTRY
+
+    from ci2p_mm.utils import load_model_config, model_flops
+    # no_pretrained: FLOPs do not depend on the codec weights
+    cfg = load_model_config(osp.join(REPO, config), no_pretrained=True)
+    return model_flops(REGISTRY.build(cfg.model), (size, size))
+
+
+def paper_size_flops():
+    """FLOPs of the paper's ViT-B/16 and CI2P-ViT-B at 256x256."""
+    return {name: config_flops(config, PAPER_SIZE)['flops']
+            for name, config in PAPER_MODELS}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.time()
+    os.makedirs(args.work_dir, exist_ok=True)
+    args.work_dir = osp.abspath(args.work_dir)
+    logs = osp.join(args.work_dir, 'logs')
+    os.makedirs(logs, exist_ok=True)
+    data_root = osp.join(args.work_dir, 'toy_animals10')
+
+    print('[1/5] Toy Animals-10: writing images and the split')
+    sys.path.insert(0, REPO)
+    from ci2p_mm.datasets import make_toy_animals10
+    raw_dir = make_toy_animals10(data_root, args.images_per_class, IMG_SIZE)
+    run(['tools/dataset_converters/prepare_animals10.py', raw_dir, data_root,
+         '--seed', '0'], osp.join(logs, 'prepare.log'), show=('total', ))
+
+    print('[2/5] Codec weights')
+    pretrained, codec_note = codec_weights(args, raw_dir, logs)
+    print(f'  using {codec_note}')
+
+    results = {}
+    data_opts = [
+        f'{split}_dataloader.dataset.data_root={data_root}'
+        for split in ('train', 'val', 'test')
+    ] + [f'train_cfg.max_epochs={args.epochs}']
+    for step, (name, config) in enumerate(MODELS, 3):
+        print(f'[{step}/5] Training {name} ({config}), {args.epochs} epochs')
+        work = osp.join(args.work_dir, osp.splitext(osp.basename(config))[0])
+        opts = list(data_opts)
+        if 'ci2p' in config:
+            opts.append('model.backbone.patch_cfg.pretrained=' +
+                        (repr(pretrained) if isinstance(pretrained, str) else
+                         str(pretrained)))
+        tic = time.time()
+        run(['tools/train.py', config, '--work-dir', work, '--cfg-options'] +
+            opts, osp.join(logs, f'train_{osp.basename(work)}.log'))
+        train_time = time.time() - tic
+        with open(osp.join(work, 'last_checkpoint')) as f:
+            checkpoint = f.read().strip()
+        metrics_file = osp.join(work, 'test_metrics.pkl')
+        run(['tools/test.py', config, checkpoint, '--work-dir', work,
+             '--out', metrics_file, '--out-item', 'metrics', '--cfg-options'] +
+            opts, osp.join(logs, f'test_{osp.basename(work)}.log'))
+        with open(metrics_file, 'rb') as f:
+            metrics = pickle.load(f)
+        results[name] = dict(config=config, work_dir=work,
+                             checkpoint=checkpoint, train_time=train_time,
+                             top1=metrics['accuracy/top1'], opts=opts)
+
+    print('[5/5] FLOPs and curves')
+    for res in results.values():
+        res.update(config_flops(res['config'], IMG_SIZE))
+    plot = osp.join(args.work_dir, 'curves.png')
+    run(['tools/analysis_tools/plot_curves.py'] +
+        [r['work_dir'] for r in results.values()] + ['--labels'] +
+        list(results) + ['--out', plot], osp.join(logs, 'plot.log'),
+        show=('Wrote', ))
+
+    base = results['ViT/16']
+    print(f'\nToy Animals-10, {IMG_SIZE}x{IMG_SIZE}, '
+          f'{args.epochs} epochs, CPU. Codec: {codec_note}.')
+    header = (f'{"model":<10}{"top-1 %":>9}{"GFLOPs":>9}{"vs ViT":>9}'
+              f'{"params M":>10}{"train s":>9}{"vs ViT":>8}')
+    print(header + '\n' + '-' * len(header))
+    for name, r in results.items():
+        print(f'{name:<10}{r["top1"]:>9.2f}{r["flops"] / 1e9:>9.3f}'
+              f'{r["flops"] / base["flops"]:>8.2f}x'
+              f'{r["params"] / 1e6:>10.2f}{r["train_time"]:>9.1f}'
+              f'{r["train_time"] / base["train_time"]:>7.2f}x')
+    paper = paper_size_flops()
+    print(f'\nAt the paper\'s size (ViT-B, {PAPER_SIZE}x{PAPER_SIZE}): '
+          f'CI2P-ViT-B {paper["CI2P-ViT-B"] / 1e9:.2f} GFLOPs vs ViT-B/16 '
+          f'{paper["ViT-B/16"] / 1e9:.2f} '
+          f'({100 * (paper["CI2P-ViT-B"] / paper["ViT-B/16"] - 1):+.0f}%). '
+          'The toy models are DeiT-tiny wide at 128x128, where the codec '
+          "encoder's fixed cost outweighs the tokens it saves; see the "
+          "README's FLOPs and speed tables for the ViT-B scale.")
+    summary = osp.join(args.work_dir, 'demo_results.json')
+    with open(summary, 'w') as f:
+        json.dump(dict(codec=codec_note, img_size=IMG_SIZE,
+                       epochs=args.epochs, results=results,
+                       paper_size_flops=paper), f, indent=2)
+    print(f'\nCurves: {plot}\nResults: {summary}\n'
+          f'Total wall time: {time.time() - start:.0f} s')
+    return results
+

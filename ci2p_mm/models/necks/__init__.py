@@ -1,0 +1,3 @@
+from .simple_pyramid import CI2PSimplePyramid
+
+__all__ = ['CI2PSimplePyramid']

@@ -1,0 +1,57 @@
+"""The command lines under tools/ that only parse and call the package.
+
+The logic is tested through the package modules (test_codec_training,
+test_codec_report, test_speed_paths, ...); here each thin CLI is run as a
+user runs it, in a fresh interpreter, to show that it parses, calls, and
+turns a user error into one line.
+"""
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, codec_train_args, make_codec_images, run_tool
+
+
+def run_failing(*args):
+    proc = subprocess.run([sys.executable, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0, proc.stdout
+    return proc.stderr.strip().splitlines()
+
+
+def test_train_codec_cli_trains_and_reports(tmp_path):
+    images = make_codec_images(tmp_path / 'images', n=8)
+    out = run_tool('tools/train_codec.py',
+                   *codec_train_args(images, tmp_path / 'w', 4))
+    assert osp.isfile(tmp_path / 'w' / 'codec_final.pth')
+    assert 'Saved' in out
+    report = run_tool('tools/analysis_tools/codec_report.py',
+                      str(tmp_path / 'w' / 'codec_final.pth'), str(images),
+                      '--out-dir', str(tmp_path / 'report'))
+    assert osp.isfile(tmp_path / 'report' / 'report.csv')
+    assert 'bpp' in report
+
+
+@pytest.mark.parametrize('tool', ['tools/train_codec.py',
+                                  'tools/analysis_tools/codec_report.py'])
+def test_codec_clis_turn_user_errors_into_one_line(tool, tmp_path):
+    if tool.endswith('train_codec.py'):
+        missing = 'no_such_folder'
+        args = [str(tmp_path / missing), '--work-dir', str(tmp_path / 'w')]
+    else:
+        missing = 'no_such_codec.pth'
+        images = make_codec_images(tmp_path / 'images', n=1)
+        args = [str(tmp_path / missing), str(images), '--out-dir',
+                str(tmp_path / 'r')]
+    last = run_failing(tool, *args)[-1]
+    assert last.startswith(f'{osp.basename(tool)}: error: ')
+    assert missing in last
+
+
+@pytest.mark.parametrize('tool', ['tools/run_demo.py',
+                                  'tools/analysis_tools/benchmark.py',
+                                  'tools/analysis_tools/downstream_timing.py'])
+def test_clis_parse_their_options(tool):
+    out = run_tool(tool, '--help')
+    assert out.startswith('usage: ') and '--' in out
