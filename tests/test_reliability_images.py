@@ -161,7 +161,7 @@ def test_training_without_skip_stops_naming_the_file(dirty_data, tmp_path):
 def test_verify_dataset_lists_every_bad_file(dirty_data, tmp_path, capsys):
     root, bad = dirty_data
     config = write_config(tmp_path, root)
-    verify = load_tool('tools/misc/verify_dataset.py')
+    from ci2p_mm.datasets import verify
     out_file = str(tmp_path / 'bad.tsv')
     assert verify.main([config, '--workers', '2', '--out', out_file]) == 1
     out = capsys.readouterr().out

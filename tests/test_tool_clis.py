@@ -10,7 +10,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, codec_train_args, make_codec_images, run_tool
+from conftest import (REPO, codec_train_args, make_codec_images, run_tool,
+                      write_tiny_config)
 
 
 def run_failing(*args):
@@ -55,3 +56,11 @@ def test_codec_clis_turn_user_errors_into_one_line(tool, tmp_path):
 def test_clis_parse_their_options(tool):
     out = run_tool(tool, '--help')
     assert out.startswith('usage: ') and '--' in out
+
+
+def test_verify_dataset_cli_checks_a_config(toy_animals10, tmp_path):
+    config = write_tiny_config(tmp_path, 'configs/ci2p_vit_animals10.py',
+                               toy_animals10)
+    out = run_tool('tools/misc/verify_dataset.py', config, '--workers', '1')
+    assert 'All images decode.' in out
+    assert 'train Animals10: 40 images, 0 bad' in out
