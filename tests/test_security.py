@@ -244,3 +244,45 @@ def test_every_torch_load_is_the_safe_loader():
               for i, line in enumerate(text.splitlines())
               if re.search(r'weights_only\s*=\s*False', line)]
     assert not unsafe, unsafe
+
+
+# ---- config text inside a checkpoint ------------------------------------
+
+def test_config_text_in_a_checkpoint_never_runs(entry_inputs, tmp_path):
+    """mmengine reads a checkpoint's ``meta['cfg']`` / ``meta['config']``
+    with ``Config.fromstring``, which executes it: safe unpickling lets
+    such strings through. CI2P-MM parses them instead."""
+    marker = tmp_path / 'PWNED'
+    code = (f"open({str(marker)!r}, 'w')\n"
+            "model = dict(backbone=dict(type='CI2PViT'))\n")
+    checkpoint = torch.load(entry_inputs['checkpoint'], weights_only=True)
+    checkpoint['meta'] = dict(cfg=code, config=code, epoch=1, iter=2)
+    hostile = str(tmp_path / 'hostile.pth')
+    torch.save(checkpoint, hostile)
+    no_zoo = ['--cfg-options', 'model.backbone.patch_cfg.pretrained=False']
+
+    metrics = load_tool('tools/test.py').main(
+        [entry_inputs['config'], hostile, '--work-dir',
+         str(tmp_path / 'test')] + no_zoo)
+    assert 'accuracy/top1' in metrics
+    assert not marker.exists()
+
+    with pytest.raises(Exception):  # no optimizer state: not resumable
+        load_tool('tools/train.py').main(
+            [entry_inputs['config'], '--resume', hostile, '--work-dir',
+             str(tmp_path / 'train')] + no_zoo)
+    assert not marker.exists()
+
+
+def test_config_text_reader_reads_literals_only():
+    from ci2p_mm.utils.config_text import UNREADABLE, read_config_text
+    values = read_config_text(
+        "import os\nos.system('true')\n"
+        "model = dict(type='X', depth=-2, sizes=(1, 2), opts=[None, True],"
+        " act=dict(type='GELU'), fn=print, n=len('ab'))\n"
+        "gpu_ids = range(8)\nx: int = 3\n")
+    assert values['model'] == dict(type='X', depth=-2, sizes=(1, 2),
+                                   opts=[None, True], act=dict(type='GELU'),
+                                   fn=UNREADABLE, n=UNREADABLE)
+    assert values['gpu_ids'] is UNREADABLE and 'x' not in values
+    assert read_config_text('model = dict(') == {}

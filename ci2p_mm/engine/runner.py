@@ -50,6 +50,7 @@ from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmpretrain.registry import LOOPS, RUNNERS
 from torch.utils.data import BatchSampler, DataLoader
 
+from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.io import replace_atomically, write_text_atomically
 from .checkpoint import (_REMOTE, CheckpointError, check_codecs,
                          check_state_dict_fits, describe_saved_model,
@@ -267,6 +268,8 @@ class CI2PRunner(Runner):
                     f'no training state (no meta epoch/iter; a weights-only '
                     f'or published file?). Start a new run from its weights '
                     f'with load_from={filename} instead of --resume.')
+        if getattr(self, '_resuming', False):
+            defuse_legacy_config(checkpoint['meta'])
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self._bare_model
         state_dict = extract_state_dict(checkpoint, filename, revise_keys)
@@ -438,6 +441,17 @@ class CI2PRunner(Runner):
                 os.remove(tmp)  # the partial file would only hold space
             raise CheckpointSaveError(
                 save_failure_message(final, err, self.work_dir)) from err
+
+
+def defuse_legacy_config(meta: dict) -> None:
+    """mmengine's ``resume`` executes ``meta['config']`` (Python text, in old
+    checkpoints) to read ``gpu_ids``; keep only that value, as a literal."""
+    if 'config' not in meta:
+        return
+    gpu_ids = read_config_text(str(meta.pop('config'))).get('gpu_ids')
+    if isinstance(gpu_ids, (list, tuple)) and all(
+            type(i) is int for i in gpu_ids):
+        meta['config'] = f'gpu_ids = {list(gpu_ids)!r}\n'
 
 
 class CheckpointSaveError(OSError):
