@@ -88,15 +88,39 @@ def test_recorded_identity_must_match(tmp_path, codec):
     assert build_codec('bmshj2018-factorized', 4, pretrained=str(zoo_name))
 
 
-def test_pretrained_true_uses_the_zoo_url(monkeypatch, codec):
+def test_pretrained_true_downloads_the_zoo_url_with_its_hash(
+        tmp_path, monkeypatch, codec):
+    """The URL and hash prefix given to torch.hub's downloader."""
+    import hashlib
+    import shutil
+
+    weights = tmp_path / 'weights.pth'
+    torch.save(codec.state_dict(), weights)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     seen = []
 
-    def fake_download(url, **kwargs):
-        seen.append(url)
-        return codec.state_dict()
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        seen.append((url, dst, hash_prefix))
+        shutil.copyfile(weights, dst)
 
-    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', fake_download)
-    embed = CI2PPatchEmbed(pretrained=True)
-    assert seen and os.path.basename(seen[0]).startswith(
-        'bmshj2018-factorized-prior-5-')
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', fake_download)
+    hub_dir = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / 'hub'))
+    try:
+        # The published file's hash is not ours: refused after download.
+        with pytest.raises(CodecWeightsError,
+                           match='are not the published file'):
+            CI2PPatchEmbed(pretrained=True)
+        (url, dst, prefix), = seen
+        assert os.path.basename(url) == os.path.basename(dst) == \
+            'bmshj2018-factorized-prior-5-866ba797.pth.tar'
+        assert prefix == '866ba797'
+        os.remove(dst)
+        from compressai.zoo import image as zoo_image
+        urls = zoo_image.model_urls['bmshj2018-factorized']['mse']
+        monkeypatch.setitem(urls, 5, url.replace('866ba797', digest[:8]))
+        embed = CI2PPatchEmbed(pretrained=True)
+    finally:
+        torch.hub.set_dir(hub_dir)
+    assert seen[-1][2] == digest[:8]
     assert torch.equal(embed.encoder[0].weight, codec.g_a[0].weight)

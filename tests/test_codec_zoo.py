@@ -75,20 +75,24 @@ def test_unknown_codec_and_quality_are_explained():
         CI2PEncoder('bmshj2018-factorized', 9, pretrained=False)
 
 
-def test_zoo_weights_load_offline_from_the_torch_hub_cache(tmp_path):
-    """pretrained=True finds a zoo file put in torch.hub's cache by hand."""
-    from compressai.zoo import image as zoo_image
+def test_zoo_weights_load_offline_from_the_torch_hub_cache(tmp_path,
+                                                         monkeypatch):
+    """pretrained=True finds a zoo file put in torch.hub's cache by hand.
+
+    The file must match the SHA-256 prefix in its name; the test's own
+    weights carry their own prefix (``plant_zoo_file`` renames the zoo URL).
+    """
+    from _hostile import plant_zoo_file
 
     from ci2p_mm.codec import build_codec
 
-    url = zoo_image.model_urls['bmshj2018-factorized']['mse'][5]
     reference = build_codec('bmshj2018-factorized', 5, pretrained=False)
+    torch.save(reference.state_dict(), tmp_path / 'weights.pth')
     hub_dir = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path))
+    torch.hub.set_dir(str(tmp_path / 'hub'))
     try:
-        cache = tmp_path / 'checkpoints'
-        cache.mkdir()
-        torch.save(reference.state_dict(), cache / osp.basename(url))
+        plant_zoo_file(tmp_path / 'hub', tmp_path / 'weights.pth',
+                       monkeypatch=monkeypatch)
         codec = build_codec('bmshj2018-factorized', 5, pretrained=True)
     finally:
         torch.hub.set_dir(hub_dir)
@@ -97,7 +101,8 @@ def test_zoo_weights_load_offline_from_the_torch_hub_cache(tmp_path):
         assert torch.equal(codec.g_a(x), reference.g_a(x))
 
 
-def test_offline_download_error_is_one_line_saying_what_to_do(monkeypatch):
+def test_offline_download_error_is_one_line_saying_what_to_do(
+        tmp_path, monkeypatch):
     """What a CI2P config (pretrained=True) gives without internet."""
     from ci2p_mm.codec import CodecWeightsError, build_codec
     from ci2p_mm.models import CI2PPatchEmbed
@@ -105,15 +110,20 @@ def test_offline_download_error_is_one_line_saying_what_to_do(monkeypatch):
     def offline(*args, **kwargs):
         raise OSError('<urlopen error [Errno -2] Name or service not known>')
 
-    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', offline)
-    with pytest.raises(CodecWeightsError) as info:
-        CI2PPatchEmbed(pretrained=True)
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', offline)
+    hub_dir = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path))
+    try:
+        with pytest.raises(CodecWeightsError) as info:
+            CI2PPatchEmbed(pretrained=True)
+    finally:
+        torch.hub.set_dir(hub_dir)
     message = str(info.value)
     assert '\n' not in message
     assert 'Offline?' in message and 'Name or service not known' in message
     # Where the file comes from, where to put it, or how to pass one.
     assert 'bmshj2018-factorized-prior-5-866ba797.pth.tar' in message
-    assert osp.join(torch.hub.get_dir(), 'checkpoints') in message
+    assert osp.join(str(tmp_path), 'checkpoints') in message
     assert 'pretrained="/path/to/codec.pth"' in message
     assert 'tools/train_codec.py' in message
     with pytest.raises(CodecWeightsError, match='publishes no mse weights'):
@@ -156,4 +166,5 @@ def test_corrupt_file_in_the_torch_hub_cache_is_named(tmp_path):
         torch.hub.set_dir(hub_dir)
     message = str(info.value)
     assert osp.join(str(cache), osp.basename(url)) in message
+    assert 'are not the published file' in message
     assert 'Delete the file to download it again' in message

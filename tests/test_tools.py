@@ -143,3 +143,32 @@ def test_dist_train_two_processes_on_cpu(tmp_path, toy_animals10):
     assert 'Distributed training: True' in output
     assert 'Epoch(train) [1]' in output and 'accuracy/top1' in output
     assert osp.exists(osp.join(work_dir, 'epoch_1.pth'))
+
+
+def test_prepare_animals10_names_stray_folders_and_strict_refuses(
+        tmp_path, capsys):
+    from conftest import load_tool
+    prepare = load_tool('tools/dataset_converters/prepare_animals10.py')
+    raw = fake_kaggle_folder(str(tmp_path), {f: 4 for f in ITALIAN_TO_ENGLISH})
+    stray = tmp_path / 'raw-img' / 'unicorno'
+    stray.mkdir()
+    for i in range(3):
+        (stray / f'u{i}.jpg').write_bytes(
+            (tmp_path / 'raw-img' / 'cane' / 'img0.jpeg').read_bytes())
+    (tmp_path / 'raw-img' / 'README.txt').write_text('downloaded from kaggle')
+    summary = prepare.main([raw, str(tmp_path / 'out')])
+    assert ('Left out of the split, not Animals-10 class folders: '
+            'README.txt, unicorno/ (3 files)') in capsys.readouterr().out
+    assert summary['left_out'] == {'README.txt': 1, 'unicorno/': 3}
+    with open(tmp_path / 'out' / 'meta' / 'split.json') as f:
+        assert json.load(f)['left_out'] == summary['left_out']
+    listed = (tmp_path / 'out' / 'meta' / 'train.txt').read_text() + (
+        tmp_path / 'out' / 'meta' / 'val.txt').read_text()
+    assert 'unicorno' not in listed and len(listed.splitlines()) == 40
+    with pytest.raises(SystemExit) as info:
+        prepare.main([raw, str(tmp_path / 'strict'), '--strict'])
+    message = str(info.value)
+    assert message.startswith('prepare_animals10: ')
+    assert 'not one of the ten Animals-10 class folders' in message
+    assert 'README.txt, unicorno/ (3 files)' in message
+    assert not (tmp_path / 'strict' / 'meta').exists()

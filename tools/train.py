@@ -5,6 +5,7 @@
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
@@ -102,6 +103,8 @@ def main(argv=None):
     runner = (CI2PRunner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()
+    if getattr(runner, 'stopped_by', None):  # SIGTERM/SIGINT: saved, stopped
+        sys.exit(128 + runner.stopped_by)
     return runner
 
 

@@ -14,11 +14,12 @@ from .zoo import (ENCODER_STRIDE, LATENT_CHANNELS, CodecWeightsError,
                   build_codec, canonical_codec_name, check_supported,
                   codec_args, download_zoo_weights, encoder_stages,
                   load_codec_state_dict, load_into_codec, read_checkpoint,
-                  supported_codecs)
+                  supported_codecs, zoo_cache_file, zoo_url)
 
 __all__ = [
     'ENCODER_STRIDE', 'LATENT_CHANNELS', 'CodecWeightsError', 'build_codec',
     'canonical_codec_name', 'check_supported', 'codec_args',
     'download_zoo_weights', 'encoder_stages', 'load_codec_state_dict',
-    'load_into_codec', 'read_checkpoint', 'supported_codecs'
+    'load_into_codec', 'read_checkpoint', 'supported_codecs',
+    'zoo_cache_file', 'zoo_url'
 ]

@@ -6,9 +6,11 @@ against the full architecture it was saved from (a hyperprior file has the
 same ``g_a`` keys as a factorized-prior one: only the other keys tell them
 apart).
 """
+import hashlib
 import os
 import os.path as osp
 from typing import Dict, Optional, Tuple, Union
+from urllib.parse import urlparse
 
 import torch
 import torch.nn as nn
@@ -103,7 +105,8 @@ def build_codec(codec: str = 'bmshj2018-factorized',
         codec (str): Zoo name, e.g. ``'bmshj2018-factorized'``.
         quality (int): Zoo quality level.
         pretrained (bool | str): ``True`` downloads CompressAI's published
-            weights through its zoo (cached by ``torch.hub``); ``False``
+            weights (cached by ``torch.hub``, verified against the hash in
+            their name, see :func:`download_zoo_weights`); ``False``
             leaves the codec randomly initialised; a path loads a local
             checkpoint (see :func:`load_codec_state_dict`).
         metric (str): ``'mse'`` or ``'ms-ssim'``, for ``pretrained=True``.
@@ -123,33 +126,98 @@ def build_codec(codec: str = 'bmshj2018-factorized',
     return model
 
 
-def download_zoo_weights(codec: str, quality: int,
-                         metric: str = 'mse') -> Dict[str, torch.Tensor]:
+def zoo_url(codec: str, quality: int, metric: str = 'mse') -> str:
+    """The URL of CompressAI's published weights (its ``model_urls``)."""
+    codec = canonical_codec_name(codec)
     urls = zoo_image.model_urls.get(codec, {}).get(metric, {})
     if quality not in urls:
         raise CodecWeightsError(
             f'CompressAI publishes no {metric} weights for {codec!r} quality '
             f'{quality}. Train them with tools/train_codec.py and pass the '
             f'file as pretrained=PATH.')
-    url = urls[quality]
+    return urls[quality]
+
+
+def zoo_cache_file(url: str) -> str:
+    """Where torch.hub keeps ``url``: ``<hub dir>/checkpoints/<file name>``."""
+    name = osp.basename(urlparse(url).path)
+    return osp.join(torch.hub.get_dir(), 'checkpoints', name)
+
+
+def zoo_hash_prefix(url: str) -> str:
+    """The SHA-256 prefix in a zoo file name (``...-866ba797.pth.tar``),
+    found as torch.hub's ``check_hash`` finds it."""
+    name = osp.basename(urlparse(url).path)
+    found = torch.hub.HASH_REGEX.search(name)
+    if not found or len(found.group(1)) < 8:
+        raise CodecWeightsError(
+            f'The zoo file name {name} carries no SHA-256 prefix, so its '
+            f'content cannot be verified; CI2P-MM does not load unverified '
+            f'zoo files. Download it yourself and pass it as '
+            f'pretrained=PATH if you trust it.')
+    return found.group(1)
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_zoo_weights(codec: str, quality: int, metric: str = 'mse',
+                         progress: bool = True) -> Dict[str, torch.Tensor]:
+    """CompressAI's published weights, verified and safely unpickled.
+
+    The file is fetched into torch.hub's cache (``torch.hub.get_dir()``)
+    when absent, by torch.hub's own downloader, which refuses a download
+    whose SHA-256 does not start with the prefix in CompressAI's file name.
+    A file already in the cache is checked against the same prefix, so a
+    damaged, partial or planted file is refused before anything in it is
+    unpickled; then it is read with torch's safe loading, like every other
+    file (:func:`~ci2p_mm.utils.io.load_torch_file`). CompressAI's own
+    loader switches torch's safe unpickling off and checks no hash.
+    """
+    codec = canonical_codec_name(codec)
+    url = zoo_url(codec, quality, metric)
+    cached = zoo_cache_file(url)
+    expected = zoo_hash_prefix(url)
+    what = (f'CompressAI weights for {codec!r} quality {quality} in '
+            f'torch.hub\'s cache, {cached}')
+    advice = ('Nothing in it was loaded. Delete the file to download it '
+              'again.')
+    if not osp.exists(cached):
+        os.makedirs(osp.dirname(cached), exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, cached, expected,
+                                           progress=progress)
+        except OSError as err:  # URLError, socket errors, ... are OSErrors
+            raise CodecWeightsError(
+                f'Could not download CompressAI weights for {codec!r} '
+                f'quality {quality} from {url} ({err}). Offline? Copy the '
+                f'file into {osp.dirname(cached)} or pass a local '
+                f'checkpoint with patch_cfg=dict(pretrained='
+                f'"/path/to/codec.pth") (tools/train_codec.py trains one).'
+            ) from err
+        except RuntimeError as err:  # torch.hub: 'invalid hash value'
+            raise CodecWeightsError(
+                f'The download of {url} does not match the SHA-256 prefix '
+                f'{expected} in its name ({err}); it was not kept. A proxy '
+                f'or mirror altered it, or the server sent another file.'
+            ) from err
+    digest = sha256_of(cached)
+    if not digest.startswith(expected):
+        raise CodecWeightsError(
+            f'{what}, are not the published file: its SHA-256 is '
+            f'{digest[:16]}..., but CompressAI\'s file name says it starts '
+            f'with {expected} (damaged, partly downloaded or replaced). '
+            f'{advice}')
     try:
-        state_dict = torch.hub.load_state_dict_from_url(
-            url, progress=True, map_location='cpu')
-    except OSError as err:  # URLError, socket errors, ... are OSErrors
-        raise CodecWeightsError(
-            f'Could not download CompressAI weights for {codec!r} quality '
-            f'{quality} from {url} ({err}). Offline? Copy the file into '
-            f'{osp.join(torch.hub.get_dir(), "checkpoints")} or pass a local '
-            f'checkpoint with patch_cfg=dict(pretrained="/path/to/codec.pth")'
-            f' (tools/train_codec.py trains one).') from err
-    except Exception as err:  # a truncated or corrupt file in the cache
-        cached = osp.join(torch.hub.get_dir(), 'checkpoints',
-                          url.rsplit('/', 1)[-1])
-        raise CodecWeightsError(
-            f'CompressAI weights for {codec!r} quality {quality} in '
-            f'torch.hub\'s cache, {cached}, cannot be read '
-            f'({type(err).__name__}: {err}). Delete the file to download it '
-            f'again.') from err
+        state_dict = _tensor_state_dict(
+            load_torch_file(cached, CodecWeightsError, what=what), cached)
+    except CodecWeightsError as err:
+        raise CodecWeightsError(f'{err} {advice}') from err
     return load_pretrained(state_dict)
 
 
@@ -196,13 +264,19 @@ def load_codec_state_dict(path: str, codec: str,
         raise CodecWeightsError(
             f'Codec checkpoint {path} is {recorded[0]!r} quality '
             f'{recorded[1]}, but {codec!r} quality {quality} was asked for.')
-    state_dict = checkpoint.get('state_dict', checkpoint)
+    return load_pretrained(_tensor_state_dict(checkpoint, path))
+
+
+def _tensor_state_dict(checkpoint, path: str) -> Dict[str, torch.Tensor]:
+    """The codec ``state_dict`` in a loaded file, or an error naming it."""
+    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(
+        checkpoint, dict) else checkpoint
     if not isinstance(state_dict, dict) or not all(
             isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CodecWeightsError(
             f'Codec checkpoint {path} is not a codec state_dict (expected '
             f'tensors, or a dict with a "state_dict" entry of tensors).')
-    return load_pretrained(state_dict)
+    return state_dict
 
 
 def load_into_codec(model: CompressionModel, state_dict: Dict[str,

@@ -106,8 +106,29 @@ def find_images(raw_dir: str) -> Tuple[Dict[str, List[str]], List[str]]:
     return images, sorted(skipped)
 
 
+def left_out_entries(raw_dir: str) -> Dict[str, int]:
+    """What ``raw_dir`` holds besides the ten class folders: stray folders
+    (``'unicorno/'``) with their number of files, and loose files (1)."""
+    entries = {}
+    for name in sorted(os.listdir(raw_dir)):
+        path = osp.join(raw_dir, name)
+        if name in ITALIAN_TO_ENGLISH:
+            continue
+        if osp.isdir(path):
+            entries[name + '/'] = sum(len(files)
+                                      for _, _, files in os.walk(path))
+        else:
+            entries[name] = 1
+    return entries
+
+
+def describe_left_out(entries: Dict[str, int]) -> str:
+    return ', '.join(f'{name} ({n} file{"s" * (n != 1)})' if name.endswith(
+        '/') else name for name, n in entries.items())
+
+
 def make_split(raw_dir: str, out_dir: str, val_ratio: float = 0.2,
-               seed: int = 0) -> dict:
+               seed: int = 0, strict: bool = False) -> dict:
     """Write a seeded, stratified train/val split as annotation files.
 
     Files are listed in sorted order and shuffled per class with one
@@ -116,12 +137,23 @@ def make_split(raw_dir: str, out_dir: str, val_ratio: float = 0.2,
     one) for validation. Paths are written relative to ``out_dir``, so the
     files are read in place, not copied.
 
+    Folders and files in ``raw_dir`` other than the ten class folders (a
+    stray ``unicorno/``) are left out and listed in the summary as
+    ``left_out``; with ``strict=True`` they are refused instead.
+
     Returns:
         dict: The summary also written to ``out_dir/meta/split.json``.
     """
     if not 0 < val_ratio < 1:
         raise ValueError(f'--val-ratio must be in (0, 1); got {val_ratio}.')
     images, skipped = find_images(raw_dir)
+    left_out = left_out_entries(raw_dir)
+    if strict and left_out:
+        raise ValueError(
+            f'{raw_dir} holds what is not one of the ten Animals-10 class '
+            f'folders ({", ".join(ITALIAN_TO_ENGLISH)}): '
+            f'{describe_left_out(left_out)}. Move it out of the folder, or '
+            f'run without --strict to leave it out of the split.')
     rng = random.Random(seed)
     splits = {'train': [], 'val': []}
     counts = OrderedDict()
@@ -148,7 +180,7 @@ def make_split(raw_dir: str, out_dir: str, val_ratio: float = 0.2,
         f.writelines(f'{name}\n' for name in ITALIAN_TO_ENGLISH.values())
     summary = dict(
         raw_dir=osp.abspath(raw_dir), seed=seed, val_ratio=val_ratio,
-        counts=counts, skipped_non_images=skipped)
+        counts=counts, skipped_non_images=skipped, left_out=left_out)
     with open(osp.join(meta_dir, 'split.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     return summary

@@ -2,7 +2,10 @@ from .checkpoint import (CheckpointError, allow_mmengine_checkpoints,
                          history_buffer_getattr, read_checkpoint_file)
 from .hooks import NonFiniteLossHook, SafeCheckpointHook, SkippedImagesHook
 from .launcher import configure_launcher, set_default_dataloader_cfg
-from .runner import CI2PRunner, ResumableEpochBasedTrainLoop
+from .runner import (CheckpointSaveError, CI2PRunner,
+                     ResumableEpochBasedTrainLoop)
+from .stop_signals import StopSignals
+from .work_dir_lock import WorkDirBusyError, WorkDirLock
 
 allow_mmengine_checkpoints()
 
@@ -10,5 +13,6 @@ __all__ = [
     'configure_launcher', 'set_default_dataloader_cfg',
     'allow_mmengine_checkpoints', 'history_buffer_getattr', 'CheckpointError',
     'read_checkpoint_file', 'CI2PRunner', 'ResumableEpochBasedTrainLoop',
-    'NonFiniteLossHook', 'SafeCheckpointHook', 'SkippedImagesHook'
+    'NonFiniteLossHook', 'SafeCheckpointHook', 'SkippedImagesHook',
+    'CheckpointSaveError', 'StopSignals', 'WorkDirBusyError', 'WorkDirLock'
 ]

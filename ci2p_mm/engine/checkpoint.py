@@ -11,7 +11,9 @@ Safety is never switched off.
 
 Below that: reading any checkpoint with errors that name the file, and
 checking that it fits the model (keys, shapes, CI2P codec) before anything
-is loaded, since mmengine loads with ``strict=False`` and only warns.
+is loaded, since mmengine loads with ``strict=False`` and only warns. The
+config text a checkpoint records is parsed, never executed
+(:mod:`ci2p_mm.utils.config_text`).
 """
 import os.path as osp
 import re
@@ -23,6 +25,7 @@ import torch
 import torch.nn as nn
 from mmengine.logging import HistoryBuffer
 
+from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.io import load_torch_file, unreadable_message
 from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
 
@@ -170,8 +173,7 @@ def describe_saved_model(checkpoint) -> str:
     if not isinstance(text, str):
         return ''
     try:
-        from mmengine.config import Config
-        model = Config.fromstring(text, file_format='.py').get('model', {})
+        model = read_config_text(text).get('model') or {}
         backbone = model.get('backbone', {}) or {}
         head = model.get('head', {}) or {}
         parts = [f'backbone {backbone.get("type")}']
@@ -216,8 +218,7 @@ def checkpoint_codecs(checkpoint) -> Optional[Set[Tuple[str, int]]]:
             'DualScaleViT' not in text:
         return None
     try:
-        from mmengine.config import Config
-        backbone = Config.fromstring(text, file_format='.py').model.backbone
+        backbone = read_config_text(text)['model']['backbone']
         if backbone.get('type') not in ('CI2PViT', 'DualScaleViT'):
             return None
         patch = backbone.get('patch_cfg') or {}

@@ -122,19 +122,32 @@ class SafeCheckpointHook(CheckpointHook):
             return
         if batch_idx + 1 >= len(runner.train_dataloader):
             return  # the epoch checkpoint follows right away
-        step = runner.iter + 1
+        self.save_mid_epoch(runner, batch_idx)
+
+    def save_mid_epoch(self, runner, batch_idx: int,
+                       step: Optional[int] = None) -> str:
+        """Save ``iter_{step}.pth`` after batch ``batch_idx``; return its
+        path. ``step`` (iterations done) defaults to ``runner.iter + 1``, as
+        in ``after_train_iter``.
+
+        Also used when training stops on a signal (the file is not written
+        twice when the interval saved it just before)."""
+        step = runner.iter + 1 if step is None else step
         filename = f'iter_{step}.pth'
+        path = self.file_backend.join_path(self.out_dir, filename)
+        if self._mid_epoch_ckpts == [path]:
+            return path
         runner.logger.info(f'Saving a mid-epoch checkpoint at iteration '
                            f'{step} (epoch {runner.epoch + 1}, batch '
                            f'{batch_idx + 1}/{len(runner.train_dataloader)})')
         self._write(runner, filename, dict(epoch=runner.epoch, iter=step),
                     by_epoch=False)
-        path = self.file_backend.join_path(self.out_dir, filename)
         self._point_to(runner, path)
         for old in self._mid_epoch_ckpts:
             if old != path:
                 self._remove(old)
         self._mid_epoch_ckpts = [path]
+        return path
 
 
 @HOOKS.register_module()

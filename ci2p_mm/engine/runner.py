@@ -28,16 +28,20 @@ processes and batch size as before. With mmengine's ``DefaultSampler`` the
 order is still exact but random augmentation is only reproduced with
 ``num_workers=0``.
 """
+import contextlib
 import copy
 import os
 import os.path as osp
 import random
+import shutil
+import signal
 from glob import glob
 from typing import Optional
 
 import numpy as np
 import torch
-from mmengine.dist import master_only
+from mmengine.dist import (all_reduce, broadcast_object_list,
+                           is_distributed, is_main_process, master_only)
 from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
@@ -46,11 +50,14 @@ from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmpretrain.registry import LOOPS, RUNNERS
 from torch.utils.data import BatchSampler, DataLoader
 
-from ci2p_mm.utils.io import replace_atomically
+from ci2p_mm.utils.config_text import read_config_text
+from ci2p_mm.utils.io import replace_atomically, write_text_atomically
 from .checkpoint import (_REMOTE, CheckpointError, check_codecs,
                          check_state_dict_fits, describe_saved_model,
                          extract_state_dict, is_complete_checkpoint,
                          model_codecs, read_checkpoint_file)
+from .stop_signals import StopSignals
+from .work_dir_lock import WorkDirBusyError, WorkDirLock
 
 
 # ---- random number generator states -------------------------------------
@@ -134,6 +141,23 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
     #: Set by :class:`CI2PRunner` when resuming.
     resume_rng_state: Optional[dict] = None
 
+    def run(self) -> torch.nn.Module:
+        """``EpochBasedTrainLoop.run``, but a stop inside an epoch (a signal,
+        see :class:`CI2PRunner`) skips that epoch's validation."""
+        self.runner.call_hook('before_train')
+        while self._epoch < self._max_epochs and not self.stop_training:
+            self.run_epoch()
+            if self.stop_training:
+                break
+            self._decide_current_val_interval()
+            if (self.runner.val_loop is not None
+                    and self._epoch >= self.val_begin
+                    and (self._epoch % self.val_interval == 0
+                         or self._epoch == self._max_epochs)):
+                self.runner.val_loop.run()
+        self.runner.call_hook('after_train')
+        return self.runner.model
+
     def run_epoch(self) -> None:
         self.runner.call_hook('before_train_epoch')
         self.runner.model.train()
@@ -150,8 +174,13 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         if self.resume_rng_state is not None:
             set_rng_state(self.resume_rng_state)
             self.resume_rng_state = None
+        stop_requested = getattr(self.runner, 'stop_requested', None)
         for idx, data_batch in enumerate(batches, start=done):
             self.run_iter(idx, data_batch)
+            if stop_requested is not None and stop_requested():
+                self.runner.stop_after(idx)
+                self.stop_training = True
+                return
         self.runner.call_hook('after_train_epoch')
         self._epoch += 1
 
@@ -239,6 +268,8 @@ class CI2PRunner(Runner):
                     f'no training state (no meta epoch/iter; a weights-only '
                     f'or published file?). Start a new run from its weights '
                     f'with load_from={filename} instead of --resume.')
+        if getattr(self, '_resuming', False):
+            defuse_legacy_config(checkpoint['meta'])
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self._bare_model
         state_dict = extract_state_dict(checkpoint, filename, revise_keys)
@@ -298,6 +329,89 @@ class CI2PRunner(Runner):
             return
         super().load_or_resume()
 
+    # -- training: one run per work dir, clean stop on SIGTERM/SIGINT --
+    #: The signal that stopped the last ``train()`` early, or None, and
+    #: the checkpoint saved then.
+    stopped_by: Optional[int] = None
+    _stop_checkpoint: Optional[str] = None
+
+    def train(self) -> torch.nn.Module:
+        """Train holding the work dir (:class:`WorkDirLock`); SIGTERM or
+        SIGINT stops after the current iteration with a checkpoint that
+        ``--resume`` continues exactly (epoch-based loops)."""
+        self.stopped_by = None
+        with self._hold_work_dir(), StopSignals() as signals:
+            # Only a loop that checks the flag may take the signals over.
+            if not isinstance(self.train_loop, ResumableEpochBasedTrainLoop):
+                signals.restore()
+            self._stop_signals = signals
+            try:
+                model = super().train()
+            finally:
+                self._stop_signals = None
+        if self.stopped_by is not None:
+            self.logger.warning(
+                f'Stopped by {signal.Signals(self.stopped_by).name} at '
+                f'iteration {self.iter} (epoch {self.epoch + 1}); saved '
+                f'{self._stop_checkpoint}. Continue with --resume.')
+        return model
+
+    @contextlib.contextmanager
+    def _hold_work_dir(self):
+        """The work dir lock, taken by the main process; every process
+        learns whether it was refused, so none waits on the others."""
+        lock = WorkDirLock(self.work_dir) if is_main_process() else None
+        refused = [None]
+        if lock is not None:
+            try:
+                lock.acquire()
+            except WorkDirBusyError as err:
+                refused = [str(err)]
+        broadcast_object_list(refused)
+        if refused[0]:
+            raise WorkDirBusyError(refused[0])
+        try:
+            yield
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def stop_requested(self) -> bool:
+        """Whether a stop signal arrived in any process (all processes
+        must stop at the same iteration)."""
+        signals = getattr(self, '_stop_signals', None)
+        signum = signals.signum if signals is not None else None
+        if is_distributed():
+            flag = torch.tensor(signum or 0)
+            all_reduce(flag, op='max')
+            signum = int(flag) or None
+        if signum is not None:
+            self.stopped_by = signum
+        return signum is not None
+
+    def stop_after(self, batch_idx: int) -> None:
+        """Save where training stopped (called after iteration ``self.iter``
+        is complete): ``iter_{i}.pth``, as the ``SafeCheckpointHook``
+        writes its mid-epoch files, pointed to by ``last_checkpoint``."""
+        from .hooks import SafeCheckpointHook
+        step = self.iter
+        self.logger.warning(
+            f'{signal.Signals(self.stopped_by).name} received: stopping after '
+            f'iteration {step} (epoch {self.epoch + 1}, batch '
+            f'{batch_idx + 1}/{len(self.train_dataloader)}).')
+        hook = next((h for h in self.hooks
+                     if isinstance(h, SafeCheckpointHook)), None)
+        if hook is not None:
+            self._stop_checkpoint = hook.save_mid_epoch(self, batch_idx, step)
+            return
+        filename = f'iter_{step}.pth'
+        self.save_checkpoint(self.work_dir, filename, by_epoch=False,
+                             meta=dict(epoch=self.epoch, iter=step))
+        self._stop_checkpoint = osp.join(self.work_dir, filename)
+        if is_main_process():
+            write_text_atomically(osp.join(self.work_dir, 'last_checkpoint'),
+                                  self._stop_checkpoint)
+
     # -- saving --
     @master_only
     def save_checkpoint(self, out_dir, filename, file_client_args=None,
@@ -317,9 +431,48 @@ class CI2PRunner(Runner):
             LocalBackend)
         if not local:  # object stores replace objects whole anyway
             return super().save_checkpoint(out_dir, filename, *args)
-        super().save_checkpoint(out_dir, f'{filename}.tmp', *args)
-        replace_atomically(osp.join(out_dir, f'{filename}.tmp'),
-                           osp.join(out_dir, filename))
+        tmp, final = (osp.join(out_dir, f'{filename}.tmp'),
+                      osp.join(out_dir, filename))
+        try:
+            super().save_checkpoint(out_dir, f'{filename}.tmp', *args)
+            replace_atomically(tmp, final)
+        except OSError as err:  # ENOSPC, EDQUOT, EIO, a lost mount, ...
+            if osp.exists(tmp):
+                os.remove(tmp)  # the partial file would only hold space
+            raise CheckpointSaveError(
+                save_failure_message(final, err, self.work_dir)) from err
+
+
+def defuse_legacy_config(meta: dict) -> None:
+    """mmengine's ``resume`` executes ``meta['config']`` (Python text, in old
+    checkpoints) to read ``gpu_ids``; keep only that value, as a literal."""
+    if 'config' not in meta:
+        return
+    gpu_ids = read_config_text(str(meta.pop('config'))).get('gpu_ids')
+    if isinstance(gpu_ids, (list, tuple)) and all(
+            type(i) is int for i in gpu_ids):
+        meta['config'] = f'gpu_ids = {list(gpu_ids)!r}\n'
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (disk full, quota, I/O error)."""
+
+
+def save_failure_message(path: str, err: OSError, work_dir: str) -> str:
+    """Which file, why, how much space is left, what is still intact."""
+    directory = osp.dirname(path) or '.'
+    try:
+        free = f'{shutil.disk_usage(directory).free / 2**20:.1f} MiB free'
+    except OSError:
+        free = 'free space unknown'
+    intact = find_resumable_checkpoint(work_dir)
+    kept = (f'The previous checkpoint, {intact}, is intact' if intact else
+            'No earlier checkpoint exists')
+    return (f'Could not write checkpoint {path}: '
+            f'{err.strerror or err} ({free} on the file system of '
+            f'{directory} after removing the partial file). Training '
+            f'stopped. {kept}: free space (or move the work dir), then '
+            f'continue with --resume.')
 
 
 # ``runner_type='CI2PRunner'`` is looked up before mmpretrain's scope is

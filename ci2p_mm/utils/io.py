@@ -38,9 +38,13 @@ def replace_atomically(tmp: str, final: str) -> None:
 
 def write_text_atomically(path: str, text: str) -> None:
     tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    replace_atomically(tmp, path)
+    try:
+        with open(tmp, 'w') as f:
+            f.write(text)
+        replace_atomically(tmp, path)
+    finally:
+        if osp.exists(tmp):  # a failed write (disk full) leaves no litter
+            os.remove(tmp)
 
 
 def save_atomic(obj: Any, path: str) -> None:

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from ci2p_mm.datasets import make_split
+from ci2p_mm.datasets.animals10 import describe_left_out
 
 
 def parse_args(argv=None):
@@ -19,6 +20,10 @@ def parse_args(argv=None):
     parser.add_argument('out_dir', help='data root the configs read')
     parser.add_argument('--val-ratio', type=float, default=0.2)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--strict', action='store_true',
+        help='refuse folders or files in raw-img that are not one of the ten '
+        'class folders (default: leave them out and name them)')
     return parser.parse_args(argv)
 
 
@@ -26,7 +31,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         summary = make_split(args.raw_img_dir, args.out_dir, args.val_ratio,
-                             args.seed)
+                             args.seed, strict=args.strict)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f'prepare_animals10: {err}')
     print(f'{"class":<12}{"train":>8}{"val":>8}')
@@ -38,6 +43,10 @@ def main(argv=None):
     if summary['skipped_non_images']:
         print(f'Passed over {len(summary["skipped_non_images"])} files without'
               f' an image extension (listed in meta/split.json).')
+    if summary['left_out']:
+        print(f'Left out of the split, not Animals-10 class folders: '
+              f'{describe_left_out(summary["left_out"])} (in '
+              f'meta/split.json as "left_out"; --strict refuses them).')
     print(f'Wrote {args.out_dir}/meta/train.txt and val.txt '
           f'(seed {args.seed}, val ratio {args.val_ratio}).')
     return summary
