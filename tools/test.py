@@ -32,6 +32,14 @@ def parse_args(argv=None):
     parser.add_argument(
         '--amp', action='store_true', help='mixed-precision test')
     parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='disable pin_memory in the dataloader')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='disable persistent_workers in the dataloader')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -59,9 +67,11 @@ def merge_args(cfg, args):
     cfg.load_from = args.checkpoint
     if args.amp:
         cfg.test_cfg.fp16 = True
-    set_default_dataloader_cfg(cfg, 'test_dataloader')
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    # After --cfg-options: the defaults depend on the final num_workers.
+    set_default_dataloader_cfg(cfg, 'test_dataloader', args.no_pin_memory,
+                               args.no_persistent_workers)
     return cfg
 
 

@@ -41,6 +41,14 @@ def parse_args(argv=None):
         help='scale the lr by the actual total batch size against '
         'auto_scale_lr.base_batch_size')
     parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='disable pin_memory in the dataloaders')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='disable persistent_workers in the dataloaders')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -88,10 +96,13 @@ def merge_args(cfg, args):
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
 
-    for split in ('train', 'val', 'test'):
-        set_default_dataloader_cfg(cfg, f'{split}_dataloader')
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    # After --cfg-options: the defaults depend on the final num_workers.
+    for split in ('train', 'val', 'test'):
+        set_default_dataloader_cfg(cfg, f'{split}_dataloader',
+                                   args.no_pin_memory,
+                                   args.no_persistent_workers)
     return cfg
 
 
