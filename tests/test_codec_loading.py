@@ -27,6 +27,7 @@ def test_encoder_equals_compressai_g_a(tmp_path, codec, wrapped):
     sd = codec.state_dict()
     torch.save({'epoch': 3, 'state_dict': sd} if wrapped else sd, path)
     embed = CI2PPatchEmbed(pretrained=str(path))
+    embed.init_weights()  # weights arrive here, not in the constructor
     reference = FactorizedPrior.from_state_dict(sd).eval()
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -97,6 +98,8 @@ def test_pretrained_true_uses_the_zoo_url(monkeypatch, codec):
 
     monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', fake_download)
     embed = CI2PPatchEmbed(pretrained=True)
+    assert not seen  # constructing never downloads
+    embed.init_weights()
     assert seen and os.path.basename(seen[0]).startswith(
         'bmshj2018-factorized-prior-5-')
     assert torch.equal(embed.encoder[0].weight, codec.g_a[0].weight)

@@ -107,7 +107,7 @@ def test_offline_download_error_is_one_line_saying_what_to_do(monkeypatch):
 
     monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', offline)
     with pytest.raises(CodecWeightsError) as info:
-        CI2PPatchEmbed(pretrained=True)
+        CI2PPatchEmbed(pretrained=True).init_weights()
     message = str(info.value)
     assert '\n' not in message
     assert 'Offline?' in message and 'Name or service not known' in message

@@ -10,6 +10,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 
 import ci2p_mm  # noqa: F401  registers CI2P modules, safe checkpoint types
+from ci2p_mm.utils import known_warnings_silenced
 from ci2p_mm.engine import (CI2PRunner, configure_launcher,
                             set_default_dataloader_cfg)
 
@@ -108,7 +109,8 @@ def merge_args(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = merge_args(Config.fromfile(args.config), args)
+    with known_warnings_silenced():  # mmengine's pkg_resources use
+        cfg = merge_args(Config.fromfile(args.config), args)
     # CI2PRunner: checked checkpoint loading, atomic saving, exact resume.
     runner = (CI2PRunner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))

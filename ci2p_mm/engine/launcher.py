@@ -1,4 +1,6 @@
 """Runner settings shared by tools/train.py and tools/test.py."""
+from copy import deepcopy
+
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import ConfigDict
@@ -50,3 +52,24 @@ def set_default_dataloader_cfg(cfg, field: str,
     if no_persistent_workers or not workers:
         loader.persistent_workers = False
     cfg[field] = loader
+
+
+def configure_tta(cfg) -> None:
+    """mmpretrain's ``tools/test.py --tta``: the config's ``tta_model`` and
+    ``tta_pipeline``, else flip TTA averaging the classification scores.
+
+    The checkpoint is loaded into the wrapped classifier (``CI2PRunner``
+    checks it against that model, as mmengine loads it).
+    """
+    if 'tta_model' not in cfg:
+        cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
+    if 'tta_pipeline' not in cfg:
+        test_pipeline = cfg.test_dataloader.dataset.pipeline
+        cfg.tta_pipeline = deepcopy(test_pipeline)
+        cfg.tta_pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[[dict(type='RandomFlip', prob=1.),
+                         dict(type='RandomFlip', prob=0.)],
+                        [test_pipeline[-1]]])
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
