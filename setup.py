@@ -1,7 +1,34 @@
 """CI2P-MM: CI2P-ViT for OpenMMLab (mmpretrain plugin)."""
+import os
 import os.path as osp
+import shutil
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+#: Shipped inside the package (ci2p_mm/.mim/), as OpenMMLab packages do, so
+#: an installed ci2p_mm finds its configs and model index by name.
+MIM_FILES = ('configs', 'model-index.yml')
+
+
+class BuildWithConfigs(build_py):
+    """``build_py`` that also copies the configs and the model index into
+    the built package (``ci2p_mm/.mim/``). A source checkout reads them
+    from the repository instead (see ci2p_mm/model_index.py)."""
+
+    def run(self):
+        super().run()
+        mim = osp.join(self.build_lib, 'ci2p_mm', '.mim')
+        for name in MIM_FILES:
+            target = osp.join(mim, name)
+            if osp.isdir(target):
+                shutil.rmtree(target)
+            os.makedirs(mim, exist_ok=True)
+            if osp.isdir(name):
+                shutil.copytree(name, target,
+                                ignore=shutil.ignore_patterns('__pycache__'))
+            else:
+                shutil.copy(name, target)
 
 
 def read_version():
@@ -19,6 +46,8 @@ setup(
     long_description=open('README.md').read() if osp.exists('README.md') else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['ci2p_mm', 'ci2p_mm.*']),
+    cmdclass={'build_py': BuildWithConfigs},
+    license='Apache License 2.0',
     python_requires='>=3.8',
     # mmcv is deliberately not required: full mmcv (with ops, for mmdet and
     # mmpose) and mmcv-lite both provide the `mmcv` module, and installing

@@ -27,6 +27,7 @@ def test_encoder_equals_compressai_g_a(tmp_path, codec, wrapped):
     sd = codec.state_dict()
     torch.save({'epoch': 3, 'state_dict': sd} if wrapped else sd, path)
     embed = CI2PPatchEmbed(pretrained=str(path))
+    embed.init_weights()  # weights arrive here, not in the constructor
     reference = FactorizedPrior.from_state_dict(sd).eval()
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -107,10 +108,12 @@ def test_pretrained_true_downloads_the_zoo_url_with_its_hash(
     hub_dir = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / 'hub'))
     try:
+        embed = CI2PPatchEmbed(pretrained=True)
+        assert not seen  # constructing never downloads
         # The published file's hash is not ours: refused after download.
         with pytest.raises(CodecWeightsError,
                            match='are not the published file'):
-            CI2PPatchEmbed(pretrained=True)
+            embed.init_weights()
         (url, dst, prefix), = seen
         assert os.path.basename(url) == os.path.basename(dst) == \
             'bmshj2018-factorized-prior-5-866ba797.pth.tar'
@@ -120,6 +123,7 @@ def test_pretrained_true_downloads_the_zoo_url_with_its_hash(
         urls = zoo_image.model_urls['bmshj2018-factorized']['mse']
         monkeypatch.setitem(urls, 5, url.replace('866ba797', digest[:8]))
         embed = CI2PPatchEmbed(pretrained=True)
+        embed.init_weights()
     finally:
         torch.hub.set_dir(hub_dir)
     assert seen[-1][2] == digest[:8]

@@ -72,6 +72,7 @@ def test_final_checkpoint_loads_in_ci2p_with_identical_latents(
     ckpt = torch.load(final, map_location='cpu', weights_only=True)
     reference = FactorizedPrior.from_state_dict(ckpt['state_dict']).eval()
     embed = CI2PPatchEmbed(pretrained=final, embed_dims=96).eval()
+    embed.init_weights()
     codec = build_codec('bmshj2018-factorized', 5, pretrained=final).eval()
     x = torch.rand(2, 3, 64, 96)
     with torch.no_grad():
@@ -146,7 +147,8 @@ def test_truncated_checkpoints_are_named(trained_codec, codec_images,
                                     '--resume'))
     with pytest.raises(CodecWeightsError,
                        match=r'w/codec_final.pth cannot be read.*truncated'):
-        CI2PPatchEmbed(pretrained=str(tmp_path / 'w' / 'codec_final.pth'))
+        CI2PPatchEmbed(pretrained=str(tmp_path / 'w' /
+                                      'codec_final.pth')).init_weights()
 
 
 def test_resume_without_checkpoint_is_explained(codec_images, tmp_path):
@@ -200,6 +202,7 @@ def test_hyperprior_codec_trains_and_loads_in_ci2p(codec_images, tmp_path):
     assert ckpt['lmbda'] == 0.0067
     reference = ScaleHyperprior.from_state_dict(ckpt['state_dict'])
     encoder = CI2PEncoder('bmshj2018-hyperprior', 3, pretrained=final)
+    encoder.init_weights()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(encoder(x), reference.g_a(x))

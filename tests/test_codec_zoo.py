@@ -115,7 +115,7 @@ def test_offline_download_error_is_one_line_saying_what_to_do(
     torch.hub.set_dir(str(tmp_path))
     try:
         with pytest.raises(CodecWeightsError) as info:
-            CI2PPatchEmbed(pretrained=True)
+            CI2PPatchEmbed(pretrained=True).init_weights()
     finally:
         torch.hub.set_dir(hub_dir)
     message = str(info.value)

@@ -13,7 +13,8 @@ from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 
 import ci2p_mm  # noqa: F401  registers CI2P modules, safe checkpoint types
-from ci2p_mm.engine import (CI2PRunner, configure_launcher,
+from ci2p_mm.utils import known_warnings_silenced
+from ci2p_mm.engine import (CI2PRunner, configure_launcher, configure_tta,
                             set_default_dataloader_cfg)
 
 
@@ -31,6 +32,19 @@ def parse_args(argv=None):
         help='what --out holds. Defaults to predictions')
     parser.add_argument(
         '--amp', action='store_true', help='mixed-precision test')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help="test-time augmentation: the config's tta_model/tta_pipeline, "
+        'else flip TTA averaging the scores (as mmpretrain)')
+    parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='disable pin_memory in the dataloader')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='disable persistent_workers in the dataloader')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -59,9 +73,13 @@ def merge_args(cfg, args):
     cfg.load_from = args.checkpoint
     if args.amp:
         cfg.test_cfg.fp16 = True
-    set_default_dataloader_cfg(cfg, 'test_dataloader')
+    if args.tta:
+        configure_tta(cfg)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    # After --cfg-options: the defaults depend on the final num_workers.
+    set_default_dataloader_cfg(cfg, 'test_dataloader', args.no_pin_memory,
+                               args.no_persistent_workers)
     return cfg
 
 
@@ -71,7 +89,8 @@ def main(argv=None):
         raise SystemExit('--out must be a .pkl file')
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'Checkpoint {args.checkpoint} does not exist.')
-    cfg = merge_args(Config.fromfile(args.config), args)
+    with known_warnings_silenced():  # mmengine's pkg_resources use
+        cfg = merge_args(Config.fromfile(args.config), args)
     # CI2PRunner: checked checkpoint loading, atomic saving, exact resume.
     runner = (CI2PRunner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))

@@ -11,6 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 
 import ci2p_mm  # noqa: F401  registers CI2P modules, safe checkpoint types
+from ci2p_mm.utils import known_warnings_silenced
 from ci2p_mm.engine import (CI2PRunner, configure_launcher,
                             set_default_dataloader_cfg)
 
@@ -41,6 +42,14 @@ def parse_args(argv=None):
         action='store_true',
         help='scale the lr by the actual total batch size against '
         'auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='disable pin_memory in the dataloaders')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='disable persistent_workers in the dataloaders')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -89,16 +98,20 @@ def merge_args(cfg, args):
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
 
-    for split in ('train', 'val', 'test'):
-        set_default_dataloader_cfg(cfg, f'{split}_dataloader')
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    # After --cfg-options: the defaults depend on the final num_workers.
+    for split in ('train', 'val', 'test'):
+        set_default_dataloader_cfg(cfg, f'{split}_dataloader',
+                                   args.no_pin_memory,
+                                   args.no_persistent_workers)
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = merge_args(Config.fromfile(args.config), args)
+    with known_warnings_silenced():  # mmengine's pkg_resources use
+        cfg = merge_args(Config.fromfile(args.config), args)
     # CI2PRunner: checked checkpoint loading, atomic saving, exact resume.
     runner = (CI2PRunner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))

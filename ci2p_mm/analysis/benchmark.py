@@ -255,15 +255,15 @@ def build_config_bench(path, args, generator):
     from mmpretrain.structures import DataSample
 
     cfg = load_config(path, args)
-    try:
-        model = MODELS.build(cfg.model)
+    model = MODELS.build(cfg.model)
+    try:  # codec weights are fetched here, not when building
+        quiet_init_weights(model)
     except Exception as err:
         if 'CodecWeights' in type(err).__name__ or 'download' in str(err):
             raise SystemExit(
                 f'{path}: {err}\nOffline? Add --no-pretrained (speed does '
                 f'not depend on the codec weights).') from err
         raise
-    quiet_init_weights(model)
     model.to(args.device)
     from ci2p_mm.utils import CI2P_BACKBONES
     ci2p = cfg.model.get('backbone', {}).get('type') in CI2P_BACKBONES

@@ -54,8 +54,8 @@ def model_flops(model: nn.Module,
     was_training = model.training
     model.eval()
     traced = _TensorForward(model) if hasattr(model, 'extract_feat') else model
-    with torch.no_grad():
-        traced(x)  # the first call runs one-off input checks outside tracing
+    # Counted by tracing: CI2P's codec skips its weight and [0, 1] checks
+    # there, so neither pretrained weights nor real images are needed.
     analyzer = FlopAnalyzer(traced, (x, ))
     analyzer.set_op_handle('aten::scaled_dot_product_attention',
                            sdpa_flop_jit)

@@ -168,6 +168,15 @@ class LoadImageRGB(BaseTransform):
     raises :class:`BadImageError`, which names the file, the reason and
     the fix (or the dataset skips it, with ``skip_bad_images=True``).
 
+    Without ``img_path`` but with an already decoded ``img``, the transform
+    checks the array and passes it on: mmpretrain's inferencers
+    (``ImageClassificationInferencer``, ``inference_model``,
+    ``FeatureExtractor``, its TorchServe handler) decode the input
+    themselves (mmcv's ``imread``, BGR) and strip only a transform named
+    ``LoadImageFromFile`` from the test pipeline. A grey ``[H, W]`` or
+    ``[H, W, 1]`` array becomes three channels; other channel counts,
+    non-8-bit arrays and sides below ``min_size`` are refused.
+
     Args:
         to_float32 (bool): Return ``float32`` instead of ``uint8``.
         background (sequence of int): RGB colour that transparent pixels
@@ -227,9 +236,43 @@ class LoadImageRGB(BaseTransform):
             return err.reason
         return None
 
+    def check_array(self, img) -> np.ndarray:
+        """An already decoded image as ``uint8`` BGR ``[H, W, 3]``, or a
+        ``ValueError`` saying what is wrong with it."""
+        if not isinstance(img, np.ndarray):
+            raise ValueError(f'{type(self).__name__} got results["img"] of '
+                             f'type {type(img).__name__} and no "img_path"; '
+                             f'pass an image path or a numpy array.')
+        if img.ndim == 3 and img.shape[2] == 1:
+            img = img[..., 0]
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(
+                f'Image array of shape {img.shape}: expected [H, W, 3] BGR '
+                f'(as mmcv.imread returns) or [H, W] grey. Convert RGBA '
+                f'arrays to BGR first (e.g. cv2.cvtColor(img, '
+                f'cv2.COLOR_RGBA2BGR)).')
+        if img.dtype != np.uint8:
+            raise ValueError(
+                f'Image array of dtype {img.dtype}: expected uint8 (0-255). '
+                f'CI2P models scale to [0, 1] in their data preprocessor.')
+        if min(img.shape[:2]) < self.min_size:
+            raise ValueError(
+                f'Image array of {img.shape[1]}x{img.shape[0]} pixels: a '
+                f'side is below min_size={self.min_size}.')
+        return img
+
     def transform(self, results: dict) -> dict:
-        img = np.ascontiguousarray(self.read_rgb(results['img_path'])[...,
-                                                                      ::-1])
+        if results.get('img_path') is None and 'img' in results:
+            img = np.ascontiguousarray(self.check_array(results['img']))
+        elif results.get('img_path') is not None:
+            img = np.ascontiguousarray(
+                self.read_rgb(results['img_path'])[..., ::-1])
+        else:
+            raise ValueError(f'{type(self).__name__} needs results["img_path"]'
+                             f' (a file) or results["img"] (a decoded '
+                             f'array); got keys {sorted(results)}.')
         if self.to_float32:
             img = img.astype(np.float32)
         results['img'] = img

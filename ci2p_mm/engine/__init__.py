@@ -1,7 +1,8 @@
 from .checkpoint import (CheckpointError, allow_mmengine_checkpoints,
                          history_buffer_getattr, read_checkpoint_file)
 from .hooks import NonFiniteLossHook, SafeCheckpointHook, SkippedImagesHook
-from .launcher import configure_launcher, set_default_dataloader_cfg
+from .launcher import (configure_launcher, configure_tta,
+                       set_default_dataloader_cfg)
 from .runner import (CheckpointSaveError, CI2PRunner,
                      ResumableEpochBasedTrainLoop)
 from .stop_signals import StopSignals
@@ -10,7 +11,7 @@ from .work_dir_lock import WorkDirBusyError, WorkDirLock
 allow_mmengine_checkpoints()
 
 __all__ = [
-    'configure_launcher', 'set_default_dataloader_cfg',
+    'configure_launcher', 'configure_tta', 'set_default_dataloader_cfg',
     'allow_mmengine_checkpoints', 'history_buffer_getattr', 'CheckpointError',
     'read_checkpoint_file', 'CI2PRunner', 'ResumableEpochBasedTrainLoop',
     'NonFiniteLossHook', 'SafeCheckpointHook', 'SkippedImagesHook',

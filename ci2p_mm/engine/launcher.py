@@ -1,4 +1,6 @@
 """Runner settings shared by tools/train.py and tools/test.py."""
+from copy import deepcopy
+
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import ConfigDict
@@ -28,13 +30,46 @@ def configure_launcher(cfg, launcher: str) -> None:
     cfg.model_wrapper_cfg.setdefault('device_ids', None)
 
 
-def set_default_dataloader_cfg(cfg, field: str) -> None:
-    """mmpretrain's dataloader defaults, valid on CPU and with 0 workers."""
+def set_default_dataloader_cfg(cfg, field: str,
+                               no_pin_memory: bool = False,
+                               no_persistent_workers: bool = False) -> None:
+    """mmpretrain's dataloader defaults, valid on CPU and with 0 workers.
+
+    Call it after ``--cfg-options`` are merged: the defaults depend on the
+    final ``num_workers``. ``no_pin_memory`` and ``no_persistent_workers``
+    are mmpretrain's ``--no-pin-memory`` and ``--no-persistent-workers``.
+    """
     if cfg.get(field, None) is None:
         return
     loader = ConfigDict(collate_fn=dict(type='default_collate'))
     loader.update(cfg[field])
     loader.setdefault('pin_memory', torch.cuda.is_available())
     # torch refuses persistent workers without workers.
-    loader.setdefault('persistent_workers', loader.get('num_workers', 0) > 0)
+    workers = loader.get('num_workers', 0) > 0
+    loader.setdefault('persistent_workers', workers)
+    if no_pin_memory:
+        loader.pin_memory = False
+    if no_persistent_workers or not workers:
+        loader.persistent_workers = False
     cfg[field] = loader
+
+
+def configure_tta(cfg) -> None:
+    """mmpretrain's ``tools/test.py --tta``: the config's ``tta_model`` and
+    ``tta_pipeline``, else flip TTA averaging the classification scores.
+
+    The checkpoint is loaded into the wrapped classifier (``CI2PRunner``
+    checks it against that model, as mmengine loads it).
+    """
+    if 'tta_model' not in cfg:
+        cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
+    if 'tta_pipeline' not in cfg:
+        test_pipeline = cfg.test_dataloader.dataset.pipeline
+        cfg.tta_pipeline = deepcopy(test_pipeline)
+        cfg.tta_pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[[dict(type='RandomFlip', prob=1.),
+                         dict(type='RandomFlip', prob=0.)],
+                        [test_pipeline[-1]]])
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline

@@ -43,7 +43,7 @@ import torch
 from mmengine.dist import (all_reduce, broadcast_object_list,
                            is_distributed, is_main_process, master_only)
 from mmengine.fileio import LocalBackend, get_file_backend
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.runner import EpochBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
@@ -250,10 +250,22 @@ class CI2PRunner(Runner):
         return self.model.module if is_model_wrapper(self.model) \
             else self.model
 
+    @property
+    def _checkpoint_model(self):
+        """The model a checkpoint's weights belong to: inside a TTA
+        wrapper (``tools/test.py --tta``) that is the wrapped classifier, as
+        mmengine's ``load_state_dict`` also loads it."""
+        model = self._bare_model
+        return model.module if isinstance(model, BaseTTAModel) else model
+
     # -- loading --
     def _init_model_weights(self) -> None:
+        from ci2p_mm.models.utils import codec_fetch_deferred
         check_pretrained_init_cfgs(self._bare_model)
-        super()._init_model_weights()
+        # Codec weights are fetched in load_or_resume, after a checkpoint
+        # (load_from, --resume) had the chance to provide them offline.
+        with codec_fetch_deferred():
+            super()._init_model_weights()
 
     def load_checkpoint(self, filename, map_location='cpu', strict=False,
                         revise_keys=[(r'^module.', '')]):
@@ -271,7 +283,7 @@ class CI2PRunner(Runner):
         if getattr(self, '_resuming', False):
             defuse_legacy_config(checkpoint['meta'])
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self._bare_model
+        model = self._checkpoint_model
         state_dict = extract_state_dict(checkpoint, filename, revise_keys)
         check_codecs(model, checkpoint, filename)
         check_state_dict_fits(
@@ -314,6 +326,14 @@ class CI2PRunner(Runner):
             set_rng_state(rng)
 
     def load_or_resume(self) -> None:
+        from ci2p_mm.models.utils import load_pending_codecs
+        self._load_or_resume()
+        # What no checkpoint provided: CompressAI's zoo or the codec file
+        # (a download error says what to do, before the first iteration).
+        for name in load_pending_codecs(self._bare_model):
+            self.logger.info(f'Loaded the codec weights of {name}.')
+
+    def _load_or_resume(self) -> None:
         if self._has_loaded:
             return
         if self._resume and self._load_from is None:

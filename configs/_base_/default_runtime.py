@@ -37,3 +37,11 @@ custom_hooks = [
 #   - the number of processes and the batch size are unchanged.
 # Set deterministic=True for bit-exact GPU runs (slower cuDNN kernels).
 randomness = dict(seed=0, deterministic=False)
+
+# mmpretrain's visualizer, restated here: settings inherited through
+# `mmpretrain::` carry a `_scope_` key, which mmpretrain's
+# tools/visualization/browse_dataset.py passes on to the visualizer's
+# constructor (TypeError). Defined in this file, it has none.
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(
+    _delete_=True, type='UniversalVisualizer', vis_backends=vis_backends)

@@ -83,7 +83,7 @@ class CI2PViT(VisionTransformer):
             self._freeze_stages()
 
     def init_weights(self):
-        with codec_weights_kept(self.patch_embed.encoder, self.init_cfg):
+        with codec_weights_kept(self.patch_embed.ci2p_encoder, self.init_cfg):
             super().init_weights()
 
     def train(self, mode: bool = True):

@@ -199,7 +199,7 @@ class DualScaleViT(BaseBackbone):
         return self.patch_embed.encoder
 
     def init_weights(self):
-        with codec_weights_kept(self.encoder, self.init_cfg):
+        with codec_weights_kept(self.patch_embed, self.init_cfg):
             super().init_weights()
         if not (isinstance(self.init_cfg, dict)
                 and self.init_cfg['type'] == 'Pretrained'):

@@ -1,3 +1,5 @@
+from .codec_weights import (CodecWeightsMixin, codec_fetch_deferred,
+                            load_pending_codecs)
 from .data_preprocessor import CI2PDataPreprocessor
 from .freezing import codec_weights_kept, set_bn_eval
 from .patch_embed import (CI2PEncoder, CI2PPatchEmbed, CnnReshape,
@@ -6,5 +8,6 @@ from .patch_embed import (CI2PEncoder, CI2PPatchEmbed, CnnReshape,
 __all__ = [
     'CI2PDataPreprocessor', 'CI2PEncoder', 'CI2PPatchEmbed', 'CnnReshape',
     'PatchReshape', 'InplaceGDN', 'use_inplace_gdn', 'codec_weights_kept',
-    'set_bn_eval'
+    'set_bn_eval', 'CodecWeightsMixin', 'codec_fetch_deferred',
+    'load_pending_codecs'
 ]

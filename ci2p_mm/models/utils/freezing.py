@@ -14,19 +14,28 @@ def set_bn_eval(module: nn.Module) -> None:
 
 
 @contextmanager
-def codec_weights_kept(encoder: nn.Module, init_cfg):
-    """Restore ``encoder``'s weights after a parent's ``init_weights``.
+def codec_weights_kept(ci2p_encoder: nn.Module, init_cfg):
+    """Restore the codec's weights after a parent's ``init_weights``.
 
     mmengine applies a parent's ``init_cfg`` (e.g. Kaiming on every
     ``Conv2d``) to all submodules, which would wipe the codec's
-    rate-distortion weights. A ``Pretrained`` init_cfg is the exception:
-    the loaded checkpoint's encoder weights are meant to win.
+    rate-distortion weights (or CompressAI's own init of a random codec).
+    Weights that arrive during the parent's ``init_weights`` win: the
+    encoder's own ``init_weights`` fetching its pretrained codec (it runs
+    after the parent's init_cfg), or a ``Pretrained`` init_cfg.
+
+    Args:
+        ci2p_encoder: a :class:`~ci2p_mm.models.CI2PEncoder`.
+        init_cfg: the parent's ``init_cfg``.
     """
     cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
     if any(isinstance(c, dict) and c.get('type') == 'Pretrained'
            for c in cfgs):
         yield
         return
+    encoder = ci2p_encoder.encoder
     saved = copy.deepcopy(encoder.state_dict())
+    loads = ci2p_encoder.codec_weight_loads
     yield
-    encoder.load_state_dict(saved)
+    if ci2p_encoder.codec_weight_loads == loads:
+        encoder.load_state_dict(saved)

@@ -11,6 +11,7 @@ from mmpretrain.registry import MODELS
 
 from ci2p_mm.codec.zoo import (ENCODER_STRIDE, LATENT_CHANNELS, build_codec,
                     check_supported, encoder_stages)
+from .codec_weights import CodecWeightsMixin
 
 #: Total stride of CI2P tokens: the codec's 16 and PatchReshape's 2.
 TOKEN_STRIDE = ENCODER_STRIDE * 2
@@ -118,16 +119,22 @@ class CnnReshape(InvertedResidual):
 
 
 @MODELS.register_module()
-class CI2PEncoder(BaseModule):
+class CI2PEncoder(CodecWeightsMixin, BaseModule):
     """A CompressAI codec's analysis transform ``g_a``, optionally frozen.
+
+    The constructor never reads weights: ``pretrained`` is fetched by
+    ``init_weights()`` (the Runner calls it when training starts) or
+    arrives with a loaded checkpoint; until then the encoder refuses to run
+    (see :mod:`ci2p_mm.models.utils.codec_weights`).
 
     Args:
         codec (str): CompressAI zoo name. Defaults to
             ``'bmshj2018-factorized'``.
         quality (int): Zoo quality. Defaults to 5 (N=128, M=192).
         pretrained (bool | str): ``True``: CompressAI's published weights
-            (downloaded through its zoo); ``False``: random init; a path: a
-            local CompressAI checkpoint. Defaults to True.
+            (downloaded through its zoo by ``init_weights``); ``False``:
+            random init; a path: a local CompressAI checkpoint (read by
+            ``init_weights``). Defaults to True.
         frozen (bool): No gradients and always eval mode. Defaults to True.
         check_input_range (bool): Check the first batch lies in [0, 1], to
             catch mean/std-normalised input early. Defaults to True.
@@ -150,22 +157,17 @@ class CI2PEncoder(BaseModule):
         self.check_input_range = check_input_range
         self.codec = check_supported(codec, quality)
         self.quality = quality
-        self.pretrained = pretrained
         self.frozen = frozen
         self.channels_last = channels_last
         self.encoder = use_inplace_gdn(
-            build_codec(self.codec, quality, pretrained).g_a)
+            build_codec(self.codec, quality, pretrained=False).g_a)
+        self._request_codec_weights(pretrained)
         if channels_last:
             self.encoder.to(memory_format=torch.channels_last)
         self.stages = encoder_stages(self.encoder)
         if frozen:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
-
-    def init_weights(self):
-        # Codec weights come from the codec (CompressAI's init or a
-        # checkpoint), never from a ViT-style init_cfg of a parent module.
-        pass
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -181,7 +183,9 @@ class CI2PEncoder(BaseModule):
         With ``return_stages``, return the four levels' maps (strides 2, 4,
         8 and 16), the last being the latent.
         """
-        if self.check_input_range:
+        self.check_codec_ready()
+        # FLOP counters trace with arbitrary values: check real data only.
+        if self.check_input_range and not torch.jit.is_tracing():
             check_unit_range(x)
             self.check_input_range = False  # once: .item() syncs a GPU
         if self.channels_last:
