@@ -1,3 +1,4 @@
+from . import backbones  # noqa: F401  (CvT, CrossViT, MobileFormer)
 from .ci2p_vit import CI2PViT
 from .codec import (CodecWeightsError, build_codec, load_codec_state_dict,
                     supported_codecs)
