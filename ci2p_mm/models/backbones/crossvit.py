@@ -43,7 +43,10 @@ class CrossViT(BaseBackbone):
     with one bias vector fewer.
 
     Args:
-        arch (str): One of the names above. Defaults to ``'s'``.
+        arch (str | dict): One of the names above, or a dict of
+            ``timm.models.crossvit.CrossVit`` arguments (``patch_size``,
+            ``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``, ...).
+            Defaults to ``'s'``.
         img_size (int): Input size; the large branch runs at
             ``img_size * 224 / 240``. Inputs of another size are resized to
             it inside the model (timm's behaviour). Defaults to 240.
@@ -75,7 +78,7 @@ class CrossViT(BaseBackbone):
     OUT_TYPES = {'cls_token', 'avg_featmap'}
 
     def __init__(self,
-                 arch: str = 's',
+                 arch: Union[str, dict] = 's',
                  img_size: int = 240,
                  out_indices: Union[int, Sequence[int]] = -1,
                  out_type: str = 'cls_token',
@@ -88,21 +91,22 @@ class CrossViT(BaseBackbone):
             import timm
         except ImportError as err:
             raise ImportError('CrossViT needs timm: pip install timm') from err
-        if arch.lower() not in self.arch_zoo:
-            raise ValueError(f'CrossViT arch {arch!r} is not one of '
-                             f'{sorted(self.arch_zoo)}.')
         if out_type not in self.OUT_TYPES:
             raise ValueError(f'Unsupported out_type {out_type!r}; choose '
                              f'from {sorted(self.OUT_TYPES)}.')
-        self.arch = arch.lower()
-        self.model = timm.create_model(
-            self.arch_zoo[self.arch],
-            pretrained=False,
-            num_classes=0,
-            img_size=img_size,
-            pos_drop_rate=drop_rate,
-            proj_drop_rate=drop_rate,
-            drop_path_rate=drop_path_rate)
+        kwargs = dict(num_classes=0, img_size=img_size,
+                      pos_drop_rate=drop_rate, proj_drop_rate=drop_rate,
+                      drop_path_rate=drop_path_rate)
+        if isinstance(arch, dict):
+            from timm.models.crossvit import CrossVit
+            self.model = CrossVit(**arch, **kwargs)
+        elif arch.lower() in self.arch_zoo:
+            self.model = timm.create_model(
+                self.arch_zoo[arch.lower()], pretrained=False, **kwargs)
+        else:
+            raise ValueError(f'CrossViT arch {arch!r} is not one of '
+                             f'{sorted(self.arch_zoo)} (or a dict of timm '
+                             f'CrossVit arguments).')
         self.img_size = img_size
         self.embed_dims = list(self.model.embed_dim)
         self.out_type = out_type
