@@ -151,7 +151,8 @@ def test_cvt_frozen_stages_and_norm_eval():
 @pytest.mark.parametrize('kwargs, match', [
     (dict(arch='14'), "CvT arch '14'"),
     (dict(out_indices=(0, 2)), "last stage only"),
-    (dict(out_indices=5, out_type='featmap'), 'out_indices'),
+    (dict(out_indices=5, out_type='featmap'),
+     r'out_indices \[5\] must be stage'),
     (dict(out_type='pooled'), 'out_type'),
 ])
 def test_cvt_bad_settings(kwargs, match):
@@ -263,7 +264,7 @@ def test_mobile_former_frozen_stages_and_norm_eval():
 @pytest.mark.parametrize('kwargs, match', [
     (dict(arch='300m'), "MobileFormer arch '300m'"),
     (dict(out_indices=(1, 2)), 'last stage only'),
-    (dict(arch=dict(stages=[])), 'lacks'),
+    (dict(arch=dict(stages=[])), "MobileFormer arch dict lacks"),
 ])
 def test_mobile_former_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -12,6 +12,8 @@ import torch
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 
+from .settings import stage_indices
+
 
 @MODELS.register_module()
 class CrossViT(BaseBackbone):
@@ -111,14 +113,8 @@ class CrossViT(BaseBackbone):
         self.embed_dims = list(self.model.embed_dim)
         self.out_type = out_type
 
-        num_encoders = len(self.model.blocks)
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        self.out_indices = sorted(i % num_encoders for i in out_indices
-                                  if -num_encoders <= i < num_encoders)
-        if len(self.out_indices) != len(out_indices):
-            raise ValueError(f'out_indices {out_indices} must index the '
-                             f'{num_encoders} multi-scale encoders.')
+        self.out_indices = stage_indices(out_indices, len(self.model.blocks),
+                                         'multi-scale encoder')
         self.frozen_stages = frozen_stages
         if frozen_stages > 0:
             self._freeze_stages()

@@ -26,6 +26,7 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 
 from ..freezing import set_bn_eval
+from .settings import resolve_arch, stage_indices
 
 
 class ConvTokenEmbed(BaseModule):
@@ -269,14 +270,8 @@ class CvT(BaseBackbone):
                           val=1., bias=0.)
                  ]):
         super().__init__(init_cfg)
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'CvT arch {arch!r} is not one of '
-                                 f'{sorted(self.arch_zoo)}.')
-            arch = self.arch_zoo[arch.lower()]
-        missing = {'embed_dims', 'depths', 'num_heads'} - set(arch)
-        if missing:
-            raise ValueError(f'CvT arch dict lacks {sorted(missing)}.')
+        arch = resolve_arch('CvT', self.arch_zoo, arch,
+                            ('embed_dims', 'depths', 'num_heads'))
         if out_type not in self.OUT_TYPES:
             raise ValueError(f'Unsupported out_type {out_type!r}; choose '
                              f'from {sorted(self.OUT_TYPES)}.')
@@ -305,14 +300,7 @@ class CvT(BaseBackbone):
                          attn_drop_rate=attn_drop_rate))
             channels = self.embed_dims[i]
 
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        self.out_indices = sorted(i % self.num_stages for i in out_indices
-                                  if -self.num_stages <= i < self.num_stages)
-        if len(self.out_indices) != len(out_indices):
-            raise ValueError(f'out_indices {out_indices} must be stage '
-                             f'indices in [-{self.num_stages}, '
-                             f'{self.num_stages}).')
+        self.out_indices = stage_indices(out_indices, self.num_stages)
         if out_type in ('cls_token', 'avg_featmap') and self.out_indices != [
                 self.num_stages - 1]:
             raise ValueError(f"out_type={out_type!r} is for the last stage "

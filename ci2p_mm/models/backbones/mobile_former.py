@@ -31,6 +31,7 @@ from mmpretrain.models.utils import channel_shuffle
 from mmpretrain.registry import MODELS
 
 from ..freezing import set_bn_eval
+from .settings import resolve_arch, stage_indices
 
 
 def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1,
@@ -354,16 +355,9 @@ class MobileFormer(BaseBackbone):
                           val=1., bias=0.)
                  ]):
         super().__init__(init_cfg)
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'MobileFormer arch {arch!r} is not one of '
-                                 f'{sorted(self.arch_zoo)}.')
-            arch = self.arch_zoo[arch.lower()]
-        required = {'stem_channels', 'stages', 'num_tokens', 'token_dims',
-                    'head_channels'}
-        if required - set(arch):
-            raise ValueError(f'MobileFormer arch dict lacks '
-                             f'{sorted(required - set(arch))}.')
+        arch = resolve_arch('MobileFormer', self.arch_zoo, arch,
+                            ('stem_channels', 'stages', 'num_tokens',
+                             'token_dims', 'head_channels'))
         if out_type not in self.OUT_TYPES:
             raise ValueError(f'Unsupported out_type {out_type!r}; choose '
                              f'from {sorted(self.OUT_TYPES)}.')
@@ -401,14 +395,7 @@ class MobileFormer(BaseBackbone):
             self.out_channels.append(channels)
         self.num_stages = len(self.stages)
 
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        self.out_indices = sorted(i % self.num_stages for i in out_indices
-                                  if -self.num_stages <= i < self.num_stages)
-        if len(self.out_indices) != len(out_indices):
-            raise ValueError(f'out_indices {out_indices} must be stage '
-                             f'indices in [-{self.num_stages}, '
-                             f'{self.num_stages}).')
+        self.out_indices = stage_indices(out_indices, self.num_stages)
         if out_type == 'pool_token':
             if self.out_indices != [self.num_stages - 1]:
                 raise ValueError("out_type='pool_token' is for the last "
