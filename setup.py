@@ -64,6 +64,7 @@ setup(
         'setuptools<81',
         'tqdm',
         'matplotlib',
+        'timm>=1.0',  # CrossViT (ci2p_mm/models/backbones/crossvit.py)
     ],
     extras_require={
         # mmcv without compiled ops: enough for classification.

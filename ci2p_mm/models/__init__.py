@@ -1,6 +1,8 @@
 """CI2P models, laid out as mmpretrain lays out its zoo.
 
-- ``backbones/``: ``CI2PViT`` (CI2P-ViT), ``DualScaleViT`` (CI2P-ViT^ds).
+- ``backbones/``: ``CI2PViT`` (CI2P-ViT), ``DualScaleViT`` (CI2P-ViT^ds), and
+  the hybrids CI2P is compared with: ``CvT``, ``CrossViT`` (timm),
+  ``MobileFormer``.
 - ``necks/``: ``CI2PSimplePyramid`` (ViTDet-style pyramid for detection).
 - ``utils/``: the CI2P patch embedding (codec encoder + PatchReshape), the
   reshape blocks, freezing helpers and the [0, 1] RGB data preprocessor.
@@ -11,13 +13,14 @@ re-exported here for convenience.
 """
 from ci2p_mm.codec import (CodecWeightsError, build_codec,
                            load_codec_state_dict, supported_codecs)
-from .backbones import CI2PViT, DualScaleViT
+from .backbones import CI2PViT, CrossViT, CvT, DualScaleViT, MobileFormer
 from .necks import CI2PSimplePyramid
 from .utils import (CI2PDataPreprocessor, CI2PEncoder, CI2PPatchEmbed,
                     CnnReshape, PatchReshape)
 
 __all__ = [
-    'CI2PViT', 'DualScaleViT', 'CI2PSimplePyramid', 'CI2PPatchEmbed',
+    'CI2PViT', 'DualScaleViT', 'CvT', 'CrossViT', 'MobileFormer',
+    'CI2PSimplePyramid', 'CI2PPatchEmbed',
     'CI2PEncoder', 'PatchReshape', 'CnnReshape', 'CI2PDataPreprocessor',
     'build_codec', 'load_codec_state_dict', 'supported_codecs',
     'CodecWeightsError'
