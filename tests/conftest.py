@@ -119,3 +119,12 @@ def trained_codec(train_codec_tool, codec_images, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('codec_run')
     final = train_codec_tool.main(codec_train_args(codec_images, work_dir))
     return work_dir, final
+
+
+@pytest.fixture
+def fake_zoo(tmp_path, monkeypatch):
+    """A :class:`_hostile.FakeZoo`: CompressAI's zoo without network."""
+    from _hostile import FakeZoo
+    zoo = FakeZoo(tmp_path, monkeypatch)
+    yield zoo
+    zoo.restore()

@@ -124,16 +124,11 @@ def test_flop_counting_needs_neither_weights_nor_unit_range_input():
 
 
 def test_construction_never_downloads_and_forward_refuses_until_loaded(
-        monkeypatch):
+        fake_zoo):
     from ci2p_mm.models import CI2PPatchEmbed
     codec = build_codec()
-    calls = []
-
-    def fake_download(url, **kwargs):
-        calls.append(url)
-        return codec.state_dict()
-
-    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', fake_download)
+    fake_zoo.serve(codec.state_dict())
+    calls = fake_zoo.calls
     embed = CI2PPatchEmbed(pretrained=True, embed_dims=64)
     assert not calls
     x = torch.rand(1, 3, 64, 64)
@@ -147,11 +142,10 @@ def test_construction_never_downloads_and_forward_refuses_until_loaded(
     assert len(calls) == 1
 
 
-def test_parent_init_cfg_does_not_overwrite_fetched_codec(monkeypatch):
+def test_parent_init_cfg_does_not_overwrite_fetched_codec(fake_zoo):
     from ci2p_mm.models import CI2PViT
     codec = build_codec()
-    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url',
-                        lambda url, **kw: codec.state_dict())
+    fake_zoo.serve(codec.state_dict())
     model = CI2PViT(arch='deit-t', img_size=64,
                     init_cfg=dict(type='Kaiming', layer='Conv2d'))
     model.init_weights()
@@ -160,13 +154,9 @@ def test_parent_init_cfg_does_not_overwrite_fetched_codec(monkeypatch):
 
 
 def test_training_offline_fails_at_once_but_fine_tuning_works(
-        checkpoint, monkeypatch, tmp_path):
+        checkpoint, fake_zoo, tmp_path):
     config, ckpt, _ = checkpoint
-
-    def offline(*args, **kwargs):
-        raise OSError('<urlopen error [Errno -2] Name or service not known>')
-
-    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', offline)
+    fake_zoo.offline()
     train = load_tool('tools/train.py')
     zoo = ['--cfg-options', 'model.backbone.patch_cfg.pretrained=True',
            'train_cfg.max_epochs=1', 'val_cfg=None', 'val_dataloader=None',
@@ -179,6 +169,7 @@ def test_training_offline_fails_at_once_but_fine_tuning_works(
                         [f'load_from={ckpt}'])
     assert osp.exists(tmp_path / 'b' / 'epoch_1.pth')
     assert not runner.model.backbone.patch_embed.ci2p_encoder.codec_pending
+    assert len(fake_zoo.calls) == 1  # the first run tried; the second did not
 
 
 def test_dataloader_defaults_follow_cfg_options_and_flags(tmp_path,

@@ -16,9 +16,7 @@ import os
 import os.path as osp
 from typing import Optional
 
-import torch
-
-from ci2p_mm.utils.io import save_atomic
+from ci2p_mm.utils.io import load_torch_file, save_atomic
 from .checkpoint import CheckpointError, read_checkpoint_file
 
 #: Training state that a published model does not need.
@@ -66,5 +64,5 @@ def publish_checkpoint(in_file: str,
     final = f'{stem}_{date}-{digest}.pth'
     os.replace(tmp, final)
     # What users will do with it, under torch's safe default.
-    torch.load(final, map_location='cpu', weights_only=True)
+    load_torch_file(final, CheckpointError, what=f'Published file {final}')
     return final
