@@ -1,9 +1,11 @@
-"""CI2P backbones in mmdet and mmpose (detection, pose estimation).
+"""CI2P backbones in mmdet, mmpose and mmseg (detection, pose estimation,
+segmentation).
 
 Importing this module registers :class:`CI2PSimplePyramid` into mmpretrain's
-``MODELS`` and, when mmdet / mmpose are installed, registers ``CI2PViT``,
+``MODELS`` and, when mmdet / mmpose / mmseg are installed, registers ``CI2PViT``,
 ``DualScaleViT``, ``CI2PPatchEmbed``, ``CI2PEncoder`` and
-``CI2PSimplePyramid`` into their ``MODELS`` registries too. Downstream
+``CI2PSimplePyramid`` into their ``MODELS`` registries too, and
+``SegNetr`` into mmseg's. Downstream
 configs say::
 
     custom_imports = dict(imports=['ci2p_mm', 'ci2p_mm.downstream'],
