@@ -1,9 +1,11 @@
 """Training, testing and resuming a config the way the libraries' own
 ``tools/train.py`` / ``tools/test.py`` do: ``Runner.from_cfg(cfg)``, then
-``runner.train()``, ``runner.test()``, and ``resume=True`` for a longer
-schedule (mmdet, mmpose and mmseg's train scripts set ``cfg.resume`` and
-``cfg.load_from`` exactly so).
+``runner.train()``; a new runner with ``load_from=<checkpoint>`` for
+``runner.test()``; and ``resume=True`` for a longer schedule (mmdet's,
+mmpose's and mmseg's scripts set ``cfg.load_from`` and ``cfg.resume``
+exactly so).
 """
+import copy
 import glob
 import math
 import os.path as osp
@@ -52,8 +54,8 @@ def assert_metrics(metrics: Dict, keys: List[str]):
 def train_test_resume(cfg, name: str, metric_keys: List[str],
                       longer: Dict) -> Dict:
     """Train ``cfg`` from scratch, check the loss fell and a checkpoint was
-    written, test that checkpoint's model with the library's metric, then
-    resume from the work dir with ``train_cfg`` updated by ``longer``.
+    written, test that checkpoint with the library's metric, then resume
+    from the work dir with ``train_cfg`` updated by ``longer``.
 
     Returns ``dict(losses=..., metrics=..., resumed_from=..., runner=...)``
     (``runner``: the resumed one).
@@ -71,10 +73,14 @@ def train_test_resume(cfg, name: str, metric_keys: List[str],
         checkpoint = f.read().strip()
     assert osp.isfile(checkpoint), checkpoint
     done_iters = runner.iter
-    metrics = runner.test()
+
+    tested = copy.deepcopy(cfg)  # tools/test.py: load_from=<checkpoint>
+    tested.experiment_name = f'{name}_test'
+    tested.load_from = checkpoint
+    metrics = Runner.from_cfg(tested).test()
     assert_metrics(metrics, metric_keys)
 
-    resumed = cfg.copy()
+    resumed = copy.deepcopy(cfg)
     resumed.experiment_name = f'{name}_resume'
     resumed.resume = True
     resumed.load_from = None  # the work dir's last checkpoint
