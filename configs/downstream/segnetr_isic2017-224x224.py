@@ -46,7 +46,7 @@ model = dict(
         align_corners=False,
         loss_decode=[
             dict(type='CrossEntropyLoss', loss_weight=1.0),
-            dict(type='DiceLoss', loss_weight=1.0),
+            dict(type='DiceLoss', use_sigmoid=False, loss_weight=1.0),
         ]),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))

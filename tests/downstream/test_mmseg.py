@@ -11,7 +11,7 @@ from downstream_utils import (BACKBONE_TYPES, CONFIGS,
 
 require_downstream('mmseg.models')
 
-from mmengine.config import Config  # noqa: E402
+from mmengine.config import Config, ConfigDict  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 
 import ci2p_mm.downstream  # noqa: E402,F401
@@ -71,7 +71,8 @@ def test_ci2p_vit_simple_pyramid_upernet_trains_and_predicts():
     """CI2P-ViT's single stride-32 map -> CI2PSimplePyramid (strides 8-64)
     -> UPerNet: loss and backward reach the ViT, not the frozen codec;
     predict gives a label map of the input size."""
-    model = build_model(MODELS, dict(
+    # a ConfigDict, as from a config file (mmseg reads test_cfg.mode)
+    model = build_model(MODELS, ConfigDict(
         type='EncoderDecoder',
         data_preprocessor=dict(type='SegDataPreProcessor', mean=[0., 0., 0.],
                                std=[255., 255., 255.], bgr_to_rgb=True,
@@ -82,7 +83,8 @@ def test_ci2p_vit_simple_pyramid_upernet_trains_and_predicts():
         neck=dict(type='CI2PSimplePyramid', in_channels=192),
         decode_head=dict(type='UPerHead', in_channels=[48, 96, 192, 192],
                          in_index=[0, 1, 2, 3], channels=32,
-                         num_classes=3, norm_cfg=dict(type='BN'))))
+                         num_classes=3, norm_cfg=dict(type='BN')),
+        test_cfg=dict(mode='whole')))
     batch = seg_batch(model)
     model.train()
     data = model.data_preprocessor(batch, True)

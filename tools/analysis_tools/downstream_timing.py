@@ -77,8 +77,10 @@ def build(config, arch):
     else:
         raise ValueError(f'{config}: default_scope {scope!r} is not mmdet, '
                          f'mmpose or mmseg')
+    from mmengine.model import revert_sync_batchnorm
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
+    # SyncBN (mmseg's UPerNet bases) needs a process group: plain BN here
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
     model.init_weights()
     return scope, model, cfg
 
