@@ -119,6 +119,19 @@ def make_batch(scope, args, model, cfg):
         heatmap_size=(w // 4, h // 4), with_simcc_label=False), (h, w)
 
 
+class TensorForward(torch.nn.Module):
+    """``model._forward(x)``: backbone, neck and head without post-processing,
+    the same call in mmdet, mmpose and mmseg (mmpose's ``forward`` has no
+    ``mode='tensor'`` path without data samples)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model._forward(x)
+
+
 def timed(fn, repeats, warmup):
     times = []
     for i in range(warmup + repeats):
@@ -163,7 +176,8 @@ def measure(config, args):
     flops = {}
     if args.flops:
         from ci2p_mm.utils.flops import model_flops
-        flops['flops_g'] = round(model_flops(model, size)['flops'] / 1e9, 2)
+        flops['flops_g'] = round(
+            model_flops(TensorForward(model), size)['flops'] / 1e9, 2)
     return dict(
         config=osp.basename(config),
         backbone=f'{type(backbone).__name__}({args.arch or "as configured"})',
