@@ -1,6 +1,6 @@
 """CI2P backbones and SegNetr in mmseg: registration, the shipped configs'
-conventions, and CI2P-ViT (single scale) under UPerNet through the simple
-pyramid (CPU, generated data, no downloads)."""
+conventions, and the CI2P-ViT (single scale) config: UPerNet through the
+simple pyramid (CPU, generated data, no downloads)."""
 import os.path as osp
 
 import pytest
@@ -11,13 +11,15 @@ from downstream_utils import (BACKBONE_TYPES, CONFIGS,
 
 require_downstream('mmseg.models')
 
-from mmengine.config import Config, ConfigDict  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 
 import ci2p_mm.downstream  # noqa: E402,F401
 
 CI2P_CONFIGS = ['upernet_ci2p_vit_ds_isic2017-224x224.py',
                 'upernet_ci2p_vit_ds_8xb2-160k_ade20k-512x512.py']
+
+VIT_CONFIG = 'upernet_ci2p_vit_simple_pyramid_8xb2-160k_ade20k-512x512.py'
 
 mmseg_default_scope = default_scope('mmseg')
 
@@ -68,23 +70,24 @@ def seg_batch(model, batch_size=2, size=(64, 96)):
 
 
 def test_ci2p_vit_simple_pyramid_upernet_trains_and_predicts():
-    """CI2P-ViT's single stride-32 map -> CI2PSimplePyramid (strides 8-64)
-    -> UPerNet: loss and backward reach the ViT, not the frozen codec;
-    predict gives a label map of the input size."""
-    # a ConfigDict, as from a config file (mmseg reads test_cfg.mode)
-    model = build_model(MODELS, ConfigDict(
-        type='EncoderDecoder',
-        data_preprocessor=dict(type='SegDataPreProcessor', mean=[0., 0., 0.],
-                               std=[255., 255., 255.], bgr_to_rgb=True,
-                               size_divisor=32),
-        backbone=dict(type='CI2PViT', arch='deit-t', img_size=(64, 96),
-                      patch_cfg=dict(pretrained=False), out_type='featmap',
-                      out_indices=(-1, )),
-        neck=dict(type='CI2PSimplePyramid', in_channels=192),
-        decode_head=dict(type='UPerHead', in_channels=[48, 96, 192, 192],
-                         in_index=[0, 1, 2, 3], channels=32,
-                         num_classes=3, norm_cfg=dict(type='BN')),
-        test_cfg=dict(mode='whole')))
+    """The shipped CI2P-ViT config, shrunk: the single stride-32 map ->
+    CI2PSimplePyramid (strides 8-64) -> UPerNet. Loss and backward reach
+    the ViT, not the frozen codec; predict gives a label map of the input
+    size."""
+    cfg = Config.fromfile(osp.join(CONFIGS, VIT_CONFIG))
+    assert cfg.model.backbone.type == 'CI2PViT'
+    assert cfg.model.neck.type == 'CI2PSimplePyramid'
+    assert cfg.model.decode_head.in_channels == [192, 384, 768, 768]
+    cfg.model.backbone.update(arch='deit-t', img_size=(64, 96),
+                              init_cfg=None)
+    cfg.model.backbone.patch_cfg.pretrained = False
+    cfg.model.data_preprocessor.size = (64, 96)
+    cfg.model.neck.in_channels = 192
+    cfg.model.decode_head.update(in_channels=[48, 96, 192, 192], channels=32,
+                                 num_classes=3, norm_cfg=dict(type='BN'))
+    cfg.model.auxiliary_head.update(in_channels=96, channels=16,
+                                    num_classes=3, norm_cfg=dict(type='BN'))
+    model = build_model(MODELS, cfg.model)
     batch = seg_batch(model)
     model.train()
     data = model.data_preprocessor(batch, True)

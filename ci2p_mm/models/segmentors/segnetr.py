@@ -19,7 +19,6 @@ from typing import Dict, List, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule, ModuleList, Sequential
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
