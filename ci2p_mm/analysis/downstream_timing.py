@@ -1,10 +1,12 @@
-"""Forward / backward / predict times of the downstream models on this machine.
+"""Forward / backward / predict times (and FLOPs) of the downstream models.
 
 Builds each configs/downstream config (no codec download, no pretrained
 checkpoint), feeds a generated batch and reports median wall times of
-``loss`` (data preprocessor + forward), ``backward`` and ``predict``::
+``loss`` (data preprocessor + forward), ``backward`` and ``predict``, and
+with ``--flops`` the FLOPs of one image (ci2p_mm.analysis.flops: one
+multiply-add is one FLOP, attention included)::
 
-    python tools/analysis_tools/downstream_timing.py               # all three
+    python tools/analysis_tools/downstream_timing.py     # det, pose and seg
     python tools/analysis_tools/downstream_timing.py --det-size 800 1344 \
         --configs configs/downstream/retinanet_ci2p_vit_ds_fpn_1x_coco.py
 
@@ -24,6 +26,9 @@ DEFAULT_CONFIGS = [
     'configs/downstream/retinanet_ci2p_vit_ds_fpn_1x_coco.py',
     'configs/downstream/retinanet_ci2p_vit_simple_pyramid_fpn_1x_coco.py',
     'configs/downstream/td-hm_ci2p_vit_ds_8xb64-210e_coco-256x192.py',
+    'configs/downstream/segnetr_isic2017-224x224.py',
+    'configs/downstream/upernet_ci2p_vit_ds_isic2017-224x224.py',
+    'configs/downstream/upernet_ci2p_vit_ds_8xb2-160k_ade20k-512x512.py',
 ]
 
 
@@ -37,6 +42,11 @@ def parse_args():
     parser.add_argument(
         '--pose-size', type=int, nargs=2, default=[256, 192],
         metavar=('H', 'W'), help="pose crop size (the config's is 256x192)")
+    parser.add_argument(
+        '--seg-size', type=int, nargs=2, metavar=('H', 'W'),
+        help="segmentation image size (default: the config's crop size)")
+    parser.add_argument('--flops', action='store_true',
+                        help='also count FLOPs of one image')
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--arch', help='override the backbone arch')
@@ -51,7 +61,8 @@ def build(config, arch):
     from mmengine.registry import init_default_scope
     cfg = Config.fromfile(osp.join(REPO, config) if not osp.isabs(config)
                           else config)
-    cfg.model.backbone.patch_cfg.pretrained = False
+    if 'patch_cfg' in cfg.model.backbone:  # CI2P backbones (SegNetr: none)
+        cfg.model.backbone.patch_cfg.pretrained = False
     cfg.model.backbone.init_cfg = None
     if arch:
         cfg.model.backbone.arch = arch
@@ -61,16 +72,41 @@ def build(config, arch):
         from mmdet.registry import MODELS
     elif scope == 'mmpose':
         from mmpose.registry import MODELS
+    elif scope == 'mmseg':
+        from mmseg.registry import MODELS
     else:
-        raise ValueError(f'{config}: default_scope {scope!r} is neither '
-                         f'mmdet nor mmpose')
+        raise ValueError(f'{config}: default_scope {scope!r} is not mmdet, '
+                         f'mmpose or mmseg')
+    from mmengine.model import revert_sync_batchnorm
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
+    # SyncBN (mmseg's UPerNet bases) needs a process group: plain BN here
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
     model.init_weights()
-    return scope, model
+    return scope, model, cfg
 
 
-def make_batch(scope, args):
+def make_seg_batch(batch_size, size, num_classes):
+    """Random uint8 images and label maps, as mmseg's PackSegInputs gives."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    h, w = size
+    inputs, samples = [], []
+    for _ in range(batch_size):
+        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8))
+        sample = SegDataSample(metainfo=dict(
+            img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+            padding_size=[0, 0, 0, 0]))
+        sample.gt_sem_seg = PixelData(
+            data=torch.randint(0, num_classes, (1, h, w)))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def make_batch(scope, args, model, cfg):
+    if scope == 'mmseg':
+        size = tuple(args.seg_size or cfg.crop_size)
+        return make_seg_batch(args.batch_size, size,
+                              model.decode_head.num_classes), size
     if scope == 'mmdet':
         from mmdet.testing import demo_mm_inputs
         h, w = args.det_size
@@ -81,6 +117,19 @@ def make_batch(scope, args):
     return get_packed_inputs(
         batch_size=args.batch_size, img_shape=(h, w), input_size=(w, h),
         heatmap_size=(w // 4, h // 4), with_simcc_label=False), (h, w)
+
+
+class TensorForward(torch.nn.Module):
+    """``model._forward(x)``: backbone, neck and head without post-processing,
+    the same call in mmdet, mmpose and mmseg (mmpose's ``forward`` has no
+    ``mode='tensor'`` path without data samples)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model._forward(x)
 
 
 def timed(fn, repeats, warmup):
@@ -94,8 +143,8 @@ def timed(fn, repeats, warmup):
 
 
 def measure(config, args):
-    scope, model = build(config, args.arch)
-    batch, size = make_batch(scope, args)
+    scope, model, cfg = build(config, args.arch)
+    batch, size = make_batch(scope, args, model, cfg)
     state = {}
 
     def loss_step():
@@ -124,6 +173,11 @@ def measure(config, args):
             bwd.append(t2 - t1)
     pred = timed(predict_step, args.repeats, args.warmup)
     backbone = model.backbone
+    flops = {}
+    if args.flops:
+        from ci2p_mm.analysis.flops import model_flops
+        flops['flops_g'] = round(
+            model_flops(TensorForward(model), size)['flops'] / 1e9, 2)
     return dict(
         config=osp.basename(config),
         backbone=f'{type(backbone).__name__}({args.arch or "as configured"})',
@@ -135,7 +189,8 @@ def measure(config, args):
         image=f'{size[0]}x{size[1]}',
         loss_forward_s=round(statistics.median(fwd), 3),
         backward_s=round(statistics.median(bwd), 3),
-        predict_s=round(pred, 3))
+        predict_s=round(pred, 3),
+        **flops)
 
 
 def main():
@@ -153,6 +208,8 @@ def main():
         print(json.dumps(res), file=sys.stderr)
     cols = ['config', 'backbone', 'params_m', 'batch', 'image',
             'loss_forward_s', 'backward_s', 'predict_s']
+    if args.flops:
+        cols.insert(5, 'flops_g')
     print('| ' + ' | '.join(cols) + ' |')
     print('|' + '---|' * len(cols))
     for res in results:

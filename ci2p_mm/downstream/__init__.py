@@ -1,10 +1,11 @@
-"""CI2P backbones in mmdet and mmpose (detection, pose estimation).
+"""CI2P backbones in mmdet, mmpose and mmseg (detection, pose estimation,
+segmentation).
 
 Importing this module registers :class:`CI2PSimplePyramid` into mmpretrain's
-``MODELS`` and, when mmdet / mmpose are installed, registers ``CI2PViT``,
-``DualScaleViT``, ``CI2PPatchEmbed``, ``CI2PEncoder`` and
-``CI2PSimplePyramid`` into their ``MODELS`` registries too. Downstream
-configs say::
+``MODELS`` and, when mmdet / mmpose / mmseg are installed, registers
+``CI2PViT``, ``DualScaleViT``, ``CI2PPatchEmbed``, ``CI2PEncoder`` and
+``CI2PSimplePyramid`` into their ``MODELS`` registries too, and ``SegNetr``
+into mmseg's. Downstream configs say::
 
     custom_imports = dict(imports=['ci2p_mm', 'ci2p_mm.downstream'],
                           allow_failed_imports=False)
@@ -16,7 +17,8 @@ from ci2p_mm.models.necks import CI2PSimplePyramid
 from .registry import (DOWNSTREAM_MODULES, register_downstream,
                        register_into)
 
-#: ``{'mmdet': [...], 'mmpose': [...]}``: what this import registered where.
+#: ``{'mmdet': [...], 'mmpose': [...], 'mmseg': [...]}``: what this import
+#: registered where.
 REGISTERED = register_downstream()
 
 __all__ = [

@@ -1,12 +1,13 @@
-"""Making CI2P backbones and necks buildable from mmdet and mmpose configs.
+"""Making CI2P backbones and necks buildable from mmdet, mmpose and mmseg
+configs.
 
 Everything is registered into mmpretrain's ``MODELS`` when ``ci2p_mm`` is
 imported, so any OpenMMLab config can already build it across scopes:
 ``backbone=dict(type='mmpretrain.DualScaleViT', ...)``. For convenience the
-same classes are also registered into mmdet's and mmpose's ``MODELS`` when
-those packages are installed, so that mmdet/mmpose configs can say
-``type='DualScaleViT'``. Without mmdet/mmpose (the classification install)
-nothing happens.
+same classes are also registered into mmdet's, mmpose's and mmseg's
+``MODELS`` when those packages are installed, so that their configs can say
+``type='DualScaleViT'`` (and mmseg's ``type='SegNetr'``). Without them (the
+classification install) nothing happens.
 """
 import importlib
 import importlib.util
@@ -24,8 +25,12 @@ DOWNSTREAM_MODULES = ('CI2PViT', 'DualScaleViT', 'CI2PPatchEmbed',
 #: Downstream packages and their model registries.
 DOWNSTREAM_REGISTRIES = {
     'mmdet': 'mmdet.registry',
-    'mmpose': 'mmpose.registry'
+    'mmpose': 'mmpose.registry',
+    'mmseg': 'mmseg.registry',
 }
+
+#: Modules only one downstream package needs, besides DOWNSTREAM_MODULES.
+PACKAGE_MODULES = {'mmseg': ('SegNetr', )}
 
 
 def register_into(registry, names=DOWNSTREAM_MODULES) -> List[str]:
@@ -73,5 +78,6 @@ def register_downstream() -> Dict[str, List[str]]:
                 f'import ({type(e).__name__}: {e}); CI2P modules are not '
                 f'registered into it. See tools/misc/install_mmcv_full.sh.')
             continue
-        done[package] = register_into(registry)
+        done[package] = register_into(
+            registry, DOWNSTREAM_MODULES + PACKAGE_MODULES.get(package, ()))
     return done

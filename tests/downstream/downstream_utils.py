@@ -1,6 +1,7 @@
-"""Helpers for the downstream (mmdet / mmpose) tests.
+"""Helpers for the downstream (mmdet / mmpose / mmseg) tests.
 
-These tests need full mmcv, mmdet and mmpose (tools/misc/install_mmcv_full.sh)
+These tests need full mmcv, mmdet, mmpose and mmseg
+(tools/misc/install_mmcv_full.sh)
 and are skipped without them. CI's downstream tier sets
 ``CI2P_REQUIRE_DOWNSTREAM=1`` so that a broken install fails instead.
 """
@@ -23,7 +24,7 @@ def require_downstream(module: str):
     return pytest.importorskip(
         module,
         reason=f'{module} is not importable: the downstream extras (full '
-        f'mmcv, mmdet, mmpose) are not installed; see '
+        f'mmcv, mmdet, mmpose, mmseg) are not installed; see '
         f'tools/misc/install_mmcv_full.sh')
 
 

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Install the downstream extras of CI2P-MM: full mmcv 2.1.0 (with compiled ops),
-# mmdet 3.3.0 and mmpose 1.3.2, into the Python environment that runs this script.
+# mmdet 3.3.0, mmpose 1.3.2 and mmsegmentation 1.2.2, into the Python environment
+# that runs this script.
 #
 #   PYTHON=/path/to/venv/bin/python bash tools/misc/install_mmcv_full.sh
 #
-# Why a script: mmdet and mmpose need `mmcv._ext` (compiled ops). PyPI has no mmcv
+# Why a script: mmdet, mmpose and mmseg need `mmcv._ext` (compiled ops). PyPI has no mmcv
 # 2.1.0 wheel for recent Python/torch, and the sdist does not build against torch
 # >= 2.10 as is: its setup.py appends `-std=c++17` after any user flag, which makes
 # torch's headers (C++20) fail. We build from PyPI's sdist with that one flag
 # changed to `-std=c++20`, for the torch already installed (CPU ops, or CUDA ops when
 # `torch.cuda.is_available()` and nvcc exists), and cache the wheel outside the
 # repository so later runs (CI) reuse it. mmcv 2.1.0, not 2.2.0: mmdet 3.3.0 refuses
-# >= 2.2.0, and mmpretrain/mmpose import mmdet once it is installed.
+# >= 2.2.0 (so does mmseg 1.2.2, the release for mmcv 2.1), and mmpretrain/mmpose
+# import mmdet once it is installed.
 #
 # Environment variables:
 #   PYTHON              interpreter to install into (default: `python` on PATH)
@@ -21,7 +23,7 @@
 #                       never reused.
 #   CI2P_FORCE_REBUILD  1: ignore a cached wheel and build again
 #   CI2P_FORCE_CPU      1: build CPU ops even when CUDA is usable
-#   CI2P_SKIP_DOWNSTREAM 1: install mmcv only, not mmdet/mmpose
+#   CI2P_SKIP_DOWNSTREAM 1: install mmcv only, not mmdet/mmpose/mmseg
 #   MAX_JOBS            parallel compile jobs (default 2)
 #   TORCH_CUDA_ARCH_LIST  (CUDA builds) GPU archs; default: the visible GPU's.
 #
@@ -32,6 +34,7 @@ set -Eeuo pipefail
 MMCV_VERSION=2.1.0
 MMDET_VERSION=3.3.0
 MMPOSE_VERSION=1.3.2
+MMSEG_VERSION=1.2.2
 PYTHON=${PYTHON:-python}
 CACHE_ROOT=${CI2P_WHEEL_CACHE:-$HOME/.cache/ci2p_mm/wheels}
 MAX_JOBS=${MAX_JOBS:-2}
@@ -231,13 +234,17 @@ if [[ ${CI2P_SKIP_DOWNSTREAM:-0} != 1 ]]; then
     pip_ install -c "$CONSTRAINTS" --no-deps "mmpose==$MMPOSE_VERSION"
     pip_ install -c "$CONSTRAINTS" json-tricks munkres xtcocotools
 
+    step "installing mmsegmentation $MMSEG_VERSION (+ ftfy, regex: mmseg.models imports them)"
+    pip_ install -c "$CONSTRAINTS" "mmsegmentation==$MMSEG_VERSION" ftfy regex
+
     step "checking imports"
     "$PYTHON" -W ignore -c "
-import torch, numpy, mmcv, mmengine, mmdet, mmpose
-import mmdet.models, mmpose.models
+import torch, numpy, mmcv, mmengine, mmdet, mmpose, mmseg
+import mmdet.models, mmpose.models, mmseg.models
 print('torch', torch.__version__, '| numpy', numpy.__version__, '| mmengine', mmengine.__version__,
-      '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__, '| mmpose', mmpose.__version__)
-" || die "mmdet/mmpose were installed but do not import"
+      '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__, '| mmpose', mmpose.__version__,
+      '| mmseg', mmseg.__version__)
+" || die "mmdet/mmpose/mmseg were installed but do not import"
 fi
 
 "$PYTHON" -c "import torch; assert torch.__version__ == '$TORCH_VERSION', torch.__version__" \

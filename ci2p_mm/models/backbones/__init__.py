@@ -3,5 +3,7 @@ from .crossvit import CrossViT
 from .cvt import CvT
 from .dual_scale_vit import DualScaleViT
 from .mobile_former import MobileFormer
+from .segnetr import SegNetr
 
-__all__ = ['CI2PViT', 'DualScaleViT', 'CvT', 'CrossViT', 'MobileFormer']
+__all__ = ['CI2PViT', 'DualScaleViT', 'CvT', 'CrossViT', 'MobileFormer',
+           'SegNetr']

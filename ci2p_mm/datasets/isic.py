@@ -1,0 +1,79 @@
+"""ISIC 2017 Task 1 (lesion segmentation) into mmseg's folder layout.
+
+ISIC's release: ``ISIC-2017_<Split>_Data/ISIC_<id>.jpg`` images and
+``ISIC-2017_<Split>_Part1_GroundTruth/ISIC_<id>_segmentation.png`` masks
+(0 = background, 255 = lesion), ``<Split>`` in Training, Validation,
+Test_v2. mmseg wants label maps holding class indices::
+
+    out/img_dir/{train,val,test}/ISIC_<id>.jpg
+    out/ann_dir/{train,val,test}/ISIC_<id>.png   (0 background, 1 lesion)
+
+which ``configs/_base_/datasets/isic2017_seg.py`` reads.
+"""
+import os
+import os.path as osp
+import shutil
+from typing import Dict
+
+import numpy as np
+from PIL import Image
+
+#: ISIC's split names -> mmseg's.
+ISIC2017_SPLITS = {'Training': 'train', 'Validation': 'val',
+                   'Test_v2': 'test'}
+MASK_SUFFIX = '_segmentation.png'
+
+
+class ISICLayoutError(ValueError):
+    """A missing folder, an image without a mask, or an unreadable mask."""
+
+
+def binarize_mask(path: str) -> np.ndarray:
+    """An ISIC mask file as a 0/1 ``uint8`` label map (> 127 is lesion)."""
+    try:
+        with Image.open(path) as img:
+            mask = np.asarray(img.convert('L'))
+    except (OSError, ValueError) as e:
+        raise ISICLayoutError(f'Cannot read mask {path}: {e}') from e
+    return (mask > 127).astype(np.uint8)
+
+
+def convert_isic2017(src: str, out: str,
+                     splits: Dict[str, str] = ISIC2017_SPLITS) -> Dict:
+    """Copy ISIC 2017 images and write 0/1 masks in mmseg's layout.
+
+    Splits whose image folder is absent are skipped (e.g. no test set
+    downloaded); every image of a present split needs its mask.
+
+    Returns:
+        dict: ``{mmseg split: number of images}``.
+    """
+    counts = {}
+    for isic, split in splits.items():
+        img_src = osp.join(src, f'ISIC-2017_{isic}_Data')
+        ann_src = osp.join(src, f'ISIC-2017_{isic}_Part1_GroundTruth')
+        if not osp.isdir(img_src):
+            continue
+        if not osp.isdir(ann_src):
+            raise ISICLayoutError(f'{img_src} has no mask folder {ann_src}.')
+        img_out = osp.join(out, 'img_dir', split)
+        ann_out = osp.join(out, 'ann_dir', split)
+        os.makedirs(img_out, exist_ok=True)
+        os.makedirs(ann_out, exist_ok=True)
+        names = sorted(f for f in os.listdir(img_src)
+                       if f.endswith('.jpg') and not f.startswith('.'))
+        for name in names:
+            stem = name[:-len('.jpg')]
+            mask = osp.join(ann_src, stem + MASK_SUFFIX)
+            if not osp.isfile(mask):
+                raise ISICLayoutError(f'Image {osp.join(img_src, name)} has '
+                                      f'no mask {mask}.')
+            shutil.copyfile(osp.join(img_src, name), osp.join(img_out, name))
+            Image.fromarray(binarize_mask(mask)).save(
+                osp.join(ann_out, stem + '.png'))
+        counts[split] = len(names)
+    if not counts:
+        raise ISICLayoutError(
+            f'No ISIC-2017_<split>_Data folder under {src} (expected one '
+            f'of {[f"ISIC-2017_{s}_Data" for s in splits]}).')
+    return counts
