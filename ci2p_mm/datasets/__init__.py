@@ -1,4 +1,6 @@
 from .animals10 import ITALIAN_TO_ENGLISH, Animals10, make_split
+from .latents import (LatentDataset, LatentStore, LatentStoreCheckHook,
+                      LatentStoreError, LoadLatent)
 from .robust import (ResumableSampler, RobustImageNet, SeededIndex,
                      SkipBadImagesMixin)
 from .synthetic import make_toy_animals10
@@ -7,4 +9,6 @@ from .transforms import BadImageError, LoadImageRGB, decode_image
 __all__ = ['Animals10', 'ITALIAN_TO_ENGLISH', 'make_split',
            'make_toy_animals10', 'LoadImageRGB', 'BadImageError',
            'decode_image', 'ResumableSampler', 'RobustImageNet',
-           'SeededIndex', 'SkipBadImagesMixin']
+           'SeededIndex', 'SkipBadImagesMixin', 'LatentDataset',
+           'LatentStore', 'LatentStoreError', 'LatentStoreCheckHook',
+           'LoadLatent']

@@ -1,10 +1,12 @@
-from .data_preprocessor import CI2PDataPreprocessor
+from .data_preprocessor import CI2PDataPreprocessor, LatentDataPreprocessor
 from .freezing import codec_weights_kept, set_bn_eval
 from .patch_embed import (CI2PEncoder, CI2PPatchEmbed, CnnReshape,
-                          InplaceGDN, PatchReshape, use_inplace_gdn)
+                          InplaceGDN, PatchReshape, set_latent_input,
+                          use_inplace_gdn)
 
 __all__ = [
     'CI2PDataPreprocessor', 'CI2PEncoder', 'CI2PPatchEmbed', 'CnnReshape',
-    'PatchReshape', 'InplaceGDN', 'use_inplace_gdn', 'codec_weights_kept',
+    'PatchReshape', 'InplaceGDN', 'use_inplace_gdn', 'set_latent_input',
+    'LatentDataPreprocessor', 'codec_weights_kept',
     'set_bn_eval'
 ]
