@@ -377,9 +377,15 @@ def encode_split(store, split, dataset, flips, skip, encoder, args, rank,
 
 
 def commit_chunk(log_path: str, entry: dict) -> None:
-    """Append a finished chunk to this rank's log, durably."""
-    with open(log_path, 'a') as f:
-        f.write(json.dumps(entry) + '\n')
+    """Append a finished chunk to this rank's log, durably. A line cut by
+    a kill (no newline) is ended first, so it cannot swallow this one."""
+    with open(log_path, 'ab+') as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b'\n':
+                f.write(b'\n')
+        f.write(json.dumps(entry).encode() + b'\n')
         f.flush()
         os.fsync(f.fileno())
 
