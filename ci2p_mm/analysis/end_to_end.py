@@ -88,6 +88,11 @@ def write_jpeg_folder(root: str, num_images: int, size, seed: int = 0):
     return root
 
 
+def count_lines(path: str) -> int:
+    with open(path) as f:
+        return sum(1 for line in f if line.strip())
+
+
 def random_codec_file(root: str) -> str:
     """A seeded random codec saved once, so that encoding and training use
     the same weights (speed does not depend on them)."""
@@ -167,8 +172,9 @@ def time_training(cfg, args):
     from mmengine.runner import Runner
     from mmpretrain.registry import MODELS
 
-    from .benchmark import quiet_init_weights
+    from .benchmark import OtherLoad, quiet_init_weights
     init_default_scope('mmpretrain')
+    meter = OtherLoad()
     model_cfg = cfg.model
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     model = MODELS.build(model_cfg)
@@ -190,11 +196,15 @@ def time_training(cfg, args):
         mid = time.perf_counter()
         model.train_step(data, optim_wrapper)
         end = time.perf_counter()
+        if i == args.warmup - 1 or (i == 0 and not args.warmup):
+            before = meter.snapshot()
         if i >= args.warmup:
             data_s.append(mid - tic)
             step_s.append(end - mid)
+    # Our own loader workers are children: OtherLoad counts them as ours.
+    other = OtherLoad.cores(before, meter.snapshot())
     del batches, loader  # stop the workers before the next model
-    return data_s, step_s, sum(p.numel() for p in model.parameters())
+    return data_s, step_s, sum(p.numel() for p in model.parameters()), other
 
 
 def run(args, argv):
@@ -212,7 +222,8 @@ def run(args, argv):
     print(f'# {device_name(args)}, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads, batch {args.batch_size}, '
           f'{args.img_size}x{args.img_size}, fp32, data {args.data_dir} '
-          f'({args.num_images} JPEGs {args.source_size}); load average '
+          f'({count_lines(osp.join(args.data_dir, "meta", "train.txt"))} '
+          f'training JPEGs); load average '
           f'{loadavg()}', flush=True)
     rows = []
     for path in args.configs:
@@ -227,13 +238,14 @@ def run(args, argv):
                        store=store)
             print(f'{name}: encoded {n} training images (x2 views) once in '
                   f'{seconds:.1f} s ({n / seconds:.1f} img/s)', flush=True)
-        data_s, step_s, params = time_training(cfg, args)
+        data_s, step_s, params, other = time_training(cfg, args)
         total = sum(data_s) + sum(step_s)
         row.update(params_m=params / 1e6,
                    img_per_s=args.batch_size * len(step_s) / total,
                    data_s=statistics.median(data_s),
                    step_s=statistics.median(step_s),
                    data_fraction=sum(data_s) / total,
+                   other_cores=other,
                    iterations=[dict(data=d, step=s)
                                for d, s in zip(data_s, step_s)])
         rows.append(row)
@@ -253,11 +265,15 @@ def run(args, argv):
     return rows
 
 
+def fmt_cores(cores):
+    return '-' if cores is None else f'{cores:.2f}'
+
+
 def format_table(rows, args):
     first = rows[0]['img_per_s']
     header = (f'{"config":<34}{"workers":>8}{"img/s":>9}{"x":>8}'
               f'{"data s/it":>11}{"step s/it":>11}{"data %":>8}'
-              f'{"encode once":>14}')
+              f'{"encode once":>14}{"others":>8}')
     lines = [header, '-' * len(header)]
     for r in rows:
         once = (f'{r["encode_s"]:.0f} s' if 'encode_s' in r else '-')
@@ -265,11 +281,12 @@ def format_table(rows, args):
             f'{r["name"]:<34}{r["workers"]:>8}{r["img_per_s"]:>9.2f}'
             f'{r["img_per_s"] / first:>7.2f}x{r["data_s"]:>11.3f}'
             f'{r["step_s"]:>11.3f}{100 * r["data_fraction"]:>7.0f}%'
-            f'{once:>14}')
+            f'{once:>14}{fmt_cores(r["other_cores"]):>8}')
     lines.append(
         f'end to end: config train dataloader (files, pipeline, workers) + '
         f'model.train_step; batch {args.batch_size}, {args.img_size}x'
         f'{args.img_size}, fp32, {args.steps} timed iterations after '
         f'{args.warmup} warm-up; x = vs the first row; data = waiting for '
-        f'the next batch; encode once = latent store, paid once')
+        f'the next batch; encode once = latent store, paid once; others = '
+        f'CPU cores used by other processes while timed')
     return '\n'.join(lines)

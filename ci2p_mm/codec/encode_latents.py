@@ -39,6 +39,7 @@ FIXED_TRANSFORMS = ('LoadImageRGB', 'LoadImageFromFile', 'Resize',
 
 
 def parse_args(argv=None):
+    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(
         description='Encode a config\'s train/val/test images once with its '
         'frozen codec encoder into a latent store (see docs/latents.md).')
@@ -69,16 +70,9 @@ def parse_args(argv=None):
     parser.add_argument('--no-pretrained', action='store_true',
                         help='random codec weights (for timing only)')
     parser.add_argument('--no-progress', action='store_true')
-    parser.add_argument('--cfg-options', nargs='+', default=None,
-                        metavar='KEY=VALUE')
-    args = parser.parse_args(argv)
-    if args.cfg_options:
-        from mmengine.config import DictAction
-        namespace = argparse.Namespace()
-        DictAction(option_strings=[], dest='cfg_options')(
-            parser, namespace, args.cfg_options)
-        args.cfg_options = namespace.cfg_options
-    return args
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, as tools/train.py')
+    return parser.parse_args(argv)
 
 
 # ---- what to encode ----------------------------------------------------
