@@ -17,6 +17,7 @@ from conftest import REPO, TINY_ARCH, load_tool, run_tool
 from ci2p_mm.codec import encode_latents as encode_module
 from ci2p_mm.datasets import LatentDataset, LatentStore, LatentStoreError
 from ci2p_mm.datasets.transforms import BadImageError
+from ci2p_mm.utils.io import load_torch_file
 
 SIZE = 64
 PIPELINE = ("[dict(type='LoadImageRGB'),dict(type='Resize',scale=({0},{0})),"
@@ -112,8 +113,7 @@ def test_encode_train_from_latents_then_test_on_images(encoded, tmp_path):
     assert 'Epoch(train) [1][3/3]' in out and 'accuracy/top1' in out
     checkpoint = str(tmp_path / 'epoch_1.pth')
     # The checkpoint is the image model's: same keys, the codec included.
-    state = torch.load(checkpoint, map_location='cpu',
-                       weights_only=False)['state_dict']
+    state = load_torch_file(checkpoint)['state_dict']  # safe loading
     assert set(state) == set(build_model(image).state_dict())
     out = run_tool('tools/test.py', image, checkpoint, '--work-dir',
                    str(tmp_path / 'test'))

@@ -25,6 +25,7 @@ behind the step by the workers) and the train step itself (``step``).
 """
 import os
 import os.path as osp
+import shutil
 import statistics
 import time
 
@@ -152,6 +153,9 @@ def encode_once(cfg, args):
     from ci2p_mm.codec import encode_latents
     path = osp.join(osp.abspath(args.data_dir), 'e2e_latent_config.py')
     cfg.dump(path)
+    store = osp.join(cfg.train_dataloader.dataset.source.data_root,
+                     cfg.train_dataloader.dataset.store)
+    shutil.rmtree(store, ignore_errors=True)  # time a whole encode
     start = time.perf_counter()
     store = encode_latents.main([
         path, '--splits', 'train', '--overwrite', '--no-progress',

@@ -15,6 +15,7 @@ from the store are from those of the float32 encoder output: the same
 first ``--compare`` training images.
 """
 import os.path as osp
+import shutil
 import time
 
 import numpy as np
@@ -86,6 +87,7 @@ def run(args, argv):
     rows = []
     for storage in STORAGES:
         out = osp.join(args.data_dir, 'latents', f'storage-{storage}')
+        shutil.rmtree(out, ignore_errors=True)  # time a whole encode
         start = time.perf_counter()
         encode_latents.main([
             config_path, '--out', out, '--storage', storage, '--splits',

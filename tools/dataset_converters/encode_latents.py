@@ -6,18 +6,17 @@
         CONFIG --launcher pytorch
 
 writes a latent store (default ``<data_root>/latents/<codec>-q<quality>-<size>``)
-that ``configs/*_latents.py`` train from; resumable, see docs/latents.md and
+that ``configs/*_latents.py`` train from; resumable. See docs/latents.md and
 ci2p_mm/codec/encode_latents.py.
 """
 import sys
 
+from ci2p_mm.codec import CodecWeightsError
 from ci2p_mm.codec.encode_latents import main
+from ci2p_mm.datasets import BadImageError, LatentStoreError
 
 if __name__ == '__main__':
     try:
         main()
-    except (ValueError, RuntimeError) as err:
-        if type(err).__name__ not in ('LatentStoreError', 'BadImageError',
-                                      'CodecWeightsError', 'ValueError'):
-            raise
+    except (LatentStoreError, BadImageError, CodecWeightsError) as err:
         sys.exit(f'encode_latents: {err}')
