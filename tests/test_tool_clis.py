@@ -52,7 +52,8 @@ def test_codec_clis_turn_user_errors_into_one_line(tool, tmp_path):
 
 @pytest.mark.parametrize('tool', ['tools/run_demo.py',
                                   'tools/analysis_tools/benchmark.py',
-                                  'tools/analysis_tools/downstream_timing.py'])
+                                  'tools/analysis_tools/downstream_timing.py',
+                                  'tools/dataset_converters/encode_latents.py'])
 def test_clis_parse_their_options(tool):
     out = run_tool(tool, '--help')
     assert out.startswith('usage: ') and '--' in out

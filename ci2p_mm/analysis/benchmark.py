@@ -1,5 +1,8 @@
 """Inference and training-step throughput and peak memory of config models.
 
+(``--end-to-end``: training throughput with the config's data loading from
+files, in :mod:`ci2p_mm.analysis.end_to_end`.)
+
     python tools/analysis_tools/benchmark.py \
         configs/vit_b16_animals10.py configs/ci2p_vit_animals10.py \
         configs/ci2p_vit_ds_animals10.py --timm-baseline --no-pretrained \
@@ -117,6 +120,9 @@ def parse_args(argv=None):
                         metavar='KEY=VALUE',
                         help='override settings of every config')
     parser.add_argument('--probe', help=argparse.SUPPRESS)  # internal
+    from . import end_to_end, latent_storage
+    end_to_end.add_arguments(parser)
+    latent_storage.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda but CUDA is not available')
@@ -684,6 +690,12 @@ def main(argv=None):
         import ci2p_mm  # noqa: F401
         run_probe(args)
         return None
+    if args.end_to_end:
+        from .end_to_end import run
+        return run(args, argv)
+    if args.latent_storage:
+        from .latent_storage import run
+        return run(args, argv)
     return run_benchmark(args, argv)
 
 

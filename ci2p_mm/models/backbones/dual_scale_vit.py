@@ -238,7 +238,8 @@ class DualScaleViT(BaseBackbone):
         return self
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        check_image_batch(x)
+        if not self.patch_embed.latent_input:  # else the encoder checks
+            check_image_batch(x)
         outs = []
         if self.encoder_outs:
             levels = self.patch_embed(x, return_stages=True)

@@ -33,6 +33,33 @@ def check_image_batch(x: torch.Tensor, stride: int = TOKEN_STRIDE) -> None:
             f'the data preprocessor (pad_size_divisor={stride}).')
 
 
+def check_latent_batch(x: torch.Tensor) -> None:
+    """Refuse a batch that is not codec latents, naming the shape."""
+    if x.dim() != 4 or x.size(1) != LATENT_CHANNELS:
+        hint = (' It looks like images: build the model without '
+                'latent_input (the image config), or read latents with '
+                'LatentDataset.' if x.dim() == 4 and x.size(1) == 3 else '')
+        raise ValueError(
+            f'CI2P with latent_input=True expects codec latents of shape '
+            f'[B, {LATENT_CHANNELS}, H/{ENCODER_STRIDE}, W/{ENCODER_STRIDE}]'
+            f'; got {list(x.shape)}.{hint}')
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        raise ValueError(
+            f'CI2P latents need an even grid (the reshape halves it); got '
+            f'{h}x{w}, i.e. images that were not a multiple of '
+            f'{TOKEN_STRIDE}.')
+
+
+def set_latent_input(module: nn.Module, enabled: bool = True) -> nn.Module:
+    """Make every :class:`CI2PEncoder` below ``module`` take (or stop taking)
+    precomputed latents instead of images. Weights are untouched."""
+    for m in module.modules():
+        if isinstance(m, CI2PEncoder):
+            m.latent_input = enabled
+    return module
+
+
 def check_unit_range(x: torch.Tensor) -> None:
     """Refuse mean/std-normalised or 0-255 input: the codec wants [0, 1]."""
     lo, hi = x.min().item(), x.max().item()
@@ -143,6 +170,12 @@ class CI2PEncoder(CodecWeightsMixin, BaseModule):
             output stays NHWC in memory (same shape and values), so the
             layers after it run NHWC too. Faster on CPU (oneDNN) and on
             CUDA with AMP; see docs/benchmark.md. Defaults to False.
+        latent_input (bool): ``forward`` takes the codec latents
+            ``[B, 192, H/16, W/16]`` that ``g_a`` would compute (stored by
+            ``tools/dataset_converters/encode_latents.py``) and returns
+            them without running the encoder. The encoder and its weights
+            are kept, so checkpoints are those of the image model. Only for
+            a frozen encoder. Defaults to False.
     """
 
     def __init__(self,
@@ -152,8 +185,13 @@ class CI2PEncoder(CodecWeightsMixin, BaseModule):
                  frozen: bool = True,
                  check_input_range: bool = True,
                  channels_last: bool = False,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 latent_input: bool = False):
         super().__init__(init_cfg=init_cfg)
+        if latent_input and not frozen:
+            raise ValueError('latent_input=True needs frozen=True: stored '
+                             'latents cannot train the encoder.')
+        self.latent_input = latent_input
         self.check_input_range = check_input_range
         self.codec = check_supported(codec, quality)
         self.quality = quality
@@ -181,8 +219,17 @@ class CI2PEncoder(CodecWeightsMixin, BaseModule):
         """Encode RGB in [0, 1] to the ``[B, 192, H/16, W/16]`` latent.
 
         With ``return_stages``, return the four levels' maps (strides 2, 4,
-        8 and 16), the last being the latent.
+        8 and 16), the last being the latent. With ``latent_input``, ``x``
+        is the latent already and is returned as it is.
         """
+        if self.latent_input:
+            if return_stages:
+                raise ValueError(
+                    "The encoder's intermediate maps (out_indices 'enc_s2', "
+                    "'enc_s4', 'enc_s8') cannot come from stored latents; "
+                    'train from images for them.')
+            check_latent_batch(x)
+            return x
         self.check_codec_ready()
         # FLOP counters trace with arbitrary values: check real data only.
         if self.check_input_range and not torch.jit.is_tracing():
@@ -231,6 +278,8 @@ class CI2PPatchEmbed(BaseModule):
             channels_last memory format (see :class:`CI2PEncoder`). The
             tokens come out contiguous either way. Defaults to False.
         init_cfg (dict, optional): Initialization config.
+        latent_input (bool): Take stored codec latents instead of images
+            (see :class:`CI2PEncoder`). Defaults to False.
     """
 
     def __init__(self,
@@ -244,11 +293,13 @@ class CI2PPatchEmbed(BaseModule):
                  act_cfg: dict = dict(type='ReLU6'),
                  check_input_range: bool = True,
                  channels_last: bool = False,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 latent_input: bool = False):
         super().__init__(init_cfg=init_cfg)
         self.embed_dims = embed_dims
-        self.ci2p_encoder = CI2PEncoder(codec, quality, pretrained, frozen,
-                                        check_input_range, channels_last)
+        self.ci2p_encoder = CI2PEncoder(
+            codec, quality, pretrained, frozen, check_input_range,
+            channels_last, latent_input=latent_input)
         self.reshape = PatchReshape(LATENT_CHANNELS, embed_dims, norm_cfg,
                                     act_cfg)
         if input_size is not None:
@@ -265,7 +316,8 @@ class CI2PPatchEmbed(BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int,
                                                                      int]]:
-        check_image_batch(x)
+        if not self.ci2p_encoder.latent_input:
+            check_image_batch(x)
         x = self.reshape(self.ci2p_encoder(x))
         hw = (x.shape[2], x.shape[3])
         return x.flatten(2).transpose(1, 2), hw

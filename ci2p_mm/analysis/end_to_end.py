@@ -1,0 +1,296 @@
+"""End-to-end training throughput: data loading included.
+
+    python tools/analysis_tools/benchmark.py --end-to-end \
+        configs/vit_b16_animals10.py configs/ci2p_vit_animals10.py \
+        configs/ci2p_vit_animals10_latents.py \
+        --data-dir work_dirs/e2e_data --no-pretrained --batch-size 8 \
+        --num-workers 2 --steps 6 --warmup 2
+
+``benchmark.py``'s default mode times a model step on a batch already in
+memory. This mode times what a training run does per iteration: the
+config's own train dataloader (dataset, pipeline, sampler, workers) reading
+real files, then ``model.train_step`` (data preprocessor, forward,
+backward, optimizer step). It writes an Animals-10-like folder of JPEGs
+(``--num-images``, ``--source-size``, Kaggle's layout, split with the real
+preparation code) unless ``--data-dir`` already holds one, points every
+config at it, and for a ``LatentDataset`` config first encodes the latent
+store once with ``encode_latents`` (timed and reported apart: it is paid
+once, not per epoch).
+
+Models run one after the other (not interleaved: a model's loader workers
+would otherwise prefetch while another model computes). Per model it
+reports img/s over the timed iterations, and where the time goes: waiting
+for the next batch (``data``: decoding, resizing and collation not hidden
+behind the step by the workers) and the train step itself (``step``).
+"""
+import os
+import os.path as osp
+import shutil
+import statistics
+import time
+
+import numpy as np
+import torch
+
+MIB = 1024 * 1024
+
+
+def add_arguments(parser):
+    group = parser.add_argument_group('--end-to-end')
+    group.add_argument('--end-to-end', action='store_true',
+                       help='time training iterations including the '
+                       "config's data loading from files (see "
+                       'ci2p_mm/analysis/end_to_end.py)')
+    group.add_argument('--data-dir', default='work_dirs/e2e_data',
+                       help='Animals-10-like folder (written if empty)')
+    group.add_argument('--num-images', type=int, default=160,
+                       help='JPEGs to write (train split: 80%%)')
+    group.add_argument('--source-size', default='300x225',
+                       help='WxH of the written JPEGs (Animals-10 images '
+                       'are about 300x225)')
+    group.add_argument('--num-workers', type=int,
+                       help="dataloader workers (default: the config's)")
+    group.add_argument('--steps', type=int, default=6,
+                       help='timed iterations per model')
+    group.add_argument('--codec', help='codec checkpoint for the CI2P '
+                       'configs (default: CompressAI weights, or a random '
+                       'codec saved once in --data-dir with --no-pretrained)')
+
+
+# ---- data --------------------------------------------------------------
+
+
+def write_jpeg_folder(root: str, num_images: int, size, seed: int = 0):
+    """Photo-like JPEGs (smooth colour fields, texture and a shape) in
+    Kaggle's ``raw-img/<class>/`` layout, split 80/20 with ``make_split``."""
+    from PIL import Image
+
+    from ci2p_mm.datasets import ITALIAN_TO_ENGLISH, make_split
+    if osp.isfile(osp.join(root, 'meta', 'train.txt')):
+        return root
+    w, h = size
+    rng = np.random.default_rng(seed)
+    folders = list(ITALIAN_TO_ENGLISH)
+    for i in range(num_images):
+        folder = folders[i % len(folders)]
+        os.makedirs(osp.join(root, 'raw-img', folder), exist_ok=True)
+        coarse = rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)
+        img = np.asarray(Image.fromarray(coarse).resize((w, h),
+                                                         Image.BICUBIC),
+                         dtype=np.float32)
+        img += rng.normal(0, 18, (h, w, 3))
+        yy, xx = np.mgrid[0:h, 0:w]
+        cy, cx, r = h * rng.uniform(.3, .7), w * rng.uniform(.3, .7), h / 4
+        img[(yy - cy)**2 + (xx - cx)**2 < r**2] = rng.uniform(0, 255, 3)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+            osp.join(root, 'raw-img', folder, f'{folder}_{i:05d}.jpeg'),
+            quality=90)
+    make_split(osp.join(root, 'raw-img'), root, val_ratio=0.2, seed=0)
+    return root
+
+
+def count_lines(path: str) -> int:
+    with open(path) as f:
+        return sum(1 for line in f if line.strip())
+
+
+def random_codec_file(root: str) -> str:
+    """A seeded random codec saved once, so that encoding and training use
+    the same weights (speed does not depend on them)."""
+    from ci2p_mm.codec import build_codec
+    from ci2p_mm.utils.io import save_atomic
+    path = osp.join(root, 'random_codec_q5.pth')
+    if not osp.isfile(path):
+        torch.manual_seed(0)
+        save_atomic(build_codec('bmshj2018-factorized', 5).state_dict(),
+                    path)
+    return path
+
+
+# ---- configs -----------------------------------------------------------
+
+
+def is_latent(cfg) -> bool:
+    dataset = cfg.train_dataloader.dataset
+    return str(dataset.get('type', '')).endswith('LatentDataset')
+
+
+def prepared_config(path, args, codec):
+    """The config pointed at the data folder, with the run's settings."""
+    from mmengine.config import Config
+
+    from ci2p_mm.engine import set_default_dataloader_cfg
+    from ci2p_mm.utils import CI2P_BACKBONES
+    cfg = Config.fromfile(path)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    loader = cfg.train_dataloader
+    image_dataset = (loader.dataset.source if is_latent(cfg) else
+                     loader.dataset)
+    image_dataset.data_root = osp.abspath(args.data_dir)
+    for t in image_dataset.pipeline:
+        if t['type'] in ('Resize', ) and 'scale' in t:
+            t['scale'] = (args.img_size, args.img_size)
+    loader.batch_size = args.batch_size
+    if args.num_workers is not None:
+        loader.num_workers = args.num_workers
+        loader.persistent_workers = args.num_workers > 0
+    set_default_dataloader_cfg(cfg, 'train_dataloader')
+    backbone = cfg.model.backbone
+    backbone.img_size = args.img_size
+    if backbone.get('type') in CI2P_BACKBONES and codec is not None:
+        backbone.setdefault('patch_cfg', {})
+        backbone.patch_cfg.pretrained = codec
+    if is_latent(cfg):
+        size = args.img_size
+        loader.dataset.store = osp.join(
+            'latents', f'e2e-{osp.splitext(osp.basename(path))[0]}-{size}')
+    return cfg
+
+
+def encode_once(cfg, args):
+    """Encode the latent config's train split; (seconds, store folder)."""
+    from ci2p_mm.codec import encode_latents
+    path = osp.join(osp.abspath(args.data_dir), 'e2e_latent_config.py')
+    cfg.dump(path)
+    store = osp.join(cfg.train_dataloader.dataset.source.data_root,
+                     cfg.train_dataloader.dataset.store)
+    shutil.rmtree(store, ignore_errors=True)  # time a whole encode
+    start = time.perf_counter()
+    store = encode_latents.main([
+        path, '--splits', 'train', '--overwrite', '--no-progress',
+        '--num-workers', str(cfg.train_dataloader.num_workers),
+        '--batch-size', str(args.batch_size)])
+    return time.perf_counter() - start, store
+
+
+# ---- timing ------------------------------------------------------------
+
+
+def time_training(cfg, args):
+    """Build model, optimizer and the config's train dataloader; time
+    ``warmup + steps`` iterations. Returns per-iteration data and step
+    seconds of the timed ones."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+    from mmpretrain.registry import MODELS
+
+    from .benchmark import OtherLoad, quiet_init_weights
+    init_default_scope('mmpretrain')
+    meter = OtherLoad()
+    model_cfg = cfg.model
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model = MODELS.build(model_cfg)
+    quiet_init_weights(model)
+    model.train()
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    loader = Runner.build_dataloader(cfg.train_dataloader, seed=args.seed)
+    needed = args.warmup + args.steps
+    data_s, step_s = [], []
+    batches = iter(loader)
+    for i in range(needed):
+        tic = time.perf_counter()
+        try:
+            data = next(batches)
+        except StopIteration:  # small data: next epoch
+            loader.sampler.set_epoch(i)
+            batches = iter(loader)
+            data = next(batches)
+        mid = time.perf_counter()
+        model.train_step(data, optim_wrapper)
+        end = time.perf_counter()
+        if i == args.warmup - 1 or (i == 0 and not args.warmup):
+            before = meter.snapshot()
+        if i >= args.warmup:
+            data_s.append(mid - tic)
+            step_s.append(end - mid)
+    # Our own loader workers are children: OtherLoad counts them as ours.
+    other = OtherLoad.cores(before, meter.snapshot())
+    del batches, loader  # stop the workers before the next model
+    return data_s, step_s, sum(p.numel() for p in model.parameters()), other
+
+
+def run(args, argv):
+    import ci2p_mm  # noqa: F401
+    from .benchmark import TOOL, device_name, loadavg
+    if args.device != 'cpu':
+        print('--end-to-end runs the model on the CPU in this version; '
+              'use --device cpu', flush=True)
+    torch.manual_seed(args.seed)
+    size = tuple(int(s) for s in args.source_size.split('x'))
+    os.makedirs(args.data_dir, exist_ok=True)
+    write_jpeg_folder(args.data_dir, args.num_images, size, args.seed)
+    codec = args.codec or (random_codec_file(args.data_dir)
+                           if args.no_pretrained else None)
+    print(f'# {device_name(args)}, torch {torch.__version__}, '
+          f'{torch.get_num_threads()} threads, batch {args.batch_size}, '
+          f'{args.img_size}x{args.img_size}, fp32, data {args.data_dir} '
+          f'({count_lines(osp.join(args.data_dir, "meta", "train.txt"))} '
+          f'training JPEGs); load average '
+          f'{loadavg()}', flush=True)
+    rows = []
+    for path in args.configs:
+        cfg = prepared_config(path, args, codec)
+        name = osp.splitext(osp.basename(path))[0]
+        row = dict(name=name, config=path,
+                   workers=cfg.train_dataloader.num_workers)
+        if is_latent(cfg):
+            seconds, store = encode_once(cfg, args)
+            n = len(np.load(osp.join(store, 'train.labels.npy')))
+            row.update(encode_s=seconds, encode_img_s=n / seconds,
+                       store=store)
+            print(f'{name}: encoded {n} training images (x2 views) once in '
+                  f'{seconds:.1f} s ({n / seconds:.1f} img/s)', flush=True)
+        data_s, step_s, params, other = time_training(cfg, args)
+        total = sum(data_s) + sum(step_s)
+        row.update(params_m=params / 1e6,
+                   img_per_s=args.batch_size * len(step_s) / total,
+                   data_s=statistics.median(data_s),
+                   step_s=statistics.median(step_s),
+                   data_fraction=sum(data_s) / total,
+                   other_cores=other,
+                   iterations=[dict(data=d, step=s)
+                               for d, s in zip(data_s, step_s)])
+        rows.append(row)
+        print(f'{name}: {row["img_per_s"]:.2f} img/s end to end; median '
+              f'data wait {row["data_s"]:.3f} s, step {row["step_s"]:.3f} '
+              f's per iteration', flush=True)
+    table = format_table(rows, args)
+    print(table, flush=True)
+    if args.out:
+        import json
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(dict(command=' '.join([TOOL] + list(argv)),
+                           device=device_name(args), loadavg_end=loadavg(),
+                           results=rows, table=table), f, indent=2)
+        print(f'wrote {args.out}', flush=True)
+    return rows
+
+
+def fmt_cores(cores):
+    return '-' if cores is None else f'{cores:.2f}'
+
+
+def format_table(rows, args):
+    first = rows[0]['img_per_s']
+    header = (f'{"config":<34}{"workers":>8}{"img/s":>9}{"x":>8}'
+              f'{"data s/it":>11}{"step s/it":>11}{"data %":>8}'
+              f'{"encode once":>14}{"others":>8}')
+    lines = [header, '-' * len(header)]
+    for r in rows:
+        once = (f'{r["encode_s"]:.0f} s' if 'encode_s' in r else '-')
+        lines.append(
+            f'{r["name"]:<34}{r["workers"]:>8}{r["img_per_s"]:>9.2f}'
+            f'{r["img_per_s"] / first:>7.2f}x{r["data_s"]:>11.3f}'
+            f'{r["step_s"]:>11.3f}{100 * r["data_fraction"]:>7.0f}%'
+            f'{once:>14}{fmt_cores(r["other_cores"]):>8}')
+    lines.append(
+        f'end to end: config train dataloader (files, pipeline, workers) + '
+        f'model.train_step; batch {args.batch_size}, {args.img_size}x'
+        f'{args.img_size}, fp32, {args.steps} timed iterations after '
+        f'{args.warmup} warm-up; x = vs the first row; data = waiting for '
+        f'the next batch; encode once = latent store, paid once; others = '
+        f'CPU cores used by other processes while timed')
+    return '\n'.join(lines)

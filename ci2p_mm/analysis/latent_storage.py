@@ -1,0 +1,152 @@
+"""Latent store formats side by side: size, speed, and how exact.
+
+    python tools/analysis_tools/benchmark.py --latent-storage \
+        configs/ci2p_vit_animals10.py --data-dir work_dirs/e2e_data \
+        --codec work_dirs/codec/codec_final.pth
+
+For each storage of :mod:`ci2p_mm.datasets.latents` (``fp16``,
+``quantized``) it encodes the data folder's train split with
+``encode_latents`` (encoding img/s, the image and its flip), and reports
+bytes per image (both views), loading img/s (``LatentDataset`` +
+``LoadLatent`` in this process, one view per sample as training reads it;
+next to it the image path's loading and resizing), and how far the tokens
+from the store are from those of the float32 encoder output: the same
+``PatchReshape`` applied to both, relative RMS and max error over the
+first ``--compare`` training images.
+"""
+import os.path as osp
+import shutil
+import time
+
+import numpy as np
+import torch
+
+STORAGES = ('fp16', 'quantized')
+
+
+def add_arguments(parser):
+    parser.add_argument('--latent-storage', action='store_true',
+                        help='compare latent store formats (see '
+                        'ci2p_mm/analysis/latent_storage.py); one image '
+                        'config, data and codec as for --end-to-end')
+    parser.add_argument('--compare', type=int, default=32,
+                        help='--latent-storage: images whose tokens are '
+                        'compared with the float32 encoder')
+
+
+def loading_rate(dataset, n: int) -> float:
+    start = time.perf_counter()
+    for i in range(n):
+        dataset[i % len(dataset)]
+    return n / (time.perf_counter() - start)
+
+
+def run(args, argv):
+    import ci2p_mm  # noqa: F401
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import DATASETS, MODELS
+
+    from ci2p_mm.codec import encode_latents
+    from ci2p_mm.datasets.latents import LatentStore
+    from ci2p_mm.datasets.latents import build_source_dataset
+    from .benchmark import device_name, loadavg, quiet_init_weights
+    from .end_to_end import (prepared_config, random_codec_file,
+                             write_jpeg_folder)
+    init_default_scope('mmpretrain')
+    size = tuple(int(s) for s in args.source_size.split('x'))
+    write_jpeg_folder(args.data_dir, args.num_images, size, args.seed)
+    codec = args.codec or (random_codec_file(args.data_dir)
+                           if args.no_pretrained else None)
+    cfg = prepared_config(args.configs[0], args, codec)
+    config_path = osp.join(osp.abspath(args.data_dir), 'storage_config.py')
+    cfg.dump(config_path)
+    print(f'# {device_name(args)}, torch {torch.__version__}, '
+          f'{torch.get_num_threads()} threads, {args.img_size}x'
+          f'{args.img_size}, codec {codec or "CompressAI q5"}; load average '
+          f'{loadavg()}', flush=True)
+
+    model_cfg = cfg.model
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model = MODELS.build(model_cfg)
+    quiet_init_weights(model)
+    model.eval()
+    encoder = model.backbone.patch_embed.ci2p_encoder
+    reshape = model.backbone.patch_embed.reshape
+    images = build_source_dataset(
+        cfg.train_dataloader.dataset,
+        [t for t in cfg.train_dataloader.dataset.pipeline
+         if t['type'] != 'RandomFlip'])
+    n_cmp = min(args.compare, len(images))
+    batch = [images[i]['inputs'] for i in range(n_cmp)]
+    with torch.inference_mode():
+        x = model.data_preprocessor(dict(inputs=batch))['inputs']
+        y = encoder(x)
+        tokens = reshape(y)
+    image_rate = loading_rate(images, min(len(images), 64))
+
+    rows = []
+    for storage in STORAGES:
+        out = osp.join(args.data_dir, 'latents', f'storage-{storage}')
+        shutil.rmtree(out, ignore_errors=True)  # time a whole encode
+        start = time.perf_counter()
+        encode_latents.main([
+            config_path, '--out', out, '--storage', storage, '--splits',
+            'train', '--overwrite', '--no-progress', '--num-workers',
+            str(args.num_workers or 0), '--batch-size',
+            str(args.batch_size)])
+        seconds = time.perf_counter() - start
+        store = LatentStore(out)
+        n = store.split_record('train')['num_samples']
+        latent_ds = DATASETS.build(dict(
+            type='LatentDataset', source=cfg.train_dataloader.dataset,
+            store=out, pipeline=[dict(type='LoadLatent', flip_prob=0.5),
+                                 dict(type='PackInputs')]))
+        stored = torch.from_numpy(np.array(
+            store.array('train')[:n_cmp, 0])).float()
+        with torch.inference_mode():
+            stored_tokens = reshape(stored)
+        diff = stored_tokens - tokens
+        rows.append(dict(
+            storage=storage,
+            bytes_per_image=osp.getsize(store.array_path('train')) / n,
+            encode_img_s=n / seconds,
+            load_img_s=loading_rate(latent_ds, min(4 * n, 512)),
+            latent_rel_rms=float((stored - y).norm() / y.norm()),
+            token_rel_rms=float(diff.norm() / tokens.norm()),
+            token_max_abs=float(diff.abs().max()),
+            token_max=float(tokens.abs().max()),
+            clipped=sum(json_lines_clipped(store, 'train'))))
+    print(format_table(rows, image_rate, args), flush=True)
+    return rows
+
+
+def json_lines_clipped(store, split):
+    import glob
+    import json
+    for path in glob.glob(osp.join(store.root, f'{split}.done.*')):
+        with open(path) as f:
+            for line in f:
+                try:
+                    yield json.loads(line).get('clipped', 0)
+                except ValueError:
+                    continue
+
+
+def format_table(rows, image_rate, args):
+    header = (f'{"storage":<11}{"KiB/image":>10}{"encode img/s":>14}'
+              f'{"load img/s":>12}{"latent rel RMS":>16}'
+              f'{"token rel RMS":>15}{"token max err":>15}{"clipped":>9}')
+    lines = [header, '-' * len(header)]
+    for r in rows:
+        lines.append(
+            f'{r["storage"]:<11}{r["bytes_per_image"] / 1024:>10.1f}'
+            f'{r["encode_img_s"]:>14.1f}{r["load_img_s"]:>12.0f}'
+            f'{r["latent_rel_rms"]:>16.2e}{r["token_rel_rms"]:>15.2e}'
+            f'{r["token_max_abs"]:>15.2e}{r["clipped"]:>9d}')
+    lines.append(
+        f'images (LoadImageRGB + Resize, no store): {image_rate:.0f} img/s '
+        f'loading. {args.img_size}x{args.img_size}; KiB/image with both '
+        f'views (image + flip); encode img/s includes reading the JPEGs and '
+        f'both views; token error vs the float32 encoder through the same '
+        f'PatchReshape (max |token| {rows[0]["token_max"]:.3g}).')
+    return '\n'.join(lines)

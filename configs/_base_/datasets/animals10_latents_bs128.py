@@ -1,0 +1,34 @@
+# Animals-10 from codec latents: the samples of animals10_bs128.py, with the
+# encoder's output for each image (and its horizontal flip) read from the
+# store that tools/dataset_converters/encode_latents.py wrote once. The
+# random flip picks the stored flipped latent with p=0.5, seeded per sample
+# by ResumableSampler like the image path's RandomFlip.
+# The image datasets below are the encoder's source (loading and resizing);
+# override their data_root with
+#   --cfg-options train_dataloader.dataset.source.data_root=DIR
+#   (and val_dataloader.dataset.source.data_root=DIR).
+_base_ = ['./animals10_bs128.py']
+
+# Relative to the source's data_root; written by encode_latents.py.
+latent_store = 'latents/bmshj2018-factorized-q5-256'
+
+train_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='LatentDataset',
+        source={{_base_.train_dataloader.dataset}},
+        store=latent_store,
+        skip_bad_images=False,
+        pipeline=[
+            dict(type='LoadLatent', flip_prob=0.5),
+            dict(type='PackInputs'),
+        ]))
+val_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='LatentDataset',
+        source={{_base_.val_dataloader.dataset}},
+        store=latent_store,
+        skip_bad_images=False,
+        pipeline=[dict(type='LoadLatent'), dict(type='PackInputs')]))
+test_dataloader = val_dataloader
