@@ -4,7 +4,7 @@ from typing import Optional, Sequence, Union
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.registry import MODELS
 
-from ..utils.freezing import codec_weights_kept, set_bn_eval
+from ..utils.freezing import FrozenStagesMixin, codec_weights_kept
 from ..utils.patch_embed import TOKEN_STRIDE, CI2PPatchEmbed
 
 
@@ -17,7 +17,7 @@ def check_img_size(img_size: Union[int, Sequence[int]]) -> tuple:
 
 
 @MODELS.register_module()
-class CI2PViT(VisionTransformer):
+class CI2PViT(FrozenStagesMixin, VisionTransformer):
     """CI2P-ViT (`Compress Image to Patches`).
 
     mmpretrain's :class:`VisionTransformer` whose patch embedding is
@@ -86,10 +86,3 @@ class CI2PViT(VisionTransformer):
         with codec_weights_kept(self.patch_embed.ci2p_encoder, self.init_cfg):
             super().init_weights()
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode and self.frozen_stages > 0:
-            self._freeze_stages()  # mmpretrain's ViT only freezes at init
-        if mode and self.norm_eval:
-            set_bn_eval(self)
-        return self

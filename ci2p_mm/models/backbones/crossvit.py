@@ -12,11 +12,12 @@ import torch
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 
+from ..utils.freezing import FrozenStagesMixin
 from .settings import stage_indices
 
 
 @MODELS.register_module()
-class CrossViT(BaseBackbone):
+class CrossViT(FrozenStagesMixin, BaseBackbone):
     """CrossViT: two ViT branches on small and large patches, fused by
     cross-attention in which each branch's class token is the only query.
 
@@ -138,12 +139,6 @@ class CrossViT(BaseBackbone):
             module.requires_grad_(False)
         for param in self._embed_params():
             param.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode and self.frozen_stages > 0:
-            self._freeze_stages()
-        return self
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         last = len(self.model.blocks) - 1

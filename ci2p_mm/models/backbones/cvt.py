@@ -25,7 +25,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 
-from ..utils.freezing import set_bn_eval
+from ..utils.freezing import FrozenStagesMixin
 from .settings import resolve_arch, stage_indices
 
 
@@ -196,7 +196,7 @@ class CvTStage(BaseModule):
 
 
 @MODELS.register_module()
-class CvT(BaseBackbone):
+class CvT(FrozenStagesMixin, BaseBackbone):
     """Convolutional vision Transformer (CvT).
 
     ======= ================ ============= =========== =====================
@@ -324,14 +324,6 @@ class CvT(BaseBackbone):
         for stage in self.stages[:self.frozen_stages]:
             stage.eval()
             stage.requires_grad_(False)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode and self.frozen_stages > 0:
-            self._freeze_stages()
-        if mode and self.norm_eval:
-            set_bn_eval(self)
-        return self
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         outs = []

@@ -14,7 +14,7 @@ from mmpretrain.registry import MODELS
 
 from .ci2p_vit import check_img_size
 from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS
-from ..utils.freezing import codec_weights_kept, set_bn_eval
+from ..utils.freezing import FrozenStagesMixin, codec_weights_kept
 from ..utils.patch_embed import CI2PEncoder, CnnReshape, check_image_batch
 
 #: ``out_indices`` names of the encoder's own maps, with their stride.
@@ -22,7 +22,7 @@ ENCODER_OUTS = {'enc_s2': 2, 'enc_s4': 4, 'enc_s8': 8, 'enc_s16': 16}
 
 
 @MODELS.register_module()
-class DualScaleViT(BaseBackbone):
+class DualScaleViT(FrozenStagesMixin, BaseBackbone):
     """CI2P-ViT^ds: CI2P's encoder, then ViT layers at two scales.
 
     The codec latent (192 channels, stride 16) is taken as tokens directly.
@@ -228,14 +228,6 @@ class DualScaleViT(BaseBackbone):
         for module in frozen:
             module.eval()
             module.requires_grad_(False)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode and self.frozen_stages > 0:
-            self._freeze_stages()
-        if mode and self.norm_eval:
-            set_bn_eval(self)
-        return self
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if not self.patch_embed.latent_input:  # else the encoder checks

@@ -30,7 +30,7 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.models.utils import channel_shuffle
 from mmpretrain.registry import MODELS
 
-from ..utils.freezing import set_bn_eval
+from ..utils.freezing import FrozenStagesMixin
 from .settings import resolve_arch, stage_indices
 
 
@@ -243,7 +243,7 @@ class MobileFormerBlock(BaseModule):
 
 
 @MODELS.register_module()
-class MobileFormer(BaseBackbone):
+class MobileFormer(FrozenStagesMixin, BaseBackbone):
     """Mobile-Former backbone.
 
     Stages group the blocks by output stride: 2, 4, 8, 16, 32 (the 52M and
@@ -431,13 +431,8 @@ class MobileFormer(BaseBackbone):
             module.eval()
             module.requires_grad_(False)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode and self.frozen_stages >= 0:
-            self._freeze_stages()
-        if mode and self.norm_eval:
-            set_bn_eval(self)
-        return self
+    def has_frozen_stages(self) -> bool:
+        return self.frozen_stages >= 0  # 0: the stem (mmpretrain MobileNet)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         tokens = self.tokens.expand(x.size(0), -1, -1)

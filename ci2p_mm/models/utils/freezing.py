@@ -13,6 +13,31 @@ def set_bn_eval(module: nn.Module) -> None:
             m.eval()
 
 
+class FrozenStagesMixin:
+    """``train()`` for backbones with ``frozen_stages`` (and ``norm_eval``).
+
+    ``nn.Module.train()`` puts every submodule back in training mode, so a
+    frozen stage's BatchNorm statistics and dropout would start moving again
+    after ``model.train()``; this re-freezes them each time (mmpretrain's
+    ViT freezes only at construction) and, with ``norm_eval``, keeps every
+    BatchNorm in eval mode. The backbone defines ``_freeze_stages()``.
+    Put it first among the bases so that its ``train`` wins.
+    """
+
+    def has_frozen_stages(self) -> bool:
+        """Whether ``frozen_stages`` freezes anything (mmpretrain's
+        MobileNet-style backbones count from -1 and override this)."""
+        return self.frozen_stages > 0
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.has_frozen_stages():
+            self._freeze_stages()
+        if mode and getattr(self, 'norm_eval', False):
+            set_bn_eval(self)
+        return self
+
+
 @contextmanager
 def codec_weights_kept(ci2p_encoder: nn.Module, init_cfg):
     """Restore the codec's weights after a parent's ``init_weights``.
