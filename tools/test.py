@@ -14,7 +14,8 @@ from mmengine.registry import RUNNERS
 
 import ci2p_mm  # noqa: F401  registers CI2P modules, safe checkpoint types
 from ci2p_mm.utils import known_warnings_silenced
-from ci2p_mm.engine import (CI2PRunner, configure_launcher, configure_tta,
+from ci2p_mm.engine import (CI2PRunner, close_distributed,
+                            configure_launcher, configure_tta,
                             set_default_dataloader_cfg)
 
 
@@ -98,6 +99,7 @@ def main(argv=None):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
     metrics = runner.test()
+    close_distributed()
     if args.out and args.out_item == 'metrics':
         import mmengine
         mmengine.dump(metrics, args.out)

@@ -12,8 +12,8 @@ from mmengine.registry import RUNNERS
 
 import ci2p_mm  # noqa: F401  registers CI2P modules, safe checkpoint types
 from ci2p_mm.utils import known_warnings_silenced
-from ci2p_mm.engine import (CI2PRunner, configure_launcher,
-                            set_default_dataloader_cfg)
+from ci2p_mm.engine import (CI2PRunner, close_distributed,
+                            configure_launcher, set_default_dataloader_cfg)
 
 
 def parse_args(argv=None):
@@ -116,6 +116,7 @@ def main(argv=None):
     runner = (CI2PRunner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()
+    close_distributed()
     if getattr(runner, 'stopped_by', None):  # SIGTERM/SIGINT: saved, stopped
         sys.exit(128 + runner.stopped_by)
     return runner

@@ -1,7 +1,7 @@
 from .checkpoint import (CheckpointError, allow_mmengine_checkpoints,
                          history_buffer_getattr, read_checkpoint_file)
 from .hooks import NonFiniteLossHook, SafeCheckpointHook, SkippedImagesHook
-from .launcher import (configure_launcher, configure_tta,
+from .launcher import (close_distributed, configure_launcher, configure_tta,
                        set_default_dataloader_cfg)
 from .runner import (CheckpointSaveError, CI2PRunner,
                      ResumableEpochBasedTrainLoop)
@@ -11,7 +11,8 @@ from .work_dir_lock import WorkDirBusyError, WorkDirLock
 allow_mmengine_checkpoints()
 
 __all__ = [
-    'configure_launcher', 'configure_tta', 'set_default_dataloader_cfg',
+    'configure_launcher', 'close_distributed', 'configure_tta',
+    'set_default_dataloader_cfg',
     'allow_mmengine_checkpoints', 'history_buffer_getattr', 'CheckpointError',
     'read_checkpoint_file', 'CI2PRunner', 'ResumableEpochBasedTrainLoop',
     'NonFiniteLossHook', 'SafeCheckpointHook', 'SkippedImagesHook',

@@ -30,6 +30,20 @@ def configure_launcher(cfg, launcher: str) -> None:
     cfg.model_wrapper_cfg.setdefault('device_ids', None)
 
 
+def close_distributed() -> None:
+    """End the process group once a run is over.
+
+    mmengine leaves it to interpreter shutdown, where gloo's threads can be
+    torn down while another rank still talks to them and abort that rank
+    ("terminate called without an active exception", SIGABRT; seen in the
+    two-process CPU run of tests/test_tools.py). A barrier first, so that
+    every rank has finished its last collective.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
+
+
 def set_default_dataloader_cfg(cfg, field: str,
                                no_pin_memory: bool = False,
                                no_persistent_workers: bool = False) -> None:

@@ -3,6 +3,8 @@ from typing import Optional
 
 from mmengine.config import Config
 
+from .known_warnings import known_warnings_silenced
+
 #: Backbones whose ``patch_cfg`` configures a CompressAI codec.
 CI2P_BACKBONES = ('CI2PViT', 'DualScaleViT')
 
@@ -18,7 +20,8 @@ def load_model_config(path: str,
     without downloading weights (FLOPs and speed do not depend on them) and
     ``channels_last`` sets ``patch_cfg.channels_last``.
     """
-    cfg = Config.fromfile(path)
+    with known_warnings_silenced():  # mmengine reads mmpretrain:: bases
+        cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     model_cfg = cfg.model
