@@ -261,7 +261,8 @@ def prepare_split(store, split, ds_cfg, encoder, args, rank):
     """Open (rank 0: create or check) the store and the split's files."""
     from ci2p_mm.datasets.latents import (LATENT_VIEWS, STORAGES,
                                           LatentStoreError,
-                                          build_source_dataset, file_sha256)
+                                          build_source_dataset)
+    from ci2p_mm.utils.io import file_sha256
     pipeline, flips = encoding_pipeline(ds_cfg.get('pipeline', []), split)
     dataset = build_source_dataset(ds_cfg, pipeline)
     skip = bool(ds_cfg.get('skip_bad_images', False))

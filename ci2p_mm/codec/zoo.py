@@ -6,7 +6,6 @@ against the full architecture it was saved from (a hyperprior file has the
 same ``g_a`` keys as a factorized-prior one: only the other keys tell them
 apart).
 """
-import hashlib
 import os
 import os.path as osp
 from typing import Dict, Optional, Tuple, Union
@@ -18,7 +17,7 @@ from compressai.models import CompressionModel
 from compressai.zoo import image as zoo_image
 from compressai.zoo.pretrained import load_pretrained
 
-from ci2p_mm.utils.io import load_torch_file
+from ci2p_mm.utils.io import file_sha256, load_torch_file
 from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
 
 # CompressAI's zoo spells one architecture two ways (``model_architectures``
@@ -158,14 +157,6 @@ def zoo_hash_prefix(url: str) -> str:
     return found.group(1)
 
 
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download_zoo_weights(codec: str, quality: int, metric: str = 'mse',
                          progress: bool = True) -> Dict[str, torch.Tensor]:
     """CompressAI's published weights, verified and safely unpickled.
@@ -206,7 +197,7 @@ def download_zoo_weights(codec: str, quality: int, metric: str = 'mse',
                 f'{expected} in its name ({err}); it was not kept. A proxy '
                 f'or mirror altered it, or the server sent another file.'
             ) from err
-    digest = sha256_of(cached)
+    digest = file_sha256(cached)
     if not digest.startswith(expected):
         raise CodecWeightsError(
             f'{what}, are not the published file: its SHA-256 is '

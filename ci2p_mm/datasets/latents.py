@@ -51,7 +51,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS, HOOKS, TRANSFORMS
 
-from ci2p_mm.utils.io import write_text_atomically
+from ci2p_mm.utils.io import file_sha256, write_text_atomically
 from .robust import SkipBadImagesMixin
 from .transforms import BadImageError
 
@@ -69,14 +69,6 @@ class LatentStoreError(RuntimeError):
 
 
 # ---- identities --------------------------------------------------------
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def state_dict_sha256(module: nn.Module) -> str:

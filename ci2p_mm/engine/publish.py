@@ -11,12 +11,11 @@ files, and loads with ``torch.load(weights_only=True)``, torch's default
 since 2.6.
 """
 import datetime
-import hashlib
 import os
 import os.path as osp
 from typing import Optional
 
-from ci2p_mm.utils.io import load_torch_file, save_atomic
+from ci2p_mm.utils.io import file_sha256, load_torch_file, save_atomic
 from .checkpoint import CheckpointError, read_checkpoint_file
 
 #: Training state that a published model does not need.
@@ -58,8 +57,7 @@ def publish_checkpoint(in_file: str,
     stem = osp.splitext(out_file)[0]
     tmp = f'{stem}.unhashed.pth'
     save_atomic(published, tmp)
-    with open(tmp, 'rb') as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:8]
+    digest = file_sha256(tmp)[:8]
     date = datetime.date.today().strftime('%Y%m%d')
     final = f'{stem}_{date}-{digest}.pth'
     os.replace(tmp, final)

@@ -8,6 +8,7 @@ after a CRC check, with errors that name the file. Safety is never switched
 off; mmengine's own checkpoint types are allow-listed in
 :mod:`ci2p_mm.engine.checkpoint`.
 """
+import hashlib
 import os
 import os.path as osp
 import zipfile
@@ -56,6 +57,15 @@ def save_atomic(obj: Any, path: str) -> None:
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def failed_crc(path: str) -> Optional[str]:
