@@ -5,6 +5,7 @@ import json
 import os.path as osp
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 import torch
 from compressai.layers import GDN, GDN1
@@ -278,6 +279,49 @@ def test_torch_compile_traces_the_model():
     assert model.head.fc.weight.grad is not None
 
 
+def test_compile_forward_keeps_names_and_compiles_once():
+    from ci2p_mm.engine import compile_cfg_kwargs, compile_forward
+    model = classifier(tiny_ci2p_vit(), 192)
+    keys = list(model.state_dict())
+    assert compile_forward(model, backend='eager') is model
+    first = model.forward
+    compile_forward(model, backend='eager')
+    assert model.forward is first  # not wrapped twice
+    assert list(model.state_dict()) == keys  # no _orig_mod. prefix
+    assert 'train_step' not in vars(model)
+    x = torch.rand(2, 3, 64, 64)
+    model(x, samples(2), mode='loss')['loss'].backward()
+    assert compile_cfg_kwargs(True) == {}
+    assert compile_cfg_kwargs(None) is None and not compile_cfg_kwargs(False)
+    assert compile_cfg_kwargs(dict(mode='max-autotune')) == dict(
+        mode='max-autotune')
+    with pytest.raises(TypeError, match='`compile` must be True'):
+        compile_cfg_kwargs('yes')
+
+
+def test_train_tool_compile_compiles_the_forward(tmp_path, toy_animals10):
+    """`tools/train.py --compile` (mmengine's cfg.compile): CI2PRunner
+    compiles the model's forward, not mmengine's train_step (whose trace
+    through AmpOptimWrapper failed with torch 2.11 on a GPU); training
+    runs and the checkpoint's keys are the uncompiled model's."""
+    from conftest import load_tool
+    from ci2p_mm.engine.compile import COMPILED_FLAG
+    config = write_tiny_config(tmp_path, 'configs/ci2p_vit_animals10.py',
+                               toy_animals10, epochs=1,
+                               extra="compile = dict(backend='eager')")
+    train = load_tool('tools/train.py', 'train')
+    runner = train.main([config, '--work-dir', str(tmp_path / 'work'),
+                         '--cfg-options', 'model.backbone.patch_cfg.'
+                         'pretrained=False'])
+    model = runner.model
+    assert getattr(model, COMPILED_FLAG) and 'train_step' not in vars(model)
+    from ci2p_mm.utils.io import load_torch_file
+    saved = load_torch_file(str(tmp_path / 'work' / 'epoch_1.pth'))[
+        'state_dict']
+    assert not [k for k in saved if '_orig_mod' in k]
+    assert set(saved) == set(model.state_dict())
+
+
 # ---------------------------------------------------------------------------
 # The benchmark tool runs (no timings are checked)
 # ---------------------------------------------------------------------------
@@ -306,3 +350,52 @@ def test_benchmark_tool_smoke(tmp_path):
             assert row[mode]['img_per_s'] > 0
             assert row[mode]['memory']['peak_bytes'] > 0
     assert result['meta']['channels_last'] is True
+
+
+def test_benchmark_end_to_end_mode(tmp_path):
+    """--end-to-end: written JPEG folder, the configs' own loaders, the
+    latent store encoded once, one row per config."""
+    from conftest import TINY_ARCH
+    configs = []
+    for base in ('configs/ci2p_vit_animals10.py',
+                 'configs/ci2p_vit_animals10_latents.py'):
+        path = tmp_path / ('tiny_' + osp.basename(base))
+        path.write_text(f'_base_ = [{osp.join(REPO, base)!r}]\n'
+                        f'model = dict(backbone=dict(arch={TINY_ARCH}), '
+                        'head=dict(in_channels=64))\n')
+        configs.append(str(path))
+    out = tmp_path / 'e2e.json'
+    output = run_tool(
+        osp.join(REPO, 'tools/analysis_tools/benchmark.py'), '--end-to-end',
+        *configs, '--data-dir', str(tmp_path / 'data'), '--no-pretrained',
+        '--batch-size', '4', '--img-size', '64', '--num-workers', '0',
+        '--steps', '2', '--warmup', '1', '--num-images', '40',
+        '--source-size', '80x60', '--out', str(out))
+    assert 'encode once' in output
+    result = json.loads(out.read_text())
+    assert result['precision'] == 'fp32' and result['batch_size'] == 4
+    image_row, latent_row = result['results']
+    assert image_row['name'] == 'tiny_ci2p_vit_animals10'
+    assert 'encode_s' not in image_row and latent_row['encode_s'] > 0
+    for row in (image_row, latent_row):
+        assert len(row['iterations']) == 2 and row['img_per_s'] > 0
+        assert row['peak_mib'] is None  # CPU: no CUDA peak
+    # The store holds every training JPEG of the split (3 of 4 per class).
+    train = (tmp_path / 'data' / 'meta' / 'train.txt').read_text()
+    assert train.count('\n') == 30
+    labels = np.load(osp.join(latent_row['store'], 'train.labels.npy'))
+    assert len(labels) == 30
+
+
+def test_jpeg_folder_is_the_same_for_any_process_count(tmp_path,
+                                                        monkeypatch):
+    from ci2p_mm.analysis import end_to_end
+    end_to_end.write_jpeg_folder(str(tmp_path / 'pool'), 20, (40, 30))
+    monkeypatch.setattr(end_to_end.os, 'cpu_count', lambda: 1)
+    end_to_end.write_jpeg_folder(str(tmp_path / 'one'), 20, (40, 30))
+    files = sorted(p.relative_to(tmp_path / 'one')
+                   for p in (tmp_path / 'one').rglob('*.jpeg'))
+    assert len(files) == 20
+    for rel in files:
+        assert (tmp_path / 'one' / rel).read_bytes() == (
+            tmp_path / 'pool' / rel).read_bytes()

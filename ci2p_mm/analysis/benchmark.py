@@ -231,10 +231,13 @@ class Bench:
 
 
 def maybe_compile(model, args):
+    """The model with its forward compiled as ``tools/train.py --compile``
+    compiles it (:func:`ci2p_mm.engine.compile_forward`)."""
     if not args.compile:
         return model
+    from ci2p_mm.engine import compile_forward
     kwargs = {} if args.compile_mode is None else dict(mode=args.compile_mode)
-    return torch.compile(model, **kwargs)
+    return compile_forward(model, **kwargs)
 
 
 def load_config(path, args):

@@ -22,12 +22,21 @@ would otherwise prefetch while another model computes). Per model it
 reports img/s over the timed iterations, and where the time goes: waiting
 for the next batch (``data``: decoding, resizing and collation not hidden
 behind the step by the workers) and the train step itself (``step``).
+
+On CUDA (``--device cuda``) the step ends with a synchronisation, as
+mmengine's logging of the losses does every iteration; ``--amp bf16`` trains
+with mmengine's ``AmpOptimWrapper`` and ``--compile`` compiles the model's
+forward the way ``tools/train.py --compile`` does
+(:mod:`ci2p_mm.engine.compile`); compilation happens in the warm-up
+iterations, which are not timed. The peak CUDA memory of the timed
+iterations is reported.
 """
 import os
 import os.path as osp
 import shutil
 import statistics
 import time
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -60,31 +69,47 @@ def add_arguments(parser):
 # ---- data --------------------------------------------------------------
 
 
-def write_jpeg_folder(root: str, num_images: int, size, seed: int = 0):
-    """Photo-like JPEGs (smooth colour fields, texture and a shape) in
-    Kaggle's ``raw-img/<class>/`` layout, split 80/20 with ``make_split``."""
+def _write_jpeg(job):
+    """One photo-like JPEG: smooth colour field, texture and a disc; its own
+    seeded generator, so the folder is the same however many processes
+    write it."""
     from PIL import Image
+    path, (w, h), seed, i = job
+    rng = np.random.default_rng([seed, i])
+    coarse = rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)
+    img = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC),
+                     dtype=np.float32)
+    img += rng.normal(0, 18, (h, w, 3))
+    yy, xx = np.mgrid[0:h, 0:w]
+    cy, cx, r = h * rng.uniform(.3, .7), w * rng.uniform(.3, .7), h / 4
+    img[(yy - cy)**2 + (xx - cx)**2 < r**2] = rng.uniform(0, 255, 3)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path,
+                                                                quality=90)
+
+
+def write_jpeg_folder(root: str, num_images: int, size, seed: int = 0):
+    """Photo-like JPEGs in Kaggle's ``raw-img/<class>/`` layout, split 80/20
+    with ``make_split``; written by one process per CPU core (thousands of
+    ImageNet-sized JPEGs take seconds on a GPU machine's cores)."""
+    from multiprocessing import get_context
 
     from ci2p_mm.datasets import ITALIAN_TO_ENGLISH, make_split
     if osp.isfile(osp.join(root, 'meta', 'train.txt')):
         return root
-    w, h = size
-    rng = np.random.default_rng(seed)
     folders = list(ITALIAN_TO_ENGLISH)
+    jobs = []
     for i in range(num_images):
         folder = folders[i % len(folders)]
         os.makedirs(osp.join(root, 'raw-img', folder), exist_ok=True)
-        coarse = rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)
-        img = np.asarray(Image.fromarray(coarse).resize((w, h),
-                                                         Image.BICUBIC),
-                         dtype=np.float32)
-        img += rng.normal(0, 18, (h, w, 3))
-        yy, xx = np.mgrid[0:h, 0:w]
-        cy, cx, r = h * rng.uniform(.3, .7), w * rng.uniform(.3, .7), h / 4
-        img[(yy - cy)**2 + (xx - cx)**2 < r**2] = rng.uniform(0, 255, 3)
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
-            osp.join(root, 'raw-img', folder, f'{folder}_{i:05d}.jpeg'),
-            quality=90)
+        jobs.append((osp.join(root, 'raw-img', folder,
+                              f'{folder}_{i:05d}.jpeg'), tuple(size), seed, i))
+    processes = min(len(jobs), os.cpu_count() or 1, 16)
+    if processes > 1:
+        with get_context('fork').Pool(processes) as pool:
+            pool.map(_write_jpeg, jobs, chunksize=16)
+    else:
+        for job in jobs:
+            _write_jpeg(job)
     make_split(osp.join(root, 'raw-img'), root, val_ratio=0.2, seed=0)
     return root
 
@@ -171,23 +196,31 @@ def time_training(cfg, args):
     """Build model, optimizer and the config's train dataloader; time
     ``warmup + steps`` iterations. Returns per-iteration data and step
     seconds of the timed ones."""
-    from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
     from mmpretrain.registry import MODELS
 
-    from .benchmark import OtherLoad, quiet_init_weights
+    from .benchmark import (OtherLoad, autocast, build_optim_wrapper,
+                            maybe_compile, quiet_init_weights, synchronize)
     init_default_scope('mmpretrain')
     meter = OtherLoad()
     model_cfg = cfg.model
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     model = MODELS.build(model_cfg)
     quiet_init_weights(model)
+    model.to(args.device)
     model.train()
-    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    if args.device == 'cuda':
+        torch.backends.cudnn.benchmark = bool(
+            cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
+    # The config's optimizer; AmpOptimWrapper on CUDA with --amp (on CPU
+    # the step runs under autocast instead, as benchmark.py's steps do).
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper, args)
+    maybe_compile(model, args)  # as tools/train.py --compile does
     loader = Runner.build_dataloader(cfg.train_dataloader, seed=args.seed)
     needed = args.warmup + args.steps
     data_s, step_s = [], []
+    peak_bytes = None
     batches = iter(loader)
     for i in range(needed):
         tic = time.perf_counter()
@@ -198,25 +231,32 @@ def time_training(cfg, args):
             batches = iter(loader)
             data = next(batches)
         mid = time.perf_counter()
-        model.train_step(data, optim_wrapper)
+        with autocast(args) if args.device == 'cpu' else nullcontext():
+            model.train_step(data, optim_wrapper)
+        synchronize(args.device)
         end = time.perf_counter()
         if i == args.warmup - 1 or (i == 0 and not args.warmup):
             before = meter.snapshot()
+            if args.device == 'cuda':
+                torch.cuda.reset_peak_memory_stats()
         if i >= args.warmup:
             data_s.append(mid - tic)
             step_s.append(end - mid)
     # Our own loader workers are children: OtherLoad counts them as ours.
     other = OtherLoad.cores(before, meter.snapshot())
+    if args.device == 'cuda':
+        peak_bytes = torch.cuda.max_memory_allocated()
+    num_params = sum(p.numel() for p in model.parameters())
     del batches, loader  # stop the workers before the next model
-    return data_s, step_s, sum(p.numel() for p in model.parameters()), other
+    del model, optim_wrapper
+    if args.device == 'cuda':
+        torch.cuda.empty_cache()
+    return data_s, step_s, num_params, other, peak_bytes
 
 
 def run(args, argv):
     import ci2p_mm  # noqa: F401
     from .benchmark import TOOL, device_name, loadavg
-    if args.device != 'cpu':
-        print('--end-to-end runs the model on the CPU in this version; '
-              'use --device cpu', flush=True)
     torch.manual_seed(args.seed)
     size = tuple(int(s) for s in args.source_size.split('x'))
     os.makedirs(args.data_dir, exist_ok=True)
@@ -225,7 +265,8 @@ def run(args, argv):
                            if args.no_pretrained else None)
     print(f'# {device_name(args)}, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads, batch {args.batch_size}, '
-          f'{args.img_size}x{args.img_size}, fp32, data {args.data_dir} '
+          f'{args.img_size}x{args.img_size}, {precision(args)}, data '
+          f'{args.data_dir} '
           f'({count_lines(osp.join(args.data_dir, "meta", "train.txt"))} '
           f'training JPEGs); load average '
           f'{loadavg()}', flush=True)
@@ -242,7 +283,7 @@ def run(args, argv):
                        store=store)
             print(f'{name}: encoded {n} training images (x2 views) once in '
                   f'{seconds:.1f} s ({n / seconds:.1f} img/s)', flush=True)
-        data_s, step_s, params, other = time_training(cfg, args)
+        data_s, step_s, params, other, peak = time_training(cfg, args)
         total = sum(data_s) + sum(step_s)
         row.update(params_m=params / 1e6,
                    img_per_s=args.batch_size * len(step_s) / total,
@@ -250,6 +291,7 @@ def run(args, argv):
                    step_s=statistics.median(step_s),
                    data_fraction=sum(data_s) / total,
                    other_cores=other,
+                   peak_mib=None if peak is None else peak / MIB,
                    iterations=[dict(data=d, step=s)
                                for d, s in zip(data_s, step_s)])
         rows.append(row)
@@ -264,9 +306,19 @@ def run(args, argv):
         with open(args.out, 'w') as f:
             json.dump(dict(command=' '.join([TOOL] + list(argv)),
                            device=device_name(args), loadavg_end=loadavg(),
+                           torch=torch.__version__,
+                           precision=precision(args),
+                           batch_size=args.batch_size,
+                           img_size=args.img_size,
+                           source_size=args.source_size,
                            results=rows, table=table), f, indent=2)
         print(f'wrote {args.out}', flush=True)
     return rows
+
+
+def precision(args) -> str:
+    text = args.amp or 'fp32'
+    return text + ', compiled' if args.compile else text
 
 
 def fmt_cores(cores):
@@ -275,22 +327,31 @@ def fmt_cores(cores):
 
 def format_table(rows, args):
     first = rows[0]['img_per_s']
+    memory = any(r.get('peak_mib') is not None for r in rows)
     header = (f'{"config":<34}{"workers":>8}{"img/s":>9}{"x":>8}'
               f'{"data s/it":>11}{"step s/it":>11}{"data %":>8}'
               f'{"encode once":>14}{"others":>8}')
+    if memory:
+        header += f'{"peak MiB":>10}'
     lines = [header, '-' * len(header)]
     for r in rows:
         once = (f'{r["encode_s"]:.0f} s' if 'encode_s' in r else '-')
-        lines.append(
+        line = (
             f'{r["name"]:<34}{r["workers"]:>8}{r["img_per_s"]:>9.2f}'
             f'{r["img_per_s"] / first:>7.2f}x{r["data_s"]:>11.3f}'
             f'{r["step_s"]:>11.3f}{100 * r["data_fraction"]:>7.0f}%'
             f'{once:>14}{fmt_cores(r["other_cores"]):>8}')
+        if memory:
+            peak = r.get('peak_mib')
+            line += f'{"-" if peak is None else f"{peak:.0f}":>10}'
+        lines.append(line)
     lines.append(
         f'end to end: config train dataloader (files, pipeline, workers) + '
         f'model.train_step; batch {args.batch_size}, {args.img_size}x'
-        f'{args.img_size}, fp32, {args.steps} timed iterations after '
-        f'{args.warmup} warm-up; x = vs the first row; data = waiting for '
-        f'the next batch; encode once = latent store, paid once; others = '
-        f'CPU cores used by other processes while timed')
+        f'{args.img_size}, {precision(args)}, {args.steps} timed iterations '
+        f'after {args.warmup} warm-up; x = vs the first row; data = waiting '
+        f'for the next batch; encode once = latent store, paid once; '
+        f'others = CPU cores used by other processes while timed'
+        + ('; peak MiB = torch.cuda.max_memory_allocated over the timed '
+           'iterations' if memory else ''))
     return '\n'.join(lines)

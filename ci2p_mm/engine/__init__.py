@@ -1,5 +1,6 @@
 from .checkpoint import (CheckpointError, allow_mmengine_checkpoints,
                          history_buffer_getattr, read_checkpoint_file)
+from .compile import compile_cfg_kwargs, compile_forward
 from .hooks import NonFiniteLossHook, SafeCheckpointHook, SkippedImagesHook
 from .launcher import (close_distributed, configure_launcher, configure_tta,
                        set_default_dataloader_cfg)
@@ -16,5 +17,6 @@ __all__ = [
     'allow_mmengine_checkpoints', 'history_buffer_getattr', 'CheckpointError',
     'read_checkpoint_file', 'CI2PRunner', 'ResumableEpochBasedTrainLoop',
     'NonFiniteLossHook', 'SafeCheckpointHook', 'SkippedImagesHook',
-    'CheckpointSaveError', 'StopSignals', 'WorkDirBusyError', 'WorkDirLock'
+    'CheckpointSaveError', 'StopSignals', 'WorkDirBusyError', 'WorkDirLock',
+    'compile_cfg_kwargs', 'compile_forward'
 ]

@@ -56,6 +56,7 @@ from .checkpoint import (_REMOTE, CheckpointError, check_codecs,
                          check_state_dict_fits, describe_saved_model,
                          extract_state_dict, is_complete_checkpoint,
                          model_codecs, read_checkpoint_file)
+from .compile import compile_cfg_kwargs, compile_forward
 from .stop_signals import StopSignals
 from .work_dir_lock import WorkDirBusyError, WorkDirLock
 
@@ -257,6 +258,17 @@ class CI2PRunner(Runner):
         mmengine's ``load_state_dict`` also loads it."""
         model = self._bare_model
         return model.module if isinstance(model, BaseTTAModel) else model
+
+    def _maybe_compile(self, target: str) -> None:
+        """``cfg.compile`` compiles the model's forward, not mmengine's
+        ``train_step`` (see :mod:`ci2p_mm.engine.compile`)."""
+        kwargs = compile_cfg_kwargs(self.cfg.get('compile', None))
+        if kwargs is None:
+            return
+        compile_forward(self._bare_model, **kwargs)
+        self.logger.info(
+            f'Model forward compiled with torch.compile({kwargs or ""}) '
+            f'(for {target}); the first iterations will be slow.')
 
     # -- loading --
     def _init_model_weights(self) -> None:
