@@ -36,14 +36,20 @@ def main(argv=None):
     labels = args.labels or [osp.basename(osp.normpath(d))
                              for d in args.work_dirs]
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
-    for work_dir, label in zip(args.work_dirs, labels):
+    # Runs can coincide (a model trained from images and from their exact
+    # fp16 latents does): a line style per run keeps each one visible.
+    styles = ['-', '--', ':', '-.']
+    for i, (work_dir, label) in enumerate(zip(args.work_dirs, labels)):
         try:
             curves = load_curves(work_dir, args.metric)
         except FileNotFoundError as err:
             raise SystemExit(f'plot_curves: {err}')
+        style = dict(linestyle=styles[i % len(styles)],
+                     linewidth=2.2 - 0.4 * (i % len(styles)))
         ax_acc.plot(curves['val_epochs'], curves['val'], marker='o',
-                    markersize=3, label=label)
-        ax_loss.plot(curves['loss_epochs'], curves['loss'], label=label)
+                    markersize=3, label=label, **style)
+        ax_loss.plot(curves['loss_epochs'], curves['loss'], label=label,
+                     **style)
         if curves['val']:
             print(f'{label}: best {args.metric} {max(curves["val"]):.2f} '
                   f'over {len(curves["val_epochs"])} evaluations')
