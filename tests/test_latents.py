@@ -277,6 +277,42 @@ def test_killed_encode_resumes(encoded, monkeypatch, tmp_path):
     assert resumed.record['codec'] == whole.record['codec']
 
 
+def test_two_processes_encode_the_same_store(encoded, tmp_path):
+    """``--launcher pytorch`` with 2 CPU processes (gloo), as
+    ``torchrun --nproc_per_node N`` runs it on N GPUs: the ranks take
+    chunks round-robin and write disjoint rows of the same files; the
+    store equals the one-process store row for row (to fp16 rounding)."""
+    import os
+    import subprocess
+    import sys
+    image, latent, whole_root = encoded
+    out = str(tmp_path / 'two_ranks')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
+         '2', '--master_port', '29533',
+         osp.join(REPO, 'tools/dataset_converters/encode_latents.py'),
+         latent, '--launcher', 'pytorch', '--out', out, '--chunk-size', '8',
+         '--num-workers', '0', '--no-progress'],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    two, whole = LatentStore(out), LatentStore(whole_root)
+    for split in ('train', 'val'):
+        two.check_complete(split)
+        # Same rows in the same places; values equal up to fp16 rounding
+        # (one thread per rank here: float32 sums in another order can
+        # round to the neighbouring fp16 value). A misplaced row would be
+        # off by ~0.1.
+        np.testing.assert_allclose(np.asarray(two.array(split), np.float32),
+                                   np.asarray(whole.array(split), np.float32),
+                                   rtol=1e-3, atol=1e-4, err_msg=split)
+        assert np.array_equal(two.labels(split), whole.labels(split))
+        for rank in (0, 1):  # both ranks did part of the work
+            with open(two.done_log(split, rank)) as f:
+                assert f.read().strip(), (split, rank)
+    assert two.record['codec'] == whole.record['codec']
+
+
 def test_bad_files_as_the_image_path(toy_animals10, codec_file, tmp_path):
     root = copy_data(toy_animals10, tmp_path)
     image, latent = write_configs(tmp_path, root, codec_file)
