@@ -178,6 +178,14 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
+def set_cudnn_benchmark(cfg, args):
+    """cuDNN autotuning as the config's ``env_cfg.cudnn_benchmark`` sets
+    it for training (mmengine's Runner does the same)."""
+    if args.device == 'cuda':
+        torch.backends.cudnn.benchmark = bool(
+            cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
+
+
 def random_images(args, generator):
     return torch.randint(
         0, 256, (args.batch_size, 3, args.img_size, args.img_size),
@@ -278,9 +286,7 @@ def build_config_bench(path, args, generator):
     ci2p = cfg.model.get('backbone', {}).get('type') in CI2P_BACKBONES
     if args.channels_last and not ci2p:
         model.to(memory_format=torch.channels_last)
-    if args.device == 'cuda':
-        torch.backends.cudnn.benchmark = bool(
-            cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
+    set_cudnn_benchmark(cfg, args)
 
     images = random_images(args, generator)
     labels = torch.randint(0, 10, (args.batch_size, ), generator=generator)

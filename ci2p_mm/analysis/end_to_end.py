@@ -201,7 +201,8 @@ def time_training(cfg, args):
     from mmpretrain.registry import MODELS
 
     from .benchmark import (OtherLoad, autocast, build_optim_wrapper,
-                            maybe_compile, quiet_init_weights, synchronize)
+                            maybe_compile, quiet_init_weights,
+                            set_cudnn_benchmark, synchronize)
     init_default_scope('mmpretrain')
     meter = OtherLoad()
     model_cfg = cfg.model
@@ -210,9 +211,7 @@ def time_training(cfg, args):
     quiet_init_weights(model)
     model.to(args.device)
     model.train()
-    if args.device == 'cuda':
-        torch.backends.cudnn.benchmark = bool(
-            cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
+    set_cudnn_benchmark(cfg, args)
     # The config's optimizer; AmpOptimWrapper on CUDA with --amp (on CPU
     # the step runs under autocast instead, as benchmark.py's steps do).
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper, args)
@@ -220,7 +219,6 @@ def time_training(cfg, args):
     loader = Runner.build_dataloader(cfg.train_dataloader, seed=args.seed)
     needed = args.warmup + args.steps
     data_s, step_s = [], []
-    peak_bytes = None
     batches = iter(loader)
     for i in range(needed):
         tic = time.perf_counter()
@@ -244,8 +242,8 @@ def time_training(cfg, args):
             step_s.append(end - mid)
     # Our own loader workers are children: OtherLoad counts them as ours.
     other = OtherLoad.cores(before, meter.snapshot())
-    if args.device == 'cuda':
-        peak_bytes = torch.cuda.max_memory_allocated()
+    peak_bytes = (torch.cuda.max_memory_allocated()
+                  if args.device == 'cuda' else None)
     num_params = sum(p.numel() for p in model.parameters())
     del batches, loader  # stop the workers before the next model
     del model, optim_wrapper
