@@ -85,10 +85,8 @@ def run(cmd, log_path, show=('Epoch(', 'accuracy/top1', 'it/s', 'PSNR')):
 def cached_zoo_weights():
     """Path of CompressAI's q5 bmshj2018-factorized file in torch.hub's
     cache, or None."""
-    import torch
-    from compressai.zoo.image import model_urls
-    url = model_urls['bmshj2018-factorized']['mse'][5]
-    path = osp.join(torch.hub.get_dir(), 'checkpoints', url.rsplit('/', 1)[1])
+    from ci2p_mm.codec import zoo_cache_file, zoo_url
+    path = zoo_cache_file(zoo_url('bmshj2018-factorized', 5))
     return path if osp.isfile(path) else None
 
 
