@@ -11,11 +11,11 @@ files, and loads with ``torch.load(weights_only=True)``, torch's default
 since 2.6.
 """
 import datetime
-import os
 import os.path as osp
 from typing import Optional
 
-from ci2p_mm.utils.io import file_sha256, load_torch_file, save_atomic
+from ci2p_mm.utils.io import (file_sha256, load_torch_file, replace_atomically,
+                              save_atomic)
 from .checkpoint import CheckpointError, read_checkpoint_file
 
 #: Training state that a published model does not need.
@@ -60,7 +60,7 @@ def publish_checkpoint(in_file: str,
     digest = file_sha256(tmp)[:8]
     date = datetime.date.today().strftime('%Y%m%d')
     final = f'{stem}_{date}-{digest}.pth'
-    os.replace(tmp, final)
+    replace_atomically(tmp, final)
     # What users will do with it, under torch's safe default.
     load_torch_file(final, CheckpointError, what=f'Published file {final}')
     return final
