@@ -1,0 +1,11 @@
+"""The one base class for errors a user can act on.
+
+A :class:`UserError`'s message is the whole story: what is wrong, the file
+or setting at fault and what to do. Command lines print it as one line
+(``tool.py: error: ...``, see :func:`ci2p_mm.utils.cli.run`) instead of a
+traceback; every other exception keeps its traceback, because it is a bug.
+"""
+
+
+class UserError(Exception):
+    """An error caused by input or settings, explained in its message."""
