@@ -63,6 +63,7 @@ from tqdm import tqdm
 from compressai.losses import RateDistortionLoss
 from compressai.optimizers import net_aux_optimizer
 
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.images import (ImageFolderError, image_size, list_images,
                                   load_rgb)
 from ci2p_mm.utils.io import save_atomic
@@ -94,7 +95,7 @@ DEFAULTS = dict(patch_size=256, batch_size=16, lr=1e-4, aux_lr=1e-3,
                 num_workers=min(4, os.cpu_count() or 1))
 
 
-class CodecTrainingError(ValueError):
+class CodecTrainingError(UserError, ValueError):
     """A problem with the data or options, explained in one line."""
 
 

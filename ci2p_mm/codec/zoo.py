@@ -17,6 +17,7 @@ from compressai.models import CompressionModel
 from compressai.zoo import image as zoo_image
 from compressai.zoo.pretrained import load_pretrained
 
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import file_sha256, load_torch_file
 from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
 
@@ -32,7 +33,7 @@ LATENT_CHANNELS = 192
 ENCODER_STRIDE = 16
 
 
-class CodecWeightsError(RuntimeError):
+class CodecWeightsError(UserError, RuntimeError):
     """A codec checkpoint is missing, unreadable or does not fit."""
 
 

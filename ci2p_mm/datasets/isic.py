@@ -18,13 +18,15 @@ from typing import Dict
 import numpy as np
 from PIL import Image
 
+from ci2p_mm.utils.errors import UserError
+
 #: ISIC's split names -> mmseg's.
 ISIC2017_SPLITS = {'Training': 'train', 'Validation': 'val',
                    'Test_v2': 'test'}
 MASK_SUFFIX = '_segmentation.png'
 
 
-class ISICLayoutError(ValueError):
+class ISICLayoutError(UserError, ValueError):
     """A missing folder, an image without a mask, or an unreadable mask."""
 
 

@@ -51,6 +51,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS, HOOKS, TRANSFORMS
 
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import file_sha256, write_text_atomically
 from .robust import SkipBadImagesMixin
 from .transforms import BadImageError
@@ -63,7 +64,7 @@ LATENT_VIEWS = ('original', 'hflip')
 QUANTIZED_LIMIT = 127
 
 
-class LatentStoreError(RuntimeError):
+class LatentStoreError(UserError, RuntimeError):
     """A latent store that is missing, incomplete, stale or for another
     model."""
 

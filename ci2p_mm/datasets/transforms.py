@@ -43,6 +43,8 @@ from mmengine import fileio
 from mmpretrain.registry import TRANSFORMS
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from ci2p_mm.utils.errors import UserError
+
 #: Pillow's own default limit (about 89.5 megapixels, 0.25 GB as RGB).
 DEFAULT_MAX_PIXELS = 89_478_485
 #: Smaller sides are placeholders or tracking pixels, not photographs.
@@ -59,7 +61,7 @@ _HOW_TO_SKIP = ('To skip such files instead (replaced by the next readable '
                 'CONFIG.')
 
 
-class BadImageError(ValueError):
+class BadImageError(UserError, ValueError):
     """An image file that cannot be used, with the reason and the fix."""
 
     def __init__(self, path: str, reason: str, fix: str = _FIX_REPLACE):

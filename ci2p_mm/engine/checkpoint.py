@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 from mmengine.logging import HistoryBuffer
 
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.io import load_torch_file, unreadable_message
 from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
@@ -81,7 +82,7 @@ _FINE_TUNE_HINT = (
     "prefix='backbone.') instead of load_from.")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, unreadable, unsafe or does not fit."""
 
 

@@ -50,6 +50,7 @@ from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmpretrain.registry import LOOPS, RUNNERS
 from torch.utils.data import BatchSampler, DataLoader
 
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.io import replace_atomically, write_text_atomically
 from .checkpoint import (_REMOTE, CheckpointError, check_codecs,
@@ -486,7 +487,7 @@ def defuse_legacy_config(meta: dict) -> None:
         meta['config'] = f'gpu_ids = {list(gpu_ids)!r}\n'
 
 
-class CheckpointSaveError(OSError):
+class CheckpointSaveError(UserError, OSError):
     """A checkpoint could not be written (disk full, quota, I/O error)."""
 
 

@@ -21,10 +21,12 @@ import socket
 import sys
 from typing import Optional
 
+from ci2p_mm.utils.errors import UserError
+
 LOCK_FILE = 'train.lock'
 
 
-class WorkDirBusyError(RuntimeError):
+class WorkDirBusyError(UserError, RuntimeError):
     """Another live run holds the work dir."""
 
 

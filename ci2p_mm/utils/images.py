@@ -13,13 +13,14 @@ from typing import List, Tuple
 
 from PIL import Image
 
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.datasets.transforms import BadImageError, decode_image
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif',
                   '.tiff', '.webp')
 
 
-class ImageFolderError(ValueError):
+class ImageFolderError(UserError, ValueError):
     """A missing or empty image folder, or an unreadable image in it."""
 
 
