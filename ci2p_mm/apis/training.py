@@ -31,6 +31,13 @@ def parse_args(argv=None):
         action='store_true',
         help="torch.compile the model's forward (mmengine's cfg.compile)")
     parser.add_argument(
+        '--device-latents',
+        action='store_true',
+        help='latent configs: load the training latent store into device '
+        'memory once and draw batches there, without DataLoader workers '
+        '(train_dataloader.device_resident=True; same batches and exact '
+        'resume as the DataLoader path, see ci2p_mm/latents/device.py)')
+    parser.add_argument(
         '--no-validate',
         action='store_true',
         help='do not evaluate checkpoints during training')
@@ -59,6 +66,8 @@ def merge_args(cfg, args):
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.compile:
         cfg.compile = True
+    if args.device_latents:
+        cfg.train_dataloader.device_resident = True
 
     if args.resume == 'auto':
         cfg.resume = True

@@ -34,6 +34,7 @@ from mmengine.logging import print_log
 from mmpretrain.datasets import ImageNet
 from mmpretrain.registry import DATA_SAMPLERS, DATASETS
 
+from .seeds import sample_seeds
 from .transforms import BadImageError, LoadImageRGB
 
 
@@ -57,7 +58,9 @@ class SeededIndex(int):
 
 
 def sample_seed(seed: int, epoch: int, position: int) -> int:
-    """A 32-bit seed for the ``position``-th draw of ``epoch``."""
+    """A 32-bit seed for the ``position``-th draw of ``epoch`` (the
+    definition; :func:`~ci2p_mm.datasets.seeds.sample_seeds` computes the
+    same for whole epochs at once)."""
     return int(
         np.random.SeedSequence([seed % 2**32, epoch,
                                 position]).generate_state(1)[0])
@@ -112,12 +115,11 @@ class ResumableSampler(DefaultSampler):
         if not self.seed_samples:
             return iter(indices)
         # Position in the epoch's global order: rank-strided by the parent.
+        positions = self.rank + (skip + np.arange(len(indices))) * \
+            self.world_size
+        seeds = sample_seeds(self.seed, self.epoch, positions).tolist()
         return iter(
-            SeededIndex(
-                index,
-                sample_seed(self.seed, self.epoch,
-                            self.rank + (skip + k) * self.world_size))
-            for k, index in enumerate(indices))
+            SeededIndex(index, seed) for index, seed in zip(indices, seeds))
 
 
 def find_loader(pipeline) -> LoadImageRGB:

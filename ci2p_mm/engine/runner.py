@@ -40,6 +40,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from mmengine.device import get_device
 from mmengine.dist import (all_reduce, broadcast_object_list,
                            is_distributed, is_main_process, master_only)
 from mmengine.fileio import LocalBackend, get_file_backend
@@ -50,6 +51,7 @@ from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmpretrain.registry import LOOPS, RUNNERS
 from torch.utils.data import BatchSampler, DataLoader
 
+from ci2p_mm.latents import build_device_latent_loader, resident_options
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.io import replace_atomically, write_text_atomically
@@ -223,6 +225,17 @@ class CI2PRunner(Runner):
     # -- building --
     @staticmethod
     def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        """mmengine's DataLoader, with a generator of its own; or, for a
+        latent config with ``device_resident=True``, a
+        :class:`~ci2p_mm.latents.DeviceLatentLoader` (the store in device
+        memory, same sampler and batches)."""
+        if isinstance(dataloader, dict) and 'device_resident' in dataloader:
+            dataloader = copy.copy(dataloader)
+            options = resident_options(dataloader.pop('device_resident'))
+            if options is not None:
+                return build_device_latent_loader(
+                    dataloader, get_device(), seed=seed,
+                    diff_rank_seed=diff_rank_seed, **options)
         loader = Runner.build_dataloader(dataloader, seed=seed,
                                          diff_rank_seed=diff_rank_seed)
         if isinstance(loader, DataLoader) and loader.generator is None:
