@@ -98,6 +98,8 @@ def prepared_config(path: str, args, codec) -> Config:
     cfg.model.backbone.img_size = args.img_size
     if codec is not None:
         set_patch_options(cfg, pretrained=codec)
+    if args.channels_last:
+        set_patch_options(cfg, channels_last=True)
     if is_latent(cfg):
         loader.dataset.store = osp.join(
             'latents', f'e2e-{osp.splitext(osp.basename(path))[0]}-'

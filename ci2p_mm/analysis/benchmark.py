@@ -9,7 +9,11 @@ This module only parses the command line and hands it to a mode:
 * ``--latent-storage``: latent store formats side by side
   (:mod:`.latent_storage`).
 
-The shared timing helpers are in :mod:`.timing`.
+Around the first two: ``--batch-sizes`` runs the mode once per batch size
+(:mod:`.sweep`); ``--profile`` and ``--report-sdpa`` profile the models
+after timing (:mod:`.profile`). The shared timing helpers and the speed
+levers every mode applies alike (precision, ``--compile-mode``,
+``--optimizer-impl``, channels_last) are in :mod:`.timing`.
 """
 import argparse
 import sys
@@ -17,7 +21,8 @@ import sys
 import torch
 from mmengine.config import DictAction
 
-from . import end_to_end, latent_storage, step
+from . import end_to_end, latent_storage, profile, step, sweep
+from .timing import COMPILE_MODES, OPTIMIZER_IMPLS
 
 
 def parse_args(argv=None):
@@ -47,8 +52,26 @@ def parse_args(argv=None):
         '--compile', action='store_true',
         help="torch.compile the model's forward (as tools/train.py "
         '--compile does)')
-    parser.add_argument('--compile-mode', default=None,
-                        help='torch.compile mode, e.g. max-autotune')
+    parser.add_argument(
+        '--compile-mode', choices=COMPILE_MODES, default=None,
+        help='torch.compile mode (with --compile): reduce-overhead replays '
+        'CUDA graphs (static shapes), max-autotune-no-cudagraphs tunes '
+        'kernels without them')
+    parser.add_argument(
+        '--compile-backend', default='inductor',
+        help="torch.compile backend (with --compile); 'eager' or "
+        "'aot_eager' check tracing without code generation")
+    parser.add_argument(
+        '--optimizer-impl', choices=OPTIMIZER_IMPLS, default='config',
+        help="the optimizer's implementation: as the config says (torch "
+        'picks foreach on CUDA), foreach (multi-tensor kernels) or fused '
+        "(torch's fused kernel; optim_wrapper.optimizer.fused=True in a "
+        'config)')
+    parser.add_argument(
+        '--memory', choices=['probe', 'in-process', 'none'], default='probe',
+        help='peak memory of the step mode: a fresh process per model and '
+        'mode (probe), or on CUDA in this process (weights, optimizer '
+        'state and batch + the step\'s rise; cheap, for sweeps)')
     parser.add_argument('--warmup', type=int, default=2,
                         help='untimed steps per model and mode first')
     parser.add_argument(
@@ -64,7 +87,16 @@ def parse_args(argv=None):
     step.add_arguments(parser)
     end_to_end.add_arguments(parser)
     latent_storage.add_arguments(parser)
+    sweep.add_arguments(parser)
+    profile.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.no_memory:
+        args.memory = 'none'
+    if args.memory == 'in-process' and args.device != 'cuda':
+        parser.error('--memory in-process needs --device cuda (CPU peaks '
+                     'need a fresh process: --memory probe)')
+    if args.profile_steps < 1:
+        parser.error('--profile-steps must be >= 1')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda but CUDA is not available')
     if args.img_size % 32:
@@ -80,10 +112,8 @@ def parse_args(argv=None):
     return args
 
 
-def run(argv=None):
-    """Run the mode ``argv`` asks for; return its result rows."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
+def run_mode(args, argv):
+    """Run the one mode ``args`` asks for; return its report."""
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.probe:
@@ -93,6 +123,16 @@ def run(argv=None):
     if args.latent_storage:
         return latent_storage.run(args, argv)
     return step.run(args, argv)
+
+
+def run(argv=None):
+    """Run what ``argv`` asks for (a mode, or a sweep of it); return the
+    report."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.batch_sizes and not args.probe:
+        return sweep.run(args, argv, parse_args, run_mode)
+    return run_mode(args, argv)
 
 
 def main(argv=None) -> int:

@@ -28,10 +28,26 @@ mmengine's logging of the losses does every iteration; ``--amp bf16`` trains
 with mmengine's ``AmpOptimWrapper`` and ``--compile`` compiles the model's
 forward the way ``tools/train.py --compile`` does
 (:mod:`ci2p_mm.engine.compile`); compilation happens in the warm-up
-iterations, which are not timed. The peak CUDA memory of the timed
+iterations, which are not timed. Batches are full (``drop_last``), so a
+compiled model sees one shape. The peak CUDA memory of the timed
 iterations is reported.
+
+Latent configs:
+
+* ``--device-latents on`` trains them from device-resident latents
+  (:mod:`ci2p_mm.latents.device`: the store in device memory, no workers;
+  loading it is timed apart, like the encoding); ``both`` adds that row
+  after the DataLoader row, to compare the two.
+* ``--keep-store`` reuses a complete store from an earlier run instead of
+  encoding it again.
+
+``--rounds N`` times every row N times, round-robin (rows A B C A B C ...),
+and reports the median round with the spread, so a difference between rows
+can be told from run-to-run noise. ``--profile`` profiles more iterations
+of every row afterwards (:mod:`.profile`: data wait, GPU busy/idle, top
+kernels).
 """
-import json
+import copy
 import os
 import os.path as osp
 import shutil
@@ -44,13 +60,16 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
-from ci2p_mm.latents import LatentStore, encode
-from ci2p_mm.utils import quiet_init_weights
+from ci2p_mm.latents import (LatentStore, LatentStoreError,
+                             build_device_latent_loader, encode)
+from ci2p_mm.utils import is_ci2p_backbone, quiet_init_weights, read_config
+from . import profile
 from .bench_data import (count_lines, is_latent, prepared_config,
                          random_codec_file, write_jpeg_folder)
 from .timing import (MIB, TOOL, OtherLoad, autocast, build_optim_wrapper,
-                     device_name, loadavg, maybe_compile, set_cudnn_benchmark,
-                     synchronize)
+                     compile_kwargs, device_name, loadavg, maybe_compile,
+                     set_cudnn_benchmark, step_begin, synchronize,
+                     write_report)
 
 
 def add_arguments(parser):
@@ -73,12 +92,30 @@ def add_arguments(parser):
     group.add_argument('--codec', help='codec checkpoint for the CI2P '
                        'configs (default: CompressAI weights, or a random '
                        'codec saved once in --data-dir with --no-pretrained)')
+    group.add_argument(
+        '--device-latents', choices=['off', 'on', 'both'], default='off',
+        help='latent configs: train from device-resident latents (the '
+        'store in device memory, no workers); both: a DataLoader row and a '
+        'device-resident row')
+    group.add_argument('--keep-store', action='store_true',
+                       help='reuse a complete latent store of an earlier '
+                       'run instead of encoding it again')
+    group.add_argument('--rounds', type=int, default=1,
+                       help='time every row this many times, round-robin; '
+                       'the median round is reported with the spread')
 
 
 def encode_once(cfg, args):
-    """Encode the latent config's train split; (seconds, store folder)."""
+    """Encode the latent config's train split; (seconds or None when an
+    earlier store was kept, store folder)."""
     store = osp.join(cfg.train_dataloader.dataset.source.data_root,
                      cfg.train_dataloader.dataset.store)
+    if args.keep_store and LatentStore(store).exists():
+        try:
+            LatentStore(store).check_complete('train')
+            return None, store
+        except LatentStoreError:
+            pass
     shutil.rmtree(store, ignore_errors=True)  # time a whole encode
     start = time.perf_counter()
     store = encode(cfg, splits=['train'], overwrite=True, progress=False,
@@ -90,10 +127,41 @@ def encode_once(cfg, args):
 # ---- timing ------------------------------------------------------------
 
 
-def time_training(cfg, args):
-    """Build model, optimizer and the config's train dataloader; time
-    ``warmup + steps`` iterations. Returns per-iteration data and step
-    seconds of the timed ones."""
+def build_train_loader(cfg, args, device_resident: bool):
+    """The config's train loader with full batches (one shape for a
+    compiled model): mmengine's DataLoader, or device-resident latents."""
+    loader_cfg = dict(cfg.train_dataloader, drop_last=True)
+    if device_resident:
+        return build_device_latent_loader(loader_cfg, args.device,
+                                          seed=args.seed)
+    return Runner.build_dataloader(loader_cfg, seed=args.seed)
+
+
+class Batches:
+    """Endless batches of a loader, epoch after epoch."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.epoch = 0
+        self.batches = iter(loader)
+
+    def next(self):
+        try:
+            return next(self.batches)
+        except StopIteration:  # small data: next epoch
+            self.epoch += 1
+            self.loader.sampler.set_epoch(self.epoch)
+            self.batches = iter(self.loader)
+            return next(self.batches)
+
+    def close(self):
+        del self.batches  # stops the workers
+
+
+def time_training(cfg, args, device_resident=False, name=''):
+    """Build model, optimizer and the train loader; time ``warmup + steps``
+    iterations (then profile, with ``--profile``). Returns a dict with the
+    per-iteration data and step seconds of the timed ones."""
     init_default_scope('mmpretrain')
     meter = OtherLoad()
     model_cfg = cfg.model
@@ -101,46 +169,67 @@ def time_training(cfg, args):
     model = MODELS.build(model_cfg)
     quiet_init_weights(model)
     model.to(args.device)
+    if args.channels_last and not is_ci2p_backbone(model_cfg.get('backbone')):
+        model.to(memory_format=torch.channels_last)
     model.train()
     set_cudnn_benchmark(cfg, args)
     # The config's optimizer; AmpOptimWrapper on CUDA with --amp (on CPU
     # the step runs under autocast instead, as benchmark.py's steps do).
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper, args)
     maybe_compile(model, args)  # as tools/train.py --compile does
-    loader = Runner.build_dataloader(cfg.train_dataloader, seed=args.seed)
-    needed = args.warmup + args.steps
-    data_s, step_s = [], []
-    batches = iter(loader)
-    for i in range(needed):
+    start = time.perf_counter()
+    loader = build_train_loader(cfg, args, device_resident)
+    load_s = time.perf_counter() - start
+    batches = Batches(loader)
+    timings = []
+
+    def iteration():
         tic = time.perf_counter()
-        try:
-            data = next(batches)
-        except StopIteration:  # small data: next epoch
-            loader.sampler.set_epoch(i)
-            batches = iter(loader)
-            data = next(batches)
+        with profile.data_wait_range():
+            data = batches.next()
         mid = time.perf_counter()
+        step_begin(args)
         with autocast(args) if args.device == 'cpu' else nullcontext():
             model.train_step(data, optim_wrapper)
         synchronize(args.device)
-        end = time.perf_counter()
-        if i == args.warmup - 1 or (i == 0 and not args.warmup):
+        timings.append((mid - tic, time.perf_counter() - mid))
+
+    before = meter.snapshot()
+    for i in range(args.warmup + args.steps):
+        if i == args.warmup:
             before = meter.snapshot()
             if args.device == 'cuda':
                 torch.cuda.reset_peak_memory_stats()
-        if i >= args.warmup:
-            data_s.append(mid - tic)
-            step_s.append(end - mid)
+        iteration()
     # Our own loader workers are children: OtherLoad counts them as ours.
     other = OtherLoad.cores(before, meter.snapshot())
-    peak_bytes = (torch.cuda.max_memory_allocated()
-                  if args.device == 'cuda' else None)
-    num_params = sum(p.numel() for p in model.parameters())
-    del batches, loader  # stop the workers before the next model
-    del model, optim_wrapper
+    result = dict(
+        data_s=[d for d, _ in timings[args.warmup:]],
+        step_s=[s for _, s in timings[args.warmup:]],
+        params=sum(p.numel() for p in model.parameters()), other=other,
+        peak_bytes=(torch.cuda.max_memory_allocated()
+                    if args.device == 'cuda' else None),
+        loader_build_s=load_s)
+    if args.profile:
+        result['profile'] = profile.profile_iterations(iteration, args, name)
+    batches.close()
+    del batches, loader, model, optim_wrapper
     if args.device == 'cuda':
         torch.cuda.empty_cache()
-    return data_s, step_s, num_params, other, peak_bytes
+    return result
+
+
+def plan_rows(args):
+    """``(config path, device_resident)`` per row, in order."""
+    rows = []
+    for path in args.configs:
+        cfg = read_config(path, args.cfg_options)
+        latent = is_latent(cfg)
+        if not latent or args.device_latents in ('off', 'both'):
+            rows.append((path, False))
+        if latent and args.device_latents in ('on', 'both'):
+            rows.append((path, True))
+    return rows
 
 
 def run(args, argv):
@@ -157,54 +246,94 @@ def run(args, argv):
           f'({count_lines(osp.join(args.data_dir, "meta", "train.txt"))} '
           f'training JPEGs); load average '
           f'{loadavg()}', flush=True)
-    rows = []
-    for path in args.configs:
+    rows, configs = [], {}
+    for path, resident in plan_rows(args):
         cfg = prepared_config(path, args, codec)
-        name = osp.splitext(osp.basename(path))[0]
-        row = dict(name=name, config=path,
-                   workers=cfg.train_dataloader.num_workers)
-        if is_latent(cfg):
+        name = osp.splitext(osp.basename(path))[0] + (
+            ' [device]' if resident else '')
+        row = dict(name=name, config=path, device_resident=resident,
+                   workers=0 if resident else
+                   cfg.train_dataloader.num_workers, rounds=[])
+        if is_latent(cfg) and path not in configs:
             seconds, store = encode_once(cfg, args)
             n = LatentStore(store).split_record('train')['num_samples']
-            row.update(encode_s=seconds, encode_img_s=n / seconds,
-                       store=store)
-            print(f'{name}: encoded {n} training images (x2 views) once in '
-                  f'{seconds:.1f} s ({n / seconds:.1f} img/s)', flush=True)
-        data_s, step_s, params, other, peak = time_training(cfg, args)
-        total = sum(data_s) + sum(step_s)
-        row.update(params_m=params / 1e6,
-                   img_per_s=args.batch_size * len(step_s) / total,
-                   data_s=statistics.median(data_s),
-                   step_s=statistics.median(step_s),
-                   data_fraction=sum(data_s) / total,
-                   other_cores=other,
-                   peak_mib=None if peak is None else peak / MIB,
-                   iterations=[dict(data=d, step=s)
-                               for d, s in zip(data_s, step_s)])
-        rows.append(row)
-        print(f'{name}: {row["img_per_s"]:.2f} img/s end to end; median '
-              f'data wait {row["data_s"]:.3f} s, step {row["step_s"]:.3f} '
-              f's per iteration', flush=True)
+            row.update(encode_s=seconds, store=store)
+            if seconds is None:
+                print(f'{name}: kept the store {store} ({n} training '
+                      f'images)', flush=True)
+            else:
+                row['encode_img_s'] = n / seconds
+                print(f'{name}: encoded {n} training images (x2 views) once '
+                      f'in {seconds:.1f} s ({n / seconds:.1f} img/s)',
+                      flush=True)
+        configs.setdefault(path, cfg)
+        rows.append((row, cfg))
+    for round_index in range(args.rounds):
+        for row, cfg in rows:
+            result = time_training(copy.deepcopy(cfg), args,
+                                   row['device_resident'], row['name'])
+            data_s, step_s = result['data_s'], result['step_s']
+            total = sum(data_s) + sum(step_s)
+            timing = dict(
+                img_per_s=args.batch_size * len(step_s) / total,
+                data_s=statistics.median(data_s),
+                step_s=statistics.median(step_s),
+                data_fraction=sum(data_s) / total,
+                other_cores=result['other'],
+                peak_mib=(None if result['peak_bytes'] is None else
+                          result['peak_bytes'] / MIB),
+                loader_build_s=result['loader_build_s'],
+                iterations=[dict(data=d, step=s)
+                            for d, s in zip(data_s, step_s)])
+            if 'profile' in result:
+                timing['profile'] = result['profile']
+                print(profile.format_summary(
+                    f'{row["name"]}, end to end, batch {args.batch_size}',
+                    result['profile']), flush=True)
+            row['params_m'] = result['params'] / 1e6
+            row['rounds'].append(timing)
+            print(f'[round {round_index + 1}/{args.rounds}] {row["name"]}: '
+                  f'{timing["img_per_s"]:.2f} img/s end to end; median data '
+                  f'wait {timing["data_s"]:.3f} s, step '
+                  f'{timing["step_s"]:.3f} s per iteration', flush=True)
+    rows = [summarize_rounds(row) for row, _ in rows]
     table = format_table(rows, args)
     print(table, flush=True)
+    report = dict(command=' '.join([TOOL] + list(argv)),
+                  device=device_name(args), loadavg_end=loadavg(),
+                  torch=torch.__version__, precision=precision(args),
+                  batch_size=args.batch_size, img_size=args.img_size,
+                  source_size=args.source_size,
+                  compile_kwargs=compile_kwargs(args) if args.compile
+                  else None, optimizer_impl=args.optimizer_impl,
+                  channels_last=args.channels_last, rounds=args.rounds,
+                  results=rows, table=table)
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(dict(command=' '.join([TOOL] + list(argv)),
-                           device=device_name(args), loadavg_end=loadavg(),
-                           torch=torch.__version__,
-                           precision=precision(args),
-                           batch_size=args.batch_size,
-                           img_size=args.img_size,
-                           source_size=args.source_size,
-                           results=rows, table=table), f, indent=2)
-        print(f'wrote {args.out}', flush=True)
-    return rows
+        write_report(args.out, report)
+    return report
+
+
+def summarize_rounds(row):
+    """The row with its median round's figures on top (and the spread)."""
+    rounds = row['rounds']
+    rates = [r['img_per_s'] for r in rounds]
+    median = sorted(rounds, key=lambda r: r['img_per_s'])[len(rounds) // 2]
+    row.update({k: v for k, v in median.items() if k != 'iterations'})
+    row['iterations'] = median['iterations']
+    row['spread'] = (max(rates) - min(rates)) / statistics.median(rates)
+    peaks = [r['peak_mib'] for r in rounds if r['peak_mib'] is not None]
+    row['peak_mib'] = max(peaks) if peaks else None
+    return row
 
 
 def precision(args) -> str:
     text = args.amp or 'fp32'
-    return text + ', compiled' if args.compile else text
+    if not args.compile:
+        return text
+    kwargs = compile_kwargs(args)
+    return text + ', compiled' + (
+        f' ({", ".join(f"{k}={v}" for k, v in kwargs.items())})'
+        if kwargs else '')
 
 
 def fmt_cores(cores):
@@ -214,30 +343,41 @@ def fmt_cores(cores):
 def format_table(rows, args):
     first = rows[0]['img_per_s']
     memory = any(r.get('peak_mib') is not None for r in rows)
-    header = (f'{"config":<34}{"workers":>8}{"img/s":>9}{"x":>8}'
-              f'{"data s/it":>11}{"step s/it":>11}{"data %":>8}'
-              f'{"encode once":>14}{"others":>8}')
+    width = max([34] + [len(r['name']) + 2 for r in rows])
+    header = (f'{"config":<{width}}{"workers":>8}{"img/s":>10}{"x":>8}'
+              f'{"spread":>8}{"data s/it":>11}{"step s/it":>11}'
+              f'{"data %":>8}{"once":>10}{"others":>8}')
     if memory:
         header += f'{"peak MiB":>10}'
     lines = [header, '-' * len(header)]
     for r in rows:
-        once = (f'{r["encode_s"]:.0f} s' if 'encode_s' in r else '-')
+        if r.get('device_resident'):
+            once = f'load {r["loader_build_s"]:.0f} s'
+        elif r.get('encode_s') is not None:
+            once = f'enc {r["encode_s"]:.0f} s'
+        else:
+            once = 'kept' if 'store' in r else '-'
         line = (
-            f'{r["name"]:<34}{r["workers"]:>8}{r["img_per_s"]:>9.2f}'
-            f'{r["img_per_s"] / first:>7.2f}x{r["data_s"]:>11.3f}'
-            f'{r["step_s"]:>11.3f}{100 * r["data_fraction"]:>7.0f}%'
-            f'{once:>14}{fmt_cores(r["other_cores"]):>8}')
+            f'{r["name"]:<{width}}{r["workers"]:>8}{r["img_per_s"]:>10.2f}'
+            f'{r["img_per_s"] / first:>7.2f}x{100 * r["spread"]:>7.0f}%'
+            f'{r["data_s"]:>11.3f}{r["step_s"]:>11.3f}'
+            f'{100 * r["data_fraction"]:>7.0f}%{once:>10}'
+            f'{fmt_cores(r["other_cores"]):>8}')
         if memory:
             peak = r.get('peak_mib')
             line += f'{"-" if peak is None else f"{peak:.0f}":>10}'
         lines.append(line)
     lines.append(
-        f'end to end: config train dataloader (files, pipeline, workers) + '
-        f'model.train_step; batch {args.batch_size}, {args.img_size}x'
-        f'{args.img_size}, {precision(args)}, {args.steps} timed iterations '
-        f'after {args.warmup} warm-up; x = vs the first row; data = waiting '
-        f'for the next batch; encode once = latent store, paid once; '
-        f'others = CPU cores used by other processes while timed'
+        f'end to end: config train dataloader (files, pipeline, workers; '
+        f'[device] = device-resident latents) + model.train_step; batch '
+        f'{args.batch_size}, {args.img_size}x{args.img_size}, '
+        f'{precision(args)}, optimizer {args.optimizer_impl}, '
+        f'{args.steps} timed iterations after {args.warmup} warm-up, median '
+        f'of {args.rounds} round(s); x = vs the first row; spread = (max - '
+        f'min) / median over rounds; data = waiting for the next batch; '
+        f'once = latent store encoded (enc) or loaded into device memory '
+        f'(load), paid once; others = CPU cores used by other processes '
+        f'while timed'
         + ('; peak MiB = torch.cuda.max_memory_allocated over the timed '
            'iterations' if memory else ''))
     return '\n'.join(lines)

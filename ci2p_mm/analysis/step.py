@@ -63,12 +63,14 @@ import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ci2p_mm.codec import CodecWeightsError
+from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS, CodecWeightsError
 from ci2p_mm.utils import (is_ci2p_backbone, load_model_config,
                            quiet_init_weights)
+from . import profile
 from .timing import (MIB, TOOL, OtherLoad, autocast, build_optim_wrapper,
-                     device_name, inference_context, loadavg, maybe_compile,
-                     set_cudnn_benchmark, synchronize, warn_slow_cpu_amp)
+                     compile_kwargs, device_name, inference_context, loadavg,
+                     maybe_compile, persistent_bytes, set_cudnn_benchmark,
+                     step_begin, synchronize, warn_slow_cpu_amp, write_report)
 
 PROBE_TAG = '@@benchmark-probe '
 
@@ -98,6 +100,20 @@ def random_images(args, generator):
         dtype=torch.uint8, generator=generator)
 
 
+def random_latents(args, generator):
+    """fp16 codec latents as a latent store holds them (for configs whose
+    model takes latents, ``patch_cfg.latent_input=True``)."""
+    side = args.img_size // ENCODER_STRIDE
+    return torch.randn((args.batch_size, LATENT_CHANNELS, side, side),
+                       generator=generator).half()
+
+
+def takes_latents(model_cfg) -> bool:
+    backbone = model_cfg.get('backbone') or {}
+    return is_ci2p_backbone(backbone) and bool(
+        (backbone.get('patch_cfg') or {}).get('latent_input', False))
+
+
 class Bench:
     """One model with its prepared batch, optimizer and step functions."""
 
@@ -118,6 +134,7 @@ class Bench:
         self.model.train(mode == 'train')
 
     def step(self, mode):
+        step_begin(self.args)
         if mode == 'infer':
             with inference_context(self.args), autocast(self.args):
                 return self.infer_fn(self.inputs)
@@ -148,7 +165,8 @@ def build_config_bench(path, args, generator):
         model.to(memory_format=torch.channels_last)
     set_cudnn_benchmark(cfg, args)
 
-    images = random_images(args, generator)
+    images = (random_latents(args, generator) if takes_latents(cfg.model)
+              else random_images(args, generator))
     labels = torch.randint(0, 10, (args.batch_size, ), generator=generator)
     data = dict(
         inputs=images,
@@ -276,7 +294,7 @@ def run_probe(args):
 
 def measure_memory(args, argv, index, mode):
     cmd = [sys.executable, '-m', 'ci2p_mm.analysis.benchmark'] + list(argv) + [
-        '--probe', f'{index}:{mode}', '--no-memory'
+        '--probe', f'{index}:{mode}', '--memory', 'none'
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
@@ -298,6 +316,45 @@ def time_step(bench, mode, iters, device, meter):
     return seconds, OtherLoad.cores(before, meter.snapshot())
 
 
+def in_process_peak(bench, mode, device):
+    """CUDA: bytes a fresh process would peak at for one step of this
+    model: what it holds between steps (weights, buffers, optimizer state,
+    the batch) plus the step's rise above what is allocated before it.
+    Memory kept in CUDA-graph pools (``reduce-overhead``) is not seen."""
+    synchronize(device)
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    bench.step(mode)
+    synchronize(device)
+    rise = torch.cuda.max_memory_allocated() - before
+    held = persistent_bytes(bench.model, bench.optim_wrapper, bench.inputs)
+    return dict(peak_bytes=held + rise, how='in-process: weights, buffers, '
+                'optimizer state and batch + the step\'s rise')
+
+
+def profile_benches(benches, modes, args):
+    """``--profile`` and ``--report-sdpa`` for every model and mode."""
+    profiles, texts = {}, []
+    for bench in benches:
+        for mode in modes:
+            bench.prepare(mode)
+            key = f'{bench.name}:{mode}'
+            entry = {}
+            if args.report_sdpa:
+                entry['sdpa'] = profile.report_sdpa(lambda: bench.step(mode))
+                texts.append(f'SDPA {bench.name} {mode}: '
+                             f'{", ".join(entry["sdpa"])}')
+            if args.profile:
+                entry['profile'] = profile.profile_iterations(
+                    lambda: bench.step(mode), args, bench.name, f'-{mode}')
+                texts.append(profile.format_summary(
+                    f'{bench.name} {mode}, batch {args.batch_size}',
+                    entry['profile']))
+            profiles[key] = entry
+            print(texts[-1], flush=True)
+    return profiles, '\n'.join(texts)
+
+
 def run(args, argv):
     torch.manual_seed(args.seed)
     warn_slow_cpu_amp(args)
@@ -315,6 +372,8 @@ def run(args, argv):
         precision=args.amp or 'fp32',
         channels_last=args.channels_last,
         compile=args.compile,
+        compile_kwargs=compile_kwargs(args) if args.compile else None,
+        optimizer_impl=args.optimizer_impl,
         repeats=args.repeats,
         warmup=args.warmup,
         iters=args.iters,
@@ -387,9 +446,21 @@ def run(args, argv):
         meta['other_cores_mean'] = statistics.mean(measured)
         meta['other_cores_max'] = max(measured)
 
+    profile_text = ''
+    if args.profile or args.report_sdpa:
+        profiles, profile_text = profile_benches(benches, modes, args)
+        for row, bench in zip(results, benches):
+            for mode in modes:
+                row[mode].update(profiles[f'{bench.name}:{mode}'])
+    if args.memory == 'in-process':
+        for row, bench in zip(results, benches):
+            for mode in modes:
+                bench.prepare(mode)
+                row[mode]['memory'] = in_process_peak(bench, mode,
+                                                      args.device)
     names = [b.name for b in benches]
-    del benches  # free the models before the memory probes
-    if not args.no_memory:
+    del benches, bench  # free the models before the memory probes
+    if args.memory == 'probe':
         for index, name in enumerate(names):
             for mode in modes:
                 print(f'[memory] {name} {mode} (fresh process)', flush=True)
@@ -406,13 +477,11 @@ def run(args, argv):
               f'{meta["other_cores_mean"]:.2f} cores on average, '
               f'{meta["other_cores_max"]:.2f} at most (of '
               f'{os.cpu_count()})', flush=True)
+    report = dict(meta=meta, results=results, table=table,
+                  profile_text=profile_text)
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(dict(meta=meta, results=results, table=table), f,
-                      indent=2)
-        print(f'wrote {args.out}', flush=True)
-    return results
+        write_report(args.out, report)
+    return report
 
 
 def format_table(results, modes, args):

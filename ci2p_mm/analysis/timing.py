@@ -4,6 +4,7 @@ settings, device synchronisation, the config's optimizer, and what else
 ran on the machine while a step was timed."""
 import contextlib
 import copy
+import json
 import os
 import os.path as osp
 import platform
@@ -14,6 +15,7 @@ import torch
 from mmengine.optim import build_optim_wrapper as build_mmengine_optim_wrapper
 
 from ci2p_mm.engine import compile_forward
+from ci2p_mm.utils.io import write_text_atomically
 
 #: The command line the benchmark modules serve (printed in results).
 TOOL = 'tools/analysis_tools/benchmark.py'
@@ -52,10 +54,33 @@ def set_cudnn_benchmark(cfg, args):
             cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
 
 
+#: ``--optimizer-impl``: torch's implementations of Adam/AdamW/SGD...
+#: ``config``: as the config says (torch then picks ``foreach`` on CUDA,
+#: the per-parameter loop on the CPU); ``foreach``: one multi-tensor kernel
+#: per operation; ``fused``: one fused kernel per parameter group (CUDA and,
+#: since torch 2.4, CPU).
+OPTIMIZER_IMPLS = ('config', 'foreach', 'fused')
+
+
+def set_optimizer_impl(optimizer_cfg: dict, impl: str) -> dict:
+    """The optimizer config with ``foreach``/``fused`` set for ``impl``."""
+    if impl not in OPTIMIZER_IMPLS:
+        raise ValueError(f'optimizer implementation {impl!r}: choose one of '
+                         f'{OPTIMIZER_IMPLS}')
+    if impl != 'config':
+        optimizer_cfg.pop('foreach', None)
+        optimizer_cfg.pop('fused', None)
+        optimizer_cfg[impl] = True
+    return optimizer_cfg
+
+
 def build_optim_wrapper(model, optim_cfg, args):
-    """The config's optimizer in an OptimWrapper (AMP one on CUDA)."""
+    """The config's optimizer in an OptimWrapper (AMP one on CUDA), with
+    ``--optimizer-impl``."""
     optim_cfg = copy.deepcopy(optim_cfg)
     optim_cfg.pop('type', None)
+    set_optimizer_impl(optim_cfg.optimizer,
+                       getattr(args, 'optimizer_impl', 'config'))
     if args.amp and args.device == 'cuda':
         optim_cfg['type'] = 'AmpOptimWrapper'
         optim_cfg['dtype'] = {'bf16': 'bfloat16', 'fp16': 'float16'}[args.amp]
@@ -67,13 +92,64 @@ def build_optim_wrapper(model, optim_cfg, args):
     return build_mmengine_optim_wrapper(model, optim_cfg)
 
 
+#: ``--compile-mode`` values (torch.compile's modes; ``default`` is torch's
+#: default). ``reduce-overhead`` replays CUDA graphs (static shapes only).
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune',
+                 'max-autotune-no-cudagraphs')
+#: Compiled forwards one process may hold: every model, train/eval mode and
+#: input shape is a graph of the same ``forward`` code, and dynamo's
+#: default limit (8) would silently fall back to eager after that.
+RECOMPILE_LIMIT = 64
+
+
+def compile_kwargs(args) -> dict:
+    """``torch.compile`` arguments from ``--compile-mode``/``-backend``."""
+    kwargs = {}
+    if args.compile_mode not in (None, 'default'):
+        kwargs['mode'] = args.compile_mode
+    if getattr(args, 'compile_backend', 'inductor') != 'inductor':
+        kwargs['backend'] = args.compile_backend
+    return kwargs
+
+
+def uses_cudagraphs(args) -> bool:
+    return bool(args.compile) and args.device == 'cuda' and \
+        args.compile_mode == 'reduce-overhead'
+
+
+def step_begin(args) -> None:
+    """Tell CUDA-graph trees that a new iteration starts (its outputs may
+    reuse the previous iteration's memory); nothing otherwise."""
+    if uses_cudagraphs(args):
+        torch.compiler.cudagraph_mark_step_begin()
+
+
 def maybe_compile(model, args):
     """The model with its forward compiled as ``tools/train.py --compile``
     compiles it (:func:`ci2p_mm.engine.compile_forward`)."""
     if not args.compile:
         return model
-    kwargs = {} if args.compile_mode is None else dict(mode=args.compile_mode)
-    return compile_forward(model, **kwargs)
+    dynamo = torch._dynamo.config
+    for name in ('recompile_limit', 'cache_size_limit'):  # old name
+        if hasattr(dynamo, name):
+            setattr(dynamo, name, max(getattr(dynamo, name),
+                                      RECOMPILE_LIMIT))
+            break
+    return compile_forward(model, **compile_kwargs(args))
+
+
+def tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors
+               if isinstance(t, torch.Tensor))
+
+
+def persistent_bytes(model, optim_wrapper, inputs) -> int:
+    """Bytes a training process holds between steps: weights, buffers,
+    optimizer state and the batch (for in-process peak memory)."""
+    state = [v for s in optim_wrapper.optimizer.state.values()
+             for v in s.values()]
+    return tensor_bytes(list(model.parameters()) + list(model.buffers()) +
+                        state + [inputs])
 
 
 class OtherLoad:
@@ -147,3 +223,10 @@ def warn_slow_cpu_amp(args):
               f'(capability {torch.backends.cpu.get_cpu_capability()}): '
               f'{args.amp} convolutions fall back to reference kernels, '
               'often 10-300x slower than fp32.', flush=True)
+
+
+def write_report(path: str, report: dict) -> None:
+    """A mode's results as JSON (written atomically)."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    write_text_atomically(path, json.dumps(report, indent=2))
+    print(f'wrote {path}', flush=True)
