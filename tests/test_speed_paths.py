@@ -12,6 +12,7 @@ from compressai.layers import GDN, GDN1
 from mmpretrain.models import ImageClassifier
 from mmpretrain.structures import DataSample
 
+import ci2p_mm.analysis.benchmark as benchmark
 import ci2p_mm.apis.training as train_api
 from ci2p_mm.models import CI2PPatchEmbed, CI2PViT, DualScaleViT
 from ci2p_mm.models.utils import InplaceGDN, use_inplace_gdn
@@ -351,9 +352,11 @@ def test_benchmark_tool_smoke(tmp_path):
     assert result['meta']['channels_last'] is True
 
 
+@pytest.mark.slow
 def test_benchmark_end_to_end_mode(tmp_path):
     """--end-to-end: written JPEG folder, the configs' own loaders, the
-    latent store encoded once, one row per config."""
+    latent store encoded once, one row per config; with --device-latents
+    both a device-resident row too, --rounds round-robin, --profile."""
     from conftest import TINY_ARCH
     configs = []
     for base in ('configs/ci2p_vit_animals10.py',
@@ -364,26 +367,39 @@ def test_benchmark_end_to_end_mode(tmp_path):
                         'head=dict(in_channels=64))\n')
         configs.append(str(path))
     out = tmp_path / 'e2e.json'
-    output = run_tool(
-        osp.join(REPO, 'tools/analysis_tools/benchmark.py'), '--end-to-end',
-        *configs, '--data-dir', str(tmp_path / 'data'), '--no-pretrained',
-        '--batch-size', '4', '--img-size', '64', '--num-workers', '0',
-        '--steps', '2', '--warmup', '1', '--num-images', '40',
-        '--source-size', '80x60', '--out', str(out))
-    assert 'encode once' in output
+    args = ['--end-to-end', *configs, '--data-dir', str(tmp_path / 'data'),
+            '--no-pretrained', '--batch-size', '4', '--img-size', '64',
+            '--num-workers', '0', '--steps', '2', '--warmup', '1',
+            '--num-images', '40', '--source-size', '80x60', '--out',
+            str(out)]
+    output = run_tool(osp.join(REPO, 'tools/analysis_tools/benchmark.py'),
+                      *args, '--device-latents', 'both', '--rounds', '2',
+                      '--profile', '--profile-steps', '1',
+                      '--optimizer-impl', 'fused')
+    assert 'once' in output and '-- profile: tiny_ci2p_vit_animals10' in output
     result = json.loads(out.read_text())
     assert result['precision'] == 'fp32' and result['batch_size'] == 4
-    image_row, latent_row = result['results']
+    assert result['optimizer_impl'] == 'fused' and not result['partial']
+    image_row, latent_row, device_row = result['results']
     assert image_row['name'] == 'tiny_ci2p_vit_animals10'
     assert 'encode_s' not in image_row and latent_row['encode_s'] > 0
-    for row in (image_row, latent_row):
+    assert device_row['name'] == 'tiny_ci2p_vit_animals10_latents [device]'
+    assert device_row['device_resident'] and device_row['workers'] == 0
+    for row in (image_row, latent_row, device_row):
         assert len(row['iterations']) == 2 and row['img_per_s'] > 0
+        assert len(row['rounds']) == 2 and row['spread'] >= 0
         assert row['peak_mib'] is None  # CPU: no CUDA peak
+        summary = row['profile']
+        assert summary['steps'] == 1 and summary['sdpa'] == ['flash (CPU)']
+        assert 0 < summary['op_share'] <= 1 and summary['top']
     # The store holds every training JPEG of the split (3 of 4 per class).
     train = (tmp_path / 'data' / 'meta' / 'train.txt').read_text()
     assert train.count('\n') == 30
     labels = np.load(osp.join(latent_row['store'], 'train.labels.npy'))
     assert len(labels) == 30
+    # --keep-store: a second run does not encode again.
+    again = benchmark.run([args[0]] + args[2:] + ['--keep-store'])
+    assert again['results'][0]['encode_s'] is None
 
 
 def test_jpeg_folder_is_the_same_for_any_process_count(tmp_path,

@@ -296,21 +296,29 @@ def run(args, argv):
                   f'{timing["img_per_s"]:.2f} img/s end to end; median data '
                   f'wait {timing["data_s"]:.3f} s, step '
                   f'{timing["step_s"]:.3f} s per iteration', flush=True)
-    rows = [summarize_rounds(row) for row, _ in rows]
-    table = format_table(rows, args)
-    print(table, flush=True)
-    report = dict(command=' '.join([TOOL] + list(argv)),
-                  device=device_name(args), loadavg_end=loadavg(),
-                  torch=torch.__version__, precision=precision(args),
-                  batch_size=args.batch_size, img_size=args.img_size,
-                  source_size=args.source_size,
-                  compile_kwargs=compile_kwargs(args) if args.compile
-                  else None, optimizer_impl=args.optimizer_impl,
-                  channels_last=args.channels_last, rounds=args.rounds,
-                  results=rows, table=table)
+            if args.out:  # what is done so far, should a time limit hit
+                write_report(args.out, make_report(
+                    [r for r, _ in rows if r['rounds']], args, argv,
+                    partial=True), quiet=True)
+    report = make_report([r for r, _ in rows], args, argv)
+    print(report['table'], flush=True)
     if args.out:
         write_report(args.out, report)
     return report
+
+
+def make_report(rows, args, argv, partial=False):
+    rows = [summarize_rounds(copy.deepcopy(row)) for row in rows]
+    return dict(command=' '.join([TOOL] + list(argv)),
+                device=device_name(args), loadavg_end=loadavg(),
+                torch=torch.__version__, precision=precision(args),
+                batch_size=args.batch_size, img_size=args.img_size,
+                source_size=args.source_size,
+                compile_kwargs=compile_kwargs(args) if args.compile
+                else None, optimizer_impl=args.optimizer_impl,
+                channels_last=args.channels_last, rounds=args.rounds,
+                partial=partial, results=rows,
+                table=format_table(rows, args))
 
 
 def summarize_rounds(row):

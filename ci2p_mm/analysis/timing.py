@@ -79,7 +79,7 @@ def build_optim_wrapper(model, optim_cfg, args):
     ``--optimizer-impl``."""
     optim_cfg = copy.deepcopy(optim_cfg)
     optim_cfg.pop('type', None)
-    set_optimizer_impl(optim_cfg.optimizer,
+    set_optimizer_impl(optim_cfg['optimizer'],
                        getattr(args, 'optimizer_impl', 'config'))
     if args.amp and args.device == 'cuda':
         optim_cfg['type'] = 'AmpOptimWrapper'
@@ -225,8 +225,9 @@ def warn_slow_cpu_amp(args):
               'often 10-300x slower than fp32.', flush=True)
 
 
-def write_report(path: str, report: dict) -> None:
+def write_report(path: str, report: dict, quiet: bool = False) -> None:
     """A mode's results as JSON (written atomically)."""
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     write_text_atomically(path, json.dumps(report, indent=2))
-    print(f'wrote {path}', flush=True)
+    if not quiet:
+        print(f'wrote {path}', flush=True)

@@ -1,0 +1,135 @@
+"""``tools/analysis_tools/lever_table.py``: what each speed lever buys.
+
+    python tools/analysis_tools/lever_table.py BASELINE.json LEVER.json ... \
+        [--out levers.md]
+
+Reads reports of ``benchmark.py`` (model steps, ``--end-to-end``, and
+``--batch-sizes`` sweeps of either), names each run's settings where they
+differ from the first file's (batch size, precision, compile mode,
+optimizer implementation, channels_last), and
+tabulates per model the training throughput (train step img/s, or end to
+end img/s), its ratio to the same model in the baseline, and the peak
+memory. One lever per file, each measured on its own, so a row says what
+that lever buys; a combined run is one more file.
+"""
+import argparse
+import json
+import os.path as osp
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.io import write_text_atomically
+from .timing import MIB
+
+
+class LeverTableError(UserError, ValueError):
+    """A file that is not a benchmark.py report."""
+
+
+def read_report(path: str) -> dict:
+    try:
+        with open(path) as f:
+            report = json.load(f)
+    except (OSError, ValueError) as err:
+        raise LeverTableError(f'{path}: cannot read a benchmark.py JSON '
+                              f'report ({err}).') from None
+    if not isinstance(report, dict) or not ('results' in report
+                                            or 'runs' in report):
+        raise LeverTableError(
+            f'{path}: not a benchmark.py report (no results or runs); write '
+            f'one with benchmark.py ... --out FILE.json.')
+    return report
+
+
+def runs_of(report: dict) -> Iterator[dict]:
+    """The single-batch reports in a report (one, or a sweep's runs)."""
+    if 'runs' in report:
+        for run in report['runs']:
+            if 'report' in run:
+                yield run['report']
+    else:
+        yield report
+
+
+def settings(report: dict) -> Dict[str, str]:
+    """The levers a report was measured with, as comparable text."""
+    meta = report.get('meta', report)
+    end_to_end = 'meta' not in report
+    compiled = meta.get('compile_kwargs')
+    if compiled is None and meta.get('compile'):
+        compiled = {}
+    return {
+        'measure': 'end to end' if end_to_end else 'train step',
+        'batch': str(meta.get('batch_size')),
+        'precision': str(meta.get('precision', '')).split(',')[0],
+        'compile': ('eager' if compiled is None else 'compile' + (
+            f' ({", ".join(f"{k}={v}" for k, v in compiled.items())})'
+            if compiled else '')),
+        'optimizer': str(meta.get('optimizer_impl', 'config')),
+        'channels_last': 'channels_last' if meta.get('channels_last')
+        else 'NCHW',
+    }
+
+
+def describe(own: Dict[str, str], base: Dict[str, str]) -> str:
+    changed = [f'{k} {v}' if k in ('batch', ) else v
+               for k, v in own.items() if base.get(k) != v]
+    return ', '.join(changed) or 'baseline'
+
+
+def model_rows(report: dict) -> Iterator[Tuple[str, float, Optional[float],
+                                               Optional[float]]]:
+    """``(model, train img/s, infer img/s, peak MiB)`` per model."""
+    for row in report['results']:
+        if 'img_per_s' in row:  # end to end
+            yield row['name'], row['img_per_s'], None, row.get('peak_mib')
+            continue
+        train, infer = row.get('train'), row.get('infer')
+        memory = (train or infer or {}).get('memory')
+        yield (row['name'], (train or {}).get('img_per_s'),
+               (infer or {}).get('img_per_s'),
+               memory['peak_bytes'] / MIB if memory else None)
+
+
+def lever_table(paths: List[str]) -> str:
+    reports = [(p, r) for p in paths for r in runs_of(read_report(p))]
+    if not reports:
+        raise LeverTableError('no runs in the given reports')
+    base_settings = settings(reports[0][1])
+    baseline = {}
+    for name, train, infer, _ in model_rows(reports[0][1]):
+        baseline[name] = (train, infer)
+    lines = ['| lever (vs the first run) | model | train img/s | x | '
+             'infer img/s | x | peak MiB | file |',
+             '|---|---|---|---|---|---|---|---|']
+    for path, report in reports:
+        label = describe(settings(report), base_settings)
+        for name, train, infer, peak in model_rows(report):
+            base_train, base_infer = baseline.get(name, (None, None))
+            cells = []
+            for value, base in ((train, base_train), (infer, base_infer)):
+                cells.append('-' if value is None else f'{value:,.1f}')
+                cells.append(f'{value / base:.2f}x' if value and base
+                             else '-')
+            peak_text = '-' if peak is None else f'{peak:,.0f}'
+            lines.append(f'| {label} | {name} | {" | ".join(cells)} | '
+                         f'{peak_text} | {osp.basename(path)} |')
+    base = ', '.join(f'{k} {v}' for k, v in base_settings.items())
+    lines.append('')
+    lines.append(f'Baseline (first run): {base}. x = vs the same model in '
+                 f'the baseline.')
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description='Tabulate what each speed lever buys from '
+        'benchmark.py JSON reports (the first is the baseline).')
+    parser.add_argument('reports', nargs='+', help='benchmark.py --out files')
+    parser.add_argument('--out', help='also write the table (Markdown) here')
+    args = parser.parse_args(argv)
+    table = lever_table(args.reports)
+    print(table)
+    if args.out:
+        write_text_atomically(args.out, table + '\n')
+    return 0
