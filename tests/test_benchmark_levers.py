@@ -38,6 +38,9 @@ def test_cuda_summary_from_events():
         event('gemm', 30, 60, device=True),  # overlaps: busy 15..60
         event('gemm', 120, 150, device=True),
         event('late', 300, 310, device=True),  # after the iterations
+        # kineto's GPU-timeline copy of a range: spans gaps, not a kernel
+        event(profile.STEP_RANGE, 15, 98, device=True),
+        event('user range', 15, 98, device=True)._replace(annotation=True),
     ]
     s = profile.summarize(events, 2, 'cuda', top=2)
     assert s['wall_ms_per_step'] == pytest.approx(0.1)

@@ -18,6 +18,8 @@ from conftest import run_tool
 from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import HOOKS
+# The toy store of test_latents.py: (image config, latent config, store).
+from test_latents import codec_file, encoded  # noqa: F401  (fixtures)
 from test_latents import copy_data, encode, write_configs
 
 import ci2p_mm.apis.training as train_api
@@ -71,25 +73,6 @@ def test_resumable_sampler_seeds_are_unchanged():
 # ---- the loader ------------------------------------------------------------
 
 
-@pytest.fixture(scope='module')
-def codec_file(tmp_path_factory):
-    from ci2p_mm.codec import build_codec
-    torch.manual_seed(0)
-    path = str(tmp_path_factory.mktemp('device_codec') / 'codec.pth')
-    torch.save(build_codec('bmshj2018-factorized', 5).state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope='module')
-def encoded(toy_animals10, codec_file, tmp_path_factory):
-    """(image config, latent config) on the shared toy set, store written
-    (the same store test_latents.py writes, if it ran first)."""
-    image, latent = write_configs(tmp_path_factory.mktemp('device_cfgs'),
-                                  toy_animals10, codec_file)
-    encode(latent)
-    return image, latent
-
-
 def train_loader_cfg(config, **overrides):
     init_default_scope('mmpretrain')
     cfg = read_config(config)
@@ -124,7 +107,7 @@ def assert_same_batches(reference, device, epochs=(0, 1)):
 
 
 def test_device_batches_equal_dataloader_batches(encoded):
-    _, latent = encoded
+    _, latent, _ = encoded
     reference, device = both_loaders(latent, seed=3)
     assert isinstance(device, DeviceLatentLoader)
     assert not isinstance(reference, DeviceLatentLoader)
@@ -142,7 +125,7 @@ def test_device_batches_equal_dataloader_batches(encoded):
 
 
 def test_device_loader_resumes_inside_an_epoch(encoded):
-    _, latent = encoded
+    _, latent, _ = encoded
     _, device = both_loaders(latent)
     device.sampler.set_epoch(1)
     whole = list(device)
@@ -156,7 +139,7 @@ def test_device_loader_resumes_inside_an_epoch(encoded):
 
 
 def test_quantized_store_gives_the_same_float_batches(encoded, tmp_path):
-    _, latent = encoded
+    _, latent, _ = encoded
     store = encode(latent, storage='quantized', out=str(tmp_path / 'q'),
                    splits=['train'])
     dataset = dict(train_loader_cfg(latent).dataset, store=store)
@@ -167,7 +150,7 @@ def test_quantized_store_gives_the_same_float_batches(encoded, tmp_path):
 
 
 def test_refusals_name_sizes_and_the_way_out(encoded, monkeypatch):
-    image, latent = encoded
+    image, latent, _ = encoded
     loader = train_loader_cfg(latent)
     # 40 samples x 2 views x 192 x 4 x 4 fp16 = 0.47 MiB
     monkeypatch.setattr(device_module, 'free_memory', lambda device: 2**21)
@@ -248,7 +231,7 @@ def test_device_path_trains_resumes_exactly_and_tests_on_images(
     path's weights bit for bit; stopped by SIGTERM in the middle of epoch 2
     and resumed, with the same weights again; the checkpoint is tested on
     images with tools/test.py and the image config."""
-    image, latent = encoded
+    image, latent, _ = encoded
     stop = tmp_path / 'stop.py'
     stop.write_text(f'_base_ = [{latent!r}]\ncustom_hooks = [dict(type='
                     "'LatentStoreCheckHook'), dict(type='TermAtIterationHook',"

@@ -48,6 +48,7 @@ of every row afterwards (:mod:`.profile`: data wait, GPU busy/idle, top
 kernels).
 """
 import copy
+import gc
 import os
 import os.path as osp
 import shutil
@@ -212,10 +213,7 @@ def time_training(cfg, args, device_resident=False, name=''):
         loader_build_s=load_s)
     if args.profile:
         result['profile'] = profile.profile_iterations(iteration, args, name)
-    batches.close()
-    del batches, loader, model, optim_wrapper
-    if args.device == 'cuda':
-        torch.cuda.empty_cache()
+    batches.close()  # stop the workers before the next model
     return result
 
 
@@ -272,6 +270,9 @@ def run(args, argv):
         for row, cfg in rows:
             result = time_training(copy.deepcopy(cfg), args,
                                    row['device_resident'], row['name'])
+            gc.collect()  # the model, optimizer and loader of that row
+            if args.device == 'cuda':
+                torch.cuda.empty_cache()
             data_s, step_s = result['data_s'], result['step_s']
             total = sum(data_s) + sum(step_s)
             timing = dict(

@@ -91,23 +91,31 @@ def data_wait_range():
 
 
 class Event(NamedTuple):
-    """What a summary needs of a profiler event (times in microseconds)."""
+    """What a summary needs of a profiler event (times in microseconds).
+    ``annotation``: a ``record_function`` range (kineto also draws each on
+    the GPU's timeline, spanning its kernels: not a kernel)."""
     name: str
     on_device: bool
     start: float
     end: float
     thread: int
     self_us: float
+    annotation: bool = False
+
+
+def _is_annotation(name: str, flag) -> bool:
+    return bool(flag) or name in (STEP_RANGE, DATA_RANGE)
 
 
 def _function_events(prof) -> List[Event]:
     events = []
     for e in prof.events():
         on_device = e.device_type != DeviceType.CPU
-        events.append(Event(e.name, on_device, e.time_range.start,
-                            e.time_range.end, e.thread,
-                            0.0 if on_device else e.self_cpu_time_total))
-    if not any(e.on_device for e in events):
+        events.append(Event(
+            e.name, on_device, e.time_range.start, e.time_range.end,
+            e.thread, 0.0 if on_device else e.self_cpu_time_total,
+            _is_annotation(e.name, getattr(e, 'is_user_annotation', False))))
+    if not any(e.on_device and not e.annotation for e in events):
         # Older/newer layouts keep kernels only in kineto's raw results.
         try:
             raw = prof.profiler.kineto_results.events()
@@ -116,8 +124,10 @@ def _function_events(prof) -> List[Event]:
         for k in raw:
             if k.device_type() != DeviceType.CPU:
                 start = k.start_ns() / 1e3
+                flag = getattr(k, 'is_user_annotation', lambda: False)()
                 events.append(Event(k.name(), True, start,
-                                    start + k.duration_ns() / 1e3, -1, 0.0))
+                                    start + k.duration_ns() / 1e3, -1, 0.0,
+                                    _is_annotation(k.name(), flag)))
     return events
 
 
@@ -165,7 +175,8 @@ def summarize(events: List[Event], steps: int, device: str,
               top: int = 8) -> Dict:
     """The summary of :data:`STEP_RANGE` iterations (see the module
     docstring)."""
-    iterations = [e for e in events if e.name == STEP_RANGE]
+    iterations = [e for e in events
+                  if e.name == STEP_RANGE and not e.on_device]
     if not iterations:
         raise ValueError(f'no {STEP_RANGE} ranges in the profile')
     start = min(e.start for e in iterations)
@@ -178,6 +189,7 @@ def summarize(events: List[Event], steps: int, device: str,
     ops = [e for e in host if e.thread in threads
            and e.name.startswith('aten::')]
     data_us = sum(e.end - e.start for e in host if e.name == DATA_RANGE)
+    host = [e for e in host if not _is_annotation(e.name, e.annotation)]
     per = 1e-3 / steps  # microseconds in total -> milliseconds per step
     summary = dict(
         steps=steps, device=device, wall_ms_per_step=wall * per,
@@ -187,6 +199,7 @@ def summarize(events: List[Event], steps: int, device: str,
     ranked = defaultdict(lambda: [0.0, 0])
     if device == 'cuda':
         kernels = [e for e in events if e.on_device
+                   and not _is_annotation(e.name, e.annotation)
                    and e.end > start and e.start < end]
         busy = union_us((max(e.start, start), min(e.end, end))
                         for e in kernels)

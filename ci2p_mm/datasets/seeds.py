@@ -116,7 +116,8 @@ def first_uniforms(seeds) -> np.ndarray:
     if key.size and key.max() > _MASK32:
         raise ValueError('seeds must be in [0, 2**32)')
     keys = {0: key}
-    for i in range(1, _MT_M + 2):  # the first two words read key[0..2], key[397..398]
+    # The first two output words read key[0..2] and key[397..398].
+    for i in range(1, _MT_M + 2):
         key = (np.uint64(_MT_INIT_MULT) * (key ^ (key >> np.uint64(30)))
                + np.uint64(i)) & np.uint64(_MASK32)
         if i in (1, 2, _MT_M, _MT_M + 1):

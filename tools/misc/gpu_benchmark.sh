@@ -107,9 +107,14 @@ START=$(date +%s)
 mkdir -p "$OUT_DIR"
 export PYTHONUNBUFFERED=1
 if [[ -n ${GPU_BENCH_WHEELS:-} ]]; then
-    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile \
-        --no-cache-dir --upgrade --target /tmp/site "$GPU_BENCH_WHEELS"/*.whl \
-        || { echo "installing the wheels of $GPU_BENCH_WHEELS failed"; exit 1; }
+    # Wheels, and sdists built here without network (compressai 1.2.8 has
+    # no cp312 wheel on PyPI; its build needs setuptools, wheel, pybind11).
+    shopt -s nullglob
+    packages=("$GPU_BENCH_WHEELS"/*.whl "$GPU_BENCH_WHEELS"/*.tar.gz)
+    shopt -u nullglob
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation \
+        --no-compile --no-cache-dir --upgrade --target /tmp/site "${packages[@]}" \
+        || { echo "installing the packages of $GPU_BENCH_WHEELS failed"; exit 1; }
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}

@@ -12,6 +12,13 @@ _base_ = ['./animals10_bs128.py']
 # Relative to the source's data_root; written by encode_latents.py.
 latent_store = 'latents/bmshj2018-factorized-q5-256'
 
+# The DataLoader path (workers read the memory-mapped store) is the
+# default. On a GPU, device_resident=True (or tools/train.py
+# --device-latents) loads the training store into device memory once
+# (Animals-10: ~4 GB in fp16 with the flips) and draws every batch there,
+# without workers: same batches, flips and exact resume
+# (ci2p_mm/latents/device.py). A store larger than half the free device
+# memory is refused (device_resident=dict(max_memory_fraction=...)).
 train_dataloader = dict(
     dataset=dict(
         _delete_=True,

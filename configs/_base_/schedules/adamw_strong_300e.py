@@ -1,5 +1,9 @@
 # The authors' "strong" recipe (never the default): AdamW, weight decay
-# 0.05, 5 warm-up epochs then cosine decay, for 300 epochs.
+# 0.05, 5 warm-up epochs then cosine decay, for 300 epochs. Its lr is set
+# for a total batch of 1024 and scales linearly with the actual total batch
+# under tools/train.py --auto-scale-lr (auto_scale_lr below), as
+# mmpretrain's ImageNet recipes do. Fused AdamW:
+# --cfg-options optim_wrapper.optimizer.fused=True.
 optim_wrapper = dict(
     optimizer=dict(
         type='AdamW', lr=5e-4 * 1024 / 512, betas=(0.9, 0.999),
