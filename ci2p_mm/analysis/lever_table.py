@@ -8,9 +8,11 @@ Reads reports of ``benchmark.py`` (model steps, ``--end-to-end``, and
 differ from the first file's (batch size, precision, compile mode,
 optimizer implementation, channels_last), and
 tabulates per model the training throughput (train step img/s, or end to
-end img/s), its ratio to the same model in the baseline, and the peak
-memory. One lever per file, each measured on its own, so a row says what
-that lever buys; a combined run is one more file.
+end img/s), its ratio to the same model in the reference run (the first
+run of the same measure and batch size, e.g. a sweep's batch-512 run for a
+lever measured at 512), and the peak memory. One lever per file, each
+measured on its own, so a row says what that lever buys; a combined run is
+one more file.
 """
 import argparse
 import json
@@ -92,18 +94,29 @@ def model_rows(report: dict) -> Iterator[Tuple[str, float, Optional[float],
 
 
 def lever_table(paths: List[str]) -> str:
+    """Rows per run and model; each run is compared with the first run of
+    the same measure and batch size (so a lever at batch 512 is compared
+    with the batch-512 run of a sweep, not with its batch 128), else with
+    the very first run."""
     reports = [(p, r) for p in paths for r in runs_of(read_report(p))]
     if not reports:
         raise LeverTableError('no runs in the given reports')
-    base_settings = settings(reports[0][1])
-    baseline = {}
-    for name, train, infer, _ in model_rows(reports[0][1]):
-        baseline[name] = (train, infer)
-    lines = ['| lever (vs the first run) | model | train img/s | x | '
+    references = {}
+    for _, report in reports:
+        own = settings(report)
+        references.setdefault((own['measure'], own['batch']), report)
+    lines = ['| lever (vs its reference run) | model | train img/s | x | '
              'infer img/s | x | peak MiB | file |',
              '|---|---|---|---|---|---|---|---|']
     for path, report in reports:
-        label = describe(settings(report), base_settings)
+        own = settings(report)
+        reference = references[(own['measure'], own['batch'])]
+        if reference is report:  # the batch's own reference: vs the first
+            reference = reports[0][1]
+        base_settings = settings(reference)
+        label = describe(own, base_settings)
+        baseline = {name: (train, infer)
+                    for name, train, infer, _ in model_rows(reference)}
         for name, train, infer, peak in model_rows(report):
             base_train, base_infer = baseline.get(name, (None, None))
             cells = []
@@ -114,10 +127,12 @@ def lever_table(paths: List[str]) -> str:
             peak_text = '-' if peak is None else f'{peak:,.0f}'
             lines.append(f'| {label} | {name} | {" | ".join(cells)} | '
                          f'{peak_text} | {osp.basename(path)} |')
-    base = ', '.join(f'{k} {v}' for k, v in base_settings.items())
+    first = ', '.join(f'{k} {v}' for k, v in settings(reports[0][1]).items())
     lines.append('')
-    lines.append(f'Baseline (first run): {base}. x = vs the same model in '
-                 f'the baseline.')
+    lines.append(f'x = vs the same model in the reference run: the first run '
+                 f'of the same measure and batch size (for those, the first '
+                 f'run: {first}). The lever column names what differs from '
+                 f'the reference.')
     return '\n'.join(lines)
 
 

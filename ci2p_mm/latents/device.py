@@ -309,9 +309,9 @@ class DeviceLatentLoader:
             if skipped:
                 sample.set_metainfo({'skipped_bad_images': skipped})
             samples.append(sample)
+        # One gather (indexing: on the CPU faster than index_select in fp16).
         rows = torch.from_numpy(rows).to(self.device, non_blocking=True)
-        inputs = self.latents[rows]  # one gather (on the CPU faster than
-        # index_select for fp16)
+        inputs = self.latents[rows]
         if not inputs.is_floating_point():  # int8: as LoadLatent makes it
             inputs = inputs.float()
         return dict(inputs=inputs, data_samples=samples)
