@@ -41,6 +41,9 @@ def write_config(directory, data_root, codec_file, name='latent.py'):
             f"model = dict(backbone=dict(arch={TINY_ARCH}, img_size={SIZE}, "
             f"patch_cfg=dict(pretrained={codec_file!r})), "
             f"head=dict(in_channels=64))\n"
+            f"train_dataloader = dict(batch_size=8, num_workers=0, "
+            f"dataset=dict(store='latents/s', source=dict("
+            f"data_root={data_root!r}, pipeline={PIPELINE})))\n"
             f"val_dataloader = dict(batch_size=8, num_workers=0, dataset=dict("
             f"store='latents/s', source=dict(data_root={data_root!r}, "
             f"pipeline={PIPELINE})))\n")
@@ -270,7 +273,7 @@ def test_a_second_encode_of_the_same_store_is_refused(store):
         [sys.executable, '-c',
          'import sys, time\n'
          'from ci2p_mm.utils.locks import ProcessLock\n'
-         'ProcessLock(sys.argv[1]).acquire()\n'
+         'held = ProcessLock(sys.argv[1]).acquire()\n'
          'print("held", flush=True)\n'
          'time.sleep(600)\n', osp.join(root, 'encode.lock')],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
@@ -280,10 +283,11 @@ def test_a_second_encode_of_the_same_store_is_refused(store):
                            match=f'Another encode is writing .*pid '
                            f'{holder.pid}'):
             encode(read_config(config), splits=['val'], num_workers=0,
-                   progress=False)
+                   progress=False, chunk_size=8)
     finally:
         holder.kill()
         holder.wait()
-    # The holder is gone: its lock file does not block.
-    encode(read_config(config), splits=['val'], num_workers=0,
-           progress=False)
+    # The holder is gone: the lock file it left does not block.
+    out = encode(read_config(config), splits=['val'], num_workers=0,
+                 progress=False, chunk_size=8, overwrite=True)
+    LatentStore(out).check_complete('val')

@@ -300,7 +300,8 @@ class LatentStore:
         return osp.join(self.root, 'record.json')
 
     def exists(self) -> bool:
-        return osp.isfile(self.record_path)
+        """Whether there is a record (of any kind: reading checks it)."""
+        return osp.lexists(self.record_path)
 
     @property
     def record(self) -> dict:
