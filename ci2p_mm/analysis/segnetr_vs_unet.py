@@ -4,7 +4,7 @@ SegNetr's abstract (arXiv 2307.02953) claims 59% fewer parameters and 76%
 fewer GFLOPs than a vanilla U-Net. This counts both with
 :func:`ci2p_mm.analysis.model_flops` (one multiply-add is one FLOP)::
 
-    python tools/analysis_tools/segnetr_vs_unet.py             # 224x224, 2 classes
+    python tools/analysis_tools/segnetr_vs_unet.py     # 224x224, 2 classes
     python tools/analysis_tools/segnetr_vs_unet.py --shape 256 --arch t
 
 The U-Net is Ronneberger et al.'s (MICCAI 2015): 64, 128, 256, 512, 1024
