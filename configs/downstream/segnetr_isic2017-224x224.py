@@ -1,10 +1,12 @@
 # SegNetr (Cheng et al., MICCAI 2023, arXiv 2307.02953) on ISIC 2017 lesion
 # segmentation, mmseg 1.x.
 #
-# SegNetr's encoder, IRSC skips and decoder form the backbone (they are tied
-# together by the skips); a 1x1 classifier (FCNHead without convs) makes
-# the logits at stride 2, which mmseg resizes to the input. No codec here:
-# inputs are mean/std normalised as usual. Trained from scratch.
+# SegNetr's encoder, bottleneck, IRSC skips and decoder form the backbone
+# (the skips tie them together, as in mmseg's own UNet backbone); its last
+# map is full resolution with C/2 = 32 channels, and the paper's 1x1
+# classifier is FCNHead without convs (Figure 1's ``Conv 1x1``), so mmseg's
+# EncoderDecoder predicts at full resolution with nothing to upsample. No
+# codec here: inputs are mean/std normalised as usual. Trained from scratch.
 #
 # Needs the downstream extras: bash tools/misc/install_mmcv_full.sh
 # Data: docs/segmentation.md (tools/dataset_converters/isic2017.py).
@@ -33,14 +35,14 @@ model = dict(
         arch='paper',
         patch_sizes=(8, 4, 2, 1),
         global_sizes=(16, 8, 4, 2),
-        out_indices=(-1, )),
+        out_indices=(-1, )),  # (H, W, C/2)
     decode_head=dict(
         type='FCNHead',
-        in_channels=64,
-        channels=64,
+        in_channels=32,
+        channels=32,
         num_convs=0,
         concat_input=False,
-        dropout_ratio=0.1,
+        dropout_ratio=0.0,  # Figure 1: the 1x1 conv alone
         num_classes=2,
         norm_cfg=norm_cfg,
         align_corners=False,

@@ -60,7 +60,7 @@ def test_segnetr_isic_end_to_end(isic_root, tmp_path):
     cfg = small_isic_config('segnetr_isic2017-224x224.py', isic_root,
                             str(tmp_path), (32, 32), max_iters=24)
     cfg.model.backbone.arch = 't'
-    cfg.model.decode_head.in_channels = cfg.model.decode_head.channels = 16
+    cfg.model.decode_head.in_channels = cfg.model.decode_head.channels = 8
     result = train_test_resume(cfg, 'segnetr', METRICS, dict(max_iters=28))
     assert type(result['runner'].model.backbone).__name__ == 'SegNetr'
 
