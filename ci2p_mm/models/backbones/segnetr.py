@@ -30,6 +30,8 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.models.utils import InvertedResidual, build_norm_layer
 from mmpretrain.registry import MODELS
 
+from .settings import resolve_arch, stage_indices
+
 
 def patch_merge(x: torch.Tensor) -> torch.Tensor:
     """``[B, C, H, W] -> [B, 4C, H/2, W/2]``, losslessly.
@@ -352,13 +354,10 @@ class SegNetr(BaseBackbone):
         self.widths = tuple(c * 2**i for i in range(self.num_stages))
         #: decoder stage widths (H/8 .. H): C, C/2, C/4, C/2
         self.decoder_widths = (c, c // 2, c // 4, c // 2)
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        for i in out_indices:
-            if not -self.num_outs <= i < self.num_outs:
-                raise ValueError(f'SegNetr out_indices are 0-4 (or -5..-1); '
-                                 f'got {i}.')
-        self.out_indices = [i % self.num_outs for i in out_indices]
+        # As given (not sorted): each index names one map (see above).
+        self.out_indices = [stage_indices(i, self.num_outs, 'output map')[0]
+                            for i in ([out_indices] if isinstance(
+                                out_indices, int) else out_indices)]
         block = dict(expand_ratio=expand_ratio, mlp_ratio=mlp_ratio,
                      norm_cfg=norm_cfg)
 
@@ -385,20 +384,14 @@ class SegNetr(BaseBackbone):
             scale_factor=2, mode='bilinear', align_corners=False)
 
     def _arch_settings(self, arch) -> Dict:
-        if isinstance(arch, str):
-            if arch not in self.arch_zoo:
-                raise ValueError(f'SegNetr arch {arch!r} is not one of '
-                                 f'{list(self.arch_zoo)}.')
-            return dict(self.arch_zoo[arch])
-        keys = {'base_channels', 'encoder_depths', 'decoder_depths'}
-        if not isinstance(arch, dict) or set(arch) != keys:
-            raise ValueError(f'a custom SegNetr arch is a dict with keys '
-                             f'{sorted(keys)}; got {arch!r}.')
+        arch = resolve_arch('SegNetr', self.arch_zoo, arch,
+                            ('base_channels', 'encoder_depths',
+                             'decoder_depths'))
         if (len(arch['encoder_depths']) != self.num_stages
                 or len(arch['decoder_depths']) != self.num_stages):
             raise ValueError('SegNetr arch needs 4 encoder_depths and 4 '
                              f'decoder_depths; got {arch!r}.')
-        return dict(arch)
+        return arch
 
     @staticmethod
     def _stage(name, in_channels, channels, depth, patch_size, global_size,
