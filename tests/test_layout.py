@@ -8,6 +8,7 @@ and every script under ``tools/`` is a shim over a package ``main``.
 import ast
 import os
 import os.path as osp
+import re
 
 import pytest
 
@@ -128,3 +129,66 @@ def test_every_tool_is_a_shim_over_a_package_main(path):
     assert "if __name__ == '__main__':\n    run(main)" in source
     assert code_lines(path) <= SHIM_LINES, (
         f'{code_lines(path)} code lines: the logic belongs in the package')
+
+
+# ---- config names ----------------------------------------------------------
+#: mmpretrain's rule: {model}_{N}xb{B}[-{schedule}]_{data}[-{size}]; fields
+#: joined by '_', words within a field by '-'.
+CLASSIFIER_NAME = re.compile(
+    r'^[a-z0-9]+(-[a-z0-9]+)*_\d+xb\d+(-[a-z0-9.]+)*_[a-z0-9]+(-[a-z0-9]+)*'
+    r'\.py$')
+#: mmdet/mmpose/mmseg's: {algorithm}_{backbone}[_{neck}]_{schedule}_{data}.
+DOWNSTREAM_NAME = re.compile(
+    r'^(?P<algorithm>[a-z0-9-]+)_((?P<backbone>[a-z0-9.-]+)_)?'
+    r'([a-z0-9-]+_)?(\d+xb\d+-[0-9a-z]+|\d+x)_[a-z0-9]+(-[a-z0-9x]+)*\.py$')
+#: Backbone fields of downstream names: model names of the model index.
+BACKBONE_FIELDS = ('ci2p-vit-b', 'ci2p-vit-ds-b', 'cvt-13',
+                   'mobile-former-508m')
+ALIAS = re.compile(r"^(#[^\n]*\n)+_base_ = \['(?P<target>[^']+)'\]\n$")
+
+
+def config_files():
+    for path in python_files('configs'):
+        rel = osp.relpath(path, osp.join(REPO, 'configs'))
+        if not rel.startswith('_base_'):
+            yield rel
+
+
+def test_every_config_follows_the_naming_rule_or_is_an_alias():
+    broken = []
+    for rel in config_files():
+        text = open(osp.join(REPO, 'configs', rel)).read()
+        alias = ALIAS.match(text)
+        name = osp.basename(rel)
+        if alias:
+            target = osp.normpath(osp.join(osp.dirname(rel),
+                                           alias['target']))
+            assert osp.isfile(osp.join(REPO, 'configs', target)), rel
+            assert not ALIAS.match(open(osp.join(REPO, 'configs',
+                                                 target)).read()), rel
+            continue
+        if rel.startswith('downstream'):
+            match = DOWNSTREAM_NAME.match(name)
+            ok = match and (match['backbone'] in BACKBONE_FIELDS or
+                            match['backbone'] is None)
+        else:
+            ok = CLASSIFIER_NAME.match(name) and osp.dirname(rel)
+        if not ok:
+            broken.append(rel)
+    assert not broken, broken
+
+
+@pytest.mark.parametrize('name', [
+    'retinanet_ci2p_vit_ds_fpn_1x_coco.py',  # '_' inside the backbone field
+    'segnetr_isic2017-224x224.py',  # no schedule
+    'upernet_ci2p_vit_ds_isic2017-224x224.py',
+])
+def test_the_downstream_rule_refuses_the_old_names(name):
+    match = DOWNSTREAM_NAME.match(name)
+    assert not (match and match['backbone'] in BACKBONE_FIELDS + (None, ))
+
+
+def test_the_classifier_rule_refuses_the_old_names():
+    for name in ('ci2p_vit_animals10_latents.py', 'vit_tiny_toy.py',
+                 'ci2p_vit_tiny_toy_latents.py'):
+        assert not CLASSIFIER_NAME.match(name), name

@@ -8,7 +8,7 @@ multiply-add is one FLOP, attention included)::
 
     python tools/analysis_tools/downstream_timing.py     # det, pose and seg
     python tools/analysis_tools/downstream_timing.py --det-size 800 1344 \
-        --configs configs/downstream/retinanet_ci2p_vit_ds_fpn_1x_coco.py
+        --configs configs/downstream/retinanet_ci2p-vit-ds-b_fpn_1x_coco.py
 
 Needs the downstream extras (tools/misc/install_mmcv_full.sh).
 """
@@ -30,12 +30,12 @@ from .flops import model_flops
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIGS = [
-    'configs/downstream/retinanet_ci2p_vit_ds_fpn_1x_coco.py',
-    'configs/downstream/retinanet_ci2p_vit_simple_pyramid_fpn_1x_coco.py',
-    'configs/downstream/td-hm_ci2p_vit_ds_8xb64-210e_coco-256x192.py',
-    'configs/downstream/segnetr_isic2017-224x224.py',
-    'configs/downstream/upernet_ci2p_vit_ds_isic2017-224x224.py',
-    'configs/downstream/upernet_ci2p_vit_ds_8xb2-160k_ade20k-512x512.py',
+    'configs/downstream/retinanet_ci2p-vit-ds-b_fpn_1x_coco.py',
+    'configs/downstream/retinanet_ci2p-vit-b_simple-pyramid-fpn_1x_coco.py',
+    'configs/downstream/td-hm_ci2p-vit-ds-b_8xb64-210e_coco-256x192.py',
+    'configs/downstream/segnetr_1xb8-20k_isic2017-224x224.py',
+    'configs/downstream/upernet_ci2p-vit-ds-b_1xb8-20k_isic2017-224x224.py',
+    'configs/downstream/upernet_ci2p-vit-ds-b_8xb2-160k_ade20k-512x512.py',
 ]
 
 

@@ -18,10 +18,10 @@ from mmseg.registry import MODELS  # noqa: E402
 
 import ci2p_mm.downstream  # noqa: E402,F401
 
-CI2P_CONFIGS = ['upernet_ci2p_vit_ds_isic2017-224x224.py',
-                'upernet_ci2p_vit_ds_8xb2-160k_ade20k-512x512.py']
+CI2P_CONFIGS = ['upernet_ci2p-vit-ds-b_1xb8-20k_isic2017-224x224.py',
+                'upernet_ci2p-vit-ds-b_8xb2-160k_ade20k-512x512.py']
 
-VIT_CONFIG = 'upernet_ci2p_vit_simple_pyramid_8xb2-160k_ade20k-512x512.py'
+VIT_CONFIG = 'upernet_ci2p-vit-b_simple-pyramid_8xb2-160k_ade20k-512x512.py'
 
 mmseg_default_scope = default_scope('mmseg')
 
@@ -112,7 +112,7 @@ def test_segnetr_config_predicts_at_full_resolution():
     full resolution with C/2 = 32 channels, the head is Figure 1's 1x1
     conv alone, a training step reaches every backbone parameter and
     prediction needs no upsampling."""
-    cfg = Config.fromfile(osp.join(CONFIGS, 'segnetr_isic2017-224x224.py'))
+    cfg = Config.fromfile(osp.join(CONFIGS, 'segnetr_1xb8-20k_isic2017-224x224.py'))
     assert cfg.default_scope == 'mmseg'
     assert cfg.model.backbone.type == 'SegNetr'
     assert cfg.model.backbone.arch == 'paper'
