@@ -70,5 +70,7 @@ setup(
         # mmcv without compiled ops: enough for classification.
         'lite': ['mmcv-lite>=2.0.0,<2.2.0'],
         'tests': ['pytest'],
+        # tools/misc/lint.sh and .pre-commit-config.yaml pin the same.
+        'lint': ['flake8==7.1.1', 'isort==5.13.2', 'yapf==0.40.2'],
     },
 )
