@@ -344,3 +344,23 @@ def test_inferencer_and_test_tool_with_the_converted_file(
     first = next(p for p in preds if p['img_path'] == image)
     np.testing.assert_allclose(first['pred_score'].numpy(),
                                result['pred_scores'], atol=1e-5)
+
+
+@pytest.mark.parametrize('folder, code', [
+    ('cvt', 'https://github.com/microsoft/CvT/'),
+    ('mobile_former', 'https://github.com/AAboys/MobileFormer/'),
+    ('crossvit', 'https://github.com/IBM/CrossViT/'),
+])
+def test_metafiles_name_the_authors_weights_and_code(folder, code):
+    import yaml
+    with open(osp.join(REPO, 'configs', folder, 'metafile.yml')) as f:
+        models = yaml.safe_load(f)['Models']
+    imagenet = [m for m in models if m['Name'].endswith(('_in1k',
+                                                         '_in1k-384px'))]
+    assert imagenet
+    for model in imagenet:
+        source = model['Converted From']
+        assert source['Code'].startswith(code)
+        assert source['Weights'].startswith('https://')
+        assert 'not reproduced by CI2P-MM' in ' '.join(
+            model['Metadata']['Results Source'].split())
