@@ -24,7 +24,9 @@ attention is nearly uniform and a missing 1/sqrt(d) hardly shows):
 * BatchNorm running means N(0, 0.2^2), running variances U(0.5, 1.5);
 * anything else (class tokens, position embeddings): N(0, 0.5^2).
 """
+import argparse
 import json
+import subprocess
 import zlib
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Sequence, Tuple
@@ -102,3 +104,44 @@ def save_fixture(path: str, **fields) -> None:
 def load_fixture(path: str) -> dict:
     with open(path) as f:
         return json.load(f)
+
+
+# ------------------------------------------------ for the generator scripts --
+def add_reference_arguments(parser: argparse.ArgumentParser,
+                            repository: str) -> None:
+    """The arguments every ``make_*_fixture.py`` takes."""
+    parser.add_argument('repo', help=f'a snapshot of {repository}')
+    parser.add_argument('--seed', type=int, default=19)
+    parser.add_argument('--commit', help='the snapshot commit, if the '
+                        'folder is not a git checkout')
+
+
+def commit_of(repo: str) -> str:
+    try:
+        return subprocess.run(['git', '-C', repo, 'rev-parse', 'HEAD'],
+                              capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown (not a git checkout)'
+
+
+def record_reference(model: torch.nn.Module, input_shape: Sequence[int],
+                     seed: int, out: str, reference: dict,
+                     **fields) -> None:
+    """Fill the authors' ``model`` (eval mode) with :func:`make_weights`,
+    run it on :func:`make_input` and save the fixture ``out``."""
+    torch.set_num_threads(1)  # the same reductions on every machine
+    model.eval()
+    keys = key_specs(model.state_dict())
+    weights = make_weights(keys, seed)
+    model.load_state_dict(weights, strict=True)
+    x = make_input(input_shape, seed)
+    with torch.no_grad():
+        logits = model(x)
+    save_fixture(
+        out, reference=dict(reference, torch=torch.__version__), **fields,
+        seed=seed, input_shape=list(x.shape), checksum=checksum(weights),
+        keys=keys,
+        logits=[[round(float(v), 7) for v in row] for row in logits])
+    print(f'{out}: {len(keys)} keys, logits {tuple(logits.shape)}, '
+          f'|max| {logits.abs().max():.3f}, std {logits.std():.3f}')

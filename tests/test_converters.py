@@ -135,9 +135,9 @@ def test_converted_weights_give_the_authors_logits(name, converted):
     assert checkpoint['meta']['config'] == EXPECTED_CONFIG[name]
     assert checkpoint['meta']['converted_from']['file'].startswith(name)
     model = get_model(EXPECTED_CONFIG[name], pretrained=dst).eval()
+    # what load_state_dict(strict=True) checks: every key, every shape
     assert not compare_state_dicts(model.state_dict(),
                                    checkpoint['state_dict'])
-    model.load_state_dict(checkpoint['state_dict'], strict=True)
     assert tuple(model._dataset_meta['classes']) == IMAGENET_CATEGORIES
     out = logits(model, ref.input)
     assert out.shape == ref.logits.shape == (2, 1000)
@@ -325,7 +325,8 @@ def test_inferencer_and_test_tool_with_the_converted_file(
     _, dst = converted('mobile-former-26m')
     name = EXPECTED_CONFIG['mobile-former-26m']
     image = sorted(glob.glob(osp.join(imagenet_val, 'val', '*.JPEG')))[0]
-    result = ImageClassificationInferencer(model=name, pretrained=dst)(image)[0]
+    inferencer = ImageClassificationInferencer(model=name, pretrained=dst)
+    result = inferencer(image)[0]
     assert result['pred_class'] == IMAGENET_CATEGORIES[result['pred_label']]
     assert result['pred_scores'].shape == (1000, )
 

@@ -47,6 +47,10 @@ class Family(NamedTuple):
     #: the formats, for --help and errors
     formats: str
 
+    def main(self, argv=None) -> int:
+        """The command line ``<family>_to_mmpretrain.py SRC DST``."""
+        return run_converter(self, argv)
+
 
 # ---------------------------------------------------------------- reading --
 def read_state_dict(path: str) -> Tuple[StateDict, str]:
@@ -173,7 +177,8 @@ def expected_state_dict(config: str) -> StateDict:
 def describe(mismatch: StateDictMismatch) -> str:
     problems = []
     if mismatch.wrong_shape:
-        problems.append(f'different shapes: {listing(mismatch.wrong_shape, 3)}')
+        problems.append(
+            f'different shapes: {listing(mismatch.wrong_shape, 3)}')
     if mismatch.missing:
         problems.append(f'missing from the file: {listing(mismatch.missing)}')
     if mismatch.unexpected:

@@ -24,7 +24,7 @@ from typing import Tuple
 import torch
 
 from .common import (ConversionError, Family, StateDict, rename,
-                     require_format, run_converter)
+                     require_format)
 
 FORMATS = {'ibm': r'cls_token\.0', 'timm': r'cls_token_0'}
 RULES = [
@@ -65,6 +65,5 @@ CROSSVIT = Family(
     name='CrossViT', config_dir='crossvit', convert=convert,
     formats="IBM's released checkpoints or timm's CrossVit state dicts")
 
-
-def main(argv=None) -> int:
-    return run_converter(CROSSVIT, argv)
+#: ``tools/model_converters/crossvit_to_mmpretrain.py``
+main = CROSSVIT.main

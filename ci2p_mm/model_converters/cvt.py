@@ -21,8 +21,7 @@ the backbone with ``act_cfg=dict(type='GELU')``.
 """
 from typing import Tuple
 
-from .common import (Family, StateDict, rename, require_format,
-                     run_converter)
+from .common import Family, StateDict, rename, require_format
 
 _BLOCK = r'(\d+)\.blocks\.(\d+)\.'
 _HF_LAYER = r'cvt\.encoder\.stages\.(\d+)\.layers\.(\d+)\.'
@@ -45,7 +44,8 @@ MICROSOFT_RULES = [
        _OURS_BLOCK + rf'attn.{dst}.pointwise.\3')
       for src, dst in _QKV.items() if len(src) == 1],
     (r'stage' + _BLOCK + r'attn\.proj\.(\w+)', _OURS_BLOCK + r'attn.proj.\3'),
-    (r'stage' + _BLOCK + r'mlp\.fc1\.(\w+)', _OURS_BLOCK + r'ffn.layers.0.0.\3'),
+    (r'stage' + _BLOCK + r'mlp\.fc1\.(\w+)',
+     _OURS_BLOCK + r'ffn.layers.0.0.\3'),
     (r'stage' + _BLOCK + r'mlp\.fc2\.(\w+)', _OURS_BLOCK + r'ffn.layers.1.\3'),
     (r'norm\.(\w+)', r'backbone.ln_out.\1'),
     (r'head\.(\w+)', r'head.fc.\1'),
@@ -98,6 +98,5 @@ CVT = Family(
     formats="Microsoft's released checkpoints or transformers' "
     'CvtForImageClassification state dicts')
 
-
-def main(argv=None) -> int:
-    return run_converter(CVT, argv)
+#: ``tools/model_converters/cvt_to_mmpretrain.py``
+main = CVT.main

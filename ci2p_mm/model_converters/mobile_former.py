@@ -24,7 +24,7 @@ import re
 from typing import Dict, List, Tuple
 
 from .common import (ConversionError, Family, StateDict, rename,
-                     require_format, run_converter)
+                     require_format)
 
 #: Inside one of their blocks: (pattern, replacement) for the rest of a key.
 _BRIDGE_RULES = [
@@ -124,6 +124,5 @@ MOBILE_FORMER = Family(
     formats="the authors' MobileFormer state dicts "
     '(github.com/AAboys/MobileFormer)')
 
-
-def main(argv=None) -> int:
-    return run_converter(MOBILE_FORMER, argv)
+#: ``tools/model_converters/mobile_former_to_mmpretrain.py``
+main = MOBILE_FORMER.main
