@@ -103,13 +103,12 @@ def rename(state_dict: StateDict, rules: Sequence[RenameRule],
 
 def require_format(state_dict: StateDict, family: str,
                    signatures: Dict[str, str]) -> str:
-    """The name of the format whose signature key (a regex) some key
-    matches; an error naming them all otherwise."""
+    """The name of the first format whose signature key the state dict
+    has; an error naming them all otherwise."""
     for name, signature in signatures.items():
-        pattern = re.compile(signature)
-        if any(pattern.fullmatch(k) for k in state_dict):
+        if signature in state_dict:
             return name
-    known = '; '.join(f'{name} (keys like {sig!r})'
+    known = '; '.join(f'{name} (with {sig!r})'
                       for name, sig in signatures.items())
     raise ConversionError(
         f'This is not a {family} checkpoint in a format the converter knows '
@@ -169,9 +168,10 @@ def expected_state_dict(config: str) -> StateDict:
     (shapes only: no memory, no initialisation)."""
     import ci2p_mm  # noqa: F401  registers the backbones
     from mmpretrain.registry import MODELS
-    cfg = load_config(config)
+    model = load_config(config).model.copy()
+    model.pop('train_cfg', None)  # batch augments: no weights, only logs
     with torch.device('meta'):
-        return MODELS.build(cfg.model).state_dict()
+        return MODELS.build(model).state_dict()
 
 
 def describe(mismatch: StateDictMismatch) -> str:

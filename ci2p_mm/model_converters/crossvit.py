@@ -26,7 +26,8 @@ import torch
 from .common import (ConversionError, Family, StateDict, rename,
                      require_format)
 
-FORMATS = {'ibm': r'cls_token\.0', 'timm': r'cls_token_0'}
+#: format -> a key that only its files have
+FORMATS = {'ibm': 'cls_token.0', 'timm': 'cls_token_0'}
 RULES = [
     (r'(cls_token|pos_embed)[._](\d+)', r'backbone.model.\1_\2'),
     (r'head\.(\d+)\.(\w+)', r'head.\1.\2'),  # merged below

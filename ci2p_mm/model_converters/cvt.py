@@ -79,10 +79,11 @@ TRANSFORMERS_RULES = [
     (r'classifier\.(\w+)', r'head.fc.\1'),
 ]
 
+#: format -> a key that only its files have
 FORMATS = {
-    'microsoft': r'stage0\.patch_embed\.proj\.weight',
-    'transformers': r'cvt\.encoder\.stages\.0\.embedding\.'
-                    r'convolution_embeddings\.projection\.weight',
+    'microsoft': 'stage0.patch_embed.proj.weight',
+    'transformers': 'cvt.encoder.stages.0.embedding.convolution_embeddings.'
+                    'projection.weight',
 }
 
 

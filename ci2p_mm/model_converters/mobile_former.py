@@ -68,7 +68,8 @@ _TOP_RULES = [
 
 #: Marks the keys of a block that no rule renamed.
 _UNKNOWN = '?'
-FORMATS = {'authors': r'features\.\d+\.\w+(\.\w+)*'}
+#: format -> a key that only its files have (their nn.Embedding tokens)
+FORMATS = {'authors': 'tokens.weight'}
 
 
 def _blocks(state_dict: StateDict) -> Dict[int, Dict[str, object]]:
