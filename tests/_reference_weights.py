@@ -39,8 +39,8 @@ KeySpec = Tuple[str, Sequence[int], str]
 
 
 def _rng(seed: int, key: str) -> np.random.RandomState:
-    return np.random.RandomState((seed * 1000003 + zlib.crc32(key.encode()))
-                                 % 2**32)
+    return np.random.RandomState(
+        (seed * 1000003 + zlib.crc32(key.encode())) % 2**32)
 
 
 def make_tensor(key: str, shape: Sequence[int], dtype: str,
@@ -91,8 +91,9 @@ def make_input(shape: Sequence[int], seed: int) -> torch.Tensor:
 
 def checksum(state_dict: Dict[str, torch.Tensor]) -> float:
     """Sum of |x| over all float tensors: shows a changed random stream."""
-    return float(sum(v.double().abs().sum() for v in state_dict.values()
-                     if v.is_floating_point()))
+    return float(
+        sum(v.double().abs().sum() for v in state_dict.values()
+            if v.is_floating_point()))
 
 
 def save_fixture(path: str, **fields) -> None:
@@ -112,22 +113,24 @@ def add_reference_arguments(parser: argparse.ArgumentParser,
     """The arguments every ``make_*_fixture.py`` takes."""
     parser.add_argument('repo', help=f'a snapshot of {repository}')
     parser.add_argument('--seed', type=int, default=19)
-    parser.add_argument('--commit', help='the snapshot commit, if the '
-                        'folder is not a git checkout')
+    parser.add_argument(
+        '--commit',
+        help='the snapshot commit, if the '
+        'folder is not a git checkout')
 
 
 def commit_of(repo: str) -> str:
     try:
         return subprocess.run(['git', '-C', repo, 'rev-parse', 'HEAD'],
-                              capture_output=True, text=True,
+                              capture_output=True,
+                              text=True,
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return 'unknown (not a git checkout)'
 
 
 def record_reference(model: torch.nn.Module, input_shape: Sequence[int],
-                     seed: int, out: str, reference: dict,
-                     **fields) -> None:
+                     seed: int, out: str, reference: dict, **fields) -> None:
     """Fill the authors' ``model`` (eval mode) with :func:`make_weights`,
     run it on :func:`make_input` and save the fixture ``out``."""
     torch.set_num_threads(1)  # the same reductions on every machine
@@ -139,8 +142,12 @@ def record_reference(model: torch.nn.Module, input_shape: Sequence[int],
     with torch.no_grad():
         logits = model(x)
     save_fixture(
-        out, reference=dict(reference, torch=torch.__version__), **fields,
-        seed=seed, input_shape=list(x.shape), checksum=checksum(weights),
+        out,
+        reference=dict(reference, torch=torch.__version__),
+        **fields,
+        seed=seed,
+        input_shape=list(x.shape),
+        checksum=checksum(weights),
         keys=keys,
         logits=[[round(float(v), 7) for v in row] for row in logits])
     print(f'{out}: {len(keys)} keys, logits {tuple(logits.shape)}, '

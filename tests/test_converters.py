@@ -26,35 +26,39 @@ import sys
 import numpy as np
 import pytest
 import torch
-from _reference_weights import (checksum, key_specs, load_fixture,
-                                make_input, make_weights)
+from _reference_weights import (checksum, key_specs, load_fixture, make_input,
+                                make_weights)
 from conftest import REPO, load_tool
 from mmpretrain.registry import MODELS
 
 import ci2p_mm
-from ci2p_mm.model_converters import ConversionError
-from ci2p_mm.model_converters import crossvit, cvt, mobile_former
+from ci2p_mm.model_converters import (ConversionError, crossvit, cvt,
+                                      mobile_former)
 from ci2p_mm.model_converters.common import load_config
 from ci2p_mm.utils.io import load_torch_file
 from ci2p_mm.utils.state_dicts import compare_state_dicts
 
 FIXTURES = osp.join(REPO, 'tests', 'fixtures', 'hybrids_reference')
-CONVERTERS = {'cvt': cvt, 'mobile-former': mobile_former,
-              'crossvit': crossvit}
+CONVERTERS = {'cvt': cvt, 'mobile-former': mobile_former, 'crossvit': crossvit}
 #: fixture (the authors' model) -> the config it must be recognised as
 EXPECTED_CONFIG = {
     'cvt-13': 'cvt-13_8xb256_in1k',
     # every block layout: 6 tokens and a stride-1 stage 1 (508m; 294m,
     # 214m, 151m differ only in widths), 96m's stages, a stride-2 stage 1
     # (52m), grouped convolutions with channel shuffles (26m)
-    **{f'mobile-former-{v}': f'mobile-former-{v}_8xb128_in1k'
-       for v in ('508m', '96m', '52m', '26m')},
+    **{
+        f'mobile-former-{v}': f'mobile-former-{v}_8xb128_in1k'
+        for v in ('508m', '96m', '52m', '26m')
+    },
     'crossvit-ti': 'crossvit-ti_32xb128_in1k',
     'crossvit-9-dagger': 'crossvit-9-dagger_32xb128_in1k',
 }
 #: How the authors' scripts store weights (each family gets another one).
-CONTAINERS = {'cvt': 'bare', 'mobile-former': 'state_dict',
-              'crossvit': 'model'}
+CONTAINERS = {
+    'cvt': 'bare',
+    'mobile-former': 'state_dict',
+    'crossvit': 'model'
+}
 ATOL = 1e-4
 
 
@@ -67,11 +71,17 @@ def wrap(state_dict, container):
     if container == 'bare':
         return dict(state_dict)
     if container == 'state_dict':  # timm's train.py (Mobile-Former)
-        return dict(epoch=450, arch='mobile_former', state_dict=state_dict,
-                    args=argparse.Namespace(model='mobile-former', lr=1e-3))
+        return dict(
+            epoch=450,
+            arch='mobile_former',
+            state_dict=state_dict,
+            args=argparse.Namespace(model='mobile-former', lr=1e-3))
     # IBM's main.py: model, optimizer, lr_scheduler, epoch, args
-    return dict(model=state_dict, optimizer=dict(state={}, param_groups=[]),
-                epoch=299, args=argparse.Namespace(model='crossvit'))
+    return dict(
+        model=state_dict,
+        optimizer=dict(state={}, param_groups=[]),
+        epoch=299,
+        args=argparse.Namespace(model='crossvit'))
 
 
 def build_classifier(config, **backbone):
@@ -128,9 +138,9 @@ def test_converted_weights_give_the_authors_logits(name, converted):
     ref, dst = converted(name)
     # The seed recreates the very numbers the authors' code was run with.
     assert checksum(ref.state_dict) == pytest.approx(
-        ref.fixture['checksum'], rel=1e-9), (
-            'numpy changed its legacy RandomState stream: rerun '
-            'tests/fixtures/hybrids_reference/make_*_fixture.py')
+        ref.fixture['checksum'],
+        rel=1e-9), ('numpy changed its legacy RandomState stream: rerun '
+                    'tests/fixtures/hybrids_reference/make_*_fixture.py')
     checkpoint = load_torch_file(dst)
     assert checkpoint['meta']['config'] == EXPECTED_CONFIG[name]
     assert checkpoint['meta']['converted_from']['file'].startswith(name)
@@ -202,9 +212,11 @@ def test_another_familys_file_is_refused_and_nothing_written(tmp_path):
     ibm = Reference('crossvit-ti')
     src, dst = tmp_path / 'crossvit.pth', tmp_path / 'out.pth'
     torch.save(ibm.state_dict, src)
-    with pytest.raises(ConversionError, match=r"not a CvT checkpoint.*"
-                       r"'stage0\.patch_embed\.proj\.weight'.*Its first "
-                       r'keys: blocks\.0\.'):
+    with pytest.raises(
+            ConversionError,
+            match=r"not a CvT checkpoint.*"
+            r"'stage0\.patch_embed\.proj\.weight'.*Its first "
+            r'keys: blocks\.0\.'):
         cvt.main([str(src), str(dst)])
     with pytest.raises(ConversionError, match='not a Mobile-Former'):
         mobile_former.main([str(src), str(dst)])
@@ -226,11 +238,12 @@ def test_another_variant_is_refused_naming_what_does_not_fit(tmp_path):
     state_dict = dict(cvt13.state_dict)
     state_dict['stage2.blocks.0.mlp.fc1.weight'] = torch.zeros(1024, 384)
     torch.save(state_dict, src)
-    with pytest.raises(ConversionError,
-                       match=r'fit none of the CvT configs.*Closest, '
-                       r'cvt-13_8xb256_in1k: different shapes: backbone'
-                       r'\.stages\.2\.blocks\.0\.ffn\.layers\.0\.0\.weight: '
-                       r'file \(1024, 384\) vs model \(1536, 384\)'):
+    with pytest.raises(
+            ConversionError,
+            match=r'fit none of the CvT configs.*Closest, '
+            r'cvt-13_8xb256_in1k: different shapes: backbone'
+            r'\.stages\.2\.blocks\.0\.ffn\.layers\.0\.0\.weight: '
+            r'file \(1024, 384\) vs model \(1536, 384\)'):
         cvt.main([str(src), str(dst)])
     assert dst.read_bytes() == b'previous file'
 
@@ -241,11 +254,14 @@ def test_crossvit_384px_models_are_refused(tmp_path):
     ibm['pos_embed.0'] = torch.zeros(1, 1 + 34 * 34, 128)
     ibm['pos_embed.1'] = torch.zeros(1, 1 + 24 * 24, 256)
     torch.save(ibm, tmp_path / 'crossvit_9_dagger_384.pth')
-    with pytest.raises(ConversionError,
-                       match=r'pos_embed_0: file \(1, 1157, 128\) vs model '
-                       r'\(1, 401, 128\)'):
-        crossvit.main([str(tmp_path / 'crossvit_9_dagger_384.pth'),
-                       str(tmp_path / 'out.pth')])
+    with pytest.raises(
+            ConversionError,
+            match=r'pos_embed_0: file \(1, 1157, 128\) vs model '
+            r'\(1, 401, 128\)'):
+        crossvit.main([
+            str(tmp_path / 'crossvit_9_dagger_384.pth'),
+            str(tmp_path / 'out.pth')
+        ])
     assert not osp.exists(tmp_path / 'out.pth')
 
 
@@ -253,15 +269,21 @@ def test_mobile_former_unknown_key_is_named(tmp_path):
     authors = dict(Reference('mobile-former-26m').state_dict)
     authors['features.3.global_block.alpha.0.weight'] = torch.zeros(128, 128)
     torch.save(dict(model=authors), tmp_path / 'mf.pth')
-    with pytest.raises(ConversionError,
-                       match=r'not in the model: features\.3\.global_block'
-                       r'\.alpha\.0\.weight'):
-        mobile_former.main([str(tmp_path / 'mf.pth'),
-                            str(tmp_path / 'out.pth')])
+    with pytest.raises(
+            ConversionError,
+            match=r'not in the model: features\.3\.global_block'
+            r'\.alpha\.0\.weight'):
+        mobile_former.main(
+            [str(tmp_path / 'mf.pth'),
+             str(tmp_path / 'out.pth')])
 
 
 @pytest.mark.parametrize('content, match', [
-    ({'model': {'a': 1}}, 'no state dict of tensors'),
+    ({
+        'model': {
+            'a': 1
+        }
+    }, 'no state dict of tensors'),
     ([torch.zeros(1)], 'holds a list'),
 ])
 def test_files_without_a_state_dict_are_refused(tmp_path, content, match):
@@ -272,9 +294,11 @@ def test_files_without_a_state_dict_are_refused(tmp_path, content, match):
 
 def test_ddp_prefix_is_removed(tmp_path):
     ref = Reference('mobile-former-52m')
-    torch.save({'state_dict': {f'module.{k}': v
-                               for k, v in ref.state_dict.items()}},
-               tmp_path / 'ddp.pth')
+    torch.save(
+        {'state_dict': {
+            f'module.{k}': v
+            for k, v in ref.state_dict.items()
+        }}, tmp_path / 'ddp.pth')
     mobile_former.main([str(tmp_path / 'ddp.pth'), str(tmp_path / 'o.pth')])
     meta = load_torch_file(str(tmp_path / 'o.pth'))['meta']
     assert meta['config'] == 'mobile-former-52m_8xb128_in1k'
@@ -286,8 +310,10 @@ def test_tool_reports_a_refusal_in_one_line(tmp_path, monkeypatch, capsys):
     line ``cvt_to_mmpretrain.py: error: ...``."""
     torch.save(Reference('crossvit-ti').state_dict, tmp_path / 'c.pth')
     tool = osp.join(REPO, 'tools/model_converters/cvt_to_mmpretrain.py')
-    monkeypatch.setattr(sys, 'argv', [tool, str(tmp_path / 'c.pth'),
-                                      str(tmp_path / 'out.pth')])
+    monkeypatch.setattr(
+        sys, 'argv',
+        [tool, str(tmp_path / 'c.pth'),
+         str(tmp_path / 'out.pth')])
     with pytest.raises(SystemExit) as exit_:
         runpy.run_path(tool, run_name='__main__')
     assert exit_.value.code == 2
@@ -310,8 +336,8 @@ def imagenet_val(tmp_path_factory):
     lines = []
     for i, label in enumerate((1, 207, 281, 980)):
         name = f'ILSVRC2012_val_{i + 1:08d}.JPEG'
-        Image.fromarray(rng.randint(0, 256, (80, 96, 3), np.uint8)).save(
-            root / 'val' / name)
+        Image.fromarray(rng.randint(0, 256, (80, 96, 3),
+                                    np.uint8)).save(root / 'val' / name)
         lines.append(f'{name} {label}')
     (root / 'meta' / 'val.txt').write_text('\n'.join(lines) + '\n')
     return str(root)
@@ -334,18 +360,19 @@ def test_inferencer_and_test_tool_with_the_converted_file(
     test = load_tool('tools/test.py')
     out = str(tmp_path / 'preds.pkl')
     metrics = test.main([
-        ci2p_mm.config_path(name), dst, '--work-dir', str(tmp_path),
-        '--out', out, '--cfg-options',
+        ci2p_mm.config_path(name), dst, '--work-dir',
+        str(tmp_path), '--out', out, '--cfg-options',
         f'test_dataloader.dataset.data_root={imagenet_val}',
-        'test_dataloader.batch_size=2', 'test_dataloader.num_workers=0'])
+        'test_dataloader.batch_size=2', 'test_dataloader.num_workers=0'
+    ])
     assert 0 <= metrics['accuracy/top1'] <= 100
     import mmengine
     preds = mmengine.load(out)
     assert len(preds) == 4
     # tools/test.py and the inferencer run the same weights and pipeline
     first = next(p for p in preds if p['img_path'] == image)
-    np.testing.assert_allclose(first['pred_score'].numpy(),
-                               result['pred_scores'], atol=1e-5)
+    np.testing.assert_allclose(
+        first['pred_score'].numpy(), result['pred_scores'], atol=1e-5)
 
 
 @pytest.mark.parametrize('folder, code', [
@@ -357,8 +384,9 @@ def test_metafiles_name_the_authors_weights_and_code(folder, code):
     import yaml
     with open(osp.join(REPO, 'configs', folder, 'metafile.yml')) as f:
         models = yaml.safe_load(f)['Models']
-    imagenet = [m for m in models if m['Name'].endswith(('_in1k',
-                                                         '_in1k-384px'))]
+    imagenet = [
+        m for m in models if m['Name'].endswith(('_in1k', '_in1k-384px'))
+    ]
     assert imagenet
     for model in imagenet:
         source = model['Converted From']

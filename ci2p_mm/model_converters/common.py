@@ -17,8 +17,7 @@ import functools
 import glob
 import os.path as osp
 import re
-from typing import (Callable, Dict, List, NamedTuple, Optional, Sequence,
-                    Tuple)
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -73,8 +72,8 @@ def read_state_dict(path: str) -> Tuple[StateDict, str]:
             break
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors or len(tensors) != len(obj):
-        others = sorted(str(k) for k, v in obj.items()
-                        if not isinstance(v, torch.Tensor))
+        others = sorted(
+            str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor))
         raise ConversionError(
             f'Checkpoint {path} has no state dict of tensors: expected one '
             f'bare or under {" / ".join(repr(w) for w in WRAPPERS)}; found '
@@ -84,7 +83,8 @@ def read_state_dict(path: str) -> Tuple[StateDict, str]:
     return tensors, where
 
 
-def rename(state_dict: StateDict, rules: Sequence[RenameRule],
+def rename(state_dict: StateDict,
+           rules: Sequence[RenameRule],
            prefix: str = '') -> StateDict:
     """Each key through the first rule that matches it whole; keys that no
     rule matches get ``prefix`` (so that the fit check reports them)."""
@@ -128,8 +128,9 @@ def family_configs(family: Family,
     metafile ``Parameters`` are nearest first, so that the matching config
     is usually the first one built."""
     folder = osp.join(configs_root(), family.config_dir)
-    names = sorted(osp.splitext(osp.basename(p))[0]
-                   for p in glob.glob(osp.join(folder, '*.py')))
+    names = sorted(
+        osp.splitext(osp.basename(p))[0]
+        for p in glob.glob(osp.join(folder, '*.py')))
     if num_values is None:
         return names
     params = {}
@@ -166,8 +167,9 @@ def load_config(config: str):
 def expected_state_dict(config: str) -> StateDict:
     """The classifier's state dict of ``config``, built on the meta device
     (shapes only: no memory, no initialisation)."""
-    import ci2p_mm  # noqa: F401  registers the backbones
     from mmpretrain.registry import MODELS
+
+    import ci2p_mm  # noqa: F401  registers the backbones
     model = load_config(config).model.copy()
     model.pop('train_cfg', None)  # batch augments: no weights, only logs
     with torch.device('meta'):
@@ -182,12 +184,12 @@ def describe(mismatch: StateDictMismatch) -> str:
     if mismatch.missing:
         problems.append(f'missing from the file: {listing(mismatch.missing)}')
     if mismatch.unexpected:
-        problems.append(
-            f'not in the model: {listing(mismatch.unexpected)}')
+        problems.append(f'not in the model: {listing(mismatch.unexpected)}')
     return '; '.join(problems)
 
 
-def matching_config(state_dict: StateDict, family: Family,
+def matching_config(state_dict: StateDict,
+                    family: Family,
                     config: Optional[str] = None) -> str:
     """The one config whose model the converted ``state_dict`` fits
     exactly (keys and shapes), or ``config`` if it does; otherwise a
@@ -243,9 +245,12 @@ def write_checkpoint(state_dict: StateDict, out_file: str, config: str,
         time=datetime.datetime.now().strftime('%Y%m%d_%H%M%S'))
     mkdir_or_exist(osp.dirname(osp.abspath(out_file)))
     save_atomic(
-        dict(state_dict={k: v.contiguous()
-                         for k, v in state_dict.items()}, meta=meta),
-        out_file)
+        dict(
+            state_dict={
+                k: v.contiguous()
+                for k, v in state_dict.items()
+            },
+            meta=meta), out_file)
 
 
 # ----------------------------------------------------------------- the CLI --
@@ -263,7 +268,9 @@ def parse_args(family: Family, argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def convert_checkpoint(family: Family, src: str, dst: str,
+def convert_checkpoint(family: Family,
+                       src: str,
+                       dst: str,
                        config: Optional[str] = None) -> str:
     """Convert ``src`` into ``dst``; return the matching config's name."""
     if osp.abspath(src) == osp.abspath(dst):
@@ -273,9 +280,11 @@ def convert_checkpoint(family: Family, src: str, dst: str,
     name = matching_config(converted, family, config)
     write_checkpoint(
         converted, dst, name,
-        dict(file=osp.basename(src), format=source_format,
-             container=where or 'bare state dict',
-             converter=f'{family.name} converter of ci2p_mm'))
+        dict(
+            file=osp.basename(src),
+            format=source_format,
+            container=where or 'bare state dict',
+            converter=f'{family.name} converter of ci2p_mm'))
     return name
 
 

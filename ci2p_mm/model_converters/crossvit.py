@@ -23,8 +23,7 @@ from typing import Tuple
 
 import torch
 
-from .common import (ConversionError, Family, StateDict, rename,
-                     require_format)
+from .common import ConversionError, Family, StateDict, rename, require_format
 
 #: format -> a key that only its files have
 FORMATS = {'ibm': 'cls_token.0', 'timm': 'cls_token_0'}
@@ -38,8 +37,9 @@ RULES = [
 def merge_branch_heads(state_dict: StateDict) -> StateDict:
     """``head.0`` and ``head.1`` (logits averaged) -> one ``head.fc`` on
     the concatenated class tokens (small branch first)."""
-    heads = sorted({k.split('.')[1] for k in state_dict
-                    if k.startswith('head.')})
+    heads = sorted(
+        {k.split('.')[1]
+         for k in state_dict if k.startswith('head.')})
     if heads != ['0', '1']:
         raise ConversionError(
             f'Expected two classifiers head.0 and head.1 (one per branch); '
@@ -63,7 +63,9 @@ def convert(state_dict: StateDict) -> Tuple[StateDict, str]:
 
 
 CROSSVIT = Family(
-    name='CrossViT', config_dir='crossvit', convert=convert,
+    name='CrossViT',
+    config_dir='crossvit',
+    convert=convert,
     formats="IBM's released checkpoints or timm's CrossVit state dicts")
 
 #: ``tools/model_converters/crossvit_to_mmpretrain.py``

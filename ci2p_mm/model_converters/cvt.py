@@ -81,9 +81,11 @@ TRANSFORMERS_RULES = [
 
 #: format -> a key that only its files have
 FORMATS = {
-    'microsoft': 'stage0.patch_embed.proj.weight',
-    'transformers': 'cvt.encoder.stages.0.embedding.convolution_embeddings.'
-                    'projection.weight',
+    'microsoft':
+    'stage0.patch_embed.proj.weight',
+    'transformers':
+    'cvt.encoder.stages.0.embedding.convolution_embeddings.'
+    'projection.weight',
 }
 
 
@@ -95,7 +97,9 @@ def convert(state_dict: StateDict) -> Tuple[StateDict, str]:
 
 
 CVT = Family(
-    name='CvT', config_dir='cvt', convert=convert,
+    name='CvT',
+    config_dir='cvt',
+    convert=convert,
     formats="Microsoft's released checkpoints or transformers' "
     'CvtForImageClassification state dicts')
 

@@ -23,8 +23,7 @@ The source is a state dict of github.com/AAboys/MobileFormer's
 import re
 from typing import Dict, List, Tuple
 
-from .common import (ConversionError, Family, StateDict, rename,
-                     require_format)
+from .common import ConversionError, Family, StateDict, rename, require_format
 
 #: Inside one of their blocks: (pattern, replacement) for the rest of a key.
 _BRIDGE_RULES = [
@@ -43,11 +42,13 @@ _BRIDGE_RULES = [
 _CONV = [(r'(conv[1-4])\.([01])\.(\w+)', r'\1.\2.\3')]
 #: Stride-1 block (their ``DnaBlock``): dynamic ReLU after conv1, conv2.
 _BLOCK_RULES = _BRIDGE_RULES + _CONV + [
-    (r'hyper([12])\.hyper\.([02])\.(\w+)', r'act\1.coefficients.\2.\3')]
+    (r'hyper([12])\.hyper\.([02])\.(\w+)', r'act\1.coefficients.\2.\3')
+]
 #: Downsampling block (their ``DnaBlock3``): after conv1 and conv3.
 _DOWN_RULES = _BRIDGE_RULES + _CONV + [
     (r'hyper1\.hyper\.([02])\.(\w+)', r'act1.coefficients.\1.\2'),
-    (r'hyper3\.hyper\.([02])\.(\w+)', r'act2.coefficients.\1.\2')]
+    (r'hyper3\.hyper\.([02])\.(\w+)', r'act2.coefficients.\1.\2')
+]
 #: Stage-1 block without bridge (``DnaBlock3`` with ``e2 == 0``).
 _LITE_RULES = [
     (r'conv\.([01])\.(\w+)', r'depthwise.\1.\2'),
@@ -101,8 +102,11 @@ def convert(state_dict: StateDict) -> Tuple[StateDict, str]:
     source = require_format(state_dict, 'Mobile-Former', FORMATS)
     blocks = _blocks(state_dict)
     stages = _stage_of_each(blocks)
-    out = rename({k: v for k, v in state_dict.items()
-                  if not k.startswith('features.')}, _TOP_RULES)
+    out = rename(
+        {
+            k: v
+            for k, v in state_dict.items() if not k.startswith('features.')
+        }, _TOP_RULES)
     seen = {}
     for n, params in blocks.items():
         index = seen[stages[n]] = seen.get(stages[n], -1) + 1
@@ -121,7 +125,9 @@ def convert(state_dict: StateDict) -> Tuple[StateDict, str]:
 
 
 MOBILE_FORMER = Family(
-    name='Mobile-Former', config_dir='mobile_former', convert=convert,
+    name='Mobile-Former',
+    config_dir='mobile_former',
+    convert=convert,
     formats="the authors' MobileFormer state dicts "
     '(github.com/AAboys/MobileFormer)')
 
