@@ -28,10 +28,11 @@ import pytest
 import torch
 from _reference_weights import (checksum, key_specs, load_fixture, make_input,
                                 make_weights)
-from conftest import REPO, load_tool
+from conftest import REPO
 from mmpretrain.registry import MODELS
 
 import ci2p_mm
+import ci2p_mm.apis.testing as test_api
 from ci2p_mm.model_converters import (ConversionError, crossvit, cvt,
                                       mobile_former)
 from ci2p_mm.model_converters.common import load_config
@@ -357,9 +358,8 @@ def test_inferencer_and_test_tool_with_the_converted_file(
     assert result['pred_class'] == IMAGENET_CATEGORIES[result['pred_label']]
     assert result['pred_scores'].shape == (1000, )
 
-    test = load_tool('tools/test.py')
     out = str(tmp_path / 'preds.pkl')
-    metrics = test.main([
+    metrics = test_api.test([  # tools/test.py's logic, returning metrics
         ci2p_mm.config_path(name), dst, '--work-dir',
         str(tmp_path), '--out', out, '--cfg-options',
         f'test_dataloader.dataset.data_root={imagenet_val}',

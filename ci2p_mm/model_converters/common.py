@@ -19,10 +19,16 @@ import os.path as osp
 import re
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import mmpretrain
 import torch
+import yaml
+from mmengine.config import Config
+from mmengine.utils import mkdir_or_exist
+from mmpretrain.registry import DATASETS, MODELS
 
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import load_torch_file, save_atomic
+from ci2p_mm.utils.package_files import configs_root
 from ci2p_mm.utils.state_dicts import (StateDictMismatch, compare_state_dicts,
                                        listing)
 
@@ -116,11 +122,6 @@ def require_format(state_dict: StateDict, family: str,
 
 
 # ----------------------------------------------------------- the configs --
-def configs_root() -> str:
-    from ci2p_mm.model_index import package_root
-    return osp.join(package_root(), 'configs')
-
-
 def family_configs(family: Family,
                    num_values: Optional[int] = None) -> List[str]:
     """The family's config names (``cvt-13_8xb256_in1k``, ...); with
@@ -136,7 +137,6 @@ def family_configs(family: Family,
     params = {}
     metafile = osp.join(folder, 'metafile.yml')
     if osp.isfile(metafile):
-        import yaml
         with open(metafile) as f:
             for model in (yaml.safe_load(f) or {}).get('Models') or []:
                 count = (model.get('Metadata') or {}).get('Parameters')
@@ -146,20 +146,23 @@ def family_configs(family: Family,
 
 
 def config_file(name: str) -> str:
-    """A config's path from its name in the model index or a path."""
+    """A config's path from a path or its name (the model index names a
+    config by its file name: ``cvt-13_8xb256_in1k``)."""
     if osp.isfile(name):
         return name
-    from ci2p_mm.model_index import config_path
-    try:
-        return config_path(name)
-    except (FileNotFoundError, ValueError) as err:
-        raise ConversionError(f'--config {name}: {err}') from err
+    stem = osp.splitext(osp.basename(name))[0]
+    found = glob.glob(
+        osp.join(configs_root(), '**', f'{stem}.py'), recursive=True)
+    if len(found) != 1:
+        raise ConversionError(f'--config {name}: no config of that name under '
+                              f'{configs_root()} (give a model name such as '
+                              f'cvt-13_8xb256_in1k or a config path).')
+    return found[0]
 
 
 @functools.lru_cache(maxsize=None)
 def load_config(config: str):
     """The parsed config (cached: parsing resolves mmpretrain's bases)."""
-    from mmengine.config import Config
     return Config.fromfile(config_file(config))
 
 
@@ -167,9 +170,6 @@ def load_config(config: str):
 def expected_state_dict(config: str) -> StateDict:
     """The classifier's state dict of ``config``, built on the meta device
     (shapes only: no memory, no initialisation)."""
-    from mmpretrain.registry import MODELS
-
-    import ci2p_mm  # noqa: F401  registers the backbones
     model = load_config(config).model.copy()
     model.pop('train_cfg', None)  # batch augments: no weights, only logs
     with torch.device('meta'):
@@ -223,7 +223,6 @@ def matching_config(state_dict: StateDict,
 def dataset_meta(config: str) -> dict:
     """The class names of the config's test set (ImageNet's 1000 for the
     ImageNet configs), so that inferencers name the classes."""
-    from mmpretrain.registry import DATASETS
     cfg = load_config(config)
     dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
     cls = DATASETS.get(dataset.get('type', '')) if dataset else None
@@ -234,8 +233,6 @@ def dataset_meta(config: str) -> dict:
 def write_checkpoint(state_dict: StateDict, out_file: str, config: str,
                      source: dict) -> None:
     """``{'state_dict', 'meta'}`` to ``out_file``, atomically."""
-    import mmpretrain
-    from mmengine.utils import mkdir_or_exist
     meta = dict(
         converted_from=source,
         config=osp.splitext(osp.basename(config_file(config)))[0],
