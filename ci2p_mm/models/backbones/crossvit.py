@@ -8,12 +8,14 @@ encoders, ``frozen_stages``, and the classifier left to mmpretrain's head.
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
+import timm
 import torch
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
+from timm.models.crossvit import CrossVit
 
 from ..utils.freezing import FrozenStagesMixin
-from .settings import stage_indices
+from .settings import lookup_arch, stage_indices
 
 
 @MODELS.register_module()
@@ -90,26 +92,18 @@ class CrossViT(FrozenStagesMixin, BaseBackbone):
                  frozen_stages: int = -1,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
-        try:
-            import timm
-        except ImportError as err:
-            raise ImportError('CrossViT needs timm: pip install timm') from err
         if out_type not in self.OUT_TYPES:
             raise ValueError(f'Unsupported out_type {out_type!r}; choose '
                              f'from {sorted(self.OUT_TYPES)}.')
         kwargs = dict(num_classes=0, img_size=img_size,
                       pos_drop_rate=drop_rate, proj_drop_rate=drop_rate,
                       drop_path_rate=drop_path_rate)
-        if isinstance(arch, dict):
-            from timm.models.crossvit import CrossVit
+        if isinstance(arch, dict):  # timm CrossVit's own arguments
             self.model = CrossVit(**arch, **kwargs)
-        elif arch.lower() in self.arch_zoo:
-            self.model = timm.create_model(
-                self.arch_zoo[arch.lower()], pretrained=False, **kwargs)
         else:
-            raise ValueError(f'CrossViT arch {arch!r} is not one of '
-                             f'{sorted(self.arch_zoo)} (or a dict of timm '
-                             f'CrossVit arguments).')
+            self.model = timm.create_model(
+                lookup_arch('CrossViT', self.arch_zoo, arch),
+                pretrained=False, **kwargs)
         self.img_size = img_size
         self.embed_dims = list(self.model.embed_dim)
         self.out_type = out_type
