@@ -7,6 +7,7 @@
 # 26.9M params, 5.63 GFLOPs at 240 (paper: 26.7M, 5.6G).
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
+    '../_base_/schedules/imagenet_adamw_warmup_cosine.py',
     '../_base_/default_runtime.py',
 ]
 
@@ -52,21 +53,17 @@ train_dataloader = dict(batch_size=128, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(batch_size=64, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
+# The schedule (imagenet_adamw_warmup_cosine.py) with CrossViT's settings:
+# 30 warm-up epochs, no decay on the position embeddings and class tokens.
 optim_wrapper = dict(
-    optimizer=dict(
-        type='AdamW', lr=4e-3, weight_decay=0.05, betas=(0.9, 0.999)),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
-        custom_keys={
-            '.pos_embed_': dict(decay_mult=0.0),
-            '.cls_token_': dict(decay_mult=0.0)
-        }))
+    optimizer=dict(lr=4e-3, weight_decay=0.05),
+    paramwise_cfg=dict(custom_keys={
+        '.pos_embed_': dict(decay_mult=0.0),
+        '.cls_token_': dict(decay_mult=0.0)
+    }))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=30,
          convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=30)
 ]
-train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=4096)

@@ -9,6 +9,7 @@
 # 14.0M params, 511 MFLOPs at 224 (paper: 14.0M, 508M).
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
+    '../_base_/schedules/imagenet_adamw_warmup_cosine.py',
     '../_base_/default_runtime.py',
 ]
 
@@ -56,16 +57,15 @@ train_dataloader = dict(batch_size=128, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(batch_size=64, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
+# The schedule (imagenet_adamw_warmup_cosine.py) with Mobile-Former's
+# settings: weight decay 0.2 (flat parameters decayed), 3 warm-up epochs,
+# 450 epochs.
 optim_wrapper = dict(
-    optimizer=dict(
-        type='AdamW', lr=1e-3, weight_decay=0.2, betas=(0.9, 0.999)),
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
+    optimizer=dict(lr=1e-3, weight_decay=0.2),
+    paramwise_cfg=dict(flat_decay_mult=1.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, end=3,
          convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=3)
 ]
-train_cfg = dict(by_epoch=True, max_epochs=450, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
-auto_scale_lr = dict(base_batch_size=1024)
+train_cfg = dict(max_epochs=450)
