@@ -1,0 +1,83 @@
+"""CPU inference throughput of onnxruntime against PyTorch eager.
+
+Each runner is called on the same prepared batch: first ``warmup`` untimed
+calls of every runner, then ``repeats`` timed rounds in which every runner
+runs once in turn (round-robin), so a change in machine load hits all of
+them alike; the median round gives img/s. PyTorch runs the exported module
+in eval mode under ``torch.inference_mode()``; onnxruntime runs the file
+with its CPU provider. Both use the same number of intra-op threads.
+"""
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List
+
+import torch
+
+RUNTIMES = ('pytorch', 'onnxruntime')
+
+
+@dataclass
+class Timing:
+    """Seconds per call of one runner."""
+    name: str
+    batch: int
+    seconds: List[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def img_per_s(self) -> float:
+        return self.batch / self.median
+
+    @property
+    def spread(self) -> float:
+        """(slowest - fastest) / median of the repeats."""
+        return (max(self.seconds) - min(self.seconds)) / self.median
+
+
+def pytorch_runner(graph: torch.nn.Module,
+                   x: torch.Tensor) -> Callable[[], object]:
+    """One eager forward of ``graph`` on ``x``."""
+    graph.eval()
+
+    def run():
+        with torch.inference_mode():
+            return graph(x)
+    return run
+
+
+def onnxruntime_runner(session, x: torch.Tensor) -> Callable[[], object]:
+    """One ``session.run`` on ``x``."""
+    feed = {session.get_inputs()[0].name: x.numpy()}
+
+    def run():
+        return session.run(None, feed)
+    return run
+
+
+def time_runners(runners: Dict[str, Callable[[], object]], batch: int,
+                 warmup: int = 2, repeats: int = 5) -> Dict[str, Timing]:
+    """Warm up every runner, then time ``repeats`` round-robin rounds."""
+    for _ in range(warmup):
+        for run in runners.values():
+            run()
+    timings = {name: Timing(name, batch) for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            timings[name].seconds.append(time.perf_counter() - start)
+    return timings
+
+
+def machine_load() -> str:
+    """``'load 1.52 / 1.10 (1 / 5 min) on 2 CPUs'``, where known."""
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return 'load unknown'
+    return f'load {one:.2f} / {five:.2f} (1 / 5 min) on {os.cpu_count()} CPUs'
