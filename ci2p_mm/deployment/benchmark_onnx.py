@@ -14,9 +14,7 @@ within each runtime (list the baseline first).
 """
 import argparse
 import json
-import os
 import os.path as osp
-import platform
 import tempfile
 from typing import List, Optional
 
@@ -27,7 +25,7 @@ from .export import DEFAULT_OPSET, EXPORTERS
 from .model import NO_CHECKPOINT, ExportError
 from .parity import graph_input, ort_session, random_images
 from .pytorch2onnx import export_config
-from .timing import (RUNTIMES, machine_load, onnxruntime_runner,
+from .timing import (RUNTIMES, describe_machine, onnxruntime_runner,
                      pytorch_runner, time_runners)
 
 
@@ -37,32 +35,43 @@ def parse_args(argv=None):
         description='CPU img/s of onnxruntime and PyTorch eager for '
         'configs, with ratios.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('configs', nargs='+', help='config files (the '
-                        'first is the baseline of the ratios)')
     parser.add_argument(
-        '--checkpoints', nargs='+', metavar='CHECKPOINT',
+        'configs',
+        nargs='+',
+        help='config files (the '
+        'first is the baseline of the ratios)')
+    parser.add_argument(
+        '--checkpoints',
+        nargs='+',
+        metavar='CHECKPOINT',
         help='one per config, or "none" (default: none for all)')
     parser.add_argument(
-        '--no-pretrained', action='store_true',
+        '--no-pretrained',
+        action='store_true',
         help='random CI2P codecs for configs without a checkpoint (speed '
         'does not depend on the weights)')
     parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
-                        default=(256, 256))
+    parser.add_argument(
+        '--shape', type=int, nargs=2, metavar=('H', 'W'), default=(256, 256))
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--threads', type=int,
-                        help="intra-op threads of both runtimes (default: "
-                        "torch's)")
-    parser.add_argument('--exporter', choices=EXPORTERS,
-                        default='torchscript')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        help="intra-op threads of both runtimes (default: "
+        "torch's)")
+    parser.add_argument('--exporter', choices=EXPORTERS, default='torchscript')
     parser.add_argument('--opset', type=int)
-    parser.add_argument('--work-dir',
-                        help='keep the .onnx files here (default: a '
-                        'temporary folder, deleted)')
+    parser.add_argument(
+        '--work-dir',
+        help='keep the .onnx files here (default: a '
+        'temporary folder, deleted)')
     parser.add_argument('--out', help='write the results as JSON here')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of every config')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of every config')
     args = parser.parse_args(argv)
     if args.checkpoints and len(args.checkpoints) != len(args.configs):
         parser.error(f'--checkpoints: give one per config '
@@ -83,11 +92,17 @@ def benchmark(args, work_dir: str) -> dict:
             raise ExportError(f'{config}: two configs named {name}; copy '
                               f'one under another name.')
         result = export_config(
-            config, checkpoint, osp.join(work_dir, f'{name}.onnx'),
-            shape=args.shape, dynamic_batch=True, opset=args.opset,
-            exporter=args.exporter, cfg_options=args.cfg_options,
-            no_pretrained=args.no_pretrained and checkpoint ==
-            NO_CHECKPOINT, verify=True, verify_batch=args.batch_size)
+            config,
+            checkpoint,
+            osp.join(work_dir, f'{name}.onnx'),
+            shape=args.shape,
+            dynamic_batch=True,
+            opset=args.opset,
+            exporter=args.exporter,
+            cfg_options=args.cfg_options,
+            no_pretrained=args.no_pretrained and checkpoint == NO_CHECKPOINT,
+            verify=True,
+            verify_batch=args.batch_size)
         worst = max(result.parity, key=lambda p: p.max_abs)
         if not result.parity_ok:
             raise ExportError(f'{config}: onnxruntime and PyTorch differ '
@@ -98,36 +113,42 @@ def benchmark(args, work_dir: str) -> dict:
         runners[(name, 'pytorch')] = pytorch_runner(result.graph, x)
         runners[(name, 'onnxruntime')] = onnxruntime_runner(
             ort_session(result.path, threads), x)
-        models.append(dict(
-            name=name, config=config, checkpoint=checkpoint,
-            max_abs_diff=worst.max_abs, max_rel_diff=max(
-                p.max_rel for p in result.parity),
-            onnx_mib=osp.getsize(result.path) / 2**20))
-        print(f'{name}: exported ({models[-1]["onnx_mib"]:.0f} MiB, '
-              f'{result.seconds:.1f} s); max abs diff {worst.max_abs:.1e} '
-              f'at batch 1 and {args.batch_size}', flush=True)
+        models.append(
+            dict(
+                name=name,
+                config=config,
+                checkpoint=checkpoint,
+                max_abs_diff=worst.max_abs,
+                max_rel_diff=max(p.max_rel for p in result.parity),
+                onnx_mib=osp.getsize(result.path) / 2**20))
+        print(
+            f'{name}: exported ({models[-1]["onnx_mib"]:.0f} MiB, '
+            f'{result.seconds:.1f} s); max abs diff {worst.max_abs:.1e} '
+            f'at batch 1 and {args.batch_size}',
+            flush=True)
 
-    load_before = machine_load()
-    timings = time_runners(runners, args.batch_size, args.warmup,
-                           args.repeats)
-    load_after = machine_load()
+    timings, other_cores = time_runners(runners, args.batch_size, args.warmup,
+                                        args.repeats)
     for model in models:
         for runtime in RUNTIMES:
             timing = timings[(model['name'], runtime)]
-            model[runtime] = dict(img_per_s=timing.img_per_s,
-                                  seconds=timing.seconds,
-                                  spread=timing.spread)
+            model[runtime] = dict(
+                img_per_s=timing.img_per_s,
+                seconds=timing.seconds,
+                spread=timing.spread)
     import onnxruntime
     return dict(
-        batch_size=args.batch_size, shape=list(args.shape),
-        threads=threads, repeats=args.repeats, warmup=args.warmup,
+        batch_size=args.batch_size,
+        shape=list(args.shape),
+        threads=threads,
+        repeats=args.repeats,
+        warmup=args.warmup,
         exporter=args.exporter,
         opset=args.opset or DEFAULT_OPSET[args.exporter],
-        load_before=load_before, load_after=load_after,
-        machine=f'{platform.processor() or platform.machine()}, '
-        f'{os.cpu_count()} CPUs',
-        versions=dict(torch=torch.__version__,
-                      onnxruntime=onnxruntime.__version__),
+        other_cores=other_cores,
+        machine=describe_machine(other_cores),
+        versions=dict(
+            torch=torch.__version__, onnxruntime=onnxruntime.__version__),
         models=models)
 
 
@@ -140,7 +161,7 @@ def format_table(results: dict) -> List[str]:
         f'round-robin rounds; PyTorch {results["versions"]["torch"]} eager, '
         f'onnxruntime {results["versions"]["onnxruntime"]} '
         f'({results["exporter"]} exporter, opset {results["opset"]})',
-        f'{results["load_before"]} before, {results["load_after"]} after',
+        results['machine'],
         f'{"model":<44}{"PyTorch img/s":>18}{"ORT img/s":>18}'
         f'{"ORT/PyTorch":>13}{"max |diff|":>12}',
     ]

@@ -38,8 +38,10 @@ try:  # torch 2.14: the TorchScript exporter writes opsets up to 20
 except ImportError:
     _TORCHSCRIPT_MAX_OPSET = 20
 #: The opsets each exporter writes.
-OPSET_RANGE = {'torchscript': (7, _TORCHSCRIPT_MAX_OPSET),
-               'dynamo': (18, None)}
+OPSET_RANGE = {
+    'torchscript': (7, _TORCHSCRIPT_MAX_OPSET),
+    'dynamo': (18, None)
+}
 
 
 def check_opset(exporter: str, opset: int) -> None:
@@ -65,10 +67,10 @@ def _quiet_export():
     this module's docstring)."""
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
-        warnings.filterwarnings('ignore', category=DeprecationWarning,
-                                module=r'torch\.onnx')
-        warnings.filterwarnings('ignore', category=FutureWarning,
-                                module=r'torch\.onnx')
+        warnings.filterwarnings(
+            'ignore', category=DeprecationWarning, module=r'torch\.onnx')
+        warnings.filterwarnings(
+            'ignore', category=FutureWarning, module=r'torch\.onnx')
         warnings.filterwarnings('ignore', message='.*legacy TorchScript')
         yield
 
@@ -96,9 +98,14 @@ def _native_stdout_discarded():
         os.close(saved)
 
 
-def export_graph(graph: nn.Module, example: torch.Tensor, path: str,
-                 input_name: str, output_names: List[str], opset: int,
-                 dynamic_batch: bool, exporter: str = 'torchscript') -> None:
+def export_graph(graph: nn.Module,
+                 example: torch.Tensor,
+                 path: str,
+                 input_name: str,
+                 output_names: List[str],
+                 opset: int,
+                 dynamic_batch: bool,
+                 exporter: str = 'torchscript') -> None:
     """Write ``graph`` traced on ``example`` to ``path`` as ONNX.
 
     Raises:
@@ -112,22 +119,35 @@ def export_graph(graph: nn.Module, example: torch.Tensor, path: str,
             if exporter == 'torchscript':
                 with _native_stdout_discarded():
                     torch.onnx.export(
-                        graph, (example, ), path, dynamo=False,
-                        opset_version=opset, input_names=[input_name],
-                        output_names=output_names, do_constant_folding=True,
-                        dynamic_axes=({n: {0: 'batch'} for n in names}
-                                      if dynamic_batch else None))
+                        graph, (example, ),
+                        path,
+                        dynamo=False,
+                        opset_version=opset,
+                        input_names=[input_name],
+                        output_names=output_names,
+                        do_constant_folding=True,
+                        dynamic_axes=({
+                            n: {
+                                0: 'batch'
+                            }
+                            for n in names
+                        } if dynamic_batch else None))
             else:
                 if dynamic_batch and example.size(0) < 2:
                     # torch.export specialises sizes of 1 to constants.
                     example = example.expand(2, *example.shape[1:])
                 torch.onnx.export(
-                    graph, (example, ), path, dynamo=True,
-                    opset_version=opset, input_names=[input_name],
-                    output_names=output_names, external_data=False,
+                    graph, (example, ),
+                    path,
+                    dynamo=True,
+                    opset_version=opset,
+                    input_names=[input_name],
+                    output_names=output_names,
+                    external_data=False,
                     verbose=False,
-                    dynamic_shapes=({0: torch.export.Dim('batch')}, )
-                    if dynamic_batch else None)
+                    dynamic_shapes=({
+                        0: torch.export.Dim('batch')
+                    }, ) if dynamic_batch else None)
     except torch.onnx.errors.OnnxExporterError as err:
         raise export_refusal(err, graph, example, opset, exporter) from err
 
@@ -167,9 +187,9 @@ def modules_calling(graph: nn.Module, example: torch.Tensor,
     ``graph.model`` whose forward calls the torch function named like the
     ATen ``operator`` (e.g. ``scaled_dot_product_attention``), found by
     running ``graph`` once on ``example``."""
-    from torch.overrides import TorchFunctionMode
     from torch.nn.modules.module import (register_module_forward_hook,
                                          register_module_forward_pre_hook)
+    from torch.overrides import TorchFunctionMode
     root = getattr(graph, 'model', graph)
     names: Dict[int, str] = {id(m): n for n, m in root.named_modules()}
     stack: List[Optional[str]] = []
@@ -177,6 +197,7 @@ def modules_calling(graph: nn.Module, example: torch.Tensor,
     target = operator.strip('_')
 
     class Recorder(TorchFunctionMode):
+
         def __torch_function__(self, func, types, args=(), kwargs=None):
             name = getattr(func, '__name__', '').strip('_')
             if name == target:
@@ -191,8 +212,10 @@ def modules_calling(graph: nn.Module, example: torch.Tensor,
     def leave(module, inputs, outputs):
         stack.pop()
 
-    handles = [register_module_forward_pre_hook(enter),
-               register_module_forward_hook(leave)]
+    handles = [
+        register_module_forward_pre_hook(enter),
+        register_module_forward_hook(leave)
+    ]
     try:
         with torch.no_grad(), Recorder():
             graph(example)
@@ -206,7 +229,8 @@ def modules_calling(graph: nn.Module, example: torch.Tensor,
 
 
 # ------------------------------------------------------------- metadata ---
-def write_metadata(path: str, metadata: Dict[str, str],
+def write_metadata(path: str,
+                   metadata: Dict[str, str],
                    doc_string: str = '') -> int:
     """Store ``metadata`` in the ONNX file's ``metadata_props`` (read back
     by onnxruntime's ``get_modelmeta().custom_metadata_map``); return the
@@ -220,5 +244,5 @@ def write_metadata(path: str, metadata: Dict[str, str],
     if doc_string:
         model.doc_string = doc_string
     onnx.save(model, path)
-    return next(o.version for o in model.opset_import
-                if o.domain in ('', 'ai.onnx'))
+    return next(
+        o.version for o in model.opset_import if o.domain in ('', 'ai.onnx'))

@@ -73,12 +73,17 @@ class InputContract:
     def metadata(self) -> dict:
         """Key/values stored in the ONNX file (``metadata_props``)."""
         return {
-            'input': self.describe(),
-            'input_channels': 'RGB' if self.rgb else 'BGR',
-            'input_normalization': 'in graph' if self.in_graph else (
-                'none' if self.mean is None else 'caller'),
-            'input_mean': json.dumps(self.mean),
-            'input_std': json.dumps(self.std),
+            'input':
+            self.describe(),
+            'input_channels':
+            'RGB' if self.rgb else 'BGR',
+            'input_normalization':
+            'in graph' if self.in_graph else
+            ('none' if self.mean is None else 'caller'),
+            'input_mean':
+            json.dumps(self.mean),
+            'input_std':
+            json.dumps(self.std),
         }
 
 
@@ -102,8 +107,11 @@ def input_contract(model: nn.Module, in_graph: bool = False) -> InputContract:
         if normalizes else None
     std = [round(v, 4) for v in pre.std.flatten().tolist()] \
         if normalizes else None
-    return InputContract(rgb=bool(getattr(pre, 'to_rgb', False)), mean=mean,
-                         std=std, in_graph=in_graph)
+    return InputContract(
+        rgb=bool(getattr(pre, 'to_rgb', False)),
+        mean=mean,
+        std=std,
+        in_graph=in_graph)
 
 
 class Normalize(nn.Module):
@@ -129,14 +137,16 @@ class ExportGraph(nn.Module):
             ``mean``/``std`` are applied first.
     """
 
-    def __init__(self, model: nn.Module, features: bool = False,
+    def __init__(self,
+                 model: nn.Module,
+                 features: bool = False,
                  contract: Optional[InputContract] = None):
         super().__init__()
         self.model = model
         self.features = features
-        self.normalize = (Normalize(contract.mean, contract.std)
-                          if contract is not None and contract.in_graph
-                          and contract.mean is not None else None)
+        self.normalize = (
+            Normalize(contract.mean, contract.std) if contract is not None
+            and contract.in_graph and contract.mean is not None else None)
 
     def forward(self, x: torch.Tensor):
         if self.normalize is not None:

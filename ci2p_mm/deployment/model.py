@@ -9,7 +9,6 @@ weights for trying the export path, and the CI2P codec as
 ``patch_cfg.pretrained`` asks for it (CompressAI's weights, a local file,
 or random with ``--no-pretrained``).
 """
-import logging
 from typing import Optional, Tuple
 
 import torch.nn as nn
@@ -24,8 +23,10 @@ class ExportError(UserError, RuntimeError):
     """A model or setting that cannot be exported, with the fix."""
 
 
-def load_export_config(config: str, cfg_options: Optional[dict] = None,
-                       features: bool = False, no_pretrained: bool = False):
+def load_export_config(config: str,
+                       cfg_options: Optional[dict] = None,
+                       features: bool = False,
+                       no_pretrained: bool = False):
     """The config, with the feature outputs of :data:`FEATURE_OUTPUTS`
     set on the backbone for ``features`` (before ``cfg_options``, which may
     change them)."""
@@ -41,19 +42,8 @@ def load_export_config(config: str, cfg_options: Optional[dict] = None,
     return cfg
 
 
-def quiet_init_weights(model: nn.Module) -> None:
-    """``init_weights`` without mmengine's per-parameter INFO log."""
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
-
-
-def build_export_model(cfg, checkpoint: str,
+def build_export_model(cfg,
+                       checkpoint: str,
                        features: bool = False) -> Tuple[nn.Module, dict]:
     """Build ``cfg.model`` in eval mode and load ``checkpoint`` into it.
 
@@ -65,8 +55,10 @@ def build_export_model(cfg, checkpoint: str,
         CheckpointError: a checkpoint that is unreadable or does not fit.
     """
     from mmpretrain.registry import MODELS
+
     from ci2p_mm.engine.checkpoint import (load_checked_checkpoint,
                                            read_checkpoint_file)
+    from ci2p_mm.utils import quiet_init_weights
     from .graph import FEATURE_OUTPUTS
 
     try:
@@ -89,7 +81,9 @@ def build_export_model(cfg, checkpoint: str,
         # --features builds the backbone for feature maps, which may drop
         # the classifier's pooling norm (out_type='avg_featmap' -> ln2).
         loaded = load_checked_checkpoint(
-            model, loaded, checkpoint,
+            model,
+            loaded,
+            checkpoint,
             f'the model of {cfg.filename} ({type(model.backbone).__name__})',
             allow_unused=features)
         meta = (loaded.get('meta') or {}) if isinstance(loaded, dict) else {}
@@ -104,10 +98,10 @@ def refuse_latent_input(model: nn.Module) -> None:
         if isinstance(module, CI2PEncoder) and module.latent_input:
             raise ExportError(
                 f'{name} takes stored codec latents '
-                f'(patch_cfg.latent_input=True, a *_latents config), so the '
+                f'(patch_cfg.latent_input=True, a -latents config), so the '
                 f'graph would have no image input. Export the image config '
-                f'(e.g. configs/ci2p_vit_animals10.py) with the same '
-                f'checkpoint: the weights are the same.')
+                f'(its name without -latents) with the same checkpoint: the '
+                f'weights are the same.')
 
 
 def refuse_pending_codecs(model: nn.Module) -> None:

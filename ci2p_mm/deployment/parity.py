@@ -30,8 +30,9 @@ def import_onnxruntime():
     """``onnxruntime``, or an error saying how to install it with
     CompressAI's ``numpy<2``."""
     try:
-        import onnx  # noqa: F401
         import onnxruntime
+
+        import onnx  # noqa: F401
     except ImportError as err:
         raise ExportError(
             f'{err.name or "onnx/onnxruntime"} is not installed. Install the '
@@ -49,16 +50,17 @@ def ort_session(path: str, threads: int = 0):
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(path, sess_options=options,
-                                providers=['CPUExecutionProvider'])
+    return ort.InferenceSession(
+        path, sess_options=options, providers=['CPUExecutionProvider'])
 
 
-def random_images(batch: int, hw: Tuple[int, int],
+def random_images(batch: int,
+                  hw: Tuple[int, int],
                   seed: int = 0) -> torch.Tensor:
     """``[B, 3, H, W]`` uint8 pixels, BGR as mmcv decodes images."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (batch, 3, *hw), dtype=torch.uint8,
-                         generator=generator)
+    return torch.randint(
+        0, 256, (batch, 3, *hw), dtype=torch.uint8, generator=generator)
 
 
 def graph_input(model: nn.Module, images: torch.Tensor,
@@ -77,8 +79,8 @@ def reference_outputs(model: nn.Module, images: torch.Tensor,
     then ``model(x, mode='tensor')`` or the backbone."""
     with torch.no_grad():
         x = model.data_preprocessor({'inputs': images}, False)['inputs']
-        return as_tuple(model.backbone(x) if features
-                        else model(x, mode='tensor'))
+        return as_tuple(
+            model.backbone(x) if features else model(x, mode='tensor'))
 
 
 @dataclass
@@ -98,9 +100,14 @@ class OutputParity:
                 f'{"ok" if self.ok else "MISMATCH"}')
 
 
-def check_parity(model: nn.Module, onnx_path: str, contract: InputContract,
-                 features: bool, hw: Tuple[int, int], batches: Sequence[int],
-                 atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
+def check_parity(model: nn.Module,
+                 onnx_path: str,
+                 contract: InputContract,
+                 features: bool,
+                 hw: Tuple[int, int],
+                 batches: Sequence[int],
+                 atol: float = DEFAULT_ATOL,
+                 rtol: float = DEFAULT_RTOL,
                  seed: int = 0) -> List[OutputParity]:
     """Run the ONNX file and the model on the same random images, once per
     batch size in ``batches``; compare every output."""
@@ -111,21 +118,22 @@ def check_parity(model: nn.Module, onnx_path: str, contract: InputContract,
     for i, batch in enumerate(batches):
         images = random_images(batch, hw, seed + i)
         expected = reference_outputs(model, images, features)
-        got = session.run(None, {
-            input_name: graph_input(model, images, contract).numpy()})
+        got = session.run(
+            None, {input_name: graph_input(model, images, contract).numpy()})
         if len(got) != len(expected):
-            raise ExportError(
-                f'{onnx_path} has {len(got)} outputs, the model '
-                f'{len(expected)}: not the graph of this model.')
+            raise ExportError(f'{onnx_path} has {len(got)} outputs, the model '
+                              f'{len(expected)}: not the graph of this model.')
         for name, ref, out in zip(names, expected, got):
             ref = ref.float().numpy()
             diff = np.abs(out.astype(np.float64) - ref)
             scale = float(np.abs(ref).max()) if ref.size else 0.
-            results.append(OutputParity(
-                name=name, batch=batch,
-                max_abs=float(diff.max()) if diff.size else 0.,
-                max_rel=float(diff.max() / scale) if scale else 0.,
-                scale=scale,
-                ok=out.shape == ref.shape and bool(
-                    np.allclose(out, ref, rtol=rtol, atol=atol))))
+            results.append(
+                OutputParity(
+                    name=name,
+                    batch=batch,
+                    max_abs=float(diff.max()) if diff.size else 0.,
+                    max_rel=float(diff.max() / scale) if scale else 0.,
+                    scale=scale,
+                    ok=out.shape == ref.shape
+                    and bool(np.allclose(out, ref, rtol=rtol, atol=atol))))
     return results

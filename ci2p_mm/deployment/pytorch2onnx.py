@@ -59,8 +59,8 @@ class ExportResult:
 def default_input_hw(cfg) -> Tuple[int, int]:
     """The size the config tests at: the last crop or resize of its test
     pipeline, else the backbone's ``img_size``, else 224."""
-    pipeline = (cfg.get('test_dataloader') or {}).get('dataset', {}).get(
-        'pipeline') or cfg.get('test_pipeline') or []
+    pipeline = (cfg.get('test_dataloader') or {}).get(
+        'dataset', {}).get('pipeline') or cfg.get('test_pipeline') or []
     for step in reversed(pipeline):
         size = step.get('crop_size') if 'Crop' in str(step.get('type')) \
             else step.get('scale') if step.get('type') == 'Resize' else None
@@ -158,14 +158,18 @@ def graph_metadata(config: str, checkpoint: str, contract: InputContract,
                    meta: dict) -> dict:
     """The ONNX file's ``metadata_props``: where it came from and how to
     feed and read it."""
-    what = ('feature outputs of model.backbone' if features else
-            "logits of model(inputs, mode='tensor')")
+    what = ('feature outputs of model.backbone'
+            if features else "logits of model(inputs, mode='tensor')")
     metadata = {
-        'model': f'{osp.basename(config)}: {what}',
-        'config': config,
-        'checkpoint': osp.basename(checkpoint),
+        'model':
+        f'{osp.basename(config)}: {what}',
+        'config':
+        config,
+        'checkpoint':
+        osp.basename(checkpoint),
         **contract.metadata(),
-        'outputs': '; '.join(f'{name} {shape}' for name, shape in outputs) +
+        'outputs':
+        '; '.join(f'{name} {shape}' for name, shape in outputs) +
         ('' if features else f': {LOGITS}'),
     }
     classes = (meta.get('dataset_meta') or {}).get('classes')
@@ -183,56 +187,83 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('config', help='config file')
     parser.add_argument(
-        'checkpoint', help='checkpoint file, or "none" for the model\'s own '
+        'checkpoint',
+        help='checkpoint file, or "none" for the model\'s own '
         'initialisation (random weights)')
     parser.add_argument('--out', required=True, help='the .onnx file')
     parser.add_argument(
-        '--shape', type=int, nargs=2, metavar=('H', 'W'),
+        '--shape',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
         help="input size (default: the config's test size)")
-    parser.add_argument('--dynamic-batch', action='store_true',
-                        help='a dynamic batch axis (default: batch 1)')
     parser.add_argument(
-        '--opset', type=int,
+        '--dynamic-batch',
+        action='store_true',
+        help='a dynamic batch axis (default: batch 1)')
+    parser.add_argument(
+        '--opset',
+        type=int,
         help='ONNX opset (default: 17 torchscript, 18 dynamo)')
-    parser.add_argument('--exporter', choices=EXPORTERS,
-                        default='torchscript',
-                        help="torch.onnx's exporter (docs/deployment.md)")
     parser.add_argument(
-        '--features', action='store_true',
+        '--exporter',
+        choices=EXPORTERS,
+        default='torchscript',
+        help="torch.onnx's exporter (docs/deployment.md)")
+    parser.add_argument(
+        '--features',
+        action='store_true',
         help="export model.backbone's feature outputs (for mmdet/mmseg) "
         'instead of the logits')
     parser.add_argument(
-        '--normalize-in-graph', action='store_true',
+        '--normalize-in-graph',
+        action='store_true',
         help="take RGB pixels in [0, 255] and apply the data preprocessor's "
         'mean/std inside the graph')
     parser.add_argument(
-        '--no-pretrained', action='store_true',
+        '--no-pretrained',
+        action='store_true',
         help='with CHECKPOINT none: a random CI2P codec instead of '
         "CompressAI's weights (for trying the export offline)")
-    parser.add_argument('--verify', action='store_true',
-                        help='compare onnxruntime with PyTorch; exit 1 and '
-                        'write nothing when they differ')
-    parser.add_argument('--verify-batch', type=int, default=3,
-                        help='with --dynamic-batch, the second batch size '
-                        '--verify checks (the first is 1)')
+    parser.add_argument(
+        '--verify',
+        action='store_true',
+        help='compare onnxruntime with PyTorch; exit 1 and '
+        'write nothing when they differ')
+    parser.add_argument(
+        '--verify-batch',
+        type=int,
+        default=3,
+        help='with --dynamic-batch, the second batch size '
+        '--verify checks (the first is 1)')
     parser.add_argument('--atol', type=float, default=DEFAULT_ATOL)
     parser.add_argument('--rtol', type=float, default=DEFAULT_RTOL)
     parser.add_argument(
-        '--benchmark', action='store_true',
+        '--benchmark',
+        action='store_true',
         help='time onnxruntime against PyTorch eager on the CPU')
     parser.add_argument(
-        '--benchmark-batch', type=int,
+        '--benchmark-batch',
+        type=int,
         help='batch for --benchmark (default: 8 with --dynamic-batch, '
         'else 1)')
-    parser.add_argument('--repeats', type=int, default=5,
-                        help='timed rounds of --benchmark (median)')
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=5,
+        help='timed rounds of --benchmark (median)')
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--threads', type=int,
-                        help='intra-op threads of both runtimes (default: '
-                        "torch's)")
+    parser.add_argument(
+        '--threads',
+        type=int,
+        help='intra-op threads of both runtimes (default: '
+        "torch's)")
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings')
     args = parser.parse_args(argv)
     if args.checkpoint != NO_CHECKPOINT and args.no_pretrained:
         parser.error('--no-pretrained is for CHECKPOINT none: a checkpoint '
@@ -274,13 +305,22 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = export_config(
-        args.config, args.checkpoint, args.out, shape=args.shape,
-        dynamic_batch=args.dynamic_batch, opset=args.opset,
-        exporter=args.exporter, features=args.features,
+        args.config,
+        args.checkpoint,
+        args.out,
+        shape=args.shape,
+        dynamic_batch=args.dynamic_batch,
+        opset=args.opset,
+        exporter=args.exporter,
+        features=args.features,
         normalize_in_graph=args.normalize_in_graph,
-        cfg_options=args.cfg_options, no_pretrained=args.no_pretrained,
-        verify=args.verify, verify_batch=args.verify_batch, atol=args.atol,
-        rtol=args.rtol, seed=args.seed)
+        cfg_options=args.cfg_options,
+        no_pretrained=args.no_pretrained,
+        verify=args.verify,
+        verify_batch=args.verify_batch,
+        atol=args.atol,
+        rtol=args.rtol,
+        seed=args.seed)
     print_export(result, args.config, args.checkpoint)
     if args.verify:
         print_parity(result, args.atol, args.rtol)
@@ -294,7 +334,7 @@ def main(argv=None) -> int:
 def benchmark_export(result: ExportResult, args) -> None:
     """``--benchmark``: the exported file against the PyTorch model."""
     from .parity import ort_session
-    from .timing import (machine_load, onnxruntime_runner, pytorch_runner,
+    from .timing import (describe_machine, onnxruntime_runner, pytorch_runner,
                          time_runners)
     dynamic = result.outputs[0][1][0] == 'batch'
     batch = args.benchmark_batch or (8 if dynamic else 1)
@@ -304,15 +344,15 @@ def benchmark_export(result: ExportResult, args) -> None:
     threads = args.threads or torch.get_num_threads()
     x = graph_input(result.model, random_images(batch, result.input_hw),
                     result.contract)
-    load_before = machine_load()
-    timings = time_runners(
-        {'pytorch': pytorch_runner(result.graph, x),
-         'onnxruntime': onnxruntime_runner(
-             ort_session(result.path, threads), x)},
-        batch, args.warmup, args.repeats)
+    timings, other_cores = time_runners(
+        {
+            'pytorch': pytorch_runner(result.graph, x),
+            'onnxruntime': onnxruntime_runner(
+                ort_session(result.path, threads), x)
+        }, batch, args.warmup, args.repeats)
     torch_rate = timings['pytorch'].img_per_s
     print(f'Speed, CPU, batch {batch}, {threads} threads, fp32, median of '
-          f'{args.repeats} ({load_before} before, {machine_load()} after):')
+          f'{args.repeats} ({describe_machine(other_cores)}):')
     for name, timing in timings.items():
         print(f'  {name:<12} {timing.img_per_s:8.2f} img/s  '
               f'({timing.img_per_s / torch_rate:.2f}x PyTorch, spread '

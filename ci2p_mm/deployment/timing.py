@@ -5,15 +5,19 @@ calls of every runner, then ``repeats`` timed rounds in which every runner
 runs once in turn (round-robin), so a change in machine load hits all of
 them alike; the median round gives img/s. PyTorch runs the exported module
 in eval mode under ``torch.inference_mode()``; onnxruntime runs the file
-with its CPU provider. Both use the same number of intra-op threads.
+with its CPU provider. Both use the same number of intra-op threads. The
+cores that other processes took meanwhile are measured as
+``tools/analysis_tools/benchmark.py`` measures them.
 """
 import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Callable, Dict, Hashable, List, Optional, Tuple
 
 import torch
+
+from ci2p_mm.analysis.timing import OtherLoad, cpu_name
 
 RUNTIMES = ('pytorch', 'onnxruntime')
 
@@ -47,6 +51,7 @@ def pytorch_runner(graph: torch.nn.Module,
     def run():
         with torch.inference_mode():
             return graph(x)
+
     return run
 
 
@@ -56,28 +61,38 @@ def onnxruntime_runner(session, x: torch.Tensor) -> Callable[[], object]:
 
     def run():
         return session.run(None, feed)
+
     return run
 
 
-def time_runners(runners: Dict[str, Callable[[], object]], batch: int,
-                 warmup: int = 2, repeats: int = 5) -> Dict[str, Timing]:
-    """Warm up every runner, then time ``repeats`` round-robin rounds."""
+def time_runners(
+        runners: Dict[Hashable, Callable[[], object]],
+        batch: int,
+        warmup: int = 2,
+        repeats: int = 5) -> Tuple[Dict[Hashable, Timing], Optional[float]]:
+    """Warm up every runner, then time ``repeats`` round-robin rounds.
+
+    Returns the timings and the CPU cores that *other* processes used on
+    average during the timed rounds (None where unknown), as the
+    benchmark tool measures them (:class:`ci2p_mm.analysis.timing.
+    OtherLoad`).
+    """
     for _ in range(warmup):
         for run in runners.values():
             run()
-    timings = {name: Timing(name, batch) for name in runners}
+    timings = {name: Timing(str(name), batch) for name in runners}
+    meter = OtherLoad()
+    start_load = meter.snapshot()
     for _ in range(repeats):
         for name, run in runners.items():
             start = time.perf_counter()
             run()
             timings[name].seconds.append(time.perf_counter() - start)
-    return timings
+    return timings, OtherLoad.cores(start_load, meter.snapshot())
 
 
-def machine_load() -> str:
-    """``'load 1.52 / 1.10 (1 / 5 min) on 2 CPUs'``, where known."""
-    try:
-        one, five, _ = os.getloadavg()
-    except OSError:
-        return 'load unknown'
-    return f'load {one:.2f} / {five:.2f} (1 / 5 min) on {os.cpu_count()} CPUs'
+def describe_machine(other_cores: Optional[float]) -> str:
+    """The CPU, and how busy the rest of the machine was while timing."""
+    busy = ('' if other_cores is None else
+            f'; other processes used {other_cores:.1f} cores meanwhile')
+    return f'{cpu_name()}, {os.cpu_count()} logical CPUs{busy}'

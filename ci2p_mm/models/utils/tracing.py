@@ -14,6 +14,6 @@ def is_tracing_or_exporting() -> bool:
     """
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return True
-    is_exporting = getattr(getattr(torch, 'compiler', None), 'is_exporting',
-                           None)  # torch >= 2.6
+    is_exporting = getattr(
+        getattr(torch, 'compiler', None), 'is_exporting', None)  # torch >= 2.6
     return bool(is_exporting is not None and is_exporting())
