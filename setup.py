@@ -80,7 +80,9 @@ setup(
         # together with numpy<2 above, pip picks ml_dtypes 0.5.x, the last
         # that runs on numpy 1.x; `pip install onnx onnxruntime` alone would
         # upgrade numpy to 2.x and break CompressAI's import.
-        # onnxscript: torch.onnx's dynamo exporter (--exporter dynamo).
-        'deploy': ['onnx>=1.17', 'onnxruntime>=1.17', 'onnxscript>=0.3'],
+        # onnxscript: torch.onnx's dynamo exporter (--exporter dynamo); 0.6
+        # has the API of torch >= 2.11, onnxruntime 1.18 reads the IR
+        # version 10 files that exporter writes.
+        'deploy': ['onnx>=1.17', 'onnxruntime>=1.18', 'onnxscript>=0.6'],
     },
 )
