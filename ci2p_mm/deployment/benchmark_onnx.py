@@ -19,18 +19,17 @@ import tempfile
 from typing import List, Optional
 
 import torch
+from mmengine.config import DictAction
 
 from ci2p_mm.utils.io import write_text_atomically
 from .export import DEFAULT_OPSET, EXPORTERS
 from .model import NO_CHECKPOINT, ExportError
-from .parity import graph_input, ort_session, random_images
+from .parity import graph_input, import_onnxruntime, ort_session, random_images
 from .pytorch2onnx import export_config
-from .timing import (RUNTIMES, describe_machine, onnxruntime_runner,
-                     pytorch_runner, time_runners)
+from .timing import RUNTIMES, onnxruntime_runner, pytorch_runner, time_runners
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(
         description='CPU img/s of onnxruntime and PyTorch eager for '
         'configs, with ratios.',
@@ -127,8 +126,8 @@ def benchmark(args, work_dir: str) -> dict:
             f'at batch 1 and {args.batch_size}',
             flush=True)
 
-    timings, other_cores = time_runners(runners, args.batch_size, args.warmup,
-                                        args.repeats)
+    timings, machine = time_runners(runners, args.batch_size, args.warmup,
+                                    args.repeats)
     for model in models:
         for runtime in RUNTIMES:
             timing = timings[(model['name'], runtime)]
@@ -136,7 +135,6 @@ def benchmark(args, work_dir: str) -> dict:
                 img_per_s=timing.img_per_s,
                 seconds=timing.seconds,
                 spread=timing.spread)
-    import onnxruntime
     return dict(
         batch_size=args.batch_size,
         shape=list(args.shape),
@@ -145,10 +143,10 @@ def benchmark(args, work_dir: str) -> dict:
         warmup=args.warmup,
         exporter=args.exporter,
         opset=args.opset or DEFAULT_OPSET[args.exporter],
-        other_cores=other_cores,
-        machine=describe_machine(other_cores),
+        machine=machine,
         versions=dict(
-            torch=torch.__version__, onnxruntime=onnxruntime.__version__),
+            torch=torch.__version__,
+            onnxruntime=import_onnxruntime().__version__),
         models=models)
 
 

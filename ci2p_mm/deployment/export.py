@@ -26,6 +26,9 @@ from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.module import (register_module_forward_hook,
+                                     register_module_forward_pre_hook)
+from torch.overrides import TorchFunctionMode
 
 from ci2p_mm.utils.state_dicts import listing
 from .model import ExportError
@@ -187,9 +190,6 @@ def modules_calling(graph: nn.Module, example: torch.Tensor,
     ``graph.model`` whose forward calls the torch function named like the
     ATen ``operator`` (e.g. ``scaled_dot_product_attention``), found by
     running ``graph`` once on ``example``."""
-    from torch.nn.modules.module import (register_module_forward_hook,
-                                         register_module_forward_pre_hook)
-    from torch.overrides import TorchFunctionMode
     root = getattr(graph, 'model', graph)
     names: Dict[int, str] = {id(m): n for n, m in root.named_modules()}
     stack: List[Optional[str]] = []

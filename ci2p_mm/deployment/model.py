@@ -12,8 +12,15 @@ or random with ``--no-pretrained``).
 from typing import Optional, Tuple
 
 import torch.nn as nn
+from mmpretrain.registry import MODELS
 
+from ci2p_mm.engine.checkpoint import (load_checked_checkpoint,
+                                       read_checkpoint_file)
+from ci2p_mm.models import CI2PEncoder
+from ci2p_mm.models.utils import CodecWeightsMixin
+from ci2p_mm.utils import load_model_config, quiet_init_weights
 from ci2p_mm.utils.errors import UserError
+from .graph import FEATURE_OUTPUTS
 
 #: The CHECKPOINT argument that means "no checkpoint".
 NO_CHECKPOINT = 'none'
@@ -30,8 +37,6 @@ def load_export_config(config: str,
     """The config, with the feature outputs of :data:`FEATURE_OUTPUTS`
     set on the backbone for ``features`` (before ``cfg_options``, which may
     change them)."""
-    from ci2p_mm.utils import load_model_config
-    from .graph import FEATURE_OUTPUTS
     cfg = load_model_config(config, no_pretrained=no_pretrained)
     backbone = cfg.model.get('backbone', {})
     if features:
@@ -54,12 +59,6 @@ def build_export_model(cfg,
         ExportError: a model that cannot be exported as it is built.
         CheckpointError: a checkpoint that is unreadable or does not fit.
     """
-    from mmpretrain.registry import MODELS
-
-    from ci2p_mm.engine.checkpoint import (load_checked_checkpoint,
-                                           read_checkpoint_file)
-    from ci2p_mm.utils import quiet_init_weights
-    from .graph import FEATURE_OUTPUTS
 
     try:
         model = MODELS.build(cfg.model)
@@ -93,7 +92,6 @@ def build_export_model(cfg,
 
 def refuse_latent_input(model: nn.Module) -> None:
     """A CI2P model built for stored latents has no image input."""
-    from ci2p_mm.models import CI2PEncoder
     for name, module in model.named_modules():
         if isinstance(module, CI2PEncoder) and module.latent_input:
             raise ExportError(
@@ -108,7 +106,6 @@ def refuse_pending_codecs(model: nn.Module) -> None:
     """Exporting traces the model, which lets a codec without its weights
     through (FLOP counters need that); an exported file must not carry a
     random codec by accident."""
-    from ci2p_mm.models.utils import CodecWeightsMixin
     for name, module in model.named_modules():
         if isinstance(module, CodecWeightsMixin) and module.codec_pending:
             raise ExportError(

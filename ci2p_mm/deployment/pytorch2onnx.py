@@ -21,6 +21,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.config import DictAction
 
 from ci2p_mm.utils.io import replace_atomically
 from .export import (DEFAULT_OPSET, EXPORTERS, check_opset, export_graph,
@@ -30,7 +31,9 @@ from .graph import (INPUT_NAME, ExportGraph, InputContract, as_tuple,
 from .model import (NO_CHECKPOINT, ExportError, build_export_model,
                     load_export_config)
 from .parity import (DEFAULT_ATOL, DEFAULT_RTOL, OutputParity, check_parity,
-                     graph_input, import_onnxruntime, random_images)
+                     graph_input, import_onnxruntime, ort_session,
+                     random_images)
+from .timing import onnxruntime_runner, pytorch_runner, time_runners
 
 #: What a classifier graph outputs, for the file's metadata and the log.
 LOGITS = ("class scores before softmax (mmpretrain's pred_score is "
@@ -180,7 +183,6 @@ def graph_metadata(config: str, checkpoint: str, contract: InputContract,
 
 # --------------------------------------------------------------- command ---
 def parse_args(argv=None):
-    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(
         description='Export a classifier (or its backbone) to ONNX and '
         'check it against PyTorch with onnxruntime.',
@@ -289,8 +291,8 @@ def print_export(result: ExportResult, config: str, checkpoint: str) -> None:
 
 
 def print_parity(result: ExportResult, atol: float, rtol: float) -> None:
-    import onnxruntime
-    print(f'Parity: onnxruntime {onnxruntime.__version__} CPU vs PyTorch '
+    print(f'Parity: onnxruntime {import_onnxruntime().__version__} CPU vs '
+          f'PyTorch '
           f'{torch.__version__} eager, fp32, |diff| <= {atol:g} + {rtol:g} '
           f'* |torch|:')
     for row in result.parity:
@@ -333,9 +335,6 @@ def main(argv=None) -> int:
 
 def benchmark_export(result: ExportResult, args) -> None:
     """``--benchmark``: the exported file against the PyTorch model."""
-    from .parity import ort_session
-    from .timing import (describe_machine, onnxruntime_runner, pytorch_runner,
-                         time_runners)
     dynamic = result.outputs[0][1][0] == 'batch'
     batch = args.benchmark_batch or (8 if dynamic else 1)
     if batch != 1 and not dynamic:
@@ -344,7 +343,7 @@ def benchmark_export(result: ExportResult, args) -> None:
     threads = args.threads or torch.get_num_threads()
     x = graph_input(result.model, random_images(batch, result.input_hw),
                     result.contract)
-    timings, other_cores = time_runners(
+    timings, machine = time_runners(
         {
             'pytorch': pytorch_runner(result.graph, x),
             'onnxruntime': onnxruntime_runner(
@@ -352,7 +351,7 @@ def benchmark_export(result: ExportResult, args) -> None:
         }, batch, args.warmup, args.repeats)
     torch_rate = timings['pytorch'].img_per_s
     print(f'Speed, CPU, batch {batch}, {threads} threads, fp32, median of '
-          f'{args.repeats} ({describe_machine(other_cores)}):')
+          f'{args.repeats} ({machine}):')
     for name, timing in timings.items():
         print(f'  {name:<12} {timing.img_per_s:8.2f} img/s  '
               f'({timing.img_per_s / torch_rate:.2f}x PyTorch, spread '

@@ -5,19 +5,17 @@ calls of every runner, then ``repeats`` timed rounds in which every runner
 runs once in turn (round-robin), so a change in machine load hits all of
 them alike; the median round gives img/s. PyTorch runs the exported module
 in eval mode under ``torch.inference_mode()``; onnxruntime runs the file
-with its CPU provider. Both use the same number of intra-op threads. The
-cores that other processes took meanwhile are measured as
-``tools/analysis_tools/benchmark.py`` measures them.
+with its CPU provider. Both use the same number of intra-op threads; the
+load averages before and after say how busy the machine was.
 """
 import os
+import platform
 import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Hashable, List, Optional, Tuple
 
 import torch
-
-from ci2p_mm.analysis.timing import OtherLoad, cpu_name
 
 RUNTIMES = ('pytorch', 'onnxruntime')
 
@@ -65,34 +63,38 @@ def onnxruntime_runner(session, x: torch.Tensor) -> Callable[[], object]:
     return run
 
 
-def time_runners(
-        runners: Dict[Hashable, Callable[[], object]],
-        batch: int,
-        warmup: int = 2,
-        repeats: int = 5) -> Tuple[Dict[Hashable, Timing], Optional[float]]:
+def time_runners(runners: Dict[Hashable, Callable[[], object]],
+                 batch: int,
+                 warmup: int = 2,
+                 repeats: int = 5) -> Tuple[Dict[Hashable, Timing], str]:
     """Warm up every runner, then time ``repeats`` round-robin rounds.
 
-    Returns the timings and the CPU cores that *other* processes used on
-    average during the timed rounds (None where unknown), as the
-    benchmark tool measures them (:class:`ci2p_mm.analysis.timing.
-    OtherLoad`).
+    Returns the timings and the machine's load averages before and after
+    the timed rounds (:func:`describe_machine`).
     """
     for _ in range(warmup):
         for run in runners.values():
             run()
     timings = {name: Timing(str(name), batch) for name in runners}
-    meter = OtherLoad()
-    start_load = meter.snapshot()
+    before = _loadavg()
     for _ in range(repeats):
         for name, run in runners.items():
             start = time.perf_counter()
             run()
             timings[name].seconds.append(time.perf_counter() - start)
-    return timings, OtherLoad.cores(start_load, meter.snapshot())
+    return timings, describe_machine(before, _loadavg())
 
 
-def describe_machine(other_cores: Optional[float]) -> str:
-    """The CPU, and how busy the rest of the machine was while timing."""
-    busy = ('' if other_cores is None else
-            f'; other processes used {other_cores:.1f} cores meanwhile')
-    return f'{cpu_name()}, {os.cpu_count()} logical CPUs{busy}'
+def _loadavg() -> Optional[float]:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not on this platform
+        return None
+
+
+def describe_machine(before: Optional[float], after: Optional[float]) -> str:
+    """``'x86_64, 2 logical CPUs, 1-min load average 5.2 -> 6.1'``: how busy
+    the machine was (this process counts too: about the thread count)."""
+    load = ('' if before is None or after is None else
+            f', 1-min load average {before:.1f} -> {after:.1f}')
+    return f'{platform.machine()}, {os.cpu_count()} logical CPUs{load}'
