@@ -76,5 +76,13 @@ setup(
         'tests': ['pytest', 'transformers>=5.0,<6'],
         # tools/misc/lint.sh and .pre-commit-config.yaml pin the same.
         'lint': ['flake8==7.1.1', 'isort==5.13.2', 'yapf==0.40.2'],
+        # ONNX export and onnxruntime checks (tools/deployment/). Resolved
+        # together with numpy<2 above, pip picks ml_dtypes 0.5.x, the last
+        # that runs on numpy 1.x; `pip install onnx onnxruntime` alone would
+        # upgrade numpy to 2.x and break CompressAI's import.
+        # onnxscript: torch.onnx's dynamo exporter (--exporter dynamo); 0.6
+        # has the API of torch >= 2.11, onnxruntime 1.18 reads the IR
+        # version 10 files that exporter writes.
+        'deploy': ['onnx>=1.17', 'onnxruntime>=1.18', 'onnxscript>=0.6'],
     },
 )

@@ -76,8 +76,16 @@ def _codec_report(ctx):
                  str(ctx['tmp'] / 'report')])
 
 
+def _export_onnx(ctx):
+    pytest.importorskip('onnxruntime', reason='the deploy extra')
+    from ci2p_mm.deployment.pytorch2onnx import main
+    main([ctx['config'], 'none', '--out', str(ctx['tmp'] / 'm.onnx'),
+          '--shape', '64', '64'])
+
+
 ENTRIES = {
     'backbone build + init_weights': _backbone,
+    'pytorch2onnx.py CONFIG none': _export_onnx,
     'tools/train.py': _train,
     'tools/test.py': _test,
     'train_codec.py --finetune': _train_codec_finetune,

@@ -18,12 +18,13 @@ config text a checkpoint records is parsed, never executed
 import os.path as osp
 import re
 import zipfile
-from typing import Dict, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.logging import HistoryBuffer
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
 from ci2p_mm.utils import is_ci2p_backbone
 from ci2p_mm.utils.config_text import read_config_text
@@ -135,13 +136,17 @@ def extract_state_dict(checkpoint, filename: str,
 
 
 def check_state_dict_fits(module: nn.Module, state_dict: dict, source: str,
-                          what: str, saved_as: str = '') -> None:
+                          what: str, saved_as: str = '',
+                          allow_unused: bool = False) -> List[str]:
     """Raise :class:`CheckpointError` unless ``state_dict`` loads into
     ``module`` exactly: every key present, none extra, every shape equal.
 
     The module's load-state-dict pre-hooks run first on a copy (mmpretrain
     ViTs resize ``pos_embed`` there), so what they adapt is not a mismatch.
     BatchNorm's ``num_batches_tracked`` may be missing, as in mmengine.
+    With ``allow_unused``, keys of the file that the module lacks are not a
+    mismatch (a backbone built for feature maps has no pooling norm); they
+    are returned.
     """
     state_dict = dict(state_dict)
     for name, sub in module.named_modules():
@@ -151,8 +156,11 @@ def check_state_dict_fits(module: nn.Module, state_dict: dict, source: str,
     mismatch = compare_state_dicts(
         module.state_dict(), state_dict,
         may_be_missing=lambda k: k.endswith('num_batches_tracked'))
+    unused = mismatch.unexpected if allow_unused else []
+    if allow_unused:
+        mismatch = mismatch._replace(unexpected=[])
     if not mismatch:
-        return
+        return unused
     problems = []
     if mismatch.missing:
         problems.append(
@@ -191,6 +199,27 @@ def describe_saved_model(checkpoint) -> str:
         return 'a model with ' + ', '.join(parts)
     except Exception:
         return ''
+
+
+def load_checked_checkpoint(model: nn.Module, checkpoint, filename: str,
+                            what: str, strict: bool = False,
+                            revise_keys=((r'^module\.', ''), ),
+                            allow_unused: bool = False) -> dict:
+    """Load a checkpoint read by :func:`read_checkpoint_file` into
+    ``model``, after checking that it fits: its CI2P codec is the model's
+    (:func:`check_codecs`) and its weights load exactly
+    (:func:`check_state_dict_fits`; ``what`` names the model in errors).
+
+    The one checked load: ``CI2PRunner.load_checkpoint`` (tools/train.py,
+    tools/test.py) and the ONNX exporter both use it. Returns the
+    checkpoint, as mmengine's ``_load_checkpoint_to_model`` does.
+    """
+    state_dict = extract_state_dict(checkpoint, filename, revise_keys)
+    check_codecs(model, checkpoint, filename)
+    check_state_dict_fits(model, state_dict, filename, what,
+                          describe_saved_model(checkpoint), allow_unused)
+    return _load_checkpoint_to_model(model, checkpoint, strict,
+                                     revise_keys=list(revise_keys))
 
 
 # ---- the codec a CI2P checkpoint was trained with ----------------------

@@ -46,7 +46,6 @@ from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.runner import EpochBasedTrainLoop, Runner
-from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmpretrain.registry import LOOPS, RUNNERS
 from torch.utils.data import BatchSampler, DataLoader
 
@@ -56,6 +55,7 @@ from ci2p_mm.utils.io import replace_atomically, write_text_atomically
 from .checkpoint import (_REMOTE, CheckpointError, check_codecs,
                          check_state_dict_fits, describe_saved_model,
                          extract_state_dict, is_complete_checkpoint,
+                         load_checked_checkpoint,
                          model_codecs, read_checkpoint_file)
 from .compile import compile_cfg_kwargs, compile_forward
 from .stop_signals import StopSignals
@@ -297,14 +297,10 @@ class CI2PRunner(Runner):
             defuse_legacy_config(checkpoint['meta'])
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self._checkpoint_model
-        state_dict = extract_state_dict(checkpoint, filename, revise_keys)
-        check_codecs(model, checkpoint, filename)
-        check_state_dict_fits(
-            model, state_dict, filename,
+        checkpoint = load_checked_checkpoint(
+            model, checkpoint, filename,
             f'the model of this config ({type(model).__name__} with '
-            f'{self._describe_model()})', describe_saved_model(checkpoint))
-        checkpoint = _load_checkpoint_to_model(
-            model, checkpoint, strict, revise_keys=revise_keys)
+            f'{self._describe_model()})', strict, revise_keys)
         self._loaded_meta = checkpoint.get('meta', {}) or {}
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')

@@ -19,7 +19,9 @@ the Runner calls when training starts) or loads a checkpoint into it
   the request, so a checkpoint never needs the network or the codec file;
 * a pending encoder refuses to run (a random codec would silently give
   meaningless tokens) and names the fix. Tracing (FLOP counters, which feed
-  arbitrary values) is let through, since it does not depend on weights.
+  arbitrary values) is let through with a warning, since it does not depend
+  on weights; so is exporting, which ``ci2p_mm.deployment`` checks itself
+  before it starts.
 
 :class:`~ci2p_mm.engine.CI2PRunner` calls ``init_weights`` under
 :func:`codec_fetch_deferred` and fetches what is still pending after its
@@ -30,10 +32,10 @@ import warnings
 from contextlib import contextmanager
 from typing import List, Union
 
-import torch
 import torch.nn as nn
 
 from ci2p_mm.codec import build_codec
+from .tracing import is_tracing_or_exporting
 
 _deferred = 0
 
@@ -105,7 +107,7 @@ class CodecWeightsMixin:
         """Refuse to run a codec whose requested weights never arrived."""
         if not self._codec_pending:
             return
-        if torch.jit.is_tracing():
+        if is_tracing_or_exporting():
             if not self._warned_tracing:
                 self._warned_tracing = True
                 warnings.warn(

@@ -13,6 +13,7 @@ from mmpretrain.registry import MODELS
 from ci2p_mm.codec.zoo import (ENCODER_STRIDE, LATENT_CHANNELS, build_codec,
                                check_supported, encoder_stages)
 from .codec_weights import CodecWeightsMixin
+from .tracing import is_tracing_or_exporting
 
 #: Total stride of CI2P tokens: the codec's 16 and PatchReshape's 2.
 TOKEN_STRIDE = ENCODER_STRIDE * 2
@@ -232,8 +233,9 @@ class CI2PEncoder(CodecWeightsMixin, BaseModule):
             check_latent_batch(x)
             return x
         self.check_codec_ready()
-        # FLOP counters trace with arbitrary values: check real data only.
-        if self.check_input_range and not torch.jit.is_tracing():
+        # FLOP counters and exporters trace with placeholder values: check
+        # real data only (the check stays armed for the first real batch).
+        if self.check_input_range and not is_tracing_or_exporting():
             check_unit_range(x)
             self.check_input_range = False  # once: .item() syncs a GPU
         if self.channels_last:
