@@ -37,6 +37,7 @@ from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torchvision.transforms import functional as TF
 
 from compressai.ops import compute_padding
@@ -127,10 +128,6 @@ def code_image(model, x: torch.Tensor, estimate: bool) -> dict:
 
 def save_panel(path: str, name: str, x: torch.Tensor, coded: dict,
                metrics: dict) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
     h, w = x.shape[-2:]
     extent = (0, w, h, 0)
     maps = [('latent energy: mean $y^2$ over '
@@ -139,7 +136,9 @@ def save_panel(path: str, name: str, x: torch.Tensor, coded: dict,
         maps.append(('est. bits per latent position', coded['bits'],
                      'viridis'))
     n = 2 + len(maps)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6))
+    # A Figure of its own (no pyplot): no global backend, no GUI.
+    fig = Figure(figsize=(3.2 * n, 3.6))
+    axes = fig.subplots(1, n)
     axes[0].imshow(x[0].permute(1, 2, 0).numpy())
     axes[0].set_title('original')
     axes[1].imshow(coded['x_hat'][0].permute(1, 2, 0).numpy())
@@ -156,7 +155,6 @@ def save_panel(path: str, name: str, x: torch.Tensor, coded: dict,
     fig.suptitle(name, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _mean(rows, key) -> Optional[float]:
