@@ -2,7 +2,6 @@
 import os
 import os.path as osp
 import shutil
-
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
@@ -25,8 +24,8 @@ class BuildWithConfigs(build_py):
                 shutil.rmtree(target)
             os.makedirs(mim, exist_ok=True)
             if osp.isdir(name):
-                shutil.copytree(name, target,
-                                ignore=shutil.ignore_patterns('__pycache__'))
+                shutil.copytree(
+                    name, target, ignore=shutil.ignore_patterns('__pycache__'))
             else:
                 shutil.copy(name, target)
 
@@ -43,7 +42,8 @@ setup(
     version=read_version(),
     description='CI2P-ViT: Vision Transformers on learned-codec patches, as '
     'an OpenMMLab (mmpretrain) plugin',
-    long_description=open('README.md').read() if osp.exists('README.md') else '',
+    long_description=open('README.md').read()
+    if osp.exists('README.md') else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['ci2p_mm', 'ci2p_mm.*']),
     cmdclass={'build_py': BuildWithConfigs},

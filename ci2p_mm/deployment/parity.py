@@ -30,9 +30,8 @@ def import_onnxruntime():
     """``onnxruntime``, or an error saying how to install it with
     CompressAI's ``numpy<2``."""
     try:
-        import onnxruntime
-
         import onnx  # noqa: F401
+        import onnxruntime
     except ImportError as err:
         raise ExportError(
             f'{err.name or "onnx/onnxruntime"} is not installed. Install the '

@@ -35,8 +35,12 @@ test_dataloader = val_dataloader
 optim_wrapper = dict(
     type='AmpOptimWrapper', optimizer=dict(lr=2.5e-4, weight_decay=0.05))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=4e-3, by_epoch=True, end=5,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=4e-3,
+        by_epoch=True,
+        end=5,
+        convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=5)
 ]
 auto_scale_lr = dict(base_batch_size=2048)

@@ -15,8 +15,7 @@ def lookup_arch(model: str, arch_zoo: Dict[str, Any], name: str) -> Any:
     return arch_zoo[name.lower()]
 
 
-def resolve_arch(model: str, arch_zoo: Dict[str, dict], arch: Union[str,
-                                                                    dict],
+def resolve_arch(model: str, arch_zoo: Dict[str, dict], arch: Union[str, dict],
                  required: Iterable[str]) -> dict:
     """``arch_zoo[arch]`` for a name (any case), or the dict itself, which
     must have the ``required`` keys."""
@@ -32,7 +31,8 @@ def resolve_arch(model: str, arch_zoo: Dict[str, dict], arch: Union[str,
     return dict(arch)
 
 
-def stage_indices(out_indices: Union[int, Sequence[int]], num_stages: int,
+def stage_indices(out_indices: Union[int, Sequence[int]],
+                  num_stages: int,
                   what: str = 'stage') -> List[int]:
     """Sorted non-negative indices; negative ones count from the end; an
     index outside ``[-num_stages, num_stages)`` is refused (never wrapped)."""

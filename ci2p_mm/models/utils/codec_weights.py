@@ -80,8 +80,8 @@ class CodecWeightsMixin:
     def load_codec_weights(self) -> None:
         """Fetch the requested weights now (download or file)."""
         codec = build_codec(self.codec, self.quality, self.pretrained)
-        getattr(self, self.encoder_attr).load_state_dict(
-            codec.g_a.state_dict())
+        getattr(self,
+                self.encoder_attr).load_state_dict(codec.g_a.state_dict())
         self._codec_arrived()
 
     def init_weights(self) -> None:
@@ -90,13 +90,13 @@ class CodecWeightsMixin:
         if self._codec_pending and not _deferred:
             self.load_codec_weights()
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              strict, missing_keys, unexpected_keys,
-                              error_msgs):
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
         expected = getattr(self, self.encoder_attr).state_dict()
         head = f'{prefix}{self.encoder_attr}.'
-        if all(head + key in state_dict
-               and state_dict[head + key].shape == value.shape
+        if all(head +
+               key in state_dict and state_dict[head +
+                                                key].shape == value.shape
                for key, value in expected.items()):
             self._codec_arrived()
         super()._load_from_state_dict(state_dict, prefix, local_metadata,

@@ -91,8 +91,8 @@ class InplaceGDN(GDN):
             return super().forward(x)
         channels = x.size(1)
         beta = self.beta_reparam(self.beta)
-        gamma = self.gamma_reparam(self.gamma).reshape(
-            channels, channels, 1, 1)
+        gamma = self.gamma_reparam(self.gamma).reshape(channels, channels, 1,
+                                                       1)
         norm = F.conv2d(x * x, gamma, beta)
         norm = norm.sqrt_() if self.inverse else norm.rsqrt_()
         return norm.mul_(x)
@@ -215,9 +215,11 @@ class CI2PEncoder(CodecWeightsMixin, BaseModule):
             self.encoder.eval()
         return self
 
-    def forward(self, x: torch.Tensor,
-                return_stages: bool = False
-                ) -> Union[torch.Tensor, List[torch.Tensor]]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        return_stages: bool = False
+    ) -> Union[torch.Tensor, List[torch.Tensor]]:
         """Encode RGB in [0, 1] to the ``[B, 192, H/16, W/16]`` latent.
 
         With ``return_stages``, return the four levels' maps (strides 2, 4,
@@ -333,8 +335,7 @@ class CI2PPatchEmbed(BaseModule):
         """The codec's ``g_a``."""
         return self.ci2p_encoder.encoder
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int,
-                                                                     int]]:
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         if not self.ci2p_encoder.latent_input:
             check_image_batch(x)
         x = self.reshape(self.ci2p_encoder(x))
