@@ -152,7 +152,7 @@ DOWNSTREAM_NAME = re.compile(
 #: Backbone fields of downstream names: model names of the model index.
 BACKBONE_FIELDS = ('ci2p-vit-b', 'ci2p-vit-ds-b', 'cvt-13',
                    'mobile-former-508m')
-ALIAS = re.compile(r"^(#[^\n]*\n)+_base_ = \['(?P<target>[^']+)'\]\n$")
+ALIAS = re.compile(r"^(#[^\n]*\n)+_base_ = \[\s*'(?P<target>[^']+)'\s*\]\n$")
 
 
 def config_files():
