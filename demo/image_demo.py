@@ -5,6 +5,9 @@ demo/image_demo.py, with the checkpoint as an argument).
         work_dirs/ci2p_vit_animals10/epoch_300.pth --out cat_pred.png
 
 MODEL is a config file or a model name (``mmpretrain.list_models('*ci2p*')``).
+The checkpoint must fit the model exactly (keys, shapes, codec), as in
+tools/test.py; the image must be a photo format (JPEG, PNG, BMP, WebP,
+TIFF, GIF, PPM) in a regular file.
 """
 from argparse import ArgumentParser
 

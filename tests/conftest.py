@@ -25,7 +25,7 @@ def toy_animals10(tmp_path_factory):
 def write_tiny_config(directory, base, data_root, epochs=2, extra=''):
     """A config inheriting ``base`` (a configs/ file) at 64 px, tiny ViT."""
     path = osp.join(str(directory), f'tiny_{osp.basename(base)}')
-    pipeline = ("[dict(type='LoadImageRGB'),"
+    pipeline = ("[dict(type='SafeLoadImageFromFile'),"
                 "dict(type='Resize',scale=(64,64)),{}"
                 "dict(type='PackInputs')]")
     flip = "dict(type='RandomFlip',prob=0.5,direction='horizontal'),"

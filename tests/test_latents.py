@@ -20,7 +20,8 @@ from ci2p_mm.datasets.transforms import BadImageError
 from ci2p_mm.utils.io import load_torch_file
 
 SIZE = 64
-PIPELINE = ("[dict(type='LoadImageRGB'),dict(type='Resize',scale=({0},{0})),"
+PIPELINE = ("[dict(type='SafeLoadImageFromFile'),"
+            "dict(type='Resize',scale=({0},{0})),"
             "{1}dict(type='PackInputs')]")
 FLIP = "dict(type='RandomFlip',prob=0.5,direction='horizontal'),"
 STORE = 'latents/test-store'
@@ -344,7 +345,7 @@ def test_wrong_inputs_are_refused(encoded):
         build_model(latent, latent_input=True)(torch.rand(2, 3, 64, 64),
                                                mode='tensor')
     with pytest.raises(ValueError, match='RandomResizedCrop'):
-        encoding_pipeline([dict(type='LoadImageRGB'),
+        encoding_pipeline([dict(type='SafeLoadImageFromFile'),
                            dict(type='RandomResizedCrop', scale=64)], 'train')
     with pytest.raises(ValueError, match='right before'):
         encoding_pipeline([ConfigDict(type='RandomFlip', prob=0.5),

@@ -216,8 +216,8 @@ def test_model_index_lists_every_config_with_params():
 
 
 def test_load_image_rgb_checks_arrays():
-    from ci2p_mm.datasets import LoadImageRGB
-    load = LoadImageRGB()
+    from ci2p_mm.datasets import SafeLoadImageFromFile
+    load = SafeLoadImageFromFile()
     out = load(dict(img=np.zeros((16, 20), np.uint8)))
     assert out['img'].shape == (16, 20, 3) and out['ori_shape'] == (16, 20)
     with pytest.raises(ValueError, match='dtype float32'):

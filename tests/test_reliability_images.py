@@ -1,6 +1,6 @@
 """Messy image folders: every surprise decoded to RGB or refused, by name.
 
-Covers issue 6, point 1: LoadImageRGB, skip_bad_images (train and
+Covers issue 6, point 1: SafeLoadImageFromFile, skip_bad_images (train and
 evaluation sets), the per-epoch count in the log, verify_dataset.py, and the
 sampler that makes augmentation independent of workers and resume.
 """
@@ -16,8 +16,8 @@ from _reliability import make_toy_data, write_config, write_messy_files
 from conftest import load_tool
 from PIL import ImageFile
 
-from ci2p_mm.datasets import (Animals10, BadImageError, LoadImageRGB,
-                              ResumableSampler, SeededIndex)
+from ci2p_mm.datasets import (Animals10, BadImageError, ResumableSampler,
+                              SafeLoadImageFromFile, SeededIndex)
 
 
 @pytest.fixture(scope='module')
@@ -28,7 +28,7 @@ def messy(tmp_path_factory):
 
 def test_every_case_is_decoded_or_refused(messy):
     directory, cases = messy
-    loader = LoadImageRGB()
+    loader = SafeLoadImageFromFile()
     for name, (kind, expect) in cases.items():
         path = osp.join(directory, name)
         if kind == 'ok':
@@ -54,7 +54,7 @@ def test_every_case_is_decoded_or_refused(messy):
 
 def test_missing_file_and_truncated_mode_are_refused(messy, monkeypatch):
     directory, _ = messy
-    loader = LoadImageRGB()
+    loader = SafeLoadImageFromFile()
     with pytest.raises(BadImageError, match='nope.jpg: file not found'):
         loader(dict(img_path=osp.join(directory, 'nope.jpg')))
     # Someone set Pillow's global switch that decodes truncated files to
@@ -66,14 +66,14 @@ def test_missing_file_and_truncated_mode_are_refused(messy, monkeypatch):
 
 def test_loader_options(messy):
     directory, _ = messy
-    red = LoadImageRGB(background=(255, 0, 0)).read_rgb(
+    red = SafeLoadImageFromFile(background=(255, 0, 0)).read_rgb(
         osp.join(directory, 'rgba.png'))
     assert (red[:, -1] == (255, 0, 0)).all()
-    assert LoadImageRGB(min_size=1).check(
+    assert SafeLoadImageFromFile(min_size=1).check(
         osp.join(directory, 'tracking_pixel.gif')) is None
-    assert 'max_pixels=1000' in LoadImageRGB(max_pixels=1000).check(
+    assert 'max_pixels=1000' in SafeLoadImageFromFile(max_pixels=1000).check(
         osp.join(directory, 'rgb.jpg'))
-    assert LoadImageRGB(to_float32=True)(dict(
+    assert SafeLoadImageFromFile(to_float32=True)(dict(
         img_path=osp.join(directory, 'rgb.jpg')))['img'].dtype == np.float32
 
 
@@ -99,7 +99,7 @@ def dirty_data(tmp_path_factory, messy):
     return root, bad
 
 
-PIPELINE = [dict(type='LoadImageRGB'), dict(type='Resize', scale=(64, 64)),
+PIPELINE = [dict(type='SafeLoadImageFromFile'), dict(type='Resize', scale=(64, 64)),
             dict(type='PackInputs')]
 
 
@@ -199,7 +199,7 @@ def _flips(dataset, num_workers, skip=0):
 
 def test_augmentation_is_per_sample_not_per_worker(tmp_path):
     root = make_toy_data(tmp_path, 2, 32, 0.5)
-    pipeline = [dict(type='LoadImageRGB'),
+    pipeline = [dict(type='SafeLoadImageFromFile'),
                 dict(type='RandomFlip', prob=0.5),
                 dict(type='PackInputs', meta_keys=('img_path', 'flip'))]
     dataset = Animals10(data_root=root, split='train', pipeline=pipeline)

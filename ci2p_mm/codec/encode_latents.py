@@ -34,8 +34,9 @@ from torch.utils.data import DataLoader, Dataset
 
 #: Transforms that give one fixed image per file (storable); RandomFlip is
 #: handled by storing both views.
-FIXED_TRANSFORMS = ('LoadImageRGB', 'LoadImageFromFile', 'Resize',
-                    'ResizeEdge', 'CenterCrop', 'PackInputs')
+FIXED_TRANSFORMS = ('SafeLoadImageFromFile', 'LoadImageRGB',
+                    'LoadImageFromFile', 'Resize', 'ResizeEdge', 'CenterCrop',
+                    'PackInputs')
 
 
 def parse_args(argv=None):

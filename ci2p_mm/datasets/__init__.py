@@ -5,11 +5,12 @@ from .latents import (LatentDataset, LatentStore, LatentStoreCheckHook,
 from .robust import (ResumableSampler, RobustImageNet, SeededIndex,
                      SkipBadImagesMixin)
 from .synthetic import make_toy_animals10
-from .transforms import BadImageError, LoadImageRGB, decode_image
+from .transforms import (BadImageError, LoadImageRGB, SafeLoadImageFromFile,
+                         decode_image)
 
 __all__ = ['Animals10', 'ITALIAN_TO_ENGLISH', 'make_split',
-           'make_toy_animals10', 'LoadImageRGB', 'BadImageError',
-           'decode_image', 'ResumableSampler', 'RobustImageNet',
+           'make_toy_animals10', 'SafeLoadImageFromFile', 'LoadImageRGB',
+           'BadImageError', 'decode_image', 'ResumableSampler', 'RobustImageNet',
            'SeededIndex', 'SkipBadImagesMixin', 'convert_isic2017',
            'ISICLayoutError', 'LatentDataset', 'LatentStore',
            'LatentStoreError', 'LatentStoreCheckHook', 'LoadLatent']

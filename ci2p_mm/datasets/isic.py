@@ -9,16 +9,25 @@ Test_v2. mmseg wants label maps holding class indices::
     out/ann_dir/{train,val,test}/ISIC_<id>.png   (0 background, 1 lesion)
 
 which ``configs/_base_/datasets/isic2017_seg.py`` reads.
+
+Every source file is read by :mod:`ci2p_mm.utils.image_files`: a regular
+file (a FIFO, a device or a link out of the source folder is refused, never
+read or copied), at most 256 MiB, in a photo format (images are checked to
+open as one before they are copied; masks are decoded). Each output file
+is written atomically.
 """
+import io
 import os
 import os.path as osp
-import shutil
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 from PIL import Image
 
 from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.image_files import (BadImageError, open_image,
+                                       read_image_file)
+from ci2p_mm.utils.io import write_bytes_atomically
 
 #: ISIC's split names -> mmseg's.
 ISIC2017_SPLITS = {'Training': 'train', 'Validation': 'val',
@@ -30,14 +39,31 @@ class ISICLayoutError(UserError, ValueError):
     """A missing folder, an image without a mask, or an unreadable mask."""
 
 
-def binarize_mask(path: str) -> np.ndarray:
-    """An ISIC mask file as a 0/1 ``uint8`` label map (> 127 is lesion)."""
+def binarize_mask(path: str, src: Optional[str] = None) -> np.ndarray:
+    """An ISIC mask file as a 0/1 ``uint8`` label map (> 127 is lesion).
+
+    ``src``: the data folder that links must stay inside."""
     try:
-        with Image.open(path) as img:
+        with open_image(read_image_file(path, data_root=src), path) as img:
             mask = np.asarray(img.convert('L'))
-    except (OSError, ValueError) as e:
-        raise ISICLayoutError(f'Cannot read mask {path}: {e}') from e
+    except BadImageError as err:
+        raise ISICLayoutError(f'Cannot read mask {path}: {err.reason}. Fix: '
+                              f'{err.fix}.') from None
+    except (OSError, ValueError) as err:
+        raise ISICLayoutError(f'Cannot read mask {path}: truncated or '
+                              f'corrupt ({type(err).__name__}).') from None
     return (mask > 127).astype(np.uint8)
+
+
+def read_image(path: str, src: str) -> bytes:
+    """The bytes of an ISIC image, once they open as an allowed format."""
+    try:
+        data = read_image_file(path, data_root=src)
+        open_image(data, path).close()
+    except BadImageError as err:
+        raise ISICLayoutError(f'Cannot use image {path}: {err.reason}. Fix: '
+                              f'{err.fix}.') from None
+    return data
 
 
 def convert_isic2017(src: str, out: str,
@@ -70,9 +96,12 @@ def convert_isic2017(src: str, out: str,
             if not osp.isfile(mask):
                 raise ISICLayoutError(f'Image {osp.join(img_src, name)} has '
                                       f'no mask {mask}.')
-            shutil.copyfile(osp.join(img_src, name), osp.join(img_out, name))
-            Image.fromarray(binarize_mask(mask)).save(
-                osp.join(ann_out, stem + '.png'))
+            write_bytes_atomically(osp.join(img_out, name),
+                                   read_image(osp.join(img_src, name), src))
+            png = io.BytesIO()
+            Image.fromarray(binarize_mask(mask, src)).save(png, format='PNG')
+            write_bytes_atomically(osp.join(ann_out, stem + '.png'),
+                                   png.getvalue())
         counts[split] = len(names)
     if not counts:
         raise ISICLayoutError(

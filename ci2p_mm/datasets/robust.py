@@ -2,7 +2,7 @@
 
 ``skip_bad_images``
     A dataset option (Animals10, RobustImageNet). Off (the default), a file
-    that :class:`LoadImageRGB` refuses stops the run with a message that
+    that :class:`SafeLoadImageFromFile` refuses stops the run with a message that
     names it and the fix. On, a *training* set replaces it by the next
     readable sample (with that sample's own label, so nothing is ever
     mislabelled) and marks the batch so that :class:`SkippedImagesHook`
@@ -34,7 +34,8 @@ from mmengine.logging import print_log
 from mmpretrain.datasets import ImageNet
 from mmpretrain.registry import DATA_SAMPLERS, DATASETS
 
-from .transforms import BadImageError, LoadImageRGB
+from .annotations import annotation_data_list
+from .transforms import BadImageError, SafeLoadImageFromFile
 
 
 class SeededIndex(int):
@@ -120,12 +121,19 @@ class ResumableSampler(DefaultSampler):
             for k, index in enumerate(indices))
 
 
-def find_loader(pipeline) -> LoadImageRGB:
-    """The pipeline's :class:`LoadImageRGB`, or a default one."""
-    for transform in getattr(pipeline, 'transforms', pipeline or []):
-        if isinstance(transform, LoadImageRGB):
-            return transform
-    return LoadImageRGB()
+def find_loader(pipeline,
+                data_root: Optional[str] = None) -> SafeLoadImageFromFile:
+    """The pipeline's :class:`SafeLoadImageFromFile`, or a default one.
+
+    Its ``data_root`` (which links must stay inside) becomes ``data_root``
+    when the config did not set one."""
+    loader = next((t for t in getattr(pipeline, 'transforms', pipeline or [])
+                   if isinstance(t, SafeLoadImageFromFile)), None)
+    if loader is None:
+        loader = SafeLoadImageFromFile()
+    if loader.data_root is None and data_root:
+        loader.data_root = data_root
+    return loader
 
 
 def check_files(paths: List[str],
@@ -163,11 +171,28 @@ class SkipBadImagesMixin:
         self.bad_images = {}
         super().__init__(*args, **kwargs)
 
+    def load_data_list(self):
+        """Annotation files are read strictly: an empty file, a line that is
+        not ``<path> <label>``, a label out of range or text that is not
+        UTF-8 is refused naming the file and line
+        (:func:`~ci2p_mm.datasets.annotations.read_annotations`)."""
+        ann_file = getattr(self, 'ann_file', '')
+        if (ann_file and getattr(self, 'with_label', True)
+                and '://' not in str(ann_file)):
+            classes = (getattr(self, '_metainfo', None) or {}).get('classes')
+            return annotation_data_list(self, len(classes or ()))
+        return super().load_data_list()
+
+    def full_init(self):
+        # Links among the files must stay inside this data set's root.
+        find_loader(self.pipeline, self.data_root)
+        super().full_init()
+
     def filter_data(self):
         data_list = super().filter_data()
         if not (self.skip_bad_images and self.for_evaluation):
             return data_list
-        loader = find_loader(self.pipeline)
+        loader = find_loader(self.pipeline, self.data_root)
         paths = [info['img_path'] for info in data_list]
         print_log(f'skip_bad_images: decoding the {len(paths)} images of '
                   f'{type(self).__name__} once to leave out bad ones...',

@@ -4,9 +4,11 @@
         [--cfg-options train_dataloader.dataset.data_root=DIR ...]
         [--workers 8] [--out bad_files.tsv]
 
-Each file is decoded exactly as training would decode it (the pipeline's
-``LoadImageRGB`` settings; its defaults when the pipeline uses another
-loader). Lists every bad file with the reason, prints a summary, and exits
+Each file is read and decoded exactly as training would (the pipeline's
+``SafeLoadImageFromFile`` settings; its defaults when the pipeline uses
+another loader), so a FIFO, a device, a link out of the data root or a file
+in a format that is not allowed (PostScript named ``.jpg``) is listed, never
+read or handed to another program. Lists every bad file with the reason, prints a summary, and exits
 with status 1 when any file is bad (2 when a data set cannot be built).
 Validation and test sets that share a configuration are checked once.
 """
@@ -20,8 +22,9 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from tqdm import tqdm
 
+from ci2p_mm.utils.io import write_text_atomically
 from .robust import check_files, find_loader
-from .transforms import LoadImageRGB
+from .transforms import SafeLoadImageFromFile
 
 
 def parse_args(argv=None):
@@ -90,11 +93,13 @@ def main(argv=None) -> int:
             print(f'[{split}] cannot build the dataset: '
                   f'{type(err).__name__}: {err}', file=sys.stderr)
             return 2
-        loader = find_loader(dataset.pipeline)
-        if not any(isinstance(t, LoadImageRGB)
+        loader = find_loader(dataset.pipeline,
+                             getattr(dataset, 'data_root', None))
+        if not any(isinstance(t, SafeLoadImageFromFile)
                    for t in getattr(dataset.pipeline, 'transforms', [])):
             print(f'[{split}] note: the pipeline does not decode with '
-                  f'LoadImageRGB; checking with its defaults ({loader!r}).')
+                  f'SafeLoadImageFromFile; checking with its defaults '
+                  f'({loader!r}).')
         paths = [dataset.get_data_info(i)['img_path']
                  for i in range(len(dataset))]
         with tqdm(total=len(paths), desc=f'[{split}] decoding',
@@ -112,8 +117,8 @@ def main(argv=None) -> int:
         print(f'  {split:5s} {name}: {total} images, {num_bad} bad, '
               f'{total - num_bad} good')
     if args.out:
-        with open(args.out, 'w') as f:
-            f.writelines(f'{p}\t{r}\n' for p, r in all_bad)
+        write_text_atomically(args.out, ''.join(f'{p}\t{r}\n'
+                                                for p, r in all_bad))
         print(f'Bad files written to {args.out}.')
     if all_bad:
         print(f'{len(all_bad)} bad file(s). Replace or delete them and '

@@ -1,5 +1,6 @@
 from .checkpoint import (CheckpointError, allow_mmengine_checkpoints,
-                         history_buffer_getattr, read_checkpoint_file)
+                         check_checkpoint_fits, history_buffer_getattr,
+                         read_checkpoint_file)
 from .compile import compile_cfg_kwargs, compile_forward
 from .hooks import NonFiniteLossHook, SafeCheckpointHook, SkippedImagesHook
 from .launcher import (close_distributed, configure_launcher, configure_tta,
@@ -15,7 +16,7 @@ __all__ = [
     'configure_launcher', 'close_distributed', 'configure_tta',
     'set_default_dataloader_cfg',
     'allow_mmengine_checkpoints', 'history_buffer_getattr', 'CheckpointError',
-    'read_checkpoint_file', 'CI2PRunner', 'ResumableEpochBasedTrainLoop',
+    'read_checkpoint_file', 'check_checkpoint_fits', 'CI2PRunner', 'ResumableEpochBasedTrainLoop',
     'NonFiniteLossHook', 'SafeCheckpointHook', 'SkippedImagesHook',
     'CheckpointSaveError', 'StopSignals', 'WorkDirBusyError', 'WorkDirLock',
     'compile_cfg_kwargs', 'compile_forward'

@@ -192,6 +192,24 @@ def describe_saved_model(checkpoint) -> str:
         return ''
 
 
+def check_checkpoint_fits(module: nn.Module, checkpoint, filename: str,
+                          what: str,
+                          revise_keys=((r'^module\.', ''), )) -> dict:
+    """The checks before any weight of ``checkpoint`` is copied into
+    ``module``: a state dict of tensors, the CI2P codec and quality, and
+    every key and shape (:func:`check_state_dict_fits`). Returns the state
+    dict; raises :class:`CheckpointError` naming ``filename`` and what does
+    not fit ``what`` (e.g. ``'the model of this config (...)'``).
+
+    ``tools/test.py``, ``load_from``, ``--resume`` (:class:`CI2PRunner`)
+    and ``demo/image_demo.py`` load through it."""
+    state_dict = extract_state_dict(checkpoint, filename, revise_keys)
+    check_codecs(module, checkpoint, filename)
+    check_state_dict_fits(module, state_dict, filename, what,
+                          describe_saved_model(checkpoint))
+    return state_dict
+
+
 # ---- the codec a CI2P checkpoint was trained with ----------------------
 
 def model_codecs(module: nn.Module) -> Dict[str, Tuple[str, int]]:

@@ -9,14 +9,26 @@ message hub, hook messages and random generator states. The file is named
 ``{stem}_{YYYYMMDD}-{sha256[:8]}.pth`` as OpenMMLab's model zoo names its
 files, and loads with ``torch.load(weights_only=True)``, torch's default
 since 2.6.
+
+The config text is rewritten as data. Stock mmengine executes the config
+text it finds in a checkpoint (``BaseInferencer(model=None, weights=...)``
+reads ``meta.cfg``, ``Runner.resume`` reads ``meta.config``), and a file
+passed on is read by such code: ``meta.cfg`` becomes ``name = literal``
+lines only (:func:`~ci2p_mm.utils.config_text.data_only_config_text`;
+statements that are code are dropped and listed), ``meta.config`` keeps
+only ``gpu_ids`` as a literal, and the message hub (whose ``runtime_info``
+also holds the config text, read first by ``BaseInferencer``) is dropped
+with the rest of the training state.
 """
 import datetime
 import os.path as osp
-from typing import Optional
+from typing import Callable, Optional
 
+from ci2p_mm.utils.config_text import ConfigTextError, data_only_config_text
 from ci2p_mm.utils.io import (file_sha256, load_torch_file, replace_atomically,
                               save_atomic)
 from .checkpoint import CheckpointError, read_checkpoint_file
+from .runner import defuse_legacy_config
 
 #: Training state that a published model does not need.
 DROPPED = ('optimizer', 'param_schedulers', 'hook_msgs', 'message_hub')
@@ -24,11 +36,46 @@ DROPPED = ('optimizer', 'param_schedulers', 'hook_msgs', 'message_hub')
 DROPPED_META = ('ci2p_rng', )
 
 
+def publish_config_as_data(meta: dict, in_file: str,
+                           report: Callable[[str], None] = print) -> None:
+    """Rewrite ``meta['cfg']`` and ``meta['config']`` in place as text
+    that executes nothing but literals (see this module's docstring);
+    ``report`` gets one line per statement dropped."""
+    if 'cfg' in meta:
+        text = meta['cfg']
+        if not isinstance(text, str):
+            del meta['cfg']
+            report(f'{in_file}: meta.cfg is a {type(text).__name__}, not '
+                   f'config text; left out.')
+        else:
+            try:
+                meta['cfg'], notes = data_only_config_text(text)
+            except ConfigTextError as err:
+                raise CheckpointError(
+                    f'{in_file}: its config text (meta.cfg) cannot be '
+                    f'published as data: {err}. mmengine\'s readers would '
+                    f'execute it. Publish a checkpoint trained from a plain '
+                    f'config (no lazy imports), or publish without the '
+                    f'config (--no-config; inference then needs the config '
+                    f'file).') from None
+            for note in notes:
+                report(f'{in_file}: meta.cfg {note}.')
+    if 'config' in meta:
+        defuse_legacy_config(meta)
+        report(f'{in_file}: meta.config (an old mmengine record) reduced to '
+               f'{meta.get("config", "nothing").strip() or "nothing"}.')
+
+
 def publish_checkpoint(in_file: str,
                        out_file: str,
                        no_ema: bool = False,
-                       dataset_type: Optional[str] = None) -> str:
-    """Write the published file next to ``out_file``; return its path."""
+                       dataset_type: Optional[str] = None,
+                       keep_config: bool = True,
+                       report: Callable[[str], None] = print) -> str:
+    """Write the published file next to ``out_file``; return its path.
+
+    ``keep_config=False`` leaves the config text out altogether;
+    ``report`` prints what was dropped from it."""
     import mmpretrain
     checkpoint = read_checkpoint_file(in_file)
     if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint:
@@ -52,6 +99,11 @@ def publish_checkpoint(in_file: str,
         raise CheckpointError(
             f'{in_file} records no class names (meta.dataset_meta); pass '
             f'--dataset-type (e.g. Animals10) so inference can name classes.')
+    if keep_config:
+        publish_config_as_data(meta, in_file, report)
+    else:
+        meta.pop('cfg', None)
+        meta.pop('config', None)
     published['meta'] = meta
 
     stem = osp.splitext(out_file)[0]

@@ -53,10 +53,11 @@ from torch.utils.data import BatchSampler, DataLoader
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.io import replace_atomically, write_text_atomically
-from .checkpoint import (_REMOTE, CheckpointError, check_codecs,
-                         check_state_dict_fits, describe_saved_model,
-                         extract_state_dict, is_complete_checkpoint,
-                         model_codecs, read_checkpoint_file)
+from .checkpoint import (_REMOTE, CheckpointError, check_checkpoint_fits,
+                         check_codecs, check_state_dict_fits,
+                         describe_saved_model, extract_state_dict,
+                         is_complete_checkpoint, model_codecs,
+                         read_checkpoint_file)
 from .compile import compile_cfg_kwargs, compile_forward
 from .stop_signals import StopSignals
 from .work_dir_lock import WorkDirBusyError, WorkDirLock
@@ -297,12 +298,10 @@ class CI2PRunner(Runner):
             defuse_legacy_config(checkpoint['meta'])
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self._checkpoint_model
-        state_dict = extract_state_dict(checkpoint, filename, revise_keys)
-        check_codecs(model, checkpoint, filename)
-        check_state_dict_fits(
-            model, state_dict, filename,
+        check_checkpoint_fits(
+            model, checkpoint, filename,
             f'the model of this config ({type(model).__name__} with '
-            f'{self._describe_model()})', describe_saved_model(checkpoint))
+            f'{self._describe_model()})', revise_keys)
         checkpoint = _load_checkpoint_to_model(
             model, checkpoint, strict, revise_keys=revise_keys)
         self._loaded_meta = checkpoint.get('meta', {}) or {}
@@ -322,12 +321,27 @@ class CI2PRunner(Runner):
 
     def resume(self, filename, resume_optimizer=True,
                resume_param_scheduler=True, map_location='default'):
+        """mmengine's ``resume``, except that the config's learning rate
+        wins over the checkpoint's (see :func:`apply_configured_lr`): the
+        way to continue after a divergence (``NonFiniteLossHook``) is to
+        lower ``optim_wrapper.optimizer.lr`` and ``--resume``."""
+        configured = configured_lrs(self.optim_wrapper)
         self._resuming = True
         try:
             super().resume(filename, resume_optimizer,
                            resume_param_scheduler, map_location)
         finally:
             self._resuming = False
+        if resume_optimizer and configured:
+            change = apply_configured_lr(self.optim_wrapper,
+                                         self.param_schedulers, configured)
+            if change:
+                self.logger.warning(
+                    f'--resume: the config\'s learning rate differs from '
+                    f'that of the checkpoint {filename}: {change}. The '
+                    f'resumed run uses the config\'s (each parameter '
+                    f'group\'s current learning rate scaled by the same '
+                    f'ratio, schedulers rebased).')
         sampler = getattr(self.train_dataloader, 'sampler', None)
         if getattr(sampler, 'seed', self.seed) != self.seed:
             # The sampler was built before the checkpoint's seed was known.
@@ -474,6 +488,72 @@ class CI2PRunner(Runner):
                 os.remove(tmp)  # the partial file would only hold space
             raise CheckpointSaveError(
                 save_failure_message(final, err, self.work_dir)) from err
+
+
+# ---- the config's learning rate on resume ------------------------------
+
+def _optimizers(optim_wrapper) -> list:
+    """The torch optimizers inside an ``OptimWrapper`` or a dict of them."""
+    if optim_wrapper is None or isinstance(optim_wrapper, dict):
+        return []  # not built (a config dict): nothing to compare yet
+    wrappers = (optim_wrapper.values() if hasattr(optim_wrapper, 'values')
+                else [optim_wrapper])
+    return [w.optimizer for w in wrappers if hasattr(w, 'optimizer')]
+
+
+def configured_lrs(optim_wrapper) -> list:
+    """Each parameter group's base learning rate as configured (before
+    schedules: ``initial_lr`` once a scheduler is built, else ``lr``)."""
+    return [[group.get('initial_lr', group['lr'])
+             for group in optimizer.param_groups]
+            for optimizer in _optimizers(optim_wrapper)]
+
+
+def apply_configured_lr(optim_wrapper, param_schedulers,
+                        configured: list) -> str:
+    """After an optimizer state was loaded: where the checkpoint's base
+    learning rates differ from ``configured`` (the config's), scale each
+    group's current ``lr`` by configured / saved, set ``initial_lr`` and
+    the schedulers' ``base_values`` to the configured ones. Returns
+    ``'0.0001 (checkpoint: 10)'``-style text when something changed, else
+    ``''``.
+    """
+    import math
+    optimizers = _optimizers(optim_wrapper)
+    ratios = {}
+    changes = []
+    for optimizer, lrs in zip(optimizers, configured):
+        for index, (group, lr) in enumerate(zip(optimizer.param_groups,
+                                                lrs)):
+            saved = group.get('initial_lr', group['lr'])
+            if saved == lr or math.isclose(saved, lr, rel_tol=1e-9):
+                continue
+            ratio = lr / saved if saved else 1.0
+            group['lr'] = group['lr'] * ratio if saved else lr
+            if 'initial_lr' in group:
+                group['initial_lr'] = lr
+            ratios[(id(optimizer), index)] = ratio
+            changes.append(f'{lr:g} (checkpoint: {saved:g})')
+    if not ratios:
+        return ''
+    schedulers = param_schedulers or []
+    if isinstance(schedulers, dict):
+        schedulers = [s for group in schedulers.values() for s in group]
+    for scheduler in schedulers:
+        if getattr(scheduler, 'param_name', None) != 'lr':
+            continue
+        key = id(scheduler.optimizer)
+        key = next((id(o) for o in optimizers
+                    if o is getattr(scheduler.optimizer, 'optimizer',
+                                    scheduler.optimizer)), key)
+        for attr in ('base_values', '_last_value'):
+            values = getattr(scheduler, attr, None)
+            if isinstance(values, list):
+                setattr(scheduler, attr, [
+                    v * ratios.get((key, i), 1.0) for i, v in enumerate(values)
+                ])
+    unique = sorted(set(changes))
+    return ', '.join(unique[:3]) + (' ...' if len(unique) > 3 else '')
 
 
 def defuse_legacy_config(meta: dict) -> None:

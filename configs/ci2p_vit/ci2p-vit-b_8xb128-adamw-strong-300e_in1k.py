@@ -21,7 +21,7 @@ model = dict(
 data_preprocessor = dict(num_classes=1000)
 
 train_pipeline = [
-    dict(type='LoadImageRGB'),
+    dict(type='SafeLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=256, backend='pillow',
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),

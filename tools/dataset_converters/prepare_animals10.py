@@ -4,14 +4,17 @@
         data/animals10/raw-img data/animals10 --val-ratio 0.2 --seed 0
 
 reads Kaggle's ``raw-img/<italian class>/`` folders as downloaded and writes
-``OUT_DIR/meta/{train,val,classes}.txt`` and ``split.json``. Images are not
-copied: annotation paths point at them, relative to OUT_DIR.
+``OUT_DIR/meta/{train,val,classes}.txt`` and ``split.json`` (each file
+atomically, once the whole split is known). Images are not copied:
+annotation paths point at them, relative to OUT_DIR. Image files that
+cannot be listed (a name that is not UTF-8, a FIFO or device, a link out of
+raw-img) are left out and named; --strict refuses them.
 """
 import argparse
 import sys
 
 from ci2p_mm.datasets import make_split
-from ci2p_mm.datasets.animals10 import describe_left_out
+from ci2p_mm.datasets.animals10 import describe_left_out, describe_unusable
 
 
 def parse_args(argv=None):
@@ -23,7 +26,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--strict', action='store_true',
         help='refuse folders or files in raw-img that are not one of the ten '
-        'class folders (default: leave them out and name them)')
+        'class folders, and image files that cannot be listed (default: '
+        'leave them out and name them)')
     return parser.parse_args(argv)
 
 
@@ -43,6 +47,10 @@ def main(argv=None):
     if summary['skipped_non_images']:
         print(f'Passed over {len(summary["skipped_non_images"])} files without'
               f' an image extension (listed in meta/split.json).')
+    if summary['unusable']:
+        print(f'Left out {len(summary["unusable"])} image file(s) that cannot '
+              f'be listed: {describe_unusable(summary["unusable"])} (in '
+              f'meta/split.json as "unusable"; --strict refuses them).')
     if summary['left_out']:
         print(f'Left out of the split, not Animals-10 class folders: '
               f'{describe_left_out(summary["left_out"])} (in '

@@ -4,7 +4,8 @@
         work_dirs/ci2p_vit_animals10/epoch_300.pth ci2p-vit-b_animals10.pth
 
 Strips the training state, keeps the weights, the codec record, the config
-and the class names, and names the file with its date and hash
+(as data: ``name = literal`` lines, which mmengine's readers can execute
+safely) and the class names, and names the file with its date and hash
 (``ci2p-vit-b_animals10_20261130-1a2b3c4d.pth``).
 """
 import argparse
@@ -27,13 +28,19 @@ def parse_args(argv=None):
         type=str,
         help='dataset whose class names to record when the checkpoint has '
         'none, e.g. Animals10')
+    parser.add_argument(
+        '--no-config',
+        action='store_true',
+        help='leave the config text (meta.cfg, meta.config) out of the '
+        'published file')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     final = publish_checkpoint(args.in_file, args.out_file, args.no_ema,
-                               args.dataset_type)
+                               args.dataset_type,
+                               keep_config=not args.no_config)
     print(f'Published {final}')
     return final
 

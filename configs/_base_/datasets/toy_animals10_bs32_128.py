@@ -3,13 +3,13 @@
 _base_ = ['./animals10_bs128.py']
 
 train_pipeline = [
-    dict(type='LoadImageRGB'),
+    dict(type='SafeLoadImageFromFile'),
     dict(type='Resize', scale=(128, 128)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageRGB'),
+    dict(type='SafeLoadImageFromFile'),
     dict(type='Resize', scale=(128, 128)),
     dict(type='PackInputs'),
 ]
