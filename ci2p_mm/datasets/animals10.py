@@ -66,7 +66,7 @@ class Animals10(SkipBadImagesMixin, CustomDataset):
             **kwargs)
 
     def load_data_list(self):
-        if not osp.isfile(self.ann_file):
+        if not osp.exists(self.ann_file):
             raise DatasetNotPreparedError(
                 f'Animals-10 {self.split} annotations not found: looked for '
                 f'{osp.abspath(self.ann_file)}. {HOW_TO_PREPARE}')

@@ -93,7 +93,7 @@ def convert_isic2017(src: str, out: str,
         for name in names:
             stem = name[:-len('.jpg')]
             mask = osp.join(ann_src, stem + MASK_SUFFIX)
-            if not osp.isfile(mask):
+            if not osp.lexists(mask):
                 raise ISICLayoutError(f'Image {osp.join(img_src, name)} has '
                                       f'no mask {mask}.')
             write_bytes_atomically(osp.join(img_out, name),

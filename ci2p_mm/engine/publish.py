@@ -21,6 +21,7 @@ also holds the config text, read first by ``BaseInferencer``) is dropped
 with the rest of the training state.
 """
 import datetime
+import os
 import os.path as osp
 from typing import Callable, Optional
 
@@ -107,6 +108,7 @@ def publish_checkpoint(in_file: str,
     published['meta'] = meta
 
     stem = osp.splitext(out_file)[0]
+    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
     tmp = f'{stem}.unhashed.pth'
     save_atomic(published, tmp)
     digest = file_sha256(tmp)[:8]
