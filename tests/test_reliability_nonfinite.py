@@ -111,8 +111,8 @@ def test_one_iteration_per_epoch_saves_no_diverged_checkpoint(tmp_path):
 
 
 WARMUP_INTO_A_TOO_HIGH_LR = """
-# Linear warmup over two epochs to a peak that diverges: epoch 1 trains at
-# lr * 1e-16, epoch 2 at about lr / 2.
+# Warmup to a peak that diverges: epoch 1 trains at lr * 1e-16 (1e-4),
+# epoch 2 at lr (mmengine's LinearLR reaches end_factor at step end - 1).
 param_scheduler = [dict(type='LinearLR', start_factor=1e-16, by_epoch=True,
                         begin=0, end=2)]
 optim_wrapper = dict(optimizer=dict(lr=1e12))
