@@ -12,7 +12,7 @@ from .version import __version__
 # mmengine's pkg_resources import warn on these imports; nothing else is
 # silenced (see ci2p_mm/utils/known_warnings.py).
 with known_warnings_silenced():
-    from . import datasets, engine, models  # noqa: F401  (registries)
+    from . import datasets, engine, latents, models  # noqa: F401  (registries)
     from .model_index import config_path, package_root, register_models
 
     register_models()

@@ -10,7 +10,8 @@
    codec on the toy images with tools/train_codec.py --quick, and says so;
 3. trains a small CI2P-ViT (configs/demo/ci2p_vit_tiny_toy.py) from images;
 4. encodes the toy images once with the frozen codec encoder
-   (tools/dataset_converters/encode_latents.py) and trains the same model
+   (:func:`ci2p_mm.latents.encode`, what
+   tools/dataset_converters/encode_latents.py runs) and trains the same model
    from the stored latents (configs/demo/ci2p_vit_tiny_toy_latents.py), so
    every epoch is the ViT alone; its checkpoint is tested on images with
    the image config;
@@ -19,7 +20,7 @@
    curves, and prints top-1, FLOPs, the encode-once cost and the per-epoch
    training time side by side.
 
-Every step runs the real tool in a subprocess; logs go to
+Every other step runs the real tool in a subprocess; logs go to
 ``<work-dir>/logs``.
 """
 import argparse
@@ -27,9 +28,20 @@ import json
 import os
 import os.path as osp
 import pickle
+import socket
 import subprocess
 import sys
 import time
+
+from mmpretrain.registry import MODELS as MODEL_REGISTRY
+
+from ci2p_mm.analysis import model_flops
+from ci2p_mm.codec import (CodecWeightsError, download_zoo_weights,
+                           zoo_cache_file, zoo_url)
+from ci2p_mm.datasets import make_toy_animals10
+from ci2p_mm.latents import encode
+from ci2p_mm.utils import load_model_config, read_config
+from ci2p_mm.utils.errors import UserError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODELS = (
@@ -78,24 +90,20 @@ def run(cmd, log_path, show=('Epoch(', 'accuracy/top1', 'it/s', 'PSNR')):
             if any(key in line for key in show):
                 print('    ' + line.rstrip()[-150:], flush=True)
         if proc.wait():
-            sys.exit(f'run_demo: step failed (exit {proc.returncode}); see '
-                     f'{log_path}')
+            raise UserError(f'step failed (exit {proc.returncode}); see '
+                            f'{log_path}')
 
 
 def cached_zoo_weights():
     """Path of CompressAI's q5 bmshj2018-factorized file in torch.hub's
     cache, or None."""
-    from ci2p_mm.codec import zoo_cache_file, zoo_url
     path = zoo_cache_file(zoo_url('bmshj2018-factorized', 5))
     return path if osp.isfile(path) else None
 
 
-def download_zoo_weights(timeout=30):
+def fetch_zoo_weights(timeout=30):
     """Fetch CompressAI's q5 weights into torch.hub's cache; return None,
     or the one-line reason it failed."""
-    import socket
-
-    from ci2p_mm.codec import CodecWeightsError, download_zoo_weights
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # a firewall that drops packets
     try:
@@ -116,13 +124,13 @@ def codec_weights(args, raw_dir, logs):
                           f'cache: {cached_zoo_weights()})')
         print("  downloading CompressAI's q5 weights through its zoo ...",
               flush=True)
-        failure = download_zoo_weights()
+        failure = fetch_zoo_weights()
         if failure is None:
             return True, ("CompressAI's published q5 weights (downloaded to "
                           f'{cached_zoo_weights()})')
         print(f'  {failure}')
         if choice == 'zoo':
-            sys.exit('run_demo: --codec-weights zoo: no CompressAI weights.')
+            raise UserError('--codec-weights zoo: no CompressAI weights.')
     elif choice != 'train':
         return osp.abspath(choice), f'the codec checkpoint {choice}'
     work = osp.join(args.work_dir, 'codec')
@@ -141,13 +149,9 @@ def codec_weights(args, raw_dir, logs):
 
 def config_flops(config, size):
     """FLOPs and params of a config's model at ``size`` x ``size``."""
-    from mmpretrain.registry import MODELS as REGISTRY
-
-    from ci2p_mm.analysis import model_flops
-    from ci2p_mm.utils import load_model_config
     # no_pretrained: FLOPs do not depend on the codec weights
     cfg = load_model_config(osp.join(REPO, config), no_pretrained=True)
-    counted = model_flops(REGISTRY.build(cfg.model), (size, size),
+    counted = model_flops(MODEL_REGISTRY.build(cfg.model), (size, size),
                           by_module=True)
     by_module = counted.pop('by_module')
     counted['encoder_flops'] = next(
@@ -162,31 +166,36 @@ def paper_size_flops():
             for name, config in PAPER_MODELS}
 
 
-def data_options(config, data_root, epochs, pretrained):
-    """--cfg-options pointing a demo config at the toy data and codec."""
+def data_settings(config, data_root, epochs, pretrained):
+    """Settings pointing a demo config at the toy data and codec."""
     latent = config in IMAGE_CONFIG
     field = 'dataset.source.data_root' if latent else 'dataset.data_root'
-    opts = [f'{split}_dataloader.{field}={data_root}'
-            for split in ('train', 'val', 'test')]
-    opts.append(f'train_cfg.max_epochs={epochs}')
+    settings = {f'{split}_dataloader.{field}': data_root
+                for split in ('train', 'val', 'test')}
+    settings['train_cfg.max_epochs'] = epochs
     if 'ci2p' in config:
-        opts.append('model.backbone.patch_cfg.pretrained=' +
-                    (repr(pretrained) if isinstance(pretrained, str) else
-                     str(pretrained)))
-    return opts
+        settings['model.backbone.patch_cfg.pretrained'] = pretrained
+    return settings
+
+
+def as_cfg_options(settings):
+    """``--cfg-options`` arguments of :func:`data_settings`."""
+    return [f'{key}={value!r}' if isinstance(value, str) else
+            f'{key}={value}' for key, value in settings.items()]
 
 
 def train_and_test(name, config, args, data_root, pretrained, logs):
     """Train ``config`` (a latent config: after encoding once), test the
     checkpoint (a latent config's: on images, with the image config)."""
     work = osp.join(args.work_dir, osp.splitext(osp.basename(config))[0])
-    opts = data_options(config, data_root, args.epochs, pretrained)
+    settings = data_settings(config, data_root, args.epochs, pretrained)
+    opts = as_cfg_options(settings)
     result = dict(config=config, work_dir=work, opts=opts, encode_time=None)
     if config in IMAGE_CONFIG:
         tic = time.time()
-        run(['tools/dataset_converters/encode_latents.py', config,
-             '--no-progress', '--num-workers', '0', '--cfg-options'] + opts,
-            osp.join(logs, 'encode_latents.log'), show=('samples x', ))
+        print(f'  encoding the images once: ci2p_mm.latents.encode({config})')
+        encode(read_config(osp.join(REPO, config), settings),
+               num_workers=0, progress=False)
         result['encode_time'] = time.time() - tic
         print(f'  encoded once in {result["encode_time"]:.1f} s; every '
               f'epoch now skips the encoder')
@@ -202,8 +211,8 @@ def train_and_test(name, config, args, data_root, pretrained, logs):
     metrics_file = osp.join(work, 'test_metrics.pkl')
     run(['tools/test.py', test_config, result['checkpoint'], '--work-dir',
          work, '--out', metrics_file, '--out-item', 'metrics',
-         '--cfg-options'] + data_options(test_config, data_root,
-                                         args.epochs, pretrained),
+         '--cfg-options'] + as_cfg_options(data_settings(
+             test_config, data_root, args.epochs, pretrained)),
         osp.join(logs, f'test_{osp.basename(work)}.log'))
     with open(metrics_file, 'rb') as f:
         result['top1'] = pickle.load(f)['accuracy/top1']
@@ -229,7 +238,7 @@ def print_table(results, epochs):
           'wall time / epochs, validation and start-up included.')
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.time()
     os.makedirs(args.work_dir, exist_ok=True)
@@ -239,8 +248,6 @@ def main(argv=None):
     data_root = osp.join(args.work_dir, 'toy_animals10')
 
     print(f'[1/{STEPS}] Toy Animals-10: writing images and the split')
-    sys.path.insert(0, REPO)
-    from ci2p_mm.datasets import make_toy_animals10
     raw_dir = make_toy_animals10(data_root, args.images_per_class, IMG_SIZE)
     run(['tools/dataset_converters/prepare_animals10.py', raw_dir, data_root,
          '--seed', '0'], osp.join(logs, 'prepare.log'), show=('total', ))
@@ -288,5 +295,5 @@ def main(argv=None):
                        paper_size_flops=paper), f, indent=2)
     print(f'\nCurves: {plot}\nResults: {summary}\n'
           f'Total wall time: {time.time() - start:.0f} s')
-    return results
+    return 0
 

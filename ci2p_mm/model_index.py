@@ -18,6 +18,8 @@ read from the repository, in an installed package from ``ci2p_mm/.mim/``
 import os.path as osp
 from typing import Optional
 
+from mmpretrain.apis import ModelHub
+
 _PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
 INDEX_FILE = 'model-index.yml'
 
@@ -53,7 +55,6 @@ def config_path(name: str) -> str:
 
 
 def _model_metainfo(name: str):
-    from mmpretrain.apis import ModelHub
     register_models()
     if not ModelHub.has(name.lower()):
         raise ValueError(
@@ -67,7 +68,6 @@ def register_models() -> str:
     return its path."""
     global _registered
     if _registered is None:
-        from mmpretrain.apis import ModelHub
         root = package_root()
         index = osp.join(root, INDEX_FILE)
         ModelHub.register_model_index(index, config_prefix=root)

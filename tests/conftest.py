@@ -102,10 +102,10 @@ def codec_train_args(image_dir, work_dir, iters=40, *extra):
             '--seed', '0', *extra]
 
 
-@pytest.fixture(scope='session')
-def train_codec_tool():
+def train_codec(argv):
+    """``tools/train_codec.py argv`` in this process; the final codec file."""
     from ci2p_mm.codec import training
-    return training
+    return training.train(training.parse_args(argv))
 
 
 @pytest.fixture(scope='session')
@@ -114,10 +114,10 @@ def codec_images(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
-def trained_codec(train_codec_tool, codec_images, tmp_path_factory):
+def trained_codec(codec_images, tmp_path_factory):
     """(work_dir, codec_final.pth) of a codec trained 40 iterations."""
     work_dir = tmp_path_factory.mktemp('codec_run')
-    final = train_codec_tool.main(codec_train_args(codec_images, work_dir))
+    final = train_codec(codec_train_args(codec_images, work_dir))
     return work_dir, final
 
 

@@ -114,10 +114,15 @@ def test_dual_scale_raw_tokens_and_bad_indices():
     assert a.shape == (1, 16, 192) and b.shape == (1, 4, 192)
     with pytest.raises(ValueError, match='stage-2 layers'):
         DualScaleViT('t', patch_cfg=NO_DOWNLOAD, out_indices=0)
-    with pytest.raises(ValueError, match="needs out_type='featmap'"):
+    with pytest.raises(ValueError, match="need out_type='featmap'"):
         DualScaleViT('t', patch_cfg=NO_DOWNLOAD, out_indices='enc_s4')
-    with pytest.raises(ValueError, match='outside the 4 layers'):
+    with pytest.raises(ValueError, match=r'Invalid out_indices \[4\]: there '
+                       r'are 4 layers'):
         DualScaleViT('t', patch_cfg=NO_DOWNLOAD, out_indices=4)
+    with pytest.raises(ValueError, match=r'Invalid out_indices \[-5\]'):
+        DualScaleViT('t', patch_cfg=NO_DOWNLOAD, out_indices=-5)
+    with pytest.raises(ValueError, match="Arch 'q' is not in default archs"):
+        DualScaleViT('q', patch_cfg=NO_DOWNLOAD)
     with pytest.raises(ValueError, match='encoder maps are'):
         DualScaleViT('t', patch_cfg=NO_DOWNLOAD, out_type='featmap',
                      out_indices='enc_s32')
@@ -153,3 +158,27 @@ def test_dual_scale_layer_depths_for_layer_decay():
     assert model.get_layer_depth('backbone.layers.3.ln1.weight',
                                  'backbone.') == (4, 6)
     assert model.get_layer_depth('head.fc.weight', 'backbone.') == (5, 6)
+
+
+@pytest.mark.parametrize('backbone', [
+    lambda cfg: CI2PViT('deit-t', img_size=64, patch_cfg=cfg),
+    lambda cfg: DualScaleViT('t', img_size=64, patch_cfg=cfg),
+], ids=['CI2PViT', 'DualScaleViT'])
+def test_one_patch_cfg_contract_for_both_backbones(backbone):
+    """The same patch_cfg keys mean the same under both backbones: the
+    encoder's arguments reach the encoder, norm_cfg/act_cfg the reshape
+    blocks; a key neither takes is refused, naming the ones that exist."""
+    model = backbone(dict(pretrained=False, quality=4, frozen=False,
+                          norm_cfg=dict(type='GN', num_groups=8),
+                          act_cfg=dict(type='GELU')))
+    encoders = [m for m in model.modules()
+                if type(m).__name__ == 'CI2PEncoder']
+    assert len(encoders) == 1
+    assert encoders[0].quality == 4 and not encoders[0].frozen
+    reshape = [m for m in model.modules()
+               if type(m).__name__ in ('PatchReshape', 'CnnReshape')][0]
+    kinds = {type(m).__name__ for m in reshape.modules()}
+    assert 'GroupNorm' in kinds and 'GELU' in kinds
+    assert not {'BatchNorm2d', 'ReLU6'} & kinds
+    with pytest.raises(ValueError, match=r"\['qualty'\].*quality.*norm_cfg"):
+        backbone(dict(pretrained=False, qualty=4))

@@ -13,6 +13,11 @@ from ci2p_mm.utils.images import ImageFolderError
 from ci2p_mm.codec import report as codec_report
 
 
+def run_report(argv):
+    """``tools/analysis_tools/codec_report.py argv``; the summary dict."""
+    return codec_report.report(codec_report.parse_args(argv))
+
+
 @pytest.fixture(scope='module')
 def codec(trained_codec, tmp_path_factory):
     """(codec_final.pth trained 40 iterations, a folder of 9 images)."""
@@ -27,7 +32,7 @@ def codec(trained_codec, tmp_path_factory):
 def test_report_numbers_and_panels(codec, tmp_path):
     final, images = codec
     out = tmp_path / 'report'
-    result = codec_report.main([final, str(images), '--out-dir', str(out),
+    result = run_report([final, str(images), '--out-dir', str(out),
                                 '--max-panels', '2'])
     assert result['codec'] == 'bmshj2018-factorized' and result[
         'quality'] == 5
@@ -60,10 +65,10 @@ def test_report_numbers_and_panels(codec, tmp_path):
 
 def test_estimated_bpp_is_close_to_actual(codec, tmp_path):
     final, images = codec
-    actual = codec_report.main([final, str(images), '--out-dir',
+    actual = run_report([final, str(images), '--out-dir',
                                 str(tmp_path / 'a'), '--max-images', '3',
                                 '--max-panels', '0'])
-    estimated = codec_report.main([final, str(images), '--out-dir',
+    estimated = run_report([final, str(images), '--out-dir',
                                    str(tmp_path / 'e'), '--max-images', '3',
                                    '--max-panels', '0', '--estimate'])
     assert estimated['bpp_mode'] == 'estimated'
@@ -76,7 +81,7 @@ def test_estimated_bpp_is_close_to_actual(codec, tmp_path):
 def test_ms_ssim_on_large_images(codec, tmp_path):
     final, _ = codec
     big = make_codec_images(tmp_path / 'big', n=1, size=192)
-    result = codec_report.main([final, str(big), '--out-dir',
+    result = run_report([final, str(big), '--out-dir',
                                 str(tmp_path / 'r'), '--max-panels', '0'])
     assert 0 < result['images'][0]['ms_ssim'] <= 1
     assert result['mean']['ms_ssim'] == result['images'][0]['ms_ssim']
@@ -88,7 +93,7 @@ def test_truncated_checkpoint_names_the_file(codec, tmp_path):
     data = open(final, 'rb').read()
     broken.write_bytes(data[:len(data) // 2])
     with pytest.raises(CodecWeightsError, match='codec_truncated.pth'):
-        codec_report.main([str(broken), str(images), '--out-dir',
+        run_report([str(broken), str(images), '--out-dir',
                            str(tmp_path / 'r')])
 
 
@@ -96,12 +101,12 @@ def test_empty_folder_and_bad_image_are_explained(codec, tmp_path):
     final, _ = codec
     (tmp_path / 'none').mkdir()
     with pytest.raises(ImageFolderError, match='No images'):
-        codec_report.main([final, str(tmp_path / 'none'), '--out-dir',
+        run_report([final, str(tmp_path / 'none'), '--out-dir',
                            str(tmp_path / 'r')])
     # A file that is not an image, named like one: refused, named.
     (tmp_path / 'none' / 'page.jpg').write_text('<html>not a picture</html>')
     with pytest.raises(ImageFolderError, match='page.jpg.*not an image'):
-        codec_report.main([final, str(tmp_path / 'none'), '--out-dir',
+        run_report([final, str(tmp_path / 'none'), '--out-dir',
                            str(tmp_path / 'r')])
 
 
@@ -118,7 +123,7 @@ def test_zoo_file_by_name_without_codec_options(codec, tmp_path):
     model.update(force=True)
     path = tmp_path / url.rsplit('/', 1)[-1]
     torch.save(model.state_dict(), path)
-    result = codec_report.main([str(path), str(images), '--out-dir',
+    result = run_report([str(path), str(images), '--out-dir',
                                 str(tmp_path / 'r'), '--max-images', '1',
                                 '--max-panels', '0'])
     assert (result['codec'], result['quality']) == ('bmshj2018-factorized', 3)

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import codec_train_args as train_args
+from conftest import train_codec
 from PIL import Image
 
 from ci2p_mm.codec import CodecWeightsError
-from ci2p_mm.codec import training as train_codec
+from ci2p_mm.codec import training
 from ci2p_mm.utils.images import ImageFolderError
 
 
@@ -99,7 +100,7 @@ def test_resume_continues_the_iteration_count(trained_codec, codec_images,
     resumed = tmp_path / 'resumed'
     shutil.copytree(work_dir, resumed)
     log_before = read_log(resumed)
-    train_codec.main(train_args(codec_images, resumed, 50, '--resume'))
+    train_codec(train_args(codec_images, resumed, 50, '--resume'))
     latest = read_latest(resumed)
     assert latest['iter'] == 50
     # Adam's step counter went on from 40: the optimizer state was restored.
@@ -120,15 +121,15 @@ def read_latest(work_dir):
 def test_init_from_a_codec_and_resume_refuses_a_final_file(
         trained_codec, codec_images, tmp_path):
     _, final = trained_codec
-    with pytest.raises(train_codec.CodecTrainingError, match='--init'):
-        train_codec.main(train_args(codec_images, tmp_path / 'r', 2,
+    with pytest.raises(training.CodecTrainingError, match='--init'):
+        train_codec(train_args(codec_images, tmp_path / 'r', 2,
                                     '--resume', final))
     # --init starts from the codec's weights (and --quick does not re-init).
     start = torch.load(final, weights_only=True)['state_dict']
-    args = train_codec.parse_args(
+    args = training.parse_args(
         train_args(codec_images, tmp_path / 'i', 1, '--init', final))
     assert not args.data_init and args.lr == 1e-4
-    model = train_codec.build_model(args)
+    model = training.build_model(args)
     assert torch.equal(model.g_a[0].weight, start['g_a.0.weight'])
 
 
@@ -143,7 +144,7 @@ def test_truncated_checkpoints_are_named(trained_codec, codec_images,
         (tmp_path / 'w' / name).write_bytes(data[:len(data) // 2])
     with pytest.raises(CodecWeightsError,
                        match=r'w/latest.pth cannot be read.*truncated'):
-        train_codec.main(train_args(codec_images, tmp_path / 'w', 50,
+        train_codec(train_args(codec_images, tmp_path / 'w', 50,
                                     '--resume'))
     with pytest.raises(CodecWeightsError,
                        match=r'w/codec_final.pth cannot be read.*truncated'):
@@ -152,39 +153,39 @@ def test_truncated_checkpoints_are_named(trained_codec, codec_images,
 
 
 def test_resume_without_checkpoint_is_explained(codec_images, tmp_path):
-    with pytest.raises(train_codec.CodecTrainingError, match='latest.pth'):
-        train_codec.main(train_args(codec_images, tmp_path, 2, '--resume'))
+    with pytest.raises(training.CodecTrainingError, match='latest.pth'):
+        train_codec(train_args(codec_images, tmp_path, 2, '--resume'))
 
 
 def test_empty_folder_is_explained(tmp_path):
     (tmp_path / 'empty').mkdir()
     (tmp_path / 'empty' / 'notes.txt').write_text('no images here')
     with pytest.raises(ImageFolderError, match='No images found under'):
-        train_codec.main(train_args(tmp_path / 'empty', tmp_path / 'w'))
+        train_codec(train_args(tmp_path / 'empty', tmp_path / 'w'))
 
 
 def test_small_images_are_reflection_padded(tmp_path):
     img = Image.fromarray(
         np.arange(20 * 30 * 3, dtype=np.uint8).reshape(20, 30, 3))
-    padded = train_codec.pad_to_min_size(img, 64)
+    padded = training.pad_to_min_size(img, 64)
     assert padded.size == (64, 64)
-    dataset = train_codec.ImageFiles([], 64, train=True)
+    dataset = training.ImageFiles([], 64, train=True)
     assert dataset.transform(padded).shape == (3, 64, 64)
     big = Image.new('RGB', (80, 70))
-    assert train_codec.pad_to_min_size(big, 64) is big
+    assert training.pad_to_min_size(big, 64) is big
 
 
 def test_default_lambda_is_the_zoos():
-    args = train_codec.parse_args(['x', '--work-dir', 'y', '--quality', '3'])
-    train_codec.check_args(args)
+    args = training.parse_args(['x', '--work-dir', 'y', '--quality', '3'])
+    training.check_args(args)
     assert args.lmbda == 0.0067 and args.patch_size == 256
-    quick = train_codec.parse_args(['x', '--work-dir', 'y', '--quick',
+    quick = training.parse_args(['x', '--work-dir', 'y', '--quick',
                                     '--batch-size', '2'])
     assert quick.patch_size == 64 and quick.batch_size == 2
-    assert quick.iters == train_codec.QUICK['iters']
-    with pytest.raises(train_codec.CodecTrainingError, match='multiple'):
-        train_codec.check_args(
-            train_codec.parse_args(['x', '--work-dir', 'y',
+    assert quick.iters == training.QUICK['iters']
+    with pytest.raises(training.CodecTrainingError, match='multiple'):
+        training.check_args(
+            training.parse_args(['x', '--work-dir', 'y',
                                     '--patch-size', '72']))
 
 
@@ -193,7 +194,7 @@ def test_hyperprior_codec_trains_and_loads_in_ci2p(codec_images, tmp_path):
 
     from ci2p_mm.models import CI2PEncoder
 
-    final = train_codec.main([
+    final = train_codec([
         str(codec_images), '--work-dir', str(tmp_path), '--codec',
         'bmshj2018-hyperprior', '--quality', '3', '--quick', '--iters', '2',
         '--batch-size', '2', '--val-ratio', '0', '--no-progress'

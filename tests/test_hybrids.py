@@ -6,12 +6,13 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import REPO, load_tool, write_tiny_config
+from conftest import REPO, write_tiny_config
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+import ci2p_mm.apis.training as train_api
 import ci2p_mm  # noqa: F401
 from ci2p_mm.models.backbones import CrossViT, CvT, MobileFormer
 
@@ -310,7 +311,7 @@ def test_train_step_in_image_classifier(name):
 
 @pytest.fixture(scope='module')
 def train_tool():
-    return load_tool('tools/train.py', 'train')
+    return train_api
 
 
 @pytest.mark.parametrize('base', [
@@ -326,7 +327,7 @@ def test_train_tool_runs_an_epoch(base, tmp_path, toy_animals10, train_tool):
         tmp_path, base, toy_animals10, epochs=1,
         extra=f'model = dict(backbone={backbone!r}, head={head!r})')
     work_dir = tmp_path / 'work'
-    runner = train_tool.main([config, '--work-dir', str(work_dir)])
+    runner = train_tool.train([config, '--work-dir', str(work_dir)])
     assert runner.epoch == 1
     assert osp.exists(work_dir / 'epoch_1.pth')
     scalars = glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json'))

@@ -12,11 +12,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY_ARCH, load_tool, run_tool
+from conftest import REPO, TINY_ARCH, run_tool
 
-from ci2p_mm.codec import encode_latents as encode_module
-from ci2p_mm.datasets import LatentDataset, LatentStore, LatentStoreError
-from ci2p_mm.datasets.transforms import BadImageError
+import ci2p_mm.apis.training as train_api
+import ci2p_mm.latents.encoding as encode_module
+from ci2p_mm.datasets import BadImageError
+from ci2p_mm.latents import LatentDataset, LatentStore, LatentStoreError
+from ci2p_mm.utils import read_config
 from ci2p_mm.utils.io import load_torch_file
 
 SIZE = 64
@@ -59,9 +61,11 @@ def write_configs(directory, data_root, codec_file):
     return image, latent
 
 
-def encode(config, *extra):
-    return encode_module.main([config, '--chunk-size', '8', '--num-workers',
-                               '0', '--no-progress', *extra])
+def encode(config, cfg_options=None, **options):
+    """:func:`ci2p_mm.latents.encode` on a config file, in small chunks."""
+    options = dict(dict(chunk_size=8, num_workers=0, progress=False),
+                   **options)
+    return encode_module.encode(read_config(config, cfg_options), **options)
 
 
 @pytest.fixture(scope='module')
@@ -210,9 +214,8 @@ def test_store_refuses_a_model_of_another_codec(encoded, codec_file,
         store.check_model(set_latent_input(build_model(image), False))
 
     # Through tools/train.py: the config's hook stops the run naming both.
-    train = load_tool('tools/train.py')
     with pytest.raises(LatentStoreError, match='another codec'):
-        train.main([latent, '--work-dir', str(tmp_path / 'w'),
+        train_api.train([latent, '--work-dir', str(tmp_path / 'w'),
                     '--cfg-options',
                     f'model.backbone.patch_cfg.pretrained={other}'])
 
@@ -227,7 +230,7 @@ def copy_data(toy_animals10, tmp_path):
 def test_stale_annotations_are_named(toy_animals10, codec_file, tmp_path):
     root = copy_data(toy_animals10, tmp_path)
     image, latent = write_configs(tmp_path, root, codec_file)
-    encode(latent, '--splits', 'val')
+    encode(latent, splits=['val'])
     assert len(dataset(latent, 'val')) == 20
     ann = osp.join(root, 'meta', 'val.txt')
     with open(ann) as f:
@@ -238,8 +241,8 @@ def test_stale_annotations_are_named(toy_animals10, codec_file, tmp_path):
         dataset(latent, 'val')
     assert ann in str(err.value)
     with pytest.raises(LatentStoreError, match='stale'):
-        encode(latent, '--splits', 'val')
-    encode(latent, '--splits', 'val', '--overwrite')
+        encode(latent, splits=['val'])
+    encode(latent, splits=['val'], overwrite=True)
     assert len(dataset(latent, 'val')) == 19
 
 
@@ -259,7 +262,7 @@ def test_killed_encode_resumes(encoded, monkeypatch, tmp_path):
 
     monkeypatch.setattr(encode_module, 'commit_chunk', commit_then_die)
     with pytest.raises(KeyboardInterrupt):
-        encode(image, '--out', out, '--splits', 'train')
+        encode(image, out=out, splits=['train'])
     with pytest.raises(LatentStoreError, match='incomplete'):
         LatentStore(out).check_complete('train')
     with open(osp.join(out, 'train.done.0'), 'a') as f:
@@ -270,7 +273,7 @@ def test_killed_encode_resumes(encoded, monkeypatch, tmp_path):
         encode_module, 'commit_chunk',
         lambda path, entry: (encoded_again.append(entry['chunk']),
                              real_commit(path, entry)))
-    encode(image, '--out', out, '--splits', 'train')
+    encode(image, out=out, splits=['train'])
     assert commits == [0, 1] and encoded_again == [2, 3, 4]
     resumed, whole = LatentStore(out), LatentStore(full)
     resumed.check_complete('train')
@@ -322,10 +325,9 @@ def test_bad_files_as_the_image_path(toy_animals10, codec_file, tmp_path):
     with open(bad, 'wb') as f:
         f.write(b'<html>not an image</html>')
     with pytest.raises(BadImageError, match='Bad image .*' + osp.basename(bad)):
-        encode(latent, '--splits', 'val')
-    skip = ['--cfg-options',
-            'val_dataloader.dataset.source.skip_bad_images=True']
-    encode(latent, '--splits', 'val', '--overwrite', *skip)
+        encode(latent, splits=['val'])
+    skip = {'val_dataloader.dataset.source.skip_bad_images': True}
+    encode(latent, skip, splits=['val'], overwrite=True)
     assert len(dataset(latent, 'val')) == 20
     with pytest.raises(BadImageError):
         dataset(latent, 'val')[0]
@@ -336,8 +338,8 @@ def test_bad_files_as_the_image_path(toy_animals10, codec_file, tmp_path):
 def test_wrong_inputs_are_refused(encoded):
     from mmengine.config import ConfigDict
 
-    from ci2p_mm.codec.encode_latents import encoding_pipeline
-    from ci2p_mm.models.utils import LatentDataPreprocessor
+    from ci2p_mm.latents import LatentDataPreprocessor
+    from ci2p_mm.latents.encoding import encoding_pipeline
     image, latent, _ = encoded
     with pytest.raises(ValueError, match='codec latents'):
         LatentDataPreprocessor()(dict(inputs=torch.zeros(2, 3, 64, 64)))

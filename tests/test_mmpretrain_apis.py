@@ -14,6 +14,8 @@ import torch
 from conftest import REPO, load_tool, run_tool, write_tiny_config
 from PIL import Image
 
+import ci2p_mm.apis.training as train_api
+import ci2p_mm.apis.testing as test_api
 import ci2p_mm
 from ci2p_mm.codec import CodecWeightsError, build_codec
 
@@ -99,8 +101,7 @@ def test_get_model_takes_the_codec_from_the_checkpoint(checkpoint):
 def test_test_tool_with_tta_loads_the_checkpoint_into_the_wrapper(
         checkpoint, tmp_path):
     config, ckpt, _ = checkpoint
-    test = load_tool('tools/test.py')
-    metrics = test.main([config, ckpt, '--tta', '--work-dir',
+    metrics = test_api.test([config, ckpt, '--tta', '--work-dir',
                          str(tmp_path)])
     assert 0 <= metrics['accuracy/top1'] <= 100
 
@@ -157,15 +158,14 @@ def test_training_offline_fails_at_once_but_fine_tuning_works(
         checkpoint, fake_zoo, tmp_path):
     config, ckpt, _ = checkpoint
     fake_zoo.offline()
-    train = load_tool('tools/train.py')
     zoo = ['--cfg-options', 'model.backbone.patch_cfg.pretrained=True',
            'train_cfg.max_epochs=1', 'val_cfg=None', 'val_dataloader=None',
            'val_evaluator=None']
     with pytest.raises(CodecWeightsError, match='Offline?'):
-        train.main([config, '--work-dir', str(tmp_path / 'a')] + zoo)
+        train_api.train([config, '--work-dir', str(tmp_path / 'a')] + zoo)
     assert not osp.exists(tmp_path / 'a' / 'epoch_1.pth')
     # load_from provides the codec: no download needed.
-    runner = train.main([config, '--work-dir', str(tmp_path / 'b')] + zoo +
+    runner = train_api.train([config, '--work-dir', str(tmp_path / 'b')] + zoo +
                         [f'load_from={ckpt}'])
     assert osp.exists(tmp_path / 'b' / 'epoch_1.pth')
     assert not runner.model.backbone.patch_embed.ci2p_encoder.codec_pending
@@ -174,19 +174,18 @@ def test_training_offline_fails_at_once_but_fine_tuning_works(
 
 def test_dataloader_defaults_follow_cfg_options_and_flags(tmp_path,
                                                           toy_animals10):
-    train = load_tool('tools/train.py')
     config = write_tiny_config(tmp_path, 'configs/ci2p_vit_animals10.py',
                                toy_animals10)
-    args = train.parse_args([config, '--no-persistent-workers', '--cfg-options',
+    args = train_api.parse_args([config, '--no-persistent-workers', '--cfg-options',
                              'val_dataloader.num_workers=4',
                              'train_dataloader.num_workers=3'])
     from mmengine.config import Config
-    cfg = train.merge_args(Config.fromfile(config), args)
+    cfg = train_api.merge_args(Config.fromfile(config), args)
     assert cfg.train_dataloader.num_workers == 3
     assert cfg.train_dataloader.persistent_workers is False
-    args = train.parse_args([config, '--no-pin-memory', '--cfg-options',
+    args = train_api.parse_args([config, '--no-pin-memory', '--cfg-options',
                              'train_dataloader.num_workers=2'])
-    cfg = train.merge_args(Config.fromfile(config), args)
+    cfg = train_api.merge_args(Config.fromfile(config), args)
     assert cfg.train_dataloader.persistent_workers is True
     assert cfg.train_dataloader.pin_memory is False
     assert cfg.val_dataloader.persistent_workers is False  # 0 workers

@@ -67,9 +67,9 @@ def put(self, obj, filepath):
 LocalBackend.put = put
 '''
 
-HOLD_LOCK = ("import runpy, sys, time; "
-             "lock = runpy.run_path('ci2p_mm/engine/work_dir_lock.py'); "
-             "held = lock['WorkDirLock'](sys.argv[1]).acquire(); "
+HOLD_LOCK = ("import sys, time; "
+             "from ci2p_mm.engine.work_dir_lock import WorkDirLock; "
+             "held = WorkDirLock(sys.argv[1]).acquire(); "
              "print('held', flush=True); time.sleep(600)")
 
 

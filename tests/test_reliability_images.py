@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 from _reliability import make_toy_data, write_config, write_messy_files
-from conftest import load_tool
 from PIL import ImageFile
 
+import ci2p_mm.apis.training as train_api
 from ci2p_mm.datasets import (Animals10, BadImageError, ResumableSampler,
                               SafeLoadImageFromFile, SeededIndex)
 
@@ -141,8 +141,7 @@ def test_training_with_skip_counts_in_the_log(dirty_data, tmp_path):
     root, _ = dirty_data
     config = write_config(tmp_path, root, epochs=1, batch_size=11,
                           skip_bad_images=True)
-    train = load_tool('tools/train.py')
-    runner = train.main([config, '--work-dir', str(tmp_path / 'w')])
+    runner = train_api.train([config, '--work-dir', str(tmp_path / 'w')])
     log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
     assert 'Epoch 1: skipped 3 bad image(s)' in log
     assert 'bad/truncated.jpg' in log
@@ -153,9 +152,8 @@ def test_training_with_skip_counts_in_the_log(dirty_data, tmp_path):
 def test_training_without_skip_stops_naming_the_file(dirty_data, tmp_path):
     root, _ = dirty_data
     config = write_config(tmp_path, root, epochs=1)
-    train = load_tool('tools/train.py')
     with pytest.raises(BadImageError, match='bad/(empty|truncated|html)'):
-        train.main([config, '--work-dir', str(tmp_path / 'w')])
+        train_api.train([config, '--work-dir', str(tmp_path / 'w')])
 
 
 def test_verify_dataset_lists_every_bad_file(dirty_data, tmp_path, capsys):

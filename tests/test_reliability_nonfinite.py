@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 from _reliability import REPO, make_toy_data, write_config
-from conftest import load_tool
 from mmengine.config import Config
 
+import ci2p_mm.apis.training as train_api
 from ci2p_mm.engine import NonFiniteLossHook
 from ci2p_mm.utils.io import load_torch_file
 
@@ -64,12 +64,11 @@ def test_training_stops_at_the_first_non_finite_loss(tmp_path):
     config = write_config(tmp_path, root, epochs=1, extra=(
         "model['head']['loss'] = dict(type='CrossEntropyLoss', "
         "loss_weight=float('inf'))\n"))
-    train = load_tool('tools/train.py')
     work_dir = str(tmp_path / 'work')
     with pytest.raises(FloatingPointError,
                        match=r'Non-finite loss at iteration 1 \(epoch 1, '
                        r'batch 1 of 2\): loss=inf'):
-        train.main([config, '--work-dir', work_dir])
+        train_api.train([config, '--work-dir', work_dir])
     assert not [n for n in os.listdir(work_dir) if n.endswith('.pth')]
 
 

@@ -18,9 +18,10 @@ import torch
 from _hostile import (CreatesMarker, plant_zoo_file, sha256_of,
                       write_hostile_checkpoint, zoo_url)
 from _reliability import TINY_ARCH
-from conftest import (REPO, codec_train_args, load_tool, run_tool,
+from conftest import (REPO, codec_train_args, run_tool,
                       write_tiny_config)
 
+from ci2p_mm.apis import train as train_tool, test as test_tool
 from ci2p_mm.codec import CodecWeightsError, build_codec
 
 
@@ -52,12 +53,12 @@ def _backbone(ctx):
 
 
 def _train(ctx):
-    load_tool('tools/train.py').main(
+    train_tool(
         [ctx['config'], '--work-dir', str(ctx['tmp'] / 'train')])
 
 
 def _test(ctx):
-    load_tool('tools/test.py').main(
+    test_tool(
         [ctx['config'], ctx['checkpoint'], '--work-dir',
          str(ctx['tmp'] / 'test')])
 
@@ -261,14 +262,14 @@ def test_config_text_in_a_checkpoint_never_runs(entry_inputs, tmp_path):
     torch.save(checkpoint, hostile)
     no_zoo = ['--cfg-options', 'model.backbone.patch_cfg.pretrained=False']
 
-    metrics = load_tool('tools/test.py').main(
+    metrics = test_tool(
         [entry_inputs['config'], hostile, '--work-dir',
          str(tmp_path / 'test')] + no_zoo)
     assert 'accuracy/top1' in metrics
     assert not marker.exists()
 
     with pytest.raises(Exception):  # no optimizer state: not resumable
-        load_tool('tools/train.py').main(
+        train_tool(
             [entry_inputs['config'], '--resume', hostile, '--work-dir',
              str(tmp_path / 'train')] + no_zoo)
     assert not marker.exists()

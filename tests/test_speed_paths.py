@@ -12,6 +12,7 @@ from compressai.layers import GDN, GDN1
 from mmpretrain.models import ImageClassifier
 from mmpretrain.structures import DataSample
 
+import ci2p_mm.apis.training as train_api
 from ci2p_mm.models import CI2PPatchEmbed, CI2PViT, DualScaleViT
 from ci2p_mm.models.utils import InplaceGDN, use_inplace_gdn
 
@@ -304,13 +305,11 @@ def test_train_tool_compile_compiles_the_forward(tmp_path, toy_animals10):
     compiles the model's forward, not mmengine's train_step (whose trace
     through AmpOptimWrapper failed with torch 2.11 on a GPU); training
     runs and the checkpoint's keys are the uncompiled model's."""
-    from conftest import load_tool
     from ci2p_mm.engine.compile import COMPILED_FLAG
     config = write_tiny_config(tmp_path, 'configs/ci2p_vit_animals10.py',
                                toy_animals10, epochs=1,
                                extra="compile = dict(backend='eager')")
-    train = load_tool('tools/train.py', 'train')
-    runner = train.main([config, '--work-dir', str(tmp_path / 'work'),
+    runner = train_api.train([config, '--work-dir', str(tmp_path / 'work'),
                          '--cfg-options', 'model.backbone.patch_cfg.'
                          'pretrained=False'])
     model = runner.model

@@ -1,7 +1,9 @@
 """Measuring models: FLOPs (:mod:`.flops`), speed and memory
-(:mod:`.benchmark`, ``tools/analysis_tools/benchmark.py``) and mmdet/mmpose
-step timing (:mod:`.downstream_timing`). Only :mod:`.flops` is imported
-here; the others are imported by their tools."""
+(:mod:`.benchmark`, ``tools/analysis_tools/benchmark.py``, with its modes
+:mod:`.step`, :mod:`.end_to_end`, :mod:`.latent_storage` and the shared
+:mod:`.timing`) and mmdet/mmpose/mmseg step timing
+(:mod:`.downstream_timing`). Only :mod:`.flops` is imported here; the others
+are imported by their tools."""
 from .flops import model_flops, sdpa_flop_jit
 
 __all__ = ['model_flops', 'sdpa_flop_jit']

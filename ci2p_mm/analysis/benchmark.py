@@ -1,71 +1,23 @@
-"""Inference and training-step throughput and peak memory of config models.
+"""``tools/analysis_tools/benchmark.py``: speed and memory of config models.
 
-(``--end-to-end``: training throughput with the config's data loading from
-files, in :mod:`ci2p_mm.analysis.end_to_end`.)
+This module only parses the command line and hands it to a mode:
 
-    python tools/analysis_tools/benchmark.py \
-        configs/vit_b16_animals10.py configs/ci2p_vit_animals10.py \
-        configs/ci2p_vit_ds_animals10.py --timm-baseline --no-pretrained \
-        --batch-size 8 --repeats 7 --out work_dirs/benchmark/cpu_bs8.json
+* default: model steps on a batch in memory, inference and training, with
+  peak memory (:mod:`.step`);
+* ``--end-to-end``: training iterations with the config's data loading
+  from files, latent stores encoded once (:mod:`.end_to_end`);
+* ``--latent-storage``: latent store formats side by side
+  (:mod:`.latent_storage`).
 
-What is timed (one process, every model built up front, then warm-up and
-repeats interleaved round-robin across models so that a change in machine
-load hits all of them alike; the median of the repeats is reported):
-
-* ``infer``: ``model(inputs, mode='tensor')`` of the mmpretrain model, i.e.
-  ``extract_feat`` + the head's forward (logits; no softmax, no
-  ``DataSample`` post-processing), in eval mode under
-  ``torch.inference_mode()`` (``torch.no_grad()`` with ``--compile``).
-* ``train``: one training step as ``BaseModel.train_step`` does it *minus
-  the data preprocessor*: ``model(inputs, data_samples, mode='loss')``,
-  ``parse_losses``, then ``OptimWrapper.update_params`` (backward, the
-  config's optimizer step, zero_grad), in train mode.
-
-The data preprocessor (uint8 -> float, BGR -> RGB, normalisation) runs once
-per model before timing, on random uint8 images, so each model gets the
-input range it expects ([0, 1] for CI2P, mean/std-normalised for ViT).
-It costs a few milliseconds per batch and is the same for every model.
-
-Peak memory is measured in a fresh subprocess per model and mode (so one
-model's allocations cannot hide another's): warm-up steps, then one
-measured step.
-
-* CUDA: ``torch.cuda.max_memory_allocated()`` during the measured step
-  (absolute: weights, gradients, optimizer state and activations).
-* CPU: the peak resident set size (``VmHWM``, reset through
-  ``/proc/self/clear_refs`` just before the measured step) minus the RSS
-  the process had before the model was built. That covers weights,
-  gradients, optimizer state, activations and whatever freed memory the
-  C allocator keeps; it excludes the Python/torch import footprint. Where
-  ``clear_refs`` is not writable it falls back to ``ru_maxrss`` (the
-  lifetime peak, model building included).
-
-``--timm-baseline`` adds timm's ViT-B/16 (``vit_base_patch16_224`` at the
-same input size, 10 classes, average pooling, no class token), trained with
-cross-entropy and the first config's optimizer settings, when timm is
-installed.
+The shared timing helpers are in :mod:`.timing`.
 """
 import argparse
-import contextlib
-import copy
-import datetime
-import json
-import os
-import os.path as osp
-import platform
-import resource
-import statistics
-import subprocess
 import sys
-import time
 
 import torch
-import torch.nn.functional as F
+from mmengine.config import DictAction
 
-#: The command line this module serves (printed in the results' header).
-TOOL = 'tools/analysis_tools/benchmark.py'
-PROBE_TAG = '@@benchmark-probe '
-MIB = 1024 * 1024
+from . import end_to_end, latent_storage, step
 
 
 def parse_args(argv=None):
@@ -93,34 +45,23 @@ def parse_args(argv=None):
         'model.to(memory_format=torch.channels_last) and NHWC input')
     parser.add_argument(
         '--compile', action='store_true',
-        help="torch.compile the model (as mmengine's cfg.compile does)")
+        help="torch.compile the model's forward (as tools/train.py "
+        '--compile does)')
     parser.add_argument('--compile-mode', default=None,
                         help='torch.compile mode, e.g. max-autotune')
-    parser.add_argument('--repeats', type=int, default=5,
-                        help='timed repeats per model and mode (median)')
     parser.add_argument('--warmup', type=int, default=2,
                         help='untimed steps per model and mode first')
-    parser.add_argument('--iters', type=int, default=1,
-                        help='steps per timed repeat')
-    parser.add_argument('--mode', choices=['infer', 'train', 'both'],
-                        default='both')
-    parser.add_argument('--timm-baseline', action='store_true',
-                        help="add timm's ViT-B/16 at the same input size")
     parser.add_argument(
         '--no-pretrained', action='store_true',
         help='build CI2P codecs with random weights instead of downloading '
         'CompressAI weights (speed does not depend on them)')
-    parser.add_argument('--no-memory', action='store_true',
-                        help='skip the peak-memory subprocesses')
     parser.add_argument('--threads', type=int,
                         help='torch.set_num_threads (default: torch default)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', help='write the results as JSON here')
-    parser.add_argument('--cfg-options', nargs='+', default=None,
-                        metavar='KEY=VALUE',
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of every config')
-    parser.add_argument('--probe', help=argparse.SUPPRESS)  # internal
-    from . import end_to_end, latent_storage
+    step.add_arguments(parser)
     end_to_end.add_arguments(parser)
     latent_storage.add_arguments(parser)
     args = parser.parse_args(argv)
@@ -136,577 +77,29 @@ def parse_args(argv=None):
         print(f'--compile: raising --warmup from {args.warmup} to 3',
               flush=True)
         args.warmup = 3
-    if args.cfg_options:
-        from mmengine.config import DictAction
-        namespace = argparse.Namespace()
-        DictAction(option_strings=[], dest='cfg_options')(
-            parser, namespace, args.cfg_options)
-        args.cfg_options = namespace.cfg_options
     return args
 
 
-def modes_of(args):
-    return ['infer', 'train'] if args.mode == 'both' else [args.mode]
-
-
-# --------------------------------------------------------------------------
-# Models and their steps
-# --------------------------------------------------------------------------
-
-
-def amp_dtype(args):
-    return {None: None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[
-        args.amp]
-
-
-def autocast(args):
-    dtype = amp_dtype(args)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=args.device, dtype=dtype)
-
-
-def inference_context(args):
-    """``inference_mode``; ``no_grad`` for compiled models (with torch 2.14
-    dynamo fails a guard on mmcv's numpy ``drop_prob`` under inference_mode;
-    mmengine's val/test loops use no_grad anyway)."""
-    return torch.no_grad() if args.compile else torch.inference_mode()
-
-
-def synchronize(device):
-    if device == 'cuda':
-        torch.cuda.synchronize()
-
-
-def set_cudnn_benchmark(cfg, args):
-    """cuDNN autotuning as the config's ``env_cfg.cudnn_benchmark`` sets
-    it for training (mmengine's Runner does the same)."""
-    if args.device == 'cuda':
-        torch.backends.cudnn.benchmark = bool(
-            cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
-
-
-def random_images(args, generator):
-    return torch.randint(
-        0, 256, (args.batch_size, 3, args.img_size, args.img_size),
-        dtype=torch.uint8, generator=generator)
-
-
-def build_optim_wrapper(model, optim_cfg, args):
-    """The config's optimizer in an OptimWrapper (AMP one on CUDA)."""
-    from mmengine.optim import build_optim_wrapper as _build
-    optim_cfg = copy.deepcopy(optim_cfg)
-    optim_cfg.pop('type', None)
-    if args.amp and args.device == 'cuda':
-        optim_cfg['type'] = 'AmpOptimWrapper'
-        optim_cfg['dtype'] = {'bf16': 'bfloat16', 'fp16': 'float16'}[args.amp]
-        optim_cfg.setdefault('loss_scale', 'dynamic')
-    else:
-        # mmengine's AmpOptimWrapper asserts CUDA; on CPU autocast is
-        # applied around the forward by this tool instead.
-        optim_cfg['type'] = 'OptimWrapper'
-    return _build(model, optim_cfg)
-
-
-class Bench:
-    """One model with its prepared batch, optimizer and step functions."""
-
-    def __init__(self, name, model, optim_wrapper, inputs, targets, args,
-                 infer_fn, loss_fn, num_params, note=''):
-        self.name = name
-        self.model = model
-        self.optim_wrapper = optim_wrapper
-        self.inputs = inputs
-        self.targets = targets
-        self.args = args
-        self.infer_fn = infer_fn
-        self.loss_fn = loss_fn
-        self.num_params = num_params
-        self.note = note
-
-    def prepare(self, mode):
-        self.model.train(mode == 'train')
-
-    def step(self, mode):
-        if mode == 'infer':
-            with inference_context(self.args), autocast(self.args):
-                return self.infer_fn(self.inputs)
-        with self.optim_wrapper.optim_context(self.model), autocast(
-                self.args):
-            loss = self.loss_fn(self.inputs, self.targets)
-        self.optim_wrapper.update_params(loss)
-        return loss
-
-
-def maybe_compile(model, args):
-    """The model with its forward compiled as ``tools/train.py --compile``
-    compiles it (:func:`ci2p_mm.engine.compile_forward`)."""
-    if not args.compile:
-        return model
-    from ci2p_mm.engine import compile_forward
-    kwargs = {} if args.compile_mode is None else dict(mode=args.compile_mode)
-    return compile_forward(model, **kwargs)
-
-
-def load_config(path, args):
-    from ci2p_mm.utils import load_model_config
-    return load_model_config(path, args.cfg_options, args.no_pretrained,
-                             args.channels_last)
-
-
-def quiet_init_weights(model):
-    """``init_weights`` without mmengine's per-parameter INFO log."""
-    import logging
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
-
-
-def build_config_bench(path, args, generator):
-    from mmpretrain.registry import MODELS
-    from mmpretrain.structures import DataSample
-
-    cfg = load_config(path, args)
-    model = MODELS.build(cfg.model)
-    try:  # codec weights are fetched here, not when building
-        quiet_init_weights(model)
-    except Exception as err:
-        if 'CodecWeights' in type(err).__name__ or 'download' in str(err):
-            raise SystemExit(
-                f'{path}: {err}\nOffline? Add --no-pretrained (speed does '
-                f'not depend on the codec weights).') from err
-        raise
-    model.to(args.device)
-    from ci2p_mm.utils import CI2P_BACKBONES
-    ci2p = cfg.model.get('backbone', {}).get('type') in CI2P_BACKBONES
-    if args.channels_last and not ci2p:
-        model.to(memory_format=torch.channels_last)
-    set_cudnn_benchmark(cfg, args)
-
-    images = random_images(args, generator)
-    labels = torch.randint(0, 10, (args.batch_size, ), generator=generator)
-    data = dict(
-        inputs=images,
-        data_samples=[DataSample().set_gt_label(int(i)) for i in labels])
-    with torch.no_grad():
-        data = model.data_preprocessor(data, training=True)
-    inputs, data_samples = data['inputs'], data['data_samples']
-    if args.channels_last and not ci2p:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-
-    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper, args)
-    forward = maybe_compile(model, args)
-
-    def infer_fn(x):
-        return forward(x, mode='tensor')
-
-    def loss_fn(x, samples):
-        losses = forward(x, samples, mode='loss')
-        loss, _ = model.parse_losses(losses)
-        return loss
-
-    num_params = sum(p.numel() for p in model.parameters())
-    name = osp.splitext(osp.basename(path))[0]
-    return Bench(name, model, optim_wrapper, inputs, data_samples, args,
-                 infer_fn, loss_fn, num_params, note=path), cfg
-
-
-def build_timm_bench(args, generator, optim_cfg):
-    import timm
-    model = timm.create_model(
-        'vit_base_patch16_224',
-        pretrained=False,
-        img_size=args.img_size,
-        num_classes=10,
-        global_pool='avg',
-        class_token=False)
-    model.to(args.device)
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
-    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
-    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
-    inputs = ((random_images(args, generator).float() - mean) / std).to(
-        args.device)
-    if args.channels_last:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (args.batch_size, ),
-                           generator=generator).to(args.device)
-    optim_wrapper = build_optim_wrapper(model, optim_cfg, args)
-    forward = maybe_compile(model, args)
-
-    def loss_fn(x, y):
-        return F.cross_entropy(forward(x), y)
-
-    num_params = sum(p.numel() for p in model.parameters())
-    return Bench(f'timm vit_base_patch16 @{args.img_size}', model,
-                 optim_wrapper, inputs, labels, args, forward, loss_fn,
-                 num_params, note=f'timm {timm.__version__} '
-                 'vit_base_patch16_224(img_size=%d, num_classes=10, '
-                 "global_pool='avg', class_token=False)" % args.img_size)
-
-
-def timm_available():
-    try:
-        import timm  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def entry_names(args):
-    """What the run measures: config paths, then 'timm' if asked and there."""
-    entries = list(args.configs)
-    if args.timm_baseline:
-        if timm_available():
-            entries.append('timm')
-        else:
-            print('timm is not installed: skipping the timm baseline '
-                  '(pip install timm)', flush=True)
-    return entries
-
-
-def build_bench(entry, args, first_cfg=None):
-    generator = torch.Generator().manual_seed(args.seed)
-    if entry == 'timm':
-        if first_cfg is None:
-            first_cfg = load_config(args.configs[0], args)
-        return build_timm_bench(args, generator, first_cfg.optim_wrapper)
-    return build_config_bench(entry, args, generator)[0]
-
-
-# --------------------------------------------------------------------------
-# Memory probes (one fresh process per model and mode)
-# --------------------------------------------------------------------------
-
-
-def _status_kib(field):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _reset_peak_rss():
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
-
-
-def run_probe(args):
-    """Child process: build one model, warm up, measure one step's peak."""
-    index, mode = args.probe.split(':')
-    entry = entry_names(args)[int(index)]
-    on_linux = osp.exists('/proc/self/status')
-    rss_before = _status_kib('VmRSS') * 1024 if on_linux else 0
-    bench = build_bench(entry, args)
-    rss_model = (_status_kib('VmRSS') * 1024 if on_linux else 0) - rss_before
-    bench.prepare(mode)
-    for _ in range(max(1, args.warmup)):
-        bench.step(mode)
-    synchronize(args.device)
-    if args.device == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-        bench.step(mode)
-        synchronize(args.device)
-        result = dict(peak_bytes=torch.cuda.max_memory_allocated(),
-                      how='torch.cuda.max_memory_allocated')
-    else:
-        reset = on_linux and _reset_peak_rss()
-        bench.step(mode)
-        if reset:
-            peak = _status_kib('VmHWM') * 1024 - rss_before
-            how = 'VmHWM (reset before the step) - RSS before build'
-        else:
-            # ru_maxrss is in KiB on Linux, bytes on macOS.
-            scale = 1 if sys.platform == 'darwin' else 1024
-            peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss *
-                    scale - rss_before)
-            how = 'ru_maxrss (lifetime, incl. build) - RSS before build'
-        result = dict(peak_bytes=peak, how=how, model_rss_bytes=rss_model)
-    print(PROBE_TAG + json.dumps(result), flush=True)
-
-
-def measure_memory(args, argv, index, mode):
-    cmd = [sys.executable, '-m', __name__] + list(argv) + [
-        '--probe', f'{index}:{mode}', '--no-memory'
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith(PROBE_TAG):
-            return json.loads(line[len(PROBE_TAG):])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-    print('  memory probe failed: ' + ' | '.join(tail), flush=True)
-    return None
-
-
-# --------------------------------------------------------------------------
-# Timing
-# --------------------------------------------------------------------------
-
-
-class OtherLoad:
-    """CPU cores used by *other* processes over an interval (Linux).
-
-    Busy time of the whole machine from ``/proc/stat`` minus this process's
-    own CPU time: a direct measure of how much the rest of the machine
-    competed with a timed step (``loadavg`` also counts this process).
-    """
-
-    def __init__(self):
-        self.tick = os.sysconf('SC_CLK_TCK') if hasattr(os, 'sysconf') else 100
-        self.ok = osp.exists('/proc/stat')
-
-    def snapshot(self):
-        if not self.ok:
-            return None
-        with open('/proc/stat') as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        busy = (sum(fields[:8]) - idle) / self.tick
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        mine = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-        return busy, mine, time.perf_counter()
-
-    @staticmethod
-    def cores(start, end):
-        if start is None or end is None or end[2] <= start[2]:
-            return None
-        other = (end[0] - start[0]) - (end[1] - start[1])
-        return max(0.0, other / (end[2] - start[2]))
-
-
-def time_step(bench, mode, iters, device, meter):
-    synchronize(device)
-    before = meter.snapshot()
-    start = time.perf_counter()
-    for _ in range(iters):
-        bench.step(mode)
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / iters
-    return seconds, OtherLoad.cores(before, meter.snapshot())
-
-
-def loadavg():
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return None
-
-
-def cpu_name():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(args):
-    if args.device == 'cuda':
-        return torch.cuda.get_device_name()
-    return f'{cpu_name()}, {os.cpu_count()} logical CPUs'
-
-
-def warn_slow_cpu_amp(args):
-    """Autocast on a CPU without native bf16/fp16 runs reference kernels."""
-    if args.device != 'cpu' or not args.amp:
-        return
-    check = dict(bf16='_is_mkldnn_bf16_supported',
-                 fp16='_is_mkldnn_fp16_supported')[args.amp]
-    try:
-        native = getattr(torch.ops.mkldnn, check)()
-    except (AttributeError, RuntimeError):
-        return
-    if not native:
-        print(f'WARNING: this CPU has no native {args.amp} support in oneDNN '
-              f'(capability {torch.backends.cpu.get_cpu_capability()}): '
-              f'{args.amp} convolutions fall back to reference kernels, '
-              'often 10-300x slower than fp32.', flush=True)
-
-
-def run_benchmark(args, argv):
-    import ci2p_mm  # noqa: F401  registers CI2P modules
-    torch.manual_seed(args.seed)
-    warn_slow_cpu_amp(args)
-    modes = modes_of(args)
-    entries = entry_names(args)
-    meta = dict(
-        date=datetime.datetime.now().isoformat(timespec='seconds'),
-        command=' '.join([TOOL] + list(argv)),
-        device=args.device,
-        device_name=device_name(args),
-        torch=torch.__version__,
-        threads=torch.get_num_threads(),
-        batch_size=args.batch_size,
-        img_size=args.img_size,
-        precision=args.amp or 'fp32',
-        channels_last=args.channels_last,
-        compile=args.compile,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        iters=args.iters,
-        infer_timed="model(inputs, mode='tensor') under "
-        f"{'no_grad' if args.compile else 'inference_mode'}",
-        train_timed='loss forward + parse_losses + OptimWrapper.update_params'
-        ' (data preprocessor excluded)',
-        thp_mem_alloc=os.environ.get('THP_MEM_ALLOC_ENABLE'),
-        loadavg_start=loadavg())
-    print(f'# {meta["device_name"]}, torch {meta["torch"]}, '
-          f'{meta["threads"]} threads, batch {args.batch_size}, '
-          f'{args.img_size}x{args.img_size}, {meta["precision"]}'
-          f'{", channels_last" if args.channels_last else ""}'
-          f'{", compile" if args.compile else ""}; load average '
-          f'{meta["loadavg_start"]}', flush=True)
-
-    benches, first_cfg = [], None
-    for entry in entries:
-        t0 = time.perf_counter()
-        if entry == 'timm':
-            bench = build_bench(entry, args, first_cfg)
-        else:
-            bench, cfg = build_config_bench(
-                entry, args, torch.Generator().manual_seed(args.seed))
-            first_cfg = first_cfg or cfg
-        benches.append(bench)
-        print(f'built {bench.name} ({bench.num_params / 1e6:.1f} M params) '
-              f'in {time.perf_counter() - t0:.1f}s', flush=True)
-
-    times = {(b.name, m): [] for b in benches for m in modes}
-    others = {(b.name, m): [] for b in benches for m in modes}
-    meter = OtherLoad()
-    total_rounds = args.warmup + args.repeats
-    for r in range(total_rounds):
-        warm = r < args.warmup
-        tag = (f'warm-up {r + 1}/{args.warmup}' if warm else
-               f'repeat {r - args.warmup + 1}/{args.repeats}')
-        for bench in benches:
-            for mode in modes:
-                bench.prepare(mode)
-                seconds, other = time_step(bench, mode,
-                                           1 if warm else args.iters,
-                                           args.device, meter)
-                if not warm:
-                    times[(bench.name, mode)].append(seconds)
-                    others[(bench.name, mode)].append(other)
-                busy = ('' if other is None else
-                        f'  (others: {other:.2f} cores)')
-                print(f'[{tag}] {bench.name:<34} {mode:<5} {seconds:7.3f} '
-                      f's/step  {args.batch_size / seconds:7.2f} img/s'
-                      f'{busy}', flush=True)
-    meta['loadavg_end'] = loadavg()
-
-    results = []
-    for bench in benches:
-        row = dict(name=bench.name, source=bench.note,
-                   params_m=bench.num_params / 1e6)
-        for mode in modes:
-            seconds = times[(bench.name, mode)]
-            median = statistics.median(seconds)
-            row[mode] = dict(
-                seconds_per_step=seconds,
-                median_s=median,
-                img_per_s=args.batch_size / median,
-                spread=(max(seconds) - min(seconds)) / median,
-                other_cores=others[(bench.name, mode)])
-        results.append(row)
-    measured = [c for v in others.values() for c in v if c is not None]
-    if measured:
-        meta['other_cores_mean'] = statistics.mean(measured)
-        meta['other_cores_max'] = max(measured)
-
-    names = [b.name for b in benches]
-    del benches  # free the models before the memory probes
-    if not args.no_memory:
-        for index, name in enumerate(names):
-            for mode in modes:
-                print(f'[memory] {name} {mode} (fresh process)', flush=True)
-                mem = measure_memory(args, argv, index, mode)
-                results[index][mode]['memory'] = mem
-    meta['loadavg_after_memory'] = loadavg()
-
-    table = format_table(results, modes, args)
-    print(table, flush=True)
-    print(f'load average: start {meta["loadavg_start"]}, end of timing '
-          f'{meta["loadavg_end"]}', flush=True)
-    if 'other_cores_mean' in meta:
-        print(f'other processes during timed steps: '
-              f'{meta["other_cores_mean"]:.2f} cores on average, '
-              f'{meta["other_cores_max"]:.2f} at most (of '
-              f'{os.cpu_count()})', flush=True)
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(dict(meta=meta, results=results, table=table), f,
-                      indent=2)
-        print(f'wrote {args.out}', flush=True)
-    return results
-
-
-def format_table(results, modes, args):
-    first = results[0]
-    header = f'{"model":<34}{"params M":>9}'
-    for mode in modes:
-        header += f'{mode + " img/s":>13}{"x":>7}{"spread":>8}'
-    for mode in modes:
-        header += f'{mode + " MiB":>12}{"x":>7}'
-    lines = [header, '-' * len(header)]
-    for row in results:
-        line = f'{row["name"]:<34}{row["params_m"]:>9.1f}'
-        for mode in modes:
-            ips = row[mode]['img_per_s']
-            ratio = ips / first[mode]['img_per_s']
-            line += (f'{ips:>13.2f}{ratio:>6.2f}x'
-                     f'{100 * row[mode]["spread"]:>7.0f}%')
-        for mode in modes:
-            mem = row[mode].get('memory')
-            base = first[mode].get('memory')
-            if mem is None:
-                line += f'{"-":>12}{"":>7}'
-                continue
-            mib = mem['peak_bytes'] / MIB
-            ratio = (f'{mem["peak_bytes"] / base["peak_bytes"]:>6.2f}x'
-                     if base else f'{"":>7}')
-            line += f'{mib:>12.0f}{ratio}'
-        lines.append(line)
-    precision = args.amp or 'fp32'
-    lines.append(
-        f'batch {args.batch_size}, {args.img_size}x{args.img_size}, '
-        f'{precision}, {args.device}; median of {args.repeats} interleaved '
-        f'repeats ({args.iters} step(s) each); x = vs the first row; '
-        'spread = (max - min) / median')
-    return '\n'.join(lines)
-
-
-def main(argv=None):
+def run(argv=None):
+    """Run the mode ``argv`` asks for; return its result rows."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.probe:
-        import ci2p_mm  # noqa: F401
-        run_probe(args)
-        return None
+        return step.run_probe(args)
     if args.end_to_end:
-        from .end_to_end import run
-        return run(args, argv)
+        return end_to_end.run(args, argv)
     if args.latent_storage:
-        from .latent_storage import run
-        return run(args, argv)
-    return run_benchmark(args, argv)
+        return latent_storage.run(args, argv)
+    return step.run(args, argv)
 
 
-if __name__ == '__main__':
-    main()
+def main(argv=None) -> int:
+    run(argv)
+    return 0
+
+
+if __name__ == '__main__':  # the memory probes run this module
+    from ci2p_mm.utils.cli import run as run_cli
+    run_cli(main)

@@ -8,7 +8,7 @@ multiply-add is one FLOP, attention included)::
 
     python tools/analysis_tools/downstream_timing.py     # det, pose and seg
     python tools/analysis_tools/downstream_timing.py --det-size 800 1344 \
-        --configs configs/downstream/retinanet_ci2p_vit_ds_fpn_1x_coco.py
+        --configs configs/downstream/retinanet_ci2p-vit-ds-b_fpn_1x_coco.py
 
 Needs the downstream extras (tools/misc/install_mmcv_full.sh).
 """
@@ -20,19 +20,26 @@ import sys
 import time
 
 import torch
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+
+from ci2p_mm.utils import set_patch_options
+from .flops import model_flops
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIGS = [
-    'configs/downstream/retinanet_ci2p_vit_ds_fpn_1x_coco.py',
-    'configs/downstream/retinanet_ci2p_vit_simple_pyramid_fpn_1x_coco.py',
-    'configs/downstream/td-hm_ci2p_vit_ds_8xb64-210e_coco-256x192.py',
-    'configs/downstream/segnetr_isic2017-224x224.py',
-    'configs/downstream/upernet_ci2p_vit_ds_isic2017-224x224.py',
-    'configs/downstream/upernet_ci2p_vit_ds_8xb2-160k_ade20k-512x512.py',
+    'configs/downstream/retinanet_ci2p-vit-ds-b_fpn_1x_coco.py',
+    'configs/downstream/retinanet_ci2p-vit-b_simple-pyramid-fpn_1x_coco.py',
+    'configs/downstream/td-hm_ci2p-vit-ds-b_8xb64-210e_coco-256x192.py',
+    'configs/downstream/segnetr_1xb8-20k_isic2017-224x224.py',
+    'configs/downstream/upernet_ci2p-vit-ds-b_1xb8-20k_isic2017-224x224.py',
+    'configs/downstream/upernet_ci2p-vit-ds-b_8xb2-160k_ade20k-512x512.py',
 ]
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--configs', nargs='+', default=DEFAULT_CONFIGS)
     parser.add_argument('--batch-size', type=int, default=2)
@@ -53,16 +60,13 @@ def parse_args():
     parser.add_argument(
         '--threads', type=int, help='torch CPU threads (default: torch\'s)')
     parser.add_argument('--out', help='also write the results as JSON')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def build(config, arch):
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
     cfg = Config.fromfile(osp.join(REPO, config) if not osp.isabs(config)
                           else config)
-    if 'patch_cfg' in cfg.model.backbone:  # CI2P backbones (SegNetr: none)
-        cfg.model.backbone.patch_cfg.pretrained = False
+    set_patch_options(cfg, pretrained=False)  # CI2P backbones only
     cfg.model.backbone.init_cfg = None
     if arch:
         cfg.model.backbone.arch = arch
@@ -77,7 +81,6 @@ def build(config, arch):
     else:
         raise ValueError(f'{config}: default_scope {scope!r} is not mmdet, '
                          f'mmpose or mmseg')
-    from mmengine.model import revert_sync_batchnorm
     torch.manual_seed(0)
     # SyncBN (mmseg's UPerNet bases) needs a process group: plain BN here
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
@@ -87,7 +90,6 @@ def build(config, arch):
 
 def make_seg_batch(batch_size, size, num_classes):
     """Random uint8 images and label maps, as mmseg's PackSegInputs gives."""
-    from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     h, w = size
     inputs, samples = [], []
@@ -175,7 +177,6 @@ def measure(config, args):
     backbone = model.backbone
     flops = {}
     if args.flops:
-        from ci2p_mm.analysis.flops import model_flops
         flops['flops_g'] = round(
             model_flops(TensorForward(model), size)['flops'] / 1e9, 2)
     return dict(
@@ -193,8 +194,8 @@ def measure(config, args):
         **flops)
 
 
-def main():
-    args = parse_args()
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     import ci2p_mm.downstream  # noqa: F401
@@ -217,4 +218,4 @@ def main():
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=2)
-
+    return 0

@@ -31,6 +31,7 @@ forward the way ``tools/train.py --compile`` does
 iterations, which are not timed. The peak CUDA memory of the timed
 iterations is reported.
 """
+import json
 import os
 import os.path as osp
 import shutil
@@ -38,10 +39,18 @@ import statistics
 import time
 from contextlib import nullcontext
 
-import numpy as np
 import torch
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from mmpretrain.registry import MODELS
 
-MIB = 1024 * 1024
+from ci2p_mm.latents import LatentStore, encode
+from ci2p_mm.utils import quiet_init_weights
+from .bench_data import (count_lines, is_latent, prepared_config,
+                         random_codec_file, write_jpeg_folder)
+from .timing import (MIB, TOOL, OtherLoad, autocast, build_optim_wrapper,
+                     device_name, loadavg, maybe_compile, set_cudnn_benchmark,
+                     synchronize)
 
 
 def add_arguments(parser):
@@ -66,126 +75,15 @@ def add_arguments(parser):
                        'codec saved once in --data-dir with --no-pretrained)')
 
 
-# ---- data --------------------------------------------------------------
-
-
-def _write_jpeg(job):
-    """One photo-like JPEG: smooth colour field, texture and a disc; its own
-    seeded generator, so the folder is the same however many processes
-    write it."""
-    from PIL import Image
-    path, (w, h), seed, i = job
-    rng = np.random.default_rng([seed, i])
-    coarse = rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)
-    img = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC),
-                     dtype=np.float32)
-    img += rng.normal(0, 18, (h, w, 3))
-    yy, xx = np.mgrid[0:h, 0:w]
-    cy, cx, r = h * rng.uniform(.3, .7), w * rng.uniform(.3, .7), h / 4
-    img[(yy - cy)**2 + (xx - cx)**2 < r**2] = rng.uniform(0, 255, 3)
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path,
-                                                                quality=90)
-
-
-def write_jpeg_folder(root: str, num_images: int, size, seed: int = 0):
-    """Photo-like JPEGs in Kaggle's ``raw-img/<class>/`` layout, split 80/20
-    with ``make_split``; written by one process per CPU core (thousands of
-    ImageNet-sized JPEGs take seconds on a GPU machine's cores)."""
-    from multiprocessing import get_context
-
-    from ci2p_mm.datasets import ITALIAN_TO_ENGLISH, make_split
-    if osp.isfile(osp.join(root, 'meta', 'train.txt')):
-        return root
-    folders = list(ITALIAN_TO_ENGLISH)
-    jobs = []
-    for i in range(num_images):
-        folder = folders[i % len(folders)]
-        os.makedirs(osp.join(root, 'raw-img', folder), exist_ok=True)
-        jobs.append((osp.join(root, 'raw-img', folder,
-                              f'{folder}_{i:05d}.jpeg'), tuple(size), seed, i))
-    processes = min(len(jobs), os.cpu_count() or 1, 16)
-    if processes > 1:
-        with get_context('fork').Pool(processes) as pool:
-            pool.map(_write_jpeg, jobs, chunksize=16)
-    else:
-        for job in jobs:
-            _write_jpeg(job)
-    make_split(osp.join(root, 'raw-img'), root, val_ratio=0.2, seed=0)
-    return root
-
-
-def count_lines(path: str) -> int:
-    with open(path) as f:
-        return sum(1 for line in f if line.strip())
-
-
-def random_codec_file(root: str) -> str:
-    """A seeded random codec saved once, so that encoding and training use
-    the same weights (speed does not depend on them)."""
-    from ci2p_mm.codec import build_codec
-    from ci2p_mm.utils.io import save_atomic
-    path = osp.join(root, 'random_codec_q5.pth')
-    if not osp.isfile(path):
-        torch.manual_seed(0)
-        save_atomic(build_codec('bmshj2018-factorized', 5).state_dict(),
-                    path)
-    return path
-
-
-# ---- configs -----------------------------------------------------------
-
-
-def is_latent(cfg) -> bool:
-    dataset = cfg.train_dataloader.dataset
-    return str(dataset.get('type', '')).endswith('LatentDataset')
-
-
-def prepared_config(path, args, codec):
-    """The config pointed at the data folder, with the run's settings."""
-    from mmengine.config import Config
-
-    from ci2p_mm.engine import set_default_dataloader_cfg
-    from ci2p_mm.utils import CI2P_BACKBONES
-    cfg = Config.fromfile(path)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    loader = cfg.train_dataloader
-    image_dataset = (loader.dataset.source if is_latent(cfg) else
-                     loader.dataset)
-    image_dataset.data_root = osp.abspath(args.data_dir)
-    for t in image_dataset.pipeline:
-        if t['type'] in ('Resize', ) and 'scale' in t:
-            t['scale'] = (args.img_size, args.img_size)
-    loader.batch_size = args.batch_size
-    if args.num_workers is not None:
-        loader.num_workers = args.num_workers
-        loader.persistent_workers = args.num_workers > 0
-    set_default_dataloader_cfg(cfg, 'train_dataloader')
-    backbone = cfg.model.backbone
-    backbone.img_size = args.img_size
-    if backbone.get('type') in CI2P_BACKBONES and codec is not None:
-        backbone.setdefault('patch_cfg', {})
-        backbone.patch_cfg.pretrained = codec
-    if is_latent(cfg):
-        size = args.img_size
-        loader.dataset.store = osp.join(
-            'latents', f'e2e-{osp.splitext(osp.basename(path))[0]}-{size}')
-    return cfg
-
-
 def encode_once(cfg, args):
     """Encode the latent config's train split; (seconds, store folder)."""
-    from ci2p_mm.codec import encode_latents
-    path = osp.join(osp.abspath(args.data_dir), 'e2e_latent_config.py')
-    cfg.dump(path)
     store = osp.join(cfg.train_dataloader.dataset.source.data_root,
                      cfg.train_dataloader.dataset.store)
     shutil.rmtree(store, ignore_errors=True)  # time a whole encode
     start = time.perf_counter()
-    store = encode_latents.main([
-        path, '--splits', 'train', '--overwrite', '--no-progress',
-        '--num-workers', str(cfg.train_dataloader.num_workers),
-        '--batch-size', str(args.batch_size)])
+    store = encode(cfg, splits=['train'], overwrite=True, progress=False,
+                   num_workers=cfg.train_dataloader.num_workers,
+                   batch_size=args.batch_size)
     return time.perf_counter() - start, store
 
 
@@ -196,13 +94,6 @@ def time_training(cfg, args):
     """Build model, optimizer and the config's train dataloader; time
     ``warmup + steps`` iterations. Returns per-iteration data and step
     seconds of the timed ones."""
-    from mmengine.registry import init_default_scope
-    from mmengine.runner import Runner
-    from mmpretrain.registry import MODELS
-
-    from .benchmark import (OtherLoad, autocast, build_optim_wrapper,
-                            maybe_compile, quiet_init_weights,
-                            set_cudnn_benchmark, synchronize)
     init_default_scope('mmpretrain')
     meter = OtherLoad()
     model_cfg = cfg.model
@@ -253,8 +144,6 @@ def time_training(cfg, args):
 
 
 def run(args, argv):
-    import ci2p_mm  # noqa: F401
-    from .benchmark import TOOL, device_name, loadavg
     torch.manual_seed(args.seed)
     size = tuple(int(s) for s in args.source_size.split('x'))
     os.makedirs(args.data_dir, exist_ok=True)
@@ -276,7 +165,7 @@ def run(args, argv):
                    workers=cfg.train_dataloader.num_workers)
         if is_latent(cfg):
             seconds, store = encode_once(cfg, args)
-            n = len(np.load(osp.join(store, 'train.labels.npy')))
+            n = LatentStore(store).split_record('train')['num_samples']
             row.update(encode_s=seconds, encode_img_s=n / seconds,
                        store=store)
             print(f'{name}: encoded {n} training images (x2 views) once in '
@@ -299,7 +188,6 @@ def run(args, argv):
     table = format_table(rows, args)
     print(table, flush=True)
     if args.out:
-        import json
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump(dict(command=' '.join([TOOL] + list(argv)),

@@ -14,13 +14,23 @@ from the store are from those of the float32 encoder output: the same
 ``PatchReshape`` applied to both, relative RMS and max error over the
 first ``--compare`` training images.
 """
+import glob
+import json
 import os.path as osp
 import shutil
 import time
 
 import numpy as np
 import torch
+from mmengine.registry import init_default_scope
+from mmpretrain.registry import DATASETS, MODELS
 
+from ci2p_mm.latents import LatentStore, build_source_dataset, encode
+from ci2p_mm.utils import quiet_init_weights
+from .bench_data import prepared_config, random_codec_file, write_jpeg_folder
+from .timing import device_name, loadavg
+
+#: The storages compared; errors are against the float32 encoder output.
 STORAGES = ('fp16', 'quantized')
 
 
@@ -42,24 +52,12 @@ def loading_rate(dataset, n: int) -> float:
 
 
 def run(args, argv):
-    import ci2p_mm  # noqa: F401
-    from mmengine.registry import init_default_scope
-    from mmpretrain.registry import DATASETS, MODELS
-
-    from ci2p_mm.codec import encode_latents
-    from ci2p_mm.datasets.latents import LatentStore
-    from ci2p_mm.datasets.latents import build_source_dataset
-    from .benchmark import device_name, loadavg, quiet_init_weights
-    from .end_to_end import (prepared_config, random_codec_file,
-                             write_jpeg_folder)
     init_default_scope('mmpretrain')
     size = tuple(int(s) for s in args.source_size.split('x'))
     write_jpeg_folder(args.data_dir, args.num_images, size, args.seed)
     codec = args.codec or (random_codec_file(args.data_dir)
                            if args.no_pretrained else None)
     cfg = prepared_config(args.configs[0], args, codec)
-    config_path = osp.join(osp.abspath(args.data_dir), 'storage_config.py')
-    cfg.dump(config_path)
     print(f'# {device_name(args)}, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads, {args.img_size}x'
           f'{args.img_size}, codec {codec or "CompressAI q5"}; load average '
@@ -89,11 +87,9 @@ def run(args, argv):
         out = osp.join(args.data_dir, 'latents', f'storage-{storage}')
         shutil.rmtree(out, ignore_errors=True)  # time a whole encode
         start = time.perf_counter()
-        encode_latents.main([
-            config_path, '--out', out, '--storage', storage, '--splits',
-            'train', '--overwrite', '--no-progress', '--num-workers',
-            str(args.num_workers or 0), '--batch-size',
-            str(args.batch_size)])
+        encode(cfg, out=out, storage=storage, splits=['train'],
+               overwrite=True, progress=False,
+               num_workers=args.num_workers or 0, batch_size=args.batch_size)
         seconds = time.perf_counter() - start
         store = LatentStore(out)
         n = store.split_record('train')['num_samples']
@@ -121,8 +117,6 @@ def run(args, argv):
 
 
 def json_lines_clipped(store, split):
-    import glob
-    import json
     for path in glob.glob(osp.join(store.root, f'{split}.done.*')):
         with open(path) as f:
             for line in f:

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import os.path as osp
-import sys
 import warnings
 from typing import Dict, List, Optional
 
@@ -43,10 +42,9 @@ from torchvision.transforms import functional as TF
 from compressai.ops import compute_padding
 from pytorch_msssim import ms_ssim, ssim
 
-from ci2p_mm.utils.images import ImageFolderError, list_images, load_rgb
+from ci2p_mm.utils.images import list_images, load_rgb
 from . import zoo as codec_module
-from .zoo import (CodecWeightsError, build_codec, canonical_codec_name,
-                  read_checkpoint)
+from .zoo import build_codec, canonical_codec_name, read_checkpoint
 
 PAD_MULTIPLE = 64  # eval_model: "pad to allow 6 strides of 2"
 MS_SSIM_MIN_SIDE = 161
@@ -276,10 +274,8 @@ def report(args) -> dict:
     return result
 
 
-def main(argv=None) -> dict:
-    """Parse ``argv``, write the report; return its summary dict."""
-    return report(parse_args(argv))
-
-
-#: What the command line turns into a one-line error instead of a traceback.
-USER_ERRORS = (ImageFolderError, CodecWeightsError, ValueError)
+def main(argv=None) -> int:
+    """``tools/analysis_tools/codec_report.py``: parse ``argv``, write the
+    report."""
+    report(parse_args(argv))
+    return 0

@@ -64,8 +64,7 @@ from compressai.losses import RateDistortionLoss
 from compressai.optimizers import net_aux_optimizer
 
 from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.images import (ImageFolderError, image_size, list_images,
-                                  load_rgb)
+from ci2p_mm.utils.images import image_size, list_images, load_rgb
 from ci2p_mm.utils.io import save_atomic
 from .zoo import (CodecWeightsError, build_codec, canonical_codec_name,
                   check_supported, codec_args, load_into_codec,
@@ -454,247 +453,300 @@ def fmt(metrics: Dict[str, float]) -> str:
             f'PSNR {metrics["psnr"]:.2f} dB  aux {metrics["aux"]:.1f}')
 
 
-def train(args) -> str:
-    """Run the training described by ``args``; return codec_final.pth."""
-    check_args(args)
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
-    device = torch.device(args.device)
+class CodecTrainer:
+    """One rate-distortion training run, as ``args`` describes it.
 
-    files = list_images(args.image_dir)
-    val_files = list_images(args.val_dir) if args.val_dir else None
-    train_files, val_files = split_files(files, val_files, args.val_ratio,
-                                         args.seed)
-    probe = train_files[::max(1, len(train_files) // 200)]  # <= ~200 files
-    small = sum(1 for f in probe if min(image_size(f)) < args.patch_size)
+    Building it reads the image folder, builds the codec (or takes it from
+    ``latest.pth`` when resuming) and CompressAI's two optimizers;
+    :meth:`run` trains to the last iteration, validating and saving
+    ``latest.pth`` every ``val_interval`` iterations, and writes
+    ``codec_final.pth``.
+    """
 
-    n_train = len(train_files)
-    iters_per_epoch = max(1, math.ceil(n_train / args.batch_size))
-    total = args.iters if args.iters is not None else math.ceil(
-        args.epochs * n_train / args.batch_size)
-    val_interval = args.val_interval or iters_per_epoch
+    def __init__(self, args):
+        check_args(args)
+        torch.manual_seed(args.seed)
+        random.seed(args.seed)
+        self.args = args
+        self.device = torch.device(args.device)
+        self._read_images()
+        self.ckpt_path = resume_path(args)
+        # Resuming: the weights come from latest.pth, not --finetune/--init.
+        self.model = (build_codec(args.codec, args.quality, False)
+                      if self.ckpt_path else build_model(args)).to(
+                          self.device)
+        self.model.train()
+        optimizers = net_aux_optimizer(
+            self.model, {'net': {'type': 'Adam', 'lr': args.lr},
+                         'aux': {'type': 'Adam', 'lr': args.aux_lr}})
+        self.optimizer, self.aux_optimizer = (optimizers['net'],
+                                              optimizers['aux'])
+        self.plateau = None
+        if args.lr_schedule == 'plateau':
+            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, 'min', factor=0.5,
+                patience=args.lr_patience)
+        self.criterion = RateDistortionLoss(lmbda=args.lmbda,
+                                            metric=args.metric)
+        os.makedirs(args.work_dir, exist_ok=True)
+        self.log_path = osp.join(args.work_dir, 'log.json')
+        self.latest_path = osp.join(args.work_dir, LATEST)
+        self.start_iter, self.history, self.val_history = 0, [], []
+        self.best_val = float('inf')
+        self.elapsed_before = 0.0
+        if self.ckpt_path:
+            self._resume(self.ckpt_path)
+        self._build_loaders()
 
-    ckpt_path = resume_path(args)
-    # Resuming: the weights come from latest.pth, not from --finetune/--init.
-    model = (build_codec(args.codec, args.quality, False) if ckpt_path
-             else build_model(args)).to(device)
-    model.train()
-    conf = {'net': {'type': 'Adam', 'lr': args.lr},
-            'aux': {'type': 'Adam', 'lr': args.aux_lr}}
-    optimizers = net_aux_optimizer(model, conf)
-    optimizer, aux_optimizer = optimizers['net'], optimizers['aux']
-    plateau = None
-    if args.lr_schedule == 'plateau':
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, 'min', factor=0.5, patience=args.lr_patience)
-    criterion = RateDistortionLoss(lmbda=args.lmbda, metric=args.metric)
+    # setup -------------------------------------------------------------
+    def _read_images(self) -> None:
+        args = self.args
+        files = list_images(args.image_dir)
+        val_files = list_images(args.val_dir) if args.val_dir else None
+        self.train_files, self.val_files = split_files(
+            files, val_files, args.val_ratio, args.seed)
+        self.n_train = len(self.train_files)
+        self.iters_per_epoch = max(1, math.ceil(self.n_train /
+                                                args.batch_size))
+        self.total = args.iters if args.iters is not None else math.ceil(
+            args.epochs * self.n_train / args.batch_size)
+        self.val_interval = args.val_interval or self.iters_per_epoch
 
-    os.makedirs(args.work_dir, exist_ok=True)
-    log_path = osp.join(args.work_dir, 'log.json')
-    start_iter, history, val_history = 0, [], []
-    best_val = float('inf')
-    elapsed_before = 0.0
-    if ckpt_path:
-        ckpt = read_checkpoint(ckpt_path)
+    def _build_loaders(self) -> None:
+        args = self.args
+        loader_kw = dict(num_workers=args.num_workers,
+                         pin_memory=self.device.type == 'cuda',
+                         persistent_workers=args.num_workers > 0)
+        self.train_loader = DataLoader(
+            ImageFiles(self.train_files, args.patch_size, train=True),
+            batch_size=args.batch_size,
+            sampler=ShuffledStream(self.n_train, args.seed,
+                                   start=self.start_iter * args.batch_size),
+            **loader_kw)
+        self.val_loader = DataLoader(
+            ImageFiles(self.val_files, args.patch_size, train=False),
+            batch_size=args.batch_size, shuffle=False,
+            **loader_kw) if self.val_files else None
+
+    def _resume(self, path: str) -> None:
+        args = self.args
+        ckpt = read_checkpoint(path)
         if not isinstance(ckpt, dict) or not {
                 'state_dict', 'optimizer', 'aux_optimizer', 'iter'
         } <= set(ckpt):
             raise CodecTrainingError(
-                f'{ckpt_path} is not a {LATEST} written by train_codec.py '
-                f'(no optimizer state or iteration): start from its weights '
-                f'with --init {ckpt_path} instead of --resume.')
+                f'{path} is not a {LATEST} written by train_codec.py (no '
+                f'optimizer state or iteration): start from its weights '
+                f'with --init {path} instead of --resume.')
         recorded = (canonical_codec_name(ckpt.get('codec', '')),
                     ckpt.get('quality'))
         if recorded != (args.codec, args.quality):
             raise CodecTrainingError(
-                f'{ckpt_path} trains {recorded[0]!r} quality {recorded[1]}, '
-                f'not {args.codec!r} quality {args.quality}: pass the same '
+                f'{path} trains {recorded[0]!r} quality {recorded[1]}, not '
+                f'{args.codec!r} quality {args.quality}: pass the same '
                 f'--codec and --quality to resume.')
-        load_into_codec(model, ckpt['state_dict'], ckpt_path, args.codec,
+        load_into_codec(self.model, ckpt['state_dict'], path, args.codec,
                         args.quality)
-        optimizer.load_state_dict(ckpt['optimizer'])
-        aux_optimizer.load_state_dict(ckpt['aux_optimizer'])
-        if plateau is not None and ckpt.get('plateau'):
-            plateau.load_state_dict(ckpt['plateau'])
+        self.optimizer.load_state_dict(ckpt['optimizer'])
+        self.aux_optimizer.load_state_dict(ckpt['aux_optimizer'])
+        if self.plateau is not None and ckpt.get('plateau'):
+            self.plateau.load_state_dict(ckpt['plateau'])
         if 'rng' in ckpt:
             torch.set_rng_state(ckpt['rng'])
-        start_iter = int(ckpt['iter'])
-        history = list(ckpt.get('history', []))
-        val_history = list(ckpt.get('val_history', []))
-        best_val = float(ckpt.get('best_val_loss', best_val))
-        elapsed_before = float(ckpt.get('train_time_s', 0.0))
+        self.start_iter = int(ckpt['iter'])
+        self.history = list(ckpt.get('history', []))
+        self.val_history = list(ckpt.get('val_history', []))
+        self.best_val = float(ckpt.get('best_val_loss', self.best_val))
+        self.elapsed_before = float(ckpt.get('train_time_s', 0.0))
 
-    n_args = codec_args(args.codec, args.quality)
-    say(f'Codec {args.codec} quality {args.quality} (N, M = {n_args}), '
-          f'{args.metric} lambda {args.lmbda}, '
-          f'{"fine-tuning CompressAI weights" if args.finetune else ""}'
-          f'{"init " + args.init if args.init else ""}'
-          f'{"from scratch" if not (args.finetune or args.init) else ""}.\n'
-          f'{n_train} training / {len(val_files)} validation images, '
-          f'{args.patch_size}px crops, batch {args.batch_size}, '
-          f'iterations {start_iter} -> {total} '
-          f'({total / iters_per_epoch:.1f} epochs), device {device}.')
-    try:
-        check_supported(args.codec, args.quality)
-    except ValueError as err:
-        say(f'Note: CI2P cannot use this codec as its patch embedding: '
-              f'{err}')
-    if small:
-        say(f'Note: {small} of {len(probe)} training images checked are '
-              f'smaller than {args.patch_size}px; such images are '
-              f'reflection-padded to the patch size.')
+    def describe(self) -> None:
+        """Say what will be trained, on what, and anything unusual."""
+        args = self.args
+        start = ('fine-tuning CompressAI weights' if args.finetune else
+                 f'init {args.init}' if args.init else 'from scratch')
+        say(f'Codec {args.codec} quality {args.quality} (N, M = '
+            f'{codec_args(args.codec, args.quality)}), {args.metric} lambda '
+            f'{args.lmbda}, {start}.\n'
+            f'{self.n_train} training / {len(self.val_files)} validation '
+            f'images, {args.patch_size}px crops, batch {args.batch_size}, '
+            f'iterations {self.start_iter} -> {self.total} '
+            f'({self.total / self.iters_per_epoch:.1f} epochs), device '
+            f'{self.device}.')
+        try:
+            check_supported(args.codec, args.quality)
+        except ValueError as err:
+            say(f'Note: CI2P cannot use this codec as its patch embedding: '
+                f'{err}')
+        probe = self.train_files[::max(1, self.n_train // 200)]  # <= ~200
+        small = sum(1 for f in probe if min(image_size(f)) < args.patch_size)
+        if small:
+            say(f'Note: {small} of {len(probe)} training images checked are '
+                f'smaller than {args.patch_size}px; such images are '
+                f'reflection-padded to the patch size.')
 
-    loader_kw = dict(num_workers=args.num_workers,
-                     pin_memory=device.type == 'cuda',
-                     persistent_workers=args.num_workers > 0)
-    train_loader = DataLoader(
-        ImageFiles(train_files, args.patch_size, train=True),
-        batch_size=args.batch_size,
-        sampler=ShuffledStream(n_train, args.seed,
-                               start=start_iter * args.batch_size),
-        **loader_kw)
-    val_loader = DataLoader(
-        ImageFiles(val_files, args.patch_size, train=False),
-        batch_size=args.batch_size, shuffle=False,
-        **loader_kw) if val_files else None
-
-    def weights(it):
+    # checkpoints -------------------------------------------------------
+    def weights(self, it: int) -> dict:
         """The codec's weights and what they are: both files start so."""
+        args = self.args
         return {
-            'state_dict': cpu_state_dict(model),
+            'state_dict': cpu_state_dict(self.model),
             'codec': args.codec,
             'quality': args.quality,
             'metric': args.metric,
             'lmbda': args.lmbda,
             'iter': it,
-            'epoch': it * args.batch_size / n_train,
+            'epoch': it * args.batch_size / self.n_train,
         }
 
-    def state(it, elapsed):
-        return {
-            **weights(it),
-            'optimizer': optimizer.state_dict(),
-            'aux_optimizer': aux_optimizer.state_dict(),
-            'plateau': plateau.state_dict() if plateau else None,
+    def save_latest(self, it: int, elapsed: float) -> None:
+        """``latest.pth``: everything a resumed run needs, atomically."""
+        save_atomic({
+            **self.weights(it),
+            'optimizer': self.optimizer.state_dict(),
+            'aux_optimizer': self.aux_optimizer.state_dict(),
+            'plateau': self.plateau.state_dict() if self.plateau else None,
             'rng': torch.get_rng_state(),
-            'history': history,
-            'val_history': val_history,
-            'best_val_loss': best_val,
+            'history': self.history,
+            'val_history': self.val_history,
+            'best_val_loss': self.best_val,
             'train_time_s': elapsed,
-            'args': {k: v for k, v in vars(args).items()},
-        }
+            'args': dict(vars(self.args)),
+        }, self.latest_path)
 
-    def run_validation(it):
-        nonlocal best_val
-        metrics = validate(model, val_loader, criterion, device)
+    def save_final(self, it: int, elapsed: float) -> str:
+        """``codec_final.pth`` in CompressAI's format (entropy-coder tables
+        filled in by ``update()``)."""
+        self.model.update(force=True)
+        final = {
+            **self.weights(it),
+            'patch_size': self.args.patch_size,
+            'train_time_s': elapsed,
+            'train': self.history[-1] if self.history else None,
+            'val': self.val_history[-1] if self.val_history else None,
+        }
+        final_path = osp.join(self.args.work_dir, FINAL)
+        save_atomic(final, final_path)
+        last = final['val'] or final['train']
+        summary = f': {fmt(last)}' if last else ''
+        say(f'Saved {final_path} after {it} iterations in {elapsed:.0f} s'
+            f'{summary} ({"validation" if final["val"] else "training"}). '
+            f'Use it with CI2PPatchEmbed(pretrained={final_path!r}, '
+            f'codec={self.args.codec!r}, quality={self.args.quality}).')
+        return final_path
+
+    # steps -------------------------------------------------------------
+    def validate(self, it: int) -> Dict[str, float]:
+        metrics = validate(self.model, self.val_loader, self.criterion,
+                           self.device)
         entry = dict(mode='val', iter=it, **metrics)
-        val_history.append(entry)
-        log_line(log_path, entry)
-        say(f'[val {it}/{total}] {fmt(metrics)}')
-        best_val = min(best_val, metrics['loss'])
-        if plateau is not None:
-            plateau.step(metrics['loss'])
+        self.val_history.append(entry)
+        log_line(self.log_path, entry)
+        say(f'[val {it}/{self.total}] {fmt(metrics)}')
+        self.best_val = min(self.best_val, metrics['loss'])
+        if self.plateau is not None:
+            self.plateau.step(metrics['loss'])
         return metrics
 
-    if args.data_init and not ckpt_path:
-        train_set = train_loader.dataset
-        batch = torch.stack([train_set[i] for i in range(min(n_train, 32))])
-        say(data_init(model, batch.to(device)))
+    def train_step(self, it: int, x: torch.Tensor) -> Dict[str, float]:
+        """One step on batch ``x`` (iteration ``it``, counted from 0):
+        the RD loss on the network, the aux loss on the quantiles."""
+        args = self.args
+        if args.lr_schedule == 'cosine' or it < args.warmup_iters:
+            for group in self.optimizer.param_groups:
+                group['lr'] = lr_at(args, it, self.total)
+        self.optimizer.zero_grad()
+        self.aux_optimizer.zero_grad()
+        out = self.model(x)
+        losses = self.criterion(out, x)
+        losses['loss'].backward()
+        if args.clip_max_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                           args.clip_max_norm)
+        self.optimizer.step()
+        aux_loss = self.model.aux_loss()
+        aux_loss.backward()
+        self.aux_optimizer.step()
+        mse = F.mse_loss(out['x_hat'].detach().clamp(0, 1), x).item()
+        step = dict(loss=losses['loss'].item(),
+                    bpp=losses['bpp_loss'].item(), mse=mse,
+                    psnr=psnr_from_mse(mse), aux=aux_loss.item())
+        if not math.isfinite(step['loss']):
+            raise CodecTrainingError(
+                f'The loss became {step["loss"]} at iteration {it + 1}. '
+                f'Lower --lr (now {args.lr}) or keep --clip-max-norm.')
+        return step
 
-    if val_loader is not None and start_iter == 0 and not val_history:
-        run_validation(0)  # the baseline the training improves on
+    def _log_window(self, it: int, window: Window) -> None:
+        entry = dict(mode='train', iter=it,
+                     epoch=round(it * self.args.batch_size / self.n_train, 3),
+                     lr=self.optimizer.param_groups[0]['lr'],
+                     **window.means())
+        self.history.append(entry)
+        log_line(self.log_path, entry)
 
-    t0 = time.time()
-    it = start_iter
-    window = Window()
-    pbar = tqdm(total=total, initial=start_iter, desc='train codec',
-                dynamic_ncols=True, disable=args.no_progress)
-    data = iter(train_loader)
-    try:
-        while it < total:
-            if args.lr_schedule == 'cosine' or it < args.warmup_iters:
-                for group in optimizer.param_groups:
-                    group['lr'] = lr_at(args, it, total)
-            x = next(data).to(device, non_blocking=True)
-            optimizer.zero_grad()
-            aux_optimizer.zero_grad()
-            out = model(x)
-            losses = criterion(out, x)
-            losses['loss'].backward()
-            if args.clip_max_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                               args.clip_max_norm)
-            optimizer.step()
-            aux_loss = model.aux_loss()
-            aux_loss.backward()
-            aux_optimizer.step()
-            it += 1
+    # the run -----------------------------------------------------------
+    def run(self) -> str:
+        """Train to the last iteration; return codec_final.pth."""
+        args = self.args
+        self.describe()
+        if args.data_init and not self.ckpt_path:
+            train_set = self.train_loader.dataset
+            batch = torch.stack(
+                [train_set[i] for i in range(min(self.n_train, 32))])
+            say(data_init(self.model, batch.to(self.device)))
+        if (self.val_loader is not None and self.start_iter == 0
+                and not self.val_history):
+            self.validate(0)  # the baseline the training improves on
 
-            mse = F.mse_loss(out['x_hat'].detach().clamp(0, 1), x).item()
-            step = dict(loss=losses['loss'].item(),
-                        bpp=losses['bpp_loss'].item(), mse=mse,
-                        psnr=psnr_from_mse(mse), aux=aux_loss.item())
-            window.update(**step)
-            pbar.update()
-            pbar.set_postfix(loss=f'{step["loss"]:.3f}',
-                             bpp=f'{step["bpp"]:.3f}',
-                             psnr=f'{step["psnr"]:.2f}',
-                             aux=f'{step["aux"]:.0f}')
-            if not math.isfinite(step['loss']):
-                raise CodecTrainingError(
-                    f'The loss became {step["loss"]} at iteration {it}. '
-                    f'Lower --lr (now {args.lr}) or keep --clip-max-norm.')
-            if it % args.log_interval == 0 or it == total:
-                entry = dict(mode='train', iter=it,
-                             epoch=round(it * args.batch_size / n_train, 3),
-                             lr=optimizer.param_groups[0]['lr'],
-                             **window.means())
-                history.append(entry)
-                log_line(log_path, entry)
-                window = Window()
-            if it % val_interval == 0 or it == total:
-                if val_loader is not None:
-                    run_validation(it)
-                save_atomic(state(it, elapsed_before + time.time() - t0),
-                            osp.join(args.work_dir, LATEST))
-    except KeyboardInterrupt:
+        t0 = time.time()
+        it = self.start_iter
+        window = Window()
+        pbar = tqdm(total=self.total, initial=self.start_iter,
+                    desc='train codec', dynamic_ncols=True,
+                    disable=args.no_progress)
+        data = iter(self.train_loader)
+        try:
+            while it < self.total:
+                x = next(data).to(self.device, non_blocking=True)
+                step = self.train_step(it, x)
+                it += 1
+                window.update(**step)
+                pbar.update()
+                pbar.set_postfix(loss=f'{step["loss"]:.3f}',
+                                 bpp=f'{step["bpp"]:.3f}',
+                                 psnr=f'{step["psnr"]:.2f}',
+                                 aux=f'{step["aux"]:.0f}')
+                if it % args.log_interval == 0 or it == self.total:
+                    self._log_window(it, window)
+                    window = Window()
+                if it % self.val_interval == 0 or it == self.total:
+                    if self.val_loader is not None:
+                        self.validate(it)
+                    self.save_latest(it, self.elapsed_before +
+                                     time.time() - t0)
+        except KeyboardInterrupt:
+            pbar.close()
+            self.save_latest(it, self.elapsed_before + time.time() - t0)
+            say(f'Interrupted at iteration {it}: saved {self.latest_path} '
+                f'(continue with --resume).')
+            raise
         pbar.close()
-        save_atomic(state(it, elapsed_before + time.time() - t0),
-                    osp.join(args.work_dir, LATEST))
-        say(f'Interrupted at iteration {it}: saved '
-              f'{osp.join(args.work_dir, LATEST)} (continue with --resume).')
-        raise
-    pbar.close()
-    elapsed = elapsed_before + time.time() - t0
-    if start_iter >= total:
-        say(f'{ckpt_path} is already at iteration {start_iter} >= '
-              f'{total}: writing the final checkpoint only.')
-        save_atomic(state(it, elapsed), osp.join(args.work_dir, LATEST))
-
-    # CompressAI's format: entropy-coder tables filled in by update().
-    model.update(force=True)
-    final = {
-        **weights(it),
-        'patch_size': args.patch_size,
-        'train_time_s': elapsed,
-        'train': history[-1] if history else None,
-        'val': val_history[-1] if val_history else None,
-    }
-    final_path = osp.join(args.work_dir, FINAL)
-    save_atomic(final, final_path)
-    last = final['val'] or final['train']
-    summary = f': {fmt(last)}' if last else ''
-    say(f'Saved {final_path} after {it} iterations in {elapsed:.0f} s'
-          f'{summary} ({"validation" if final["val"] else "training"}). Use '
-          f'it with CI2PPatchEmbed(pretrained={final_path!r}, '
-          f'codec={args.codec!r}, quality={args.quality}).')
-    return final_path
+        elapsed = self.elapsed_before + time.time() - t0
+        if self.start_iter >= self.total:
+            say(f'{self.ckpt_path} is already at iteration '
+                f'{self.start_iter} >= {self.total}: writing the final '
+                f'checkpoint only.')
+            self.save_latest(it, elapsed)
+        return self.save_final(it, elapsed)
 
 
-def main(argv=None) -> str:
-    """Parse ``argv`` and train; return the final checkpoint's path."""
-    return train(parse_args(argv))
+def train(args) -> str:
+    """Run the training described by ``args``; return codec_final.pth."""
+    return CodecTrainer(args).run()
 
 
-#: What the command line turns into a one-line error instead of a traceback.
-USER_ERRORS = (CodecTrainingError, ImageFolderError, CodecWeightsError)
+def main(argv=None) -> int:
+    """``tools/train_codec.py``: parse ``argv`` and train."""
+    train(parse_args(argv))
+    return 0
+

@@ -37,6 +37,10 @@ class CodecWeightsError(UserError, RuntimeError):
     """A codec checkpoint is missing, unreadable or does not fit."""
 
 
+class CodecSettingError(UserError, ValueError):
+    """A codec name or quality that the zoo, or CI2P, does not have."""
+
+
 def canonical_codec_name(codec: str) -> str:
     return _ALIASES.get(codec, codec)
 
@@ -45,7 +49,7 @@ def codec_class(codec: str) -> type:
     codec = canonical_codec_name(codec)
     arch_key = _ARCH_KEY.get(codec, codec)
     if arch_key not in zoo_image.model_architectures:
-        raise ValueError(
+        raise CodecSettingError(
             f'Unknown codec {codec!r}. CI2P supports these CompressAI zoo '
             f'codecs: {format_supported()}.')
     return zoo_image.model_architectures[arch_key]
@@ -57,7 +61,7 @@ def codec_args(codec: str, quality: int) -> Tuple[int, ...]:
     codec_class(codec)  # validates the name
     qualities = zoo_image.cfgs[codec]
     if quality not in qualities:
-        raise ValueError(f'Codec {codec!r} has no quality {quality}; the zoo '
+        raise CodecSettingError(f'Codec {codec!r} has no quality {quality}; the zoo '
                          f'defines qualities {sorted(qualities)}.')
     return tuple(qualities[quality])
 
@@ -88,7 +92,7 @@ def check_supported(codec: str, quality: int) -> str:
     codec = canonical_codec_name(codec)
     channels = latent_channels(codec, quality)
     if channels != LATENT_CHANNELS:
-        raise ValueError(
+        raise CodecSettingError(
             f'{codec!r} at quality {quality} has a {channels}-channel latent; '
             f'CI2P needs {LATENT_CHANNELS} channels at stride '
             f'{ENCODER_STRIDE}. Supported: {format_supported()}.')

@@ -1,7 +1,5 @@
 from .animals10 import ITALIAN_TO_ENGLISH, Animals10, make_split
 from .isic import ISICLayoutError, convert_isic2017
-from .latents import (LatentDataset, LatentStore, LatentStoreCheckHook,
-                      LatentStoreError, LoadLatent)
 from .robust import (ResumableSampler, RobustImageNet, SeededIndex,
                      SkipBadImagesMixin)
 from .synthetic import make_toy_animals10
@@ -12,5 +10,4 @@ __all__ = ['Animals10', 'ITALIAN_TO_ENGLISH', 'make_split',
            'make_toy_animals10', 'SafeLoadImageFromFile', 'LoadImageRGB',
            'BadImageError', 'decode_image', 'ResumableSampler', 'RobustImageNet',
            'SeededIndex', 'SkipBadImagesMixin', 'convert_isic2017',
-           'ISICLayoutError', 'LatentDataset', 'LatentStore',
-           'LatentStoreError', 'LatentStoreCheckHook', 'LoadLatent']
+           'ISICLayoutError']

@@ -25,8 +25,9 @@ import torch
 import torch.nn as nn
 from mmengine.logging import HistoryBuffer
 
-from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils import is_ci2p_backbone
 from ci2p_mm.utils.config_text import read_config_text
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import load_torch_file, unreadable_message
 from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
 
@@ -238,7 +239,7 @@ def checkpoint_codecs(checkpoint) -> Optional[Set[Tuple[str, int]]]:
         return None
     try:
         backbone = read_config_text(text)['model']['backbone']
-        if backbone.get('type') not in ('CI2PViT', 'DualScaleViT'):
+        if not is_ci2p_backbone(backbone):
             return None
         patch = backbone.get('patch_cfg') or {}
         return {(canonical_codec_name(

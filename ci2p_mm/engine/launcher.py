@@ -1,9 +1,11 @@
 """Runner settings shared by tools/train.py and tools/test.py."""
+import os
+import os.path as osp
 from copy import deepcopy
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.config import ConfigDict
+from mmengine.config import ConfigDict, DictAction
 
 
 def configure_launcher(cfg, launcher: str) -> None:
@@ -87,3 +89,43 @@ def configure_tta(cfg) -> None:
                         [test_pipeline[-1]]])
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def add_runner_arguments(parser, verb: str) -> None:
+    """The options ``tools/train.py`` and ``tools/test.py`` share, as
+    mmpretrain's tools spell them (``verb``: 'train' or 'test')."""
+    parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='disable pin_memory in the dataloaders')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='disable persistent_workers in the dataloaders')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, e.g. '
+        f'{verb}_dataloader.dataset.data_root=/data/animals10')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def set_local_rank(args) -> None:
+    """torchrun sets LOCAL_RANK; older launchers pass ``--local_rank``."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+
+
+def set_work_dir(cfg, args) -> None:
+    """``--work-dir``, else the config's, else ``work_dirs/<config name>``."""
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])

@@ -1,7 +1,15 @@
-"""The model part of a config, ready to build, for the analysis tools."""
-from typing import Optional
+"""The model part of a config, ready to build, for tools and analysis.
 
-from mmengine.config import Config
+Tools change a CI2P backbone's codec settings (random weights for timing,
+a local codec file, latent input) through :func:`set_patch_options`, the
+one place that knows where those settings live in a config.
+"""
+import copy
+import logging
+from typing import Optional, Union
+
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import MMLogger
 
 from .known_warnings import known_warnings_silenced
 
@@ -9,29 +17,69 @@ from .known_warnings import known_warnings_silenced
 CI2P_BACKBONES = ('CI2PViT', 'DualScaleViT')
 
 
-def load_model_config(path: str,
+def is_ci2p_backbone(backbone_cfg: Optional[dict]) -> bool:
+    """Whether a backbone config is one of :data:`CI2P_BACKBONES`."""
+    kind = str((backbone_cfg or {}).get('type', ''))
+    return kind.split('.')[-1] in CI2P_BACKBONES
+
+
+def set_patch_options(cfg: Union[Config, ConfigDict], **options) -> bool:
+    """Set ``model.backbone.patch_cfg`` entries of a CI2P config in place
+    (e.g. ``pretrained=False``, ``latent_input=True``); return whether the
+    backbone is a CI2P one (other configs are left as they are)."""
+    backbone = cfg.model.get('backbone', None)
+    if not is_ci2p_backbone(backbone):
+        return False
+    backbone.setdefault('patch_cfg', ConfigDict())
+    for key, value in options.items():
+        backbone.patch_cfg[key] = value
+    return True
+
+
+def read_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """``Config.fromfile`` with the known framework warnings silenced and
+    ``--cfg-options`` merged."""
+    with known_warnings_silenced():  # mmengine reads mmpretrain:: bases
+        cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def load_model_config(config: Union[str, Config],
                       cfg_options: Optional[dict] = None,
                       no_pretrained: bool = False,
                       channels_last: bool = False) -> Config:
-    """Read ``path`` and prepare ``cfg.model`` for ``MODELS.build``.
+    """Read a config (a path, or a Config, which is copied) and prepare
+    ``cfg.model`` for ``MODELS.build``.
 
     The top-level ``data_preprocessor`` moves into the model (as mmengine's
     Runner does). For CI2P backbones, ``no_pretrained`` builds the codec
     without downloading weights (FLOPs and speed do not depend on them) and
     ``channels_last`` sets ``patch_cfg.channels_last``.
     """
-    with known_warnings_silenced():  # mmengine reads mmpretrain:: bases
-        cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    model_cfg = cfg.model
+    if isinstance(config, Config):
+        cfg = copy.deepcopy(config)
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
+    else:
+        cfg = read_config(config, cfg_options)
     if 'data_preprocessor' in cfg:
-        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    backbone = model_cfg.get('backbone', {})
-    if backbone.get('type') in CI2P_BACKBONES:
-        backbone.setdefault('patch_cfg', {})
-        if no_pretrained:
-            backbone.patch_cfg.pretrained = False
-        if channels_last:
-            backbone.patch_cfg.channels_last = True
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    if no_pretrained:
+        set_patch_options(cfg, pretrained=False)
+    if channels_last:
+        set_patch_options(cfg, channels_last=True)
     return cfg
+
+
+def quiet_init_weights(model) -> None:
+    """``model.init_weights()`` without mmengine's per-parameter INFO log
+    (it prints every parameter's initialisation)."""
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)

@@ -16,7 +16,7 @@ SCALE = (128, 96)  # mmdet's Resize scale is (W, H)
 def test_retinanet_ci2p_vit_ds_end_to_end(tmp_path):
     root = str(tmp_path / 'coco')
     ann = make_coco_detection(root, 8)
-    cfg = load_config('retinanet_ci2p_vit_ds_fpn_1x_coco.py', arch='t',
+    cfg = load_config('retinanet_ci2p-vit-ds-b_fpn_1x_coco.py', arch='t',
                       img_size=(96, 128), out_indices=('enc_s8', 1, 3))
     cfg.work_dir = str(tmp_path / 'work')
     cfg.randomness = dict(seed=0)

@@ -17,7 +17,7 @@ HEATMAP = (16, 16)
 def test_topdown_heatmap_ci2p_vit_ds_end_to_end(tmp_path):
     root = str(tmp_path / 'coco')
     ann = make_coco_keypoints(root, 8)
-    cfg = load_config('td-hm_ci2p_vit_ds_8xb64-210e_coco-256x192.py',
+    cfg = load_config('td-hm_ci2p-vit-ds-b_8xb64-210e_coco-256x192.py',
                       arch='t', img_size=INPUT[::-1], out_indices=(1, 3))
     cfg.work_dir = str(tmp_path / 'work')
     cfg.randomness = dict(seed=0)

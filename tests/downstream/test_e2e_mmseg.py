@@ -57,16 +57,16 @@ def small_isic_config(name, data_root, work_dir, size, max_iters):
 
 
 def test_segnetr_isic_end_to_end(isic_root, tmp_path):
-    cfg = small_isic_config('segnetr_isic2017-224x224.py', isic_root,
+    cfg = small_isic_config('segnetr_1xb8-20k_isic2017-224x224.py', isic_root,
                             str(tmp_path), (32, 32), max_iters=24)
     cfg.model.backbone.arch = 't'
-    cfg.model.decode_head.in_channels = cfg.model.decode_head.channels = 16
+    cfg.model.decode_head.in_channels = cfg.model.decode_head.channels = 8
     result = train_test_resume(cfg, 'segnetr', METRICS, dict(max_iters=28))
     assert type(result['runner'].model.backbone).__name__ == 'SegNetr'
 
 
 def test_upernet_ci2p_vit_ds_isic_end_to_end(isic_root, tmp_path):
-    cfg = small_isic_config('upernet_ci2p_vit_ds_isic2017-224x224.py',
+    cfg = small_isic_config('upernet_ci2p-vit-ds-b_1xb8-20k_isic2017-224x224.py',
                             isic_root, str(tmp_path), (64, 64),
                             max_iters=24)
     backbone = cfg.model.backbone

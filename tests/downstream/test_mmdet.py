@@ -17,8 +17,8 @@ from mmdet.structures import DetDataSample  # noqa: E402
 from mmdet.testing import demo_mm_inputs  # noqa: E402
 from mmengine.optim import build_optim_wrapper  # noqa: E402
 
-DS_CONFIG = 'retinanet_ci2p_vit_ds_fpn_1x_coco.py'
-VIT_CONFIG = 'retinanet_ci2p_vit_simple_pyramid_fpn_1x_coco.py'
+DS_CONFIG = 'retinanet_ci2p-vit-ds-b_fpn_1x_coco.py'
+VIT_CONFIG = 'retinanet_ci2p-vit-b_simple-pyramid-fpn_1x_coco.py'
 IMG = (3, 128, 160)  # H, W multiples of 32; not square on purpose
 
 

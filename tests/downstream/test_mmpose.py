@@ -17,7 +17,7 @@ from mmpose.registry import MODELS  # noqa: E402
 from mmpose.structures import PoseDataSample  # noqa: E402
 from mmpose.testing import get_packed_inputs  # noqa: E402
 
-CONFIG = 'td-hm_ci2p_vit_ds_8xb64-210e_coco-256x192.py'
+CONFIG = 'td-hm_ci2p-vit-ds-b_8xb64-210e_coco-256x192.py'
 
 
 mmpose_default_scope = default_scope('mmpose')

@@ -1,10 +1,10 @@
-"""Inference and training-step throughput and peak memory of config models.
+"""Inference and training throughput and peak memory of config models.
 
-Command line of ``ci2p_mm.analysis.benchmark``, where the logic and its
-documentation live (``python tools/analysis_tools/benchmark.py -h`` for the
-options).
+Command line of ``ci2p_mm.analysis.benchmark``, where the modes and their
+documentation live (``python tools/analysis_tools/benchmark.py -h``).
 """
 from ci2p_mm.analysis.benchmark import main
+from ci2p_mm.utils.cli import run
 
 if __name__ == '__main__':
-    main()
+    run(main)

@@ -5,6 +5,7 @@ documentation live (``python tools/analysis_tools/downstream_timing.py -h`` for
 the options).
 """
 from ci2p_mm.analysis.downstream_timing import main
+from ci2p_mm.utils.cli import run
 
 if __name__ == '__main__':
-    main()
+    run(main)

@@ -7,16 +7,10 @@
 
 writes a latent store (default ``<data_root>/latents/<codec>-q<quality>-<size>``)
 that ``configs/*_latents.py`` train from; resumable. See docs/latents.md and
-ci2p_mm/codec/encode_latents.py.
+ci2p_mm/latents/encoding.py, where the logic lives.
 """
-import sys
-
-from ci2p_mm.codec import CodecWeightsError
-from ci2p_mm.codec.encode_latents import main
-from ci2p_mm.datasets import BadImageError, LatentStoreError
+from ci2p_mm.latents.encoding import main
+from ci2p_mm.utils.cli import run
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (LatentStoreError, BadImageError, CodecWeightsError) as err:
-        sys.exit(f'encode_latents: {err}')
+    run(main)

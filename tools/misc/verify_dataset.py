@@ -5,10 +5,8 @@ documentation live (``python tools/misc/verify_dataset.py -h`` for the
 options). Exit status: 0 all good, 1 bad files listed, 2 a data set cannot
 be built.
 """
-import sys
-
-import ci2p_mm  # noqa: F401  registers CI2P datasets and transforms
 from ci2p_mm.datasets.verify import main
+from ci2p_mm.utils.cli import run
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run(main)

@@ -5,7 +5,7 @@ from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.registry import MODELS
 
 from ..utils.freezing import FrozenStagesMixin, codec_weights_kept
-from ..utils.patch_embed import TOKEN_STRIDE, CI2PPatchEmbed
+from ..utils.patch_embed import TOKEN_STRIDE, CI2PPatchEmbed, split_patch_cfg
 
 
 def check_img_size(img_size: Union[int, Sequence[int]]) -> tuple:
@@ -32,8 +32,11 @@ class CI2PViT(FrozenStagesMixin, VisionTransformer):
         img_size (int | tuple): Expected input size, a multiple of 32; other
             sizes (multiples of 32) work by resizing the position embedding.
             Defaults to 256.
-        patch_cfg (dict): Arguments of :class:`CI2PPatchEmbed` (``codec``,
-            ``quality``, ``pretrained``, ``frozen``, ...).
+        patch_cfg (dict): The CI2P patch path, as for every CI2P backbone:
+            :class:`CI2PEncoder`'s arguments (``codec``, ``quality``,
+            ``pretrained``, ``frozen``, ``channels_last``,
+            ``latent_input``, ...) and the reshape blocks' ``norm_cfg`` /
+            ``act_cfg`` (see :func:`split_patch_cfg`).
         out_type (str): ``'avg_featmap'`` (default), ``'featmap'`` (NCHW at
             stride 32), ``'raw'`` or ``'cls_token'``.
         with_cls_token (bool): Defaults to False (the paper uses GAP).
@@ -74,9 +77,10 @@ class CI2PViT(FrozenStagesMixin, VisionTransformer):
             with_cls_token=with_cls_token,
             init_cfg=init_cfg,
             **kwargs)
+        encoder_cfg, reshape_cfg = split_patch_cfg(patch_cfg)
         self.patch_embed = CI2PPatchEmbed(
-            **dict(embed_dims=self.embed_dims, input_size=img_size,
-                   **patch_cfg))
+            embed_dims=self.embed_dims, input_size=img_size, **reshape_cfg,
+            **encoder_cfg)
         assert self.patch_embed.init_out_size == self.patch_resolution
         self.norm_eval = norm_eval
         if self.frozen_stages > 0:

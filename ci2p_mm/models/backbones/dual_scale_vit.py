@@ -13,9 +13,11 @@ from mmpretrain.models.utils import build_norm_layer, resize_pos_embed
 from mmpretrain.registry import MODELS
 
 from .ci2p_vit import check_img_size
+from .settings import resolve_arch, stage_indices
 from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS
 from ..utils.freezing import FrozenStagesMixin, codec_weights_kept
-from ..utils.patch_embed import CI2PEncoder, CnnReshape, check_image_batch
+from ..utils.patch_embed import (CI2PEncoder, CnnReshape, check_image_batch,
+                                 split_patch_cfg)
 
 #: ``out_indices`` names of the encoder's own maps, with their stride.
 ENCODER_OUTS = {'enc_s2': 2, 'enc_s4': 4, 'enc_s8': 8, 'enc_s16': 16}
@@ -49,8 +51,11 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
             (``stage1.embed_dims`` must be 192). Defaults to ``'b'``.
         img_size (int | tuple): Expected input size, a multiple of 32.
             Defaults to 256.
-        patch_cfg (dict): Arguments of :class:`CI2PEncoder` (``codec``,
-            ``quality``, ``pretrained``, ``frozen``, ``check_input_range``).
+        patch_cfg (dict): The CI2P patch path, as for every CI2P backbone:
+            :class:`CI2PEncoder`'s arguments (``codec``, ``quality``,
+            ``pretrained``, ``frozen``, ``channels_last``,
+            ``latent_input``, ...) and ``norm_cfg`` / ``act_cfg`` of
+            CnnReshape (see :func:`split_patch_cfg`).
         out_indices (int | str | Sequence): Layer indices (negative counts
             from the end) and/or encoder map names; see the table.
             Defaults to -1.
@@ -107,11 +112,8 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
                  interpolate_mode: str = 'bicubic',
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'Arch {arch!r} is not one of '
-                                 f'{sorted(self.arch_zoo)}.')
-            arch = self.arch_zoo[arch.lower()]
+        arch = resolve_arch('DualScaleViT', self.arch_zoo, arch,
+                            ('stage1', 'stage2'))
         stage1, stage2 = arch['stage1'], arch['stage2']
         if stage1['embed_dims'] != LATENT_CHANNELS:
             raise ValueError(
@@ -128,7 +130,8 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
         self.out_type = out_type
         self.interpolate_mode = interpolate_mode
 
-        self.patch_embed = CI2PEncoder(**patch_cfg)
+        encoder_cfg, reshape_cfg = split_patch_cfg(patch_cfg)
+        self.patch_embed = CI2PEncoder(**encoder_cfg)
         self.patch_resolution = tuple(s // ENCODER_STRIDE
                                       for s in self.img_size)
         self.pos_embed = nn.Parameter(
@@ -150,7 +153,8 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
                     drop_path_rate=dpr[i],
                     qkv_bias=qkv_bias,
                     norm_cfg=norm_cfg))
-        self.cnn_reshape = CnnReshape(LATENT_CHANNELS, self.embed_dims)
+        self.cnn_reshape = CnnReshape(LATENT_CHANNELS, self.embed_dims,
+                                      **reshape_cfg)
 
         self.out_indices, self.encoder_outs = self._parse_out_indices(
             out_indices)
@@ -165,33 +169,27 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
             self._freeze_stages()
 
     def _parse_out_indices(self, out_indices) -> Tuple[List[int], List[str]]:
+        """Layer indices (as every backbone here reads them) and the
+        encoder maps named among them."""
         if isinstance(out_indices, (int, str)):
             out_indices = [out_indices]
-        layers, encoder_outs = [], []
-        for index in out_indices:
-            if isinstance(index, str):
-                if index not in ENCODER_OUTS:
-                    raise ValueError(
-                        f'Unknown out_indices entry {index!r}; encoder maps '
-                        f'are {list(ENCODER_OUTS)}.')
-                if self.out_type != 'featmap':
-                    raise ValueError(f'Encoder map {index!r} needs '
-                                     f"out_type='featmap'.")
-                encoder_outs.append(index)
-                continue
-            layer = index + self.num_layers if index < 0 else index
-            if not 0 <= layer < self.num_layers:
-                raise ValueError(f'out_indices entry {index} is outside the '
-                                 f'{self.num_layers} layers.')
-            if (self.out_type == 'avg_featmap'
-                    and layer < self.num_stage1_layers):
-                raise ValueError(
-                    f"out_type='avg_featmap' is for stage-2 layers "
-                    f'({self.num_stage1_layers}..{self.num_layers - 1}); '
-                    f"use 'featmap' or 'raw' for layer {index}.")
-            layers.append(layer)
-        encoder_outs.sort(key=ENCODER_OUTS.get)
-        return sorted(layers), encoder_outs
+        names = [i for i in out_indices if isinstance(i, str)]
+        unknown = [i for i in names if i not in ENCODER_OUTS]
+        if unknown:
+            raise ValueError(f'Invalid out_indices {unknown}: encoder maps '
+                             f'are {list(ENCODER_OUTS)}.')
+        if names and self.out_type != 'featmap':
+            raise ValueError(f"Encoder maps {names} need out_type='featmap'.")
+        layers = stage_indices(
+            [i for i in out_indices if not isinstance(i, str)],
+            self.num_layers, 'layer')
+        early = [i for i in layers if i < self.num_stage1_layers]
+        if self.out_type == 'avg_featmap' and early:
+            raise ValueError(
+                f"out_type='avg_featmap' is for stage-2 layers "
+                f'({self.num_stage1_layers}..{self.num_layers - 1}); '
+                f"use 'featmap' or 'raw' for layers {early}.")
+        return layers, sorted(names, key=ENCODER_OUTS.get)
 
     @property
     def encoder(self) -> nn.Sequential:

@@ -1,4 +1,5 @@
 """CI2P patch embedding: a frozen codec encoder followed by PatchReshape."""
+import inspect
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -10,7 +11,7 @@ from mmpretrain.models.utils import InvertedResidual
 from mmpretrain.registry import MODELS
 
 from ci2p_mm.codec.zoo import (ENCODER_STRIDE, LATENT_CHANNELS, build_codec,
-                    check_supported, encoder_stages)
+                               check_supported, encoder_stages)
 from .codec_weights import CodecWeightsMixin
 
 #: Total stride of CI2P tokens: the codec's 16 and PatchReshape's 2.
@@ -250,6 +251,39 @@ class CI2PEncoder(CodecWeightsMixin, BaseModule):
             return feats
 
 
+#: ``patch_cfg`` keys beside :class:`CI2PEncoder`'s own: the settings of the
+#: CNN blocks that turn the latent into tokens (``PatchReshape`` under
+#: ``CI2PViT``, ``CnnReshape`` under ``DualScaleViT``).
+RESHAPE_KEYS = ('norm_cfg', 'act_cfg')
+
+
+def encoder_arguments() -> Tuple[str, ...]:
+    """The arguments of :class:`CI2PEncoder` (``init_cfg`` aside)."""
+    params = inspect.signature(CI2PEncoder.__init__).parameters
+    return tuple(name for name in params if name not in ('self', 'init_cfg'))
+
+
+def split_patch_cfg(patch_cfg: dict) -> Tuple[dict, dict]:
+    """The one ``patch_cfg`` contract of every CI2P backbone.
+
+    ``patch_cfg`` holds :class:`CI2PEncoder`'s arguments (``codec``,
+    ``quality``, ``pretrained``, ``frozen``, ``check_input_range``,
+    ``channels_last``, ``latent_input``) and the reshape blocks'
+    ``norm_cfg`` / ``act_cfg``. Returns ``(encoder kwargs, reshape
+    kwargs)``; any other key is refused, naming the ones that exist.
+    """
+    patch_cfg = dict(patch_cfg or {})
+    allowed = encoder_arguments()
+    unknown = sorted(set(patch_cfg) - set(allowed) - set(RESHAPE_KEYS))
+    if unknown:
+        raise ValueError(
+            f'patch_cfg has {unknown}, which no CI2P backbone takes. It holds '
+            f'the codec encoder\'s arguments ({", ".join(allowed)}) and the '
+            f'reshape blocks\' ({", ".join(RESHAPE_KEYS)}); see CI2PEncoder.')
+    reshape = {k: patch_cfg.pop(k) for k in RESHAPE_KEYS if k in patch_cfg}
+    return patch_cfg, reshape
+
+
 @MODELS.register_module()
 class CI2PPatchEmbed(BaseModule):
     """CI2P patch embedding: frozen codec encoder + PatchReshape.
@@ -259,47 +293,30 @@ class CI2PPatchEmbed(BaseModule):
     in [0, 1] with H and W multiples of 32.
 
     Args:
-        codec (str): CompressAI zoo name. Defaults to
-            ``'bmshj2018-factorized'``.
-        quality (int): Zoo quality. Defaults to 5.
-        pretrained (bool | str): ``True``: CompressAI's published weights;
-            ``False``: random init; a path: a local CompressAI checkpoint (a
-            plain codec ``state_dict``, or a dict with ``'state_dict'``).
-            Defaults to True.
-        frozen (bool): Freeze the codec encoder (the paper's setting; the
-            CNN-ViT control sets False). Defaults to True.
         embed_dims (int): Token width. Defaults to 768.
         input_size (int | tuple, optional): The expected image size; sets
             ``init_out_size`` for position embeddings. Defaults to None.
         norm_cfg (dict): Norm of the reshape blocks. Defaults to BN.
         act_cfg (dict): Activation of the reshape blocks. Defaults to ReLU6.
-        check_input_range (bool): See :class:`CI2PEncoder`.
-        channels_last (bool): Run the encoder and the reshape blocks in the
-            channels_last memory format (see :class:`CI2PEncoder`). The
-            tokens come out contiguous either way. Defaults to False.
         init_cfg (dict, optional): Initialization config.
-        latent_input (bool): Take stored codec latents instead of images
-            (see :class:`CI2PEncoder`). Defaults to False.
+        **encoder_cfg: Arguments of :class:`CI2PEncoder` (``codec``,
+            ``quality``, ``pretrained``, ``frozen``, ``check_input_range``,
+            ``channels_last``, ``latent_input``), documented there. With
+            ``channels_last`` the reshape blocks run NHWC too; the tokens
+            come out contiguous either way.
     """
 
     def __init__(self,
-                 codec: str = 'bmshj2018-factorized',
-                 quality: int = 5,
-                 pretrained: Union[bool, str] = True,
-                 frozen: bool = True,
                  embed_dims: int = 768,
                  input_size: Optional[Union[int, Sequence[int]]] = None,
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='ReLU6'),
-                 check_input_range: bool = True,
-                 channels_last: bool = False,
                  init_cfg: Optional[dict] = None,
-                 latent_input: bool = False):
+                 **encoder_cfg):
         super().__init__(init_cfg=init_cfg)
+        encoder_cfg, _ = split_patch_cfg(encoder_cfg)
         self.embed_dims = embed_dims
-        self.ci2p_encoder = CI2PEncoder(
-            codec, quality, pretrained, frozen, check_input_range,
-            channels_last, latent_input=latent_input)
+        self.ci2p_encoder = CI2PEncoder(**encoder_cfg)
         self.reshape = PatchReshape(LATENT_CHANNELS, embed_dims, norm_cfg,
                                     act_cfg)
         if input_size is not None:

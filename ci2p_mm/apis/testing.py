@@ -1,0 +1,86 @@
+"""Evaluate a checkpoint (mmpretrain's tools/test.py).
+
+    python tools/test.py CONFIG CHECKPOINT [--out preds.pkl] [--amp] [--tta]
+
+Prints the metrics as mmpretrain does (``accuracy/top1: ...``).
+"""
+import argparse
+import os.path as osp
+
+import mmengine
+from mmengine.evaluator import DumpResults
+from mmengine.registry import RUNNERS
+
+from ci2p_mm.engine import (CI2PRunner, add_runner_arguments,
+                            close_distributed, configure_launcher,
+                            configure_tta, set_default_dataloader_cfg,
+                            set_local_rank, set_work_dir)
+from ci2p_mm.utils import read_config
+from ci2p_mm.utils.errors import UserError
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where to save the metrics')
+    parser.add_argument(
+        '--out', help='dump predictions (or metrics) to this .pkl file')
+    parser.add_argument(
+        '--out-item',
+        choices=['metrics', 'pred'],
+        default='pred',
+        help='what --out holds. Defaults to predictions')
+    parser.add_argument(
+        '--amp', action='store_true', help='mixed-precision test')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help="test-time augmentation: the config's tta_model/tta_pipeline, "
+        'else flip TTA averaging the scores (as mmpretrain)')
+    add_runner_arguments(parser, 'test')
+    args = parser.parse_args(argv)
+    set_local_rank(args)
+    return args
+
+
+def merge_args(cfg, args):
+    configure_launcher(cfg, args.launcher)
+    set_work_dir(cfg, args)
+    cfg.load_from = args.checkpoint
+    if args.amp:
+        cfg.test_cfg.fp16 = True
+    if args.tta:
+        configure_tta(cfg)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    # After --cfg-options: the defaults depend on the final num_workers.
+    set_default_dataloader_cfg(cfg, 'test_dataloader', args.no_pin_memory,
+                               args.no_persistent_workers)
+    return cfg
+
+
+def test(argv=None) -> dict:
+    """Run ``tools/test.py argv``; return the metrics."""
+    args = parse_args(argv)
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise UserError(f'--out {args.out}: must be a .pkl file')
+    if not osp.isfile(args.checkpoint):
+        raise UserError(f'Checkpoint {args.checkpoint} does not exist.')
+    cfg = merge_args(read_config(args.config), args)
+    # CI2PRunner: checked checkpoint loading, atomic saving, exact resume.
+    runner = (CI2PRunner.from_cfg(cfg)
+              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    if args.out and args.out_item == 'pred':
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
+    metrics = runner.test()
+    close_distributed()
+    if args.out and args.out_item == 'metrics':
+        mmengine.dump(metrics, args.out)
+    return metrics
+
+
+def main(argv=None) -> int:
+    test(argv)
+    return 0

@@ -1,0 +1,99 @@
+"""Train a model from an mmengine config (mmpretrain's tools/train.py).
+
+    python tools/train.py configs/ci2p_vit_animals10.py [--amp] [--resume]
+"""
+import argparse
+
+from mmengine.registry import RUNNERS
+
+from ci2p_mm.engine import (CI2PRunner, add_runner_arguments,
+                            close_distributed, configure_launcher,
+                            set_default_dataloader_cfg, set_local_rank,
+                            set_work_dir)
+from ci2p_mm.utils import read_config
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from this checkpoint, or with no value from the latest '
+        'checkpoint in the work dir')
+    parser.add_argument(
+        '--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help="torch.compile the model's forward (mmengine's cfg.compile)")
+    parser.add_argument(
+        '--no-validate',
+        action='store_true',
+        help='do not evaluate checkpoints during training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the lr by the actual total batch size against '
+        'auto_scale_lr.base_batch_size')
+    add_runner_arguments(parser, 'train')
+    args = parser.parse_args(argv)
+    set_local_rank(args)
+    return args
+
+
+def merge_args(cfg, args):
+    """Merge command-line arguments into the config."""
+    if args.no_validate:
+        cfg.val_cfg = None
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+    configure_launcher(cfg, args.launcher)
+    set_work_dir(cfg, args)
+
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.compile:
+        cfg.compile = True
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    if args.auto_scale_lr:
+        cfg.auto_scale_lr.enable = True
+
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    # After --cfg-options: the defaults depend on the final num_workers.
+    for split in ('train', 'val', 'test'):
+        set_default_dataloader_cfg(cfg, f'{split}_dataloader',
+                                   args.no_pin_memory,
+                                   args.no_persistent_workers)
+    return cfg
+
+
+def train(argv=None):
+    """Run ``tools/train.py argv``; return the runner after training."""
+    args = parse_args(argv)
+    cfg = merge_args(read_config(args.config), args)
+    # CI2PRunner: checked checkpoint loading, atomic saving, exact resume.
+    runner = (CI2PRunner.from_cfg(cfg)
+              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner.train()
+    close_distributed()
+    return runner
+
+
+def main(argv=None) -> int:
+    runner = train(argv)
+    # SIGTERM/SIGINT: a resumable checkpoint is saved; exit as signalled.
+    stopped_by = getattr(runner, 'stopped_by', None)
+    return 128 + stopped_by if stopped_by else 0

@@ -1,0 +1,639 @@
+"""Encode a config's data once with its frozen codec encoder (a latent store).
+
+    python tools/dataset_converters/encode_latents.py configs/ci2p_vit_animals10.py
+    torchrun --nproc_per_node 8 tools/dataset_converters/encode_latents.py CONFIG --launcher pytorch
+
+or, from Python, :func:`encode` (``encode(Config.fromfile(path))``).
+
+For every split the config lists (train, val, test; the image config's or,
+for a ``*_latents.py`` config, the ``source`` of its ``LatentDataset``), the
+split's own pipeline (loading and resizing) prepares each image as training
+would, ``CI2PDataPreprocessor`` scales it to RGB in [0, 1], and the model's
+``CI2PEncoder`` encodes it, and its horizontal flip when the pipeline has
+``RandomFlip``. The store format is described in
+:mod:`ci2p_mm.latents.store`.
+
+Work goes in chunks of samples; each finished chunk is logged, so a killed
+run started again skips what is done. Processes (``--launcher pytorch``)
+take chunks round-robin and write disjoint rows of the same files; a second
+encode of the same store is refused while one runs. A file the image path
+would refuse stops the run with the same error, unless the split's dataset
+says ``skip_bad_images=True``: then it is recorded in the store and
+``LatentDataset`` treats it as the image datasets do. Latents that are not
+finite (a broken codec), or beyond float16's range with fp16 storage, stop
+the run naming the images: nothing is stored as Inf.
+"""
+import argparse
+import datetime
+import json
+import os
+import os.path as osp
+import shutil
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.dist import barrier, get_dist_info, init_dist
+from mmpretrain.registry import MODELS
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ci2p_mm.datasets import BadImageError
+from ci2p_mm.utils import (load_model_config, quiet_init_weights,
+                           read_config, set_patch_options)
+from ci2p_mm.utils.io import file_sha256
+from ci2p_mm.utils.locks import LockBusy, ProcessLock
+from .dataset import build_source_dataset
+from .store import (FORMAT_VERSION, FP16_MAX, LATENT_VIEWS, QUANTIZED_LIMIT,
+                    SOURCE_DTYPE, STORAGES, LatentConfigError, LatentStore,
+                    LatentStoreError,
+                    codec_identity, default_store_name, find_ci2p_encoders,
+                    source_stamp, split_key)
+
+#: Transforms that give one fixed image per file (storable); RandomFlip is
+#: handled by storing both views.
+FIXED_TRANSFORMS = ('SafeLoadImageFromFile', 'LoadImageRGB',
+                    'LoadImageFromFile', 'Resize', 'ResizeEdge', 'CenterCrop',
+                    'PackInputs')
+
+
+# ---- what to encode ----------------------------------------------------
+
+
+def _type_name(transform: dict) -> str:
+    return str(transform.get('type', '')).split('.')[-1]
+
+
+def encoding_pipeline(pipeline: List[dict], split: str) -> Tuple[list, bool]:
+    """The split's pipeline without ``RandomFlip``, and whether it flips.
+
+    Only deterministic loading/resizing can be stored; the flip is stored
+    as a second view, so it must come after the resizing.
+    """
+    kept, flips = [], False
+    for pos, transform in enumerate(pipeline):
+        name = _type_name(transform)
+        if name == 'RandomFlip':
+            direction = transform.get('direction', 'horizontal')
+            prob = transform.get('prob', 0.5)
+            later = [_type_name(t) for t in pipeline[pos + 1:]]
+            if (direction != 'horizontal' or not isinstance(prob, (int, float))
+                    or any(t != 'PackInputs' for t in later)):
+                raise LatentConfigError(
+                    f'The {split} pipeline has {transform}: latents store an '
+                    f'image and its horizontal flip, so only '
+                    f'RandomFlip(direction="horizontal", prob=p) right before '
+                    f'PackInputs can be stored.')
+            flips = prob > 0
+            continue
+        if name not in FIXED_TRANSFORMS:
+            raise LatentConfigError(
+                f'The {split} pipeline has {name}: a latent store holds one '
+                f'fixed image per file (plus its horizontal flip), so only '
+                f'{", ".join(FIXED_TRANSFORMS)} and RandomFlip can be '
+                f'encoded. Train from images for random augmentation.')
+        kept.append(transform)
+    return kept, flips
+
+
+def image_datasets(cfg: Config) -> Dict[str, dict]:
+    """``{split: image dataset cfg}`` of the config's train/val/test loaders
+    (a ``LatentDataset``'s ``source``), first occurrence first."""
+    found = {}
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        if not dataset:
+            continue
+        if _type_name(dataset) == 'LatentDataset':
+            dataset = dataset['source']
+        found.setdefault(split_key(dataset), dataset.to_dict()
+                         if hasattr(dataset, 'to_dict') else dict(dataset))
+    return found
+
+
+def configured_store(cfg: Config) -> Optional[str]:
+    """The store a latent config's train dataset reads, resolved."""
+    dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+    if _type_name(dataset) != 'LatentDataset':
+        return None
+    store = dataset['store']
+    root = dataset['source'].get('data_root') or ''
+    return store if osp.isabs(store) else osp.join(root, store)
+
+
+# ---- reading images in workers ----------------------------------------
+
+
+class _ReadImages(Dataset):
+    """Per index: the pipeline's output and the file's stamp; a refused
+    file comes back as its reason (exceptions do not cross worker
+    processes intact)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        path = self.dataset.get_data_info(index).get('img_path')
+        try:
+            inputs = self.dataset[index]['inputs']
+        except BadImageError as err:
+            return index, None, (err.path, err.reason), (0, 0, b'')
+        # Hashed after decoding: the loader has refused whatever is not a
+        # regular image file of sane size by then.
+        return index, inputs, None, source_stamp(path) if path else (0, 0,
+                                                                    b'')
+
+
+def _collate(batch):
+    return batch
+
+
+# ---- the encoder -------------------------------------------------------
+
+
+class CodecEncoder:
+    """The config model's CI2P encoder and the image preprocessor."""
+
+    def __init__(self, cfg: Config, device: str):
+        model_cfg = load_model_config(cfg)
+        # A *_latents config's model takes latents; here it encodes images.
+        if not set_patch_options(model_cfg, latent_input=False):
+            raise LatentStoreError(
+                f'{cfg.filename}: the model\'s backbone is not a CI2P one, '
+                f'so there is no codec encoder to store latents of.')
+        model = MODELS.build(model_cfg.model)
+        quiet_init_weights(model)
+        encoders = find_ci2p_encoders(model)
+        if len(encoders) != 1:
+            raise LatentStoreError(
+                f'{cfg.filename}: the model has {len(encoders)} CI2P '
+                f'encoders; encoding needs exactly one.')
+        self.module = encoders[0].to(device).eval()
+        if not self.module.frozen:
+            raise LatentStoreError(
+                f'{cfg.filename}: the codec encoder is trained '
+                f'(patch_cfg.frozen=False), so its latents change every step '
+                f'and cannot be stored.')
+        pre = model_cfg.model.get('data_preprocessor') or {}
+        if _type_name(pre) != 'CI2PDataPreprocessor':
+            pre = dict(type='CI2PDataPreprocessor')
+        self.preprocessor = MODELS.build(dict(pre)).to(device)
+        self.device = device
+
+    @torch.inference_mode()
+    def __call__(self, images: List[torch.Tensor], flips: bool,
+                 batch_size: int) -> torch.Tensor:
+        """``[n, V, 192, h, w]`` float32 latents of uint8 BGR images."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = self.preprocessor(
+                dict(inputs=[im.to(self.device)
+                             for im in images[start:start + batch_size]]),
+                training=False)['inputs']
+            views = [self.module(x)]
+            if flips:
+                views.append(self.module(x.flip(-1)))
+            out.append(torch.stack(views, 1).float().cpu())
+        return torch.cat(out)
+
+
+def check_storable(latents: torch.Tensor, storage: str,
+                   paths: Sequence[str], config: str) -> None:
+    """Refuse NaN/Inf latents (a broken codec) and, for fp16 storage,
+    values beyond float16's range, naming the images."""
+    flat = latents.flatten(1)
+    finite = torch.isfinite(flat).all(1)
+    if not finite.all():
+        bad = [p for p, ok in zip(paths, finite.tolist()) if not ok]
+        raise LatentStoreError(
+            f'The codec encoder of {config} gives NaN/Inf latents for '
+            f'{len(bad)} image(s) ({", ".join(bad[:3])}): its weights are '
+            f'broken (a diverged or damaged codec checkpoint, see '
+            f'model.backbone.patch_cfg.pretrained). Nothing was stored for '
+            f'them.')
+    if storage != 'fp16':
+        return
+    peaks = flat.abs().amax(1)
+    over = peaks > FP16_MAX
+    if over.any():
+        bad = [p for p, o in zip(paths, over.tolist()) if o]
+        raise LatentStoreError(
+            f'Latents of {len(bad)} image(s) ({", ".join(bad[:3])}) reach '
+            f'|y| = {float(peaks.max()):.4g}, beyond float16\'s range '
+            f'({FP16_MAX:.0f}): stored as fp16 they would become Inf. '
+            f'Encode with --storage fp32 --overwrite (exact, twice the '
+            f'bytes), or check the codec weights.')
+
+
+def to_storage(latents: torch.Tensor, storage: str) -> Tuple[np.ndarray, int]:
+    """Latents as stored, and how many values were clipped."""
+    if storage == 'fp16':
+        return latents.half().numpy(), 0
+    if storage == 'fp32':
+        return latents.numpy(), 0
+    rounded = latents.round()
+    clipped = int((rounded.abs() > QUANTIZED_LIMIT).sum())
+    return rounded.clamp(-QUANTIZED_LIMIT, QUANTIZED_LIMIT).to(
+        torch.int8).numpy(), clipped
+
+
+# ---- the store's files -------------------------------------------------
+
+
+def store_record(encoder: CodecEncoder, storage: str, chunk_size: int,
+                 img_size, config: str) -> dict:
+    return dict(
+        format_version=FORMAT_VERSION,
+        codec=codec_identity(encoder.module),
+        img_size=list(img_size),
+        storage=storage,
+        chunk_size=chunk_size,
+        config=osp.abspath(config) if config else None,
+        created=datetime.datetime.now().isoformat(timespec='seconds'),
+        splits={})
+
+
+def differences(existing: dict, wanted: dict) -> List[str]:
+    keys = ('format_version', 'codec', 'img_size', 'storage', 'chunk_size')
+    return [f'{k}: store {existing.get(k)!r}, now {wanted[k]!r}'
+            for k in keys if existing.get(k) != wanted[k]]
+
+
+def first_readable(dataset, skip: bool) -> torch.Tensor:
+    for index in range(len(dataset)):
+        try:
+            return dataset[index]['inputs']
+        except BadImageError:
+            if not skip:
+                raise
+    raise LatentStoreError('No readable image in the split.')
+
+
+def read_existing_record(store: LatentStore, overwrite: bool):
+    """The store's record, or None when there is none or ``overwrite``
+    replaces an unreadable one."""
+    if not store.exists():
+        return None
+    try:
+        return store.record
+    except LatentStoreError:
+        if not overwrite:
+            raise
+        shutil.rmtree(store.root)
+        store.forget_record()
+        return None
+
+
+class StoreWriter:
+    """Creates or checks the store and its splits' files, then encodes
+    this process's share of each split."""
+
+    def __init__(self, store: LatentStore, encoder: CodecEncoder,
+                 storage: str, chunk_size: int, batch_size: int,
+                 num_workers: int, overwrite: bool, progress: bool,
+                 config: str):
+        self.store = store
+        self.encoder = encoder
+        self.storage = storage
+        self.chunk_size = chunk_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.overwrite = overwrite
+        self.progress = progress
+        self.config = config
+        self.rank, self.world_size = get_dist_info()
+
+    def prepare(self, split: str, ds_cfg: dict):
+        """Open (rank 0: create or check) the split's files; return the
+        image dataset, whether it flips and whether bad files are
+        skipped."""
+        pipeline, flips = encoding_pipeline(ds_cfg.get('pipeline', []), split)
+        dataset = build_source_dataset(ds_cfg, pipeline)
+        skip = bool(ds_cfg.get('skip_bad_images', False))
+        sample = first_readable(dataset, skip)
+        img_size = tuple(sample.shape[-2:])
+        latent_shape = self.encoder([sample], flips=False,
+                                    batch_size=1).shape[2:]
+        split_record = dict(
+            ann_file=osp.abspath(dataset.ann_file),
+            ann_sha256=file_sha256(dataset.ann_file),
+            num_samples=len(dataset),
+            views=list(LATENT_VIEWS[:2 if flips else 1]),
+            latent_shape=[int(s) for s in latent_shape],
+            skip_bad_images=skip)
+        if self.rank == 0:
+            self._create_or_check(split, split_record, img_size, dataset)
+        return dataset, flips, skip
+
+    def _create_or_check(self, split, split_record, img_size, dataset):
+        store = self.store
+        wanted = store_record(self.encoder, self.storage, self.chunk_size,
+                              img_size, self.config)
+        existing = read_existing_record(store, self.overwrite)
+        if existing is not None:
+            diff = differences(existing, wanted)
+            if diff and not self.overwrite:
+                raise LatentStoreError(
+                    f'{store.root} holds a store for another setting ('
+                    f'{"; ".join(diff)}). Use another --out, or --overwrite '
+                    f'to replace it.')
+            if diff:
+                shutil.rmtree(store.root)
+                store.forget_record()
+        if not store.exists():
+            store.write_record(wanted)
+        record = store.record
+        old = record['splits'].get(split)
+        if old is not None and old != split_record:
+            if not self.overwrite:
+                raise LatentStoreError(
+                    f'{store.root}: split {split!r} was encoded from '
+                    f'{old["ann_file"]} with {old["num_samples"]} samples '
+                    f'(views {old["views"]}) and the config now gives '
+                    f'{split_record["ann_file"]} with '
+                    f'{split_record["num_samples"]} (views '
+                    f'{split_record["views"]}), or the file changed: the '
+                    f'split is stale. Re-encode it with --overwrite.')
+            old = None
+        if old is None:
+            for path in store.split_files(split):
+                if osp.lexists(path):
+                    os.remove(path)
+            n = len(dataset)
+            np.lib.format.open_memmap(
+                store.array_path(split), mode='w+',
+                dtype=STORAGES[self.storage],
+                shape=(n, len(split_record['views']),
+                       *split_record['latent_shape'])).flush()
+            np.save(store.labels_path(split),
+                    np.asarray(dataset.get_gt_labels(), dtype=np.int64))
+            np.lib.format.open_memmap(store.sources_path(split), mode='w+',
+                                      dtype=SOURCE_DTYPE,
+                                      shape=(n, )).flush()
+            record['splits'][split] = split_record
+            store.write_record(record)
+
+    def encode_split(self, split: str, dataset, flips: bool,
+                     skip: bool) -> dict:
+        """Encode this rank's missing chunks of one split."""
+        store = self.store
+        chunk = store.record['chunk_size']
+        n = len(dataset)
+        done, _ = store.progress(split)
+        todo = [c for c in range(store.num_chunks(split))
+                if c % self.world_size == self.rank and c not in done]
+        batches = [list(range(c * chunk, min(n, (c + 1) * chunk)))
+                   for c in todo]
+        loader = DataLoader(_ReadImages(dataset), batch_sampler=batches,
+                            num_workers=self.num_workers,
+                            collate_fn=_collate)
+        array = store.writable_array(split)
+        sources = store.sources(split, mode='r+')
+        log_path = store.done_log(split, self.rank)
+        stats = dict(encoded=0, bad=0, clipped=0, seconds=0.)
+        start = time.perf_counter()
+        bar = tqdm(total=sum(map(len, batches)), desc=f'encode {split}',
+                   disable=not self.progress or self.rank != 0,
+                   dynamic_ncols=True)
+        for chunk_index, items in zip(todo, loader):
+            bad, clipped = {}, 0
+            good = [(i, img) for i, img, _, _ in items if img is not None]
+            for i, _, failure, stamp in items:
+                if failure is not None:
+                    if not skip:
+                        raise BadImageError(*failure)
+                    bad[i] = failure[1]
+                sources[i] = stamp
+            if good:
+                latents = self.encoder([img for _, img in good], flips,
+                                       self.batch_size)
+                check_storable(
+                    latents, self.storage,
+                    [dataset.get_data_info(i).get('img_path')
+                     for i, _ in good], self.config)
+                values, clipped = to_storage(latents, self.storage)
+                array[[i for i, _ in good]] = values
+                stats['clipped'] += clipped
+            array.flush()
+            sources.flush()
+            commit_chunk(log_path, dict(chunk=chunk_index, bad=bad,
+                                        clipped=clipped))
+            stats['encoded'] += len(items)
+            stats['bad'] += len(bad)
+            bar.update(len(items))
+        bar.close()
+        stats['seconds'] = time.perf_counter() - start
+        return stats
+
+    def report(self, split: str, stats: dict) -> None:
+        store = self.store
+        bad = store.check_complete(split)
+        n = store.split_record(split)['num_samples']
+        size = osp.getsize(store.array_path(split))
+        rate = (stats['encoded'] / stats['seconds']
+                if stats['seconds'] else float('nan'))
+        print(f'{split}: {n} samples x '
+              f'{len(store.split_record(split)["views"])} view(s) in '
+              f'{store.array_path(split)} ({size / 2**20:.1f} MiB, '
+              f'{size / max(n, 1) / 1024:.1f} KiB per image); this run '
+              f'encoded {stats["encoded"]} in {stats["seconds"]:.1f} s '
+              f'({rate:.1f} img/s per process); {len(bad)} bad file(s) '
+              f'recorded'
+              + (f', {stats["clipped"]} values clipped to int8'
+                 if self.storage == 'quantized' else ''), flush=True)
+
+
+def commit_chunk(log_path: str, entry: dict) -> None:
+    """Append a finished chunk to this rank's log, durably. A line cut by
+    a kill (no newline) is ended first, so it cannot swallow this one."""
+    with open(log_path, 'ab+') as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b'\n':
+                f.write(b'\n')
+        f.write(json.dumps(entry).encode() + b'\n')
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def default_out(cfg_split: dict, split: str, encoder: CodecEncoder,
+                storage: str) -> str:
+    """``<data_root>/latents/<codec>-q<q>-<size>[-<storage>]``."""
+    probe = encoding_pipeline(cfg_split.get('pipeline', []), split)[0]
+    dataset = build_source_dataset(cfg_split, probe)
+    size = tuple(first_readable(
+        dataset, cfg_split.get('skip_bad_images', False)).shape[-2:])
+    return osp.join(dataset.data_root or '', 'latents',
+                    default_store_name(encoder.module.codec,
+                                       encoder.module.quality, size, storage))
+
+
+class _StoreLock:
+    """Rank 0 holds the store's ``encode.lock`` for the whole encode."""
+
+    def __init__(self, store: LatentStore, rank: int):
+        self.lock = ProcessLock(store.lock_path) if rank == 0 else None
+        self.store = store
+
+    def __enter__(self):
+        if self.lock is None:
+            return self
+        try:
+            self.lock.acquire()
+        except LockBusy as busy:
+            raise LatentStoreError(
+                f'Another encode is writing the latent store '
+                f'{self.store.root}: {busy.holder}. Two encodes of one store '
+                f'would both do all the work. Wait for it to end (it '
+                f'resumes if stopped), or pass another --out. (Lock: '
+                f'{self.lock.path}; a lock left by a killed run does not '
+                f'block.)') from None
+        return self
+
+    def __exit__(self, *exc):
+        if self.lock is not None:
+            self.lock.release()
+
+
+def encode(cfg: Config,
+           out: Optional[str] = None,
+           storage: str = 'fp16',
+           splits: Optional[Sequence[str]] = None,
+           batch_size: int = 32,
+           chunk_size: int = 256,
+           num_workers: int = 2,
+           device: Optional[str] = None,
+           overwrite: bool = False,
+           progress: bool = True) -> str:
+    """Encode the splits of ``cfg`` (an image or ``*_latents`` config) into a
+    latent store and return its folder.
+
+    Args:
+        cfg (Config): The config, with any overrides merged (set
+            ``model.backbone.patch_cfg.pretrained`` for other codec
+            weights; :func:`ci2p_mm.utils.set_patch_options`).
+        out (str, optional): Store folder. Default: the latent config's
+            store, else ``<data_root>/latents/<codec>-q<q>-<size>[-<storage>]``.
+        storage (str): ``'fp16'``, ``'fp32'`` or ``'quantized'`` (see
+            :mod:`ci2p_mm.latents.store`).
+        splits (list[str], optional): Only these splits.
+        batch_size (int): Images per encoder forward.
+        chunk_size (int): Samples per resumable unit of work.
+        num_workers (int): DataLoader workers decoding and resizing.
+        device (str, optional): Default ``cuda:<current>`` if available.
+        overwrite (bool): Replace a store of another codec, size or storage,
+            or a stale split, instead of refusing.
+        progress (bool): Show a progress bar.
+    """
+    if storage not in STORAGES:
+        raise LatentStoreError(f'storage={storage!r}: choose one of '
+                               f'{sorted(STORAGES)}.')
+    device = device or (f'cuda:{torch.cuda.current_device()}'
+                        if torch.cuda.is_available() else 'cpu')
+    encoder = CodecEncoder(cfg, device)
+    found = image_datasets(cfg)
+    if splits:
+        missing = sorted(set(splits) - set(found))
+        if missing:
+            raise LatentStoreError(
+                f'{cfg.filename} has no split(s) {missing}; it has '
+                f'{sorted(found)}.')
+        found = {k: v for k, v in found.items() if k in splits}
+    if not found:
+        raise LatentStoreError(f'{cfg.filename} lists no dataset to encode.')
+    if out is None:
+        out = configured_store(cfg) if storage == 'fp16' else None
+    if out is None:
+        split, ds_cfg = next(iter(found.items()))
+        out = default_out(ds_cfg, split, encoder, storage)
+    store = LatentStore(out)
+    writer = StoreWriter(store, encoder, storage, chunk_size, batch_size,
+                         num_workers, overwrite, progress, cfg.filename)
+    with _StoreLock(store, writer.rank):
+        for split, ds_cfg in found.items():
+            dataset, flips, skip = writer.prepare(split, ds_cfg)
+            barrier()
+            store.forget_record()  # re-read what rank 0 wrote
+            stats = writer.encode_split(split, dataset, flips, skip)
+            barrier()
+            if writer.rank == 0:
+                writer.report(split, stats)
+    if writer.rank == 0:
+        print(f'Latent store: {out}', flush=True)
+    return out
+
+
+# ---- the command line --------------------------------------------------
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Encode a config\'s train/val/test images once with its '
+        'frozen codec encoder into a latent store (see docs/latents.md).')
+    parser.add_argument('config', help='a CI2P config (image or *_latents)')
+    parser.add_argument(
+        '--out', help='store folder (default: the latent config\'s store, '
+        'else <data_root>/latents/<codec>-q<quality>-<size>[-<storage>])')
+    parser.add_argument('--storage', choices=sorted(STORAGES),
+                        default='fp16',
+                        help='fp16: exact to fp16 precision; fp32: exact, '
+                        'twice the bytes (for codecs whose latents exceed '
+                        'fp16\'s range); quantized: the codec\'s round(y) '
+                        'as int8, half the bytes of fp16')
+    parser.add_argument('--splits', nargs='+',
+                        help='only these splits (default: all the config '
+                        'lists)')
+    parser.add_argument('--batch-size', type=int, default=32,
+                        help='images per encoder forward')
+    parser.add_argument('--chunk-size', type=int, default=256,
+                        help='samples per resumable unit of work')
+    parser.add_argument('--num-workers', type=int, default=2,
+                        help='DataLoader workers decoding and resizing')
+    parser.add_argument('--device', default=None,
+                        help='default: cuda:<local rank> if available')
+    parser.add_argument('--launcher', choices=['none', 'pytorch'],
+                        default='none')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace a store of another codec, size or '
+                        'storage, or a stale split, instead of refusing')
+    parser.add_argument('--no-pretrained', action='store_true',
+                        help='random codec weights (for timing only)')
+    parser.add_argument('--no-progress', action='store_true')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, as tools/train.py')
+    return parser.parse_args(argv)
+
+
+def setup_distributed(launcher: str) -> None:
+    if launcher == 'pytorch':
+        if torch.cuda.is_available():
+            init_dist('pytorch')
+        else:
+            torch.distributed.init_process_group(backend='gloo')
+
+
+def main(argv=None) -> int:
+    """``tools/dataset_converters/encode_latents.py``."""
+    args = parse_args(argv)
+    cfg = read_config(args.config, args.cfg_options)
+    if args.no_pretrained:
+        set_patch_options(cfg, pretrained=False)
+    setup_distributed(args.launcher)
+    device = args.device
+    if device is None and torch.cuda.is_available():
+        device = f'cuda:{torch.cuda.current_device()}'
+    try:
+        encode(cfg, out=args.out, storage=args.storage, splits=args.splits,
+               batch_size=args.batch_size, chunk_size=args.chunk_size,
+               num_workers=args.num_workers, device=device,
+               overwrite=args.overwrite, progress=not args.no_progress)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return 0

@@ -1,0 +1,544 @@
+"""The latent store: codec latents of a data set, on disk, checked on read.
+
+CI2P's encoder is frozen, so what it computes from an image never changes
+during training. :func:`ci2p_mm.latents.encode` runs it once over a config's
+data and writes a *store*; :class:`~ci2p_mm.latents.LatentDataset` reads it
+every epoch. A store is a folder (by default
+``<data_root>/latents/<codec>-q<q>-<size>``)::
+
+    record.json            format version, codec (zoo name, quality, sha256
+                           of g_a's weights), image size, storage, the
+                           config that wrote it, and per split: annotation
+                           file and its sha256, sample count, views, latent
+                           shape
+    <split>.npy            [N, V, C, H/16, W/16] (NumPy .npy, memory-mapped);
+                           V = 2 (the image and its horizontal flip) for
+                           splits whose pipeline flips, else 1
+    <split>.labels.npy     [N] int64
+    <split>.sources.npy    [N] (size, mtime_ns, sha256) of each image file as
+                           encoded: a rewritten image makes the store stale
+    <split>.done.<rank>    one JSON line per finished chunk of samples
+                           (``{"chunk": i, "bad": {index: reason}}``): a
+                           killed encode resumes after the last line
+    encode.lock            held by a running encode (``flock``)
+
+Storage (``record['storage']``):
+
+* ``'fp16'`` (default): the encoder's float32 output rounded to float16,
+  exact to fp16 precision (relative error <= 2**-11). A latent beyond
+  float16's range (65504) is refused at encode time (it would be stored as
+  Inf): encode with ``'fp32'`` then.
+* ``'fp32'``: the encoder's output as it is, twice the bytes.
+* ``'quantized'``: the codec's own quantised latent ``round(y)`` as int8
+  (values outside [-127, 127] are clipped and counted in the progress log):
+  half the bytes of fp16, an approximation (absolute error <= 0.5).
+
+What a store is trusted with, and how it is checked before use: the record
+is parsed as JSON data (never executed) and validated field by field; every
+array's ``.npy`` header (shape, dtype) must match the record and the file
+must be as long as the header says, before it is mapped; NaN/Inf values are
+refused when written and, for each sample read, when read; the annotation
+file's sha256 and each image's size and modification time are compared
+with the record (a changed file is hashed, and a different hash makes the
+store stale). Every refusal names the store and the command that fixes it.
+"""
+import glob
+import hashlib
+import json
+import os
+import os.path as osp
+import stat
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ci2p_mm.models.utils import CI2PEncoder
+from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.io import file_sha256, write_text_atomically
+
+#: Version 2 added latent_shape, the sources arrays and fp32 storage.
+FORMAT_VERSION = 2
+STORAGES = {'fp16': np.float16, 'fp32': np.float32, 'quantized': np.int8}
+#: Stored views of each image: as the pipeline gives it, and mirrored.
+LATENT_VIEWS = ('original', 'hflip')
+#: Values of the quantised latent beyond int8 are clipped (and counted).
+QUANTIZED_LIMIT = 127
+#: Largest finite float16; fp16 storage refuses latents beyond it.
+FP16_MAX = float(np.finfo(np.float16).max)
+#: A store's record is a few KiB; a larger file is not one.
+MAX_RECORD_BYTES = 1 << 20
+#: A progress log holds a line per chunk; a larger file is not one.
+MAX_PROGRESS_LOG_BYTES = 64 << 20
+#: What a store keeps of each image file it encoded.
+SOURCE_DTYPE = np.dtype([('size', '<i8'), ('mtime_ns', '<i8'),
+                         ('sha256', 'S32')])
+#: The command that (re)writes a store.
+ENCODE_TOOL = 'python tools/dataset_converters/encode_latents.py'
+
+
+class LatentStoreError(UserError, RuntimeError):
+    """A latent store that is missing, damaged, stale or for another
+    model."""
+
+
+class LatentConfigError(UserError, ValueError):
+    """A config whose data cannot be stored as latents."""
+
+
+# ---- identities --------------------------------------------------------
+
+
+def state_dict_sha256(module: nn.Module) -> str:
+    """sha256 over a module's state dict: sorted keys, dtypes, shapes and
+    bytes. Identical weights give the same hash on any device."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f'{key}|{tensor.dtype}|{list(tensor.shape)}|'.encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes()
+                      if tensor.numel() else b'')
+    return digest.hexdigest()
+
+
+def codec_identity(encoder: CI2PEncoder) -> dict:
+    """What a store records of the :class:`CI2PEncoder` that wrote it."""
+    return dict(
+        name=encoder.codec,
+        quality=int(encoder.quality),
+        weights_sha256=state_dict_sha256(encoder.encoder))
+
+
+def find_ci2p_encoders(model: nn.Module) -> List[CI2PEncoder]:
+    return [m for m in model.modules() if isinstance(m, CI2PEncoder)]
+
+
+def backbone_img_size(model: nn.Module) -> Optional[Tuple[int, int]]:
+    backbone = getattr(model, 'backbone', model)
+    size = getattr(backbone, 'img_size', None)
+    return None if size is None else tuple(int(s) for s in size)
+
+
+def default_store_name(codec: str, quality: int, img_size: Sequence[int],
+                       storage: str = 'fp16') -> str:
+    """``<codec>-q<quality>-<size>[-<storage>]``, e.g.
+    ``bmshj2018-factorized-q5-256``."""
+    h, w = img_size
+    size = f'{h}' if h == w else f'{h}x{w}'
+    suffix = '' if storage == 'fp16' else f'-{storage}'
+    return f'{codec}-q{quality}-{size}{suffix}'
+
+
+def split_key(dataset_cfg: dict) -> str:
+    """A split's name in the store: the dataset's ``split``, else its
+    annotation file's name."""
+    split = dataset_cfg.get('split')
+    if split:
+        return str(split)
+    ann = dataset_cfg.get('ann_file') or ''
+    if not ann:
+        raise LatentConfigError(
+            f'Cannot name the split of {dataset_cfg.get("type")}: give it '
+            f'split= or ann_file=.')
+    return osp.splitext(osp.basename(ann))[0]
+
+
+def source_stamp(path: str, with_hash: bool = True) -> tuple:
+    """``(size, mtime_ns, sha256)`` of an image file as a store records
+    it; all zero for what is not a regular file (nothing is read from a
+    FIFO or a device). ``with_hash=False`` leaves the hash zero."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (0, 0, b'')
+    if not stat.S_ISREG(info.st_mode):
+        return (0, 0, b'')
+    digest = bytes.fromhex(file_sha256(path)) if with_hash else b''
+    return (info.st_size, info.st_mtime_ns, digest)
+
+
+# ---- reading arrays safely ---------------------------------------------
+
+
+def _regular_file_size(path: str, what: str, store: 'LatentStore') -> int:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise LatentStoreError(
+            f'The latent store {store.root} has no {what} '
+            f'{osp.basename(path)}: it is incomplete. '
+            f'{store.reencode_advice()}') from None
+    if not stat.S_ISREG(info.st_mode):
+        raise LatentStoreError(
+            f'{path} in the latent store {store.root} is not a regular file '
+            f'(a FIFO, device or folder); refusing to read it. '
+            f'{store.reencode_advice()}')
+    return info.st_size
+
+
+def read_npy_header(path: str) -> Tuple[tuple, np.dtype, bool, int]:
+    """``(shape, dtype, fortran_order, data offset)`` of a ``.npy`` file,
+    read with NumPy's own parser (literals only, header size capped)."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+    with open(path, 'rb') as f:
+        version = np.lib.format.read_magic(f)
+        if version not in readers:
+            raise ValueError(f'.npy format version {version}')
+        shape, fortran, dtype = readers[version](f)
+        return shape, dtype, fortran, f.tell()
+
+
+def checked_npy(path: str, shape: tuple, dtype, what: str,
+                store: 'LatentStore', mode: str = 'r') -> np.ndarray:
+    """Map a ``.npy`` array after checking that its header declares
+    ``shape`` and ``dtype`` and that the file holds that many bytes."""
+    size = _regular_file_size(path, what, store)
+    try:
+        found_shape, found_dtype, fortran, offset = read_npy_header(path)
+    except (ValueError, OSError, SyntaxError) as err:
+        raise LatentStoreError(
+            f'{path} ({what} of the latent store {store.root}) is not a '
+            f'readable .npy array ({type(err).__name__}). '
+            f'{store.reencode_advice()}') from None
+    if (tuple(found_shape) != tuple(shape) or found_dtype != np.dtype(dtype)
+            or fortran):
+        raise LatentStoreError(
+            f'{path} ({what} of the latent store {store.root}) holds '
+            f'{found_dtype} {list(found_shape)}, but record.json says '
+            f'{np.dtype(dtype)} {list(shape)}: the store is damaged or '
+            f'mixes two encodes. {store.reencode_advice()}')
+    needed = offset + int(np.prod(shape, dtype=np.int64)) * np.dtype(
+        dtype).itemsize
+    if size < needed:
+        raise LatentStoreError(
+            f'{path} ({what} of the latent store {store.root}) is '
+            f'{size} bytes, but its header declares {needed}: the file was '
+            f'cut short (a full disk, an interrupted copy). '
+            f'{store.reencode_advice()}')
+    return np.load(path, mmap_mode=mode, allow_pickle=False)
+
+
+# ---- the record --------------------------------------------------------
+
+
+def _check_record(record, root: str) -> dict:
+    """The record if it has every field a store needs, with sane types."""
+
+    def bad(field, problem):
+        raise LatentStoreError(
+            f'{osp.join(root, "record.json")} is not a valid latent store '
+            f'record ({field}: {problem}). Re-encode with {ENCODE_TOOL} '
+            f'CONFIG --overwrite.')
+
+    if not isinstance(record, dict):
+        bad('top level', 'not a JSON object')
+    version = record.get('format_version')
+    if version != FORMAT_VERSION:
+        raise LatentStoreError(
+            f'The latent store {root} has format version {version!r}; this '
+            f'version of CI2P-MM reads version {FORMAT_VERSION} (which also '
+            f'records each image\'s content hash). Re-encode with '
+            f'{ENCODE_TOOL} {record.get("config", "CONFIG")} --overwrite.')
+    codec = record.get('codec')
+    if not (isinstance(codec, dict) and isinstance(codec.get('name'), str)
+            and isinstance(codec.get('quality'), int)
+            and isinstance(codec.get('weights_sha256'), str)):
+        bad('codec', 'needs name, quality and weights_sha256')
+    size = record.get('img_size')
+    if not (isinstance(size, list) and len(size) == 2
+            and all(isinstance(s, int) and s > 0 for s in size)):
+        bad('img_size', f'{size!r} is not [H, W]')
+    if record.get('storage') not in STORAGES:
+        bad('storage', f'{record.get("storage")!r} is not one of '
+            f'{sorted(STORAGES)}')
+    chunk = record.get('chunk_size')
+    if not (isinstance(chunk, int) and chunk > 0):
+        bad('chunk_size', f'{chunk!r} is not a positive integer')
+    splits = record.get('splits')
+    if not isinstance(splits, dict):
+        bad('splits', 'not an object')
+    for name, split in splits.items():
+        if not isinstance(split, dict):
+            bad(f'splits.{name}', 'not an object')
+        num = split.get('num_samples')
+        views = split.get('views')
+        shape = split.get('latent_shape')
+        if not (isinstance(num, int) and num >= 0):
+            bad(f'splits.{name}.num_samples', f'{num!r}')
+        if not (isinstance(views, list) and views
+                and views == list(LATENT_VIEWS[:len(views)])):
+            bad(f'splits.{name}.views', f'{views!r}')
+        if not (isinstance(shape, list) and len(shape) == 3
+                and all(isinstance(s, int) and s > 0 for s in shape)):
+            bad(f'splits.{name}.latent_shape', f'{shape!r}')
+        for key in ('ann_file', 'ann_sha256'):
+            if not isinstance(split.get(key), str):
+                bad(f'splits.{name}.{key}', f'{split.get(key)!r}')
+    return record
+
+
+# ---- the store ---------------------------------------------------------
+
+
+class LatentStore:
+    """A latent store folder: its record, arrays and progress logs.
+
+    Reading maps the arrays (``mmap_mode='r'``) once per process, so
+    DataLoader workers share the page cache instead of copies; each array
+    is checked against the record before it is mapped.
+    """
+
+    def __init__(self, root: str):
+        self.root = osp.abspath(root)
+        self._arrays: Dict[str, np.ndarray] = {}
+
+    # record ------------------------------------------------------------
+    @property
+    def record_path(self) -> str:
+        return osp.join(self.root, 'record.json')
+
+    def exists(self) -> bool:
+        """Whether there is a record (of any kind: reading checks it)."""
+        return osp.lexists(self.record_path)
+
+    @property
+    def record(self) -> dict:
+        if not hasattr(self, '_record'):
+            self._record = self._read_record()
+        return self._record
+
+    def _read_record(self) -> dict:
+        if not self.exists():
+            raise LatentStoreError(
+                f'No latent store at {self.root} (no record.json). Write it '
+                f'with `{ENCODE_TOOL} CONFIG` (see docs/latents.md).')
+        size = _regular_file_size(self.record_path, 'record', self)
+        if size > MAX_RECORD_BYTES:
+            raise LatentStoreError(
+                f'{self.record_path} is {size} bytes; a store record is a '
+                f'few KiB (at most {MAX_RECORD_BYTES}). It is not a latent '
+                f'store record: re-encode with {ENCODE_TOOL} CONFIG '
+                f'--overwrite.')
+        try:
+            with open(self.record_path, 'rb') as f:
+                record = json.loads(f.read().decode('utf-8'))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise LatentStoreError(
+                f'{self.record_path} is not valid JSON ({err}); the store '
+                f'cannot be used. Re-encode with {ENCODE_TOOL} CONFIG '
+                f'--overwrite.') from None
+        return _check_record(record, self.root)
+
+    def write_record(self, record: dict) -> None:
+        os.makedirs(self.root, exist_ok=True)
+        write_text_atomically(self.record_path, json.dumps(record, indent=2))
+        self._record = record
+
+    def forget_record(self) -> None:
+        """Read the record from disk again next time (another process
+        wrote it)."""
+        self.__dict__.pop('_record', None)
+        self._arrays.clear()
+
+    def reencode_advice(self, split: Optional[str] = None) -> str:
+        """The command that rewrites this store, with the config that
+        wrote it when the record names one."""
+        config = 'CONFIG'
+        if '_record' in self.__dict__:
+            config = self._record.get('config', config)
+        only = f' --splits {split}' if split else ''
+        return (f'Re-encode with `{ENCODE_TOOL} {config} --out {self.root}'
+                f'{only} --overwrite`.')
+
+    def __getstate__(self):  # to DataLoader workers: no mapped arrays
+        state = dict(self.__dict__)
+        state['_arrays'] = {}
+        return state
+
+    # paths -------------------------------------------------------------
+    def array_path(self, split: str) -> str:
+        return osp.join(self.root, f'{split}.npy')
+
+    def labels_path(self, split: str) -> str:
+        return osp.join(self.root, f'{split}.labels.npy')
+
+    def sources_path(self, split: str) -> str:
+        return osp.join(self.root, f'{split}.sources.npy')
+
+    def done_log(self, split: str, rank) -> str:
+        return osp.join(self.root, f'{split}.done.{rank}')
+
+    @property
+    def lock_path(self) -> str:
+        return osp.join(self.root, 'encode.lock')
+
+    def split_files(self, split: str) -> List[str]:
+        """Every file of one split (arrays and progress logs)."""
+        return [self.array_path(split), self.labels_path(split),
+                self.sources_path(split)] + glob.glob(
+                    self.done_log(split, '*'))
+
+    # arrays ------------------------------------------------------------
+    def split_record(self, split: str) -> dict:
+        splits = self.record['splits']
+        if split not in splits:
+            raise LatentStoreError(
+                f'The latent store {self.root} has no split {split!r} (it '
+                f'has {sorted(splits)}). Encode it with {ENCODE_TOOL} on a '
+                f'config that lists it.')
+        return splits[split]
+
+    def array_shape(self, split: str) -> tuple:
+        rec = self.split_record(split)
+        return (rec['num_samples'], len(rec['views']), *rec['latent_shape'])
+
+    def array(self, split: str) -> np.ndarray:
+        """``[N, V, C, h, w]`` latents, checked and memory-mapped."""
+        if split not in self._arrays:
+            self._arrays[split] = checked_npy(
+                self.array_path(split), self.array_shape(split),
+                STORAGES[self.record['storage']], 'latents', self)
+        return self._arrays[split]
+
+    def writable_array(self, split: str) -> np.ndarray:
+        return checked_npy(self.array_path(split), self.array_shape(split),
+                           STORAGES[self.record['storage']], 'latents',
+                           self, mode='r+')
+
+    def labels(self, split: str) -> np.ndarray:
+        n = self.split_record(split)['num_samples']
+        return np.array(checked_npy(self.labels_path(split), (n, ),
+                                    np.int64, 'labels', self))
+
+    def sources(self, split: str, mode: str = 'r') -> np.ndarray:
+        n = self.split_record(split)['num_samples']
+        return checked_npy(self.sources_path(split), (n, ), SOURCE_DTYPE,
+                           'image records', self, mode=mode)
+
+    # progress ----------------------------------------------------------
+    def progress(self, split: str) -> Tuple[set, Dict[int, str]]:
+        """Finished chunks and the bad samples found in them, from every
+        rank's log (a line cut by a kill is ignored)."""
+        done, bad = set(), {}
+        for path in sorted(glob.glob(self.done_log(split, '*'))):
+            size = _regular_file_size(path, 'progress log', self)
+            if size > MAX_PROGRESS_LOG_BYTES:
+                raise LatentStoreError(
+                    f'{path} is {size} bytes; a progress log holds one short '
+                    f'line per chunk. {self.reencode_advice(split)}')
+            with open(path, 'rb') as f:
+                lines = f.read().split(b'\n')
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                    chunk = int(entry['chunk'])
+                    found = {int(k): str(v) for k, v in entry['bad'].items()}
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    continue  # cut by a kill: the chunk is encoded again
+                done.add(chunk)
+                bad.update(found)
+        return done, bad
+
+    def num_chunks(self, split: str) -> int:
+        n = self.split_record(split)['num_samples']
+        size = self.record['chunk_size']
+        return (n + size - 1) // size
+
+    def check_complete(self, split: str) -> Dict[int, str]:
+        """Bad samples of a fully encoded split; raise if it is not."""
+        done, bad = self.progress(split)
+        total = self.num_chunks(split)
+        if len(done & set(range(total))) < total:
+            raise LatentStoreError(
+                f'The latent store {self.root} is incomplete: split '
+                f'{split!r} has {len(done)} of {total} chunks encoded (a run '
+                f'was stopped). Run {ENCODE_TOOL} with the same config '
+                f'again: it resumes where it stopped.')
+        return bad
+
+    # freshness ---------------------------------------------------------
+    def check_annotations(self, split: str, ann_file: str) -> None:
+        """Refuse a split whose annotation file changed since encoding."""
+        recorded = self.split_record(split)
+        if not osp.isfile(ann_file):
+            raise LatentStoreError(
+                f'Annotation file {ann_file} (split {split!r}) not found.')
+        current = file_sha256(ann_file)
+        if current != recorded['ann_sha256']:
+            raise LatentStoreError(
+                f'The latent store {self.root} is stale: split {split!r} was '
+                f'encoded from {recorded["ann_file"]} (sha256 '
+                f'{recorded["ann_sha256"][:12]}...), and {ann_file} has '
+                f'changed since (sha256 {current[:12]}...). Restore the '
+                f'annotation file, or {self.reencode_advice(split)}')
+
+    def check_images(self, split: str, image_paths: Sequence[str],
+                     hash_all: bool = False) -> List[str]:
+        """Refuse a split whose images changed since encoding; return the
+        images that are gone (their latents stay valid: they are what
+        those images gave).
+
+        An image whose size or modification time differs from the record
+        is hashed, and refused if its content differs; ``hash_all`` hashes
+        every image (catches a rewrite that kept size and time).
+        """
+        stamps = np.array(self.sources(split))
+        sizes, mtimes = stamps['size'].tolist(), stamps['mtime_ns'].tolist()
+        digests = stamps['sha256'].tolist()
+        changed, missing = [], []
+        for index, path in enumerate(image_paths):
+            if not path or not digests[index]:
+                continue  # not decodable when encoded: nothing to compare
+            size, mtime, _ = source_stamp(path, with_hash=False)
+            if (size, mtime) == (0, 0):  # gone, or no longer a regular file
+                (changed if osp.lexists(path) else missing).append(path)
+                continue
+            if not hash_all and (size, mtime) == (sizes[index], mtimes[index]):
+                continue
+            # NumPy's 'S32' drops trailing zero bytes of a stored digest.
+            if source_stamp(path)[2] != digests[index].ljust(32, b'\0'):
+                changed.append(path)
+        if changed:
+            shown = ', '.join(changed[:5]) + (
+                f' and {len(changed) - 5} more' if len(changed) > 5 else '')
+            raise LatentStoreError(
+                f'The latent store {self.root} is stale: {len(changed)} '
+                f'image(s) of split {split!r} changed since they were '
+                f'encoded ({shown}), so their stored latents are not what '
+                f'the encoder gives now. {self.reencode_advice(split)}')
+        return missing
+
+    # the model ---------------------------------------------------------
+    def describe_codec(self, codec: dict, img_size) -> str:
+        return (f'{codec["name"]} quality {codec["quality"]}, encoder '
+                f'weights sha256 {codec["weights_sha256"][:12]}..., images '
+                f'{img_size[0]}x{img_size[1]}')
+
+    def check_model(self, model: nn.Module) -> None:
+        """Refuse a model whose codec or image size is not the store's."""
+        encoders = find_ci2p_encoders(model)
+        if not encoders:
+            raise LatentStoreError(
+                f'The model has no CI2P encoder, but its data are codec '
+                f'latents from {self.root}.')
+        stored = self.record['codec']
+        stored_size = tuple(self.record['img_size'])
+        size = backbone_img_size(model) or stored_size
+        for encoder in encoders:
+            if not encoder.latent_input:
+                raise LatentStoreError(
+                    'The data are codec latents but the model encodes '
+                    'images: set model.backbone.patch_cfg.latent_input=True '
+                    '(as configs/*_latents.py do).')
+            built = codec_identity(encoder)
+            if built != stored or size != stored_size:
+                raise LatentStoreError(
+                    f'The latent store {self.root} was written by another '
+                    f'codec than this model\'s, so its latents are not what '
+                    f'this model\'s encoder computes. Store: '
+                    f'{self.describe_codec(stored, stored_size)}. Model: '
+                    f'{self.describe_codec(built, size)}. Encode the data '
+                    f'with this model\'s config ({ENCODE_TOOL} CONFIG), or '
+                    f'point the dataset at the matching store.')
