@@ -1,31 +1,37 @@
 """Classifying one image file with mmpretrain's inferencer
 (``demo/image_demo.py``).
 
+    python demo/image_demo.py cat.jpg configs/ci2p_vit_animals10.py \
+        work_dirs/ci2p_vit_animals10/epoch_300.pth --out cat_pred.png
+
 The checkpoint is loaded as ``tools/test.py`` loads it: torch's safe
 loading (:func:`~ci2p_mm.engine.read_checkpoint_file`), then every key and
 shape and the CI2P codec checked against the model before a weight is
 copied (:func:`~ci2p_mm.engine.check_checkpoint_fits`); mmpretrain alone
 would load with ``strict=False`` and predict with a random head, warning
 only. The image is read and decoded by :mod:`ci2p_mm.utils.image_files`
-(regular file, photo formats only, EXIF orientation, transparency, 16-bit,
-refusal of truncated or non-image files) and handed to mmpretrain's
+(a regular file, photo formats only, EXIF orientation, transparency,
+16-bit, refusal of truncated or non-image files) and handed to mmpretrain's
 ``ImageClassificationInferencer`` as a decoded array; given a path, the
 inferencer would decode it with OpenCV itself.
 """
+from argparse import ArgumentParser
 from typing import List, Optional, Tuple
 
 import numpy as np
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
+from mmpretrain import ImageClassificationInferencer, get_model
+from mmpretrain.visualization import UniversalVisualizer
+
+from ci2p_mm.engine.checkpoint import (check_checkpoint_fits,
+                                       read_checkpoint_file)
+from ci2p_mm.utils.image_files import load_image_file
 
 
 def load_classifier(model: str, checkpoint: Optional[str] = None):
     """mmpretrain's ``get_model(model)`` with ``checkpoint``'s weights,
     loaded only when they fit it exactly; class names from the
     checkpoint's ``meta.dataset_meta`` when it has them."""
-    from mmengine.runner.checkpoint import _load_checkpoint_to_model
-    from mmpretrain import get_model
-
-    from ci2p_mm.engine.checkpoint import (check_checkpoint_fits,
-                                           read_checkpoint_file)
     classifier = get_model(model, pretrained=False)
     if checkpoint is None:
         return classifier
@@ -57,10 +63,6 @@ def classify_image(image: str,
             ``publish_model.py``.
         out_file (str, optional): Save the image with the predicted label.
     """
-    from mmpretrain import ImageClassificationInferencer
-
-    from ci2p_mm.utils.image_files import load_image_file
-
     rgb = load_image_file(image)
     inferencer = ImageClassificationInferencer(
         load_classifier(model, checkpoint), device=device)
@@ -72,7 +74,34 @@ def classify_image(image: str,
     ranked = [(classes[int(i)], float(s))
               for s, i in zip(top.values, top.indices)]
     if out_file is not None:
-        from mmpretrain.visualization import UniversalVisualizer
         UniversalVisualizer().visualize_cls(
             rgb, sample, classes=classes, draw_gt=False, out_file=out_file)
     return ranked
+
+
+def parse_args(argv=None):
+    parser = ArgumentParser(description='Classify one image with a CI2P '
+                            'checkpoint (mmpretrain\'s demo/image_demo.py)')
+    parser.add_argument('img', help='image file')
+    parser.add_argument('model', help='config file or model name '
+                        '(mmpretrain.list_models(\'*ci2p*\'))')
+    parser.add_argument('checkpoint', help='checkpoint file (it must fit '
+                        'the model exactly, as in tools/test.py)')
+    parser.add_argument('--topk', type=int, default=5,
+                        help='how many classes to print (default 5)')
+    parser.add_argument('--out', help='save the image with its label here')
+    parser.add_argument('--device', help='e.g. cuda:0 (default: cuda if '
+                        'available, else cpu)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    """``demo/image_demo.py``: print the top classes of one image."""
+    args = parse_args(argv)
+    ranked = classify_image(args.img, args.model, args.checkpoint,
+                            args.topk, args.device, args.out)
+    for rank, (name, score) in enumerate(ranked, 1):
+        print(f'{rank}. {name:<20} {score:.4f}')
+    if args.out:
+        print(f'Saved {args.out}')
+    return 0

@@ -23,6 +23,7 @@ from _reliability import make_toy_data, write_config
 from conftest import REPO, load_tool, write_tiny_config
 from PIL import Image
 
+import ci2p_mm.apis.training as train_api
 from ci2p_mm.datasets import (Animals10, BadImageError,
                               SafeLoadImageFromFile, make_split)
 from ci2p_mm.utils.image_files import ALLOWED_FORMATS, load_image_file
@@ -413,7 +414,8 @@ def test_publish_refuses_config_values_that_are_code(planted, tmp_path):
         publish_checkpoint(path, str(out_dir / 'tiny.pth'), report=print)
     assert not out_dir.exists() or not os.listdir(out_dir)
     tool = load_tool('tools/model_converters/publish_model.py')
-    final = tool.main([path, str(out_dir / 'tiny.pth'), '--no-config'])
+    assert tool.main([path, str(out_dir / 'tiny.pth'), '--no-config']) == 0
+    final, = [str(out_dir / n) for n in os.listdir(out_dir)]
     meta = torch.load(final, weights_only=True)['meta']
     assert 'cfg' not in meta and 'config' not in meta
     assert meta['dataset_meta'] == dict(classes=CLASSES)
@@ -446,7 +448,8 @@ def test_every_shipped_config_survives_as_data():
 
 # ---- 7. smaller ones -----------------------------------------------------
 
-def test_demo_refuses_a_checkpoint_without_its_head(tmp_path, toy_animals10):
+def test_demo_refuses_a_checkpoint_without_its_head(tmp_path, toy_animals10,
+                                                   capsys):
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
 
@@ -469,8 +472,11 @@ def test_demo_refuses_a_checkpoint_without_its_head(tmp_path, toy_animals10):
         demo.main([image, config, checkpoint])
     torch.save({'state_dict': state_dict, 'meta': dict(
         dataset_meta=dict(classes=CLASSES))}, checkpoint)
-    ranked = demo.main([image, config, checkpoint, '--topk', '2'])
-    assert len(ranked) == 2 and ranked[0][0] in CLASSES
+    capsys.readouterr()
+    assert demo.main([image, config, checkpoint, '--topk', '2']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].startswith('1. ') and lines[-1].startswith('2. ')
+    assert lines[-2].split()[1] in CLASSES
 
 
 @pytest.mark.parametrize('content, problem', [
@@ -500,9 +506,8 @@ def test_annotation_errors_name_file_and_line(toy, tmp_path, capsys,
                         'train']) == 2
     assert expected in capsys.readouterr().err
     with pytest.raises(AnnotationError, match='prepare_animals10'):
-        load_tool('tools/train.py').main([write_config(tmp_path, toy),
-                                          '--work-dir',
-                                          str(tmp_path / 'w')])
+        train_api.train([write_config(tmp_path, toy), '--work-dir',
+                         str(tmp_path / 'w')])
 
 
 def test_annotation_file_that_is_a_fifo_is_refused(toy):
@@ -518,6 +523,8 @@ def test_annotation_file_that_is_a_fifo_is_refused(toy):
 def test_prepare_animals10_lists_unusable_files_and_writes_atomically(
         tmp_path, capsys):
     from ci2p_mm.datasets import make_toy_animals10
+    from ci2p_mm.datasets.animals10 import main, prepare
+    from ci2p_mm.utils.cli import run
     raw = make_toy_animals10(str(tmp_path / 'kaggle'), 3, 16)
     out = str(tmp_path / 'out')
     first = make_split(raw, out, 0.34, 0)
@@ -532,12 +539,12 @@ def test_prepare_animals10_lists_unusable_files_and_writes_atomically(
         f.write(open(osp.join(cane, good), 'rb').read())
     os.mkfifo(osp.join(cane, 'pipe.png'))
     os.symlink('/dev/zero', osp.join(cane, 'zero.jpg'))
-    prepare = load_tool('tools/dataset_converters/prepare_animals10.py')
     # --strict refuses, naming them; the earlier files stay as they were
     # (the old code left train.txt empty and val.txt cut).
     with pytest.raises(SystemExit) as info:
-        prepare.main([raw, out, '--val-ratio', '0.34', '--strict'])
-    message = str(info.value)
+        run(main, [raw, out, '--val-ratio', '0.34', '--strict'])
+    assert info.value.code == 2
+    message = capsys.readouterr().err
     assert 'cannot be listed' in message
     assert f'{cane}/caf\\xe9.jpg (its name is not UTF-8 text)' in message
     assert f'{cane}/pipe.png (not a regular file' in message
@@ -545,7 +552,7 @@ def test_prepare_animals10_lists_unusable_files_and_writes_atomically(
     for name, data in before.items():
         assert open(osp.join(meta, name), 'rb').read() == data, name
     # Without --strict: left out, listed, the split as before.
-    summary = prepare.main([raw, out, '--val-ratio', '0.34'])
+    summary = prepare([raw, out, '--val-ratio', '0.34'])
     printed = capsys.readouterr().out
     assert 'Left out 3 image file(s) that cannot be listed: ' in printed
     assert 'caf\\xe9.jpg (its name is not UTF-8 text)' in printed

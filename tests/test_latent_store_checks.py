@@ -28,7 +28,8 @@ from ci2p_mm.utils import read_config
 from ci2p_mm.utils.io import load_torch_file, save_atomic
 
 SIZE = 64
-PIPELINE = ("[dict(type='LoadImageRGB'),dict(type='Resize',scale=(64,64)),"
+PIPELINE = ("[dict(type='SafeLoadImageFromFile'),"
+            "dict(type='Resize',scale=(64,64)),"
             "dict(type='PackInputs')]")
 
 

@@ -227,11 +227,12 @@ def test_load_image_rgb_checks_arrays():
         load(dict())
 
 
-def test_publish_and_image_demo(checkpoint, tmp_path):
+def test_publish_and_image_demo(checkpoint, tmp_path, capsys):
     from mmpretrain import get_model
     config, ckpt, image = checkpoint
     publish = load_tool('tools/model_converters/publish_model.py')
-    final = publish.main([ckpt, str(tmp_path / 'tiny-ci2p.pth')])
+    assert publish.main([ckpt, str(tmp_path / 'tiny-ci2p.pth')]) == 0
+    final = capsys.readouterr().out.splitlines()[-1][len('Published '):]
     assert osp.basename(final).startswith('tiny-ci2p_')
     published = torch.load(final, map_location='cpu', weights_only=True)
     assert not {'optimizer', 'message_hub'} & set(published)
@@ -242,8 +243,13 @@ def test_publish_and_image_demo(checkpoint, tmp_path):
     assert not model.backbone.patch_embed.ci2p_encoder.codec_pending
     demo = load_tool('demo/image_demo.py')
     out = str(tmp_path / 'pred.png')
-    ranked = demo.main([image, config, final, '--topk', '3', '--out', out])
-    assert len(ranked) == 3 and ranked[0][0] in CLASSES
-    assert ranked[0][1] >= ranked[1][1] >= ranked[2][1]
+    assert demo.main([image, config, final, '--topk', '3', '--out',
+                      out]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == f'Saved {out}'
+    ranked = [line.split()[1:] for line in lines[-4:-1]]
+    assert [line[:3] for line in lines[-4:-1]] == ['1. ', '2. ', '3. ']
+    assert ranked[0][0] in CLASSES
+    assert float(ranked[0][1]) >= float(ranked[1][1]) >= float(ranked[2][1])
     with open(out, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'

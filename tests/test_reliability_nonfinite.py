@@ -94,11 +94,10 @@ def test_one_iteration_per_epoch_saves_no_diverged_checkpoint(tmp_path):
     pass is NaN: no epoch_1.pth, no best_*.pth (they were written)."""
     root = make_toy_data(tmp_path / 'data', 2, 64, 0.5)
     config = write_config(tmp_path, root, epochs=2, batch_size=20)
-    train = load_tool('tools/train.py')
     work_dir = str(tmp_path / 'work')
     with pytest.raises(FloatingPointError) as info:
-        train.main([config, '--work-dir', work_dir, '--cfg-options',
-                    'optim_wrapper.optimizer.lr=1e12'])
+        train_api.train([config, '--work-dir', work_dir, '--cfg-options',
+                         'optim_wrapper.optimizer.lr=1e12'])
     message = str(info.value)
     assert message.startswith('Non-finite loss at the end of epoch 1: the '
                               'weights now give loss=nan on the last '
@@ -126,10 +125,9 @@ def test_lowering_the_lr_and_resuming_recovers(tmp_path, capsys):
     root = make_toy_data(tmp_path / 'data', 2, 64, 0.5)
     config = write_config(tmp_path, root, epochs=3,
                           extra=WARMUP_INTO_A_TOO_HIGH_LR)
-    train = load_tool('tools/train.py')
     work_dir = str(tmp_path / 'work')
     with pytest.raises(FloatingPointError) as info:
-        train.main([config, '--work-dir', work_dir])
+        train_api.train([config, '--work-dir', work_dir])
     message = str(info.value)
     assert 'epoch 2' in message, message
     assert _pth_files(work_dir) == ['best_accuracy_top1_epoch_1.pth',
@@ -143,7 +141,7 @@ def test_lowering_the_lr_and_resuming_recovers(tmp_path, capsys):
     # The user lowers it further than the example (1e11 still diverges).
     args[-1] = 'optim_wrapper.optimizer.lr=0.0001'
     capsys.readouterr()
-    runner = train.main(args)
+    runner = train_api.train(args)
     out = capsys.readouterr().out
     assert ('--resume: the config\'s learning rate differs from that of the '
             f'checkpoint {osp.join(work_dir, "epoch_1.pth")}: 0.0001 '

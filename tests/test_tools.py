@@ -147,8 +147,8 @@ def test_dist_train_two_processes_on_cpu(tmp_path, toy_animals10):
 
 def test_prepare_animals10_names_stray_folders_and_strict_refuses(
         tmp_path, capsys):
-    from conftest import load_tool
-    prepare = load_tool('tools/dataset_converters/prepare_animals10.py')
+    from ci2p_mm.datasets.animals10 import main, prepare
+    from ci2p_mm.utils.cli import run
     raw = fake_kaggle_folder(str(tmp_path), {f: 4 for f in ITALIAN_TO_ENGLISH})
     stray = tmp_path / 'raw-img' / 'unicorno'
     stray.mkdir()
@@ -156,7 +156,7 @@ def test_prepare_animals10_names_stray_folders_and_strict_refuses(
         (stray / f'u{i}.jpg').write_bytes(
             (tmp_path / 'raw-img' / 'cane' / 'img0.jpeg').read_bytes())
     (tmp_path / 'raw-img' / 'README.txt').write_text('downloaded from kaggle')
-    summary = prepare.main([raw, str(tmp_path / 'out')])
+    summary = prepare([raw, str(tmp_path / 'out')])
     assert ('Left out of the split, not Animals-10 class folders: '
             'README.txt, unicorno/ (3 files)') in capsys.readouterr().out
     assert summary['left_out'] == {'README.txt': 1, 'unicorno/': 3}
@@ -166,9 +166,10 @@ def test_prepare_animals10_names_stray_folders_and_strict_refuses(
         tmp_path / 'out' / 'meta' / 'val.txt').read_text()
     assert 'unicorno' not in listed and len(listed.splitlines()) == 40
     with pytest.raises(SystemExit) as info:
-        prepare.main([raw, str(tmp_path / 'strict'), '--strict'])
-    message = str(info.value)
-    assert message.startswith('prepare_animals10: ')
+        run(main, [raw, str(tmp_path / 'strict'), '--strict'])
+    assert info.value.code == 2
+    message = capsys.readouterr().err
+    assert message.count('\n') == 1 and ': error: ' in message
     assert 'not one of the ten Animals-10 class folders' in message
     assert 'README.txt, unicorno/ (3 files)' in message
     assert not (tmp_path / 'strict' / 'meta').exists()

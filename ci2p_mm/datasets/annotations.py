@@ -15,6 +15,8 @@ import re
 import stat
 from typing import List, Optional, Tuple
 
+from mmengine.fileio import get_file_backend
+
 from ci2p_mm.utils.errors import UserError
 
 #: A label: ASCII digits only (``'²'.isdigit()`` is True).
@@ -109,7 +111,6 @@ def annotation_data_list(dataset, num_classes: int = 0) -> List[dict]:
     """mmpretrain ``CustomDataset.load_data_list``'s result for an
     annotation file (``img_path`` joined to the image prefix, ``gt_label``),
     read by :func:`read_annotations`."""
-    from mmengine.fileio import get_file_backend
     prefix = dataset.img_prefix
     backend = get_file_backend(prefix, enable_singleton=True)
     return [{'img_path': backend.join_path(prefix, path), 'gt_label': label}

@@ -8,7 +8,13 @@ Test_v2. mmseg wants label maps holding class indices::
     out/img_dir/{train,val,test}/ISIC_<id>.jpg
     out/ann_dir/{train,val,test}/ISIC_<id>.png   (0 background, 1 lesion)
 
-which ``configs/_base_/datasets/isic2017_seg.py`` reads.
+which ``configs/_base_/datasets/isic2017_seg.py`` reads::
+
+    python tools/dataset_converters/isic2017.py data/ISIC2017 \
+        data/isic2017_seg
+
+(``data/ISIC2017`` holds the unpacked ISIC-2017_{Training,Validation,
+Test_v2}_Data and _Part1_GroundTruth folders; see docs/segmentation.md.)
 
 Every source file is read by :mod:`ci2p_mm.utils.image_files`: a regular
 file (a FIFO, a device or a link out of the source folder is refused, never
@@ -16,6 +22,7 @@ read or copied), at most 256 MiB, in a photo format (images are checked to
 open as one before they are copied; masks are decoded). Each output file
 is written atomically.
 """
+import argparse
 import io
 import os
 import os.path as osp
@@ -108,3 +115,20 @@ def convert_isic2017(src: str, out: str,
             f'No ISIC-2017_<split>_Data folder under {src} (expected one '
             f'of {[f"ISIC-2017_{s}_Data" for s in splits]}).')
     return counts
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='ISIC 2017 Task 1 into mmseg\'s layout (img_dir/, '
+        'ann_dir/ with 0/1 masks)')
+    parser.add_argument('src', help='folder with the ISIC-2017_* folders')
+    parser.add_argument('out', help='output root (img_dir/, ann_dir/)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    """``tools/dataset_converters/isic2017.py``."""
+    args = parse_args(argv)
+    for split, n in convert_isic2017(args.src, args.out).items():
+        print(f'{split}: {n} images')
+    return 0

@@ -20,6 +20,7 @@ import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
+from mmpretrain.registry import DATASETS
 from tqdm import tqdm
 
 from ci2p_mm.utils.io import write_text_atomically
@@ -55,7 +56,6 @@ def parse_args(argv=None):
 
 
 def build_dataset(dataset_cfg):
-    from mmpretrain.registry import DATASETS
     dataset_cfg = copy.deepcopy(dataset_cfg)
     if 'skip_bad_images' in dataset_cfg:
         # Otherwise an evaluation set would leave bad files out unseen.

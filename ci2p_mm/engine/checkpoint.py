@@ -24,7 +24,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.logging import HistoryBuffer
+from mmengine.runner.checkpoint import _load_checkpoint
 
+from ci2p_mm.codec import canonical_codec_name
+from ci2p_mm.models import CI2PEncoder
 from ci2p_mm.utils import is_ci2p_backbone
 from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.errors import UserError
@@ -97,7 +100,6 @@ def read_checkpoint_file(filename: str, map_location='cpu'):
     """
     filename = str(filename)
     if _REMOTE.match(filename):
-        from mmengine.runner.checkpoint import _load_checkpoint
         try:
             return _load_checkpoint(filename, map_location=map_location)
         except Exception as err:
@@ -215,7 +217,6 @@ def check_checkpoint_fits(module: nn.Module, checkpoint, filename: str,
 
 def model_codecs(module: nn.Module) -> Dict[str, Tuple[str, int]]:
     """``{module path: (codec, quality)}`` of the CI2P encoders in it."""
-    from ci2p_mm.models import CI2PEncoder
     return {
         name: (m.codec, int(m.quality))
         for name, m in module.named_modules() if isinstance(m, CI2PEncoder)
@@ -225,7 +226,6 @@ def model_codecs(module: nn.Module) -> Dict[str, Tuple[str, int]]:
 def checkpoint_codecs(checkpoint) -> Optional[Set[Tuple[str, int]]]:
     """The codecs a checkpoint records (written by ``CI2PRunner``), or read
     from the config it saved; None when it says nothing."""
-    from ci2p_mm.codec import canonical_codec_name
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     if not isinstance(meta, dict):
         return None

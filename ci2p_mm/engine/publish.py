@@ -1,5 +1,8 @@
 """Publishing a training checkpoint (mmpretrain's ``publish_model.py``).
 
+    python tools/model_converters/publish_model.py \
+        work_dirs/ci2p_vit_animals10/epoch_300.pth ci2p-vit-b_animals10.pth
+
 What stays: the weights (or the EMA weights), and what CI2P needs to check
 the file against a model before loading it: the codec and quality
 (``meta.ci2p_codecs``), the config the model was trained with
@@ -20,10 +23,14 @@ only ``gpu_ids`` as a literal, and the message hub (whose ``runtime_info``
 also holds the config text, read first by ``BaseInferencer``) is dropped
 with the rest of the training state.
 """
+import argparse
 import datetime
 import os
 import os.path as osp
 from typing import Callable, Optional
+
+import mmpretrain
+from mmpretrain.registry import DATASETS
 
 from ci2p_mm.utils.config_text import ConfigTextError, data_only_config_text
 from ci2p_mm.utils.io import (file_sha256, load_torch_file, replace_atomically,
@@ -77,7 +84,6 @@ def publish_checkpoint(in_file: str,
 
     ``keep_config=False`` leaves the config text out altogether;
     ``report`` prints what was dropped from it."""
-    import mmpretrain
     checkpoint = read_checkpoint_file(in_file)
     if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint:
         raise CheckpointError(
@@ -93,7 +99,6 @@ def publish_checkpoint(in_file: str,
             if k not in DROPPED_META}
     meta.setdefault('mmpretrain_version', mmpretrain.__version__)
     if dataset_type is not None:
-        from mmpretrain.registry import DATASETS
         meta['dataset_meta'] = dict(
             getattr(DATASETS.get(dataset_type), 'METAINFO', {}))
     if not meta.get('dataset_meta'):
@@ -118,3 +123,35 @@ def publish_checkpoint(in_file: str,
     # What users will do with it, under torch's safe default.
     load_torch_file(final, CheckpointError, what=f'Published file {final}')
     return final
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Process a checkpoint to be published')
+    parser.add_argument('in_file', help='input checkpoint filename')
+    parser.add_argument('out_file', help='output checkpoint filename')
+    parser.add_argument(
+        '--no-ema',
+        action='store_true',
+        help='publish the EMA weights (ema_state_dict)')
+    parser.add_argument(
+        '--dataset-type',
+        type=str,
+        help='dataset whose class names to record when the checkpoint has '
+        'none, e.g. Animals10')
+    parser.add_argument(
+        '--no-config',
+        action='store_true',
+        help='leave the config text (meta.cfg, meta.config) out of the '
+        'published file')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    """``tools/model_converters/publish_model.py``."""
+    args = parse_args(argv)
+    final = publish_checkpoint(args.in_file, args.out_file, args.no_ema,
+                               args.dataset_type,
+                               keep_config=not args.no_config)
+    print(f'Published {final}')
+    return 0

@@ -30,6 +30,7 @@ order is still exact but random augmentation is only reproduced with
 """
 import contextlib
 import copy
+import math
 import os
 import os.path as osp
 import random
@@ -50,6 +51,7 @@ from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmpretrain.registry import LOOPS, RUNNERS
 from torch.utils.data import BatchSampler, DataLoader
 
+from ci2p_mm.models.utils import codec_fetch_deferred, load_pending_codecs
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.io import replace_atomically, write_text_atomically
@@ -59,6 +61,7 @@ from .checkpoint import (_REMOTE, CheckpointError, check_checkpoint_fits,
                          is_complete_checkpoint, model_codecs,
                          read_checkpoint_file)
 from .compile import compile_cfg_kwargs, compile_forward
+from .hooks import SafeCheckpointHook
 from .stop_signals import StopSignals
 from .work_dir_lock import WorkDirBusyError, WorkDirLock
 
@@ -274,7 +277,6 @@ class CI2PRunner(Runner):
 
     # -- loading --
     def _init_model_weights(self) -> None:
-        from ci2p_mm.models.utils import codec_fetch_deferred
         check_pretrained_init_cfgs(self._bare_model)
         # Codec weights are fetched in load_or_resume, after a checkpoint
         # (load_from, --resume) had the chance to provide them offline.
@@ -353,7 +355,6 @@ class CI2PRunner(Runner):
             set_rng_state(rng)
 
     def load_or_resume(self) -> None:
-        from ci2p_mm.models.utils import load_pending_codecs
         self._load_or_resume()
         # What no checkpoint provided: CompressAI's zoo or the codec file
         # (a download error says what to do, before the first iteration).
@@ -440,7 +441,6 @@ class CI2PRunner(Runner):
         """Save where training stopped (called after iteration ``self.iter``
         is complete): ``iter_{i}.pth``, as the ``SafeCheckpointHook``
         writes its mid-epoch files, pointed to by ``last_checkpoint``."""
-        from .hooks import SafeCheckpointHook
         step = self.iter
         self.logger.warning(
             f'{signal.Signals(self.stopped_by).name} received: stopping after '
@@ -518,7 +518,6 @@ def apply_configured_lr(optim_wrapper, param_schedulers,
     ``'0.0001 (checkpoint: 10)'``-style text when something changed, else
     ``''``.
     """
-    import math
     optimizers = _optimizers(optim_wrapper)
     ratios = {}
     changes = []

@@ -9,13 +9,13 @@ model = dict(
     head=dict(in_channels=192))
 
 train_pipeline = [
-    dict(type='LoadImageRGB'),
+    dict(type='SafeLoadImageFromFile'),
     dict(type='Resize', scale=(128, 128)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageRGB'),
+    dict(type='SafeLoadImageFromFile'),
     dict(type='Resize', scale=(128, 128)),
     dict(type='PackInputs'),
 ]
