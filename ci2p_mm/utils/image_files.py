@@ -76,11 +76,11 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
 
-#: Pillow formats that are decoded: what photo data sets hold (JPEG and its
-#: multi-picture variant MPO, PNG, BMP, WebP, TIFF, GIF) and netpbm (PPM,
-#: PGM, the codec tools' folders). Every other Pillow plugin is never tried.
-ALLOWED_FORMATS = ('JPEG', 'MPO', 'PNG', 'BMP', 'WEBP', 'TIFF', 'GIF',
-                   'PPM')
+#: Pillow formats that are decoded: what photo data sets hold (JPEG, whose
+#: plugin also opens cameras' multi-picture MPO files, PNG, BMP, WebP, TIFF,
+#: GIF) and netpbm (PPM, PGM: the codec tools' folders). No other Pillow
+#: plugin is ever tried.
+ALLOWED_FORMATS = ('JPEG', 'PNG', 'BMP', 'WEBP', 'TIFF', 'GIF', 'PPM')
 #: Pillow's own default limit (about 89.5 megapixels, 0.25 GB as RGB).
 DEFAULT_MAX_PIXELS = 89_478_485
 #: Larger files are not read: 256 MiB, an uncompressed 8-bit RGB image at
