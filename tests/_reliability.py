@@ -24,7 +24,8 @@ def make_toy_data(root, images_per_class=4, size=64, val_ratio=0.25):
 def write_config(directory, data_root, name='tiny.py', epochs=2,
                  batch_size=5, num_workers=0, extra='', skip_bad_images=False,
                  base='configs/ci2p_vit_animals10.py'):
-    """A tiny CI2P-ViT config on ``data_root`` with SafeLoadImageFromFile, random
+    """A tiny CI2P-ViT config on ``data_root`` with SafeLoadImageFromFile,
+    random
     flips and drop path (so resume must restore random states)."""
     path = osp.join(str(directory), name)
     with open(path, 'w') as f:
@@ -34,10 +35,12 @@ model = dict(
     backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), img_size=64,
                   drop_path_rate=0.1, patch_cfg=dict(pretrained=False)),
     head=dict(in_channels=64))
-_train = [dict(type='SafeLoadImageFromFile'), dict(type='Resize', scale=(64, 64)),
+_train = [dict(type='SafeLoadImageFromFile'),
+          dict(type='Resize', scale=(64, 64)),
           dict(type='RandomFlip', prob=0.5, direction='horizontal'),
           dict(type='PackInputs')]
-_test = [dict(type='SafeLoadImageFromFile'), dict(type='Resize', scale=(64, 64)),
+_test = [dict(type='SafeLoadImageFromFile'),
+         dict(type='Resize', scale=(64, 64)),
          dict(type='PackInputs')]
 train_dataloader = dict(
     batch_size={batch_size}, num_workers={num_workers},

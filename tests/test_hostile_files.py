@@ -118,8 +118,8 @@ def test_only_the_allowed_formats_are_decoded(tmp_path):
                      ('WEBP', 'webp'), ('TIFF', 'tif'), ('GIF', 'gif'),
                      ('PPM', 'ppm')):
         Image.fromarray(rgb).save(tmp_path / f'a.{ext}', format=fmt)
-        assert load_image_file(str(tmp_path / f'a.{ext}')).shape == (16, 16,
-                                                                      3)
+        decoded = load_image_file(str(tmp_path / f'a.{ext}'))
+        assert decoded.shape == (16, 16, 3)
         assert fmt in ALLOWED_FORMATS
     for fmt in ('ICO', 'TGA', 'PCX', 'SGI'):
         path = tmp_path / f'a_{fmt.lower()}.jpg'
@@ -232,8 +232,8 @@ def torch_load_spy(monkeypatch):
     return calls
 
 
-def test_zip_bomb_checkpoint_is_refused_before_allocation(tmp_path,
-                                                           torch_load_spy):
+def test_zip_bomb_checkpoint_is_refused_before_allocation(
+        tmp_path, torch_load_spy):
     """A 1.4 MB file whose record declares 1.5 GB (DEFLATE of zeros): was
     loaded, peaking at 1.5 GB above the interpreter's own memory."""
     from ci2p_mm.engine import CheckpointError, read_checkpoint_file
@@ -448,8 +448,8 @@ def test_every_shipped_config_survives_as_data():
 
 # ---- 7. smaller ones -----------------------------------------------------
 
-def test_demo_refuses_a_checkpoint_without_its_head(tmp_path, toy_animals10,
-                                                   capsys):
+def test_demo_refuses_a_checkpoint_without_its_head(
+        tmp_path, toy_animals10, capsys):
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
 

@@ -92,7 +92,8 @@ def test_animals10_configs_build(name):
     assert cfg.train_cfg.max_epochs == 300
     assert cfg.data_preprocessor.type == 'ClsDataPreprocessor'
     steps = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
-    assert steps == ['SafeLoadImageFromFile', 'Resize', 'RandomFlip', 'PackInputs']
+    assert steps == ['SafeLoadImageFromFile', 'Resize', 'RandomFlip',
+                     'PackInputs']
     size = cfg.train_dataloader.dataset.pipeline[1].scale
     assert size == ((240, 240) if 'crossvit' in name else (256, 256))
     model = build_on_meta(name)

@@ -2,8 +2,8 @@
 
 ``skip_bad_images``
     A dataset option (Animals10, RobustImageNet). Off (the default), a file
-    that :class:`SafeLoadImageFromFile` refuses stops the run with a message that
-    names it and the fix. On, a *training* set replaces it by the next
+    that :class:`SafeLoadImageFromFile` refuses stops the run with a message
+    that names it and the fix. On, a *training* set replaces it by the next
     readable sample (with that sample's own label, so nothing is ever
     mislabelled) and marks the batch so that :class:`SkippedImagesHook`
     counts it in the log every epoch; an *evaluation* set (``split`` val or

@@ -8,8 +8,9 @@ Each file is read and decoded exactly as training would (the pipeline's
 ``SafeLoadImageFromFile`` settings; its defaults when the pipeline uses
 another loader), so a FIFO, a device, a link out of the data root or a file
 in a format that is not allowed (PostScript named ``.jpg``) is listed, never
-read or handed to another program. Lists every bad file with the reason, prints a summary, and exits
-with status 1 when any file is bad (2 when a data set cannot be built).
+read or handed to another program. Lists every bad file with the reason,
+prints a summary, and exits with status 1 when any file is bad (2 when a
+data set cannot be built).
 Validation and test sets that share a configuration are checked once.
 """
 import argparse

@@ -19,7 +19,8 @@ __all__ = [
     'set_default_dataloader_cfg', 'add_runner_arguments', 'set_local_rank',
     'set_work_dir',
     'allow_mmengine_checkpoints', 'history_buffer_getattr', 'CheckpointError',
-    'read_checkpoint_file', 'check_checkpoint_fits', 'CI2PRunner', 'ResumableEpochBasedTrainLoop',
+    'read_checkpoint_file', 'check_checkpoint_fits', 'CI2PRunner',
+    'ResumableEpochBasedTrainLoop',
     'NonFiniteLossHook', 'SafeCheckpointHook', 'SkippedImagesHook',
     'CheckpointSaveError', 'StopSignals', 'WorkDirBusyError', 'WorkDirLock',
     'compile_cfg_kwargs', 'compile_forward'

@@ -130,8 +130,9 @@ def _literal(value, indent: int = 0) -> str:
         opening, closing = '{', '}'
     else:
         items = [_literal(v, indent + 4) for v in value]
-        opening, closing = ('[', ']') if isinstance(value, list) else ('(',
-                                                                      ')')
+        opening, closing = '()'
+        if isinstance(value, list):
+            opening, closing = '[]'
         if isinstance(value, tuple) and len(value) == 1:
             items[0] += ','
     flat = opening + ', '.join(items) + closing
