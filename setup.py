@@ -53,7 +53,7 @@ setup(
     # mmpose) and mmcv-lite both provide the `mmcv` module, and installing
     # one over the other breaks it. Choose with the extras below.
     install_requires=[
-        'torch>=2.0',
+        'torch>=2.1',  # scaled_dot_product_attention(scale=) in CvT
         'torchvision',
         'mmengine>=0.10.0,<0.11',
         'mmpretrain>=1.2.0,<1.3',
@@ -69,6 +69,12 @@ setup(
     extras_require={
         # mmcv without compiled ops: enough for classification.
         'lite': ['mmcv-lite>=2.0.0,<2.2.0'],
-        'tests': ['pytest'],
+        # transformers: the reference CvtForImageClassification that
+        # tests/test_converters.py checks the CvT converter against (5.x
+        # keeps this stack's numpy<2, torch and huggingface_hub; 5.24.0
+        # tested).
+        'tests': ['pytest', 'transformers>=5.0,<6'],
+        # tools/misc/lint.sh and .pre-commit-config.yaml pin the same.
+        'lint': ['flake8==7.1.1', 'isort==5.13.2', 'yapf==0.40.2'],
     },
 )

@@ -46,6 +46,15 @@ default_hooks = dict(logger=dict(interval=1))
     return path
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a torchrun rendezvous (fixed
+    ports collide when test runs overlap on one machine)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
 def run_tool(*args, timeout=600, env=None):
     """Run a repository tool in a fresh interpreter; return its output."""
     proc = subprocess.run(

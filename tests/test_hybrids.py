@@ -150,8 +150,28 @@ def test_cvt_frozen_stages_and_norm_eval():
                    if isinstance(m, torch.nn.BatchNorm2d))
 
 
+def test_cvt_defaults_are_microsofts_attention_scale_and_quickgelu():
+    """cls_cvt.py: ``scale = dim_out ** -0.5``, ``act_layer=QuickGELU``;
+    the options give the usual head-width scale and plain GELU."""
+    from mmpretrain.models.utils import QuickGELU
+    block = CvT(TINY_CVT).stages[2].blocks[0]
+    assert block.attn.scale == 48**-0.5
+    assert isinstance(block.ffn.layers[0][1], QuickGELU)
+    block = CvT(TINY_CVT, attn_scale='head_dims',
+                act_cfg=dict(type='GELU')).stages[2].blocks[0]
+    assert block.attn.scale == (48 // 3)**-0.5
+    assert type(block.ffn.layers[0][1]) is torch.nn.GELU
+    x = torch.randn(1, 3, 32, 32)
+    ref = CvT(TINY_CVT).eval()
+    other = CvT(TINY_CVT, attn_scale='head_dims').eval()
+    other.load_state_dict(ref.state_dict())
+    assert not torch.allclose(ref(x)[0], other(x)[0])
+
+
 @pytest.mark.parametrize('kwargs, match', [
     (dict(arch='14'), "CvT arch '14'"),
+    (dict(attn_scale='sqrt'), "attn_scale 'sqrt'"),
+    (dict(act_cfg=dict(type='NoSuchAct')), "act_cfg type 'NoSuchAct'"),
     (dict(out_indices=(0, 2)), "last stage only"),
     (dict(out_indices=5, out_type='featmap'),
      r'out_indices \[5\] must be stage'),

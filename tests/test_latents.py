@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY_ARCH, run_tool
+from conftest import REPO, TINY_ARCH, free_port, run_tool
 
 import ci2p_mm.apis.training as train_api
 import ci2p_mm.latents.encoding as encode_module
@@ -293,7 +293,7 @@ def test_two_processes_encode_the_same_store(encoded, tmp_path):
     out = str(tmp_path / 'two_ranks')
     proc = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
-         '2', '--master_port', '29533',
+         '2', '--master_port', str(free_port()),
          osp.join(REPO, 'tools/dataset_converters/encode_latents.py'),
          latent, '--launcher', 'pytorch', '--out', out, '--chunk-size', '8',
          '--num-workers', '0', '--no-progress'],

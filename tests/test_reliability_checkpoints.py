@@ -15,7 +15,7 @@ import torch
 from _reliability import REPO, TINY_ARCH, make_toy_data, write_config
 from mmengine.config import Config
 
-from ci2p_mm.apis import train as train_tool, test as test_tool
+import ci2p_mm.apis
 from ci2p_mm.engine import CheckpointError, read_checkpoint_file
 from ci2p_mm.engine.checkpoint import (check_codecs, check_state_dict_fits,
                                        describe_saved_model,
@@ -30,7 +30,7 @@ def trained(tmp_path_factory):
     root = make_toy_data(tmp / 'data', 2, 64, 0.5)
     config = write_config(tmp, root, epochs=1)
     work_dir = str(tmp / 'work')
-    train_tool([config, '--work-dir', work_dir])
+    ci2p_mm.apis.train([config, '--work-dir', work_dir])
     return config, osp.join(work_dir, 'epoch_1.pth')
 
 
@@ -38,7 +38,7 @@ def run_test(config, checkpoint, *options):
     argv = [config, checkpoint]
     if options:
         argv += ['--cfg-options', *options]
-    return test_tool(argv)
+    return ci2p_mm.apis.test(argv)
 
 
 def run_train(config, work_dir, *options, resume=None):
@@ -47,7 +47,7 @@ def run_train(config, work_dir, *options, resume=None):
         argv += ['--resume', resume]
     if options:
         argv += ['--cfg-options', *options]
-    return train_tool(argv)
+    return ci2p_mm.apis.train(argv)
 
 
 def other_arch(**changes):

@@ -21,7 +21,8 @@ from _reliability import TINY_ARCH
 from conftest import (REPO, codec_train_args, run_tool,
                       write_tiny_config)
 
-from ci2p_mm.apis import train as train_tool, test as test_tool
+from ci2p_mm.apis import test as run_test
+from ci2p_mm.apis import train as run_train
 from ci2p_mm.codec import CodecWeightsError, build_codec
 
 
@@ -53,12 +54,12 @@ def _backbone(ctx):
 
 
 def _train(ctx):
-    train_tool(
+    run_train(
         [ctx['config'], '--work-dir', str(ctx['tmp'] / 'train')])
 
 
 def _test(ctx):
-    test_tool(
+    run_test(
         [ctx['config'], ctx['checkpoint'], '--work-dir',
          str(ctx['tmp'] / 'test')])
 
@@ -262,14 +263,14 @@ def test_config_text_in_a_checkpoint_never_runs(entry_inputs, tmp_path):
     torch.save(checkpoint, hostile)
     no_zoo = ['--cfg-options', 'model.backbone.patch_cfg.pretrained=False']
 
-    metrics = test_tool(
+    metrics = run_test(
         [entry_inputs['config'], hostile, '--work-dir',
          str(tmp_path / 'test')] + no_zoo)
     assert 'accuracy/top1' in metrics
     assert not marker.exists()
 
     with pytest.raises(Exception):  # no optimizer state: not resumable
-        train_tool(
+        run_train(
             [entry_inputs['config'], '--resume', hostile, '--work-dir',
              str(tmp_path / 'train')] + no_zoo)
     assert not marker.exists()

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import torch
-from conftest import REPO, run_tool, write_tiny_config
+from conftest import REPO, free_port, run_tool, write_tiny_config
 
 from ci2p_mm.datasets import ITALIAN_TO_ENGLISH, make_split
 
@@ -132,7 +132,7 @@ def test_dist_train_two_processes_on_cpu(tmp_path, toy_animals10):
     config = write_tiny_config(tmp_path, 'configs/ci2p_vit_animals10.py',
                                toy_animals10, epochs=1)
     work_dir = str(tmp_path / 'dist')
-    env = dict(os.environ, PORT='29517', PYTHON=os.sys.executable)
+    env = dict(os.environ, PORT=str(free_port()), PYTHON=os.sys.executable)
     proc = subprocess.run(
         ['bash', 'tools/dist_train.sh', config, '2', '--work-dir', work_dir,
          '--cfg-options', 'model.backbone.patch_cfg.pretrained=False'],

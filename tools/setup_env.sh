@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${CI2P_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-# The versions CI tests with; any torch >= 2.0 with its torchvision works.
+# The versions CI tests with; any torch >= 2.1 with its torchvision works.
 TORCH_PACKAGES=${TORCH_PACKAGES:-"torch==2.14.1 torchvision==0.29.1"}
 
 if [ ! -x "$VENV/bin/python" ]; then
