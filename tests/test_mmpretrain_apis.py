@@ -7,6 +7,7 @@ enough: mmpretrain's inferencers, get_model, test --tta, FLOP counting.
 """
 import os
 import os.path as osp
+import re
 
 import numpy as np
 import pytest
@@ -245,11 +246,13 @@ def test_publish_and_image_demo(checkpoint, tmp_path, capsys):
     out = str(tmp_path / 'pred.png')
     assert demo.main([image, config, final, '--topk', '3', '--out',
                       out]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[-1] == f'Saved {out}'
-    ranked = [line.split()[1:] for line in lines[-4:-1]]
-    assert [line[:3] for line in lines[-4:-1]] == ['1. ', '2. ', '3. ']
-    assert ranked[0][0] in CLASSES
-    assert float(ranked[0][1]) >= float(ranked[1][1]) >= float(ranked[2][1])
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[-1] == f'Saved {out}'
+    # (rank, class, score) lines; the inferencer's progress bar may precede
+    # the first one on its line.
+    ranked = re.findall(r'(\d)\. (\S+) +([0-9.]+)$', printed, re.MULTILINE)
+    assert [r[0] for r in ranked] == ['1', '2', '3']
+    assert ranked[0][1] in CLASSES
+    assert float(ranked[0][2]) >= float(ranked[1][2]) >= float(ranked[2][2])
     with open(out, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
