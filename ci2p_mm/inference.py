@@ -7,7 +7,7 @@
 The checkpoint is loaded as ``tools/test.py`` loads it: torch's safe
 loading (:func:`~ci2p_mm.engine.read_checkpoint_file`), then every key and
 shape and the CI2P codec checked against the model before a weight is
-copied (:func:`~ci2p_mm.engine.check_checkpoint_fits`); mmpretrain alone
+copied (:func:`~ci2p_mm.engine.load_checked_checkpoint`); mmpretrain alone
 would load with ``strict=False`` and predict with a random head, warning
 only. The image is read and decoded by :mod:`ci2p_mm.utils.image_files`
 (a regular file, photo formats only, EXIF orientation, transparency,
@@ -19,11 +19,10 @@ from argparse import ArgumentParser
 from typing import List, Optional, Tuple
 
 import numpy as np
-from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmpretrain import ImageClassificationInferencer, get_model
 from mmpretrain.visualization import UniversalVisualizer
 
-from ci2p_mm.engine.checkpoint import (check_checkpoint_fits,
+from ci2p_mm.engine.checkpoint import (load_checked_checkpoint,
                                        read_checkpoint_file)
 from ci2p_mm.utils.image_files import load_image_file
 
@@ -36,10 +35,9 @@ def load_classifier(model: str, checkpoint: Optional[str] = None):
     if checkpoint is None:
         return classifier
     weights = read_checkpoint_file(checkpoint)
-    check_checkpoint_fits(classifier, weights, checkpoint,
-                          f'the model of {model} '
-                          f'({type(classifier.backbone).__name__})')
-    _load_checkpoint_to_model(classifier, weights)
+    load_checked_checkpoint(classifier, weights, checkpoint,
+                            f'the model of {model} '
+                            f'({type(classifier.backbone).__name__})')
     meta = weights.get('meta') if isinstance(weights, dict) else None
     dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
     if isinstance(dataset_meta, dict) and dataset_meta.get('classes'):

@@ -169,12 +169,12 @@ def test_cvt_defaults_are_microsofts_attention_scale_and_quickgelu():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(arch='14'), "CvT arch '14'"),
+    (dict(arch='14'), "CvT: Arch '14' is not in default archs"),
     (dict(attn_scale='sqrt'), "attn_scale 'sqrt'"),
     (dict(act_cfg=dict(type='NoSuchAct')), "act_cfg type 'NoSuchAct'"),
     (dict(out_indices=(0, 2)), "last stage only"),
     (dict(out_indices=5, out_type='featmap'),
-     r'out_indices \[5\] must be stage'),
+     r'Invalid out_indices \[5\]: there are 3 stages'),
     (dict(out_type='pooled'), 'out_type'),
 ])
 def test_cvt_bad_settings(kwargs, match):
@@ -221,7 +221,7 @@ def test_crossvit_dagger_uses_three_conv_patch_embedding():
 
 
 def test_crossvit_bad_arch():
-    with pytest.raises(ValueError, match="CrossViT arch 'xl'"):
+    with pytest.raises(ValueError, match="CrossViT: Arch 'xl' is not in default"):
         CrossViT('xl')
 
 
@@ -284,9 +284,10 @@ def test_mobile_former_frozen_stages_and_norm_eval():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(arch='300m'), "MobileFormer arch '300m'"),
+    (dict(arch='300m'), "MobileFormer: Arch '300m' is not in default"),
     (dict(out_indices=(1, 2)), 'last stage only'),
-    (dict(arch=dict(stages=[])), "MobileFormer arch dict lacks"),
+    (dict(arch=dict(stages=[])),
+     "MobileFormer: Custom arch needs a dict with keys"),
 ])
 def test_mobile_former_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -78,8 +78,11 @@ def frozen_without_parameters(model):
     reference = copy.deepcopy(model)
     nn.Module.train(reference)
     reference._freeze_stages()
-    return {name for name, m in reference.named_modules()
-            if not m.training and not list(m.children())}
+    return {
+        name
+        for name, m in reference.named_modules()
+        if not m.training and not list(m.children())
+    }
 
 
 def assert_training_as_configured(model):
@@ -93,8 +96,9 @@ def assert_training_as_configured(model):
     for name, module in model.named_modules():
         if list(module.children()):
             continue
-        keep_eval = (module in frozen or name in frozen_names
-                     or (norm_eval and isinstance(module, _BatchNorm)))
+        keep_eval = (
+            module in frozen or name in frozen_names
+            or (norm_eval and isinstance(module, _BatchNorm)))
         assert module.training != keep_eval, (
             f'{type(model).__name__}.{name} ({type(module).__name__}) is '
             f"{'training' if module.training else 'in eval mode'} after "

@@ -14,12 +14,14 @@ from conftest import REPO
 from ci2p_mm.analysis.segnetr_vs_unet import (VanillaUNet, compare,
                                               format_table, main)
 from ci2p_mm.models import SegNetr
+# yapf: disable
 from ci2p_mm.models.backbones.segnetr import (MBConv, SegNetrBlock,
                                               SpatialInteraction,
-                                              global_partition,
-                                              global_reverse, irsc_split,
-                                              local_partition, local_reverse,
-                                              patch_merge, patch_reverse)
+                                              global_partition, global_reverse,
+                                              irsc_split, local_partition,
+                                              local_reverse, patch_merge,
+                                              patch_reverse)
+# yapf: enable
 from ci2p_mm.utils.errors import UserError
 
 
@@ -44,8 +46,8 @@ def test_irsc_split_halves_hold_the_map_exactly():
 @pytest.mark.parametrize('size', [2, 4, 8])
 def test_partitions_invert(size):
     s = torch.rand(2, 16, 24)
-    assert torch.equal(local_reverse(local_partition(s, size), size, 16, 24),
-                       s)
+    assert torch.equal(
+        local_reverse(local_partition(s, size), size, 16, 24), s)
     assert torch.equal(
         global_reverse(global_partition(s, size), size, 16, 24), s)
 
@@ -60,8 +62,7 @@ def test_local_groups_are_contiguous_global_groups_span_the_map():
     assert sorted(set(cols.tolist())) == [0, 1, 4, 5]
     # every global group has one patch in each quadrant of the map
     for g in global_partition(s, 4)[0]:
-        quadrants = {(int(r) // 4, int(c) // 4) for r, c in
-                     zip(g // 8, g % 8)}
+        quadrants = {(int(r) // 4, int(c) // 4) for r, c in zip(g // 8, g % 8)}
         assert quadrants == {(0, 0), (0, 1), (1, 0), (1, 1)}
 
 
@@ -125,15 +126,19 @@ def stage_inputs(model, x):
     seen = {}
 
     def record(name):
+
         def hook(module, args, out):
             seen[name] = (tuple(args[0].shape[1:]), tuple(out.shape[1:]))
+
         return hook
 
     hooks = [
-        m.register_forward_hook(record(name))
-        for name, m in [*((f'enc{i}', s) for i, s in enumerate(
-            model.encoder)), ('bottleneck', model.bottleneck), *(
-                (f'dec{j}', s) for j, s in enumerate(model.decoder))]
+        m.register_forward_hook(record(name)) for name, m in [
+            *((f'enc{i}', s) for i, s in enumerate(model.encoder)),
+            ('bottleneck',
+             model.bottleneck), *((f'dec{j}', s)
+                                  for j, s in enumerate(model.decoder))
+        ]
     ]
     with torch.no_grad():
         model(x)
@@ -208,11 +213,17 @@ def test_segnetr_errors_name_the_setting():
     with pytest.raises(ValueError, match='arch'):
         SegNetr('huge')
     with pytest.raises(ValueError, match='decoder_depths'):
-        SegNetr(dict(base_channels=16, encoder_depths=(1, 1, 1, 1),
-                     decoder_depths=(1, 1, 1)))
+        SegNetr(
+            dict(
+                base_channels=16,
+                encoder_depths=(1, 1, 1, 1),
+                decoder_depths=(1, 1, 1)))
     with pytest.raises(ValueError, match='multiple of 4'):
-        SegNetr(dict(base_channels=18, encoder_depths=(1, 1, 1, 1),
-                     decoder_depths=(1, 1, 1, 1)))
+        SegNetr(
+            dict(
+                base_channels=18,
+                encoder_depths=(1, 1, 1, 1),
+                decoder_depths=(1, 1, 1, 1)))
     with pytest.raises(ValueError, match='patch_sizes'):
         SegNetr('t', patch_sizes=(8, 4, 2))
     with pytest.raises(ValueError, match='decoder_global_sizes'):
@@ -224,7 +235,9 @@ def test_segnetr_errors_name_the_setting():
         model(torch.rand(1, 3, 48, 48))  # 24x24 at stage 0: no 16x16 groups
 
 
-def unet_reference_counts(h, w, num_classes=2,
+def unet_reference_counts(h,
+                          w,
+                          num_classes=2,
                           widths=(64, 128, 256, 512, 1024)):
     """U-Net's params and multiply-adds written out by hand: 3x3 convs,
     2x2 transposed convs, the 1x1 classifier (pooling, ReLU: none)."""
@@ -283,10 +296,14 @@ def test_segnetr_vs_unet_cli(capsys):
     assert out.startswith('64x96, 2 classes') and '| SegNetr |' in out
     with pytest.raises(UserError, match='multiples of 32'):
         main(['--shape', '48'])
-    proc = subprocess.run(
-        [sys.executable, 'tools/analysis_tools/segnetr_vs_unet.py',
-         '--shape', '48'], cwd=REPO, capture_output=True, text=True,
-        timeout=300)
+    proc = subprocess.run([
+        sys.executable, 'tools/analysis_tools/segnetr_vs_unet.py', '--shape',
+        '48'
+    ],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         'segnetr_vs_unet.py: error: --shape 48 48: SegNetr needs multiples '

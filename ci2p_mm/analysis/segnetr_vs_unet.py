@@ -109,8 +109,7 @@ def compare(shape: Sequence[int] = (224, 224),
     torch.manual_seed(0)
     counts = {}
     for name, model in (('unet', VanillaUNet(num_classes)),
-                        ('segnetr', SegNetrWithClassifier(num_classes,
-                                                          arch))):
+                        ('segnetr', SegNetrWithClassifier(num_classes, arch))):
         r = model_flops(model, (h, w))
         counts[name] = dict(params=r['params'], flops=r['flops'])
     counts['reduction'] = {
@@ -123,8 +122,7 @@ def compare(shape: Sequence[int] = (224, 224),
 def format_table(counts: Dict[str, Dict[str, float]]) -> List[str]:
     """Markdown rows: each model's params (M) and GFLOPs, SegNetr's
     reductions next to the paper's."""
-    unet, segnetr, red = (counts[k] for k in ('unet', 'segnetr',
-                                              'reduction'))
+    unet, segnetr, red = (counts[k] for k in ('unet', 'segnetr', 'reduction'))
     return [
         '| model | params (M) | GFLOPs |',
         '|---|---|---|',
@@ -144,12 +142,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         description='Params and FLOPs of SegNetr against a vanilla U-Net '
         '(one multiply-add = one FLOP).')
-    parser.add_argument('--shape', type=int, nargs='+', default=[224],
-                        metavar=('H', 'W'), help='input size (default 224)')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        default=[224],
+        metavar=('H', 'W'),
+        help='input size (default 224)')
     parser.add_argument('--num-classes', type=int, default=2)
-    parser.add_argument('--arch', default='paper',
-                        choices=sorted(SegNetr.arch_zoo),
-                        help="SegNetr arch (default 'paper')")
+    parser.add_argument(
+        '--arch',
+        default='paper',
+        choices=sorted(SegNetr.arch_zoo),
+        help="SegNetr arch (default 'paper')")
     args = parser.parse_args(argv)
     if len(args.shape) > 2:
         parser.error('--shape takes H or H W')

@@ -1,5 +1,5 @@
 from .checkpoint import (CheckpointError, allow_mmengine_checkpoints,
-                         check_checkpoint_fits, history_buffer_getattr,
+                         history_buffer_getattr, load_checked_checkpoint,
                          read_checkpoint_file)
 from .compile import compile_cfg_kwargs, compile_forward
 from .hooks import NonFiniteLossHook, SafeCheckpointHook, SkippedImagesHook
@@ -19,7 +19,7 @@ __all__ = [
     'set_default_dataloader_cfg', 'add_runner_arguments', 'set_local_rank',
     'set_work_dir',
     'allow_mmengine_checkpoints', 'history_buffer_getattr', 'CheckpointError',
-    'read_checkpoint_file', 'check_checkpoint_fits', 'CI2PRunner',
+    'read_checkpoint_file', 'load_checked_checkpoint', 'CI2PRunner',
     'ResumableEpochBasedTrainLoop',
     'NonFiniteLossHook', 'SafeCheckpointHook', 'SkippedImagesHook',
     'CheckpointSaveError', 'StopSignals', 'WorkDirBusyError', 'WorkDirLock',

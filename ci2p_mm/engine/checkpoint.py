@@ -18,13 +18,14 @@ config text a checkpoint records is parsed, never executed
 import os.path as osp
 import re
 import zipfile
-from typing import Dict, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.logging import HistoryBuffer
-from mmengine.runner.checkpoint import _load_checkpoint
+from mmengine.runner.checkpoint import (_load_checkpoint,
+                                        _load_checkpoint_to_model)
 
 from ci2p_mm.codec import canonical_codec_name
 from ci2p_mm.models import CI2PEncoder
@@ -137,13 +138,17 @@ def extract_state_dict(checkpoint, filename: str,
 
 
 def check_state_dict_fits(module: nn.Module, state_dict: dict, source: str,
-                          what: str, saved_as: str = '') -> None:
+                          what: str, saved_as: str = '',
+                          allow_unused: bool = False) -> List[str]:
     """Raise :class:`CheckpointError` unless ``state_dict`` loads into
     ``module`` exactly: every key present, none extra, every shape equal.
 
     The module's load-state-dict pre-hooks run first on a copy (mmpretrain
     ViTs resize ``pos_embed`` there), so what they adapt is not a mismatch.
     BatchNorm's ``num_batches_tracked`` may be missing, as in mmengine.
+    With ``allow_unused``, keys of the file that the module lacks are not a
+    mismatch (a backbone built for feature maps has no pooling norm); they
+    are returned.
     """
     state_dict = dict(state_dict)
     for name, sub in module.named_modules():
@@ -153,8 +158,11 @@ def check_state_dict_fits(module: nn.Module, state_dict: dict, source: str,
     mismatch = compare_state_dicts(
         module.state_dict(), state_dict,
         may_be_missing=lambda k: k.endswith('num_batches_tracked'))
+    unused = mismatch.unexpected if allow_unused else []
+    if allow_unused:
+        mismatch = mismatch._replace(unexpected=[])
     if not mismatch:
-        return
+        return unused
     problems = []
     if mismatch.missing:
         problems.append(
@@ -195,22 +203,26 @@ def describe_saved_model(checkpoint) -> str:
         return ''
 
 
-def check_checkpoint_fits(module: nn.Module, checkpoint, filename: str,
-                          what: str,
-                          revise_keys=((r'^module\.', ''), )) -> dict:
-    """The checks before any weight of ``checkpoint`` is copied into
-    ``module``: a state dict of tensors, the CI2P codec and quality, and
-    every key and shape (:func:`check_state_dict_fits`). Returns the state
-    dict; raises :class:`CheckpointError` naming ``filename`` and what does
-    not fit ``what`` (e.g. ``'the model of this config (...)'``).
+def load_checked_checkpoint(model: nn.Module, checkpoint, filename: str,
+                            what: str, strict: bool = False,
+                            revise_keys=((r'^module\.', ''), ),
+                            allow_unused: bool = False) -> dict:
+    """Load a checkpoint read by :func:`read_checkpoint_file` into
+    ``model``, after checking that it fits: its CI2P codec is the model's
+    (:func:`check_codecs`) and its weights load exactly
+    (:func:`check_state_dict_fits`; ``what`` names the model in errors).
 
-    ``tools/test.py``, ``load_from``, ``--resume`` (:class:`CI2PRunner`)
-    and ``demo/image_demo.py`` load through it."""
+    The one checked load: ``CI2PRunner.load_checkpoint`` (tools/train.py,
+    tools/test.py), the ONNX exporter and ``demo/image_demo.py`` use
+    it. Returns the
+    checkpoint, as mmengine's ``_load_checkpoint_to_model`` does.
+    """
     state_dict = extract_state_dict(checkpoint, filename, revise_keys)
-    check_codecs(module, checkpoint, filename)
-    check_state_dict_fits(module, state_dict, filename, what,
-                          describe_saved_model(checkpoint))
-    return state_dict
+    check_codecs(model, checkpoint, filename)
+    check_state_dict_fits(model, state_dict, filename, what,
+                          describe_saved_model(checkpoint), allow_unused)
+    return _load_checkpoint_to_model(model, checkpoint, strict,
+                                     revise_keys=list(revise_keys))
 
 
 # ---- the codec a CI2P checkpoint was trained with ----------------------

@@ -47,7 +47,6 @@ from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.runner import EpochBasedTrainLoop, Runner
-from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmpretrain.registry import LOOPS, RUNNERS
 from torch.utils.data import BatchSampler, DataLoader
 
@@ -55,11 +54,11 @@ from ci2p_mm.models.utils import codec_fetch_deferred, load_pending_codecs
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.io import replace_atomically, write_text_atomically
-from .checkpoint import (_REMOTE, CheckpointError, check_checkpoint_fits,
-                         check_codecs, check_state_dict_fits,
-                         describe_saved_model, extract_state_dict,
-                         is_complete_checkpoint, model_codecs,
-                         read_checkpoint_file)
+from .checkpoint import (_REMOTE, CheckpointError, check_codecs,
+                         check_state_dict_fits, describe_saved_model,
+                         extract_state_dict, is_complete_checkpoint,
+                         load_checked_checkpoint,
+                         model_codecs, read_checkpoint_file)
 from .compile import compile_cfg_kwargs, compile_forward
 from .hooks import SafeCheckpointHook
 from .stop_signals import StopSignals
@@ -300,12 +299,10 @@ class CI2PRunner(Runner):
             defuse_legacy_config(checkpoint['meta'])
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self._checkpoint_model
-        check_checkpoint_fits(
+        checkpoint = load_checked_checkpoint(
             model, checkpoint, filename,
             f'the model of this config ({type(model).__name__} with '
-            f'{self._describe_model()})', revise_keys)
-        checkpoint = _load_checkpoint_to_model(
-            model, checkpoint, strict, revise_keys=revise_keys)
+            f'{self._describe_model()})', strict, revise_keys)
         self._loaded_meta = checkpoint.get('meta', {}) or {}
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')

@@ -18,8 +18,8 @@ _base_ = [
 # batches are stacked latents; the hook refuses a store written by another
 # codec, quality, encoder weights or image size.
 model = dict(backbone=dict(patch_cfg=dict(latent_input=True)))
-data_preprocessor = dict(_delete_=True, type='LatentDataPreprocessor',
-                         num_classes=10)
+data_preprocessor = dict(
+    _delete_=True, type='LatentDataPreprocessor', num_classes=10)
 custom_hooks = [
     dict(type='LatentStoreCheckHook'),
     dict(type='NonFiniteLossHook'),

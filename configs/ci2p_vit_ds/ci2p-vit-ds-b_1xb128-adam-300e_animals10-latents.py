@@ -10,8 +10,8 @@ _base_ = [
 ]
 
 model = dict(backbone=dict(patch_cfg=dict(latent_input=True)))
-data_preprocessor = dict(_delete_=True, type='LatentDataPreprocessor',
-                         num_classes=10)
+data_preprocessor = dict(
+    _delete_=True, type='LatentDataPreprocessor', num_classes=10)
 custom_hooks = [
     dict(type='LatentStoreCheckHook'),
     dict(type='NonFiniteLossHook'),

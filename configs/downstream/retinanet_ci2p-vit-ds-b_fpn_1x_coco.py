@@ -31,7 +31,9 @@ model = dict(
         arch='b',
         img_size=256,  # the pretraining size: position embeddings resize
         patch_cfg=dict(
-            codec='bmshj2018-factorized', quality=5, pretrained=True,
+            codec='bmshj2018-factorized',
+            quality=5,
+            pretrained=True,
             frozen=True),
         out_type='featmap',
         out_indices=('enc_s8', 5, 11),

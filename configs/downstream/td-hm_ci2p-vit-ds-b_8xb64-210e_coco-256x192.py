@@ -32,7 +32,9 @@ model = dict(
         arch='b',
         img_size=(256, 192),  # (H, W) of the crops
         patch_cfg=dict(
-            codec='bmshj2018-factorized', quality=5, pretrained=True,
+            codec='bmshj2018-factorized',
+            quality=5,
+            pretrained=True,
             frozen=True),
         out_type='featmap',
         out_indices=(5, 11),

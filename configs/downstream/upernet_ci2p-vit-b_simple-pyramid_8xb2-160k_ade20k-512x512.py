@@ -16,7 +16,9 @@ model = dict(
         arch='b',
         img_size={{_base_.crop_size}},
         patch_cfg=dict(
-            codec='bmshj2018-factorized', quality=5, pretrained=True,
+            codec='bmshj2018-factorized',
+            quality=5,
+            pretrained=True,
             frozen=True),
         out_type='featmap',
         out_indices=(-1, ),

@@ -62,15 +62,19 @@ class ConvTokenEmbed(BaseModule):
         padding (int): Convolution padding (2, then 1).
     """
 
-    def __init__(self, in_channels: int, embed_dims: int, kernel_size: int,
-                 stride: int, padding: int, init_cfg=None):
+    def __init__(self,
+                 in_channels: int,
+                 embed_dims: int,
+                 kernel_size: int,
+                 stride: int,
+                 padding: int,
+                 init_cfg=None):
         super().__init__(init_cfg)
         self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size, stride,
                               padding)
         self.norm = nn.LayerNorm(embed_dims)
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int,
-                                                                      int]]:
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         x = self.proj(x)
         hw = tuple(x.shape[2:])
         return self.norm(x.flatten(2).transpose(1, 2)), hw
@@ -87,11 +91,20 @@ class ConvProjection(nn.Module):
         bias (bool): Bias of the pointwise projection.
     """
 
-    def __init__(self, dims: int, stride: int, kernel_size: int = 3,
+    def __init__(self,
+                 dims: int,
+                 stride: int,
+                 kernel_size: int = 3,
                  bias: bool = True):
         super().__init__()
-        self.depthwise = nn.Conv2d(dims, dims, kernel_size, stride,
-                                   kernel_size // 2, groups=dims, bias=False)
+        self.depthwise = nn.Conv2d(
+            dims,
+            dims,
+            kernel_size,
+            stride,
+            kernel_size // 2,
+            groups=dims,
+            bias=False)
         self.bn = nn.BatchNorm2d(dims)
         self.pointwise = nn.Linear(dims, dims, bias=bias)
 
@@ -121,9 +134,14 @@ class ConvAttention(BaseModule):
     """
     ATTN_SCALES = ('embed_dims', 'head_dims')
 
-    def __init__(self, embed_dims: int, num_heads: int, stride_kv: int = 2,
-                 qkv_bias: bool = True, attn_drop: float = 0.,
-                 proj_drop: float = 0., attn_scale: str = 'embed_dims',
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 stride_kv: int = 2,
+                 qkv_bias: bool = True,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
+                 attn_scale: str = 'embed_dims',
                  init_cfg=None):
         super().__init__(init_cfg)
         if embed_dims % num_heads:
@@ -143,7 +161,9 @@ class ConvAttention(BaseModule):
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, hw: Tuple[int, int],
+    def forward(self,
+                x: torch.Tensor,
+                hw: Tuple[int, int],
                 num_cls: int = 0) -> torch.Tensor:
         b, _, c = x.shape
         cls, patches = x[:, :num_cls], x[:, num_cls:]
@@ -158,7 +178,10 @@ class ConvAttention(BaseModule):
 
         q, k, v = project(self.q), project(self.k), project(self.v)
         x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.,
+            q,
+            k,
+            v,
+            dropout_p=self.attn_drop if self.training else 0.,
             scale=self.scale)
         x = x.transpose(1, 2).reshape(b, -1, c)
         return self.proj_drop(self.proj(x))
@@ -181,10 +204,15 @@ class CvTBlock(BaseModule):
             ``MODELS`` (which sees mmcv's too). Defaults to QuickGELU.
     """
 
-    def __init__(self, embed_dims: int, num_heads: int,
-                 mlp_ratio: float = 4., stride_kv: int = 2,
-                 qkv_bias: bool = True, drop_rate: float = 0.,
-                 attn_drop_rate: float = 0., drop_path_rate: float = 0.,
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 mlp_ratio: float = 4.,
+                 stride_kv: int = 2,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
                  attn_scale: str = 'embed_dims',
                  act_cfg: dict = dict(type='QuickGELU'),
                  init_cfg=None):
@@ -201,7 +229,9 @@ class CvTBlock(BaseModule):
             dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate),
             act_cfg=_resolved_activation(act_cfg))
 
-    def forward(self, x: torch.Tensor, hw: Tuple[int, int],
+    def forward(self,
+                x: torch.Tensor,
+                hw: Tuple[int, int],
                 num_cls: int = 0) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.ln1(x), hw, num_cls))
         return self.ffn(self.ln2(x), identity=x)
@@ -217,11 +247,12 @@ class CvTStage(BaseModule):
         super().__init__()
         self.embed = ConvTokenEmbed(in_channels, embed_dims, patch_size,
                                     patch_stride, patch_padding)
-        self.cls_token = nn.Parameter(
-            torch.zeros(1, 1, embed_dims)) if with_cls_token else None
+        self.cls_token = nn.Parameter(torch.zeros(
+            1, 1, embed_dims)) if with_cls_token else None
         self.blocks = ModuleList([
-            CvTBlock(embed_dims, num_heads, drop_path_rate=dpr,
-                     **block_kwargs) for dpr in drop_path_rates
+            CvTBlock(
+                embed_dims, num_heads, drop_path_rate=dpr, **block_kwargs)
+            for dpr in drop_path_rates
         ])
 
     def forward(self, x_map: torch.Tensor):
@@ -290,12 +321,17 @@ class CvT(FrozenStagesMixin, BaseBackbone):
             Linear weights (std 0.02) and unit norms.
     """
     arch_zoo = {
-        '13': dict(embed_dims=[64, 192, 384], depths=[1, 2, 10],
-                   num_heads=[1, 3, 6]),
-        '21': dict(embed_dims=[64, 192, 384], depths=[1, 4, 16],
-                   num_heads=[1, 3, 6]),
-        'w24': dict(embed_dims=[192, 768, 1024], depths=[2, 2, 20],
-                    num_heads=[3, 12, 16]),
+        '13':
+        dict(
+            embed_dims=[64, 192, 384], depths=[1, 2, 10], num_heads=[1, 3, 6]),
+        '21':
+        dict(
+            embed_dims=[64, 192, 384], depths=[1, 4, 16], num_heads=[1, 3, 6]),
+        'w24':
+        dict(
+            embed_dims=[192, 768, 1024],
+            depths=[2, 2, 20],
+            num_heads=[3, 12, 16]),
     }
     #: Token embedding of each stage: (kernel, stride, padding).
     PATCH_SETTINGS = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
@@ -317,10 +353,13 @@ class CvT(FrozenStagesMixin, BaseBackbone):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = [
-                     dict(type='TruncNormal', layer='Linear', std=.02,
-                          bias=0.),
-                     dict(type='Constant', layer=['LayerNorm', '_BatchNorm'],
-                          val=1., bias=0.)
+                     dict(
+                         type='TruncNormal', layer='Linear', std=.02, bias=0.),
+                     dict(
+                         type='Constant',
+                         layer=['LayerNorm', '_BatchNorm'],
+                         val=1.,
+                         bias=0.)
                  ]):
         super().__init__(init_cfg)
         arch = resolve_arch('CvT', self.arch_zoo, arch,
@@ -345,18 +384,28 @@ class CvT(FrozenStagesMixin, BaseBackbone):
                 if last else [0.] * depth
             kernel, stride, padding = self.PATCH_SETTINGS[i]
             self.stages.append(
-                CvTStage(channels, self.embed_dims[i], depth,
-                         arch['num_heads'][i], kernel, stride, padding,
-                         with_cls_token=with_cls_token and last,
-                         drop_path_rates=dpr, mlp_ratio=mlp_ratio,
-                         qkv_bias=qkv_bias, drop_rate=drop_rate,
-                         attn_drop_rate=attn_drop_rate,
-                         attn_scale=attn_scale, act_cfg=act_cfg))
+                CvTStage(
+                    channels,
+                    self.embed_dims[i],
+                    depth,
+                    arch['num_heads'][i],
+                    kernel,
+                    stride,
+                    padding,
+                    with_cls_token=with_cls_token and last,
+                    drop_path_rates=dpr,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    drop_rate=drop_rate,
+                    attn_drop_rate=attn_drop_rate,
+                    attn_scale=attn_scale,
+                    act_cfg=act_cfg))
             channels = self.embed_dims[i]
 
         self.out_indices = stage_indices(out_indices, self.num_stages)
         if out_type in ('cls_token', 'avg_featmap') and self.out_indices != [
-                self.num_stages - 1]:
+                self.num_stages - 1
+        ]:
             raise ValueError(f"out_type={out_type!r} is for the last stage "
                              f"only; use 'featmap' for multi-scale outputs.")
         if out_type in ('cls_token', 'avg_featmap'):
@@ -384,8 +433,9 @@ class CvT(FrozenStagesMixin, BaseBackbone):
         for i, stage in enumerate(self.stages):
             tokens, hw = stage(x)
             num_cls = 0 if stage.cls_token is None else 1
-            x = tokens[:, num_cls:].transpose(1, 2).reshape(
-                tokens.size(0), -1, *hw)
+            x = tokens[:,
+                       num_cls:].transpose(1,
+                                           2).reshape(tokens.size(0), -1, *hw)
             if i not in self.out_indices:
                 continue
             if self.out_type == 'featmap':

@@ -39,8 +39,11 @@ def patch_merge(x: torch.Tensor) -> torch.Tensor:
     Channel block ``k`` (``C`` channels each) holds the pixels at offset
     ``(k % 2, k // 2)`` of every 2x2 patch (Swin's order).
     """
-    return torch.cat([x[..., 0::2, 0::2], x[..., 1::2, 0::2],
-                      x[..., 0::2, 1::2], x[..., 1::2, 1::2]], dim=1)
+    return torch.cat([
+        x[..., 0::2, 0::2], x[..., 1::2, 0::2], x[..., 0::2, 1::2],
+        x[..., 1::2, 1::2]
+    ],
+                     dim=1)
 
 
 def patch_reverse(x: torch.Tensor) -> torch.Tensor:
@@ -179,11 +182,16 @@ class MBConv(InvertedResidual):
         mid = width * expand_ratio
         swish = dict(type='SiLU')  # Swish
         super().__init__(
-            in_channels, out_channels, mid, kernel_size=3,
-            se_cfg=dict(channels=mid,
-                        squeeze_channels=max(1, int(width * se_ratio)),
-                        act_cfg=(swish, dict(type='Sigmoid'))),
-            act_cfg=swish, init_cfg=init_cfg)
+            in_channels,
+            out_channels,
+            mid,
+            kernel_size=3,
+            se_cfg=dict(
+                channels=mid,
+                squeeze_channels=max(1, int(width * se_ratio)),
+                act_cfg=(swish, dict(type='Sigmoid'))),
+            act_cfg=swish,
+            init_cfg=init_cfg)
 
 
 class SegNetrBlock(BaseModule):
@@ -307,10 +315,16 @@ class SegNetr(BaseBackbone):
             Defaults to ``LN2d``.
     """
     arch_zoo = {
-        'paper': dict(base_channels=64, encoder_depths=(1, 1, 1, 1),
-                      decoder_depths=(1, 1, 1, 1)),
-        't': dict(base_channels=16, encoder_depths=(1, 1, 1, 1),
-                  decoder_depths=(1, 1, 1, 1)),
+        'paper':
+        dict(
+            base_channels=64,
+            encoder_depths=(1, 1, 1, 1),
+            decoder_depths=(1, 1, 1, 1)),
+        't':
+        dict(
+            base_channels=16,
+            encoder_depths=(1, 1, 1, 1),
+            decoder_depths=(1, 1, 1, 1)),
     }
     num_stages = 4
     num_outs = 5
@@ -333,9 +347,11 @@ class SegNetr(BaseBackbone):
             decoder_patch_sizes = (*patch_sizes[2::-1], max(patch_sizes))
         if decoder_global_sizes is None:
             decoder_global_sizes = (*global_sizes[2::-1], max(global_sizes))
-        sizes = dict(patch_sizes=patch_sizes, global_sizes=global_sizes,
-                     decoder_patch_sizes=decoder_patch_sizes,
-                     decoder_global_sizes=decoder_global_sizes)
+        sizes = dict(
+            patch_sizes=patch_sizes,
+            global_sizes=global_sizes,
+            decoder_patch_sizes=decoder_patch_sizes,
+            decoder_global_sizes=decoder_global_sizes)
         for name, value in sizes.items():
             if len(value) != self.num_stages:
                 raise ValueError(f'SegNetr has 4 encoder and 4 decoder '
@@ -355,27 +371,27 @@ class SegNetr(BaseBackbone):
         #: decoder stage widths (H/8 .. H): C, C/2, C/4, C/2
         self.decoder_widths = (c, c // 2, c // 4, c // 2)
         # As given (not sorted): each index names one map (see above).
-        self.out_indices = [stage_indices(i, self.num_outs, 'output map')[0]
-                            for i in ([out_indices] if isinstance(
-                                out_indices, int) else out_indices)]
-        block = dict(expand_ratio=expand_ratio, mlp_ratio=mlp_ratio,
-                     norm_cfg=norm_cfg)
+        self.out_indices = [
+            stage_indices(i, self.num_outs, 'output map')[0] for i in (
+                [out_indices] if isinstance(out_indices, int) else out_indices)
+        ]
+        block = dict(
+            expand_ratio=expand_ratio, mlp_ratio=mlp_ratio, norm_cfg=norm_cfg)
 
-        self.stem = MBConv(in_channels, c // 2, expand_ratio,
-                           expand_input=False)
+        self.stem = MBConv(
+            in_channels, c // 2, expand_ratio, expand_input=False)
         self.encoder = ModuleList(
-            self._stage(f'encoder stage {i}', w, w, depth,
-                        self.patch_sizes[i], self.global_sizes[i], block)
+            self._stage(f'encoder stage {i}', w, w, depth, self.patch_sizes[i],
+                        self.global_sizes[i], block)
             for i, (w, depth) in enumerate(
                 zip(self.widths, self.arch_settings['encoder_depths'])))
         self.bottleneck = Sequential(
-            MBConv(8 * c, 16 * c, expand_ratio),
-            nn.Conv2d(16 * c, 2 * c, 1))
+            MBConv(8 * c, 16 * c, expand_ratio), nn.Conv2d(16 * c, 2 * c, 1))
         # skip widths at H/8, H/4, H/2, H: half of each merged map, reversed
         skips = (2 * c, c, c // 2, c // 4)
         self.decoder = ModuleList(
-            self._stage(f'decoder stage {j}', 2 * skip, width, depth,
-                        self.decoder_patch_sizes[j],
+            self._stage(f'decoder stage {j}', 2 *
+                        skip, width, depth, self.decoder_patch_sizes[j],
                         self.decoder_global_sizes[j], block)
             for j, (skip, width, depth) in enumerate(
                 zip(skips, self.decoder_widths,
@@ -384,9 +400,9 @@ class SegNetr(BaseBackbone):
             scale_factor=2, mode='bilinear', align_corners=False)
 
     def _arch_settings(self, arch) -> Dict:
-        arch = resolve_arch('SegNetr', self.arch_zoo, arch,
-                            ('base_channels', 'encoder_depths',
-                             'decoder_depths'))
+        arch = resolve_arch(
+            'SegNetr', self.arch_zoo, arch,
+            ('base_channels', 'encoder_depths', 'decoder_depths'))
         if (len(arch['encoder_depths']) != self.num_stages
                 or len(arch['decoder_depths']) != self.num_stages):
             raise ValueError('SegNetr arch needs 4 encoder_depths and 4 '
