@@ -35,9 +35,9 @@ def load_classifier(model: str, checkpoint: Optional[str] = None):
     if checkpoint is None:
         return classifier
     weights = read_checkpoint_file(checkpoint)
-    load_checked_checkpoint(classifier, weights, checkpoint,
-                            f'the model of {model} '
-                            f'({type(classifier.backbone).__name__})')
+    load_checked_checkpoint(
+        classifier, weights, checkpoint, f'the model of {model} '
+        f'({type(classifier.backbone).__name__})')
     meta = weights.get('meta') if isinstance(weights, dict) else None
     dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
     if isinstance(dataset_meta, dict) and dataset_meta.get('classes'):
@@ -50,8 +50,7 @@ def classify_image(image: str,
                    checkpoint: Optional[str] = None,
                    topk: int = 5,
                    device: Optional[str] = None,
-                   out_file: Optional[str] = None
-                   ) -> List[Tuple[str, float]]:
+                   out_file: Optional[str] = None) -> List[Tuple[str, float]]:
     """Top-``topk`` ``(class name, score)`` of ``image``.
 
     Args:
@@ -64,8 +63,8 @@ def classify_image(image: str,
     rgb = load_image_file(image)
     inferencer = ImageClassificationInferencer(
         load_classifier(model, checkpoint), device=device)
-    sample = inferencer(np.ascontiguousarray(rgb[..., ::-1]),
-                        return_datasamples=True)[0]
+    sample = inferencer(
+        np.ascontiguousarray(rgb[..., ::-1]), return_datasamples=True)[0]
     scores = sample.pred_score.detach().cpu()
     classes = inferencer.classes or [str(i) for i in range(len(scores))]
     top = scores.topk(min(topk, len(scores)))
@@ -81,23 +80,32 @@ def parse_args(argv=None):
     parser = ArgumentParser(description='Classify one image with a CI2P '
                             'checkpoint (mmpretrain\'s demo/image_demo.py)')
     parser.add_argument('img', help='image file')
-    parser.add_argument('model', help='config file or model name '
-                        '(mmpretrain.list_models(\'*ci2p*\'))')
-    parser.add_argument('checkpoint', help='checkpoint file (it must fit '
-                        'the model exactly, as in tools/test.py)')
-    parser.add_argument('--topk', type=int, default=5,
-                        help='how many classes to print (default 5)')
+    parser.add_argument(
+        'model',
+        help='config file or model name '
+        '(mmpretrain.list_models(\'*ci2p*\'))')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file (it must fit '
+        'the model exactly, as in tools/test.py)')
+    parser.add_argument(
+        '--topk',
+        type=int,
+        default=5,
+        help='how many classes to print (default 5)')
     parser.add_argument('--out', help='save the image with its label here')
-    parser.add_argument('--device', help='e.g. cuda:0 (default: cuda if '
-                        'available, else cpu)')
+    parser.add_argument(
+        '--device',
+        help='e.g. cuda:0 (default: cuda if '
+        'available, else cpu)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     """``demo/image_demo.py``: print the top classes of one image."""
     args = parse_args(argv)
-    ranked = classify_image(args.img, args.model, args.checkpoint,
-                            args.topk, args.device, args.out)
+    ranked = classify_image(args.img, args.model, args.checkpoint, args.topk,
+                            args.device, args.out)
     for rank, (name, score) in enumerate(ranked, 1):
         print(f'{rank}. {name:<20} {score:.4f}')
     if args.out:

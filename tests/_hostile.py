@@ -42,8 +42,12 @@ def zoo_url(codec='bmshj2018-factorized', quality=5, metric='mse'):
     return zoo_image.model_urls[codec][metric][quality]
 
 
-def plant_zoo_file(hub_dir, source, codec='bmshj2018-factorized', quality=5,
-                   metric='mse', monkeypatch=None):
+def plant_zoo_file(hub_dir,
+                   source,
+                   codec='bmshj2018-factorized',
+                   quality=5,
+                   metric='mse',
+                   monkeypatch=None):
     """Put ``source`` into ``hub_dir/checkpoints`` as the zoo file.
 
     Without ``monkeypatch`` it takes the name CompressAI publishes (so its
@@ -87,16 +91,19 @@ class FakeZoo:
         self.restore = lambda: torch.hub.set_dir(hub_dir)
         monkeypatch.setattr(torch.hub, 'download_url_to_file', self._download)
 
-    def serve(self, state_dict, codec='bmshj2018-factorized', quality=5,
+    def serve(self,
+              state_dict,
+              codec='bmshj2018-factorized',
+              quality=5,
               metric='mse'):
         from compressai.zoo import image as zoo_image
         self.source = self.tmp_path / f'served-{codec}-{quality}.pth'
         torch.save(state_dict, str(self.source))
         url = zoo_url(codec, quality, metric)
-        name = re.sub(r'-[a-f0-9]{8,}\.',
-                      f'-{sha256_of(self.source)[:8]}.', osp.basename(url))
-        self.monkeypatch.setitem(zoo_image.model_urls[codec][metric],
-                                 quality, url.rsplit('/', 1)[0] + '/' + name)
+        name = re.sub(r'-[a-f0-9]{8,}\.', f'-{sha256_of(self.source)[:8]}.',
+                      osp.basename(url))
+        self.monkeypatch.setitem(zoo_image.model_urls[codec][metric], quality,
+                                 url.rsplit('/', 1)[0] + '/' + name)
 
     def offline(self):
         self.source = None
@@ -161,26 +168,28 @@ def write_zip(path, records, extra_central=()):
         for name, data, method, declared, crc in records:
             offsets.append(f.tell())
             encoded = name.encode()
-            f.write(struct.pack('<IHHHHHIIIHH', 0x04034b50, 20, 0, method, 0,
-                                0x21, crc, len(data), declared, len(encoded),
-                                0) + encoded)
+            f.write(
+                struct.pack('<IHHHHHIIIHH', 0x04034b50, 20, 0, method, 0, 0x21,
+                            crc, len(data), declared, len(encoded), 0) +
+                encoded)
             f.write(data)
         entries = [(name, method, declared, crc, len(data), offsets[i])
-                   for i, (name, data, method, declared, crc)
-                   in enumerate(records)]
+                   for i, (name, data, method, declared,
+                           crc) in enumerate(records)]
         entries += [(name, records[i][2], records[i][3], records[i][4],
                      len(records[i][1]), offsets[i])
                     for name, i in extra_central]
         start = f.tell()
         for name, method, declared, crc, stored, offset in entries:
             encoded = name.encode()
-            central += struct.pack('<IHHHHHHIIIHHHHHII', 0x02014b50, 20, 20,
-                                   0, method, 0, 0x21, crc, stored, declared,
+            central += struct.pack('<IHHHHHHIIIHHHHHII', 0x02014b50, 20, 20, 0,
+                                   method, 0, 0x21, crc, stored, declared,
                                    len(encoded), 0, 0, 0, 0, 0,
                                    offset) + encoded
         f.write(central)
-        f.write(struct.pack('<IHHHHIIH', 0x06054b50, 0, 0, len(entries),
-                            len(entries), len(central), start, 0))
+        f.write(
+            struct.pack('<IHHHHIIH', 0x06054b50, 0, 0, len(entries),
+                        len(entries), len(central), start, 0))
     return str(path)
 
 
@@ -207,8 +216,10 @@ def write_inflating_checkpoint(path, declared_bytes=89 << 24):
         torch.save({'w': torch.empty(declared_bytes // 4)}, template)
     with zipfile.ZipFile(template) as archive:
         infos = archive.infolist()
-        small = {i.filename: archive.read(i) for i in infos
-                 if not i.filename.endswith('/data/0')}
+        small = {
+            i.filename: archive.read(i)
+            for i in infos if not i.filename.endswith('/data/0')
+        }
     os.remove(template)
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
     block = compressor.compress(bytes(chunk)) + compressor.flush(
@@ -222,6 +233,6 @@ def write_inflating_checkpoint(path, declared_bytes=89 << 24):
             records.append((info.filename, deflated, 8, declared_bytes, 0))
         else:
             data = small[info.filename]
-            records.append((info.filename, data, 0, len(data),
-                            zlib.crc32(data)))
+            records.append(
+                (info.filename, data, 0, len(data), zlib.crc32(data)))
     return write_zip(path, records)

@@ -25,8 +25,8 @@ from conftest import REPO, load_tool, write_tiny_config
 from PIL import Image
 
 import ci2p_mm.apis.training as train_api
-from ci2p_mm.datasets import (Animals10, BadImageError,
-                              SafeLoadImageFromFile, make_split)
+from ci2p_mm.datasets import (Animals10, BadImageError, SafeLoadImageFromFile,
+                              make_split)
 from ci2p_mm.utils.image_files import ALLOWED_FORMATS, load_image_file
 
 CLASSES = ('dog', 'horse', 'elephant', 'butterfly', 'chicken', 'cat', 'cow',
@@ -64,6 +64,7 @@ def add_to_annotations(root, path, label=0, split='train'):
 
 # ---- 1. a data set file that runs an external program ------------------
 
+
 def test_control_pillow_alone_hands_postscript_to_ghostscript(
         tmp_path, monkeypatch):
     """What every entry did before: Pillow decodes by content, and its EPS
@@ -88,15 +89,15 @@ def test_postscript_named_jpg_never_reaches_ghostscript(
     with pytest.raises(BadImageError, match=expected) as info:
         SafeLoadImageFromFile()(dict(img_path=eps))
     assert eps in str(info.value)
-    pipeline = [dict(type='SafeLoadImageFromFile'),
-                dict(type='PackInputs')]
+    pipeline = [dict(type='SafeLoadImageFromFile'), dict(type='PackInputs')]
     dataset = Animals10(data_root=toy, split='train', pipeline=pipeline)
     with pytest.raises(BadImageError, match=expected):
         dataset[len(dataset) - 1]
     # verify_dataset.py lists it.
     from ci2p_mm.datasets import verify
-    assert verify.main([write_config(tmp_path, toy), '--split', 'train',
-                        '--workers', '1']) == 1
+    assert verify.main(
+        [write_config(tmp_path, toy), '--split', 'train', '--workers',
+         '1']) == 1
     assert f'BAD {eps}: {expected}' in capsys.readouterr().out
     # The demo, the codec tools' folders, the ISIC mask reader.
     from ci2p_mm.datasets.isic import ISICLayoutError, binarize_mask
@@ -115,9 +116,9 @@ def test_only_the_allowed_formats_are_decoded(tmp_path):
     """Photo formats decode; formats Pillow reads but a data set of photos
     does not hold are refused by name."""
     rgb = np.random.default_rng(0).integers(0, 255, (16, 16, 3), np.uint8)
-    for fmt, ext in (('JPEG', 'jpg'), ('PNG', 'png'), ('BMP', 'bmp'),
-                     ('WEBP', 'webp'), ('TIFF', 'tif'), ('GIF', 'gif'),
-                     ('PPM', 'ppm')):
+    for fmt, ext in (('JPEG', 'jpg'), ('PNG', 'png'), ('BMP', 'bmp'), ('WEBP',
+                                                                       'webp'),
+                     ('TIFF', 'tif'), ('GIF', 'gif'), ('PPM', 'ppm')):
         Image.fromarray(rgb).save(tmp_path / f'a.{ext}', format=fmt)
         decoded = load_image_file(str(tmp_path / f'a.{ext}'))
         assert decoded.shape == (16, 16, 3)
@@ -131,6 +132,7 @@ def test_only_the_allowed_formats_are_decoded(tmp_path):
 
 
 # ---- 3. files that never end, and links out of the data root -----------
+
 
 def test_fifo_device_and_links_are_refused_unread(toy, tmp_path, capsys):
     cane = osp.join(toy, 'raw-img', 'cane')
@@ -174,8 +176,9 @@ def test_fifo_device_and_links_are_refused_unread(toy, tmp_path, capsys):
         assert 'hunter2' not in str(info.value)
         # verify_dataset.py: the dataset gives the loader its data root.
         from ci2p_mm.datasets import verify
-        assert verify.main([write_config(tmp_path, toy), '--split', 'train',
-                            '--workers', '2']) == 1
+        assert verify.main([
+            write_config(tmp_path, toy), '--split', 'train', '--workers', '2'
+        ]) == 1
     out = capsys.readouterr().out
     for path in (fifo, zero, leak, huge):
         assert f'BAD {path}: ' in out
@@ -192,33 +195,36 @@ def test_isic_converter_refuses_devices_and_fifos(tmp_path):
     masks.mkdir()
     rgb = np.full((16, 16, 3), 128, np.uint8)
     Image.fromarray(rgb).save(images / 'ISIC_0000000.jpg')
-    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(
-        masks / 'ISIC_0000000_segmentation.png')
+    Image.fromarray(np.full(
+        (16, 16), 255, np.uint8)).save(masks / 'ISIC_0000000_segmentation.png')
     out = tmp_path / 'out'
     assert convert_isic2017(str(src), str(out)) == {'train': 1}
-    assert (np.asarray(Image.open(out / 'ann_dir' / 'train' /
-                                  'ISIC_0000000.png')) == 1).all()
+    assert (np.asarray(
+        Image.open(out / 'ann_dir' / 'train' /
+                   'ISIC_0000000.png')) == 1).all()
     # Was: 18 GB copied from /dev/zero in 35 s, until the disk was full.
     os.symlink('/dev/zero', images / 'ISIC_0000001.jpg')
-    Image.fromarray(np.zeros((16, 16), np.uint8)).save(
-        masks / 'ISIC_0000001_segmentation.png')
+    Image.fromarray(np.zeros(
+        (16, 16), np.uint8)).save(masks / 'ISIC_0000001_segmentation.png')
     with deadline(), pytest.raises(
-            ISICLayoutError, match=r'ISIC_0000001\.jpg: a symbolic link to '
+            ISICLayoutError,
+            match=r'ISIC_0000001\.jpg: a symbolic link to '
             r'/dev/zero, outside the data root'):
         convert_isic2017(str(src), str(out / 'b'))
-    assert not osp.exists(out / 'b' / 'img_dir' / 'train' /
-                          'ISIC_0000001.jpg')
+    assert not osp.exists(out / 'b' / 'img_dir' / 'train' / 'ISIC_0000001.jpg')
     os.remove(images / 'ISIC_0000001.jpg')
     Image.fromarray(rgb).save(images / 'ISIC_0000001.jpg')
     os.remove(masks / 'ISIC_0000001_segmentation.png')
     os.mkfifo(masks / 'ISIC_0000001_segmentation.png')
     with deadline(), pytest.raises(
-            ISICLayoutError, match=r'ISIC_0000001_segmentation\.png: a named '
+            ISICLayoutError,
+            match=r'ISIC_0000001_segmentation\.png: a named '
             r'pipe \(FIFO\), not a regular file'):
         convert_isic2017(str(src), str(out / 'c'))
 
 
 # ---- 4. checkpoint inflation -------------------------------------------
+
 
 @pytest.fixture
 def torch_load_spy(monkeypatch):
@@ -261,16 +267,19 @@ def test_zip_bomb_checkpoint_is_refused_before_allocation(
             'try:\n    io_.load_torch_file(%r)\nexcept RuntimeError:\n'
             '    pass\n'
             'after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n'
-            'print(after - before)\n' % (
-                osp.join(REPO, 'ci2p_mm', 'utils', 'io.py'), bomb))
-    grown_kib = int(subprocess.run(
-        [sys.executable, '-c', code], capture_output=True, text=True,
-        check=True, timeout=300).stdout.strip())
+            'print(after - before)\n' %
+            (osp.join(REPO, 'ci2p_mm', 'utils', 'io.py'), bomb))
+    grown_kib = int(
+        subprocess.run([sys.executable, '-c', code],
+                       capture_output=True,
+                       text=True,
+                       check=True,
+                       timeout=300).stdout.strip())
     assert grown_kib < 64 * 1024, f'peak memory grew by {grown_kib} KiB'
 
 
-def test_stored_records_that_lie_or_overlap_are_refused(tmp_path,
-                                                        torch_load_spy):
+def test_stored_records_that_lie_or_overlap_are_refused(
+        tmp_path, torch_load_spy):
     import zlib
 
     from ci2p_mm.utils.io import load_torch_file
@@ -284,16 +293,20 @@ def test_stored_records_that_lie_or_overlap_are_refused(tmp_path,
     lying = list(records)
     name, data, _, _, crc = lying[data_index]
     lying[data_index] = (name, data, 0, len(data) * 1000, crc)
-    with pytest.raises(RuntimeError,
-                       match=r'its record real/data/0 is stored '
-                       r'uncompressed in 16384 bytes but declares 16384000'):
+    with pytest.raises(
+            RuntimeError,
+            match=r'its record real/data/0 is stored '
+            r'uncompressed in 16384 bytes but declares 16384000'):
         load_torch_file(write_zip(tmp_path / 'lying.pth', lying))
     # 200 directory entries for the one tensor record: each would be
     # allocated again.
-    overlap = write_zip(tmp_path / 'overlap.pth', records, [
-        (f'real/data/{k}', data_index) for k in range(1, 201)])
-    with pytest.raises(RuntimeError, match=r'its 207 records store \d+ '
-                       r'bytes in all in a file of \d+ bytes: they overlap'):
+    overlap = write_zip(tmp_path / 'overlap.pth', records,
+                        [(f'real/data/{k}', data_index)
+                         for k in range(1, 201)])
+    with pytest.raises(
+            RuntimeError,
+            match=r'its 207 records store \d+ '
+            r'bytes in all in a file of \d+ bytes: they overlap'):
         load_torch_file(overlap)
     assert torch_load_spy == []
     # The same records, honestly written, load.
@@ -302,6 +315,7 @@ def test_stored_records_that_lie_or_overlap_are_refused(tmp_path,
 
 
 # ---- 2. what we publish is safe for the libraries that read it ----------
+
 
 @pytest.fixture
 def planted(tmp_path, toy_animals10, monkeypatch):
@@ -313,13 +327,13 @@ def planted(tmp_path, toy_animals10, monkeypatch):
     marker = tmp_path / 'PWNED'
     plugin_dir = tmp_path / 'plugins'
     plugin_dir.mkdir()
-    (plugin_dir / 'evil_plugin.py').write_text(
-        f'open({str(marker)!r}, "w").close()\n')
+    (plugin_dir /
+     'evil_plugin.py').write_text(f'open({str(marker)!r}, "w").close()\n')
     evil_base = tmp_path / 'evil_base.py'
     evil_base.write_text(f'open({str(marker)!r}, "w").close()\nx = 1\n')
     monkeypatch.syspath_prepend(str(plugin_dir))
-    config = write_tiny_config(tmp_path, 'configs/ci2p_vit_animals10.py',
-                               toy_animals10, epochs=1)
+    config = write_tiny_config(
+        tmp_path, 'configs/ci2p_vit_animals10.py', toy_animals10, epochs=1)
     cfg = Config.fromfile(config)
     cfg.model.backbone.patch_cfg.pretrained = False
     model = MODELS.build(cfg.model)
@@ -329,9 +343,12 @@ def planted(tmp_path, toy_animals10, monkeypatch):
             "allow_failed_imports=False)\n")
     checkpoint = dict(
         state_dict=model.state_dict(),
-        meta=dict(cfg=cfg.pretty_text + code,
-                  config=code + 'gpu_ids = [0, 1]\n', epoch=1, iter=2,
-                  dataset_meta=dict(classes=CLASSES)),
+        meta=dict(
+            cfg=cfg.pretty_text + code,
+            config=code + 'gpu_ids = [0, 1]\n',
+            epoch=1,
+            iter=2,
+            dataset_meta=dict(classes=CLASSES)),
         message_hub=dict(runtime_info=dict(cfg=code)))
     path = str(tmp_path / 'epoch_1.pth')
     torch.save(checkpoint, path)
@@ -370,6 +387,7 @@ def test_published_config_is_data_for_stock_mmengine(planted, tmp_path,
     assert not marker.exists()
 
     class StockInferencer(BaseInferencer):
+
         def _init_pipeline(self, cfg):
             return lambda inputs: inputs
 
@@ -380,8 +398,8 @@ def test_published_config_is_data_for_stock_mmengine(planted, tmp_path,
             return None
 
     # mmengine's BaseInferencer with model=None builds from meta.cfg.
-    inferencer = StockInferencer(model=None, weights=final, device='cpu',
-                                 scope='mmpretrain')
+    inferencer = StockInferencer(
+        model=None, weights=final, device='cpu', scope='mmpretrain')
     built = inferencer.model
     assert type(built.backbone).__name__ == 'CI2PViT'
     for key, value in model.state_dict().items():
@@ -394,24 +412,24 @@ def test_published_config_is_data_for_stock_mmengine(planted, tmp_path,
     cfg.work_dir = str(tmp_path / 'resume')
     runner = Runner.from_cfg(cfg)
     with pytest.raises(RuntimeError, match='Number of GPUs used'):
-        runner.resume(final, resume_optimizer=False,
-                      resume_param_scheduler=False)
+        runner.resume(
+            final, resume_optimizer=False, resume_param_scheduler=False)
     assert not marker.exists()
 
 
 def test_publish_refuses_config_values_that_are_code(planted, tmp_path):
     from ci2p_mm.engine import CheckpointError
-    from ci2p_mm.engine.publish import publish_checkpoint
     from ci2p_mm.engine.checkpoint import describe_saved_model
+    from ci2p_mm.engine.publish import publish_checkpoint
     path, marker, _, _ = planted
     checkpoint = torch.load(path, weights_only=True)
     checkpoint['meta']['cfg'] += 'model = dict(type=VisionTransformer)\n'
     torch.save(checkpoint, path)
     out_dir = tmp_path / 'pub'
-    with pytest.raises(CheckpointError, match=(
-            r'its config text \(meta.cfg\) cannot be published as data: '
-            r'line \d+: `model = ...` holds `VisionTransformer`, which is not '
-            r'a literal')):
+    refused = (r'its config text \(meta.cfg\) cannot be published as data: '
+               r'line \d+: `model = ...` holds `VisionTransformer`, which is '
+               r'not a literal')
+    with pytest.raises(CheckpointError, match=refused):
         publish_checkpoint(path, str(out_dir / 'tiny.pth'), report=print)
     assert not out_dir.exists() or not os.listdir(out_dir)
     tool = load_tool('tools/model_converters/publish_model.py')
@@ -433,10 +451,12 @@ def test_every_shipped_config_survives_as_data():
 
     from ci2p_mm.utils import known_warnings_silenced
     from ci2p_mm.utils.config_text import data_only_config_text
+
     # The paper's configs and the demo's (all 45 classification configs
     # pass too: about 20 s on 2 cores).
-    paths = sorted(glob.glob(osp.join(REPO, 'configs', '*.py')) +
-                   glob.glob(osp.join(REPO, 'configs', 'demo', '*.py')))
+    paths = sorted(
+        glob.glob(osp.join(REPO, 'configs', '*.py')) +
+        glob.glob(osp.join(REPO, 'configs', 'demo', '*.py')))
     assert len(paths) >= 10
     with known_warnings_silenced():
         for path in paths:
@@ -449,36 +469,47 @@ def test_every_shipped_config_survives_as_data():
 
 # ---- 7. smaller ones -----------------------------------------------------
 
-def test_demo_refuses_a_checkpoint_without_its_head(
-        tmp_path, toy_animals10, capsys):
+
+def test_demo_refuses_a_checkpoint_without_its_head(tmp_path, toy_animals10,
+                                                    capsys):
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
 
     from ci2p_mm.engine import CheckpointError
     config = write_tiny_config(
-        tmp_path, 'configs/ci2p_vit_animals10.py', toy_animals10, epochs=1,
+        tmp_path,
+        'configs/ci2p_vit_animals10.py',
+        toy_animals10,
+        epochs=1,
         extra="model['backbone']['patch_cfg'] = dict(pretrained=False)\n")
     state_dict = MODELS.build(Config.fromfile(config).model).state_dict()
-    headless = {k: v for k, v in state_dict.items()
-                if not k.startswith('head.')}
+    headless = {
+        k: v
+        for k, v in state_dict.items() if not k.startswith('head.')
+    }
     checkpoint = str(tmp_path / 'headless.pth')
     torch.save({'state_dict': headless}, checkpoint)
     image = str(tmp_path / 'cat.png')
     Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(image)
     demo = load_tool('demo/image_demo.py')
-    with pytest.raises(CheckpointError, match=(
-            f'Checkpoint {checkpoint} does not fit the model of {config} '
-            r'\(CI2PViT\): missing from the file: head.fc.weight, '
-            r'head.fc.bias')):
+    with pytest.raises(
+            CheckpointError,
+            match=(
+                f'Checkpoint {checkpoint} does not fit the model of {config} '
+                r'\(CI2PViT\): missing from the file: head.fc.weight, '
+                r'head.fc.bias')):
         demo.main([image, config, checkpoint])
-    torch.save({'state_dict': state_dict, 'meta': dict(
-        dataset_meta=dict(classes=CLASSES))}, checkpoint)
+    torch.save(
+        {
+            'state_dict': state_dict,
+            'meta': dict(dataset_meta=dict(classes=CLASSES))
+        }, checkpoint)
     capsys.readouterr()
     assert demo.main([image, config, checkpoint, '--topk', '2']) == 0
     # (rank, class, score) lines; the inferencer's progress bar may precede
     # the first one on its line.
-    ranked = re.findall(r'(\d)\. (\S+) +([0-9.]+)$', capsys.readouterr().out,
-                        re.MULTILINE)
+    ranked = re.findall(r'(\d)\. (\S+) +([0-9.]+)$',
+                        capsys.readouterr().out, re.MULTILINE)
     assert [r[0] for r in ranked] == ['1', '2'] and ranked[0][1] in CLASSES
 
 
@@ -493,8 +524,8 @@ def test_demo_refuses_a_checkpoint_without_its_head(
     (b'a.jpg 10\n', '{}, line 1: expected "<path> <label 0-9>"'),
     (b'a.jpg\n', '{}, line 1: expected "<path> <label 0-9>"'),
 ])
-def test_annotation_errors_name_file_and_line(toy, tmp_path, capsys,
-                                              content, problem):
+def test_annotation_errors_name_file_and_line(toy, tmp_path, capsys, content,
+                                              problem):
     from ci2p_mm.datasets.annotations import AnnotationError
     ann_file = osp.join(toy, 'meta', 'train.txt')
     with open(ann_file, 'wb') as f:
@@ -505,12 +536,12 @@ def test_annotation_errors_name_file_and_line(toy, tmp_path, capsys,
     assert str(info.value).startswith(expected), str(info.value)
     assert 'prepare_animals10.py' in str(info.value)
     from ci2p_mm.datasets import verify
-    assert verify.main([write_config(tmp_path, toy), '--split',
-                        'train']) == 2
+    assert verify.main([write_config(tmp_path, toy), '--split', 'train']) == 2
     assert expected in capsys.readouterr().err
     with pytest.raises(AnnotationError, match='prepare_animals10'):
-        train_api.train([write_config(tmp_path, toy), '--work-dir',
-                         str(tmp_path / 'w')])
+        train_api.train(
+            [write_config(tmp_path, toy), '--work-dir',
+             str(tmp_path / 'w')])
 
 
 def test_annotation_file_that_is_a_fifo_is_refused(toy):
@@ -518,8 +549,8 @@ def test_annotation_file_that_is_a_fifo_is_refused(toy):
     ann_file = osp.join(toy, 'meta', 'train.txt')
     os.remove(ann_file)
     os.mkfifo(ann_file)
-    with deadline(), pytest.raises(AnnotationError,
-                                   match='is not a regular file'):
+    with deadline(), pytest.raises(
+            AnnotationError, match='is not a regular file'):
         Animals10(data_root=toy, split='train')
 
 
@@ -532,8 +563,10 @@ def test_prepare_animals10_lists_unusable_files_and_writes_atomically(
     out = str(tmp_path / 'out')
     first = make_split(raw, out, 0.34, 0)
     meta = osp.join(out, 'meta')
-    before = {n: open(osp.join(meta, n), 'rb').read()
-              for n in ('train.txt', 'val.txt', 'classes.txt', 'split.json')}
+    before = {
+        n: open(osp.join(meta, n), 'rb').read()
+        for n in ('train.txt', 'val.txt', 'classes.txt', 'split.json')
+    }
     cane = osp.join(raw, 'cane')
     good = sorted(os.listdir(cane))[0]
     # A name that is not UTF-8, a FIFO, a link out of raw-img.
@@ -559,8 +592,8 @@ def test_prepare_animals10_lists_unusable_files_and_writes_atomically(
     printed = capsys.readouterr().out
     assert 'Left out 3 image file(s) that cannot be listed: ' in printed
     assert 'caf\\xe9.jpg (its name is not UTF-8 text)' in printed
-    assert sorted(summary['unusable']) == sorted([
-        f'{cane}/caf\\xe9.jpg', f'{cane}/pipe.png', f'{cane}/zero.jpg'])
+    assert sorted(summary['unusable']) == sorted(
+        [f'{cane}/caf\\xe9.jpg', f'{cane}/pipe.png', f'{cane}/zero.jpg'])
     assert summary['counts'] == first['counts']
     for name in ('train.txt', 'val.txt', 'classes.txt'):
         assert open(osp.join(meta, name), 'rb').read() == before[name]
@@ -568,18 +601,21 @@ def test_prepare_animals10_lists_unusable_files_and_writes_atomically(
 
 
 def test_load_image_rgb_is_a_deprecated_alias(toy):
-    from ci2p_mm.datasets import LoadImageRGB
     from mmpretrain.registry import TRANSFORMS
-    with pytest.warns(FutureWarning, match="write dict\\(type="
-                      "'SafeLoadImageFromFile'"):
+
+    from ci2p_mm.datasets import LoadImageRGB
+    with pytest.warns(
+            FutureWarning, match="write dict\\(type="
+            "'SafeLoadImageFromFile'"):
         old = TRANSFORMS.build(dict(type='LoadImageRGB', min_size=4))
     assert isinstance(old, LoadImageRGB) and isinstance(
         old, SafeLoadImageFromFile)
     path = osp.join(toy, 'raw-img', 'cane',
                     sorted(os.listdir(osp.join(toy, 'raw-img', 'cane')))[0])
     new = TRANSFORMS.build(dict(type='SafeLoadImageFromFile', min_size=4))
-    assert np.array_equal(old(dict(img_path=path))['img'],
-                          new(dict(img_path=path))['img'])
+    assert np.array_equal(
+        old(dict(img_path=path))['img'],
+        new(dict(img_path=path))['img'])
     # BGR, as the names LoadImageFromFile and SafeLoadImageFromFile say.
     rgb = load_image_file(path)
     assert np.array_equal(new(dict(img_path=path))['img'], rgb[..., ::-1])

@@ -6,9 +6,9 @@ from .synthetic import make_toy_animals10
 from .transforms import (BadImageError, LoadImageRGB, SafeLoadImageFromFile,
                          decode_image)
 
-__all__ = ['Animals10', 'ITALIAN_TO_ENGLISH', 'make_split',
-           'make_toy_animals10', 'SafeLoadImageFromFile', 'LoadImageRGB',
-           'BadImageError', 'decode_image', 'ResumableSampler',
-           'RobustImageNet',
-           'SeededIndex', 'SkipBadImagesMixin', 'convert_isic2017',
-           'ISICLayoutError']
+__all__ = [
+    'Animals10', 'ITALIAN_TO_ENGLISH', 'make_split', 'make_toy_animals10',
+    'SafeLoadImageFromFile', 'LoadImageRGB', 'BadImageError', 'decode_image',
+    'ResumableSampler', 'RobustImageNet', 'SeededIndex', 'SkipBadImagesMixin',
+    'convert_isic2017', 'ISICLayoutError'
+]

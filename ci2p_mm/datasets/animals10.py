@@ -33,12 +33,13 @@ from .robust import SkipBadImagesMixin
 
 #: Kaggle's Italian folder names and the English class names. Label i is
 #: the i-th folder in sorted order, which is also this order.
-ITALIAN_TO_ENGLISH = OrderedDict([
-    ('cane', 'dog'), ('cavallo', 'horse'), ('elefante', 'elephant'),
-    ('farfalla', 'butterfly'), ('gallina', 'chicken'), ('gatto', 'cat'),
-    ('mucca', 'cow'), ('pecora', 'sheep'), ('ragno', 'spider'),
-    ('scoiattolo', 'squirrel')
-])
+ITALIAN_TO_ENGLISH = OrderedDict([('cane', 'dog'), ('cavallo', 'horse'),
+                                  ('elefante', 'elephant'),
+                                  ('farfalla', 'butterfly'),
+                                  ('gallina', 'chicken'), ('gatto', 'cat'),
+                                  ('mucca', 'cow'), ('pecora', 'sheep'),
+                                  ('ragno', 'spider'),
+                                  ('scoiattolo', 'squirrel')])
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 HOW_TO_PREPARE = (
     'Download the Kaggle data set "alessiocorrado99/animals10" (e.g. '
@@ -93,8 +94,9 @@ class DatasetNotPreparedError(UserError, FileNotFoundError):
     """The annotation files or the downloaded folders are missing."""
 
 
-def find_images(raw_dir: str
-                ) -> Tuple[Dict[str, List[str]], List[str], Dict[str, str]]:
+def find_images(
+        raw_dir: str
+) -> Tuple[Dict[str, List[str]], List[str], Dict[str, str]]:
     """Image files per Italian class folder; files without an image
     extension; and files with an image extension that cannot be listed,
     with the reason (a name that is not UTF-8 or holds a line break, a
@@ -103,8 +105,9 @@ def find_images(raw_dir: str
         raise DatasetNotPreparedError(
             f'{raw_dir} is not a folder. Pass the Kaggle "raw-img" folder '
             f'(it holds {", ".join(ITALIAN_TO_ENGLISH)}).')
-    missing = [c for c in ITALIAN_TO_ENGLISH
-               if not osp.isdir(osp.join(raw_dir, c))]
+    missing = [
+        c for c in ITALIAN_TO_ENGLISH if not osp.isdir(osp.join(raw_dir, c))
+    ]
     if missing:
         raise DatasetNotPreparedError(
             f'{raw_dir} lacks the class folders {missing}. Pass the Kaggle '
@@ -167,12 +170,16 @@ def left_out_entries(raw_dir: str) -> Dict[str, int]:
 
 
 def describe_left_out(entries: Dict[str, int]) -> str:
-    return ', '.join(f'{name} ({n} file{"s" * (n != 1)})' if name.endswith(
-        '/') else name for name, n in entries.items())
+    return ', '.join(
+        f'{name} ({n} file{"s" * (n != 1)})' if name.endswith('/') else name
+        for name, n in entries.items())
 
 
-def make_split(raw_dir: str, out_dir: str, val_ratio: float = 0.2,
-               seed: int = 0, strict: bool = False) -> dict:
+def make_split(raw_dir: str,
+               out_dir: str,
+               val_ratio: float = 0.2,
+               seed: int = 0,
+               strict: bool = False) -> dict:
     """Write a seeded, stratified train/val split as annotation files.
 
     Files are listed in sorted order and shuffled per class with one
@@ -220,8 +227,8 @@ def make_split(raw_dir: str, out_dir: str, val_ratio: float = 0.2,
         if num_val >= len(files):
             raise SplitError(f'Class folder {folder} has {len(files)} '
                              f'image(s): too few to split.')
-        for split, part in (('val', files[:num_val]),
-                            ('train', files[num_val:])):
+        for split, part in (('val', files[:num_val]), ('train',
+                                                       files[num_val:])):
             splits[split] += [(osp.relpath(p, out_dir), label)
                               for p in sorted(part)]
         counts[ITALIAN_TO_ENGLISH[folder]] = dict(
@@ -229,13 +236,17 @@ def make_split(raw_dir: str, out_dir: str, val_ratio: float = 0.2,
 
     meta_dir = osp.join(out_dir, 'meta')
     summary = dict(
-        raw_dir=osp.abspath(raw_dir), seed=seed, val_ratio=val_ratio,
-        counts=counts, skipped_non_images=[printable_path(p)
-                                           for p in skipped],
-        left_out=left_out, unusable=unusable)
-    texts = {f'{split}.txt': ''.join(f'{path} {label}\n'
-                                     for path, label in samples)
-             for split, samples in splits.items()}
+        raw_dir=osp.abspath(raw_dir),
+        seed=seed,
+        val_ratio=val_ratio,
+        counts=counts,
+        skipped_non_images=[printable_path(p) for p in skipped],
+        left_out=left_out,
+        unusable=unusable)
+    texts = {
+        f'{split}.txt': ''.join(f'{path} {label}\n' for path, label in samples)
+        for split, samples in splits.items()
+    }
     texts['classes.txt'] = ''.join(f'{name}\n'
                                    for name in ITALIAN_TO_ENGLISH.values())
     texts['split.json'] = json.dumps(summary, indent=2)
@@ -265,7 +276,8 @@ def parse_args(argv=None):
     parser.add_argument('--val-ratio', type=float, default=0.2)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
-        '--strict', action='store_true',
+        '--strict',
+        action='store_true',
         help='refuse folders or files in raw-img that are not one of the ten '
         'class folders, and image files that cannot be listed (default: '
         'leave them out and name them)')
@@ -276,8 +288,12 @@ def prepare(argv=None) -> dict:
     """Run ``prepare_animals10.py argv``: write the split, print what was
     written and left out; return the summary (``meta/split.json``)."""
     args = parse_args(argv)
-    summary = make_split(args.raw_img_dir, args.out_dir, args.val_ratio,
-                         args.seed, strict=args.strict)
+    summary = make_split(
+        args.raw_img_dir,
+        args.out_dir,
+        args.val_ratio,
+        args.seed,
+        strict=args.strict)
     print(f'{"class":<12}{"train":>8}{"val":>8}')
     for name, c in summary['counts'].items():
         print(f'{name:<12}{c["train"]:>8}{c["val"]:>8}')

@@ -113,6 +113,7 @@ def annotation_data_list(dataset, num_classes: int = 0) -> List[dict]:
     read by :func:`read_annotations`."""
     prefix = dataset.img_prefix
     backend = get_file_backend(prefix, enable_singleton=True)
-    return [{'img_path': backend.join_path(prefix, path), 'gt_label': label}
-            for path, label in read_annotations(dataset.ann_file,
-                                                num_classes)]
+    return [{
+        'img_path': backend.join_path(prefix, path),
+        'gt_label': label
+    } for path, label in read_annotations(dataset.ann_file, num_classes)]

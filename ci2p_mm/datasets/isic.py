@@ -37,8 +37,7 @@ from ci2p_mm.utils.image_files import (BadImageError, open_image,
 from ci2p_mm.utils.io import write_bytes_atomically
 
 #: ISIC's split names -> mmseg's.
-ISIC2017_SPLITS = {'Training': 'train', 'Validation': 'val',
-                   'Test_v2': 'test'}
+ISIC2017_SPLITS = {'Training': 'train', 'Validation': 'val', 'Test_v2': 'test'}
 MASK_SUFFIX = '_segmentation.png'
 
 
@@ -73,7 +72,8 @@ def read_image(path: str, src: str) -> bytes:
     return data
 
 
-def convert_isic2017(src: str, out: str,
+def convert_isic2017(src: str,
+                     out: str,
                      splits: Dict[str, str] = ISIC2017_SPLITS) -> Dict:
     """Copy ISIC 2017 images and write 0/1 masks in mmseg's layout.
 
@@ -95,20 +95,22 @@ def convert_isic2017(src: str, out: str,
         ann_out = osp.join(out, 'ann_dir', split)
         os.makedirs(img_out, exist_ok=True)
         os.makedirs(ann_out, exist_ok=True)
-        names = sorted(f for f in os.listdir(img_src)
-                       if f.endswith('.jpg') and not f.startswith('.'))
+        names = sorted(
+            f for f in os.listdir(img_src)
+            if f.endswith('.jpg') and not f.startswith('.'))
         for name in names:
             stem = name[:-len('.jpg')]
             mask = osp.join(ann_src, stem + MASK_SUFFIX)
             if not osp.lexists(mask):
                 raise ISICLayoutError(f'Image {osp.join(img_src, name)} has '
                                       f'no mask {mask}.')
-            write_bytes_atomically(osp.join(img_out, name),
-                                   read_image(osp.join(img_src, name), src))
+            write_bytes_atomically(
+                osp.join(img_out, name),
+                read_image(osp.join(img_src, name), src))
             png = io.BytesIO()
             Image.fromarray(binarize_mask(mask, src)).save(png, format='PNG')
-            write_bytes_atomically(osp.join(ann_out, stem + '.png'),
-                                   png.getvalue())
+            write_bytes_atomically(
+                osp.join(ann_out, stem + '.png'), png.getvalue())
         counts[split] = len(names)
     if not counts:
         raise ISICLayoutError(

@@ -98,8 +98,8 @@ class ResumableSampler(DefaultSampler):
                  seed: Optional[int] = None,
                  round_up: bool = True,
                  seed_samples: bool = True):
-        super().__init__(dataset, shuffle=shuffle, seed=seed,
-                         round_up=round_up)
+        super().__init__(
+            dataset, shuffle=shuffle, seed=seed, round_up=round_up)
         self.seed_samples = seed_samples
         self._skip = 0
 
@@ -116,8 +116,8 @@ class ResumableSampler(DefaultSampler):
         return iter(
             SeededIndex(
                 index,
-                sample_seed(self.seed, self.epoch,
-                            self.rank + (skip + k) * self.world_size))
+                sample_seed(self.seed, self.epoch, self.rank +
+                            (skip + k) * self.world_size))
             for k, index in enumerate(indices))
 
 
@@ -136,11 +136,11 @@ def find_loader(pipeline,
     return loader
 
 
-def check_files(paths: List[str],
-                check: Callable[[str], Optional[str]],
-                num_workers: int = 4,
-                progress: Optional[Callable[[], None]] = None
-                ) -> List[Optional[str]]:
+def check_files(
+        paths: List[str],
+        check: Callable[[str], Optional[str]],
+        num_workers: int = 4,
+        progress: Optional[Callable[[], None]] = None) -> List[Optional[str]]:
     """``check(path)`` for every path, in threads (Pillow decodes without
     the GIL); ``progress()`` is called once per file."""
 
@@ -165,8 +165,8 @@ class SkipBadImagesMixin:
     def __init__(self, *args, skip_bad_images: bool = False, **kwargs):
         self.skip_bad_images = bool(skip_bad_images)
         split = kwargs.get('split', getattr(self, 'split', None))
-        self.for_evaluation = bool(kwargs.get('test_mode', False)
-                                   or split in ('val', 'test'))
+        self.for_evaluation = bool(
+            kwargs.get('test_mode', False) or split in ('val', 'test'))
         #: Files left out when the set was built (evaluation sets).
         self.bad_images = {}
         super().__init__(*args, **kwargs)
@@ -194,12 +194,15 @@ class SkipBadImagesMixin:
             return data_list
         loader = find_loader(self.pipeline, self.data_root)
         paths = [info['img_path'] for info in data_list]
-        print_log(f'skip_bad_images: decoding the {len(paths)} images of '
-                  f'{type(self).__name__} once to leave out bad ones...',
-                  logger='current')
+        print_log(
+            f'skip_bad_images: decoding the {len(paths)} images of '
+            f'{type(self).__name__} once to leave out bad ones...',
+            logger='current')
         reasons = check_files(paths, loader.check)
         self.bad_images = {
-            p: r for p, r in zip(paths, reasons) if r is not None}
+            p: r
+            for p, r in zip(paths, reasons) if r is not None
+        }
         if self.bad_images:
             listing = '\n'.join(f'  {p}: {r}'
                                 for p, r in self.bad_images.items())
@@ -208,7 +211,8 @@ class SkipBadImagesMixin:
                 f'skip_bad_images: left {len(self.bad_images)} of '
                 f'{len(paths)} images out of {type(self).__name__} '
                 f'(evaluation is over the other {kept}):\n{listing}',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
         return [info for info, r in zip(data_list, reasons) if r is None]
 
     def __getitem__(self, idx):
@@ -225,13 +229,16 @@ class SkipBadImagesMixin:
                 data = super().__getitem__(index)
             except BadImageError as err:
                 skipped.append(err.path)
-                print_log(f'skip_bad_images: skipping {err.path} ({err.reason}'
-                          f'); the next readable sample takes its place.',
-                          logger='current', level=logging.WARNING)
+                print_log(
+                    f'skip_bad_images: skipping {err.path} ({err.reason}'
+                    f'); the next readable sample takes its place.',
+                    logger='current',
+                    level=logging.WARNING)
                 continue
             if skipped:
-                samples = (data.get('data_samples')
-                           if isinstance(data, dict) else None)
+                samples = (
+                    data.get('data_samples')
+                    if isinstance(data, dict) else None)
                 if hasattr(samples, 'set_metainfo'):
                     samples.set_metainfo({'skipped_bad_images': skipped})
             return data
@@ -244,4 +251,3 @@ class SkipBadImagesMixin:
 class RobustImageNet(SkipBadImagesMixin, ImageNet):
     """mmpretrain's ``ImageNet`` with ``skip_bad_images`` and per-sample
     seeded augmentation (see this module)."""
-

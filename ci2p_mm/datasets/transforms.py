@@ -30,8 +30,9 @@ from ci2p_mm.utils.image_files import (DEFAULT_MAX_FILE_BYTES,
                                        BadImageError, decode_image,
                                        load_image_file)
 
-__all__ = ['SafeLoadImageFromFile', 'LoadImageRGB', 'BadImageError',
-           'decode_image']
+__all__ = [
+    'SafeLoadImageFromFile', 'LoadImageRGB', 'BadImageError', 'decode_image'
+]
 
 
 @TRANSFORMS.register_module()
@@ -89,8 +90,7 @@ class SafeLoadImageFromFile(BaseTransform):
                  data_root: Optional[str] = None,
                  allow_symlinks_out_of_root: bool = False,
                  backend_args: Optional[dict] = None):
-        if len(background) != 3 or not all(0 <= c <= 255
-                                           for c in background):
+        if len(background) != 3 or not all(0 <= c <= 255 for c in background):
             raise ValueError(f'background must be an RGB triple in 0-255; '
                              f'got {background}')
         self.to_float32 = to_float32
@@ -121,9 +121,8 @@ class SafeLoadImageFromFile(BaseTransform):
                 'restore the file, or rewrite the annotation files so they '
                 'list only existing files') from None
         except Exception as err:
-            raise BadImageError(
-                path, f'cannot be read ({type(err).__name__})',
-                'check the path and its permissions') from None
+            raise BadImageError(path, f'cannot be read ({type(err).__name__})',
+                                'check the path and its permissions') from None
         if len(data) > self.max_file_bytes:
             raise BadImageError(
                 path, f'{len(data)} bytes, more than max_file_bytes='
@@ -205,5 +204,7 @@ class LoadImageRGB(SafeLoadImageFromFile):
             "The transform 'LoadImageRGB' is deprecated: it returns BGR, as "
             "mmcv's LoadImageFromFile does; write "
             "dict(type='SafeLoadImageFromFile', ...) instead (same "
-            "arguments).", FutureWarning, stacklevel=2)
+            "arguments).",
+            FutureWarning,
+            stacklevel=2)
         super().__init__(*args, **kwargs)

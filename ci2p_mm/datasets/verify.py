@@ -43,7 +43,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--workers',
         type=int,
-        default=min(8, os.cpu_count() or 1),
+        default=min(8,
+                    os.cpu_count() or 1),
         help='decoding threads')
     parser.add_argument(
         '--out', help='also write the bad files as "path<TAB>reason" here')
@@ -91,22 +92,32 @@ def main(argv=None) -> int:
         try:
             dataset = build_dataset(loader_cfg['dataset'])
         except Exception as err:
-            print(f'[{split}] cannot build the dataset: '
-                  f'{type(err).__name__}: {err}', file=sys.stderr)
+            print(
+                f'[{split}] cannot build the dataset: '
+                f'{type(err).__name__}: {err}',
+                file=sys.stderr)
             return 2
         loader = find_loader(dataset.pipeline,
                              getattr(dataset, 'data_root', None))
-        if not any(isinstance(t, SafeLoadImageFromFile)
-                   for t in getattr(dataset.pipeline, 'transforms', [])):
+        if not any(
+                isinstance(t, SafeLoadImageFromFile)
+                for t in getattr(dataset.pipeline, 'transforms', [])):
             print(f'[{split}] note: the pipeline does not decode with '
                   f'SafeLoadImageFromFile; checking with its defaults '
                   f'({loader!r}).')
-        paths = [dataset.get_data_info(i)['img_path']
-                 for i in range(len(dataset))]
-        with tqdm(total=len(paths), desc=f'[{split}] decoding',
-                  unit='img', file=sys.stderr) as bar:
-            reasons = check_files(paths, loader.check, args.workers,
-                                  progress=lambda: bar.update(1))
+        paths = [
+            dataset.get_data_info(i)['img_path'] for i in range(len(dataset))
+        ]
+        with tqdm(
+                total=len(paths),
+                desc=f'[{split}] decoding',
+                unit='img',
+                file=sys.stderr) as bar:
+            reasons = check_files(
+                paths,
+                loader.check,
+                args.workers,
+                progress=lambda: bar.update(1))
         bad = [(p, r) for p, r in zip(paths, reasons) if r is not None]
         for path, reason in bad:
             print(f'[{split}] BAD {path}: {reason}')
@@ -118,8 +129,8 @@ def main(argv=None) -> int:
         print(f'  {split:5s} {name}: {total} images, {num_bad} bad, '
               f'{total - num_bad} good')
     if args.out:
-        write_text_atomically(args.out, ''.join(f'{p}\t{r}\n'
-                                                for p, r in all_bad))
+        write_text_atomically(args.out,
+                              ''.join(f'{p}\t{r}\n' for p, r in all_bad))
         print(f'Bad files written to {args.out}.')
     if all_bad:
         print(f'{len(all_bad)} bad file(s). Replace or delete them and '
@@ -129,4 +140,3 @@ def main(argv=None) -> int:
         return 1
     print('All images decode.')
     return 0
-

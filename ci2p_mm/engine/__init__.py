@@ -17,11 +17,10 @@ allow_mmengine_checkpoints()
 __all__ = [
     'configure_launcher', 'close_distributed', 'configure_tta',
     'set_default_dataloader_cfg', 'add_runner_arguments', 'set_local_rank',
-    'set_work_dir',
-    'allow_mmengine_checkpoints', 'history_buffer_getattr', 'CheckpointError',
-    'read_checkpoint_file', 'load_checked_checkpoint', 'CI2PRunner',
-    'ResumableEpochBasedTrainLoop',
-    'NonFiniteLossHook', 'SafeCheckpointHook', 'SkippedImagesHook',
-    'CheckpointSaveError', 'StopSignals', 'WorkDirBusyError', 'WorkDirLock',
-    'compile_cfg_kwargs', 'compile_forward'
+    'set_work_dir', 'allow_mmengine_checkpoints', 'history_buffer_getattr',
+    'CheckpointError', 'read_checkpoint_file', 'load_checked_checkpoint',
+    'CI2PRunner', 'ResumableEpochBasedTrainLoop', 'NonFiniteLossHook',
+    'SafeCheckpointHook', 'SkippedImagesHook', 'CheckpointSaveError',
+    'StopSignals', 'WorkDirBusyError', 'WorkDirLock', 'compile_cfg_kwargs',
+    'compile_forward'
 ]

@@ -74,8 +74,9 @@ class SafeCheckpointHook(CheckpointHook):
             backend_args=self.backend_args,
             **self.args)
         if own and is_main_process():
-            replace_atomically(osp.join(self.out_dir, f'{filename}.tmp'),
-                               osp.join(self.out_dir, filename))
+            replace_atomically(
+                osp.join(self.out_dir, f'{filename}.tmp'),
+                osp.join(self.out_dir, filename))
 
     def _point_to(self, runner, path: str) -> None:
         if is_main_process():
@@ -115,7 +116,10 @@ class SafeCheckpointHook(CheckpointHook):
                 self._remove(path)
             self._mid_epoch_ckpts = []
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
         if not (self.by_epoch and self.iter_interval):
@@ -126,7 +130,9 @@ class SafeCheckpointHook(CheckpointHook):
             return  # the epoch checkpoint follows right away
         self.save_mid_epoch(runner, batch_idx)
 
-    def save_mid_epoch(self, runner, batch_idx: int,
+    def save_mid_epoch(self,
+                       runner,
+                       batch_idx: int,
                        step: Optional[int] = None) -> str:
         """Save ``iter_{step}.pth`` after batch ``batch_idx``; return its
         path. ``step`` (iterations done) defaults to ``runner.iter + 1``, as
@@ -142,8 +148,11 @@ class SafeCheckpointHook(CheckpointHook):
         runner.logger.info(f'Saving a mid-epoch checkpoint at iteration '
                            f'{step} (epoch {runner.epoch + 1}, batch '
                            f'{batch_idx + 1}/{len(runner.train_dataloader)})')
-        self._write(runner, filename, dict(epoch=runner.epoch, iter=step),
-                    by_epoch=False)
+        self._write(
+            runner,
+            filename,
+            dict(epoch=runner.epoch, iter=step),
+            by_epoch=False)
         self._point_to(runner, path)
         for old in self._mid_epoch_ckpts:
             if old != path:
@@ -161,9 +170,10 @@ def non_finite_tensors(named_tensors) -> List[str]:
 
     One fused max-abs reduction over all of them and one sync: cheap
     enough to run after every training iteration."""
-    named = [(name, t.detach()) for name, t in named_tensors
-             if isinstance(t, torch.Tensor) and t.is_floating_point()
-             and t.numel()]
+    named = [
+        (name, t.detach()) for name, t in named_tensors
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel()
+    ]
     if not named:
         return []
     total = torch.nn.utils.get_total_norm([t for _, t in named],
@@ -216,7 +226,10 @@ class NonFiniteLossHook(Hook):
         return (f'iteration {runner.iter + 1} (epoch {runner.epoch + 1}, '
                 f'batch {batch_idx + 1} of {len(runner.train_dataloader)})')
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         self._last_batch = data_batch
         losses = {}
@@ -225,8 +238,11 @@ class NonFiniteLossHook(Hook):
                 continue
             losses[key] = value.detach().float().mean().item() if isinstance(
                 value, torch.Tensor) else value
-        bad = {k: v for k, v in losses.items()
-               if isinstance(v, (int, float)) and not math.isfinite(v)}
+        bad = {
+            k: v
+            for k, v in losses.items()
+            if isinstance(v, (int, float)) and not math.isfinite(v)
+        }
         if bad:
             values = ', '.join(f'{k}={v}' for k, v in bad.items())
             raise NonFiniteLossError(
@@ -249,8 +265,8 @@ class NonFiniteLossHook(Hook):
         self._probe(runner, 'the end of epoch {}'.format(runner.epoch + 1))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        weights = non_finite_tensors(
-            (checkpoint.get('state_dict') or {}).items())
+        weights = non_finite_tensors((checkpoint.get('state_dict')
+                                      or {}).items())
         if weights:
             raise NonFiniteLossError(
                 f'Refusing to save a checkpoint at iteration {runner.iter} '
@@ -330,7 +346,10 @@ class SkippedImagesHook(Hook):
     def before_train_epoch(self, runner) -> None:
         self._files = []
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         samples = data_batch.get('data_samples') if isinstance(
             data_batch, dict) else None

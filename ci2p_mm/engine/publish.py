@@ -44,7 +44,8 @@ DROPPED = ('optimizer', 'param_schedulers', 'hook_msgs', 'message_hub')
 DROPPED_META = ('ci2p_rng', )
 
 
-def publish_config_as_data(meta: dict, in_file: str,
+def publish_config_as_data(meta: dict,
+                           in_file: str,
                            report: Callable[[str], None] = print) -> None:
     """Rewrite ``meta['cfg']`` and ``meta['config']`` in place as text
     that executes nothing but literals (see this module's docstring);
@@ -93,10 +94,16 @@ def publish_checkpoint(in_file: str,
             raise CheckpointError(f'{in_file} has no "ema_state_dict" for '
                                   f'--no-ema.')
         checkpoint['state_dict'] = checkpoint.pop('ema_state_dict')
-    published = {k: v for k, v in checkpoint.items()
-                 if k not in DROPPED and k != 'ema_state_dict'}
-    meta = {k: v for k, v in (checkpoint.get('meta') or {}).items()
-            if k not in DROPPED_META}
+    published = {
+        k: v
+        for k, v in checkpoint.items()
+        if k not in DROPPED and k != 'ema_state_dict'
+    }
+    meta = {
+        k: v
+        for k, v in (checkpoint.get('meta') or {}).items()
+        if k not in DROPPED_META
+    }
     meta.setdefault('mmpretrain_version', mmpretrain.__version__)
     if dataset_type is not None:
         meta['dataset_meta'] = dict(
@@ -150,8 +157,11 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     """``tools/model_converters/publish_model.py``."""
     args = parse_args(argv)
-    final = publish_checkpoint(args.in_file, args.out_file, args.no_ema,
-                               args.dataset_type,
-                               keep_config=not args.no_config)
+    final = publish_checkpoint(
+        args.in_file,
+        args.out_file,
+        args.no_ema,
+        args.dataset_type,
+        keep_config=not args.no_config)
     print(f'Published {final}')
     return 0

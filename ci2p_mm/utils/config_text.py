@@ -45,8 +45,7 @@ def _value(node: ast.AST) -> Any:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op,
                                                     (ast.USub, ast.UAdd)):
         operand = _value(node.operand)
-        if isinstance(operand, (int, float)) and not isinstance(
-                operand, bool):
+        if isinstance(operand, (int, float)) and not isinstance(operand, bool):
             return -operand if isinstance(node.op, ast.USub) else operand
     return UNREADABLE
 
@@ -54,8 +53,8 @@ def _value(node: ast.AST) -> Any:
 def _is_dict_call(node: ast.AST) -> bool:
     return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
             and node.func.id == 'dict' and len(node.args) <= 1
-            and all(isinstance(a, ast.Dict) for a in node.args)
-            and all(k.arg for k in node.keywords))
+            and all(isinstance(a, ast.Dict)
+                    for a in node.args) and all(k.arg for k in node.keywords))
 
 
 def read_config_text(text: str) -> Dict[str, Any]:
@@ -87,8 +86,7 @@ class ConfigTextError(ValueError):
 
 def _non_literal(node: ast.AST):
     """The first sub-node that :func:`read_config_text` cannot read."""
-    if _value(node) is not UNREADABLE and not _holds_unreadable(
-            _value(node)):
+    if _value(node) is not UNREADABLE and not _holds_unreadable(_value(node)):
         return None
     children = []
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
@@ -108,8 +106,9 @@ def _holds_unreadable(value) -> bool:
     if value is UNREADABLE:
         return True
     if isinstance(value, dict):
-        return any(_holds_unreadable(k) or _holds_unreadable(v)
-                   for k, v in value.items())
+        return any(
+            _holds_unreadable(k) or _holds_unreadable(v)
+            for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return any(_holds_unreadable(v) for v in value)
     if isinstance(value, float) and value != value:
@@ -125,8 +124,10 @@ def _literal(value, indent: int = 0) -> str:
     if not isinstance(value, (dict, list, tuple)):
         return repr(value)
     if isinstance(value, dict):
-        items = [f'{_literal(k)}: {_literal(v, indent + 4)}'
-                 for k, v in value.items()]
+        items = [
+            f'{_literal(k)}: {_literal(v, indent + 4)}'
+            for k, v in value.items()
+        ]
         opening, closing = '{', '}'
     else:
         items = [_literal(v, indent + 4) for v in value]
@@ -176,9 +177,8 @@ def data_only_config_text(text: str) -> Tuple[str, List[str]]:
         return segment if len(segment) <= 60 else segment[:57] + '...'
 
     for statement in tree.body:
-        if not (isinstance(statement, ast.Assign)
-                and len(statement.targets) == 1
-                and isinstance(statement.targets[0], ast.Name)):
+        if not (isinstance(statement, ast.Assign) and len(statement.targets)
+                == 1 and isinstance(statement.targets[0], ast.Name)):
             notes.append(f'line {statement.lineno}: dropped `'
                          f'{shown(statement)}` (code, not a `name = value` '
                          f'assignment)')
@@ -216,8 +216,7 @@ def _trusted_imports(value):
     if not isinstance(imports, list) or not all(
             isinstance(i, str) for i in imports):
         return None, [value]
-    kept = [i for i in imports
-            if i.split('.')[0] in TRUSTED_IMPORT_PACKAGES]
+    kept = [i for i in imports if i.split('.')[0] in TRUSTED_IMPORT_PACKAGES]
     dropped = [i for i in imports if i not in kept]
     if not kept:
         return None, dropped

@@ -115,6 +115,7 @@ class BadImageError(UserError, ValueError):
 
 # ---- reading ------------------------------------------------------------
 
+
 def _kind(mode: int) -> str:
     if stat.S_ISFIFO(mode):
         return 'a named pipe (FIFO)'
@@ -169,27 +170,31 @@ def read_image_file(path: str,
                 'replace the link by the image it should be, or, if you '
                 'trust every link in this data set, set '
                 'allow_symlinks_out_of_root=True on the image loader')
-    flags = (os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW
-             | getattr(os, 'O_CLOEXEC', 0))
+    flags = (
+        os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW
+        | getattr(os, 'O_CLOEXEC', 0))
     try:
         fd = os.open(target, flags)
     except OSError as err:
         if err.errno == errno.ENOENT:
-            raise BadImageError(path, f'file not found{via}',
-                                'restore the file or the link target, or '
-                                'rewrite the annotation files') from None
+            raise BadImageError(
+                path, f'file not found{via}',
+                'restore the file or the link target, or '
+                'rewrite the annotation files') from None
         if err.errno == errno.ELOOP:  # replaced by a link since the lstat
-            raise BadImageError(path, 'changed into a symbolic link while '
-                                'being opened', _FIX_NOT_A_FILE) from None
+            raise BadImageError(
+                path, 'changed into a symbolic link while '
+                'being opened', _FIX_NOT_A_FILE) from None
         raise BadImageError(path, f'cannot be opened{via} ({err.strerror})',
                             'check the path and its permissions') from None
     with os.fdopen(fd, 'rb') as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
-            fix = ('fix the annotation file' if stat.S_ISDIR(info.st_mode)
-                   else _FIX_NOT_A_FILE)
-            raise BadImageError(path, f'{_kind(info.st_mode)}, not a '
-                                f'regular file{via}; not read', fix)
+            fix = ('fix the annotation file'
+                   if stat.S_ISDIR(info.st_mode) else _FIX_NOT_A_FILE)
+            raise BadImageError(
+                path, f'{_kind(info.st_mode)}, not a '
+                f'regular file{via}; not read', fix)
         too_big = (f'more than max_file_bytes={max_file_bytes} (the cap on '
                    f'one image file); not read')
         fix_big = ('re-encode or downscale it, or raise max_file_bytes of '
@@ -209,6 +214,7 @@ def read_image_file(path: str,
 
 
 # ---- decoding -----------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=None)
 def _registered_allowed_formats() -> Tuple[str, ...]:
@@ -268,8 +274,13 @@ def _has_alpha(img: Image.Image) -> bool:
             or (img.mode == 'P' and 'transparency' in img.info))
 
 
-def to_rgb(img: Image.Image, path: str,
-           background: Sequence[int] = (255, 255, 255)) -> np.ndarray:
+#: Transparent pixels are composited on white unless told otherwise.
+WHITE = (255, 255, 255)
+
+
+def to_rgb(img: Image.Image,
+           path: str,
+           background: Sequence[int] = WHITE) -> np.ndarray:
     """A decoded Pillow image as ``uint8`` RGB ``[H, W, 3]``."""
     mode = img.mode
     if _has_alpha(img):
@@ -296,8 +307,8 @@ def open_image(data: bytes, path: str) -> Image.Image:
     if not data:
         raise BadImageError(path, 'empty file (0 bytes)')
     try:
-        return Image.open(io.BytesIO(data),
-                          formats=list(_registered_allowed_formats()))
+        return Image.open(
+            io.BytesIO(data), formats=list(_registered_allowed_formats()))
     except UnidentifiedImageError:
         raise BadImageError(path, _not_an_image(data)) from None
     except (Image.DecompressionBombError,
@@ -308,8 +319,8 @@ def open_image(data: bytes, path: str) -> Image.Image:
         ) from None
     except Exception as err:
         raise BadImageError(
-            path, f'truncated or corrupt header ({type(err).__name__})'
-        ) from None
+            path,
+            f'truncated or corrupt header ({type(err).__name__})') from None
 
 
 def decode_image(data: bytes,

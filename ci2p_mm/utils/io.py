@@ -109,9 +109,9 @@ MAX_INFLATED_BYTES = 256 * 2**20
 _DEFLATE_MAX_RATIO = 1032
 
 
-def oversized_record(path: str,
-                     max_inflated_bytes: int = MAX_INFLATED_BYTES
-                     ) -> Optional[str]:
+def oversized_record(
+        path: str,
+        max_inflated_bytes: int = MAX_INFLATED_BYTES) -> Optional[str]:
     """Why a torch zip file's records declare more bytes than it can hold,
     or None: read from its central directory alone, before any record is
     decompressed or allocated.
@@ -171,9 +171,10 @@ def unreadable_message(what: str, err: Exception) -> str:
                 f'switches safe loading off. If you trust the file, re-save '
                 f'only its tensors in a trusted environment, e.g. '
                 f'torch.save({{"state_dict": ckpt["state_dict"]}}, new_file).')
-    return (f'{what} cannot be read ({type(err).__name__}: '
-            f'{text.splitlines()[0] if text else ""}). Is it truncated (copied '
-            f'or killed while being written) or not a PyTorch file?')
+    return (
+        f'{what} cannot be read ({type(err).__name__}: '
+        f'{text.splitlines()[0] if text else ""}). Is it truncated (copied '
+        f'or killed while being written) or not a PyTorch file?')
 
 
 def load_torch_file(path: str,

@@ -14,9 +14,11 @@ test_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
-    batch_size=32, num_workers=0,
+    batch_size=32,
+    num_workers=0,
     dataset=dict(data_root='demo_runs/toy_animals10', pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=32, num_workers=0,
+    batch_size=32,
+    num_workers=0,
     dataset=dict(data_root='demo_runs/toy_animals10', pipeline=test_pipeline))
 test_dataloader = val_dataloader
