@@ -5,33 +5,34 @@
 _base_ = ['./ci2p-vit-b_1xb128-adam-300e_animals10-latents.py']
 
 model = dict(
-    backbone=dict(arch='deit-t', img_size=128),
-    head=dict(in_channels=192))
+    backbone=dict(arch='deit-t', img_size=128), head=dict(in_channels=192))
 
 train_pipeline = [
-    dict(type='LoadImageRGB'),
+    dict(type='SafeLoadImageFromFile'),
     dict(type='Resize', scale=(128, 128)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageRGB'),
+    dict(type='SafeLoadImageFromFile'),
     dict(type='Resize', scale=(128, 128)),
     dict(type='PackInputs'),
 ]
 latent_store = 'latents/bmshj2018-factorized-q5-128'
 train_dataloader = dict(
-    batch_size=32, num_workers=0,
+    batch_size=32,
+    num_workers=0,
     dataset=dict(
         store=latent_store,
-        source=dict(data_root='demo_runs/toy_animals10',
-                    pipeline=train_pipeline)))
+        source=dict(
+            data_root='demo_runs/toy_animals10', pipeline=train_pipeline)))
 val_dataloader = dict(
-    batch_size=32, num_workers=0,
+    batch_size=32,
+    num_workers=0,
     dataset=dict(
         store=latent_store,
-        source=dict(data_root='demo_runs/toy_animals10',
-                    pipeline=test_pipeline)))
+        source=dict(
+            data_root='demo_runs/toy_animals10', pipeline=test_pipeline)))
 test_dataloader = val_dataloader
 
 train_cfg = dict(max_epochs=12)
