@@ -26,6 +26,7 @@ import torch.nn as nn
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import (_load_checkpoint,
                                         _load_checkpoint_to_model)
+from numpy.core import multiarray  # numpy<2 (compressai pins it)
 
 from ci2p_mm.codec import canonical_codec_name
 from ci2p_mm.models import CI2PEncoder
@@ -50,7 +51,6 @@ def history_buffer_getattr(obj, name):
 
 
 def _numpy_globals():
-    from numpy.core import multiarray  # numpy<2 (compressai pins it)
     types = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
     # numpy >= 1.25 pickles dtypes by their class (numpy.dtypes.Float64DType)
     dtypes = getattr(np, 'dtypes', None)
