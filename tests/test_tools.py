@@ -72,6 +72,20 @@ def test_missing_data_says_where_it_looked_and_how_to_prepare(tmp_path):
     message = str(info.value)
     assert osp.join('nowhere', 'meta', 'train.txt') in message
     assert 'prepare_animals10.py' in message and 'kaggle' in message
+    assert 'train_dataloader.dataset.data_root=DIR' in message
+
+
+def test_missing_data_under_a_latents_config_names_its_key(tmp_path):
+    """A latents config sets the images' root on its LatentDataset's
+    source: the advice names that key, not the image config's."""
+    from ci2p_mm.datasets import DatasetNotPreparedError
+    from ci2p_mm.latents import LatentDataset
+    with pytest.raises(DatasetNotPreparedError) as info:
+        LatentDataset(source=dict(type='Animals10', split='train',
+                                  data_root=str(tmp_path / 'nowhere')),
+                      store='latents/s')
+    assert ('--cfg-options train_dataloader.dataset.source.data_root=DIR'
+            in str(info.value))
 
 
 @pytest.fixture(scope='module')

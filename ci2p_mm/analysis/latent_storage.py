@@ -156,7 +156,7 @@ def format_table(rows, image_rate, args):
                      f'{r["latent_rel_rms"]:>16.2e}{r["token_rel_rms"]:>15.2e}'
                      f'{r["token_max_abs"]:>15.2e}{r["clipped"]:>9d}')
     lines.append(
-        f'images (LoadImageRGB + Resize, no store): {image_rate:.0f} img/s '
+        f'images (SafeLoadImageFromFile + Resize, no store): {image_rate:.0f} img/s '
         f'loading. {args.img_size}x{args.img_size}; KiB/image with both '
         f'views (image + flip); encode img/s includes reading the JPEGs and '
         f'both views; token error vs the float32 encoder through the same '

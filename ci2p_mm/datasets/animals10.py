@@ -41,13 +41,19 @@ ITALIAN_TO_ENGLISH = OrderedDict([('cane', 'dog'), ('cavallo', 'horse'),
                                   ('ragno', 'spider'),
                                   ('scoiattolo', 'squirrel')])
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
-HOW_TO_PREPARE = (
+HOW_TO_DOWNLOAD = (
     'Download the Kaggle data set "alessiocorrado99/animals10" (e.g. '
     '`kaggle datasets download -d alessiocorrado99/animals10`), unzip it, '
     'then run `python tools/dataset_converters/prepare_animals10.py '
-    'PATH/raw-img data/animals10`; or point the config elsewhere with '
-    '--cfg-options train_dataloader.dataset.data_root=DIR (same for '
-    'val_dataloader and test_dataloader).')
+    'PATH/raw-img data/animals10`')
+
+
+def how_to_prepare(data_root_key: str = 'dataset.data_root') -> str:
+    """What to do when the data are missing; ``data_root_key`` is where the
+    config sets this dataset's ``data_root`` under ``<split>_dataloader``."""
+    return (f'{HOW_TO_DOWNLOAD}; or point the config elsewhere with '
+            f'--cfg-options train_dataloader.{data_root_key}=DIR (same for '
+            f'val_dataloader and test_dataloader).')
 
 
 @DATASETS.register_module()
@@ -85,13 +91,29 @@ class Animals10(SkipBadImagesMixin, CustomDataset):
         if not osp.exists(self.ann_file):
             raise DatasetNotPreparedError(
                 f'Animals-10 {self.split} annotations not found: looked for '
-                f'{osp.abspath(self.ann_file)}. {HOW_TO_PREPARE}')
+                f'{osp.abspath(self.ann_file)}.')
         # SkipBadImagesMixin reads it strictly (file and line on errors).
         return super().load_data_list()
 
 
 class DatasetNotPreparedError(UserError, FileNotFoundError):
-    """The annotation files or the downloaded folders are missing."""
+    """The annotation files or the downloaded folders are missing.
+
+    The message ends with what to do, naming the config key that sets the
+    data root: ``data_root_key`` under ``<split>_dataloader`` (a dataset
+    that wraps this one, like ``LatentDataset``'s ``source``, changes it).
+    """
+
+    def __init__(self, problem: str,
+                 data_root_key: Optional[str] = 'dataset.data_root'):
+        super().__init__(problem)
+        self.problem = problem
+        self.data_root_key = data_root_key
+
+    def __str__(self) -> str:
+        if self.data_root_key is None:  # no config involved: prepare tool
+            return f'{self.problem} {HOW_TO_DOWNLOAD}.'
+        return f'{self.problem} {how_to_prepare(self.data_root_key)}'
 
 
 def find_images(
@@ -104,14 +126,16 @@ def find_images(
     if not osp.isdir(raw_dir):
         raise DatasetNotPreparedError(
             f'{raw_dir} is not a folder. Pass the Kaggle "raw-img" folder '
-            f'(it holds {", ".join(ITALIAN_TO_ENGLISH)}).')
+            f'(it holds {", ".join(ITALIAN_TO_ENGLISH)}).',
+            data_root_key=None)
     missing = [
         c for c in ITALIAN_TO_ENGLISH if not osp.isdir(osp.join(raw_dir, c))
     ]
     if missing:
         raise DatasetNotPreparedError(
             f'{raw_dir} lacks the class folders {missing}. Pass the Kaggle '
-            f'"raw-img" folder. {HOW_TO_PREPARE}')
+            f'"raw-img" folder.',
+            data_root_key=None)
     images, skipped, unusable = {}, [], {}
     for folder in ITALIAN_TO_ENGLISH:
         class_dir = osp.join(raw_dir, folder)

@@ -10,7 +10,8 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS, TRANSFORMS
 
-from ci2p_mm.datasets import BadImageError, SkipBadImagesMixin
+from ci2p_mm.datasets import (BadImageError, DatasetNotPreparedError,
+                              SkipBadImagesMixin)
 from .store import LatentStore, LatentStoreError, split_key
 
 #: How ``LatentDataset`` compares the images with what was encoded.
@@ -85,7 +86,12 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
         source = dict(source)
         self.source_cfg = source
         self.split = split_key(source)
-        self.source_dataset = build_source_dataset(source, pipeline=[])
+        try:
+            self.source_dataset = build_source_dataset(source, pipeline=[])
+        except DatasetNotPreparedError as err:
+            # Here the images' data_root is the source's: say that key.
+            err.data_root_key = 'dataset.source.data_root'
+            raise
         data_root = self.source_dataset.data_root or ''
         self.store = LatentStore(
             store if osp.isabs(store) else osp.join(data_root, store))
