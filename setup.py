@@ -2,7 +2,6 @@
 import os
 import os.path as osp
 import shutil
-
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
@@ -25,8 +24,8 @@ class BuildWithConfigs(build_py):
                 shutil.rmtree(target)
             os.makedirs(mim, exist_ok=True)
             if osp.isdir(name):
-                shutil.copytree(name, target,
-                                ignore=shutil.ignore_patterns('__pycache__'))
+                shutil.copytree(
+                    name, target, ignore=shutil.ignore_patterns('__pycache__'))
             else:
                 shutil.copy(name, target)
 
@@ -43,7 +42,8 @@ setup(
     version=read_version(),
     description='CI2P-ViT: Vision Transformers on learned-codec patches, as '
     'an OpenMMLab (mmpretrain) plugin',
-    long_description=open('README.md').read() if osp.exists('README.md') else '',
+    long_description=open('README.md').read()
+    if osp.exists('README.md') else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['ci2p_mm', 'ci2p_mm.*']),
     cmdclass={'build_py': BuildWithConfigs},
@@ -53,7 +53,7 @@ setup(
     # mmpose) and mmcv-lite both provide the `mmcv` module, and installing
     # one over the other breaks it. Choose with the extras below.
     install_requires=[
-        'torch>=2.0',
+        'torch>=2.1',  # scaled_dot_product_attention(scale=) in CvT
         'torchvision',
         'mmengine>=0.10.0,<0.11',
         'mmpretrain>=1.2.0,<1.3',
@@ -69,6 +69,20 @@ setup(
     extras_require={
         # mmcv without compiled ops: enough for classification.
         'lite': ['mmcv-lite>=2.0.0,<2.2.0'],
-        'tests': ['pytest'],
+        # transformers: the reference CvtForImageClassification that
+        # tests/test_converters.py checks the CvT converter against (5.x
+        # keeps this stack's numpy<2, torch and huggingface_hub; 5.24.0
+        # tested).
+        'tests': ['pytest', 'transformers>=5.0,<6'],
+        # tools/misc/lint.sh and .pre-commit-config.yaml pin the same.
+        'lint': ['flake8==7.1.1', 'isort==5.13.2', 'yapf==0.40.2'],
+        # ONNX export and onnxruntime checks (tools/deployment/). Resolved
+        # together with numpy<2 above, pip picks ml_dtypes 0.5.x, the last
+        # that runs on numpy 1.x; `pip install onnx onnxruntime` alone would
+        # upgrade numpy to 2.x and break CompressAI's import.
+        # onnxscript: torch.onnx's dynamo exporter (--exporter dynamo); 0.6
+        # has the API of torch >= 2.11, onnxruntime 1.18 reads the IR
+        # version 10 files that exporter writes.
+        'deploy': ['onnx>=1.17', 'onnxruntime>=1.18', 'onnxscript>=0.6'],
     },
 )

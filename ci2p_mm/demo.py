@@ -50,8 +50,10 @@ MODELS = (
     ('ViT/16', 'configs/demo/vit_tiny_toy.py'),
 )
 #: The image config that evaluates a latent config's checkpoint.
-IMAGE_CONFIG = {'configs/demo/ci2p_vit_tiny_toy_latents.py':
-                'configs/demo/ci2p_vit_tiny_toy.py'}
+IMAGE_CONFIG = {
+    'configs/demo/ci2p_vit_tiny_toy_latents.py':
+    'configs/demo/ci2p_vit_tiny_toy.py'
+}
 STEPS = 6
 IMG_SIZE = 128  # what the demo configs' pipelines resize to
 PAPER_MODELS = (
@@ -63,18 +65,24 @@ PAPER_SIZE = 256
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--work-dir', default='demo_runs',
-                        help='where data, checkpoints and logs go')
+    parser.add_argument(
+        '--work-dir',
+        default='demo_runs',
+        help='where data, checkpoints and logs go')
     parser.add_argument('--epochs', type=int, default=12)
     parser.add_argument('--images-per-class', type=int, default=30)
     parser.add_argument(
-        '--codec-weights', default='auto',
+        '--codec-weights',
+        default='auto',
         help="'auto': CompressAI's q5 weights (cached, or downloaded), else "
         "train a codec here; 'zoo': CompressAI's weights or fail; 'train': "
         'always train (no download attempt); or a path to a codec '
         'checkpoint')
-    parser.add_argument('--codec-iters', type=int, default=None,
-                        help='codec training iterations (default: --quick)')
+    parser.add_argument(
+        '--codec-iters',
+        type=int,
+        default=None,
+        help='codec training iterations (default: --quick)')
     return parser.parse_args(argv)
 
 
@@ -83,8 +91,12 @@ def run(cmd, log_path, show=('Epoch(', 'accuracy/top1', 'it/s', 'PSNR')):
     print('  $ ' + ' '.join(cmd), flush=True)
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(
-            [sys.executable] + cmd, cwd=REPO, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1)
+            [sys.executable] + cmd,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1)
         for line in proc.stdout:
             log.write(line)
             if any(key in line for key in show):
@@ -122,8 +134,9 @@ def codec_weights(args, raw_dir, logs):
         if cached_zoo_weights():
             return True, ("CompressAI's published q5 weights (torch.hub "
                           f'cache: {cached_zoo_weights()})')
-        print("  downloading CompressAI's q5 weights through its zoo ...",
-              flush=True)
+        print(
+            "  downloading CompressAI's q5 weights through its zoo ...",
+            flush=True)
         failure = fetch_zoo_weights()
         if failure is None:
             return True, ("CompressAI's published q5 weights (downloaded to "
@@ -134,8 +147,10 @@ def codec_weights(args, raw_dir, logs):
     elif choice != 'train':
         return osp.abspath(choice), f'the codec checkpoint {choice}'
     work = osp.join(args.work_dir, 'codec')
-    cmd = ['tools/train_codec.py', raw_dir, '--work-dir', work, '--quick',
-           '--no-progress']
+    cmd = [
+        'tools/train_codec.py', raw_dir, '--work-dir', work, '--quick',
+        '--no-progress'
+    ]
     if args.codec_iters:
         cmd += ['--iters', str(args.codec_iters)]
     print('  No CompressAI weights: training a codec on the toy images with '
@@ -151,8 +166,8 @@ def config_flops(config, size):
     """FLOPs and params of a config's model at ``size`` x ``size``."""
     # no_pretrained: FLOPs do not depend on the codec weights
     cfg = load_model_config(osp.join(REPO, config), no_pretrained=True)
-    counted = model_flops(MODEL_REGISTRY.build(cfg.model), (size, size),
-                          by_module=True)
+    counted = model_flops(
+        MODEL_REGISTRY.build(cfg.model), (size, size), by_module=True)
     by_module = counted.pop('by_module')
     counted['encoder_flops'] = next(
         (flops for name, flops in by_module.items()
@@ -162,16 +177,20 @@ def config_flops(config, size):
 
 def paper_size_flops():
     """FLOPs of the paper's ViT-B/16 and CI2P-ViT-B at 256x256."""
-    return {name: config_flops(config, PAPER_SIZE)['flops']
-            for name, config in PAPER_MODELS}
+    return {
+        name: config_flops(config, PAPER_SIZE)['flops']
+        for name, config in PAPER_MODELS
+    }
 
 
 def data_settings(config, data_root, epochs, pretrained):
     """Settings pointing a demo config at the toy data and codec."""
     latent = config in IMAGE_CONFIG
     field = 'dataset.source.data_root' if latent else 'dataset.data_root'
-    settings = {f'{split}_dataloader.{field}': data_root
-                for split in ('train', 'val', 'test')}
+    settings = {
+        f'{split}_dataloader.{field}': data_root
+        for split in ('train', 'val', 'test')
+    }
     settings['train_cfg.max_epochs'] = epochs
     if 'ci2p' in config:
         settings['model.backbone.patch_cfg.pretrained'] = pretrained
@@ -180,8 +199,10 @@ def data_settings(config, data_root, epochs, pretrained):
 
 def as_cfg_options(settings):
     """``--cfg-options`` arguments of :func:`data_settings`."""
-    return [f'{key}={value!r}' if isinstance(value, str) else
-            f'{key}={value}' for key, value in settings.items()]
+    return [
+        f'{key}={value!r}' if isinstance(value, str) else f'{key}={value}'
+        for key, value in settings.items()
+    ]
 
 
 def train_and_test(name, config, args, data_root, pretrained, logs):
@@ -194,14 +215,16 @@ def train_and_test(name, config, args, data_root, pretrained, logs):
     if config in IMAGE_CONFIG:
         tic = time.time()
         print(f'  encoding the images once: ci2p_mm.latents.encode({config})')
-        encode(read_config(osp.join(REPO, config), settings),
-               num_workers=0, progress=False)
+        encode(
+            read_config(osp.join(REPO, config), settings),
+            num_workers=0,
+            progress=False)
         result['encode_time'] = time.time() - tic
         print(f'  encoded once in {result["encode_time"]:.1f} s; every '
               f'epoch now skips the encoder')
     tic = time.time()
-    run(['tools/train.py', config, '--work-dir', work, '--cfg-options'] +
-        opts, osp.join(logs, f'train_{osp.basename(work)}.log'))
+    run(['tools/train.py', config, '--work-dir', work, '--cfg-options'] + opts,
+        osp.join(logs, f'train_{osp.basename(work)}.log'))
     result['train_time'] = time.time() - tic
     with open(osp.join(work, 'last_checkpoint')) as f:
         result['checkpoint'] = f.read().strip()
@@ -209,10 +232,11 @@ def train_and_test(name, config, args, data_root, pretrained, logs):
     if test_config != config:
         print(f'  testing its checkpoint on images with {test_config}')
     metrics_file = osp.join(work, 'test_metrics.pkl')
-    run(['tools/test.py', test_config, result['checkpoint'], '--work-dir',
-         work, '--out', metrics_file, '--out-item', 'metrics',
-         '--cfg-options'] + as_cfg_options(data_settings(
-             test_config, data_root, args.epochs, pretrained)),
+    run([
+        'tools/test.py', test_config, result['checkpoint'], '--work-dir', work,
+        '--out', metrics_file, '--out-item', 'metrics', '--cfg-options'
+    ] + as_cfg_options(
+        data_settings(test_config, data_root, args.epochs, pretrained)),
         osp.join(logs, f'test_{osp.basename(work)}.log'))
     with open(metrics_file, 'rb') as f:
         result['top1'] = pickle.load(f)['accuracy/top1']
@@ -226,8 +250,7 @@ def print_table(results, epochs):
               f'{"vs ViT":>8}')
     print(header + '\n' + '-' * len(header))
     for name, r in results.items():
-        once = ('-' if r['encode_time'] is None else
-                f'{r["encode_time"]:.1f}')
+        once = ('-' if r['encode_time'] is None else f'{r["encode_time"]:.1f}')
         print(f'{name:<14}{r["top1"]:>8.2f}{r["flops"] / 1e9:>8.3f}'
               f'{r["flops"] / base["flops"]:>7.2f}x'
               f'{r["params"] / 1e6:>9.2f}{once:>14}'
@@ -249,8 +272,12 @@ def main(argv=None) -> int:
 
     print(f'[1/{STEPS}] Toy Animals-10: writing images and the split')
     raw_dir = make_toy_animals10(data_root, args.images_per_class, IMG_SIZE)
-    run(['tools/dataset_converters/prepare_animals10.py', raw_dir, data_root,
-         '--seed', '0'], osp.join(logs, 'prepare.log'), show=('total', ))
+    run([
+        'tools/dataset_converters/prepare_animals10.py', raw_dir, data_root,
+        '--seed', '0'
+    ],
+        osp.join(logs, 'prepare.log'),
+        show=('total', ))
 
     print(f'[2/{STEPS}] Codec weights')
     pretrained, codec_note = codec_weights(args, raw_dir, logs)
@@ -272,7 +299,8 @@ def main(argv=None) -> int:
     plot = osp.join(args.work_dir, 'curves.png')
     run(['tools/analysis_tools/plot_curves.py'] +
         [r['work_dir'] for r in results.values()] + ['--labels'] +
-        list(results) + ['--out', plot], osp.join(logs, 'plot.log'),
+        list(results) + ['--out', plot],
+        osp.join(logs, 'plot.log'),
         show=('Wrote', ))
 
     print(f'\nToy Animals-10, {IMG_SIZE}x{IMG_SIZE}, '
@@ -290,10 +318,15 @@ def main(argv=None) -> int:
           'FLOPs and speed tables for the ViT-B scale.')
     summary = osp.join(args.work_dir, 'demo_results.json')
     with open(summary, 'w') as f:
-        json.dump(dict(codec=codec_note, img_size=IMG_SIZE,
-                       epochs=args.epochs, results=results,
-                       paper_size_flops=paper), f, indent=2)
+        json.dump(
+            dict(
+                codec=codec_note,
+                img_size=IMG_SIZE,
+                epochs=args.epochs,
+                results=results,
+                paper_size_flops=paper),
+            f,
+            indent=2)
     print(f'\nCurves: {plot}\nResults: {summary}\n'
           f'Total wall time: {time.time() - start:.0f} s')
     return 0
-

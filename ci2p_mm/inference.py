@@ -1,15 +1,48 @@
 """Classifying one image file with mmpretrain's inferencer
 (``demo/image_demo.py``).
 
-The file is decoded by :class:`~ci2p_mm.datasets.LoadImageRGB`'s Pillow
-path (EXIF orientation, transparency, 16-bit, refusal of truncated or
-non-image files) and handed to mmpretrain's
+    python demo/image_demo.py cat.jpg configs/ci2p_vit_animals10.py \
+        work_dirs/ci2p_vit_animals10/epoch_300.pth --out cat_pred.png
+
+The checkpoint is loaded as ``tools/test.py`` loads it: torch's safe
+loading (:func:`~ci2p_mm.engine.read_checkpoint_file`), then every key and
+shape and the CI2P codec checked against the model before a weight is
+copied (:func:`~ci2p_mm.engine.load_checked_checkpoint`); mmpretrain alone
+would load with ``strict=False`` and predict with a random head, warning
+only. The image is read and decoded by :mod:`ci2p_mm.utils.image_files`
+(a regular file, photo formats only, EXIF orientation, transparency,
+16-bit, refusal of truncated or non-image files) and handed to mmpretrain's
 ``ImageClassificationInferencer`` as a decoded array; given a path, the
 inferencer would decode it with OpenCV itself.
 """
+from argparse import ArgumentParser
 from typing import List, Optional, Tuple
 
 import numpy as np
+from mmpretrain import ImageClassificationInferencer, get_model
+from mmpretrain.visualization import UniversalVisualizer
+
+from ci2p_mm.engine.checkpoint import (load_checked_checkpoint,
+                                       read_checkpoint_file)
+from ci2p_mm.utils.image_files import load_image_file
+
+
+def load_classifier(model: str, checkpoint: Optional[str] = None):
+    """mmpretrain's ``get_model(model)`` with ``checkpoint``'s weights,
+    loaded only when they fit it exactly; class names from the
+    checkpoint's ``meta.dataset_meta`` when it has them."""
+    classifier = get_model(model, pretrained=False)
+    if checkpoint is None:
+        return classifier
+    weights = read_checkpoint_file(checkpoint)
+    load_checked_checkpoint(
+        classifier, weights, checkpoint, f'the model of {model} '
+        f'({type(classifier.backbone).__name__})')
+    meta = weights.get('meta') if isinstance(weights, dict) else None
+    dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
+    if isinstance(dataset_meta, dict) and dataset_meta.get('classes'):
+        classifier._dataset_meta = dataset_meta
+    return classifier
 
 
 def classify_image(image: str,
@@ -17,8 +50,7 @@ def classify_image(image: str,
                    checkpoint: Optional[str] = None,
                    topk: int = 5,
                    device: Optional[str] = None,
-                   out_file: Optional[str] = None
-                   ) -> List[Tuple[str, float]]:
+                   out_file: Optional[str] = None) -> List[Tuple[str, float]]:
     """Top-``topk`` ``(class name, score)`` of ``image``.
 
     Args:
@@ -28,21 +60,54 @@ def classify_image(image: str,
             ``publish_model.py``.
         out_file (str, optional): Save the image with the predicted label.
     """
-    from mmpretrain import ImageClassificationInferencer
-    from ci2p_mm.datasets import LoadImageRGB
-
-    rgb = LoadImageRGB().read_rgb(image)
+    rgb = load_image_file(image)
     inferencer = ImageClassificationInferencer(
-        model, pretrained=checkpoint or False, device=device)
-    sample = inferencer(np.ascontiguousarray(rgb[..., ::-1]),
-                        return_datasamples=True)[0]
+        load_classifier(model, checkpoint), device=device)
+    sample = inferencer(
+        np.ascontiguousarray(rgb[..., ::-1]), return_datasamples=True)[0]
     scores = sample.pred_score.detach().cpu()
     classes = inferencer.classes or [str(i) for i in range(len(scores))]
     top = scores.topk(min(topk, len(scores)))
     ranked = [(classes[int(i)], float(s))
               for s, i in zip(top.values, top.indices)]
     if out_file is not None:
-        from mmpretrain.visualization import UniversalVisualizer
         UniversalVisualizer().visualize_cls(
             rgb, sample, classes=classes, draw_gt=False, out_file=out_file)
     return ranked
+
+
+def parse_args(argv=None):
+    parser = ArgumentParser(description='Classify one image with a CI2P '
+                            'checkpoint (mmpretrain\'s demo/image_demo.py)')
+    parser.add_argument('img', help='image file')
+    parser.add_argument(
+        'model',
+        help='config file or model name '
+        '(mmpretrain.list_models(\'*ci2p*\'))')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file (it must fit '
+        'the model exactly, as in tools/test.py)')
+    parser.add_argument(
+        '--topk',
+        type=int,
+        default=5,
+        help='how many classes to print (default 5)')
+    parser.add_argument('--out', help='save the image with its label here')
+    parser.add_argument(
+        '--device',
+        help='e.g. cuda:0 (default: cuda if '
+        'available, else cpu)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    """``demo/image_demo.py``: print the top classes of one image."""
+    args = parse_args(argv)
+    ranked = classify_image(args.img, args.model, args.checkpoint, args.topk,
+                            args.device, args.out)
+    for rank, (name, score) in enumerate(ranked, 1):
+        print(f'{rank}. {name:<20} {score:.4f}')
+    if args.out:
+        print(f'Saved {args.out}')
+    return 0

@@ -20,24 +20,9 @@ from typing import Optional
 
 from mmpretrain.apis import ModelHub
 
-_PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
-INDEX_FILE = 'model-index.yml'
+from .utils.package_files import INDEX_FILE, package_root
 
 _registered: Optional[str] = None
-
-
-def package_root() -> str:
-    """The folder holding ``model-index.yml`` and ``configs/``."""
-    checkout = osp.dirname(_PACKAGE_DIR)
-    for root in (checkout, osp.join(_PACKAGE_DIR, '.mim')):
-        if osp.isfile(osp.join(root, INDEX_FILE)) and osp.isdir(
-                osp.join(root, 'configs')):
-            return root
-    raise FileNotFoundError(
-        f'Neither {checkout} nor {osp.join(_PACKAGE_DIR, ".mim")} holds '
-        f'{INDEX_FILE} and configs/: the package was installed without its '
-        f'configs. Reinstall it with pip from the repository '
-        f'(pip install .).')
 
 
 def config_path(name: str) -> str:

@@ -17,15 +17,18 @@ def toy_animals10(tmp_path_factory):
     """A prepared toy Animals-10: raw-img/ plus meta/{train,val}.txt."""
     from ci2p_mm.datasets import make_split, make_toy_animals10
     root = str(tmp_path_factory.mktemp('toy_animals10'))
-    make_split(make_toy_animals10(root, images_per_class=6, size=64), root,
-               val_ratio=1 / 3, seed=0)
+    make_split(
+        make_toy_animals10(root, images_per_class=6, size=64),
+        root,
+        val_ratio=1 / 3,
+        seed=0)
     return root
 
 
 def write_tiny_config(directory, base, data_root, epochs=2, extra=''):
     """A config inheriting ``base`` (a configs/ file) at 64 px, tiny ViT."""
     path = osp.join(str(directory), f'tiny_{osp.basename(base)}')
-    pipeline = ("[dict(type='LoadImageRGB'),"
+    pipeline = ("[dict(type='SafeLoadImageFromFile'),"
                 "dict(type='Resize',scale=(64,64)),{}"
                 "dict(type='PackInputs')]")
     flip = "dict(type='RandomFlip',prob=0.5,direction='horizontal'),"
@@ -46,11 +49,23 @@ default_hooks = dict(logger=dict(interval=1))
     return path
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a torchrun rendezvous (fixed
+    ports collide when test runs overlap on one machine)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
 def run_tool(*args, timeout=600, env=None):
     """Run a repository tool in a fresh interpreter; return its output."""
-    proc = subprocess.run(
-        [sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-        timeout=timeout, env=env)
+    proc = subprocess.run([sys.executable, *args],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout,
+                          env=env)
     output = proc.stdout + proc.stderr
     if proc.returncode:
         raise AssertionError(f'{args} failed ({proc.returncode}):\n'
@@ -64,8 +79,8 @@ def load_tool(relpath, name=None):
     import importlib.util
     name = name or 'tool_' + osp.splitext(osp.basename(relpath))[0]
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, osp.join(REPO, relpath))
+        spec = importlib.util.spec_from_file_location(name,
+                                                      osp.join(REPO, relpath))
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -83,8 +98,9 @@ def make_codec_images(root, n=24, size=64, seed=0):
         a, b, c = rng.uniform(0, 1, (3, 3))
         img = a * xx[..., None] + b * yy[..., None] + 0.3 * c
         cy, cx, r = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), 0.2
-        shape = ((yy - cy)**2 + (xx - cx)**2 < r**2) if i % 2 else (
-            (abs(yy - cy) < r) & (abs(xx - cx) < r))
+        shape = ((yy - cy)**2 +
+                 (xx - cx)**2 < r**2) if i % 2 else ((abs(yy - cy) < r) &
+                                                     (abs(xx - cx) < r))
         img = np.where(shape[..., None], rng.uniform(0, 1, 3), img)
         img = (np.clip(img, 0, 1) * 255).astype(np.uint8)
         Image.fromarray(img).save(root / f'img_{i:02d}.png')
@@ -95,11 +111,13 @@ def codec_train_args(image_dir, work_dir, iters=40, *extra):
     """tools/train_codec.py options for a small CPU run: the --quick preset
     (lr 1e-3, warmup, cosine, --data-init) on batches of four 64 px crops,
     validation on a quarter of the images every 20 iterations."""
-    return [str(image_dir), '--work-dir', str(work_dir), '--quick',
-            '--iters', str(iters), '--warmup-iters', '10', '--batch-size',
-            '4', '--val-ratio', '0.25', '--val-interval', '20',
-            '--log-interval', '5', '--device', 'cpu', '--no-progress',
-            '--seed', '0', *extra]
+    return [
+        str(image_dir), '--work-dir',
+        str(work_dir), '--quick', '--iters',
+        str(iters), '--warmup-iters', '10', '--batch-size', '4', '--val-ratio',
+        '0.25', '--val-interval', '20', '--log-interval', '5', '--device',
+        'cpu', '--no-progress', '--seed', '0', *extra
+    ]
 
 
 def train_codec(argv):

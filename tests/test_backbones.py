@@ -1,4 +1,5 @@
-"""CI2PViT and DualScaleViT: the paper's architectures, mmpretrain's contract."""
+"""CI2PViT and DualScaleViT: the paper's architectures, mmpretrain's
+contract."""
 import pytest
 import torch
 from mmpretrain.models.backbones import VisionTransformer
@@ -36,15 +37,23 @@ def test_defaults_are_the_papers_ci2p_vit_b(vit_b):
     ('avg_featmap', (1, 192)),
 ])
 def test_ci2p_vit_out_types_and_other_sizes(out_type, shape):
-    model = CI2PViT('deit-t', img_size=64, patch_cfg=NO_DOWNLOAD,
-                    out_type=out_type, out_indices=(3, -1))
+    model = CI2PViT(
+        'deit-t',
+        img_size=64,
+        patch_cfg=NO_DOWNLOAD,
+        out_type=out_type,
+        out_indices=(3, -1))
     outs = model(torch.rand(1, 3, 128, 192))  # not img_size: pos resized
     assert len(outs) == 2 and all(o.shape == shape for o in outs)
 
 
 def test_ci2p_vit_cls_token():
-    model = CI2PViT('deit-t', img_size=64, patch_cfg=NO_DOWNLOAD,
-                    with_cls_token=True, out_type='cls_token')
+    model = CI2PViT(
+        'deit-t',
+        img_size=64,
+        patch_cfg=NO_DOWNLOAD,
+        with_cls_token=True,
+        out_type='cls_token')
     assert model(torch.rand(2, 3, 64, 64))[0].shape == (2, 192)
 
 
@@ -54,8 +63,12 @@ def test_img_size_must_be_a_multiple_of_32():
 
 
 def test_frozen_stages_survive_train_mode():
-    model = CI2PViT('deit-t', img_size=64, patch_cfg=NO_DOWNLOAD,
-                    frozen_stages=2, drop_rate=0.1)
+    model = CI2PViT(
+        'deit-t',
+        img_size=64,
+        patch_cfg=NO_DOWNLOAD,
+        frozen_stages=2,
+        drop_rate=0.1)
     model.train()
     for frozen in (model.patch_embed, model.layers[0], model.layers[1]):
         assert not frozen.training
@@ -65,8 +78,8 @@ def test_frozen_stages_survive_train_mode():
 
 
 def test_norm_eval_keeps_batchnorm_statistics():
-    model = CI2PViT('deit-t', img_size=64, patch_cfg=NO_DOWNLOAD,
-                    norm_eval=True)
+    model = CI2PViT(
+        'deit-t', img_size=64, patch_cfg=NO_DOWNLOAD, norm_eval=True)
     model.train()
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     assert bns and not any(bn.training for bn in bns)
@@ -97,40 +110,52 @@ def test_dual_scale_defaults_are_the_papers(ds_b):
 
 
 def test_dual_scale_feature_pyramid():
-    model = DualScaleViT('t', img_size=128, patch_cfg=NO_DOWNLOAD,
-                         out_type='featmap',
-                         out_indices=(-1, 'enc_s8', 1, 'enc_s2', 'enc_s4'))
+    model = DualScaleViT(
+        't',
+        img_size=128,
+        patch_cfg=NO_DOWNLOAD,
+        out_type='featmap',
+        out_indices=(-1, 'enc_s8', 1, 'enc_s2', 'enc_s4'))
     outs = model(torch.rand(2, 3, 128, 192))
     # Ordered by depth: encoder maps, then stage 1 (stride 16), stage 2 (32).
-    assert [tuple(o.shape) for o in outs] == [
-        (2, 128, 64, 96), (2, 128, 32, 48), (2, 128, 16, 24),
-        (2, 192, 8, 12), (2, 192, 4, 6)]
+    assert [tuple(o.shape)
+            for o in outs] == [(2, 128, 64, 96), (2, 128, 32, 48),
+                               (2, 128, 16, 24), (2, 192, 8, 12),
+                               (2, 192, 4, 6)]
 
 
 def test_dual_scale_raw_tokens_and_bad_indices():
-    model = DualScaleViT('t', img_size=64, patch_cfg=NO_DOWNLOAD,
-                         out_type='raw', out_indices=(0, 3))
+    model = DualScaleViT(
+        't',
+        img_size=64,
+        patch_cfg=NO_DOWNLOAD,
+        out_type='raw',
+        out_indices=(0, 3))
     a, b = model(torch.rand(1, 3, 64, 64))
     assert a.shape == (1, 16, 192) and b.shape == (1, 4, 192)
     with pytest.raises(ValueError, match='stage-2 layers'):
         DualScaleViT('t', patch_cfg=NO_DOWNLOAD, out_indices=0)
     with pytest.raises(ValueError, match="need out_type='featmap'"):
         DualScaleViT('t', patch_cfg=NO_DOWNLOAD, out_indices='enc_s4')
-    with pytest.raises(ValueError, match=r'Invalid out_indices \[4\]: there '
-                       r'are 4 layers'):
+    with pytest.raises(
+            ValueError, match=r'Invalid out_indices \[4\]: there '
+            r'are 4 layers'):
         DualScaleViT('t', patch_cfg=NO_DOWNLOAD, out_indices=4)
     with pytest.raises(ValueError, match=r'Invalid out_indices \[-5\]'):
         DualScaleViT('t', patch_cfg=NO_DOWNLOAD, out_indices=-5)
     with pytest.raises(ValueError, match="Arch 'q' is not in default archs"):
         DualScaleViT('q', patch_cfg=NO_DOWNLOAD)
     with pytest.raises(ValueError, match='encoder maps are'):
-        DualScaleViT('t', patch_cfg=NO_DOWNLOAD, out_type='featmap',
-                     out_indices='enc_s32')
+        DualScaleViT(
+            't',
+            patch_cfg=NO_DOWNLOAD,
+            out_type='featmap',
+            out_indices='enc_s32')
 
 
 def test_dual_scale_frozen_stages_and_norm_eval():
-    model = DualScaleViT('t', patch_cfg=NO_DOWNLOAD, frozen_stages=3,
-                         norm_eval=True)
+    model = DualScaleViT(
+        't', patch_cfg=NO_DOWNLOAD, frozen_stages=3, norm_eval=True)
     model.train()
     frozen = [model.patch_embed, model.cnn_reshape, *model.layers[:3]]
     for module in frozen:
@@ -160,23 +185,32 @@ def test_dual_scale_layer_depths_for_layer_decay():
     assert model.get_layer_depth('head.fc.weight', 'backbone.') == (5, 6)
 
 
-@pytest.mark.parametrize('backbone', [
-    lambda cfg: CI2PViT('deit-t', img_size=64, patch_cfg=cfg),
-    lambda cfg: DualScaleViT('t', img_size=64, patch_cfg=cfg),
-], ids=['CI2PViT', 'DualScaleViT'])
+@pytest.mark.parametrize(
+    'backbone', [
+        lambda cfg: CI2PViT('deit-t', img_size=64, patch_cfg=cfg),
+        lambda cfg: DualScaleViT('t', img_size=64, patch_cfg=cfg),
+    ],
+    ids=['CI2PViT', 'DualScaleViT'])
 def test_one_patch_cfg_contract_for_both_backbones(backbone):
     """The same patch_cfg keys mean the same under both backbones: the
     encoder's arguments reach the encoder, norm_cfg/act_cfg the reshape
     blocks; a key neither takes is refused, naming the ones that exist."""
-    model = backbone(dict(pretrained=False, quality=4, frozen=False,
-                          norm_cfg=dict(type='GN', num_groups=8),
-                          act_cfg=dict(type='GELU')))
-    encoders = [m for m in model.modules()
-                if type(m).__name__ == 'CI2PEncoder']
+    model = backbone(
+        dict(
+            pretrained=False,
+            quality=4,
+            frozen=False,
+            norm_cfg=dict(type='GN', num_groups=8),
+            act_cfg=dict(type='GELU')))
+    encoders = [
+        m for m in model.modules() if type(m).__name__ == 'CI2PEncoder'
+    ]
     assert len(encoders) == 1
     assert encoders[0].quality == 4 and not encoders[0].frozen
-    reshape = [m for m in model.modules()
-               if type(m).__name__ in ('PatchReshape', 'CnnReshape')][0]
+    reshape = [
+        m for m in model.modules()
+        if type(m).__name__ in ('PatchReshape', 'CnnReshape')
+    ][0]
     kinds = {type(m).__name__ for m in reshape.modules()}
     assert 'GroupNorm' in kinds and 'GELU' in kinds
     assert not {'BatchNorm2d', 'ReLU6'} & kinds

@@ -18,25 +18,43 @@ def classifier_cfg(backbone):
     return dict(
         type='ImageClassifier',
         backbone=backbone,
-        head=dict(type='LinearClsHead', num_classes=3,
-                  in_channels=backbone.pop('_width'),
-                  loss=dict(type='CrossEntropyLoss')),
+        head=dict(
+            type='LinearClsHead',
+            num_classes=3,
+            in_channels=backbone.pop('_width'),
+            loss=dict(type='CrossEntropyLoss')),
         data_preprocessor=dict(type='CI2PDataPreprocessor', num_classes=3))
 
 
-@pytest.mark.parametrize('backbone', [
-    dict(type='CI2PViT', arch='deit-t', img_size=64,
-         patch_cfg=dict(pretrained=False), _width=192),
-    dict(type='DualScaleViT', arch='t', img_size=64,
-         patch_cfg=dict(pretrained=False), _width=192),
-    dict(type='CI2PViT', arch='deit-t', img_size=64, _width=192,
-         patch_cfg=dict(pretrained=False, frozen=False)),  # CNN-ViT
-], ids=['CI2PViT', 'DualScaleViT', 'CNN-ViT'])
+@pytest.mark.parametrize(
+    'backbone',
+    [
+        dict(
+            type='CI2PViT',
+            arch='deit-t',
+            img_size=64,
+            patch_cfg=dict(pretrained=False),
+            _width=192),
+        dict(
+            type='DualScaleViT',
+            arch='t',
+            img_size=64,
+            patch_cfg=dict(pretrained=False),
+            _width=192),
+        dict(
+            type='CI2PViT',
+            arch='deit-t',
+            img_size=64,
+            _width=192,
+            patch_cfg=dict(pretrained=False, frozen=False)),  # CNN-ViT
+    ],
+    ids=['CI2PViT', 'DualScaleViT', 'CNN-ViT'])
 def test_classifier_loss_and_predict(backbone):
     torch.manual_seed(0)
     model = MODELS.build(classifier_cfg(backbone))
-    images = [torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
-              for _ in range(4)]
+    images = [
+        torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8) for _ in range(4)
+    ]
     samples = [DataSample().set_gt_label(i % 3) for i in range(4)]
     data = model.data_preprocessor(
         dict(inputs=images, data_samples=samples), training=True)
@@ -45,8 +63,10 @@ def test_classifier_loss_and_predict(backbone):
     losses['loss'].backward()
     model.eval()
     with torch.no_grad():
-        preds = model(**model.data_preprocessor(
-            dict(inputs=images, data_samples=samples)), mode='predict')
+        preds = model(
+            **model.data_preprocessor(
+                dict(inputs=images, data_samples=samples)),
+            mode='predict')
     assert len(preds) == 4 and preds[0].pred_score.shape == (3, )
 
 
@@ -61,29 +81,30 @@ def test_data_preprocessor_gives_rgb_in_unit_range():
 
 def test_data_preprocessor_refuses_normalisation():
     with pytest.raises(ValueError, match='mean=.*would normalise'):
-        MODELS.build(dict(type='CI2PDataPreprocessor',
-                          mean=[123.675, 116.28, 103.53],
-                          std=[58.395, 57.12, 57.375]))
+        MODELS.build(
+            dict(
+                type='CI2PDataPreprocessor',
+                mean=[123.675, 116.28, 103.53],
+                std=[58.395, 57.12, 57.375]))
     with pytest.raises(ValueError, match='to_rgb=True'):
         MODELS.build(dict(type='CI2PDataPreprocessor', to_rgb=False))
     # The explicit unit scaling is accepted.
-    MODELS.build(dict(type='CI2PDataPreprocessor', mean=[0, 0, 0],
-                      std=[255, 255, 255]))
+    MODELS.build(
+        dict(type='CI2PDataPreprocessor', mean=[0, 0, 0], std=[255, 255, 255]))
 
 
 #: The hybrids' configs (ImageNet-sized, some large) are built, counted and
 #: trained in tests/test_hybrids.py; this covers CI2P's and its ViT's.
 HYBRIDS = ('cvt', 'crossvit', 'mobile_former')
 CONFIGS = sorted(
-    p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
-                         recursive=True)
-    if '_base_' not in p and 'downstream' not in p
-    and osp.relpath(p, osp.join(REPO, 'configs')).split(os.sep)[0]
-    not in HYBRIDS)
+    p for p in glob.glob(
+        osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+    if '_base_' not in p and 'downstream' not in p and osp.relpath(
+        p, osp.join(REPO, 'configs')).split(os.sep)[0] not in HYBRIDS)
 
 
-@pytest.mark.parametrize('path', CONFIGS,
-                         ids=[osp.relpath(p, REPO) for p in CONFIGS])
+@pytest.mark.parametrize(
+    'path', CONFIGS, ids=[osp.relpath(p, REPO) for p in CONFIGS])
 def test_every_config_builds_its_model(path):
     cfg = Config.fromfile(path)
     model_cfg = cfg.model
@@ -94,9 +115,10 @@ def test_every_config_builds_its_model(path):
     model = MODELS.build(model_cfg)
     size = backbone.img_size
     # Latent configs take the codec's [192, H/16, W/16] latents, not images.
-    inputs = (torch.randn(1, 192, size // 16, size // 16)
-              if backbone.get('patch_cfg', {}).get('latent_input') else
-              torch.rand(1, 3, size, size))
+    inputs = (
+        torch.randn(1, 192, size // 16, size //
+                    16) if backbone.get('patch_cfg', {}).get('latent_input')
+        else torch.rand(1, 3, size, size))
     with torch.no_grad():
         model.eval()
         out = model(inputs, mode='tensor')
@@ -110,8 +132,9 @@ def test_paper_recipe_in_the_main_config():
     assert cfg.train_cfg.max_epochs == 300 and not cfg.param_scheduler
     assert cfg.train_dataloader.batch_size == 128
     assert cfg.auto_scale_lr.base_batch_size == 128
-    random_ops = [t['type'] for t in cfg.train_pipeline
-                  if t['type'].startswith('Random')]
+    random_ops = [
+        t['type'] for t in cfg.train_pipeline if t['type'].startswith('Random')
+    ]
     assert random_ops == ['RandomFlip']
     assert cfg.model.backbone.patch_cfg.pretrained is True
     assert cfg.data_preprocessor.type == 'CI2PDataPreprocessor'

@@ -20,8 +20,9 @@ def codec():
     return model
 
 
-@pytest.mark.parametrize('wrapped', [False, True],
-                         ids=['plain-state-dict', 'training-example-dict'])
+@pytest.mark.parametrize(
+    'wrapped', [False, True],
+    ids=['plain-state-dict', 'training-example-dict'])
 def test_encoder_equals_compressai_g_a(tmp_path, codec, wrapped):
     path = tmp_path / 'codec.pth.tar'
     sd = codec.state_dict()
@@ -71,14 +72,19 @@ def test_other_codec_with_same_g_a_is_refused(tmp_path):
     # only its other keys tell them apart.
     path = tmp_path / 'hyper.pth'
     torch.save(ScaleHyperprior(128, 192).state_dict(), path)
-    with pytest.raises(CodecWeightsError, match='unexpected keys.*gaussian_conditional'):
+    with pytest.raises(
+            CodecWeightsError, match='unexpected keys.*gaussian_conditional'):
         build_codec('bmshj2018-factorized', 5, pretrained=str(path))
 
 
 def test_recorded_identity_must_match(tmp_path, codec):
     path = tmp_path / 'trained.pth'
-    torch.save({'state_dict': codec.state_dict(), 'codec':
-                'bmshj2018-factorized', 'quality': 3}, path)
+    torch.save(
+        {
+            'state_dict': codec.state_dict(),
+            'codec': 'bmshj2018-factorized',
+            'quality': 3
+        }, path)
     with pytest.raises(CodecWeightsError, match='quality 3.*quality 5'):
         build_codec('bmshj2018-factorized', 5, pretrained=str(path))
     # A zoo file keeps its name in torch.hub's cache: that names its quality.
@@ -111,8 +117,8 @@ def test_pretrained_true_downloads_the_zoo_url_with_its_hash(
         embed = CI2PPatchEmbed(pretrained=True)
         assert not seen  # constructing never downloads
         # The published file's hash is not ours: refused after download.
-        with pytest.raises(CodecWeightsError,
-                           match='are not the published file'):
+        with pytest.raises(
+                CodecWeightsError, match='are not the published file'):
             embed.init_weights()
         (url, dst, prefix), = seen
         assert os.path.basename(url) == os.path.basename(dst) == \

@@ -8,9 +8,8 @@ from conftest import make_codec_images
 from PIL import Image
 
 from ci2p_mm.codec import CodecWeightsError
-from ci2p_mm.utils.images import ImageFolderError
-
 from ci2p_mm.codec import report as codec_report
+from ci2p_mm.utils.images import ImageFolderError
 
 
 def run_report(argv):
@@ -21,21 +20,21 @@ def run_report(argv):
 @pytest.fixture(scope='module')
 def codec(trained_codec, tmp_path_factory):
     """(codec_final.pth trained 40 iterations, a folder of 9 images)."""
-    images = make_codec_images(tmp_path_factory.mktemp('report_images'),
-                               n=8, seed=1)
+    images = make_codec_images(
+        tmp_path_factory.mktemp('report_images'), n=8, seed=1)
     # A 50x70 image: not a multiple of 64, padded like eval_model does.
-    Image.fromarray(np.full((50, 70, 3), 120, np.uint8)).save(
-        images / 'odd_size.jpg')
+    Image.fromarray(np.full((50, 70, 3), 120,
+                            np.uint8)).save(images / 'odd_size.jpg')
     return trained_codec[1], images
 
 
 def test_report_numbers_and_panels(codec, tmp_path):
     final, images = codec
     out = tmp_path / 'report'
-    result = run_report([final, str(images), '--out-dir', str(out),
-                                '--max-panels', '2'])
-    assert result['codec'] == 'bmshj2018-factorized' and result[
-        'quality'] == 5
+    result = run_report(
+        [final, str(images), '--out-dir',
+         str(out), '--max-panels', '2'])
+    assert result['codec'] == 'bmshj2018-factorized' and result['quality'] == 5
     rows = result['images']
     assert len(rows) == 9
     for row in rows:
@@ -65,12 +64,17 @@ def test_report_numbers_and_panels(codec, tmp_path):
 
 def test_estimated_bpp_is_close_to_actual(codec, tmp_path):
     final, images = codec
-    actual = run_report([final, str(images), '--out-dir',
-                                str(tmp_path / 'a'), '--max-images', '3',
-                                '--max-panels', '0'])
-    estimated = run_report([final, str(images), '--out-dir',
-                                   str(tmp_path / 'e'), '--max-images', '3',
-                                   '--max-panels', '0', '--estimate'])
+    actual = run_report([
+        final,
+        str(images), '--out-dir',
+        str(tmp_path / 'a'), '--max-images', '3', '--max-panels', '0'
+    ])
+    estimated = run_report([
+        final,
+        str(images), '--out-dir',
+        str(tmp_path / 'e'), '--max-images', '3', '--max-panels', '0',
+        '--estimate'
+    ])
     assert estimated['bpp_mode'] == 'estimated'
     for a, e in zip(actual['images'], estimated['images']):
         assert e['bpp'] > 0
@@ -81,8 +85,11 @@ def test_estimated_bpp_is_close_to_actual(codec, tmp_path):
 def test_ms_ssim_on_large_images(codec, tmp_path):
     final, _ = codec
     big = make_codec_images(tmp_path / 'big', n=1, size=192)
-    result = run_report([final, str(big), '--out-dir',
-                                str(tmp_path / 'r'), '--max-panels', '0'])
+    result = run_report([
+        final,
+        str(big), '--out-dir',
+        str(tmp_path / 'r'), '--max-panels', '0'
+    ])
     assert 0 < result['images'][0]['ms_ssim'] <= 1
     assert result['mean']['ms_ssim'] == result['images'][0]['ms_ssim']
 
@@ -93,21 +100,27 @@ def test_truncated_checkpoint_names_the_file(codec, tmp_path):
     data = open(final, 'rb').read()
     broken.write_bytes(data[:len(data) // 2])
     with pytest.raises(CodecWeightsError, match='codec_truncated.pth'):
-        run_report([str(broken), str(images), '--out-dir',
-                           str(tmp_path / 'r')])
+        run_report(
+            [str(broken),
+             str(images), '--out-dir',
+             str(tmp_path / 'r')])
 
 
 def test_empty_folder_and_bad_image_are_explained(codec, tmp_path):
     final, _ = codec
     (tmp_path / 'none').mkdir()
     with pytest.raises(ImageFolderError, match='No images'):
-        run_report([final, str(tmp_path / 'none'), '--out-dir',
-                           str(tmp_path / 'r')])
+        run_report(
+            [final,
+             str(tmp_path / 'none'), '--out-dir',
+             str(tmp_path / 'r')])
     # A file that is not an image, named like one: refused, named.
     (tmp_path / 'none' / 'page.jpg').write_text('<html>not a picture</html>')
     with pytest.raises(ImageFolderError, match='page.jpg.*not an image'):
-        run_report([final, str(tmp_path / 'none'), '--out-dir',
-                           str(tmp_path / 'r')])
+        run_report(
+            [final,
+             str(tmp_path / 'none'), '--out-dir',
+             str(tmp_path / 'r')])
 
 
 def test_zoo_file_by_name_without_codec_options(codec, tmp_path):
@@ -123,7 +136,9 @@ def test_zoo_file_by_name_without_codec_options(codec, tmp_path):
     model.update(force=True)
     path = tmp_path / url.rsplit('/', 1)[-1]
     torch.save(model.state_dict(), path)
-    result = run_report([str(path), str(images), '--out-dir',
-                                str(tmp_path / 'r'), '--max-images', '1',
-                                '--max-panels', '0'])
+    result = run_report([
+        str(path),
+        str(images), '--out-dir',
+        str(tmp_path / 'r'), '--max-images', '1', '--max-panels', '0'
+    ])
     assert (result['codec'], result['quality']) == ('bmshj2018-factorized', 3)

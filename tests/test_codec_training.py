@@ -1,4 +1,5 @@
-"""Codec training (ci2p_mm.codec.training): a small codec trained on generated images.
+"""Codec training (ci2p_mm.codec.training): a small codec trained on
+generated images.
 
 CPU only, no network: the codec is trained from scratch for a few dozen
 iterations on 64x64 crops.
@@ -14,8 +15,7 @@ from conftest import codec_train_args as train_args
 from conftest import train_codec
 from PIL import Image
 
-from ci2p_mm.codec import CodecWeightsError
-from ci2p_mm.codec import training
+from ci2p_mm.codec import CodecWeightsError, training
 from ci2p_mm.utils.images import ImageFolderError
 
 
@@ -47,14 +47,12 @@ def test_final_checkpoint_is_compressai_format(trained_codec, codec_images):
     assert ckpt['quality'] == 5 and ckpt['lmbda'] == 0.025
     assert ckpt['iter'] == 40 and np.isfinite(ckpt['val']['psnr'])
     # update() ran: the entropy coder's tables are filled in.
-    assert ckpt['state_dict'][
-        'entropy_bottleneck._quantized_cdf'].numel() > 0
+    assert ckpt['state_dict']['entropy_bottleneck._quantized_cdf'].numel() > 0
 
     model = FactorizedPrior.from_state_dict(
         load_state_dict(ckpt['state_dict'])).eval()
-    x = torch.from_numpy(
-        np.array(Image.open(codec_images / 'img_00.png'))).permute(
-            2, 0, 1)[None].float() / 255
+    x = torch.from_numpy(np.array(Image.open(
+        codec_images / 'img_00.png'))).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         enc = model.compress(x)
         x_hat = model.decompress(enc['strings'], enc['shape'])['x_hat']
@@ -62,8 +60,7 @@ def test_final_checkpoint_is_compressai_format(trained_codec, codec_images):
     assert len(enc['strings'][0][0]) > 0
 
 
-def test_final_checkpoint_loads_in_ci2p_with_identical_latents(
-        trained_codec):
+def test_final_checkpoint_loads_in_ci2p_with_identical_latents(trained_codec):
     from compressai.models import FactorizedPrior
 
     from ci2p_mm.codec import build_codec
@@ -122,8 +119,8 @@ def test_init_from_a_codec_and_resume_refuses_a_final_file(
         trained_codec, codec_images, tmp_path):
     _, final = trained_codec
     with pytest.raises(training.CodecTrainingError, match='--init'):
-        train_codec(train_args(codec_images, tmp_path / 'r', 2,
-                                    '--resume', final))
+        train_codec(
+            train_args(codec_images, tmp_path / 'r', 2, '--resume', final))
     # --init starts from the codec's weights (and --quick does not re-init).
     start = torch.load(final, weights_only=True)['state_dict']
     args = training.parse_args(
@@ -142,12 +139,13 @@ def test_truncated_checkpoints_are_named(trained_codec, codec_images,
     for name in ('latest.pth', 'codec_final.pth'):
         data = (work_dir / name).read_bytes()
         (tmp_path / 'w' / name).write_bytes(data[:len(data) // 2])
-    with pytest.raises(CodecWeightsError,
-                       match=r'w/latest.pth cannot be read.*truncated'):
-        train_codec(train_args(codec_images, tmp_path / 'w', 50,
-                                    '--resume'))
-    with pytest.raises(CodecWeightsError,
-                       match=r'w/codec_final.pth cannot be read.*truncated'):
+    with pytest.raises(
+            CodecWeightsError,
+            match=r'w/latest.pth cannot be read.*truncated'):
+        train_codec(train_args(codec_images, tmp_path / 'w', 50, '--resume'))
+    with pytest.raises(
+            CodecWeightsError,
+            match=r'w/codec_final.pth cannot be read.*truncated'):
         CI2PPatchEmbed(pretrained=str(tmp_path / 'w' /
                                       'codec_final.pth')).init_weights()
 
@@ -179,14 +177,14 @@ def test_default_lambda_is_the_zoos():
     args = training.parse_args(['x', '--work-dir', 'y', '--quality', '3'])
     training.check_args(args)
     assert args.lmbda == 0.0067 and args.patch_size == 256
-    quick = training.parse_args(['x', '--work-dir', 'y', '--quick',
-                                    '--batch-size', '2'])
+    quick = training.parse_args(
+        ['x', '--work-dir', 'y', '--quick', '--batch-size', '2'])
     assert quick.patch_size == 64 and quick.batch_size == 2
     assert quick.iters == training.QUICK['iters']
     with pytest.raises(training.CodecTrainingError, match='multiple'):
         training.check_args(
-            training.parse_args(['x', '--work-dir', 'y',
-                                    '--patch-size', '72']))
+            training.parse_args(['x', '--work-dir', 'y', '--patch-size',
+                                 '72']))
 
 
 def test_hyperprior_codec_trains_and_loads_in_ci2p(codec_images, tmp_path):
@@ -195,9 +193,10 @@ def test_hyperprior_codec_trains_and_loads_in_ci2p(codec_images, tmp_path):
     from ci2p_mm.models import CI2PEncoder
 
     final = train_codec([
-        str(codec_images), '--work-dir', str(tmp_path), '--codec',
-        'bmshj2018-hyperprior', '--quality', '3', '--quick', '--iters', '2',
-        '--batch-size', '2', '--val-ratio', '0', '--no-progress'
+        str(codec_images), '--work-dir',
+        str(tmp_path), '--codec', 'bmshj2018-hyperprior', '--quality', '3',
+        '--quick', '--iters', '2', '--batch-size', '2', '--val-ratio', '0',
+        '--no-progress'
     ])
     ckpt = torch.load(final, map_location='cpu', weights_only=True)
     assert ckpt['lmbda'] == 0.0067

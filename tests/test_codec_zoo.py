@@ -57,8 +57,7 @@ def test_supported_table():
 
 
 @pytest.mark.parametrize('codec,quality,channels', NOT_FITTING)
-def test_unfitting_quality_names_the_supported_ones(codec, quality,
-                                                    channels):
+def test_unfitting_quality_names_the_supported_ones(codec, quality, channels):
     with pytest.raises(ValueError) as info:
         CI2PEncoder(codec, quality, pretrained=False)
     message = str(info.value)
@@ -75,8 +74,8 @@ def test_unknown_codec_and_quality_are_explained():
         CI2PEncoder('bmshj2018-factorized', 9, pretrained=False)
 
 
-def test_zoo_weights_load_offline_from_the_torch_hub_cache(tmp_path,
-                                                         monkeypatch):
+def test_zoo_weights_load_offline_from_the_torch_hub_cache(
+        tmp_path, monkeypatch):
     """pretrained=True finds a zoo file put in torch.hub's cache by hand.
 
     The file must match the SHA-256 prefix in its name; the test's own
@@ -91,8 +90,10 @@ def test_zoo_weights_load_offline_from_the_torch_hub_cache(tmp_path,
     hub_dir = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / 'hub'))
     try:
-        plant_zoo_file(tmp_path / 'hub', tmp_path / 'weights.pth',
-                       monkeypatch=monkeypatch)
+        plant_zoo_file(
+            tmp_path / 'hub',
+            tmp_path / 'weights.pth',
+            monkeypatch=monkeypatch)
         codec = build_codec('bmshj2018-factorized', 5, pretrained=True)
     finally:
         torch.hub.set_dir(hub_dir)

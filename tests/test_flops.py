@@ -1,17 +1,21 @@
 """FLOPs: multiply-adds, attention matmuls included, against a hand count."""
-import torch
 from mmpretrain.models.backbones import VisionTransformer
 
-from ci2p_mm.models import CI2PViT
 from ci2p_mm.analysis import model_flops
+from ci2p_mm.models import CI2PViT
 
 
 def test_tiny_vit_against_hand_count():
     d, f, heads, layers, patch, size = 64, 128, 2, 2, 16, 64
     model = VisionTransformer(
-        arch=dict(embed_dims=d, num_layers=layers, num_heads=heads,
-                  feedforward_channels=f),
-        img_size=size, patch_size=patch, out_type='avg_featmap',
+        arch=dict(
+            embed_dims=d,
+            num_layers=layers,
+            num_heads=heads,
+            feedforward_channels=f),
+        img_size=size,
+        patch_size=patch,
+        out_type='avg_featmap',
         with_cls_token=False)
     n = (size // patch)**2
     per_layer = (
@@ -20,10 +24,10 @@ def test_tiny_vit_against_hand_count():
         + n * d * d  # projection
         + 2 * n * d * f  # MLP
         + 2 * 5 * n * d)  # two affine LayerNorms (mmengine: 5 per element)
-    hand = (n * 3 * patch * patch * d  # patch embedding conv
-            + layers * per_layer
-            + 5 * n * d  # final norm
-            + 5 * d)  # the norm after average pooling
+    hand = (
+        n * 3 * patch * patch * d  # patch embedding conv
+        + layers * per_layer + 5 * n * d  # final norm
+        + 5 * d)  # the norm after average pooling
     result = model_flops(model, (size, size))
     assert result['flops'] == hand
     assert result['attention_flops'] == layers * 2 * n * n * d
@@ -32,11 +36,15 @@ def test_tiny_vit_against_hand_count():
 
 def test_ci2p_attention_is_a_sixteenth_of_vit_b16s():
     # 4x fewer tokens: attention matmuls scale with N^2.
-    ci2p = model_flops(CI2PViT('deit-t', img_size=128,
-                               patch_cfg=dict(pretrained=False)), (128, 128))
-    vit = model_flops(VisionTransformer('deit-t', img_size=128,
-                                        out_type='avg_featmap',
-                                        with_cls_token=False), (128, 128))
+    ci2p = model_flops(
+        CI2PViT('deit-t', img_size=128, patch_cfg=dict(pretrained=False)),
+        (128, 128))
+    vit = model_flops(
+        VisionTransformer(
+            'deit-t',
+            img_size=128,
+            out_type='avg_featmap',
+            with_cls_token=False), (128, 128))
     assert ci2p['attention_flops'] * 16 == vit['attention_flops']
     # The codec's convs are counted: far more than the transformer alone.
     assert ci2p['flops'] > 12 * 4 * 12 * 192**2 * 16

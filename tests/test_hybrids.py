@@ -12,8 +12,8 @@ from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-import ci2p_mm.apis.training as train_api
 import ci2p_mm  # noqa: F401
+import ci2p_mm.apis.training as train_api
 from ci2p_mm.models.backbones import CrossViT, CvT, MobileFormer
 
 #: ImageNet config -> the paper's params (millions), standard head included.
@@ -43,22 +43,26 @@ ANIMALS10 = sorted(
     for p in glob.glob(osp.join(REPO, 'configs', '*', '*_animals10.py'))
     if osp.basename(osp.dirname(p)) in ('cvt', 'crossvit', 'mobile_former'))
 
-TINY_CVT = dict(embed_dims=[16, 32, 48], depths=[1, 1, 2],
-                num_heads=[1, 2, 3])
-TINY_CROSSVIT = dict(patch_size=[12, 16], embed_dim=[24, 48],
-                     depth=[[1, 1, 0], [1, 1, 0]], num_heads=[2, 2],
-                     mlp_ratio=[2, 2, 1], img_scale=(1.0, 1.0))
+TINY_CVT = dict(embed_dims=[16, 32, 48], depths=[1, 1, 2], num_heads=[1, 2, 3])
+TINY_CROSSVIT = dict(
+    patch_size=[12, 16],
+    embed_dim=[24, 48],
+    depth=[[1, 1, 0], [1, 1, 0]],
+    num_heads=[2, 2],
+    mlp_ratio=[2, 2, 1],
+    img_scale=(1.0, 1.0))
 TINY_MOBILE_FORMER = dict(
-    stem_channels=8, num_tokens=3, token_dims=32, head_channels=64,
-    stages=[[(2, 8, 1, 0)], [(3, 16, 2, 4), (3, 16, 1, 3)],
-            [(4, 24, 2, 4)]])
+    stem_channels=8,
+    num_tokens=3,
+    token_dims=32,
+    head_channels=64,
+    stages=[[(2, 8, 1, 0)], [(3, 16, 2, 4), (3, 16, 1, 3)], [(4, 24, 2, 4)]])
 #: Tiny backbone and head settings per Animals-10 config family.
 TINY = {
     'cvt': (dict(arch=TINY_CVT), dict(in_channels=48)),
     # 48 px: timm's CrossVit needs sizes its patches divide; other inputs
     # (the 64 px test images) are resized inside the model.
-    'crossvit': (dict(arch=TINY_CROSSVIT, img_size=48),
-                 dict(in_channels=72)),
+    'crossvit': (dict(arch=TINY_CROSSVIT, img_size=48), dict(in_channels=72)),
     'mobile_former': (dict(arch=TINY_MOBILE_FORMER),
                       dict(in_channels=24 * 6 + 32, mid_channels=[64])),
 }
@@ -92,7 +96,9 @@ def test_animals10_configs_build(name):
     assert cfg.train_cfg.max_epochs == 300
     assert cfg.data_preprocessor.type == 'ClsDataPreprocessor'
     steps = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
-    assert steps == ['LoadImageRGB', 'Resize', 'RandomFlip', 'PackInputs']
+    assert steps == [
+        'SafeLoadImageFromFile', 'Resize', 'RandomFlip', 'PackInputs'
+    ]
     size = cfg.train_dataloader.dataset.pipeline[1].scale
     assert size == ((240, 240) if 'crossvit' in name else (256, 256))
     model = build_on_meta(name)
@@ -101,8 +107,9 @@ def test_animals10_configs_build(name):
 
 def test_animals10_configs_cover_the_comparison():
     names = {osp.basename(n).split('_')[0] for n in ANIMALS10}
-    assert {'cvt-13', 'cvt-21', 'crossvit-s', 'crossvit-b',
-            'mobile-former-508m'} <= names
+    assert {
+        'cvt-13', 'cvt-21', 'crossvit-s', 'crossvit-b', 'mobile-former-508m'
+    } <= names
 
 
 # ------------------------------------------------------------------ CvT ---
@@ -110,8 +117,8 @@ def test_cvt_stages_strides_and_class_token():
     torch.manual_seed(0)
     x = torch.rand(2, 3, 64, 96)
     feats = CvT(TINY_CVT, out_type='featmap', out_indices=(0, 1, 2))(x)
-    assert [tuple(f.shape) for f in feats] == [
-        (2, 16, 16, 24), (2, 32, 8, 12), (2, 48, 4, 6)]
+    assert [tuple(f.shape) for f in feats] == [(2, 16, 16, 24), (2, 32, 8, 12),
+                                               (2, 48, 4, 6)]
     model = CvT(TINY_CVT, out_type='raw')
     assert model.stages[-1].cls_token is not None
     assert all(s.cls_token is None for s in model.stages[:-1])
@@ -139,8 +146,12 @@ def test_cvt_has_no_position_embedding_and_takes_any_size():
 
 
 def test_cvt_frozen_stages_and_norm_eval():
-    model = CvT(TINY_CVT, out_type='featmap', out_indices=(0, 1, 2),
-                frozen_stages=1, norm_eval=True)
+    model = CvT(
+        TINY_CVT,
+        out_type='featmap',
+        out_indices=(0, 1, 2),
+        frozen_stages=1,
+        norm_eval=True)
     model.train()
     sum(f.sum() for f in model(torch.rand(1, 3, 32, 32))).backward()
     assert all(p.grad is None for p in model.stages[0].parameters())
@@ -149,11 +160,32 @@ def test_cvt_frozen_stages_and_norm_eval():
                    if isinstance(m, torch.nn.BatchNorm2d))
 
 
+def test_cvt_defaults_are_microsofts_attention_scale_and_quickgelu():
+    """cls_cvt.py: ``scale = dim_out ** -0.5``, ``act_layer=QuickGELU``;
+    the options give the usual head-width scale and plain GELU."""
+    from mmpretrain.models.utils import QuickGELU
+    block = CvT(TINY_CVT).stages[2].blocks[0]
+    assert block.attn.scale == 48**-0.5
+    assert isinstance(block.ffn.layers[0][1], QuickGELU)
+    block = CvT(
+        TINY_CVT, attn_scale='head_dims',
+        act_cfg=dict(type='GELU')).stages[2].blocks[0]
+    assert block.attn.scale == (48 // 3)**-0.5
+    assert type(block.ffn.layers[0][1]) is torch.nn.GELU
+    x = torch.randn(1, 3, 32, 32)
+    ref = CvT(TINY_CVT).eval()
+    other = CvT(TINY_CVT, attn_scale='head_dims').eval()
+    other.load_state_dict(ref.state_dict())
+    assert not torch.allclose(ref(x)[0], other(x)[0])
+
+
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(arch='14'), "CvT arch '14'"),
+    (dict(arch='14'), "CvT: Arch '14' is not in default archs"),
+    (dict(attn_scale='sqrt'), "attn_scale 'sqrt'"),
+    (dict(act_cfg=dict(type='NoSuchAct')), "act_cfg type 'NoSuchAct'"),
     (dict(out_indices=(0, 2)), "last stage only"),
     (dict(out_indices=5, out_type='featmap'),
-     r'out_indices \[5\] must be stage'),
+     r'Invalid out_indices \[5\]: there are 3 stages'),
     (dict(out_type='pooled'), 'out_type'),
 ])
 def test_cvt_bad_settings(kwargs, match):
@@ -179,16 +211,19 @@ def test_crossvit_wraps_timm_with_both_class_tokens():
 
 
 def test_crossvit_intermediate_encoders_and_frozen_stages():
-    model = CrossViT(TINY_CROSSVIT, img_size=48, out_indices=(0, 1),
-                     out_type='avg_featmap', frozen_stages=1)
+    model = CrossViT(
+        TINY_CROSSVIT,
+        img_size=48,
+        out_indices=(0, 1),
+        out_type='avg_featmap',
+        frozen_stages=1)
     model.train()
     outs = model(torch.rand(2, 3, 48, 48))
     assert [o.shape for o in outs] == [(2, 72), (2, 72)]
     sum(o.sum() for o in outs).backward()
     assert all(p.grad is None for p in model.model.blocks[0].parameters())
     assert model.model.cls_token_0.grad is None
-    assert all(p.grad is not None
-               for p in model.model.blocks[1].parameters())
+    assert all(p.grad is not None for p in model.model.blocks[1].parameters())
 
 
 def test_crossvit_dagger_uses_three_conv_patch_embedding():
@@ -200,18 +235,20 @@ def test_crossvit_dagger_uses_three_conv_patch_embedding():
 
 
 def test_crossvit_bad_arch():
-    with pytest.raises(ValueError, match="CrossViT arch 'xl'"):
+    with pytest.raises(
+            ValueError, match="CrossViT: Arch 'xl' is not in default"):
         CrossViT('xl')
 
 
 # -------------------------------------------------------- Mobile-Former ---
 def test_mobile_former_stages_and_pool_token():
     x = torch.rand(2, 3, 64, 64)
-    model = MobileFormer(TINY_MOBILE_FORMER, out_type='featmap',
-                         out_indices=(0, 1, 2))
+    model = MobileFormer(
+        TINY_MOBILE_FORMER, out_type='featmap', out_indices=(0, 1, 2))
     assert not hasattr(model, 'last_conv')  # no unused params downstream
-    assert [tuple(f.shape) for f in model(x)] == [
-        (2, 8, 32, 32), (2, 16, 16, 16), (2, 24, 8, 8)]
+    assert [tuple(f.shape) for f in model(x)] == [(2, 8, 32, 32),
+                                                  (2, 16, 16, 16),
+                                                  (2, 24, 8, 8)]
     model = MobileFormer(TINY_MOBILE_FORMER)
     out, = model(x)
     assert out.shape == (2, model.pool_token_channels) == (2, 24 * 6 + 32)
@@ -249,9 +286,12 @@ def test_mobile_former_26m_uses_grouped_pointwise_convs():
 
 
 def test_mobile_former_frozen_stages_and_norm_eval():
-    model = MobileFormer(TINY_MOBILE_FORMER, out_type='featmap',
-                         out_indices=(1, 2), frozen_stages=1,
-                         norm_eval=True)
+    model = MobileFormer(
+        TINY_MOBILE_FORMER,
+        out_type='featmap',
+        out_indices=(1, 2),
+        frozen_stages=1,
+        norm_eval=True)
     model.train()
     sum(f.sum() for f in model(torch.rand(1, 3, 32, 32))).backward()
     assert model.tokens.grad is None
@@ -263,9 +303,10 @@ def test_mobile_former_frozen_stages_and_norm_eval():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(arch='300m'), "MobileFormer arch '300m'"),
+    (dict(arch='300m'), "MobileFormer: Arch '300m' is not in default"),
     (dict(out_indices=(1, 2)), 'last stage only'),
-    (dict(arch=dict(stages=[])), "MobileFormer arch dict lacks"),
+    (dict(arch=dict(stages=[])),
+     "MobileFormer: Custom arch needs a dict with keys"),
 ])
 def test_mobile_former_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -294,14 +335,18 @@ def test_train_step_in_image_classifier(name):
     model.init_weights()
     optim = OptimWrapper(torch.optim.Adam(model.parameters(), lr=1e-3))
     data = dict(
-        inputs=[torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
-                for _ in range(4)],
+        inputs=[
+            torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+            for _ in range(4)
+        ],
         data_samples=[DataSample().set_gt_label(i) for i in range(4)])
     weights = [p.detach().clone() for p in model.backbone.parameters()]
     log = model.train_step(data, optim)
     assert torch.isfinite(log['loss'])
-    changed = [not torch.equal(w, p) for w, p in
-               zip(weights, model.backbone.parameters())]
+    changed = [
+        not torch.equal(w, p)
+        for w, p in zip(weights, model.backbone.parameters())
+    ]
     assert sum(changed) > 0.9 * len(changed)
     model.eval()
     with torch.no_grad():
@@ -324,7 +369,10 @@ def test_train_tool_runs_an_epoch(base, tmp_path, toy_animals10, train_tool):
     backbone, head = TINY[family(osp.relpath(base, 'configs'))]
     backbone = dict(backbone, arch=dict(backbone['arch'], _delete_=True))
     config = write_tiny_config(
-        tmp_path, base, toy_animals10, epochs=1,
+        tmp_path,
+        base,
+        toy_animals10,
+        epochs=1,
         extra=f'model = dict(backbone={backbone!r}, head={head!r})')
     work_dir = tmp_path / 'work'
     runner = train_tool.train([config, '--work-dir', str(work_dir)])

@@ -28,7 +28,8 @@ from ci2p_mm.utils import read_config
 from ci2p_mm.utils.io import load_torch_file, save_atomic
 
 SIZE = 64
-PIPELINE = ("[dict(type='LoadImageRGB'),dict(type='Resize',scale=(64,64)),"
+PIPELINE = ("[dict(type='SafeLoadImageFromFile'),"
+            "dict(type='Resize',scale=(64,64)),"
             "dict(type='PackInputs')]")
 
 
@@ -41,6 +42,9 @@ def write_config(directory, data_root, codec_file, name='latent.py'):
             f"model = dict(backbone=dict(arch={TINY_ARCH}, img_size={SIZE}, "
             f"patch_cfg=dict(pretrained={codec_file!r})), "
             f"head=dict(in_channels=64))\n"
+            f"train_dataloader = dict(batch_size=8, num_workers=0, "
+            f"dataset=dict(store='latents/s', source=dict("
+            f"data_root={data_root!r}, pipeline={PIPELINE})))\n"
             f"val_dataloader = dict(batch_size=8, num_workers=0, dataset=dict("
             f"store='latents/s', source=dict(data_root={data_root!r}, "
             f"pipeline={PIPELINE})))\n")
@@ -68,8 +72,12 @@ def pristine(toy_animals10, codec_file, tmp_path_factory):
     root = str(tmp_path_factory.mktemp('pristine') / 'data')
     shutil.copytree(toy_animals10, root)
     config = write_config(osp.dirname(root), root, codec_file)
-    store = encode(read_config(config), splits=['val'], num_workers=0,
-                   progress=False, chunk_size=8)
+    store = encode(
+        read_config(config),
+        splits=['val'],
+        num_workers=0,
+        progress=False,
+        chunk_size=8)
     return root, store
 
 
@@ -148,18 +156,21 @@ def test_an_object_array_is_never_unpickled(store, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize('damage,pattern', [
-    (lambda p: open(p, 'w').write('{"format_version": 2, "codec"'),
-     'not valid JSON'),
-    (lambda p: open(p, 'w').write(json.dumps([1, 2])), 'not a JSON object'),
-    (lambda p: open(p, 'w').write(' ' * (2 << 20)), 'a few KiB'),
-    (lambda p: (json.dump(dict(json.load(open(p)), format_version=1),
-                          open(p + '.x', 'w')), os.replace(p + '.x', p)),
-     'format version 1'),
-    (lambda p: (json.dump(dict(json.load(open(p)), storage='pickle'),
-                          open(p + '.x', 'w')), os.replace(p + '.x', p)),
-     "storage: 'pickle'"),
-], ids=['cut', 'list', 'huge', 'old-version', 'bad-storage'])
+@pytest.mark.parametrize(
+    'damage,pattern', [
+        (lambda p: open(p, 'w').write('{"format_version": 2, "codec"'),
+         'not valid JSON'),
+        (lambda p: open(p, 'w').write(json.dumps([1, 2])),
+         'not a JSON object'),
+        (lambda p: open(p, 'w').write(' ' * (2 << 20)), 'a few KiB'),
+        (lambda p: (json.dump(
+            dict(json.load(open(p)), format_version=1), open(p + '.x', 'w')),
+                    os.replace(p + '.x', p)), 'format version 1'),
+        (lambda p: (json.dump(
+            dict(json.load(open(p)), storage='pickle'), open(p + '.x', 'w')),
+                    os.replace(p + '.x', p)), "storage: 'pickle'"),
+    ],
+    ids=['cut', 'list', 'huge', 'old-version', 'bad-storage'])
 def test_a_broken_record_is_named(store, damage, pattern):
     config, root = store
     damage(osp.join(root, 'record.json'))
@@ -210,8 +221,7 @@ def test_hash_check_catches_a_rewrite_that_kept_size_and_time(store):
         f.write(bytes(255 - b for b in tail))
     os.utime(image, ns=(info.st_atime_ns, info.st_mtime_ns))
     assert len(val_dataset(config)) == 20  # size and time as recorded
-    refused(config, 'stale', osp.basename(image), root,
-            check_sources='hash')
+    refused(config, 'stale', osp.basename(image), root, check_sources='hash')
 
 
 def test_deleted_images_keep_their_latents(store):
@@ -227,22 +237,28 @@ def test_deleted_images_keep_their_latents(store):
 def test_latents_beyond_fp16_are_refused_then_stored_as_fp32(
         pristine, codec_file, tmp_path):
     root = str(tmp_path / 'data')
-    shutil.copytree(pristine[0], root, ignore=shutil.ignore_patterns(
-        'latents'))
+    shutil.copytree(
+        pristine[0], root, ignore=shutil.ignore_patterns('latents'))
     state = load_torch_file(codec_file)
-    last = [k for k in state if k.startswith('g_a.') and
-            k.endswith('.weight')][-1]
+    last = [
+        k for k in state if k.startswith('g_a.') and k.endswith('.weight')
+    ][-1]
     state[last] = state[last] * 1e6  # latents far beyond 65504
     loud = str(tmp_path / 'loud_codec.pth')
     save_atomic(state, loud)
     config = write_config(tmp_path, root, loud)
-    with pytest.raises(LatentStoreError,
-                       match=r"beyond float16's range.*--storage fp32"):
-        encode(read_config(config), splits=['val'], num_workers=0,
-               progress=False)
-    out = encode(read_config(config), splits=['val'], num_workers=0,
-                 progress=False, storage='fp32', overwrite=True,
-                 out=osp.join(root, 'latents', 's'))
+    with pytest.raises(
+            LatentStoreError, match=r"beyond float16's range.*--storage fp32"):
+        encode(
+            read_config(config), splits=['val'], num_workers=0, progress=False)
+    out = encode(
+        read_config(config),
+        splits=['val'],
+        num_workers=0,
+        progress=False,
+        storage='fp32',
+        overwrite=True,
+        out=osp.join(root, 'latents', 's'))
     assert LatentStore(out).record['storage'] == 'fp32'
     latent = val_dataset(config)[0]['inputs']
     assert latent.dtype == torch.float32 and latent.abs().max() > 65504
@@ -251,8 +267,8 @@ def test_latents_beyond_fp16_are_refused_then_stored_as_fp32(
 def test_a_broken_codec_stores_nothing_non_finite(pristine, codec_file,
                                                   tmp_path):
     root = str(tmp_path / 'data')
-    shutil.copytree(pristine[0], root, ignore=shutil.ignore_patterns(
-        'latents'))
+    shutil.copytree(
+        pristine[0], root, ignore=shutil.ignore_patterns('latents'))
     state = load_torch_file(codec_file)
     first = [k for k in state if k.startswith('g_a.')][0]
     state[first] = torch.full_like(state[first], float('nan'))
@@ -260,30 +276,44 @@ def test_a_broken_codec_stores_nothing_non_finite(pristine, codec_file,
     save_atomic(state, broken)
     config = write_config(tmp_path, root, broken)
     with pytest.raises(LatentStoreError, match='NaN/Inf latents'):
-        encode(read_config(config), splits=['val'], num_workers=0,
-               progress=False)
+        encode(
+            read_config(config), splits=['val'], num_workers=0, progress=False)
 
 
 def test_a_second_encode_of_the_same_store_is_refused(store):
     config, root = store
-    holder = subprocess.Popen(
-        [sys.executable, '-c',
-         'import sys, time\n'
-         'from ci2p_mm.utils.locks import ProcessLock\n'
-         'ProcessLock(sys.argv[1]).acquire()\n'
-         'print("held", flush=True)\n'
-         'time.sleep(600)\n', osp.join(root, 'encode.lock')],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([
+        sys.executable, '-c', 'import sys, time\n'
+        'from ci2p_mm.utils.locks import ProcessLock\n'
+        'held = ProcessLock(sys.argv[1]).acquire()\n'
+        'print("held", flush=True)\n'
+        'time.sleep(600)\n',
+        osp.join(root, 'encode.lock')
+    ],
+                              cwd=REPO,
+                              stdout=subprocess.PIPE,
+                              text=True)
     try:
         assert holder.stdout.readline().strip() == 'held'
-        with pytest.raises(LatentStoreError,
-                           match=f'Another encode is writing .*pid '
-                           f'{holder.pid}'):
-            encode(read_config(config), splits=['val'], num_workers=0,
-                   progress=False)
+        with pytest.raises(
+                LatentStoreError,
+                match=f'Another encode is writing .*pid '
+                f'{holder.pid}'):
+            encode(
+                read_config(config),
+                splits=['val'],
+                num_workers=0,
+                progress=False,
+                chunk_size=8)
     finally:
         holder.kill()
         holder.wait()
-    # The holder is gone: its lock file does not block.
-    encode(read_config(config), splits=['val'], num_workers=0,
-           progress=False)
+    # The holder is gone: the lock file it left does not block.
+    out = encode(
+        read_config(config),
+        splits=['val'],
+        num_workers=0,
+        progress=False,
+        chunk_size=8,
+        overwrite=True)
+    LatentStore(out).check_complete('val')

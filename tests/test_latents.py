@@ -12,17 +12,18 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY_ARCH, run_tool
+from conftest import REPO, TINY_ARCH, free_port, run_tool
 
 import ci2p_mm.apis.training as train_api
 import ci2p_mm.latents.encoding as encode_module
 from ci2p_mm.datasets import BadImageError
-from ci2p_mm.latents import LatentDataset, LatentStore, LatentStoreError
+from ci2p_mm.latents import LatentStore, LatentStoreError
 from ci2p_mm.utils import read_config
 from ci2p_mm.utils.io import load_torch_file
 
 SIZE = 64
-PIPELINE = ("[dict(type='LoadImageRGB'),dict(type='Resize',scale=({0},{0})),"
+PIPELINE = ("[dict(type='SafeLoadImageFromFile'),"
+            "dict(type='Resize',scale=({0},{0})),"
             "{1}dict(type='PackInputs')]")
 FLIP = "dict(type='RandomFlip',prob=0.5,direction='horizontal'),"
 STORE = 'latents/test-store'
@@ -39,17 +40,17 @@ def write_configs(directory, data_root, codec_file):
     test_pipe = PIPELINE.format(SIZE, '')
     image = osp.join(str(directory), 'image.py')
     with open(image, 'w') as f:
-        f.write(f"_base_ = [{osp.join(REPO, 'configs/ci2p_vit_animals10.py')!r}]\n"
-                + model +
-                f"train_dataloader = dict(batch_size=16, num_workers=0, "
-                f"dataset=dict(data_root={data_root!r}, pipeline={train_pipe}))\n"
-                f"val_dataloader = dict(batch_size=16, num_workers=0, "
-                f"dataset=dict(data_root={data_root!r}, pipeline={test_pipe}))\n"
-                "test_dataloader = val_dataloader\n")
+        f.write(
+            f"_base_ = [{osp.join(REPO, 'configs/ci2p_vit_animals10.py')!r}]\n"
+            + model + f"train_dataloader = dict(batch_size=16, num_workers=0, "
+            f"dataset=dict(data_root={data_root!r}, pipeline={train_pipe}))\n"
+            f"val_dataloader = dict(batch_size=16, num_workers=0, "
+            f"dataset=dict(data_root={data_root!r}, pipeline={test_pipe}))\n"
+            "test_dataloader = val_dataloader\n")
     latent = osp.join(str(directory), 'latent.py')
+    base = osp.join(REPO, 'configs', 'ci2p_vit_animals10_latents.py')
     with open(latent, 'w') as f:
-        f.write(f"_base_ = [{osp.join(REPO, 'configs/ci2p_vit_animals10_latents.py')!r}]\n"
-                + model +
+        f.write(f"_base_ = [{base!r}]\n" + model +
                 f"train_dataloader = dict(batch_size=16, num_workers=0, "
                 f"dataset=dict(store={STORE!r}, source=dict("
                 f"data_root={data_root!r}, pipeline={train_pipe})))\n"
@@ -62,8 +63,8 @@ def write_configs(directory, data_root, codec_file):
 
 def encode(config, cfg_options=None, **options):
     """:func:`ci2p_mm.latents.encode` on a config file, in small chunks."""
-    options = dict(dict(chunk_size=8, num_workers=0, progress=False),
-                   **options)
+    options = dict(
+        dict(chunk_size=8, num_workers=0, progress=False), **options)
     return encode_module.encode(read_config(config, cfg_options), **options)
 
 
@@ -79,8 +80,8 @@ def codec_file(tmp_path_factory):
 @pytest.fixture(scope='module')
 def encoded(toy_animals10, codec_file, tmp_path_factory):
     """(image config, latent config, store folder) on the shared toy set."""
-    image, latent = write_configs(tmp_path_factory.mktemp('latent_cfgs'),
-                                  toy_animals10, codec_file)
+    image, latent = write_configs(
+        tmp_path_factory.mktemp('latent_cfgs'), toy_animals10, codec_file)
     store = encode(latent)  # the latent config names its store
     assert store == osp.join(toy_animals10, STORE)
     return image, latent, store
@@ -155,7 +156,8 @@ def test_latent_logits_match_image_logits(encoded):
     store_array = LatentStore(store).array('train')
     train_images.pipeline.transforms = [
         t for t in train_images.pipeline.transforms
-        if type(t).__name__ != 'RandomFlip']
+        if type(t).__name__ != 'RandomFlip'
+    ]
     with torch.no_grad():
         x = model.data_preprocessor(
             dict(inputs=[train_images[3]['inputs']]))['inputs']
@@ -168,15 +170,16 @@ def test_flip_is_seeded_per_sample(encoded):
     from ci2p_mm.datasets import SeededIndex
     _, latent, _ = encoded
     train = dataset(latent, 'train')
-    flips = [train[SeededIndex(0, seed)]['data_samples'].flip
-             for seed in range(16)]
-    again = [train[SeededIndex(0, seed)]['data_samples'].flip
-             for seed in range(16)]
+    flips = [
+        train[SeededIndex(0, seed)]['data_samples'].flip for seed in range(16)
+    ]
+    again = [
+        train[SeededIndex(0, seed)]['data_samples'].flip for seed in range(16)
+    ]
     assert flips == again and 0 < sum(flips) < 16
 
 
-def test_store_refuses_a_model_of_another_codec(encoded, codec_file,
-                                                tmp_path):
+def test_store_refuses_a_model_of_another_codec(encoded, codec_file, tmp_path):
     from mmpretrain.registry import MODELS
 
     from ci2p_mm.codec import build_codec
@@ -193,8 +196,8 @@ def test_store_refuses_a_model_of_another_codec(encoded, codec_file,
     cases = [
         (dict(pretrained=other), 'sha256'),
         (dict(pretrained=False, quality=4), 'quality 4'),
-        (dict(codec='bmshj2018-hyperprior', pretrained=False),
-         'bmshj2018-hyperprior'),
+        (dict(codec='bmshj2018-hyperprior',
+              pretrained=False), 'bmshj2018-hyperprior'),
     ]
     for patch_cfg, named in cases:
         cfg = load_model_config(latent)
@@ -214,15 +217,17 @@ def test_store_refuses_a_model_of_another_codec(encoded, codec_file,
 
     # Through tools/train.py: the config's hook stops the run naming both.
     with pytest.raises(LatentStoreError, match='another codec'):
-        train_api.train([latent, '--work-dir', str(tmp_path / 'w'),
-                    '--cfg-options',
-                    f'model.backbone.patch_cfg.pretrained={other}'])
+        train_api.train([
+            latent, '--work-dir',
+            str(tmp_path / 'w'), '--cfg-options',
+            f'model.backbone.patch_cfg.pretrained={other}'
+        ])
 
 
 def copy_data(toy_animals10, tmp_path):
     root = str(tmp_path / 'data')
-    shutil.copytree(toy_animals10, root,
-                    ignore=shutil.ignore_patterns('latents'))
+    shutil.copytree(
+        toy_animals10, root, ignore=shutil.ignore_patterns('latents'))
     return root
 
 
@@ -269,9 +274,8 @@ def test_killed_encode_resumes(encoded, monkeypatch, tmp_path):
 
     encoded_again = []
     monkeypatch.setattr(
-        encode_module, 'commit_chunk',
-        lambda path, entry: (encoded_again.append(entry['chunk']),
-                             real_commit(path, entry)))
+        encode_module, 'commit_chunk', lambda path, entry:
+        (encoded_again.append(entry['chunk']), real_commit(path, entry)))
     encode(image, out=out, splits=['train'])
     assert commits == [0, 1] and encoded_again == [2, 3, 4]
     resumed, whole = LatentStore(out), LatentStore(full)
@@ -290,14 +294,19 @@ def test_two_processes_encode_the_same_store(encoded, tmp_path):
     import sys
     image, latent, whole_root = encoded
     out = str(tmp_path / 'two_ranks')
-    proc = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
-         '2', '--master_port', '29533',
-         osp.join(REPO, 'tools/dataset_converters/encode_latents.py'),
-         latent, '--launcher', 'pytorch', '--out', out, '--chunk-size', '8',
-         '--num-workers', '0', '--no-progress'],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    proc = subprocess.run([
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+        '--master_port',
+        str(free_port()),
+        osp.join(REPO, 'tools/dataset_converters/encode_latents.py'), latent,
+        '--launcher', 'pytorch', '--out', out, '--chunk-size', '8',
+        '--num-workers', '0', '--no-progress'
+    ],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     two, whole = LatentStore(out), LatentStore(whole_root)
     for split in ('train', 'val'):
@@ -306,9 +315,12 @@ def test_two_processes_encode_the_same_store(encoded, tmp_path):
         # (one thread per rank here: float32 sums in another order can
         # round to the neighbouring fp16 value). A misplaced row would be
         # off by ~0.1.
-        np.testing.assert_allclose(np.asarray(two.array(split), np.float32),
-                                   np.asarray(whole.array(split), np.float32),
-                                   rtol=1e-3, atol=1e-4, err_msg=split)
+        np.testing.assert_allclose(
+            np.asarray(two.array(split), np.float32),
+            np.asarray(whole.array(split), np.float32),
+            rtol=1e-3,
+            atol=1e-4,
+            err_msg=split)
         assert np.array_equal(two.labels(split), whole.labels(split))
         for rank in (0, 1):  # both ranks did part of the work
             with open(two.done_log(split, rank)) as f:
@@ -323,7 +335,8 @@ def test_bad_files_as_the_image_path(toy_animals10, codec_file, tmp_path):
         bad = osp.join(root, f.readline().split()[0])
     with open(bad, 'wb') as f:
         f.write(b'<html>not an image</html>')
-    with pytest.raises(BadImageError, match='Bad image .*' + osp.basename(bad)):
+    with pytest.raises(
+            BadImageError, match='Bad image .*' + osp.basename(bad)):
         encode(latent, splits=['val'])
     skip = {'val_dataloader.dataset.source.skip_bad_images': True}
     encode(latent, skip, splits=['val'], overwrite=True)
@@ -343,12 +356,17 @@ def test_wrong_inputs_are_refused(encoded):
     with pytest.raises(ValueError, match='codec latents'):
         LatentDataPreprocessor()(dict(inputs=torch.zeros(2, 3, 64, 64)))
     with pytest.raises(ValueError, match='looks like images'):
-        build_model(latent, latent_input=True)(torch.rand(2, 3, 64, 64),
-                                               mode='tensor')
+        build_model(
+            latent, latent_input=True)(
+                torch.rand(2, 3, 64, 64), mode='tensor')
     with pytest.raises(ValueError, match='RandomResizedCrop'):
-        encoding_pipeline([dict(type='LoadImageRGB'),
-                           dict(type='RandomResizedCrop', scale=64)], 'train')
+        encoding_pipeline([
+            dict(type='SafeLoadImageFromFile'),
+            dict(type='RandomResizedCrop', scale=64)
+        ], 'train')
     with pytest.raises(ValueError, match='right before'):
-        encoding_pipeline([ConfigDict(type='RandomFlip', prob=0.5),
-                           dict(type='Resize', scale=64)], 'train')
+        encoding_pipeline([
+            ConfigDict(type='RandomFlip', prob=0.5),
+            dict(type='Resize', scale=64)
+        ], 'train')
     json.dumps(LatentStore(encoded[2]).record)  # plain JSON

@@ -7,6 +7,7 @@ enough: mmpretrain's inferencers, get_model, test --tta, FLOP counting.
 """
 import os
 import os.path as osp
+import re
 
 import numpy as np
 import pytest
@@ -14,9 +15,9 @@ import torch
 from conftest import REPO, load_tool, run_tool, write_tiny_config
 from PIL import Image
 
-import ci2p_mm.apis.training as train_api
-import ci2p_mm.apis.testing as test_api
 import ci2p_mm
+import ci2p_mm.apis.testing as test_api
+import ci2p_mm.apis.training as train_api
 from ci2p_mm.codec import CodecWeightsError, build_codec
 
 CLASSES = ('dog', 'horse', 'elephant', 'butterfly', 'chicken', 'cat', 'cow',
@@ -34,7 +35,10 @@ def checkpoint(tmp_path_factory, toy_animals10):
     # num_workers=2 in the config, 0 from the command line: the dataloader
     # defaults (persistent_workers) must follow the final value.
     config = write_tiny_config(
-        tmp, 'configs/ci2p_vit_animals10.py', toy_animals10, epochs=1,
+        tmp,
+        'configs/ci2p_vit_animals10.py',
+        toy_animals10,
+        epochs=1,
         extra=f"model['backbone']['patch_cfg'] = dict(pretrained="
         f"{str(codec_file)!r})\ntrain_dataloader['num_workers'] = 2\n")
     work_dir = tmp / 'work'
@@ -45,8 +49,8 @@ def checkpoint(tmp_path_factory, toy_animals10):
     os.remove(codec_file)
     image = tmp / 'cat.png'
     src = sorted(os.listdir(osp.join(toy_animals10, 'raw-img', 'gatto')))[0]
-    Image.open(osp.join(toy_animals10, 'raw-img', 'gatto', src)).convert(
-        'RGB').save(image)
+    Image.open(osp.join(toy_animals10, 'raw-img', 'gatto',
+                        src)).convert('RGB').save(image)
     return config, str(work_dir / 'epoch_1.pth'), str(image)
 
 
@@ -59,8 +63,8 @@ def test_inferencer_on_a_path_and_an_array(checkpoint):
     assert tuple(inferencer.classes) == CLASSES
     bgr = np.asarray(Image.open(image))[..., ::-1].copy()
     by_array = inferencer(bgr)[0]
-    np.testing.assert_allclose(by_array['pred_scores'],
-                               by_path['pred_scores'], atol=1e-5)
+    np.testing.assert_allclose(
+        by_array['pred_scores'], by_path['pred_scores'], atol=1e-5)
     grey = np.asarray(Image.open(image).convert('L'))
     assert inferencer(grey)[0]['pred_class'] in CLASSES
 
@@ -101,8 +105,9 @@ def test_get_model_takes_the_codec_from_the_checkpoint(checkpoint):
 def test_test_tool_with_tta_loads_the_checkpoint_into_the_wrapper(
         checkpoint, tmp_path):
     config, ckpt, _ = checkpoint
-    metrics = test_api.test([config, ckpt, '--tta', '--work-dir',
-                         str(tmp_path)])
+    metrics = test_api.test(
+        [config, ckpt, '--tta', '--work-dir',
+         str(tmp_path)])
     assert 0 <= metrics['accuracy/top1'] <= 100
 
 
@@ -147,8 +152,10 @@ def test_parent_init_cfg_does_not_overwrite_fetched_codec(fake_zoo):
     from ci2p_mm.models import CI2PViT
     codec = build_codec()
     fake_zoo.serve(codec.state_dict())
-    model = CI2PViT(arch='deit-t', img_size=64,
-                    init_cfg=dict(type='Kaiming', layer='Conv2d'))
+    model = CI2PViT(
+        arch='deit-t',
+        img_size=64,
+        init_cfg=dict(type='Kaiming', layer='Conv2d'))
     model.init_weights()
     assert torch.equal(model.patch_embed.encoder[0].weight,
                        codec.g_a[0].weight)
@@ -158,33 +165,39 @@ def test_training_offline_fails_at_once_but_fine_tuning_works(
         checkpoint, fake_zoo, tmp_path):
     config, ckpt, _ = checkpoint
     fake_zoo.offline()
-    zoo = ['--cfg-options', 'model.backbone.patch_cfg.pretrained=True',
-           'train_cfg.max_epochs=1', 'val_cfg=None', 'val_dataloader=None',
-           'val_evaluator=None']
+    zoo = [
+        '--cfg-options', 'model.backbone.patch_cfg.pretrained=True',
+        'train_cfg.max_epochs=1', 'val_cfg=None', 'val_dataloader=None',
+        'val_evaluator=None'
+    ]
     with pytest.raises(CodecWeightsError, match='Offline?'):
         train_api.train([config, '--work-dir', str(tmp_path / 'a')] + zoo)
     assert not osp.exists(tmp_path / 'a' / 'epoch_1.pth')
     # load_from provides the codec: no download needed.
-    runner = train_api.train([config, '--work-dir', str(tmp_path / 'b')] + zoo +
-                        [f'load_from={ckpt}'])
+    runner = train_api.train(
+        [config, '--work-dir', str(tmp_path / 'b')] + zoo +
+        [f'load_from={ckpt}'])
     assert osp.exists(tmp_path / 'b' / 'epoch_1.pth')
     assert not runner.model.backbone.patch_embed.ci2p_encoder.codec_pending
     assert len(fake_zoo.calls) == 1  # the first run tried; the second did not
 
 
-def test_dataloader_defaults_follow_cfg_options_and_flags(tmp_path,
-                                                          toy_animals10):
+def test_dataloader_defaults_follow_cfg_options_and_flags(
+        tmp_path, toy_animals10):
     config = write_tiny_config(tmp_path, 'configs/ci2p_vit_animals10.py',
                                toy_animals10)
-    args = train_api.parse_args([config, '--no-persistent-workers', '--cfg-options',
-                             'val_dataloader.num_workers=4',
-                             'train_dataloader.num_workers=3'])
+    args = train_api.parse_args([
+        config, '--no-persistent-workers', '--cfg-options',
+        'val_dataloader.num_workers=4', 'train_dataloader.num_workers=3'
+    ])
     from mmengine.config import Config
     cfg = train_api.merge_args(Config.fromfile(config), args)
     assert cfg.train_dataloader.num_workers == 3
     assert cfg.train_dataloader.persistent_workers is False
-    args = train_api.parse_args([config, '--no-pin-memory', '--cfg-options',
-                             'train_dataloader.num_workers=2'])
+    args = train_api.parse_args([
+        config, '--no-pin-memory', '--cfg-options',
+        'train_dataloader.num_workers=2'
+    ])
     cfg = train_api.merge_args(Config.fromfile(config), args)
     assert cfg.train_dataloader.persistent_workers is True
     assert cfg.train_dataloader.pin_memory is False
@@ -200,8 +213,9 @@ def test_model_index_lists_every_config_with_params():
     for metafile in index['Import']:
         entries += yaml.safe_load(open(osp.join(REPO, metafile)))['Models']
     assert {e['Name'] for e in entries} <= names
-    assert {e['Name'] for e in entries if 'ci2p' in e['Name']} <= set(
-        list_models('*ci2p*'))
+    assert {e['Name']
+            for e in entries
+            if 'ci2p' in e['Name']} <= set(list_models('*ci2p*'))
     for entry in entries:
         name = osp.splitext(osp.basename(entry['Config']))[0]
         assert name == entry['Name']  # OpenMMLab: the name is the file's
@@ -215,8 +229,8 @@ def test_model_index_lists_every_config_with_params():
 
 
 def test_load_image_rgb_checks_arrays():
-    from ci2p_mm.datasets import LoadImageRGB
-    load = LoadImageRGB()
+    from ci2p_mm.datasets import SafeLoadImageFromFile
+    load = SafeLoadImageFromFile()
     out = load(dict(img=np.zeros((16, 20), np.uint8)))
     assert out['img'].shape == (16, 20, 3) and out['ori_shape'] == (16, 20)
     with pytest.raises(ValueError, match='dtype float32'):
@@ -227,11 +241,12 @@ def test_load_image_rgb_checks_arrays():
         load(dict())
 
 
-def test_publish_and_image_demo(checkpoint, tmp_path):
+def test_publish_and_image_demo(checkpoint, tmp_path, capsys):
     from mmpretrain import get_model
     config, ckpt, image = checkpoint
     publish = load_tool('tools/model_converters/publish_model.py')
-    final = publish.main([ckpt, str(tmp_path / 'tiny-ci2p.pth')])
+    assert publish.main([ckpt, str(tmp_path / 'tiny-ci2p.pth')]) == 0
+    final = capsys.readouterr().out.splitlines()[-1][len('Published '):]
     assert osp.basename(final).startswith('tiny-ci2p_')
     published = torch.load(final, map_location='cpu', weights_only=True)
     assert not {'optimizer', 'message_hub'} & set(published)
@@ -242,8 +257,14 @@ def test_publish_and_image_demo(checkpoint, tmp_path):
     assert not model.backbone.patch_embed.ci2p_encoder.codec_pending
     demo = load_tool('demo/image_demo.py')
     out = str(tmp_path / 'pred.png')
-    ranked = demo.main([image, config, final, '--topk', '3', '--out', out])
-    assert len(ranked) == 3 and ranked[0][0] in CLASSES
-    assert ranked[0][1] >= ranked[1][1] >= ranked[2][1]
+    assert demo.main([image, config, final, '--topk', '3', '--out', out]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[-1] == f'Saved {out}'
+    # (rank, class, score) lines; the inferencer's progress bar may precede
+    # the first one on its line.
+    ranked = re.findall(r'(\d)\. (\S+) +([0-9.]+)$', printed, re.MULTILINE)
+    assert [r[0] for r in ranked] == ['1', '2', '3']
+    assert ranked[0][1] in CLASSES
+    assert float(ranked[0][2]) >= float(ranked[1][2]) >= float(ranked[2][2])
     with open(out, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'

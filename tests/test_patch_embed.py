@@ -1,4 +1,5 @@
-"""CI2PPatchEmbed: shapes, freezing, and refusing input the codec can't take."""
+"""CI2PPatchEmbed: shapes, freezing, and refusing input the codec can't
+take."""
 import pytest
 import torch
 
@@ -73,11 +74,17 @@ def test_normalised_input_is_refused(embed):
 def test_parent_init_cfg_does_not_wipe_codec_weights():
     torch.manual_seed(0)
     model = CI2PViT(
-        arch='deit-t', img_size=64, patch_cfg=dict(pretrained=False),
-        init_cfg=[dict(type='Kaiming', layer='Conv2d'),
-                  dict(type='Constant', layer='Linear', val=0.5)])
-    before = {k: v.clone() for k, v in model.patch_embed.encoder.state_dict()
-              .items()}
+        arch='deit-t',
+        img_size=64,
+        patch_cfg=dict(pretrained=False),
+        init_cfg=[
+            dict(type='Kaiming', layer='Conv2d'),
+            dict(type='Constant', layer='Linear', val=0.5)
+        ])
+    before = {
+        k: v.clone()
+        for k, v in model.patch_embed.encoder.state_dict().items()
+    }
     model.init_weights()
     after = model.patch_embed.encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)

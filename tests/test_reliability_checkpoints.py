@@ -12,10 +12,10 @@ import os.path as osp
 
 import pytest
 import torch
-from _reliability import REPO, TINY_ARCH, make_toy_data, write_config
+from _reliability import TINY_ARCH, make_toy_data, write_config
 from mmengine.config import Config
 
-from ci2p_mm.apis import train as train_tool, test as test_tool
+import ci2p_mm.apis
 from ci2p_mm.engine import CheckpointError, read_checkpoint_file
 from ci2p_mm.engine.checkpoint import (check_codecs, check_state_dict_fits,
                                        describe_saved_model,
@@ -30,7 +30,7 @@ def trained(tmp_path_factory):
     root = make_toy_data(tmp / 'data', 2, 64, 0.5)
     config = write_config(tmp, root, epochs=1)
     work_dir = str(tmp / 'work')
-    train_tool([config, '--work-dir', work_dir])
+    ci2p_mm.apis.train([config, '--work-dir', work_dir])
     return config, osp.join(work_dir, 'epoch_1.pth')
 
 
@@ -38,7 +38,7 @@ def run_test(config, checkpoint, *options):
     argv = [config, checkpoint]
     if options:
         argv += ['--cfg-options', *options]
-    return test_tool(argv)
+    return ci2p_mm.apis.test(argv)
 
 
 def run_train(config, work_dir, *options, resume=None):
@@ -47,7 +47,7 @@ def run_train(config, work_dir, *options, resume=None):
         argv += ['--resume', resume]
     if options:
         argv += ['--cfg-options', *options]
-    return train_tool(argv)
+    return ci2p_mm.apis.train(argv)
 
 
 def other_arch(**changes):
@@ -74,6 +74,7 @@ def fits(model, ckpt):
 
 # ---- tools/test.py end to end -------------------------------------------
 
+
 def test_test_tool(trained, tmp_path):
     config, ckpt = trained
     assert 'accuracy/top1' in run_test(config, ckpt)  # its own: fine
@@ -92,25 +93,32 @@ def test_test_tool(trained, tmp_path):
     truncated = str(tmp_path / 'truncated.pth')
     with open(ckpt, 'rb') as f, open(truncated, 'wb') as out:
         out.write(f.read()[:os.path.getsize(ckpt) // 2])
-    with pytest.raises(CheckpointError,
-                       match=f'Checkpoint {truncated} cannot be read.*'
-                       'truncated'):
+    with pytest.raises(
+            CheckpointError,
+            match=f'Checkpoint {truncated} cannot be read.*'
+            'truncated'):
         run_test(config, truncated)
 
 
 # ---- the variants of "does not fit" -----------------------------------
 
-@pytest.mark.parametrize('backbone,head,expect', [
-    (dict(arch=dict(TINY_ARCH, num_layers=3)), None,
-     'missing from the file: backbone.layers.2.'),
-    (dict(arch=dict(TINY_ARCH, num_layers=1)), None,
-     'not in the model: backbone.layers.1.'),
-    (None, dict(num_classes=5),
-     r'head.fc.weight: file (10, 64) vs model (5, 64)'),
-    (dict(type='DualScaleViT', arch='t', img_size=64,
-          patch_cfg=dict(pretrained=False)), dict(in_channels=192),
-     'not in the model: backbone.patch_embed.ci2p_encoder.'),
-], ids=['deeper', 'shallower', 'other-head', 'dual-scale'])
+
+@pytest.mark.parametrize(
+    'backbone,head,expect', [
+        (dict(arch=dict(TINY_ARCH, num_layers=3)), None,
+         'missing from the file: backbone.layers.2.'),
+        (dict(arch=dict(TINY_ARCH, num_layers=1)), None,
+         'not in the model: backbone.layers.1.'),
+        (None, dict(num_classes=5),
+         r'head.fc.weight: file (10, 64) vs model (5, 64)'),
+        (dict(
+            type='DualScaleViT',
+            arch='t',
+            img_size=64,
+            patch_cfg=dict(pretrained=False)), dict(in_channels=192),
+         'not in the model: backbone.patch_embed.ci2p_encoder.'),
+    ],
+    ids=['deeper', 'shallower', 'other-head', 'dual-scale'])
 def test_other_architectures(trained, backbone, head, expect):
     config, ckpt = trained
     model = build_model(config, backbone, head)
@@ -119,30 +127,37 @@ def test_other_architectures(trained, backbone, head, expect):
     assert ckpt in str(info.value) and expect in str(info.value)
 
 
-@pytest.mark.parametrize('codec,quality', [
-    ('bmshj2018-factorized', 3),
-    ('bmshj2018-hyperprior', 5),  # same g_a shapes as the factorized prior
-    ('mbt2018-mean', 4),
-])
+@pytest.mark.parametrize(
+    'codec,quality',
+    [
+        ('bmshj2018-factorized', 3),
+        ('bmshj2018-hyperprior', 5),  # same g_a shapes as the factorized prior
+        ('mbt2018-mean', 4),
+    ])
 def test_other_codecs(trained, tmp_path, codec, quality):
     config, ckpt = trained
-    model = build_model(config, dict(patch_cfg=dict(
-        codec=codec, quality=quality, pretrained=False)))
-    with pytest.raises(CheckpointError, match=f"built with {codec!r} "
-                       f"quality {quality}"):
+    model = build_model(
+        config,
+        dict(patch_cfg=dict(codec=codec, quality=quality, pretrained=False)))
+    with pytest.raises(
+            CheckpointError, match=f"built with {codec!r} "
+            f"quality {quality}"):
         fits(model, ckpt)
     # Files saved without CI2PRunner's record: read from the saved config.
     checkpoint = torch.load(ckpt, weights_only=True)
     del checkpoint['meta']['ci2p_codecs']
     old = str(tmp_path / 'old.pth')
     torch.save(checkpoint, old)
-    with pytest.raises(CheckpointError, match="trained with codec "
-                       "'bmshj2018-factorized' quality 5"):
+    with pytest.raises(
+            CheckpointError,
+            match="trained with codec "
+            "'bmshj2018-factorized' quality 5"):
         fits(model, old)
     fits(build_model(config), old)  # the right codec
 
 
 class _Exploit:
+
     def __reduce__(self):
         return (os.system, ('touch /tmp/ci2p_pwned_by_checkpoint', ))
 
@@ -156,9 +171,9 @@ def test_unreadable_and_unsafe_files(trained, tmp_path):
         'truncated.pth': (data[:len(data) // 2], 'cannot be read'),
         'text.pth': (b'not a checkpoint\n' * 10, 'cannot be read'),
         # Bits flipped inside tensor data: torch.load would not notice.
-        'flipped.pth': (data[:third] + bytes(b ^ 0xFF for b in data[
-            third:third + 4096]) + data[third + 4096:],
-                        'fails the CRC-32 check'),
+        'flipped.pth':
+        (data[:third] + bytes(b ^ 0xFF for b in data[third:third + 4096]) +
+         data[third + 4096:], 'fails the CRC-32 check'),
     }
     for name, (content, expect) in files.items():
         path = str(tmp_path / name)
@@ -186,30 +201,39 @@ def test_unreadable_and_unsafe_files(trained, tmp_path):
 def test_pos_embed_resizing_is_not_a_mismatch():
     from ci2p_mm.models import CI2PViT
     vits = [
-        CI2PViT(arch=TINY_ARCH, img_size=size,
-                patch_cfg=dict(pretrained=False), with_cls_token=False,
-                out_type='avg_featmap') for size in (64, 128)
+        CI2PViT(
+            arch=TINY_ARCH,
+            img_size=size,
+            patch_cfg=dict(pretrained=False),
+            with_cls_token=False,
+            out_type='avg_featmap') for size in (64, 128)
     ]
     check_state_dict_fits(vits[1], vits[0].state_dict(), 'x.pth', 'a ViT')
 
 
 # ---- load_from, --resume, init_cfg=Pretrained end to end -------------
 
+
 def test_training_entry_points(trained, tmp_path):
     config, ckpt = trained
     deeper = other_arch(num_layers=3)
-    with pytest.raises(CheckpointError, match=f'{ckpt} does not fit .*'
-                       'missing from the file'):
+    with pytest.raises(
+            CheckpointError,
+            match=f'{ckpt} does not fit .*'
+            'missing from the file'):
         run_train(config, tmp_path / 'a', f'load_from={ckpt}', *deeper)
     with pytest.raises(CheckpointError, match=f'{ckpt} does not fit'):
         run_train(config, tmp_path / 'b', *deeper, resume=ckpt)
     weights = str(tmp_path / 'weights.pth')
     torch.save(torch.load(ckpt, weights_only=True)['state_dict'], weights)
-    with pytest.raises(CheckpointError, match='cannot be resumed from.*'
-                       'load_from='):
+    with pytest.raises(
+            CheckpointError, match='cannot be resumed from.*'
+            'load_from='):
         run_train(config, tmp_path / 'w', resume=weights)
-    with pytest.raises(CheckpointError, match="init_cfg=Pretrained, "
-                       "prefix='backbone.'.*missing from the file: layers.2"):
+    with pytest.raises(
+            CheckpointError,
+            match="init_cfg=Pretrained, "
+            "prefix='backbone.'.*missing from the file: layers.2"):
         run_train(config, tmp_path / 'p', *deeper,
                   'model.backbone.init_cfg.type=Pretrained',
                   f'model.backbone.init_cfg.checkpoint={ckpt}',
@@ -220,14 +244,17 @@ def test_pretrained_init_cfg_variants(trained):
     config, ckpt = trained
 
     def model(prefix='backbone.', **arch):
-        return build_model(config, dict(
-            arch=dict(TINY_ARCH, **arch),
-            init_cfg=dict(type='Pretrained', checkpoint=ckpt,
-                          prefix=prefix)))
+        return build_model(
+            config,
+            dict(
+                arch=dict(TINY_ARCH, **arch),
+                init_cfg=dict(
+                    type='Pretrained', checkpoint=ckpt, prefix=prefix)))
 
     check_pretrained_init_cfgs(model())  # the right backbone: fine
-    with pytest.raises(CheckpointError, match="no weights under prefix "
-                       "'encoder.'"):
+    with pytest.raises(
+            CheckpointError, match="no weights under prefix "
+            "'encoder.'"):
         check_pretrained_init_cfgs(model(prefix='encoder.'))
     with pytest.raises(CheckpointError, match='different shapes'):
         check_pretrained_init_cfgs(model(embed_dims=32))

@@ -85,29 +85,43 @@ def setup(tmp_path_factory):
              "custom_hooks = [dict(type='NonFiniteLossHook'), "
              "dict(type='SkippedImagesHook'), "
              "dict(type='SignalAtIterationHook')]\n")
-    configs = {name: write_config(tmp, root, name=f'{name}.py',
-                                  num_workers=workers, extra=extra)
-               for name, workers in (('reference', 0), ('workers', 2))}
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
-               PYTHONPATH=str(tmp) + os.pathsep +
-               os.environ.get('PYTHONPATH', ''))
+    configs = {
+        name:
+        write_config(
+            tmp, root, name=f'{name}.py', num_workers=workers, extra=extra)
+        for name, workers in (('reference', 0), ('workers', 2))
+    }
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        MKL_NUM_THREADS='1',
+        PYTHONPATH=str(tmp) + os.pathsep + os.environ.get('PYTHONPATH', ''))
     return tmp, configs, env
 
 
 def train(config, work_dir, env, *extra, **env_extra):
     """``tools/train.py`` in its own process group (like a slurm step)."""
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py', config, '--work-dir',
-         str(work_dir), *extra], cwd=REPO, env=dict(env, **env_extra),
-        capture_output=True, text=True, timeout=600, start_new_session=True)
+    proc = subprocess.run([
+        sys.executable, 'tools/train.py', config, '--work-dir',
+        str(work_dir), *extra
+    ],
+                          cwd=REPO,
+                          env=dict(env, **env_extra),
+                          capture_output=True,
+                          text=True,
+                          timeout=600,
+                          start_new_session=True)
     return proc.returncode, proc.stdout + proc.stderr
 
 
 def test_second_run_refused_stale_lock_and_empty_resume(setup):
     tmp, configs, env = setup
     work = tmp / 'reference'
-    holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, str(work)],
-                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK,
+                               str(work)],
+                              cwd=REPO,
+                              stdout=subprocess.PIPE,
+                              text=True)
     try:
         assert holder.stdout.readline().strip() == 'held'
         code, out = train(configs['reference'], work, env)
@@ -123,8 +137,10 @@ def test_second_run_refused_stale_lock_and_empty_resume(setup):
 
     code, out = train(configs['reference'], work, env, '--resume')
     assert code == 0, out[-3000:]
-    said = [line for line in out.splitlines() if '--resume: no checkpoint in'
-            in line]
+    said = [
+        line for line in out.splitlines()
+        if '--resume: no checkpoint in' in line
+    ]
     assert len(said) == 1 and 'starting from the beginning' in said[0]
     assert f'{osp.basename(sys.executable)} tools/train.py' in (
         work / 'train.lock').read_text()
@@ -132,13 +148,16 @@ def test_second_run_refused_stale_lock_and_empty_resume(setup):
 
 def _mount_tmpfs(path, size_bytes, remount=False):
     opts = f'{"remount," if remount else ""}size={size_bytes}'
-    return subprocess.run(['mount', '-t', 'tmpfs', '-o', opts, 'tmpfs',
-                           str(path)], capture_output=True).returncode == 0
+    return subprocess.run(
+        ['mount', '-t', 'tmpfs', '-o', opts, 'tmpfs',
+         str(path)],
+        capture_output=True).returncode == 0
 
 
 def _used(path):
-    return sum(osp.getsize(osp.join(r, n)) for r, _, files in os.walk(path)
-               for n in files)
+    return sum(
+        osp.getsize(osp.join(r, n)) for r, _, files in os.walk(path)
+        for n in files)
 
 
 def test_signals_and_full_disk_then_resume_is_exact(setup):
@@ -150,8 +169,8 @@ def test_signals_and_full_disk_then_resume_is_exact(setup):
     work = tmp / 'faulty'
 
     # 1. Ctrl-C after the last batch of epoch 1 (before its checkpoint).
-    code, out = train(configs['workers'], work, env, SIGNAL='SIGINT',
-                      SIGNAL_AT_ITER='6')
+    code, out = train(
+        configs['workers'], work, env, SIGNAL='SIGINT', SIGNAL_AT_ITER='6')
     assert code == 128 + signal.SIGINT, out[-3000:]
     assert f'Stopped by SIGINT at iteration 6 (epoch 1); saved ' \
         f'{work}/iter_6.pth. Continue with --resume.' in out
@@ -159,8 +178,13 @@ def test_signals_and_full_disk_then_resume_is_exact(setup):
     assert not osp.exists(work / 'epoch_1.pth')
 
     # 2. Resume; slurm's SIGTERM in the middle of epoch 2.
-    code, out = train(configs['workers'], work, env, '--resume',
-                      SIGNAL='SIGTERM', SIGNAL_AT_ITER='9')
+    code, out = train(
+        configs['workers'],
+        work,
+        env,
+        '--resume',
+        SIGNAL='SIGTERM',
+        SIGNAL_AT_ITER='9')
     assert code == 128 + signal.SIGTERM, out[-3000:]
     assert 'resumed epoch: 0, iter: 6' in out
     assert 'Stopped by SIGTERM at iteration 9 (epoch 2)' in out
@@ -180,8 +204,12 @@ def test_signals_and_full_disk_then_resume_is_exact(setup):
             (work / 'last_checkpoint').write_text(str(work / 'iter_9.pth'))
             code, out = train(configs['workers'], work, env, '--resume')
         else:  # not allowed to mount: the write fails as on a full disk
-            code, out = train(configs['workers'], work, env, '--resume',
-                              NO_SPACE_FOR='epoch_2.pth')
+            code, out = train(
+                configs['workers'],
+                work,
+                env,
+                '--resume',
+                NO_SPACE_FOR='epoch_2.pth')
         print(f'disk full: {"tmpfs" if tmpfs else "simulated ENOSPC"}')
         assert code != 0
         message = next(line for line in out.splitlines()

@@ -1,6 +1,6 @@
 """Messy image folders: every surprise decoded to RGB or refused, by name.
 
-Covers issue 6, point 1: LoadImageRGB, skip_bad_images (train and
+Covers issue 6, point 1: SafeLoadImageFromFile, skip_bad_images (train and
 evaluation sets), the per-epoch count in the log, verify_dataset.py, and the
 sampler that makes augmentation independent of workers and resume.
 """
@@ -16,8 +16,8 @@ from _reliability import make_toy_data, write_config, write_messy_files
 from PIL import ImageFile
 
 import ci2p_mm.apis.training as train_api
-from ci2p_mm.datasets import (Animals10, BadImageError, LoadImageRGB,
-                              ResumableSampler, SeededIndex)
+from ci2p_mm.datasets import (Animals10, BadImageError, ResumableSampler,
+                              SafeLoadImageFromFile, SeededIndex)
 
 
 @pytest.fixture(scope='module')
@@ -28,7 +28,7 @@ def messy(tmp_path_factory):
 
 def test_every_case_is_decoded_or_refused(messy):
     directory, cases = messy
-    loader = LoadImageRGB()
+    loader = SafeLoadImageFromFile()
     for name, (kind, expect) in cases.items():
         path = osp.join(directory, name)
         if kind == 'ok':
@@ -46,15 +46,16 @@ def test_every_case_is_decoded_or_refused(messy):
             assert expect in info.value.reason, (name, info.value.reason)
             assert path in message and 'Fix:' in message
             assert 'skip_bad_images=True' in message, name
-    assert {k for k, (kind, _) in cases.items() if kind == 'bad'} >= {
-        'empty.jpg', 'truncated.jpg', 'truncated.png', 'html_page.jpg',
-        'bomb_100mp.png', 'tracking_pixel.gif'
-    }
+    assert {k
+            for k, (kind, _) in cases.items() if kind == 'bad'} >= {
+                'empty.jpg', 'truncated.jpg', 'truncated.png', 'html_page.jpg',
+                'bomb_100mp.png', 'tracking_pixel.gif'
+            }
 
 
 def test_missing_file_and_truncated_mode_are_refused(messy, monkeypatch):
     directory, _ = messy
-    loader = LoadImageRGB()
+    loader = SafeLoadImageFromFile()
     with pytest.raises(BadImageError, match='nope.jpg: file not found'):
         loader(dict(img_path=osp.join(directory, 'nope.jpg')))
     # Someone set Pillow's global switch that decodes truncated files to
@@ -66,18 +67,19 @@ def test_missing_file_and_truncated_mode_are_refused(messy, monkeypatch):
 
 def test_loader_options(messy):
     directory, _ = messy
-    red = LoadImageRGB(background=(255, 0, 0)).read_rgb(
+    red = SafeLoadImageFromFile(background=(255, 0, 0)).read_rgb(
         osp.join(directory, 'rgba.png'))
     assert (red[:, -1] == (255, 0, 0)).all()
-    assert LoadImageRGB(min_size=1).check(
+    assert SafeLoadImageFromFile(min_size=1).check(
         osp.join(directory, 'tracking_pixel.gif')) is None
-    assert 'max_pixels=1000' in LoadImageRGB(max_pixels=1000).check(
+    assert 'max_pixels=1000' in SafeLoadImageFromFile(max_pixels=1000).check(
         osp.join(directory, 'rgb.jpg'))
-    assert LoadImageRGB(to_float32=True)(dict(
+    assert SafeLoadImageFromFile(to_float32=True)(dict(
         img_path=osp.join(directory, 'rgb.jpg')))['img'].dtype == np.float32
 
 
 # ---- datasets with bad files -------------------------------------------
+
 
 @pytest.fixture(scope='module')
 def dirty_data(tmp_path_factory, messy):
@@ -99,8 +101,11 @@ def dirty_data(tmp_path_factory, messy):
     return root, bad
 
 
-PIPELINE = [dict(type='LoadImageRGB'), dict(type='Resize', scale=(64, 64)),
-            dict(type='PackInputs')]
+PIPELINE = [
+    dict(type='SafeLoadImageFromFile'),
+    dict(type='Resize', scale=(64, 64)),
+    dict(type='PackInputs')
+]
 
 
 def test_bad_file_stops_with_name_and_fix(dirty_data):
@@ -114,12 +119,13 @@ def test_bad_file_stops_with_name_and_fix(dirty_data):
 
 def test_training_set_skips_to_next_readable_sample(dirty_data):
     root, bad = dirty_data
-    dataset = Animals10(data_root=root, split='train', pipeline=PIPELINE,
-                        skip_bad_images=True)
+    dataset = Animals10(
+        data_root=root, split='train', pipeline=PIPELINE, skip_bad_images=True)
     data = dataset[1]  # bad -> the next one, with its own label
     sample = data['data_samples']
     assert sample.metainfo['skipped_bad_images'] == [
-        osp.join(root, 'bad', 'empty.jpg')]
+        osp.join(root, 'bad', 'empty.jpg')
+    ]
     assert sample.img_path == dataset.get_data_info(2)['img_path']
     assert int(sample.gt_label) == dataset.get_data_info(2)['gt_label']
     assert 'skipped_bad_images' not in dataset[0]['data_samples'].metainfo
@@ -128,8 +134,8 @@ def test_training_set_skips_to_next_readable_sample(dirty_data):
 def test_evaluation_set_leaves_bad_files_out(dirty_data):
     root, bad = dirty_data
     full = Animals10(data_root=root, split='val', pipeline=PIPELINE)
-    skipping = Animals10(data_root=root, split='val', pipeline=PIPELINE,
-                         skip_bad_images=True)
+    skipping = Animals10(
+        data_root=root, split='val', pipeline=PIPELINE, skip_bad_images=True)
     assert len(skipping) == len(full) - 2
     assert sorted(map(osp.basename, skipping.bad_images)) == sorted(
         ['tracking_pixel.gif', 'empty.jpg'])
@@ -139,8 +145,8 @@ def test_evaluation_set_leaves_bad_files_out(dirty_data):
 
 def test_training_with_skip_counts_in_the_log(dirty_data, tmp_path):
     root, _ = dirty_data
-    config = write_config(tmp_path, root, epochs=1, batch_size=11,
-                          skip_bad_images=True)
+    config = write_config(
+        tmp_path, root, epochs=1, batch_size=11, skip_bad_images=True)
     runner = train_api.train([config, '--work-dir', str(tmp_path / 'w')])
     log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
     assert 'Epoch 1: skipped 3 bad image(s)' in log
@@ -172,12 +178,14 @@ def test_verify_dataset_lists_every_bad_file(dirty_data, tmp_path, capsys):
     assert len(open(out_file).read().splitlines()) == 5
     # A clean data set passes.
     clean = make_toy_data(tmp_path / 'clean', 2, 32, 0.5)
-    assert verify.main([write_config(tmp_path, clean, name='clean.py'),
-                        '--split', 'train']) == 0
+    assert verify.main(
+        [write_config(tmp_path, clean, name='clean.py'), '--split',
+         'train']) == 0
     assert 'All images decode.' in capsys.readouterr().out
 
 
 # ---- augmentation that does not depend on workers or resume -----------
+
 
 def test_seeded_index_survives_pickling():
     index = pickle.loads(pickle.dumps(SeededIndex(7, 1234)))
@@ -189,7 +197,10 @@ def _flips(dataset, num_workers, skip=0):
     sampler.set_epoch(1)
     sampler.skip(skip)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=4, sampler=sampler, num_workers=num_workers,
+        dataset,
+        batch_size=4,
+        sampler=sampler,
+        num_workers=num_workers,
         collate_fn=lambda batch: batch)
     return [(s['data_samples'].img_path, s['data_samples'].flip)
             for batch in loader for s in batch]
@@ -197,9 +208,11 @@ def _flips(dataset, num_workers, skip=0):
 
 def test_augmentation_is_per_sample_not_per_worker(tmp_path):
     root = make_toy_data(tmp_path, 2, 32, 0.5)
-    pipeline = [dict(type='LoadImageRGB'),
-                dict(type='RandomFlip', prob=0.5),
-                dict(type='PackInputs', meta_keys=('img_path', 'flip'))]
+    pipeline = [
+        dict(type='SafeLoadImageFromFile'),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PackInputs', meta_keys=('img_path', 'flip'))
+    ]
     dataset = Animals10(data_root=root, split='train', pipeline=pipeline)
     single = _flips(dataset, 0)
     assert len({flip for _, flip in single}) == 2  # both happen
@@ -215,9 +228,12 @@ def test_robust_imagenet_skips_too(messy, tmp_path):
     os.makedirs(tmp_path / 'meta')
     for name in ('rgb.jpg', 'cmyk.jpg', 'truncated.jpg'):
         shutil.copy(osp.join(directory, name), tmp_path / 'val' / name)
-    (tmp_path / 'meta' / 'val.txt').write_text(
-        'rgb.jpg 0\ncmyk.jpg 1\ntruncated.jpg 2\n')
-    dataset = RobustImageNet(data_root=str(tmp_path), split='val',
-                             pipeline=PIPELINE, skip_bad_images=True)
-    assert len(dataset) == 2 and list(dataset.bad_images) == [
-        str(tmp_path / 'val' / 'truncated.jpg')]
+    (tmp_path / 'meta' /
+     'val.txt').write_text('rgb.jpg 0\ncmyk.jpg 1\ntruncated.jpg 2\n')
+    dataset = RobustImageNet(
+        data_root=str(tmp_path),
+        split='val',
+        pipeline=PIPELINE,
+        skip_bad_images=True)
+    assert len(dataset) == 2 and list(
+        dataset.bad_images) == [str(tmp_path / 'val' / 'truncated.jpg')]

@@ -1,9 +1,14 @@
-"""A non-finite loss stops training, giving the iteration and the value.
+"""A non-finite loss stops training, giving the iteration and the value,
+and the recovery it advises works.
 
 Issue 6, point 5: NonFiniteLossHook (in configs/_base_/default_runtime.py).
+Issue 21, point 6: no checkpoint of a diverged state (``best`` included),
+and ``--resume`` with a lowered learning rate continues with it.
 """
 import os
 import os.path as osp
+import re
+import shlex
 from types import SimpleNamespace
 
 import pytest
@@ -13,28 +18,42 @@ from mmengine.config import Config
 
 import ci2p_mm.apis.training as train_api
 from ci2p_mm.engine import NonFiniteLossHook
+from ci2p_mm.utils.io import load_torch_file
 
 
 def fake_runner(iteration, epoch=0, batches=6, last_ckpt=None):
     hub = SimpleNamespace(get_info=lambda key, default=None: last_ckpt)
-    return SimpleNamespace(iter=iteration, epoch=epoch, message_hub=hub,
-                           train_dataloader=[None] * batches)
+    cfg = Config(
+        dict(optim_wrapper=dict(optimizer=dict(lr=0.001))),
+        cfg_text='# read from cfg.py',
+        filename='cfg.py')
+    return SimpleNamespace(
+        iter=iteration,
+        epoch=epoch,
+        message_hub=hub,
+        train_dataloader=[None] * batches,
+        model=torch.nn.Linear(2, 2),
+        cfg=cfg,
+        work_dir='work')
 
 
-@pytest.mark.parametrize('value', [float('nan'), float('inf'),
-                                   -float('inf')])
+@pytest.mark.parametrize('value', [float('nan'), float('inf'), -float('inf')])
 def test_hook_names_iteration_and_value(value):
     hook = NonFiniteLossHook()
-    outputs = dict(loss=torch.tensor(value), loss_cls=torch.tensor(value),
-                   accuracy=torch.tensor(1.0))
+    outputs = dict(
+        loss=torch.tensor(value),
+        loss_cls=torch.tensor(value),
+        accuracy=torch.tensor(1.0))
     with pytest.raises(FloatingPointError) as info:
-        hook.after_train_iter(fake_runner(6, epoch=1, last_ckpt='e1.pth'),
-                              0, outputs=outputs)
+        hook.after_train_iter(
+            fake_runner(6, epoch=1, last_ckpt='e1.pth'), 0, outputs=outputs)
     message = str(info.value)
     assert message.startswith('Non-finite loss at iteration 7 (epoch 2, '
                               'batch 1 of 6): ')
     assert f'loss={value}' in message and f'loss_cls={value}' in message
-    assert 'the last one is e1.pth' in message
+    assert 'the last one, e1.pth, is from before it' in message
+    assert ('python tools/train.py cfg.py --work-dir work --resume '
+            '--cfg-options optim_wrapper.optimizer.lr=0.0001') in message
 
 
 def test_hook_passes_finite_losses():
@@ -49,12 +68,110 @@ def test_default_runtime_has_the_hook():
 
 def test_training_stops_at_the_first_non_finite_loss(tmp_path):
     root = make_toy_data(tmp_path / 'data', 2, 64, 0.5)
-    config = write_config(tmp_path, root, epochs=1, extra=(
-        "model['head']['loss'] = dict(type='CrossEntropyLoss', "
-        "loss_weight=float('inf'))\n"))
+    config = write_config(
+        tmp_path,
+        root,
+        epochs=1,
+        extra=("model['head']['loss'] = dict(type='CrossEntropyLoss', "
+               "loss_weight=float('inf'))\n"))
     work_dir = str(tmp_path / 'work')
-    with pytest.raises(FloatingPointError,
-                       match=r'Non-finite loss at iteration 1 \(epoch 1, '
-                       r'batch 1 of 2\): loss=inf'):
+    with pytest.raises(
+            FloatingPointError,
+            match=r'Non-finite loss at iteration 1 \(epoch 1, '
+            r'batch 1 of 2\): loss=inf'):
         train_api.train([config, '--work-dir', work_dir])
     assert not [n for n in os.listdir(work_dir) if n.endswith('.pth')]
+
+
+def test_hook_refuses_to_save_non_finite_weights():
+    hook = NonFiniteLossHook()
+    runner = fake_runner(3)
+    state = dict(
+        state_dict={
+            'a': torch.ones(2),
+            'b': torch.tensor([1.0, float('nan')]),
+            'n': torch.tensor([3])
+        })
+    with pytest.raises(
+            FloatingPointError,
+            match=r'Refusing to save a checkpoint at iteration 3 '
+            r'\(epoch 1\): its weights b hold NaN or inf'):
+        hook.before_save_checkpoint(runner, state)
+    state['state_dict']['b'] = torch.ones(2)
+    hook.before_save_checkpoint(runner, state)  # finite: saved
+
+
+def _pth_files(work_dir):
+    return sorted(n for n in os.listdir(work_dir) if n.endswith('.pth'))
+
+
+def test_one_iteration_per_epoch_saves_no_diverged_checkpoint(tmp_path):
+    """The update of iteration 1 leaves finite weights whose next forward
+    pass is NaN: no epoch_1.pth, no best_*.pth (they were written)."""
+    root = make_toy_data(tmp_path / 'data', 2, 64, 0.5)
+    config = write_config(tmp_path, root, epochs=2, batch_size=20)
+    work_dir = str(tmp_path / 'work')
+    with pytest.raises(FloatingPointError) as info:
+        train_api.train([
+            config, '--work-dir', work_dir, '--cfg-options',
+            'optim_wrapper.optimizer.lr=1e12'
+        ])
+    message = str(info.value)
+    assert message.startswith('Non-finite loss at the end of epoch 1: the '
+                              'weights now give loss=nan on the last '
+                              'training batch')
+    assert 'there is none yet, so --resume starts from the beginning' in \
+        message
+    assert _pth_files(work_dir) == []
+    assert not osp.exists(osp.join(work_dir, 'last_checkpoint'))
+
+
+WARMUP_INTO_A_TOO_HIGH_LR = """
+# Warmup to a peak that diverges: epoch 1 trains at lr * 1e-16 (1e-4),
+# epoch 2 at lr (mmengine's LinearLR reaches end_factor at step end - 1).
+param_scheduler = [dict(type='LinearLR', start_factor=1e-16, by_epoch=True,
+                        begin=0, end=2)]
+optim_wrapper = dict(optimizer=dict(lr=1e12))
+"""
+
+
+def test_lowering_the_lr_and_resuming_recovers(tmp_path, capsys):
+    """The advised recovery, as a user follows it: the run diverges in
+    epoch 2 (nothing of it saved), the message's command with a lower
+    learning rate resumes from epoch_1.pth with that rate and finishes.
+    mmengine alone resumed with the checkpoint's rate and diverged again."""
+    root = make_toy_data(tmp_path / 'data', 2, 64, 0.5)
+    config = write_config(
+        tmp_path, root, epochs=3, extra=WARMUP_INTO_A_TOO_HIGH_LR)
+    work_dir = str(tmp_path / 'work')
+    with pytest.raises(FloatingPointError) as info:
+        train_api.train([config, '--work-dir', work_dir])
+    message = str(info.value)
+    assert 'epoch 2' in message, message
+    assert _pth_files(work_dir) == [
+        'best_accuracy_top1_epoch_1.pth', 'epoch_1.pth'
+    ]
+    assert osp.join(work_dir, 'epoch_1.pth') in message
+    command = re.search(r'run: (python tools/train\.py .*?) \(with your',
+                        message).group(1)
+    args = shlex.split(command)[2:]
+    assert args == [
+        config, '--work-dir', work_dir, '--resume', '--cfg-options',
+        'optim_wrapper.optimizer.lr=1e+11'
+    ]
+    # The user lowers it further than the example (1e11 still diverges).
+    args[-1] = 'optim_wrapper.optimizer.lr=0.0001'
+    capsys.readouterr()
+    runner = train_api.train(args)
+    out = capsys.readouterr().out
+    assert ('--resume: the config\'s learning rate differs from that of the '
+            f'checkpoint {osp.join(work_dir, "epoch_1.pth")}: 0.0001 '
+            '(checkpoint: 1e+12)') in out
+    assert 'Epoch(train) [3]' in out and 'Epoch(train) [1]' not in out
+    # The warmup continued from the new base: epoch 3 at the full 1e-4.
+    assert runner.optim_wrapper.get_lr()['lr'] == [pytest.approx(1e-4)]
+    assert runner.param_schedulers[0].base_values == [pytest.approx(1e-4)]
+    final = load_torch_file(osp.join(work_dir, 'epoch_3.pth'))
+    assert all(
+        torch.isfinite(v).all() for v in final['state_dict'].values()
+        if v.is_floating_point())

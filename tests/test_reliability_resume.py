@@ -76,23 +76,28 @@ def setup(tmp_path_factory):
              "default_hooks = dict(checkpoint=dict(iter_interval=2, "
              "max_keep_ckpts=1))\n")
     configs = {}
-    for name, workers, extra in (
-            ('reference', 0, ''),
-            ('kill_at_9', 0, "custom_hooks = [dict(type='NonFiniteLossHook'),"
-             " dict(type='SkippedImagesHook'), "
-             "dict(type='KillAtIterationHook', iteration=9)]\n"),
-            ('resume', 2, '')):
-        configs[name] = write_config(tmp, root, name=f'{name}.py',
-                                     num_workers=workers,
-                                     extra=hooks + extra)
-    env = dict(os.environ, PYTHONPATH=str(tmp) + os.pathsep +
-               os.environ.get('PYTHONPATH', ''))
+    for name, workers, extra in (('reference', 0, ''), (
+            'kill_at_9', 0, "custom_hooks = [dict(type='NonFiniteLossHook'),"
+            " dict(type='SkippedImagesHook'), "
+            "dict(type='KillAtIterationHook', iteration=9)]\n"), ('resume', 2,
+                                                                  '')):
+        configs[name] = write_config(
+            tmp,
+            root,
+            name=f'{name}.py',
+            num_workers=workers,
+            extra=hooks + extra)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(tmp) + os.pathsep + os.environ.get('PYTHONPATH', ''))
     return tmp, configs, env
 
 
 def train(config, work_dir, env, *extra):
-    return run(['tools/train.py', config, '--work-dir', str(work_dir),
-                *extra], env=env, check=False)
+    return run(['tools/train.py', config, '--work-dir',
+                str(work_dir), *extra],
+               env=env,
+               check=False)
 
 
 def final_state(work_dir):
@@ -103,8 +108,9 @@ def final_state(work_dir):
 def assert_same(a, b):
     (weights_a, optim_a, meta_a), (weights_b, optim_b, meta_b) = a, b
     assert weights_a.keys() == weights_b.keys()
-    different = [k for k in weights_a
-                 if not torch.equal(weights_a[k], weights_b[k])]
+    different = [
+        k for k in weights_a if not torch.equal(weights_a[k], weights_b[k])
+    ]
     assert not different, f'{len(different)} tensors differ: {different[:5]}'
     for key in optim_a:
         for name in ('exp_avg', 'exp_avg_sq'):
@@ -146,8 +152,10 @@ def test_sigkill_mid_epoch_and_while_saving_then_resume_is_exact(setup):
     assert code == 0, out[-3000:]
     assert 'resumed epoch: 1, iter: 10' in out
     assert_same(final_state(work), reference)
-    leftovers = [n for n in os.listdir(work) if n.startswith('iter_')
-                 or n.endswith('.tmp') or n == 'epoch_1.pth']
+    leftovers = [
+        n for n in os.listdir(work)
+        if n.startswith('iter_') or n.endswith('.tmp') or n == 'epoch_1.pth'
+    ]
     assert not leftovers  # mid-epoch files go once epoch 2 is saved
 
 

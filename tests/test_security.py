@@ -18,10 +18,10 @@ import torch
 from _hostile import (CreatesMarker, plant_zoo_file, sha256_of,
                       write_hostile_checkpoint, zoo_url)
 from _reliability import TINY_ARCH
-from conftest import (REPO, codec_train_args, run_tool,
-                      write_tiny_config)
+from conftest import REPO, codec_train_args, run_tool, write_tiny_config
 
-from ci2p_mm.apis import train as train_tool, test as test_tool
+from ci2p_mm.apis import test as run_test
+from ci2p_mm.apis import train as run_train
 from ci2p_mm.codec import CodecWeightsError, build_codec
 
 
@@ -44,39 +44,58 @@ def test_the_payload_runs_when_unpickled_unsafely(tmp_path):
 
 # ---- every entry that can reach a codec file ----------------------------
 
+
 def _backbone(ctx):
     from mmpretrain.registry import MODELS
-    model = MODELS.build(dict(type='CI2PViT', arch=dict(TINY_ARCH),
-                              img_size=64, patch_cfg=dict(pretrained=True)))
+    model = MODELS.build(
+        dict(
+            type='CI2PViT',
+            arch=dict(TINY_ARCH),
+            img_size=64,
+            patch_cfg=dict(pretrained=True)))
     # Issue 12 moves the download from the constructor to init_weights().
     model.init_weights()
 
 
 def _train(ctx):
-    train_tool(
-        [ctx['config'], '--work-dir', str(ctx['tmp'] / 'train')])
+    run_train([ctx['config'], '--work-dir', str(ctx['tmp'] / 'train')])
 
 
 def _test(ctx):
-    test_tool(
-        [ctx['config'], ctx['checkpoint'], '--work-dir',
-         str(ctx['tmp'] / 'test')])
+    run_test([
+        ctx['config'], ctx['checkpoint'], '--work-dir',
+        str(ctx['tmp'] / 'test')
+    ])
 
 
 def _train_codec_finetune(ctx):
     from ci2p_mm.codec import training
-    training.main(codec_train_args(ctx['images'], ctx['tmp'] / 'codec', 40,
-                                   '--finetune'))
+    training.main(
+        codec_train_args(ctx['images'], ctx['tmp'] / 'codec', 40,
+                         '--finetune'))
 
 
 def _codec_report(ctx):
     from ci2p_mm.codec import report
-    report.main(['pretrained', str(ctx['images']), '--out-dir',
-                 str(ctx['tmp'] / 'report')])
+    report.main([
+        'pretrained',
+        str(ctx['images']), '--out-dir',
+        str(ctx['tmp'] / 'report')
+    ])
+
+
+def _export_onnx(ctx):
+    pytest.importorskip('onnxruntime', reason='the deploy extra')
+    from ci2p_mm.deployment.pytorch2onnx import main
+    main([
+        ctx['config'], 'none', '--out',
+        str(ctx['tmp'] / 'm.onnx'), '--shape', '64', '64'
+    ])
 
 
 ENTRIES = {
     'backbone build + init_weights': _backbone,
+    'pytorch2onnx.py CONFIG none': _export_onnx,
     'tools/train.py': _train,
     'tools/test.py': _test,
     'train_codec.py --finetune': _train_codec_finetune,
@@ -90,8 +109,8 @@ def entry_inputs(tmp_path_factory, toy_animals10, codec_images):
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
     tmp = tmp_path_factory.mktemp('entries')
-    config = write_tiny_config(tmp, 'configs/ci2p_vit_animals10.py',
-                               toy_animals10, epochs=1)
+    config = write_tiny_config(
+        tmp, 'configs/ci2p_vit_animals10.py', toy_animals10, epochs=1)
     cfg = Config.fromfile(config)
     assert cfg.model.backbone.patch_cfg.pretrained is True
     cfg.model.backbone.patch_cfg.pretrained = False
@@ -101,17 +120,18 @@ def entry_inputs(tmp_path_factory, toy_animals10, codec_images):
     return dict(config=config, checkpoint=checkpoint, images=codec_images)
 
 
-@pytest.mark.parametrize('hash_matches', [False, True],
-                         ids=['published-name', 'hash-matching-name'])
+@pytest.mark.parametrize(
+    'hash_matches', [False, True],
+    ids=['published-name', 'hash-matching-name'])
 @pytest.mark.parametrize('entry', list(ENTRIES))
-def test_planted_zoo_file_never_runs(entry, hash_matches, entry_inputs,
-                                     hub, tmp_path, monkeypatch):
+def test_planted_zoo_file_never_runs(entry, hash_matches, entry_inputs, hub,
+                                     tmp_path, monkeypatch):
     marker = tmp_path / 'PWNED'
     payload = write_hostile_checkpoint(
         tmp_path / 'payload.pth', marker,
         build_codec(pretrained=False).state_dict())
-    cached = plant_zoo_file(hub, payload,
-                            monkeypatch=monkeypatch if hash_matches else None)
+    cached = plant_zoo_file(
+        hub, payload, monkeypatch=monkeypatch if hash_matches else None)
     ctx = dict(entry_inputs, tmp=tmp_path)
     raised = None
     try:
@@ -141,8 +161,12 @@ def test_planted_zoo_file_through_the_command_line(entry_inputs, tmp_path):
     cached = plant_zoo_file(tmp_path / 'torch_home' / 'hub', payload)
     env = dict(os.environ, TORCH_HOME=str(tmp_path / 'torch_home'))
     with pytest.raises(AssertionError) as info:
-        run_tool('tools/train.py', entry_inputs['config'], '--work-dir',
-                 str(tmp_path / 'work'), env=env)
+        run_tool(
+            'tools/train.py',
+            entry_inputs['config'],
+            '--work-dir',
+            str(tmp_path / 'work'),
+            env=env)
     assert not marker.exists()
     assert cached in str(info.value)
     assert 'Delete the file to download it again' in str(info.value)
@@ -166,8 +190,9 @@ def test_download_is_verified_against_the_hash_in_its_name(
     wrong = re.sub(r'-[a-f0-9]{8}\.', '-00000000.', original)
     (served / wrong).write_bytes(source.read_bytes())
     monkeypatch.setitem(urls, 5, (served / wrong).as_uri())
-    with pytest.raises(CodecWeightsError,
-                       match='does not match the SHA-256 prefix 00000000'):
+    with pytest.raises(
+            CodecWeightsError,
+            match='does not match the SHA-256 prefix 00000000'):
         build_codec('bmshj2018-factorized', 5, pretrained=True)
     assert not cache.exists() or not os.listdir(cache)  # nothing kept
 
@@ -235,9 +260,9 @@ def test_every_torch_load_is_the_safe_loader():
     assert any(path == SAFE_LOADER for path, _ in code)
     calls = [(path, line, call) for path, text in code
              for line, call in _loads(ast.parse(text))]
-    assert [(path, call) for path, _, call in calls] == [
-        (SAFE_LOADER, 'torch.load(local, map_location=map_location, '
-         'weights_only=True)')], calls
+    assert [(path, call) for path, _, call in calls
+            ] == [(SAFE_LOADER, 'torch.load(local, map_location=map_location, '
+                   'weights_only=True)')], calls
     # The literal text too (as `grep -rn` finds it), tests included.
     tests = [(p, t) for p, t in _python_files('tests')
              if p != osp.join('tests', 'test_security.py')]
@@ -248,6 +273,7 @@ def test_every_torch_load_is_the_safe_loader():
 
 
 # ---- config text inside a checkpoint ------------------------------------
+
 
 def test_config_text_in_a_checkpoint_never_runs(entry_inputs, tmp_path):
     """mmengine reads a checkpoint's ``meta['cfg']`` / ``meta['config']``
@@ -262,16 +288,18 @@ def test_config_text_in_a_checkpoint_never_runs(entry_inputs, tmp_path):
     torch.save(checkpoint, hostile)
     no_zoo = ['--cfg-options', 'model.backbone.patch_cfg.pretrained=False']
 
-    metrics = test_tool(
-        [entry_inputs['config'], hostile, '--work-dir',
-         str(tmp_path / 'test')] + no_zoo)
+    metrics = run_test([
+        entry_inputs['config'], hostile, '--work-dir',
+        str(tmp_path / 'test')
+    ] + no_zoo)
     assert 'accuracy/top1' in metrics
     assert not marker.exists()
 
     with pytest.raises(Exception):  # no optimizer state: not resumable
-        train_tool(
-            [entry_inputs['config'], '--resume', hostile, '--work-dir',
-             str(tmp_path / 'train')] + no_zoo)
+        run_train([
+            entry_inputs['config'], '--resume', hostile, '--work-dir',
+            str(tmp_path / 'train')
+        ] + no_zoo)
     assert not marker.exists()
 
 
@@ -282,8 +310,13 @@ def test_config_text_reader_reads_literals_only():
         "model = dict(type='X', depth=-2, sizes=(1, 2), opts=[None, True],"
         " act=dict(type='GELU'), fn=print, n=len('ab'))\n"
         "gpu_ids = range(8)\nx: int = 3\n")
-    assert values['model'] == dict(type='X', depth=-2, sizes=(1, 2),
-                                   opts=[None, True], act=dict(type='GELU'),
-                                   fn=UNREADABLE, n=UNREADABLE)
+    assert values['model'] == dict(
+        type='X',
+        depth=-2,
+        sizes=(1, 2),
+        opts=[None, True],
+        act=dict(type='GELU'),
+        fn=UNREADABLE,
+        n=UNREADABLE)
     assert values['gpu_ids'] is UNREADABLE and 'x' not in values
     assert read_config_text('model = dict(') == {}

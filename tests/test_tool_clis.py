@@ -15,8 +15,11 @@ from conftest import (REPO, codec_train_args, make_codec_images, run_tool,
 
 
 def run_failing(*args):
-    proc = subprocess.run([sys.executable, *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, *args],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode != 0, proc.stdout
     return proc.stderr.strip().splitlines()
 
@@ -34,8 +37,8 @@ def test_train_codec_cli_trains_and_reports(tmp_path):
     assert 'bpp' in report
 
 
-@pytest.mark.parametrize('tool', ['tools/train_codec.py',
-                                  'tools/analysis_tools/codec_report.py'])
+@pytest.mark.parametrize(
+    'tool', ['tools/train_codec.py', 'tools/analysis_tools/codec_report.py'])
 def test_codec_clis_turn_user_errors_into_one_line(tool, tmp_path):
     if tool.endswith('train_codec.py'):
         missing = 'no_such_folder'
@@ -43,17 +46,21 @@ def test_codec_clis_turn_user_errors_into_one_line(tool, tmp_path):
     else:
         missing = 'no_such_codec.pth'
         images = make_codec_images(tmp_path / 'images', n=1)
-        args = [str(tmp_path / missing), str(images), '--out-dir',
-                str(tmp_path / 'r')]
+        args = [
+            str(tmp_path / missing),
+            str(images), '--out-dir',
+            str(tmp_path / 'r')
+        ]
     last = run_failing(tool, *args)[-1]
     assert last.startswith(f'{osp.basename(tool)}: error: ')
     assert missing in last
 
 
-@pytest.mark.parametrize('tool', ['tools/run_demo.py',
-                                  'tools/analysis_tools/benchmark.py',
-                                  'tools/analysis_tools/downstream_timing.py',
-                                  'tools/dataset_converters/encode_latents.py'])
+@pytest.mark.parametrize('tool', [
+    'tools/run_demo.py', 'tools/analysis_tools/benchmark.py',
+    'tools/analysis_tools/downstream_timing.py',
+    'tools/dataset_converters/encode_latents.py'
+])
 def test_clis_parse_their_options(tool):
     out = run_tool(tool, '--help')
     assert out.startswith('usage: ') and '--' in out

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import torch
-from conftest import REPO, run_tool, write_tiny_config
+from conftest import REPO, free_port, run_tool, write_tiny_config
 
 from ci2p_mm.datasets import ITALIAN_TO_ENGLISH, make_split
 
@@ -16,9 +16,9 @@ def fake_kaggle_folder(root, counts):
     """Kaggle's raw-img layout with mixed and upper-case extensions."""
     from PIL import Image
     raw = osp.join(root, 'raw-img')
-    for (folder, n), ext in zip(counts.items(),
-                                ['.jpeg', '.jpg', '.png', '.JPG', '.jpeg'] *
-                                2):
+    for (folder,
+         n), ext in zip(counts.items(),
+                        ['.jpeg', '.jpg', '.png', '.JPG', '.jpeg'] * 2):
         os.makedirs(osp.join(raw, folder))
         for i in range(n):
             Image.new('RGB', (8, 8), (i, 0, 0)).save(
@@ -28,8 +28,10 @@ def fake_kaggle_folder(root, counts):
 
 
 def test_prepare_animals10_counts_and_determinism(tmp_path):
-    counts = {folder: 10 + 3 * i for i, folder in
-              enumerate(ITALIAN_TO_ENGLISH)}
+    counts = {
+        folder: 10 + 3 * i
+        for i, folder in enumerate(ITALIAN_TO_ENGLISH)
+    }
     raw = fake_kaggle_folder(str(tmp_path), counts)
     (tmp_path / 'raw-img' / 'cane' / 'notes.txt').write_text('not an image')
     out = run_tool('tools/dataset_converters/prepare_animals10.py', raw,
@@ -65,23 +67,37 @@ def test_missing_data_says_where_it_looked_and_how_to_prepare(tmp_path):
     config = write_tiny_config(tmp_path, 'configs/ci2p_vit_animals10.py',
                                str(tmp_path / 'nowhere'))
     with pytest.raises(AssertionError) as info:
-        run_tool('tools/train.py', config, '--work-dir',
-                 str(tmp_path / 'wd'), '--cfg-options',
-                 'model.backbone.patch_cfg.pretrained=False')
+        run_tool('tools/train.py', config, '--work-dir', str(tmp_path / 'wd'),
+                 '--cfg-options', 'model.backbone.patch_cfg.pretrained=False')
     message = str(info.value)
     assert osp.join('nowhere', 'meta', 'train.txt') in message
     assert 'prepare_animals10.py' in message and 'kaggle' in message
+    assert 'train_dataloader.dataset.data_root=DIR' in message
+
+
+def test_missing_data_under_a_latents_config_names_its_key(tmp_path):
+    """A latents config sets the images' root on its LatentDataset's
+    source: the advice names that key, not the image config's."""
+    from ci2p_mm.datasets import DatasetNotPreparedError
+    from ci2p_mm.latents import LatentDataset
+    with pytest.raises(DatasetNotPreparedError) as info:
+        LatentDataset(source=dict(type='Animals10', split='train',
+                                  data_root=str(tmp_path / 'nowhere')),
+                      store='latents/s')
+    assert ('--cfg-options train_dataloader.dataset.source.data_root=DIR'
+            in str(info.value))
 
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory, toy_animals10):
     """Two epochs of tools/train.py on the toy data set."""
     tmp = tmp_path_factory.mktemp('train')
-    config = write_tiny_config(tmp, 'configs/ci2p_vit_animals10.py',
-                               toy_animals10, epochs=2)
+    config = write_tiny_config(
+        tmp, 'configs/ci2p_vit_animals10.py', toy_animals10, epochs=2)
     work_dir = str(tmp / 'work')
     out = run_tool('tools/train.py', config, '--work-dir', work_dir,
-                   '--cfg-options', 'model.backbone.patch_cfg.pretrained=False')
+                   '--cfg-options',
+                   'model.backbone.patch_cfg.pretrained=False')
     return config, work_dir, out
 
 
@@ -95,9 +111,10 @@ def test_train_writes_checkpoints_and_logs(trained):
 def test_test_tool_evaluates_the_checkpoint(trained, tmp_path):
     config, work_dir, _ = trained
     preds = str(tmp_path / 'preds.pkl')
-    out = run_tool('tools/test.py', config, osp.join(work_dir, 'epoch_2.pth'),
-                   '--work-dir', str(tmp_path), '--out', preds,
-                   '--cfg-options', 'model.backbone.patch_cfg.pretrained=False')
+    out = run_tool('tools/test.py', config,
+                   osp.join(work_dir, 'epoch_2.pth'), '--work-dir',
+                   str(tmp_path), '--out', preds, '--cfg-options',
+                   'model.backbone.patch_cfg.pretrained=False')
     assert 'accuracy/top1:' in out
     with open(preds, 'rb') as f:
         results = pickle.load(f)
@@ -108,9 +125,9 @@ def test_test_tool_evaluates_the_checkpoint(trained, tmp_path):
 def test_resume_continues_from_the_checkpoint(trained, tmp_path):
     config, work_dir, _ = trained
     resumed = str(tmp_path / 'resumed')
-    out = run_tool('tools/train.py', config, '--work-dir', resumed,
-                   '--resume', osp.join(work_dir, 'epoch_1.pth'),
-                   '--cfg-options', 'model.backbone.patch_cfg.pretrained=False',
+    out = run_tool('tools/train.py', config, '--work-dir', resumed, '--resume',
+                   osp.join(work_dir, 'epoch_1.pth'), '--cfg-options',
+                   'model.backbone.patch_cfg.pretrained=False',
                    'train_cfg.max_epochs=3')
     assert 'resumed epoch: 1' in out
     assert 'Epoch(train) [1]' not in out and 'Epoch(train) [3]' in out
@@ -129,14 +146,19 @@ def test_plot_curves_writes_a_png(trained, tmp_path):
 
 
 def test_dist_train_two_processes_on_cpu(tmp_path, toy_animals10):
-    config = write_tiny_config(tmp_path, 'configs/ci2p_vit_animals10.py',
-                               toy_animals10, epochs=1)
+    config = write_tiny_config(
+        tmp_path, 'configs/ci2p_vit_animals10.py', toy_animals10, epochs=1)
     work_dir = str(tmp_path / 'dist')
-    env = dict(os.environ, PORT='29517', PYTHON=os.sys.executable)
-    proc = subprocess.run(
-        ['bash', 'tools/dist_train.sh', config, '2', '--work-dir', work_dir,
-         '--cfg-options', 'model.backbone.patch_cfg.pretrained=False'],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    env = dict(os.environ, PORT=str(free_port()), PYTHON=os.sys.executable)
+    proc = subprocess.run([
+        'bash', 'tools/dist_train.sh', config, '2', '--work-dir', work_dir,
+        '--cfg-options', 'model.backbone.patch_cfg.pretrained=False'
+    ],
+                          cwd=REPO,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     output = proc.stdout + proc.stderr
     # torchrun exits 0 only when every rank did.
     assert proc.returncode == 0, output[-4000:]
@@ -147,8 +169,8 @@ def test_dist_train_two_processes_on_cpu(tmp_path, toy_animals10):
 
 def test_prepare_animals10_names_stray_folders_and_strict_refuses(
         tmp_path, capsys):
-    from conftest import load_tool
-    prepare = load_tool('tools/dataset_converters/prepare_animals10.py')
+    from ci2p_mm.datasets.animals10 import main, prepare
+    from ci2p_mm.utils.cli import run
     raw = fake_kaggle_folder(str(tmp_path), {f: 4 for f in ITALIAN_TO_ENGLISH})
     stray = tmp_path / 'raw-img' / 'unicorno'
     stray.mkdir()
@@ -156,7 +178,7 @@ def test_prepare_animals10_names_stray_folders_and_strict_refuses(
         (stray / f'u{i}.jpg').write_bytes(
             (tmp_path / 'raw-img' / 'cane' / 'img0.jpeg').read_bytes())
     (tmp_path / 'raw-img' / 'README.txt').write_text('downloaded from kaggle')
-    summary = prepare.main([raw, str(tmp_path / 'out')])
+    summary = prepare([raw, str(tmp_path / 'out')])
     assert ('Left out of the split, not Animals-10 class folders: '
             'README.txt, unicorno/ (3 files)') in capsys.readouterr().out
     assert summary['left_out'] == {'README.txt': 1, 'unicorno/': 3}
@@ -166,9 +188,10 @@ def test_prepare_animals10_names_stray_folders_and_strict_refuses(
         tmp_path / 'out' / 'meta' / 'val.txt').read_text()
     assert 'unicorno' not in listed and len(listed.splitlines()) == 40
     with pytest.raises(SystemExit) as info:
-        prepare.main([raw, str(tmp_path / 'strict'), '--strict'])
-    message = str(info.value)
-    assert message.startswith('prepare_animals10: ')
+        run(main, [raw, str(tmp_path / 'strict'), '--strict'])
+    assert info.value.code == 2
+    message = capsys.readouterr().err
+    assert message.count('\n') == 1 and ': error: ' in message
     assert 'not one of the ten Animals-10 class folders' in message
     assert 'README.txt, unicorno/ (3 files)' in message
     assert not (tmp_path / 'strict' / 'meta').exists()

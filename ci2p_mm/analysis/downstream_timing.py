@@ -8,7 +8,7 @@ multiply-add is one FLOP, attention included)::
 
     python tools/analysis_tools/downstream_timing.py     # det, pose and seg
     python tools/analysis_tools/downstream_timing.py --det-size 800 1344 \
-        --configs configs/downstream/retinanet_ci2p_vit_ds_fpn_1x_coco.py
+        --configs configs/downstream/retinanet_ci2p-vit-ds-b_fpn_1x_coco.py
 
 Needs the downstream extras (tools/misc/install_mmcv_full.sh).
 """
@@ -30,12 +30,12 @@ from .flops import model_flops
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIGS = [
-    'configs/downstream/retinanet_ci2p_vit_ds_fpn_1x_coco.py',
-    'configs/downstream/retinanet_ci2p_vit_simple_pyramid_fpn_1x_coco.py',
-    'configs/downstream/td-hm_ci2p_vit_ds_8xb64-210e_coco-256x192.py',
-    'configs/downstream/segnetr_isic2017-224x224.py',
-    'configs/downstream/upernet_ci2p_vit_ds_isic2017-224x224.py',
-    'configs/downstream/upernet_ci2p_vit_ds_8xb2-160k_ade20k-512x512.py',
+    'configs/downstream/retinanet_ci2p-vit-ds-b_fpn_1x_coco.py',
+    'configs/downstream/retinanet_ci2p-vit-b_simple-pyramid-fpn_1x_coco.py',
+    'configs/downstream/td-hm_ci2p-vit-ds-b_8xb64-210e_coco-256x192.py',
+    'configs/downstream/segnetr_1xb8-20k_isic2017-224x224.py',
+    'configs/downstream/upernet_ci2p-vit-ds-b_1xb8-20k_isic2017-224x224.py',
+    'configs/downstream/upernet_ci2p-vit-ds-b_8xb2-160k_ade20k-512x512.py',
 ]
 
 
@@ -44,16 +44,27 @@ def parse_args(argv=None):
     parser.add_argument('--configs', nargs='+', default=DEFAULT_CONFIGS)
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument(
-        '--det-size', type=int, nargs=2, default=[512, 512],
-        metavar=('H', 'W'), help='detection image size (multiples of 32)')
+        '--det-size',
+        type=int,
+        nargs=2,
+        default=[512, 512],
+        metavar=('H', 'W'),
+        help='detection image size (multiples of 32)')
     parser.add_argument(
-        '--pose-size', type=int, nargs=2, default=[256, 192],
-        metavar=('H', 'W'), help="pose crop size (the config's is 256x192)")
+        '--pose-size',
+        type=int,
+        nargs=2,
+        default=[256, 192],
+        metavar=('H', 'W'),
+        help="pose crop size (the config's is 256x192)")
     parser.add_argument(
-        '--seg-size', type=int, nargs=2, metavar=('H', 'W'),
+        '--seg-size',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
         help="segmentation image size (default: the config's crop size)")
-    parser.add_argument('--flops', action='store_true',
-                        help='also count FLOPs of one image')
+    parser.add_argument(
+        '--flops', action='store_true', help='also count FLOPs of one image')
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--arch', help='override the backbone arch')
@@ -64,8 +75,8 @@ def parse_args(argv=None):
 
 
 def build(config, arch):
-    cfg = Config.fromfile(osp.join(REPO, config) if not osp.isabs(config)
-                          else config)
+    cfg = Config.fromfile(
+        osp.join(REPO, config) if not osp.isabs(config) else config)
     set_patch_options(cfg, pretrained=False)  # CI2P backbones only
     cfg.model.backbone.init_cfg = None
     if arch:
@@ -95,9 +106,12 @@ def make_seg_batch(batch_size, size, num_classes):
     inputs, samples = [], []
     for _ in range(batch_size):
         inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(
-            img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-            padding_size=[0, 0, 0, 0]))
+        sample = SegDataSample(
+            metainfo=dict(
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                pad_shape=(h, w),
+                padding_size=[0, 0, 0, 0]))
         sample.gt_sem_seg = PixelData(
             data=torch.randint(0, num_classes, (1, h, w)))
         samples.append(sample)
@@ -112,13 +126,17 @@ def make_batch(scope, args, model, cfg):
     if scope == 'mmdet':
         from mmdet.testing import demo_mm_inputs
         h, w = args.det_size
-        return demo_mm_inputs(batch_size=args.batch_size,
-                              image_shapes=(3, h, w), num_classes=80), (h, w)
+        return demo_mm_inputs(
+            batch_size=args.batch_size, image_shapes=(3, h, w),
+            num_classes=80), (h, w)
     from mmpose.testing import get_packed_inputs
     h, w = args.pose_size
     return get_packed_inputs(
-        batch_size=args.batch_size, img_shape=(h, w), input_size=(w, h),
-        heatmap_size=(w // 4, h // 4), with_simcc_label=False), (h, w)
+        batch_size=args.batch_size,
+        img_shape=(h, w),
+        input_size=(w, h),
+        heatmap_size=(w // 4, h // 4),
+        with_simcc_label=False), (h, w)
 
 
 class TensorForward(torch.nn.Module):
@@ -184,8 +202,8 @@ def measure(config, args):
         backbone=f'{type(backbone).__name__}({args.arch or "as configured"})',
         params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
         trainable_params_m=round(
-            sum(p.numel() for p in model.parameters() if p.requires_grad)
-            / 1e6, 1),
+            sum(p.numel()
+                for p in model.parameters() if p.requires_grad) / 1e6, 1),
         batch=args.batch_size,
         image=f'{size[0]}x{size[1]}',
         loss_forward_s=round(statistics.median(fwd), 3),
@@ -200,15 +218,18 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     import ci2p_mm.downstream  # noqa: F401
     results = []
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
-          f'CPU; median of {args.repeats} after {args.warmup} warm-up',
-          file=sys.stderr)
+    print(
+        f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
+        f'CPU; median of {args.repeats} after {args.warmup} warm-up',
+        file=sys.stderr)
     for config in args.configs:
         res = measure(config, args)
         results.append(res)
         print(json.dumps(res), file=sys.stderr)
-    cols = ['config', 'backbone', 'params_m', 'batch', 'image',
-            'loss_forward_s', 'backward_s', 'predict_s']
+    cols = [
+        'config', 'backbone', 'params_m', 'batch', 'image', 'loss_forward_s',
+        'backward_s', 'predict_s'
+    ]
     if args.flops:
         cols.insert(5, 'flops_g')
     print('| ' + ' | '.join(cols) + ' |')

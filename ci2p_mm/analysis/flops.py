@@ -57,8 +57,7 @@ def model_flops(model: nn.Module,
     # Counted by tracing: CI2P's codec skips its weight and [0, 1] checks
     # there, so neither pretrained weights nor real images are needed.
     analyzer = FlopAnalyzer(traced, (x, ))
-    analyzer.set_op_handle('aten::scaled_dot_product_attention',
-                           sdpa_flop_jit)
+    analyzer.set_op_handle('aten::scaled_dot_product_attention', sdpa_flop_jit)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     result = dict(

@@ -21,16 +21,26 @@ from .flops import model_flops
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Model FLOPs and params')
     parser.add_argument('configs', nargs='+', help='config file(s)')
-    parser.add_argument('--shape', type=int, nargs='+', metavar=('H', 'W'),
-                        help='input size H [W] (default 256)')
-    parser.add_argument('--sizes', type=int, nargs='+',
-                        help='square input sizes for a table, e.g. 256 384')
     parser.add_argument(
-        '--no-pretrained', action='store_true',
+        '--shape',
+        type=int,
+        nargs='+',
+        metavar=('H', 'W'),
+        help='input size H [W] (default 256)')
+    parser.add_argument(
+        '--sizes',
+        type=int,
+        nargs='+',
+        help='square input sizes for a table, e.g. 256 384')
+    parser.add_argument(
+        '--no-pretrained',
+        action='store_true',
         help='build CI2P codecs without downloading weights (FLOPs do not '
         'depend on them)')
-    parser.add_argument('--by-module', action='store_true',
-                        help='also print FLOPs per top-level module')
+    parser.add_argument(
+        '--by-module',
+        action='store_true',
+        help='also print FLOPs per top-level module')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
     if args.shape and args.sizes:
@@ -66,8 +76,10 @@ def flops_table(argv=None):
                     if name and '.' not in name.replace('model.', '', 1):
                         print(f'  {name:<40}{flops / 1e9:>10.3f} G')
 
-    base = {row['shape']: row['flops'] for row in rows
-            if row['config'] == args.configs[0]}
+    base = {
+        row['shape']: row['flops']
+        for row in rows if row['config'] == args.configs[0]
+    }
     header = (f'{"config":<40}{"input":>10}{"GFLOPs":>10}{"attn G":>9}'
               f'{"params M":>10}{"vs first":>10}')
     print(header)

@@ -35,13 +35,18 @@ STORAGES = ('fp16', 'quantized')
 
 
 def add_arguments(parser):
-    parser.add_argument('--latent-storage', action='store_true',
-                        help='compare latent store formats (see '
-                        'ci2p_mm/analysis/latent_storage.py); one image '
-                        'config, data and codec as for --end-to-end')
-    parser.add_argument('--compare', type=int, default=32,
-                        help='--latent-storage: images whose tokens are '
-                        'compared with the float32 encoder')
+    parser.add_argument(
+        '--latent-storage',
+        action='store_true',
+        help='compare latent store formats (see '
+        'ci2p_mm/analysis/latent_storage.py); one image '
+        'config, data and codec as for --end-to-end')
+    parser.add_argument(
+        '--compare',
+        type=int,
+        default=32,
+        help='--latent-storage: images whose tokens are '
+        'compared with the float32 encoder')
 
 
 def loading_rate(dataset, n: int) -> float:
@@ -58,10 +63,12 @@ def run(args, argv):
     codec = args.codec or (random_codec_file(args.data_dir)
                            if args.no_pretrained else None)
     cfg = prepared_config(args.configs[0], args, codec)
-    print(f'# {device_name(args)}, torch {torch.__version__}, '
-          f'{torch.get_num_threads()} threads, {args.img_size}x'
-          f'{args.img_size}, codec {codec or "CompressAI q5"}; load average '
-          f'{loadavg()}', flush=True)
+    print(
+        f'# {device_name(args)}, torch {torch.__version__}, '
+        f'{torch.get_num_threads()} threads, {args.img_size}x'
+        f'{args.img_size}, codec {codec or "CompressAI q5"}; load average '
+        f'{loadavg()}',
+        flush=True)
 
     model_cfg = cfg.model
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
@@ -70,10 +77,10 @@ def run(args, argv):
     model.eval()
     encoder = model.backbone.patch_embed.ci2p_encoder
     reshape = model.backbone.patch_embed.reshape
-    images = build_source_dataset(
-        cfg.train_dataloader.dataset,
-        [t for t in cfg.train_dataloader.dataset.pipeline
-         if t['type'] != 'RandomFlip'])
+    images = build_source_dataset(cfg.train_dataloader.dataset, [
+        t for t in cfg.train_dataloader.dataset.pipeline
+        if t['type'] != 'RandomFlip'
+    ])
     n_cmp = min(args.compare, len(images))
     batch = [images[i]['inputs'] for i in range(n_cmp)]
     with torch.inference_mode():
@@ -87,31 +94,43 @@ def run(args, argv):
         out = osp.join(args.data_dir, 'latents', f'storage-{storage}')
         shutil.rmtree(out, ignore_errors=True)  # time a whole encode
         start = time.perf_counter()
-        encode(cfg, out=out, storage=storage, splits=['train'],
-               overwrite=True, progress=False,
-               num_workers=args.num_workers or 0, batch_size=args.batch_size)
+        encode(
+            cfg,
+            out=out,
+            storage=storage,
+            splits=['train'],
+            overwrite=True,
+            progress=False,
+            num_workers=args.num_workers or 0,
+            batch_size=args.batch_size)
         seconds = time.perf_counter() - start
         store = LatentStore(out)
         n = store.split_record('train')['num_samples']
-        latent_ds = DATASETS.build(dict(
-            type='LatentDataset', source=cfg.train_dataloader.dataset,
-            store=out, pipeline=[dict(type='LoadLatent', flip_prob=0.5),
-                                 dict(type='PackInputs')]))
-        stored = torch.from_numpy(np.array(
-            store.array('train')[:n_cmp, 0])).float()
+        latent_ds = DATASETS.build(
+            dict(
+                type='LatentDataset',
+                source=cfg.train_dataloader.dataset,
+                store=out,
+                pipeline=[
+                    dict(type='LoadLatent', flip_prob=0.5),
+                    dict(type='PackInputs')
+                ]))
+        stored = torch.from_numpy(np.array(store.array('train')[:n_cmp,
+                                                                0])).float()
         with torch.inference_mode():
             stored_tokens = reshape(stored)
         diff = stored_tokens - tokens
-        rows.append(dict(
-            storage=storage,
-            bytes_per_image=osp.getsize(store.array_path('train')) / n,
-            encode_img_s=n / seconds,
-            load_img_s=loading_rate(latent_ds, min(4 * n, 512)),
-            latent_rel_rms=float((stored - y).norm() / y.norm()),
-            token_rel_rms=float(diff.norm() / tokens.norm()),
-            token_max_abs=float(diff.abs().max()),
-            token_max=float(tokens.abs().max()),
-            clipped=sum(json_lines_clipped(store, 'train'))))
+        rows.append(
+            dict(
+                storage=storage,
+                bytes_per_image=osp.getsize(store.array_path('train')) / n,
+                encode_img_s=n / seconds,
+                load_img_s=loading_rate(latent_ds, min(4 * n, 512)),
+                latent_rel_rms=float((stored - y).norm() / y.norm()),
+                token_rel_rms=float(diff.norm() / tokens.norm()),
+                token_max_abs=float(diff.abs().max()),
+                token_max=float(tokens.abs().max()),
+                clipped=sum(json_lines_clipped(store, 'train'))))
     print(format_table(rows, image_rate, args), flush=True)
     return rows
 
@@ -132,13 +151,12 @@ def format_table(rows, image_rate, args):
               f'{"token rel RMS":>15}{"token max err":>15}{"clipped":>9}')
     lines = [header, '-' * len(header)]
     for r in rows:
-        lines.append(
-            f'{r["storage"]:<11}{r["bytes_per_image"] / 1024:>10.1f}'
-            f'{r["encode_img_s"]:>14.1f}{r["load_img_s"]:>12.0f}'
-            f'{r["latent_rel_rms"]:>16.2e}{r["token_rel_rms"]:>15.2e}'
-            f'{r["token_max_abs"]:>15.2e}{r["clipped"]:>9d}')
+        lines.append(f'{r["storage"]:<11}{r["bytes_per_image"] / 1024:>10.1f}'
+                     f'{r["encode_img_s"]:>14.1f}{r["load_img_s"]:>12.0f}'
+                     f'{r["latent_rel_rms"]:>16.2e}{r["token_rel_rms"]:>15.2e}'
+                     f'{r["token_max_abs"]:>15.2e}{r["clipped"]:>9d}')
     lines.append(
-        f'images (LoadImageRGB + Resize, no store): {image_rate:.0f} img/s '
+        f'images (SafeLoadImageFromFile + Resize, no store): {image_rate:.0f} img/s '
         f'loading. {args.img_size}x{args.img_size}; KiB/image with both '
         f'views (image + flip); encode img/s includes reading the JPEGs and '
         f'both views; token error vs the float32 encoder through the same '

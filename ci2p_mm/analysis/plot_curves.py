@@ -19,7 +19,8 @@ from ci2p_mm.utils.errors import UserError
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Plot training curves')
-    parser.add_argument('work_dirs', nargs='+', help='tools/train.py work dirs')
+    parser.add_argument(
+        'work_dirs', nargs='+', help='tools/train.py work dirs')
     parser.add_argument('--labels', nargs='+', help='one label per work dir')
     parser.add_argument('--metric', default='accuracy/top1')
     parser.add_argument('--out', default='curves.png', help='PNG to write')
@@ -33,8 +34,9 @@ def parse_args(argv=None):
 def plot_curves(argv=None) -> str:
     """Plot, write the PNG, return its path."""
     args = parse_args(argv)
-    labels = args.labels or [osp.basename(osp.normpath(d))
-                             for d in args.work_dirs]
+    labels = args.labels or [
+        osp.basename(osp.normpath(d)) for d in args.work_dirs
+    ]
     # A Figure of its own (no pyplot): no global backend switch, no GUI.
     fig = Figure(figsize=(11, 4))
     ax_acc, ax_loss = fig.subplots(1, 2)
@@ -46,12 +48,18 @@ def plot_curves(argv=None) -> str:
             curves = load_curves(work_dir, args.metric)
         except FileNotFoundError as err:
             raise UserError(str(err)) from None
-        style = dict(linestyle=styles[i % len(styles)],
-                     linewidth=2.2 - 0.4 * (i % len(styles)))
-        ax_acc.plot(curves['val_epochs'], curves['val'], marker='o',
-                    markersize=3, label=label, **style)
-        ax_loss.plot(curves['loss_epochs'], curves['loss'], label=label,
-                     **style)
+        style = dict(
+            linestyle=styles[i % len(styles)],
+            linewidth=2.2 - 0.4 * (i % len(styles)))
+        ax_acc.plot(
+            curves['val_epochs'],
+            curves['val'],
+            marker='o',
+            markersize=3,
+            label=label,
+            **style)
+        ax_loss.plot(
+            curves['loss_epochs'], curves['loss'], label=label, **style)
         if curves['val']:
             print(f'{label}: best {args.metric} {max(curves["val"]):.2f} '
                   f'over {len(curves["val_epochs"])} evaluations')

@@ -69,8 +69,9 @@ def test(argv=None) -> dict:
         raise UserError(f'Checkpoint {args.checkpoint} does not exist.')
     cfg = merge_args(read_config(args.config), args)
     # CI2PRunner: checked checkpoint loading, atomic saving, exact resume.
-    runner = (CI2PRunner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = (
+        CI2PRunner.from_cfg(cfg)
+        if 'runner_type' not in cfg else RUNNERS.build(cfg))
     if args.out and args.out_item == 'pred':
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

@@ -11,17 +11,15 @@ Only :mod:`.zoo` is imported here; the other two pull in training and
 metric libraries and are imported where used.
 """
 from .zoo import (ENCODER_STRIDE, LATENT_CHANNELS, CodecSettingError,
-                  CodecWeightsError,
-                  build_codec, canonical_codec_name, check_supported,
-                  codec_args, download_zoo_weights, encoder_stages,
-                  load_codec_state_dict, load_into_codec, read_checkpoint,
-                  supported_codecs, zoo_cache_file, zoo_url)
+                  CodecWeightsError, build_codec, canonical_codec_name,
+                  check_supported, codec_args, download_zoo_weights,
+                  encoder_stages, load_codec_state_dict, load_into_codec,
+                  read_checkpoint, supported_codecs, zoo_cache_file, zoo_url)
 
 __all__ = [
     'ENCODER_STRIDE', 'LATENT_CHANNELS', 'CodecSettingError',
-    'CodecWeightsError', 'build_codec',
-    'canonical_codec_name', 'check_supported', 'codec_args',
-    'download_zoo_weights', 'encoder_stages', 'load_codec_state_dict',
-    'load_into_codec', 'read_checkpoint', 'supported_codecs',
-    'zoo_cache_file', 'zoo_url'
+    'CodecWeightsError', 'build_codec', 'canonical_codec_name',
+    'check_supported', 'codec_args', 'download_zoo_weights', 'encoder_stages',
+    'load_codec_state_dict', 'load_into_codec', 'read_checkpoint',
+    'supported_codecs', 'zoo_cache_file', 'zoo_url'
 ]

@@ -37,10 +37,10 @@ from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import functional as TF
-
 from compressai.ops import compute_padding
+from matplotlib.figure import Figure
 from pytorch_msssim import ms_ssim, ssim
+from torchvision.transforms import functional as TF
 
 from ci2p_mm.utils.images import list_images, load_rgb
 from . import zoo as codec_module
@@ -48,11 +48,14 @@ from .zoo import build_codec, canonical_codec_name, read_checkpoint
 
 PAD_MULTIPLE = 64  # eval_model: "pad to allow 6 strides of 2"
 MS_SSIM_MIN_SIDE = 161
-COLUMNS = ['image', 'width', 'height', 'bpp', 'bpp_mode', 'psnr',
-           'ms_ssim', 'ssim']
+COLUMNS = [
+    'image', 'width', 'height', 'bpp', 'bpp_mode', 'psnr', 'ms_ssim', 'ssim'
+]
 
 
-def load_codec(checkpoint: str, codec: Optional[str], quality: Optional[int],
+def load_codec(checkpoint: str,
+               codec: Optional[str],
+               quality: Optional[int],
                metric: str = 'mse'):
     """Build the codec; codec/quality default to what the file records."""
     if checkpoint == 'pretrained':
@@ -66,8 +69,8 @@ def load_codec(checkpoint: str, codec: Optional[str], quality: Optional[int],
         recorded = {'codec': zoo[0], 'quality': zoo[2]} if zoo else {}
     codec = canonical_codec_name(
         codec or recorded.get('codec') or 'bmshj2018-factorized')
-    quality = int(quality if quality is not None else recorded.get(
-        'quality', 5))
+    quality = int(
+        quality if quality is not None else recorded.get('quality', 5))
     del ckpt
     return build_codec(codec, quality, checkpoint), codec, quality
 
@@ -82,8 +85,9 @@ def image_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> Dict[str, float]:
     mse = (org - rec).pow(2).mean().item()
     psnr = 10 * math.log10(255**2 / mse) if mse > 0 else float('inf')
     side = min(x.shape[-2:])
-    msssim = (ms_ssim(org, rec, data_range=255).item()
-              if side >= MS_SSIM_MIN_SIDE else None)
+    msssim = (
+        ms_ssim(org, rec, data_range=255).item()
+        if side >= MS_SSIM_MIN_SIDE else None)
     ssim_v = ssim(org, rec, data_range=255).item() if side >= 11 else None
     return {'psnr': psnr, 'ms_ssim': msssim, 'ssim': ssim_v}
 
@@ -100,15 +104,21 @@ def code_image(model, x: torch.Tensor, estimate: bool) -> dict:
     bits_map = -torch.log2(lk_y).sum(1)[0] if lk_y is not None else None
     est_bpp = sum(-torch.log2(lk).sum().item()
                   for lk in out_net['likelihoods'].values()) / num_pixels
-    result = {'bpp_mode': 'estimated', 'bpp': est_bpp,
-              'x_hat': out_net['x_hat']}
+    result = {
+        'bpp_mode': 'estimated',
+        'bpp': est_bpp,
+        'x_hat': out_net['x_hat']
+    }
     if not estimate:
         try:
             enc = model.compress(x_pad)
             dec = model.decompress(enc['strings'], enc['shape'])
             nbits = 8 * sum(len(s[0]) for s in enc['strings'])
-            result = {'bpp_mode': 'actual', 'bpp': nbits / num_pixels,
-                      'x_hat': dec['x_hat']}
+            result = {
+                'bpp_mode': 'actual',
+                'bpp': nbits / num_pixels,
+                'x_hat': dec['x_hat']
+            }
         except Exception as err:  # no entropy coder, tables missing, ...
             warnings.warn(f'compress() failed ({type(err).__name__}: '
                           f'{err}); reporting estimated bpp.')
@@ -127,27 +137,25 @@ def code_image(model, x: torch.Tensor, estimate: bool) -> dict:
 
 def save_panel(path: str, name: str, x: torch.Tensor, coded: dict,
                metrics: dict) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
     h, w = x.shape[-2:]
     extent = (0, w, h, 0)
     maps = [('latent energy: mean $y^2$ over '
              f'{coded["latent_shape"][0]} ch', coded['energy'], 'magma')]
     if coded['bits'] is not None:
-        maps.append(('est. bits per latent position', coded['bits'],
-                     'viridis'))
+        maps.append(
+            ('est. bits per latent position', coded['bits'], 'viridis'))
     n = 2 + len(maps)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6))
+    # A Figure of its own (no pyplot): no global backend, no GUI.
+    fig = Figure(figsize=(3.2 * n, 3.6))
+    axes = fig.subplots(1, n)
     axes[0].imshow(x[0].permute(1, 2, 0).numpy())
     axes[0].set_title('original')
     axes[1].imshow(coded['x_hat'][0].permute(1, 2, 0).numpy())
     axes[1].set_title(f'reconstruction\n{coded["bpp"]:.3f} bpp '
                       f'({coded["bpp_mode"]}), {metrics["psnr"]:.2f} dB')
     for ax, (title, data, cmap) in zip(axes[2:], maps):
-        im = ax.imshow(data.numpy(), cmap=cmap, extent=extent,
-                       interpolation='nearest')
+        im = ax.imshow(
+            data.numpy(), cmap=cmap, extent=extent, interpolation='nearest')
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     for ax in axes:
@@ -156,12 +164,12 @@ def save_panel(path: str, name: str, x: torch.Tensor, coded: dict,
     fig.suptitle(name, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _mean(rows, key) -> Optional[float]:
-    vals = [r[key] for r in rows if r[key] is not None
-            and math.isfinite(r[key])]
+    vals = [
+        r[key] for r in rows if r[key] is not None and math.isfinite(r[key])
+    ]
     return sum(vals) / len(vals) if vals else None
 
 
@@ -172,8 +180,7 @@ def _cell(v) -> str:
 
 
 def print_table(rows: List[dict], mean: dict) -> None:
-    table = [COLUMNS] + [[_cell(r[c]) for c in COLUMNS]
-                         for r in rows + [mean]]
+    table = [COLUMNS] + [[_cell(r[c]) for c in COLUMNS] for r in rows + [mean]]
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
     for i, row in enumerate(table):
         print('  '.join(c.ljust(wd) for c, wd in zip(row, widths)))
@@ -185,32 +192,51 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='bpp / PSNR / MS-SSIM and picture panels of a codec '
         'on an image folder.')
-    parser.add_argument('checkpoint', help='codec checkpoint (e.g. '
-                        'codec_final.pth from tools/train_codec.py, or a '
-                        'CompressAI zoo file); "pretrained" downloads '
-                        "CompressAI's weights")
+    parser.add_argument(
+        'checkpoint',
+        help='codec checkpoint (e.g. '
+        'codec_final.pth from tools/train_codec.py, or a '
+        'CompressAI zoo file); "pretrained" downloads '
+        "CompressAI's weights")
     parser.add_argument('image_dir', help='images (searched recursively)')
     parser.add_argument('--out-dir', required=True)
-    parser.add_argument('--codec', default=None, help='zoo name (default: '
-                        'recorded in the checkpoint, else '
-                        'bmshj2018-factorized)')
-    parser.add_argument('--quality', type=int, default=None,
-                        help='default: recorded in the checkpoint, else 5')
-    parser.add_argument('--metric', default='mse', choices=['mse',
-                                                            'ms-ssim'],
-                        help='which published weights "pretrained" gets')
+    parser.add_argument(
+        '--codec',
+        default=None,
+        help='zoo name (default: '
+        'recorded in the checkpoint, else '
+        'bmshj2018-factorized)')
+    parser.add_argument(
+        '--quality',
+        type=int,
+        default=None,
+        help='default: recorded in the checkpoint, else 5')
+    parser.add_argument(
+        '--metric',
+        default='mse',
+        choices=['mse', 'ms-ssim'],
+        help='which published weights "pretrained" gets')
     parser.add_argument('--max-images', type=int, default=None)
-    parser.add_argument('--max-panels', type=int, default=16,
-                        help='PNG panels for the first N images (0: none)')
-    parser.add_argument('--estimate', action='store_true',
-                        help='estimated bpp from likelihoods, no entropy '
-                        'coding')
-    parser.add_argument('--no-update', action='store_true',
-                        help="keep the file's entropy-coder tables instead "
-                        'of recomputing them with update(force=True)')
-    parser.add_argument('--device', default='cpu',
-                        help='cpu (default) or cuda; entropy coding runs on '
-                        'the CPU either way')
+    parser.add_argument(
+        '--max-panels',
+        type=int,
+        default=16,
+        help='PNG panels for the first N images (0: none)')
+    parser.add_argument(
+        '--estimate',
+        action='store_true',
+        help='estimated bpp from likelihoods, no entropy '
+        'coding')
+    parser.add_argument(
+        '--no-update',
+        action='store_true',
+        help="keep the file's entropy-coder tables instead "
+        'of recomputing them with update(force=True)')
+    parser.add_argument(
+        '--device',
+        default='cpu',
+        help='cpu (default) or cuda; entropy coding runs on '
+        'the CPU either way')
     return parser.parse_args(argv)
 
 
@@ -228,23 +254,38 @@ def report(args) -> dict:
     for i, path in enumerate(files):
         x = TF.to_tensor(load_rgb(path)).unsqueeze(0)
         coded = code_image(model, x.to(device), args.estimate)
-        coded = {k: v.cpu() if isinstance(v, torch.Tensor) else v
-                 for k, v in coded.items()}
+        coded = {
+            k: v.cpu() if isinstance(v, torch.Tensor) else v
+            for k, v in coded.items()
+        }
         metrics = image_metrics(x, coded['x_hat'])
         name = osp.relpath(path, args.image_dir)
-        row = {'image': name, 'width': x.shape[-1], 'height': x.shape[-2],
-               'bpp': coded['bpp'], 'bpp_mode': coded['bpp_mode'], **metrics}
+        row = {
+            'image': name,
+            'width': x.shape[-1],
+            'height': x.shape[-2],
+            'bpp': coded['bpp'],
+            'bpp_mode': coded['bpp_mode'],
+            **metrics
+        }
         rows.append(row)
         if i < args.max_panels:
             stem = osp.splitext(name)[0].replace(os.sep, '__')
-            save_panel(osp.join(args.out_dir, 'panels', f'{stem}.png'), name,
-                       x, coded, metrics)
+            save_panel(
+                osp.join(args.out_dir, 'panels', f'{stem}.png'), name, x,
+                coded, metrics)
 
     modes = sorted({r['bpp_mode'] for r in rows})
-    mean = {'image': 'MEAN', 'width': None, 'height': None,
-            'bpp_mode': '/'.join(modes),
-            **{k: _mean(rows, k) for k in ('bpp', 'psnr', 'ms_ssim',
-                                           'ssim')}}
+    mean = {
+        'image': 'MEAN',
+        'width': None,
+        'height': None,
+        'bpp_mode': '/'.join(modes),
+        **{
+            k: _mean(rows, k)
+            for k in ('bpp', 'psnr', 'ms_ssim', 'ssim')
+        }
+    }
     print(f'{codec} quality {quality} from {args.checkpoint}: '
           f'{len(rows)} images, padded to multiples of {PAD_MULTIPLE}.')
     print_table(rows, mean)
@@ -262,8 +303,11 @@ def report(args) -> dict:
         'quality': quality,
         'bpp_mode': mean['bpp_mode'],
         'padding': f'zeros, centered, to a multiple of {PAD_MULTIPLE} '
-                   '(compressai.utils.eval_model); bpp over original pixels',
-        'mean': {k: mean[k] for k in ('bpp', 'psnr', 'ms_ssim', 'ssim')},
+        '(compressai.utils.eval_model); bpp over original pixels',
+        'mean': {
+            k: mean[k]
+            for k in ('bpp', 'psnr', 'ms_ssim', 'ssim')
+        },
         'images': rows,
     }
     with open(osp.join(args.out_dir, 'report.json'), 'w') as f:

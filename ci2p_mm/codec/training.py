@@ -54,14 +54,13 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from compressai.losses import RateDistortionLoss
+from compressai.optimizers import net_aux_optimizer
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 from tqdm import tqdm
-
-from compressai.losses import RateDistortionLoss
-from compressai.optimizers import net_aux_optimizer
 
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.images import image_size, list_images, load_rgb
@@ -73,10 +72,26 @@ from .zoo import (CodecWeightsError, build_codec, canonical_codec_name,
 #: Lambdas of CompressAI's zoo models, by quality (CompressAI's zoo docs;
 #: the MSE list is also ``compressai.models.vbr.ScaleHyperpriorVbr.lmbda``).
 ZOO_LAMBDAS = {
-    'mse': {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250,
-            6: 0.0483, 7: 0.0932, 8: 0.1800},
-    'ms-ssim': {1: 2.40, 2: 4.58, 3: 8.73, 4: 16.64, 5: 31.73, 6: 60.50,
-                7: 115.37, 8: 220.00},
+    'mse': {
+        1: 0.0018,
+        2: 0.0035,
+        3: 0.0067,
+        4: 0.0130,
+        5: 0.0250,
+        6: 0.0483,
+        7: 0.0932,
+        8: 0.1800
+    },
+    'ms-ssim': {
+        1: 2.40,
+        2: 4.58,
+        3: 8.73,
+        4: 16.64,
+        5: 31.73,
+        6: 60.50,
+        7: 115.37,
+        8: 220.00
+    },
 }
 
 LATEST = 'latest.pth'
@@ -84,14 +99,29 @@ FINAL = 'codec_final.pth'
 
 #: ``--quick``: a small codec in a minute or two on a free 2-core CPU (see
 #: docs/codec.md for what it reaches). Explicit options override these.
-QUICK = dict(patch_size=64, batch_size=8, iters=400, lr=1e-3, aux_lr=1e-2,
-             lr_schedule='cosine', warmup_iters=30, data_init=True,
-             val_interval=100, num_workers=0)
+QUICK = dict(
+    patch_size=64,
+    batch_size=8,
+    iters=400,
+    lr=1e-3,
+    aux_lr=1e-2,
+    lr_schedule='cosine',
+    warmup_iters=30,
+    data_init=True,
+    val_interval=100,
+    num_workers=0)
 
 #: Defaults without ``--quick``: CompressAI's examples/train.py recipe.
-DEFAULTS = dict(patch_size=256, batch_size=16, lr=1e-4, aux_lr=1e-3,
-                lr_schedule='plateau', warmup_iters=0, data_init=False,
-                num_workers=min(4, os.cpu_count() or 1))
+DEFAULTS = dict(
+    patch_size=256,
+    batch_size=16,
+    lr=1e-4,
+    aux_lr=1e-3,
+    lr_schedule='plateau',
+    warmup_iters=0,
+    data_init=False,
+    num_workers=min(4,
+                    os.cpu_count() or 1))
 
 
 class CodecTrainingError(UserError, ValueError):
@@ -105,8 +135,9 @@ def pad_to_min_size(img: Image.Image, size: int) -> Image.Image:
     if w >= size and h >= size:
         return img
     dw, dh = max(size - w, 0), max(size - h, 0)
-    return TF.pad(img, [dw // 2, dh // 2, dw - dw // 2, dh - dh // 2],
-                  padding_mode='reflect')
+    return TF.pad(
+        img, [dw // 2, dh // 2, dw - dw // 2, dh - dh // 2],
+        padding_mode='reflect')
 
 
 class ImageFiles(Dataset):
@@ -115,8 +146,9 @@ class ImageFiles(Dataset):
     def __init__(self, files: Sequence[str], patch_size: int, train: bool):
         self.files = list(files)
         self.patch_size = patch_size
-        crop = (transforms.RandomCrop(patch_size)
-                if train else transforms.CenterCrop(patch_size))
+        crop = (
+            transforms.RandomCrop(patch_size)
+            if train else transforms.CenterCrop(patch_size))
         self.transform = transforms.Compose([crop, transforms.ToTensor()])
 
     def __len__(self):
@@ -232,8 +264,10 @@ def data_init(model, batch: torch.Tensor, latent_std: float = 1.0) -> str:
     if last.bias is not None:
         last.bias.mul_(scale)
     note = f'--data-init: latent std {std:.3f} -> {latent_std}'
-    out = [m for m in model.g_s.modules()
-           if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+    out = [
+        m for m in model.g_s.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+    ][-1]
     if out.bias is not None and out.out_channels % 3 == 0:
         # out_channels = 3 * r^2 when a PixelShuffle(r) follows.
         mean = batch.mean((0, 2, 3))
@@ -253,95 +287,165 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Train (or fine-tune) a CompressAI zoo codec whose g_a '
         'becomes CI2P\'s patch embedding.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('image_dir', help='folder of training images '
-                        '(searched recursively)')
-    parser.add_argument('--work-dir', required=True,
-                        help='where latest.pth, log.json and '
-                        'codec_final.pth go')
-    parser.add_argument('--codec', default='bmshj2018-factorized',
-                        help='CompressAI zoo name')
-    parser.add_argument('--quality', type=int, default=5,
-                        help='zoo quality: sets N, M and the default lambda')
-    parser.add_argument('--metric', choices=['mse', 'ms-ssim'],
-                        default='mse', help='distortion of the RD loss')
     parser.add_argument(
-        '--lambda', dest='lmbda', type=float, default=None,
+        'image_dir',
+        help='folder of training images '
+        '(searched recursively)')
+    parser.add_argument(
+        '--work-dir',
+        required=True,
+        help='where latest.pth, log.json and '
+        'codec_final.pth go')
+    parser.add_argument(
+        '--codec', default='bmshj2018-factorized', help='CompressAI zoo name')
+    parser.add_argument(
+        '--quality',
+        type=int,
+        default=5,
+        help='zoo quality: sets N, M and the default lambda')
+    parser.add_argument(
+        '--metric',
+        choices=['mse', 'ms-ssim'],
+        default='mse',
+        help='distortion of the RD loss')
+    parser.add_argument(
+        '--lambda',
+        dest='lmbda',
+        type=float,
+        default=None,
         help="rate-distortion trade-off (default: the zoo's lambda for "
         'the quality and metric, e.g. 0.025 for MSE quality 5)')
-    parser.add_argument('--patch-size', type=int, default=None,
-                        help=f'square crop size (default '
-                        f'{DEFAULTS["patch_size"]}; multiple of 16)')
-    parser.add_argument('--batch-size', type=int, default=None,
-                        help=f'default {DEFAULTS["batch_size"]}')
-    length = parser.add_mutually_exclusive_group()
-    length.add_argument('--iters', type=int, default=None,
-                        help='training iterations (total, counting resumed '
-                        'ones)')
-    length.add_argument('--epochs', type=float, default=None,
-                        help='training length in passes over the training '
-                        'images (default 100 when --iters is not given)')
-    parser.add_argument('--lr', type=float, default=None,
-                        help=f'Adam lr of the network (default '
-                        f'{DEFAULTS["lr"]})')
-    parser.add_argument('--aux-lr', type=float, default=None,
-                        help='Adam lr of the entropy bottleneck quantiles '
-                        f'(default {DEFAULTS["aux_lr"]})')
     parser.add_argument(
-        '--lr-schedule', choices=['plateau', 'cosine', 'constant'],
+        '--patch-size',
+        type=int,
+        default=None,
+        help=f'square crop size (default '
+        f'{DEFAULTS["patch_size"]}; multiple of 16)')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help=f'default {DEFAULTS["batch_size"]}')
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument(
+        '--iters',
+        type=int,
+        default=None,
+        help='training iterations (total, counting resumed '
+        'ones)')
+    length.add_argument(
+        '--epochs',
+        type=float,
+        default=None,
+        help='training length in passes over the training '
+        'images (default 100 when --iters is not given)')
+    parser.add_argument(
+        '--lr',
+        type=float,
+        default=None,
+        help=f'Adam lr of the network (default '
+        f'{DEFAULTS["lr"]})')
+    parser.add_argument(
+        '--aux-lr',
+        type=float,
+        default=None,
+        help='Adam lr of the entropy bottleneck quantiles '
+        f'(default {DEFAULTS["aux_lr"]})')
+    parser.add_argument(
+        '--lr-schedule',
+        choices=['plateau', 'cosine', 'constant'],
         default=None,
         help="plateau: CompressAI's recipe, halve the lr when the validation "
         'loss stops improving (--lr-patience validations); cosine: decay to '
         '1%% over the run (good for short runs). Default plateau')
-    parser.add_argument('--warmup-iters', type=int, default=None,
-                        help='linear lr warmup (default 0)')
-    parser.add_argument('--lr-patience', type=int, default=10,
-                        help='validations without improvement before the '
-                        'plateau schedule halves the lr')
-    parser.add_argument('--clip-max-norm', type=float, default=1.0,
-                        help='gradient clipping of the network (0: off)')
-    val = parser.add_mutually_exclusive_group()
-    val.add_argument('--val-dir', default=None,
-                     help='validation images (default: hold out '
-                     '--val-ratio of IMAGE_DIR)')
-    val.add_argument('--val-ratio', type=float, default=0.1,
-                     help='share of IMAGE_DIR held out for validation')
-    parser.add_argument('--val-interval', type=int, default=None,
-                        help='validate (and save latest.pth) every N '
-                        'iterations (default: once per epoch)')
-    parser.add_argument('--log-interval', type=int, default=10,
-                        help='write a training window to log.json every N '
-                        'iterations')
     parser.add_argument(
-        '--resume', nargs='?', const='auto', default=None,
+        '--warmup-iters',
+        type=int,
+        default=None,
+        help='linear lr warmup (default 0)')
+    parser.add_argument(
+        '--lr-patience',
+        type=int,
+        default=10,
+        help='validations without improvement before the '
+        'plateau schedule halves the lr')
+    parser.add_argument(
+        '--clip-max-norm',
+        type=float,
+        default=1.0,
+        help='gradient clipping of the network (0: off)')
+    val = parser.add_mutually_exclusive_group()
+    val.add_argument(
+        '--val-dir',
+        default=None,
+        help='validation images (default: hold out '
+        '--val-ratio of IMAGE_DIR)')
+    val.add_argument(
+        '--val-ratio',
+        type=float,
+        default=0.1,
+        help='share of IMAGE_DIR held out for validation')
+    parser.add_argument(
+        '--val-interval',
+        type=int,
+        default=None,
+        help='validate (and save latest.pth) every N '
+        'iterations (default: once per epoch)')
+    parser.add_argument(
+        '--log-interval',
+        type=int,
+        default=10,
+        help='write a training window to log.json every N '
+        'iterations')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        default=None,
         help='continue from a latest.pth (no value: WORK_DIR/latest.pth)')
     init = parser.add_mutually_exclusive_group()
-    init.add_argument('--finetune', action='store_true',
-                      help="start from CompressAI's published weights for "
-                      'the codec/quality/metric (downloads; cached by '
-                      'torch.hub)')
-    init.add_argument('--init', default=None, metavar='PATH',
-                      help='start from a local codec checkpoint')
+    init.add_argument(
+        '--finetune',
+        action='store_true',
+        help="start from CompressAI's published weights for "
+        'the codec/quality/metric (downloads; cached by '
+        'torch.hub)')
+    init.add_argument(
+        '--init',
+        default=None,
+        metavar='PATH',
+        help='start from a local codec checkpoint')
     parser.add_argument(
-        '--data-init', action=argparse.BooleanOptionalAction, default=None,
+        '--data-init',
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="from scratch only: scale g_a's last conv so the latent's std "
         "is 1 on a batch of crops (PyTorch's init gives ~0.06, drowned by "
         "the quantisation noise), and set g_s's output bias to the images' "
         'mean colour. Speeds up short runs; default off')
-    parser.add_argument('--quick', action='store_true',
-                        help='preset for a small codec in minutes on '
-                        'a CPU: ' + ', '.join(f'{k}={v}'
-                                              for k, v in QUICK.items()) +
-                        ' (explicit options win)')
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='preset for a small codec in minutes on '
+        'a CPU: ' + ', '.join(f'{k}={v}' for k, v in QUICK.items()) +
+        ' (explicit options win)')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--num-workers', type=int, default=None,
-                        help=f'data loading processes (default '
-                        f'{DEFAULTS["num_workers"]})')
-    parser.add_argument('--device', default=None,
-                        help='cuda, cuda:1, cpu, ... (default: cuda if '
-                        'available)')
-    parser.add_argument('--no-progress', action='store_true',
-                        help='no progress bar (validation lines are still '
-                        'printed)')
+    parser.add_argument(
+        '--num-workers',
+        type=int,
+        default=None,
+        help=f'data loading processes (default '
+        f'{DEFAULTS["num_workers"]})')
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='cuda, cuda:1, cpu, ... (default: cuda if '
+        'available)')
+    parser.add_argument(
+        '--no-progress',
+        action='store_true',
+        help='no progress bar (validation lines are still '
+        'printed)')
     args = parser.parse_args(argv)
 
     preset = dict(QUICK) if args.quick else {}
@@ -408,8 +512,9 @@ def lr_at(args, it: int, total: int) -> float:
         return args.lr
     floor = 0.01
     progress = (it - args.warmup_iters) / max(total - args.warmup_iters, 1)
-    return args.lr * (floor + (1 - floor) * 0.5 *
-                      (1 + math.cos(math.pi * min(progress, 1.0))))
+    return args.lr * (
+        floor + (1 - floor) * 0.5 *
+        (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def build_model(args):
@@ -473,21 +578,27 @@ class CodecTrainer:
         self.ckpt_path = resume_path(args)
         # Resuming: the weights come from latest.pth, not --finetune/--init.
         self.model = (build_codec(args.codec, args.quality, False)
-                      if self.ckpt_path else build_model(args)).to(
-                          self.device)
+                      if self.ckpt_path else build_model(args)).to(self.device)
         self.model.train()
         optimizers = net_aux_optimizer(
-            self.model, {'net': {'type': 'Adam', 'lr': args.lr},
-                         'aux': {'type': 'Adam', 'lr': args.aux_lr}})
+            self.model, {
+                'net': {
+                    'type': 'Adam',
+                    'lr': args.lr
+                },
+                'aux': {
+                    'type': 'Adam',
+                    'lr': args.aux_lr
+                }
+            })
         self.optimizer, self.aux_optimizer = (optimizers['net'],
                                               optimizers['aux'])
         self.plateau = None
         if args.lr_schedule == 'plateau':
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, 'min', factor=0.5,
-                patience=args.lr_patience)
-        self.criterion = RateDistortionLoss(lmbda=args.lmbda,
-                                            metric=args.metric)
+                self.optimizer, 'min', factor=0.5, patience=args.lr_patience)
+        self.criterion = RateDistortionLoss(
+            lmbda=args.lmbda, metric=args.metric)
         os.makedirs(args.work_dir, exist_ok=True)
         self.log_path = osp.join(args.work_dir, 'log.json')
         self.latest_path = osp.join(args.work_dir, LATEST)
@@ -503,29 +614,34 @@ class CodecTrainer:
         args = self.args
         files = list_images(args.image_dir)
         val_files = list_images(args.val_dir) if args.val_dir else None
-        self.train_files, self.val_files = split_files(
-            files, val_files, args.val_ratio, args.seed)
+        self.train_files, self.val_files = split_files(files, val_files,
+                                                       args.val_ratio,
+                                                       args.seed)
         self.n_train = len(self.train_files)
-        self.iters_per_epoch = max(1, math.ceil(self.n_train /
-                                                args.batch_size))
+        self.iters_per_epoch = max(1,
+                                   math.ceil(self.n_train / args.batch_size))
         self.total = args.iters if args.iters is not None else math.ceil(
             args.epochs * self.n_train / args.batch_size)
         self.val_interval = args.val_interval or self.iters_per_epoch
 
     def _build_loaders(self) -> None:
         args = self.args
-        loader_kw = dict(num_workers=args.num_workers,
-                         pin_memory=self.device.type == 'cuda',
-                         persistent_workers=args.num_workers > 0)
+        loader_kw = dict(
+            num_workers=args.num_workers,
+            pin_memory=self.device.type == 'cuda',
+            persistent_workers=args.num_workers > 0)
         self.train_loader = DataLoader(
             ImageFiles(self.train_files, args.patch_size, train=True),
             batch_size=args.batch_size,
-            sampler=ShuffledStream(self.n_train, args.seed,
-                                   start=self.start_iter * args.batch_size),
+            sampler=ShuffledStream(
+                self.n_train,
+                args.seed,
+                start=self.start_iter * args.batch_size),
             **loader_kw)
         self.val_loader = DataLoader(
             ImageFiles(self.val_files, args.patch_size, train=False),
-            batch_size=args.batch_size, shuffle=False,
+            batch_size=args.batch_size,
+            shuffle=False,
             **loader_kw) if self.val_files else None
 
     def _resume(self, path: str) -> None:
@@ -538,8 +654,8 @@ class CodecTrainer:
                 f'{path} is not a {LATEST} written by train_codec.py (no '
                 f'optimizer state or iteration): start from its weights '
                 f'with --init {path} instead of --resume.')
-        recorded = (canonical_codec_name(ckpt.get('codec', '')),
-                    ckpt.get('quality'))
+        recorded = (canonical_codec_name(ckpt.get('codec',
+                                                  '')), ckpt.get('quality'))
         if recorded != (args.codec, args.quality):
             raise CodecTrainingError(
                 f'{path} trains {recorded[0]!r} quality {recorded[1]}, not '
@@ -600,18 +716,19 @@ class CodecTrainer:
 
     def save_latest(self, it: int, elapsed: float) -> None:
         """``latest.pth``: everything a resumed run needs, atomically."""
-        save_atomic({
-            **self.weights(it),
-            'optimizer': self.optimizer.state_dict(),
-            'aux_optimizer': self.aux_optimizer.state_dict(),
-            'plateau': self.plateau.state_dict() if self.plateau else None,
-            'rng': torch.get_rng_state(),
-            'history': self.history,
-            'val_history': self.val_history,
-            'best_val_loss': self.best_val,
-            'train_time_s': elapsed,
-            'args': dict(vars(self.args)),
-        }, self.latest_path)
+        save_atomic(
+            {
+                **self.weights(it),
+                'optimizer': self.optimizer.state_dict(),
+                'aux_optimizer': self.aux_optimizer.state_dict(),
+                'plateau': self.plateau.state_dict() if self.plateau else None,
+                'rng': torch.get_rng_state(),
+                'history': self.history,
+                'val_history': self.val_history,
+                'best_val_loss': self.best_val,
+                'train_time_s': elapsed,
+                'args': dict(vars(self.args)),
+            }, self.latest_path)
 
     def save_final(self, it: int, elapsed: float) -> str:
         """``codec_final.pth`` in CompressAI's format (entropy-coder tables
@@ -667,9 +784,12 @@ class CodecTrainer:
         aux_loss.backward()
         self.aux_optimizer.step()
         mse = F.mse_loss(out['x_hat'].detach().clamp(0, 1), x).item()
-        step = dict(loss=losses['loss'].item(),
-                    bpp=losses['bpp_loss'].item(), mse=mse,
-                    psnr=psnr_from_mse(mse), aux=aux_loss.item())
+        step = dict(
+            loss=losses['loss'].item(),
+            bpp=losses['bpp_loss'].item(),
+            mse=mse,
+            psnr=psnr_from_mse(mse),
+            aux=aux_loss.item())
         if not math.isfinite(step['loss']):
             raise CodecTrainingError(
                 f'The loss became {step["loss"]} at iteration {it + 1}. '
@@ -677,10 +797,12 @@ class CodecTrainer:
         return step
 
     def _log_window(self, it: int, window: Window) -> None:
-        entry = dict(mode='train', iter=it,
-                     epoch=round(it * self.args.batch_size / self.n_train, 3),
-                     lr=self.optimizer.param_groups[0]['lr'],
-                     **window.means())
+        entry = dict(
+            mode='train',
+            iter=it,
+            epoch=round(it * self.args.batch_size / self.n_train, 3),
+            lr=self.optimizer.param_groups[0]['lr'],
+            **window.means())
         self.history.append(entry)
         log_line(self.log_path, entry)
 
@@ -701,9 +823,12 @@ class CodecTrainer:
         t0 = time.time()
         it = self.start_iter
         window = Window()
-        pbar = tqdm(total=self.total, initial=self.start_iter,
-                    desc='train codec', dynamic_ncols=True,
-                    disable=args.no_progress)
+        pbar = tqdm(
+            total=self.total,
+            initial=self.start_iter,
+            desc='train codec',
+            dynamic_ncols=True,
+            disable=args.no_progress)
         data = iter(self.train_loader)
         try:
             while it < self.total:
@@ -712,18 +837,19 @@ class CodecTrainer:
                 it += 1
                 window.update(**step)
                 pbar.update()
-                pbar.set_postfix(loss=f'{step["loss"]:.3f}',
-                                 bpp=f'{step["bpp"]:.3f}',
-                                 psnr=f'{step["psnr"]:.2f}',
-                                 aux=f'{step["aux"]:.0f}')
+                pbar.set_postfix(
+                    loss=f'{step["loss"]:.3f}',
+                    bpp=f'{step["bpp"]:.3f}',
+                    psnr=f'{step["psnr"]:.2f}',
+                    aux=f'{step["aux"]:.0f}')
                 if it % args.log_interval == 0 or it == self.total:
                     self._log_window(it, window)
                     window = Window()
                 if it % self.val_interval == 0 or it == self.total:
                     if self.val_loader is not None:
                         self.validate(it)
-                    self.save_latest(it, self.elapsed_before +
-                                     time.time() - t0)
+                    self.save_latest(it,
+                                     self.elapsed_before + time.time() - t0)
         except KeyboardInterrupt:
             pbar.close()
             self.save_latest(it, self.elapsed_before + time.time() - t0)
@@ -749,4 +875,3 @@ def main(argv=None) -> int:
     """``tools/train_codec.py``: parse ``argv`` and train."""
     train(parse_args(argv))
     return 0
-

@@ -61,8 +61,9 @@ def codec_args(codec: str, quality: int) -> Tuple[int, ...]:
     codec_class(codec)  # validates the name
     qualities = zoo_image.cfgs[codec]
     if quality not in qualities:
-        raise CodecSettingError(f'Codec {codec!r} has no quality {quality}; the zoo '
-                         f'defines qualities {sorted(qualities)}.')
+        raise CodecSettingError(
+            f'Codec {codec!r} has no quality {quality}; the zoo '
+            f'defines qualities {sorted(qualities)}.')
     return tuple(qualities[quality])
 
 
@@ -162,7 +163,9 @@ def zoo_hash_prefix(url: str) -> str:
     return found.group(1)
 
 
-def download_zoo_weights(codec: str, quality: int, metric: str = 'mse',
+def download_zoo_weights(codec: str,
+                         quality: int,
+                         metric: str = 'mse',
                          progress: bool = True) -> Dict[str, torch.Tensor]:
     """CompressAI's published weights, verified and safely unpickled.
 
@@ -186,8 +189,8 @@ def download_zoo_weights(codec: str, quality: int, metric: str = 'mse',
     if not osp.exists(cached):
         os.makedirs(osp.dirname(cached), exist_ok=True)
         try:
-            torch.hub.download_url_to_file(url, cached, expected,
-                                           progress=progress)
+            torch.hub.download_url_to_file(
+                url, cached, expected, progress=progress)
         except OSError as err:  # URLError, socket errors, ... are OSErrors
             raise CodecWeightsError(
                 f'Could not download CompressAI weights for {codec!r} '
@@ -230,8 +233,8 @@ def _zoo_file_identity(path: str) -> Optional[Tuple[str, str, int]]:
 
 def read_checkpoint(path: str) -> dict:
     """``torch.load`` a file safely, turning every failure into one error."""
-    return load_torch_file(path, CodecWeightsError,
-                           what=f'Codec checkpoint {path}')
+    return load_torch_file(
+        path, CodecWeightsError, what=f'Codec checkpoint {path}')
 
 
 def load_codec_state_dict(path: str, codec: str,
@@ -284,12 +287,14 @@ def load_into_codec(model: CompressionModel, state_dict: Dict[str,
     # nothing about the architecture. CompressionModel.load_state_dict
     # resizes exactly these buffers before loading.
     tables = ('_quantized_cdf', '_offset', '_cdf_length', 'scale_table')
-    expected = {k: v for k, v in model.state_dict().items()
-                if not k.endswith(tables)}
+    expected = {
+        k: v
+        for k, v in model.state_dict().items() if not k.endswith(tables)
+    }
     given = {k: v for k, v in state_dict.items() if not k.endswith(tables)}
     # g_a first: it is the part CI2P uses.
-    mismatch = compare_state_dicts(expected, given,
-                                   first=lambda k: k.startswith('g_a.'))
+    mismatch = compare_state_dicts(
+        expected, given, first=lambda k: k.startswith('g_a.'))
     if mismatch:
         problems = []
         if mismatch.missing:
@@ -316,6 +321,7 @@ def encoder_stages(encoder: nn.Sequential):
     slice's output is the last feature map at that resolution (for the
     factorized prior: conv+GDN at strides 2, 4, 8, and the final conv).
     """
+
     def downsamples(module):
         return any(
             getattr(m, 'stride', (1, ))[0] == 2 for m in module.modules()

@@ -1,12 +1,16 @@
-from .animals10 import ITALIAN_TO_ENGLISH, Animals10, make_split
+from .animals10 import (ITALIAN_TO_ENGLISH, Animals10, DatasetNotPreparedError,
+                        make_split)
 from .isic import ISICLayoutError, convert_isic2017
 from .robust import (ResumableSampler, RobustImageNet, SeededIndex,
                      SkipBadImagesMixin)
 from .synthetic import make_toy_animals10
-from .transforms import BadImageError, LoadImageRGB, decode_image
+from .transforms import (BadImageError, LoadImageRGB, SafeLoadImageFromFile,
+                         decode_image)
 
-__all__ = ['Animals10', 'ITALIAN_TO_ENGLISH', 'make_split',
-           'make_toy_animals10', 'LoadImageRGB', 'BadImageError',
-           'decode_image', 'ResumableSampler', 'RobustImageNet',
-           'SeededIndex', 'SkipBadImagesMixin', 'convert_isic2017',
-           'ISICLayoutError']
+__all__ = [
+    'Animals10', 'ITALIAN_TO_ENGLISH', 'DatasetNotPreparedError', 'make_split',
+    'make_toy_animals10',
+    'SafeLoadImageFromFile', 'LoadImageRGB', 'BadImageError', 'decode_image',
+    'ResumableSampler', 'RobustImageNet', 'SeededIndex', 'SkipBadImagesMixin',
+    'convert_isic2017', 'ISICLayoutError'
+]

@@ -2,8 +2,8 @@
 
 ``skip_bad_images``
     A dataset option (Animals10, RobustImageNet). Off (the default), a file
-    that :class:`LoadImageRGB` refuses stops the run with a message that
-    names it and the fix. On, a *training* set replaces it by the next
+    that :class:`SafeLoadImageFromFile` refuses stops the run with a message
+    that names it and the fix. On, a *training* set replaces it by the next
     readable sample (with that sample's own label, so nothing is ever
     mislabelled) and marks the batch so that :class:`SkippedImagesHook`
     counts it in the log every epoch; an *evaluation* set (``split`` val or
@@ -34,8 +34,9 @@ from mmengine.logging import print_log
 from mmpretrain.datasets import ImageNet
 from mmpretrain.registry import DATA_SAMPLERS, DATASETS
 
+from .annotations import annotation_data_list
 from .seeds import sample_seeds
-from .transforms import BadImageError, LoadImageRGB
+from .transforms import BadImageError, SafeLoadImageFromFile
 
 
 class SeededIndex(int):
@@ -100,8 +101,8 @@ class ResumableSampler(DefaultSampler):
                  seed: Optional[int] = None,
                  round_up: bool = True,
                  seed_samples: bool = True):
-        super().__init__(dataset, shuffle=shuffle, seed=seed,
-                         round_up=round_up)
+        super().__init__(
+            dataset, shuffle=shuffle, seed=seed, round_up=round_up)
         self.seed_samples = seed_samples
         self._skip = 0
 
@@ -122,19 +123,26 @@ class ResumableSampler(DefaultSampler):
             SeededIndex(index, seed) for index, seed in zip(indices, seeds))
 
 
-def find_loader(pipeline) -> LoadImageRGB:
-    """The pipeline's :class:`LoadImageRGB`, or a default one."""
-    for transform in getattr(pipeline, 'transforms', pipeline or []):
-        if isinstance(transform, LoadImageRGB):
-            return transform
-    return LoadImageRGB()
+def find_loader(pipeline,
+                data_root: Optional[str] = None) -> SafeLoadImageFromFile:
+    """The pipeline's :class:`SafeLoadImageFromFile`, or a default one.
+
+    Its ``data_root`` (which links must stay inside) becomes ``data_root``
+    when the config did not set one."""
+    loader = next((t for t in getattr(pipeline, 'transforms', pipeline or [])
+                   if isinstance(t, SafeLoadImageFromFile)), None)
+    if loader is None:
+        loader = SafeLoadImageFromFile()
+    if loader.data_root is None and data_root:
+        loader.data_root = data_root
+    return loader
 
 
-def check_files(paths: List[str],
-                check: Callable[[str], Optional[str]],
-                num_workers: int = 4,
-                progress: Optional[Callable[[], None]] = None
-                ) -> List[Optional[str]]:
+def check_files(
+        paths: List[str],
+        check: Callable[[str], Optional[str]],
+        num_workers: int = 4,
+        progress: Optional[Callable[[], None]] = None) -> List[Optional[str]]:
     """``check(path)`` for every path, in threads (Pillow decodes without
     the GIL); ``progress()`` is called once per file."""
 
@@ -159,24 +167,44 @@ class SkipBadImagesMixin:
     def __init__(self, *args, skip_bad_images: bool = False, **kwargs):
         self.skip_bad_images = bool(skip_bad_images)
         split = kwargs.get('split', getattr(self, 'split', None))
-        self.for_evaluation = bool(kwargs.get('test_mode', False)
-                                   or split in ('val', 'test'))
+        self.for_evaluation = bool(
+            kwargs.get('test_mode', False) or split in ('val', 'test'))
         #: Files left out when the set was built (evaluation sets).
         self.bad_images = {}
         super().__init__(*args, **kwargs)
+
+    def load_data_list(self):
+        """Annotation files are read strictly: an empty file, a line that is
+        not ``<path> <label>``, a label out of range or text that is not
+        UTF-8 is refused naming the file and line
+        (:func:`~ci2p_mm.datasets.annotations.read_annotations`)."""
+        ann_file = getattr(self, 'ann_file', '')
+        if (ann_file and getattr(self, 'with_label', True)
+                and '://' not in str(ann_file)):
+            classes = (getattr(self, '_metainfo', None) or {}).get('classes')
+            return annotation_data_list(self, len(classes or ()))
+        return super().load_data_list()
+
+    def full_init(self):
+        # Links among the files must stay inside this data set's root.
+        find_loader(self.pipeline, self.data_root)
+        super().full_init()
 
     def filter_data(self):
         data_list = super().filter_data()
         if not (self.skip_bad_images and self.for_evaluation):
             return data_list
-        loader = find_loader(self.pipeline)
+        loader = find_loader(self.pipeline, self.data_root)
         paths = [info['img_path'] for info in data_list]
-        print_log(f'skip_bad_images: decoding the {len(paths)} images of '
-                  f'{type(self).__name__} once to leave out bad ones...',
-                  logger='current')
+        print_log(
+            f'skip_bad_images: decoding the {len(paths)} images of '
+            f'{type(self).__name__} once to leave out bad ones...',
+            logger='current')
         reasons = check_files(paths, loader.check)
         self.bad_images = {
-            p: r for p, r in zip(paths, reasons) if r is not None}
+            p: r
+            for p, r in zip(paths, reasons) if r is not None
+        }
         if self.bad_images:
             listing = '\n'.join(f'  {p}: {r}'
                                 for p, r in self.bad_images.items())
@@ -185,7 +213,8 @@ class SkipBadImagesMixin:
                 f'skip_bad_images: left {len(self.bad_images)} of '
                 f'{len(paths)} images out of {type(self).__name__} '
                 f'(evaluation is over the other {kept}):\n{listing}',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
         return [info for info, r in zip(data_list, reasons) if r is None]
 
     def __getitem__(self, idx):
@@ -202,13 +231,16 @@ class SkipBadImagesMixin:
                 data = super().__getitem__(index)
             except BadImageError as err:
                 skipped.append(err.path)
-                print_log(f'skip_bad_images: skipping {err.path} ({err.reason}'
-                          f'); the next readable sample takes its place.',
-                          logger='current', level=logging.WARNING)
+                print_log(
+                    f'skip_bad_images: skipping {err.path} ({err.reason}'
+                    f'); the next readable sample takes its place.',
+                    logger='current',
+                    level=logging.WARNING)
                 continue
             if skipped:
-                samples = (data.get('data_samples')
-                           if isinstance(data, dict) else None)
+                samples = (
+                    data.get('data_samples')
+                    if isinstance(data, dict) else None)
                 if hasattr(samples, 'set_metainfo'):
                     samples.set_metainfo({'skipped_bad_images': skipped})
             return data
@@ -221,4 +253,3 @@ class SkipBadImagesMixin:
 class RobustImageNet(SkipBadImagesMixin, ImageNet):
     """mmpretrain's ``ImageNet`` with ``skip_bad_images`` and per-sample
     seeded augmentation (see this module)."""
-

@@ -33,7 +33,8 @@ def _pattern(kind: int, size: int, rng: np.random.Generator) -> np.ndarray:
         lambda: abs(np.sqrt((yy - cy)**2 + (xx - cx)**2) - r) < 0.05,  # ring
         lambda: (abs(yy - cy) < 0.06) | (abs(xx - cx) < 0.06),  # cross
         lambda: (yy - cy) > abs(xx - cx) - r,  # triangle-ish wedge
-        lambda: (((yy / period) % 1 < 0.3) & ((xx / period) % 1 < 0.3)),  # dots
+        lambda:
+        (((yy / period) % 1 < 0.3) & ((xx / period) % 1 < 0.3)),  # dots
     ]
     return shapes[kind]()
 

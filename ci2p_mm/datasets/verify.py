@@ -4,10 +4,13 @@
         [--cfg-options train_dataloader.dataset.data_root=DIR ...]
         [--workers 8] [--out bad_files.tsv]
 
-Each file is decoded exactly as training would decode it (the pipeline's
-``LoadImageRGB`` settings; its defaults when the pipeline uses another
-loader). Lists every bad file with the reason, prints a summary, and exits
-with status 1 when any file is bad (2 when a data set cannot be built).
+Each file is read and decoded exactly as training would (the pipeline's
+``SafeLoadImageFromFile`` settings; its defaults when the pipeline uses
+another loader), so a FIFO, a device, a link out of the data root or a file
+in a format that is not allowed (PostScript named ``.jpg``) is listed, never
+read or handed to another program. Lists every bad file with the reason,
+prints a summary, and exits with status 1 when any file is bad (2 when a
+data set cannot be built).
 Validation and test sets that share a configuration are checked once.
 """
 import argparse
@@ -18,10 +21,12 @@ import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
+from mmpretrain.registry import DATASETS
 from tqdm import tqdm
 
+from ci2p_mm.utils.io import write_text_atomically
 from .robust import check_files, find_loader
-from .transforms import LoadImageRGB
+from .transforms import SafeLoadImageFromFile
 
 
 def parse_args(argv=None):
@@ -38,7 +43,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--workers',
         type=int,
-        default=min(8, os.cpu_count() or 1),
+        default=min(8,
+                    os.cpu_count() or 1),
         help='decoding threads')
     parser.add_argument(
         '--out', help='also write the bad files as "path<TAB>reason" here')
@@ -52,7 +58,6 @@ def parse_args(argv=None):
 
 
 def build_dataset(dataset_cfg):
-    from mmpretrain.registry import DATASETS
     dataset_cfg = copy.deepcopy(dataset_cfg)
     if 'skip_bad_images' in dataset_cfg:
         # Otherwise an evaluation set would leave bad files out unseen.
@@ -87,20 +92,32 @@ def main(argv=None) -> int:
         try:
             dataset = build_dataset(loader_cfg['dataset'])
         except Exception as err:
-            print(f'[{split}] cannot build the dataset: '
-                  f'{type(err).__name__}: {err}', file=sys.stderr)
+            print(
+                f'[{split}] cannot build the dataset: '
+                f'{type(err).__name__}: {err}',
+                file=sys.stderr)
             return 2
-        loader = find_loader(dataset.pipeline)
-        if not any(isinstance(t, LoadImageRGB)
-                   for t in getattr(dataset.pipeline, 'transforms', [])):
+        loader = find_loader(dataset.pipeline,
+                             getattr(dataset, 'data_root', None))
+        if not any(
+                isinstance(t, SafeLoadImageFromFile)
+                for t in getattr(dataset.pipeline, 'transforms', [])):
             print(f'[{split}] note: the pipeline does not decode with '
-                  f'LoadImageRGB; checking with its defaults ({loader!r}).')
-        paths = [dataset.get_data_info(i)['img_path']
-                 for i in range(len(dataset))]
-        with tqdm(total=len(paths), desc=f'[{split}] decoding',
-                  unit='img', file=sys.stderr) as bar:
-            reasons = check_files(paths, loader.check, args.workers,
-                                  progress=lambda: bar.update(1))
+                  f'SafeLoadImageFromFile; checking with its defaults '
+                  f'({loader!r}).')
+        paths = [
+            dataset.get_data_info(i)['img_path'] for i in range(len(dataset))
+        ]
+        with tqdm(
+                total=len(paths),
+                desc=f'[{split}] decoding',
+                unit='img',
+                file=sys.stderr) as bar:
+            reasons = check_files(
+                paths,
+                loader.check,
+                args.workers,
+                progress=lambda: bar.update(1))
         bad = [(p, r) for p, r in zip(paths, reasons) if r is not None]
         for path, reason in bad:
             print(f'[{split}] BAD {path}: {reason}')
@@ -112,8 +129,8 @@ def main(argv=None) -> int:
         print(f'  {split:5s} {name}: {total} images, {num_bad} bad, '
               f'{total - num_bad} good')
     if args.out:
-        with open(args.out, 'w') as f:
-            f.writelines(f'{p}\t{r}\n' for p, r in all_bad)
+        write_text_atomically(args.out,
+                              ''.join(f'{p}\t{r}\n' for p, r in all_bad))
         print(f'Bad files written to {args.out}.')
     if all_bad:
         print(f'{len(all_bad)} bad file(s). Replace or delete them and '
@@ -123,4 +140,3 @@ def main(argv=None) -> int:
         return 1
     print('All images decode.')
     return 0
-

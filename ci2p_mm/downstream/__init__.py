@@ -14,8 +14,7 @@ See ``docs/downstream.md`` for channels and strides per ``out_indices``.
 """
 from ci2p_mm import models  # noqa: F401  (registers the backbones first)
 from ci2p_mm.models.necks import CI2PSimplePyramid
-from .registry import (DOWNSTREAM_MODULES, register_downstream,
-                       register_into)
+from .registry import DOWNSTREAM_MODULES, register_downstream, register_into
 
 #: ``{'mmdet': [...], 'mmpose': [...], 'mmseg': [...]}``: what this import
 #: registered where.

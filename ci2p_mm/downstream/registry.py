@@ -17,10 +17,15 @@ from typing import Dict, List
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
 #: What downstream configs need, by name in mmpretrain's registry.
-DOWNSTREAM_MODULES = ('CI2PViT', 'DualScaleViT', 'CI2PPatchEmbed',
-                      'CI2PEncoder', 'CI2PSimplePyramid',
-                      # the multi-scale comparison hybrids
-                      'CvT', 'MobileFormer')
+DOWNSTREAM_MODULES = (
+    'CI2PViT',
+    'DualScaleViT',
+    'CI2PPatchEmbed',
+    'CI2PEncoder',
+    'CI2PSimplePyramid',
+    # the multi-scale comparison hybrids
+    'CvT',
+    'MobileFormer')
 
 #: Downstream packages and their model registries.
 DOWNSTREAM_REGISTRIES = {

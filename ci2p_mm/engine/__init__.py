@@ -1,5 +1,6 @@
 from .checkpoint import (CheckpointError, allow_mmengine_checkpoints,
-                         history_buffer_getattr, read_checkpoint_file)
+                         history_buffer_getattr, load_checked_checkpoint,
+                         read_checkpoint_file)
 from .compile import compile_cfg_kwargs, compile_forward
 from .hooks import NonFiniteLossHook, SafeCheckpointHook, SkippedImagesHook
 from .launcher import (add_runner_arguments, close_distributed,
@@ -16,10 +17,10 @@ allow_mmengine_checkpoints()
 __all__ = [
     'configure_launcher', 'close_distributed', 'configure_tta',
     'set_default_dataloader_cfg', 'add_runner_arguments', 'set_local_rank',
-    'set_work_dir',
-    'allow_mmengine_checkpoints', 'history_buffer_getattr', 'CheckpointError',
-    'read_checkpoint_file', 'CI2PRunner', 'ResumableEpochBasedTrainLoop',
-    'NonFiniteLossHook', 'SafeCheckpointHook', 'SkippedImagesHook',
-    'CheckpointSaveError', 'StopSignals', 'WorkDirBusyError', 'WorkDirLock',
-    'compile_cfg_kwargs', 'compile_forward'
+    'set_work_dir', 'allow_mmengine_checkpoints', 'history_buffer_getattr',
+    'CheckpointError', 'read_checkpoint_file', 'load_checked_checkpoint',
+    'CI2PRunner', 'ResumableEpochBasedTrainLoop', 'NonFiniteLossHook',
+    'SafeCheckpointHook', 'SkippedImagesHook', 'CheckpointSaveError',
+    'StopSignals', 'WorkDirBusyError', 'WorkDirLock', 'compile_cfg_kwargs',
+    'compile_forward'
 ]

@@ -18,19 +18,23 @@ config text a checkpoint records is parsed, never executed
 import os.path as osp
 import re
 import zipfile
-from typing import Dict, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.logging import HistoryBuffer
+from mmengine.runner.checkpoint import (_load_checkpoint,
+                                        _load_checkpoint_to_model)
+from numpy.core import multiarray  # numpy<2 (compressai pins it)
 
+from ci2p_mm.codec import canonical_codec_name
+from ci2p_mm.models import CI2PEncoder
 from ci2p_mm.utils import is_ci2p_backbone
 from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import load_torch_file, unreadable_message
 from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
-
 
 #: HistoryBuffer's built-in statistics (its registry fills lazily).
 _STATISTICS = ('min', 'max', 'current', 'mean')
@@ -47,13 +51,13 @@ def history_buffer_getattr(obj, name):
 
 
 def _numpy_globals():
-    from numpy.core import multiarray  # numpy<2 (compressai pins it)
     types = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
     # numpy >= 1.25 pickles dtypes by their class (numpy.dtypes.Float64DType)
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
-        types += [getattr(dtypes, n) for n in dir(dtypes)
-                  if n.endswith('DType')]
+        types += [
+            getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')
+        ]
     # Under numpy 1.x, arrays record 'numpy.core.multiarray.*'.
     types += [(multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
               (multiarray.scalar, 'numpy.core.multiarray.scalar')]
@@ -97,14 +101,15 @@ def read_checkpoint_file(filename: str, map_location='cpu'):
     """
     filename = str(filename)
     if _REMOTE.match(filename):
-        from mmengine.runner.checkpoint import _load_checkpoint
         try:
             return _load_checkpoint(filename, map_location=map_location)
         except Exception as err:
-            raise CheckpointError(unreadable_message(
-                f'Checkpoint {filename}', err)) from err
+            raise CheckpointError(
+                unreadable_message(f'Checkpoint {filename}', err)) from err
     return load_torch_file(
-        filename, CheckpointError, what=f'Checkpoint {filename}',
+        filename,
+        CheckpointError,
+        what=f'Checkpoint {filename}',
         map_location='cpu' if map_location == 'default' else map_location)
 
 
@@ -115,8 +120,13 @@ def is_complete_checkpoint(path: str) -> bool:
             and zipfile.is_zipfile(path))
 
 
-def extract_state_dict(checkpoint, filename: str,
-                       revise_keys=((r'^module\.', ''), )) -> dict:
+#: mmengine's default key revision (DDP's ``module.`` prefix).
+_MODULE_PREFIX = ((r'^module\.', ''), )
+
+
+def extract_state_dict(checkpoint,
+                       filename: str,
+                       revise_keys=_MODULE_PREFIX) -> dict:
     """The checkpoint's ``state_dict`` (keys revised as mmengine does)."""
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
@@ -129,19 +139,28 @@ def extract_state_dict(checkpoint, filename: str,
             f'Checkpoint {filename} has no state_dict of tensors (top-level '
             f'keys: {sorted(map(str, checkpoint))[:8]}).')
     for pattern, replacement in revise_keys:
-        state_dict = {re.sub(pattern, replacement, k): v
-                      for k, v in state_dict.items()}
+        state_dict = {
+            re.sub(pattern, replacement, k): v
+            for k, v in state_dict.items()
+        }
     return state_dict
 
 
-def check_state_dict_fits(module: nn.Module, state_dict: dict, source: str,
-                          what: str, saved_as: str = '') -> None:
+def check_state_dict_fits(module: nn.Module,
+                          state_dict: dict,
+                          source: str,
+                          what: str,
+                          saved_as: str = '',
+                          allow_unused: bool = False) -> List[str]:
     """Raise :class:`CheckpointError` unless ``state_dict`` loads into
     ``module`` exactly: every key present, none extra, every shape equal.
 
     The module's load-state-dict pre-hooks run first on a copy (mmpretrain
     ViTs resize ``pos_embed`` there), so what they adapt is not a mismatch.
     BatchNorm's ``num_batches_tracked`` may be missing, as in mmengine.
+    With ``allow_unused``, keys of the file that the module lacks are not a
+    mismatch (a backbone built for feature maps has no pooling norm); they
+    are returned.
     """
     state_dict = dict(state_dict)
     for name, sub in module.named_modules():
@@ -149,23 +168,25 @@ def check_state_dict_fits(module: nn.Module, state_dict: dict, source: str,
         for hook in getattr(sub, '_load_state_dict_pre_hooks', {}).values():
             hook(state_dict, prefix, {}, True, [], [], [])
     mismatch = compare_state_dicts(
-        module.state_dict(), state_dict,
+        module.state_dict(),
+        state_dict,
         may_be_missing=lambda k: k.endswith('num_batches_tracked'))
+    unused = mismatch.unexpected if allow_unused else []
+    if allow_unused:
+        mismatch = mismatch._replace(unexpected=[])
     if not mismatch:
-        return
+        return unused
     problems = []
     if mismatch.missing:
-        problems.append(
-            f'missing from the file: {listing(mismatch.missing)}')
+        problems.append(f'missing from the file: {listing(mismatch.missing)}')
     if mismatch.unexpected:
         problems.append(f'not in the model: {listing(mismatch.unexpected)}')
     if mismatch.wrong_shape:
         problems.append(
             f'different shapes: {listing(mismatch.wrong_shape, 3)}')
     saved = f' The file was saved from {saved_as}.' if saved_as else ''
-    raise CheckpointError(
-        f'Checkpoint {source} does not fit {what}: ' + '; '.join(problems) +
-        f'.{saved} {_FINE_TUNE_HINT}')
+    raise CheckpointError(f'Checkpoint {source} does not fit {what}: ' +
+                          '; '.join(problems) + f'.{saved} {_FINE_TUNE_HINT}')
 
 
 def describe_saved_model(checkpoint) -> str:
@@ -193,11 +214,36 @@ def describe_saved_model(checkpoint) -> str:
         return ''
 
 
+def load_checked_checkpoint(model: nn.Module,
+                            checkpoint,
+                            filename: str,
+                            what: str,
+                            strict: bool = False,
+                            revise_keys=((r'^module\.', ''), ),
+                            allow_unused: bool = False) -> dict:
+    """Load a checkpoint read by :func:`read_checkpoint_file` into
+    ``model``, after checking that it fits: its CI2P codec is the model's
+    (:func:`check_codecs`) and its weights load exactly
+    (:func:`check_state_dict_fits`; ``what`` names the model in errors).
+
+    The one checked load: ``CI2PRunner.load_checkpoint`` (tools/train.py,
+    tools/test.py), the ONNX exporter and ``demo/image_demo.py`` use
+    it. Returns the
+    checkpoint, as mmengine's ``_load_checkpoint_to_model`` does.
+    """
+    state_dict = extract_state_dict(checkpoint, filename, revise_keys)
+    check_codecs(model, checkpoint, filename)
+    check_state_dict_fits(model, state_dict, filename, what,
+                          describe_saved_model(checkpoint), allow_unused)
+    return _load_checkpoint_to_model(
+        model, checkpoint, strict, revise_keys=list(revise_keys))
+
+
 # ---- the codec a CI2P checkpoint was trained with ----------------------
+
 
 def model_codecs(module: nn.Module) -> Dict[str, Tuple[str, int]]:
     """``{module path: (codec, quality)}`` of the CI2P encoders in it."""
-    from ci2p_mm.models import CI2PEncoder
     return {
         name: (m.codec, int(m.quality))
         for name, m in module.named_modules() if isinstance(m, CI2PEncoder)
@@ -207,7 +253,6 @@ def model_codecs(module: nn.Module) -> Dict[str, Tuple[str, int]]:
 def checkpoint_codecs(checkpoint) -> Optional[Set[Tuple[str, int]]]:
     """The codecs a checkpoint records (written by ``CI2PRunner``), or read
     from the config it saved; None when it says nothing."""
-    from ci2p_mm.codec import canonical_codec_name
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     if not isinstance(meta, dict):
         return None
@@ -224,9 +269,10 @@ def checkpoint_codecs(checkpoint) -> Optional[Set[Tuple[str, int]]]:
         if not is_ci2p_backbone(backbone):
             return None
         patch = backbone.get('patch_cfg') or {}
-        return {(canonical_codec_name(
-            patch.get('codec', 'bmshj2018-factorized')),
-                 int(patch.get('quality', 5)))}
+        return {
+            (canonical_codec_name(patch.get('codec', 'bmshj2018-factorized')),
+             int(patch.get('quality', 5)))
+        }
     except Exception:
         return None
 

@@ -4,14 +4,16 @@ import math
 import os.path as osp
 import re
 from glob import glob
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from mmengine.dist import all_reduce, is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
+from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import replace_atomically, write_text_atomically
 
 
@@ -72,8 +74,9 @@ class SafeCheckpointHook(CheckpointHook):
             backend_args=self.backend_args,
             **self.args)
         if own and is_main_process():
-            replace_atomically(osp.join(self.out_dir, f'{filename}.tmp'),
-                               osp.join(self.out_dir, filename))
+            replace_atomically(
+                osp.join(self.out_dir, f'{filename}.tmp'),
+                osp.join(self.out_dir, filename))
 
     def _point_to(self, runner, path: str) -> None:
         if is_main_process():
@@ -113,7 +116,10 @@ class SafeCheckpointHook(CheckpointHook):
                 self._remove(path)
             self._mid_epoch_ckpts = []
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
         if not (self.by_epoch and self.iter_interval):
@@ -124,7 +130,9 @@ class SafeCheckpointHook(CheckpointHook):
             return  # the epoch checkpoint follows right away
         self.save_mid_epoch(runner, batch_idx)
 
-    def save_mid_epoch(self, runner, batch_idx: int,
+    def save_mid_epoch(self,
+                       runner,
+                       batch_idx: int,
                        step: Optional[int] = None) -> str:
         """Save ``iter_{step}.pth`` after batch ``batch_idx``; return its
         path. ``step`` (iterations done) defaults to ``runner.iter + 1``, as
@@ -140,8 +148,11 @@ class SafeCheckpointHook(CheckpointHook):
         runner.logger.info(f'Saving a mid-epoch checkpoint at iteration '
                            f'{step} (epoch {runner.epoch + 1}, batch '
                            f'{batch_idx + 1}/{len(runner.train_dataloader)})')
-        self._write(runner, filename, dict(epoch=runner.epoch, iter=step),
-                    by_epoch=False)
+        self._write(
+            runner,
+            filename,
+            dict(epoch=runner.epoch, iter=step),
+            by_epoch=False)
         self._point_to(runner, path)
         for old in self._mid_epoch_ckpts:
             if old != path:
@@ -150,42 +161,174 @@ class SafeCheckpointHook(CheckpointHook):
         return path
 
 
+class NonFiniteLossError(UserError, FloatingPointError):
+    """Training stopped on a NaN or infinite loss or weight."""
+
+
+def non_finite_tensors(named_tensors) -> List[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity.
+
+    One fused max-abs reduction over all of them and one sync: cheap
+    enough to run after every training iteration."""
+    named = [
+        (name, t.detach()) for name, t in named_tensors
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel()
+    ]
+    if not named:
+        return []
+    total = torch.nn.utils.get_total_norm([t for _, t in named],
+                                          norm_type=float('inf'))
+    if torch.isfinite(total).item():
+        return []
+    return [name for name, t in named if not torch.isfinite(t).all()]
+
+
+def _bare(model):
+    return model.module if is_model_wrapper(model) else model
+
+
+def _listing(names: List[str], limit: int = 4) -> str:
+    more = f' and {len(names) - limit} more' if len(names) > limit else ''
+    return ', '.join(names[:limit]) + more
+
+
 @HOOKS.register_module()
 class NonFiniteLossHook(Hook):
-    """Stop training when a loss is NaN or infinite, saying where.
+    """Stop training when a loss, or the weights, go NaN or infinite, before
+    any checkpoint of that state is written; say how to continue.
 
-    Runs right after each training iteration, before the checkpoint hook,
-    so no checkpoint of the broken state is written; the last checkpoint
-    on disk is from before it.
+    * After each iteration (before the checkpoint hook): the losses, then
+      every trainable weight (a single fused reduction).
+    * Before a checkpoint is written (epoch end, before validation and
+      ``best_*.pth``; every ``save_checkpoint``): the weights, and the loss
+      they give on the last training batch (one forward pass, eval mode,
+      no gradients, no random numbers drawn). An update with a huge
+      learning rate can leave finite but useless weights whose next
+      forward pass overflows: a checkpoint of those would make
+      ``--resume`` diverge again.
+
+    The message gives the command that continues from the last checkpoint
+    with a lower learning rate: ``--resume`` applies the config's learning
+    rate (:meth:`CI2PRunner.resume <ci2p_mm.engine.CI2PRunner.resume>`).
     """
 
     priority = 'ABOVE_NORMAL'
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def __init__(self):
+        self._last_batch = None
+        self._probed_iter = None
+
+    def before_train(self, runner) -> None:
+        self._last_batch, self._probed_iter = None, None
+
+    @staticmethod
+    def _where(runner, batch_idx: int) -> str:
+        return (f'iteration {runner.iter + 1} (epoch {runner.epoch + 1}, '
+                f'batch {batch_idx + 1} of {len(runner.train_dataloader)})')
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
-        if not isinstance(outputs, dict):
-            return
-        bad = {}
-        for key, value in outputs.items():
+        self._last_batch = data_batch
+        losses = {}
+        for key, value in (outputs or {}).items():
             if 'loss' not in key:
                 continue
-            value = value.detach().float().mean().item() if isinstance(
+            losses[key] = value.detach().float().mean().item() if isinstance(
                 value, torch.Tensor) else value
-            if isinstance(value, (int, float)) and not math.isfinite(value):
-                bad[key] = value
-        if not bad:
+        bad = {
+            k: v
+            for k, v in losses.items()
+            if isinstance(v, (int, float)) and not math.isfinite(v)
+        }
+        if bad:
+            values = ', '.join(f'{k}={v}' for k, v in bad.items())
+            raise NonFiniteLossError(
+                f'Non-finite loss at {self._where(runner, batch_idx)}: '
+                f'{values}. {self.advice(runner)}')
+        weights = non_finite_tensors(
+            (n, p) for n, p in _bare(runner.model).named_parameters()
+            if p.requires_grad)
+        if weights:
+            raise NonFiniteLossError(
+                f'Non-finite weights after the update of '
+                f'{self._where(runner, batch_idx)}: {_listing(weights)} hold '
+                f'NaN or inf (the loss before it was finite). '
+                f'{self.advice(runner)}')
+
+    def after_train_epoch(self, runner) -> None:
+        # Before the checkpoint hook saves epoch_N.pth and before
+        # validation (which may save best_*.pth after deleting the
+        # previous best).
+        self._probe(runner, 'the end of epoch {}'.format(runner.epoch + 1))
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        weights = non_finite_tensors((checkpoint.get('state_dict')
+                                      or {}).items())
+        if weights:
+            raise NonFiniteLossError(
+                f'Refusing to save a checkpoint at iteration {runner.iter} '
+                f'(epoch {runner.epoch + 1}): its weights {_listing(weights)}'
+                f' hold NaN or inf. {self.advice(runner)}')
+        self._probe(runner, f'a checkpoint save (iteration {runner.iter})')
+
+    def _probe(self, runner, when: str) -> None:
+        """Raise unless the current weights give a finite loss on the last
+        training batch (once per iteration)."""
+        if self._last_batch is None or self._probed_iter == runner.iter:
             return
-        values = ', '.join(f'{k}={v}' for k, v in bad.items())
+        self._probed_iter = runner.iter
+        model = _bare(runner.model)
+        training = model.training
+        model.eval()  # no dropout, BatchNorm statistics untouched
+        try:
+            with torch.no_grad():
+                data = model.data_preprocessor(self._last_batch, False)
+                outputs = model(**data, mode='loss')
+        except Exception as err:  # a model whose loss needs training mode
+            runner.logger.warning(
+                f'NonFiniteLossHook could not compute the loss of the last '
+                f'batch in eval mode ({type(err).__name__}: {err}); the '
+                f'checkpoint is saved with its weights checked only.')
+            return
+        finally:
+            model.train(training)
+        bad = {}
+        for key, value in outputs.items():
+            if 'loss' in key and isinstance(value, torch.Tensor):
+                value = value.detach().float().mean().item()
+                if not math.isfinite(value):
+                    bad[key] = value
+        if bad:
+            values = ', '.join(f'{k}={v}' for k, v in bad.items())
+            raise NonFiniteLossError(
+                f'Non-finite loss at {when}: the weights now give {values} '
+                f'on the last training batch (the last update diverged; the '
+                f'loss before it was finite). {self.advice(runner)}')
+
+    @staticmethod
+    def advice(runner) -> str:
+        """What was (not) saved, and the command that continues."""
         last = runner.message_hub.get_info('last_ckpt')
-        raise FloatingPointError(
-            f'Non-finite loss at iteration {runner.iter + 1} (epoch '
-            f'{runner.epoch + 1}, batch {batch_idx + 1} of '
-            f'{len(runner.train_dataloader)}): {values}. Training stopped; '
-            f'no checkpoint of this state was saved'
-            f'{f" (the last one is {last})" if last else ""}. Usual causes: '
-            f'a learning rate too high (lower optim_wrapper.optimizer.lr or '
-            f'set optim_wrapper.clip_grad), fp16 overflow with --amp, or '
-            f'bad input data. Fix it, then continue with --resume.')
+        kept = (f'the last one, {last}, is from before it' if last else
+                'there is none yet, so --resume starts from the beginning')
+        cfg = getattr(runner, 'cfg', None) or {}
+        optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
+        lr = optimizer.get('lr')
+        config = getattr(cfg, 'filename', None) or 'CONFIG'
+        lower = (f' --cfg-options optim_wrapper.optimizer.lr={lr / 10:g}'
+                 if isinstance(lr, (int, float)) else '')
+        return (f'Training stopped; no checkpoint of this state was saved '
+                f'({kept}). Usual causes: a learning rate too high, fp16 '
+                f'overflow with --amp, or bad input data. To continue from '
+                f'the last checkpoint with a lower learning rate (--resume '
+                f'then uses the config\'s learning rate instead of the '
+                f'checkpoint\'s, and says so), run: python tools/train.py '
+                f'{config} --work-dir {runner.work_dir} --resume{lower} '
+                f'(with your other options; or clip gradients: '
+                f'optim_wrapper.clip_grad=dict(max_norm=1.0)).')
 
 
 @HOOKS.register_module()
@@ -203,7 +346,10 @@ class SkippedImagesHook(Hook):
     def before_train_epoch(self, runner) -> None:
         self._files = []
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         samples = data_batch.get('data_samples') if isinstance(
             data_batch, dict) else None

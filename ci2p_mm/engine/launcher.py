@@ -26,9 +26,9 @@ def configure_launcher(cfg, launcher: str) -> None:
         torch_dist.init_process_group(backend='gloo')
     # mmengine passes device_ids=[LOCAL_RANK] to DDP unless the wrapper cfg
     # says otherwise; CPU modules need None.
-    cfg.setdefault('model_wrapper_cfg',
-                   ConfigDict(type='MMDistributedDataParallel',
-                              broadcast_buffers=False))
+    cfg.setdefault(
+        'model_wrapper_cfg',
+        ConfigDict(type='MMDistributedDataParallel', broadcast_buffers=False))
     cfg.model_wrapper_cfg.setdefault('device_ids', None)
 
 
@@ -46,7 +46,8 @@ def close_distributed() -> None:
         torch_dist.destroy_process_group()
 
 
-def set_default_dataloader_cfg(cfg, field: str,
+def set_default_dataloader_cfg(cfg,
+                               field: str,
                                no_pin_memory: bool = False,
                                no_persistent_workers: bool = False) -> None:
     """mmpretrain's dataloader defaults, valid on CPU and with 0 workers.
@@ -84,9 +85,10 @@ def configure_tta(cfg) -> None:
         cfg.tta_pipeline = deepcopy(test_pipeline)
         cfg.tta_pipeline[-1] = dict(
             type='TestTimeAug',
-            transforms=[[dict(type='RandomFlip', prob=1.),
-                         dict(type='RandomFlip', prob=0.)],
-                        [test_pipeline[-1]]])
+            transforms=[[
+                dict(type='RandomFlip', prob=1.),
+                dict(type='RandomFlip', prob=0.)
+            ], [test_pipeline[-1]]])
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 

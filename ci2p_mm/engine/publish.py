@@ -1,5 +1,8 @@
 """Publishing a training checkpoint (mmpretrain's ``publish_model.py``).
 
+    python tools/model_converters/publish_model.py \
+        work_dirs/ci2p_vit_animals10/epoch_300.pth ci2p-vit-b_animals10.pth
+
 What stays: the weights (or the EMA weights), and what CI2P needs to check
 the file against a model before loading it: the codec and quality
 (``meta.ci2p_codecs``), the config the model was trained with
@@ -9,14 +12,31 @@ message hub, hook messages and random generator states. The file is named
 ``{stem}_{YYYYMMDD}-{sha256[:8]}.pth`` as OpenMMLab's model zoo names its
 files, and loads with ``torch.load(weights_only=True)``, torch's default
 since 2.6.
-"""
-import datetime
-import os.path as osp
-from typing import Optional
 
+The config text is rewritten as data. Stock mmengine executes the config
+text it finds in a checkpoint (``BaseInferencer(model=None, weights=...)``
+reads ``meta.cfg``, ``Runner.resume`` reads ``meta.config``), and a file
+passed on is read by such code: ``meta.cfg`` becomes ``name = literal``
+lines only (:func:`~ci2p_mm.utils.config_text.data_only_config_text`;
+statements that are code are dropped and listed), ``meta.config`` keeps
+only ``gpu_ids`` as a literal, and the message hub (whose ``runtime_info``
+also holds the config text, read first by ``BaseInferencer``) is dropped
+with the rest of the training state.
+"""
+import argparse
+import datetime
+import os
+import os.path as osp
+from typing import Callable, Optional
+
+import mmpretrain
+from mmpretrain.registry import DATASETS
+
+from ci2p_mm.utils.config_text import ConfigTextError, data_only_config_text
 from ci2p_mm.utils.io import (file_sha256, load_torch_file, replace_atomically,
                               save_atomic)
 from .checkpoint import CheckpointError, read_checkpoint_file
+from .runner import defuse_legacy_config
 
 #: Training state that a published model does not need.
 DROPPED = ('optimizer', 'param_schedulers', 'hook_msgs', 'message_hub')
@@ -24,12 +44,47 @@ DROPPED = ('optimizer', 'param_schedulers', 'hook_msgs', 'message_hub')
 DROPPED_META = ('ci2p_rng', )
 
 
+def publish_config_as_data(meta: dict,
+                           in_file: str,
+                           report: Callable[[str], None] = print) -> None:
+    """Rewrite ``meta['cfg']`` and ``meta['config']`` in place as text
+    that executes nothing but literals (see this module's docstring);
+    ``report`` gets one line per statement dropped."""
+    if 'cfg' in meta:
+        text = meta['cfg']
+        if not isinstance(text, str):
+            del meta['cfg']
+            report(f'{in_file}: meta.cfg is a {type(text).__name__}, not '
+                   f'config text; left out.')
+        else:
+            try:
+                meta['cfg'], notes = data_only_config_text(text)
+            except ConfigTextError as err:
+                raise CheckpointError(
+                    f'{in_file}: its config text (meta.cfg) cannot be '
+                    f'published as data: {err}. mmengine\'s readers would '
+                    f'execute it. Publish a checkpoint trained from a plain '
+                    f'config (no lazy imports), or publish without the '
+                    f'config (--no-config; inference then needs the config '
+                    f'file).') from None
+            for note in notes:
+                report(f'{in_file}: meta.cfg {note}.')
+    if 'config' in meta:
+        defuse_legacy_config(meta)
+        report(f'{in_file}: meta.config (an old mmengine record) reduced to '
+               f'{meta.get("config", "nothing").strip() or "nothing"}.')
+
+
 def publish_checkpoint(in_file: str,
                        out_file: str,
                        no_ema: bool = False,
-                       dataset_type: Optional[str] = None) -> str:
-    """Write the published file next to ``out_file``; return its path."""
-    import mmpretrain
+                       dataset_type: Optional[str] = None,
+                       keep_config: bool = True,
+                       report: Callable[[str], None] = print) -> str:
+    """Write the published file next to ``out_file``; return its path.
+
+    ``keep_config=False`` leaves the config text out altogether;
+    ``report`` prints what was dropped from it."""
     checkpoint = read_checkpoint_file(in_file)
     if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint:
         raise CheckpointError(
@@ -39,22 +94,33 @@ def publish_checkpoint(in_file: str,
             raise CheckpointError(f'{in_file} has no "ema_state_dict" for '
                                   f'--no-ema.')
         checkpoint['state_dict'] = checkpoint.pop('ema_state_dict')
-    published = {k: v for k, v in checkpoint.items()
-                 if k not in DROPPED and k != 'ema_state_dict'}
-    meta = {k: v for k, v in (checkpoint.get('meta') or {}).items()
-            if k not in DROPPED_META}
+    published = {
+        k: v
+        for k, v in checkpoint.items()
+        if k not in DROPPED and k != 'ema_state_dict'
+    }
+    meta = {
+        k: v
+        for k, v in (checkpoint.get('meta') or {}).items()
+        if k not in DROPPED_META
+    }
     meta.setdefault('mmpretrain_version', mmpretrain.__version__)
     if dataset_type is not None:
-        from mmpretrain.registry import DATASETS
         meta['dataset_meta'] = dict(
             getattr(DATASETS.get(dataset_type), 'METAINFO', {}))
     if not meta.get('dataset_meta'):
         raise CheckpointError(
             f'{in_file} records no class names (meta.dataset_meta); pass '
             f'--dataset-type (e.g. Animals10) so inference can name classes.')
+    if keep_config:
+        publish_config_as_data(meta, in_file, report)
+    else:
+        meta.pop('cfg', None)
+        meta.pop('config', None)
     published['meta'] = meta
 
     stem = osp.splitext(out_file)[0]
+    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
     tmp = f'{stem}.unhashed.pth'
     save_atomic(published, tmp)
     digest = file_sha256(tmp)[:8]
@@ -64,3 +130,38 @@ def publish_checkpoint(in_file: str,
     # What users will do with it, under torch's safe default.
     load_torch_file(final, CheckpointError, what=f'Published file {final}')
     return final
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Process a checkpoint to be published')
+    parser.add_argument('in_file', help='input checkpoint filename')
+    parser.add_argument('out_file', help='output checkpoint filename')
+    parser.add_argument(
+        '--no-ema',
+        action='store_true',
+        help='publish the EMA weights (ema_state_dict)')
+    parser.add_argument(
+        '--dataset-type',
+        type=str,
+        help='dataset whose class names to record when the checkpoint has '
+        'none, e.g. Animals10')
+    parser.add_argument(
+        '--no-config',
+        action='store_true',
+        help='leave the config text (meta.cfg, meta.config) out of the '
+        'published file')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    """``tools/model_converters/publish_model.py``."""
+    args = parse_args(argv)
+    final = publish_checkpoint(
+        args.in_file,
+        args.out_file,
+        args.no_ema,
+        args.dataset_type,
+        keep_config=not args.no_config)
+    print(f'Published {final}')
+    return 0

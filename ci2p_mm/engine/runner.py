@@ -30,6 +30,7 @@ order is still exact but random augmentation is only reproduced with
 """
 import contextlib
 import copy
+import math
 import os
 import os.path as osp
 import random
@@ -41,30 +42,32 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine.device import get_device
-from mmengine.dist import (all_reduce, broadcast_object_list,
-                           is_distributed, is_main_process, master_only)
+from mmengine.dist import (all_reduce, broadcast_object_list, is_distributed,
+                           is_main_process, master_only)
 from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.runner import EpochBasedTrainLoop, Runner
-from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmpretrain.registry import LOOPS, RUNNERS
 from torch.utils.data import BatchSampler, DataLoader
 
 from ci2p_mm.latents import build_device_latent_loader, resident_options
-from ci2p_mm.utils.errors import UserError
+from ci2p_mm.models.utils import codec_fetch_deferred, load_pending_codecs
 from ci2p_mm.utils.config_text import read_config_text
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import replace_atomically, write_text_atomically
 from .checkpoint import (_REMOTE, CheckpointError, check_codecs,
                          check_state_dict_fits, describe_saved_model,
                          extract_state_dict, is_complete_checkpoint,
-                         model_codecs, read_checkpoint_file)
+                         load_checked_checkpoint, model_codecs,
+                         read_checkpoint_file)
 from .compile import compile_cfg_kwargs, compile_forward
+from .hooks import SafeCheckpointHook
 from .stop_signals import StopSignals
 from .work_dir_lock import WorkDirBusyError, WorkDirLock
 
-
 # ---- random number generator states -------------------------------------
+
 
 def get_rng_state() -> dict:
     """Python's, NumPy's and torch's generator states, safe to pickle under
@@ -72,9 +75,12 @@ def get_rng_state() -> dict:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = dict(
         python=random.getstate(),
-        numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)),
-                   pos=int(pos), has_gauss=int(has_gauss),
-                   gauss=float(gauss)),
+        numpy=dict(
+            kind=kind,
+            keys=torch.from_numpy(keys.astype(np.int64)),
+            pos=int(pos),
+            has_gauss=int(has_gauss),
+            gauss=float(gauss)),
         torch=torch.get_rng_state())
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state_all()
@@ -112,10 +118,10 @@ def find_resumable_checkpoint(work_dir: str, logger=None) -> Optional[str]:
     if pointed is not None and (_REMOTE.match(pointed)
                                 or is_complete_checkpoint(pointed)):
         return pointed
-    candidates = sorted(
-        (p for p in glob(osp.join(work_dir, '*.pth'))
-         if not osp.basename(p).startswith('best_')),
-        key=osp.getmtime, reverse=True)
+    candidates = sorted((p for p in glob(osp.join(work_dir, '*.pth'))
+                         if not osp.basename(p).startswith('best_')),
+                        key=osp.getmtime,
+                        reverse=True)
     for path in candidates:
         if is_complete_checkpoint(path):
             if logger is not None:
@@ -128,6 +134,7 @@ def find_resumable_checkpoint(work_dir: str, logger=None) -> Optional[str]:
 
 
 # ---- the loop -----------------------------------------------------------
+
 
 @LOOPS.register_module()
 class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
@@ -214,6 +221,7 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
 
 # ---- the runner ---------------------------------------------------------
 
+
 @RUNNERS.register_module()
 class CI2PRunner(Runner):
     """mmengine's Runner, with checked loading, atomic saving and exact
@@ -236,8 +244,8 @@ class CI2PRunner(Runner):
                 return build_device_latent_loader(
                     dataloader, get_device(), seed=seed,
                     diff_rank_seed=diff_rank_seed, **options)
-        loader = Runner.build_dataloader(dataloader, seed=seed,
-                                         diff_rank_seed=diff_rank_seed)
+        loader = Runner.build_dataloader(
+            dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
         if isinstance(loader, DataLoader) and loader.generator is None:
             # Each new iterator draws a base seed; from the global
             # generator, that would shift dropout etc. by one draw per
@@ -286,14 +294,16 @@ class CI2PRunner(Runner):
 
     # -- loading --
     def _init_model_weights(self) -> None:
-        from ci2p_mm.models.utils import codec_fetch_deferred
         check_pretrained_init_cfgs(self._bare_model)
         # Codec weights are fetched in load_or_resume, after a checkpoint
         # (load_from, --resume) had the chance to provide them offline.
         with codec_fetch_deferred():
             super()._init_model_weights()
 
-    def load_checkpoint(self, filename, map_location='cpu', strict=False,
+    def load_checkpoint(self,
+                        filename,
+                        map_location='cpu',
+                        strict=False,
                         revise_keys=[(r'^module.', '')]):
         checkpoint = read_checkpoint_file(filename, map_location)
         if getattr(self, '_resuming', False):
@@ -310,14 +320,10 @@ class CI2PRunner(Runner):
             defuse_legacy_config(checkpoint['meta'])
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self._checkpoint_model
-        state_dict = extract_state_dict(checkpoint, filename, revise_keys)
-        check_codecs(model, checkpoint, filename)
-        check_state_dict_fits(
-            model, state_dict, filename,
+        checkpoint = load_checked_checkpoint(
+            model, checkpoint, filename,
             f'the model of this config ({type(model).__name__} with '
-            f'{self._describe_model()})', describe_saved_model(checkpoint))
-        checkpoint = _load_checkpoint_to_model(
-            model, checkpoint, strict, revise_keys=revise_keys)
+            f'{self._describe_model()})', strict, revise_keys)
         self._loaded_meta = checkpoint.get('meta', {}) or {}
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
@@ -333,14 +339,32 @@ class CI2PRunner(Runner):
         parts += [f'codec={c} quality={q}' for c, q in sorted(codecs)]
         return ', '.join(parts)
 
-    def resume(self, filename, resume_optimizer=True,
-               resume_param_scheduler=True, map_location='default'):
+    def resume(self,
+               filename,
+               resume_optimizer=True,
+               resume_param_scheduler=True,
+               map_location='default'):
+        """mmengine's ``resume``, except that the config's learning rate
+        wins over the checkpoint's (see :func:`apply_configured_lr`): the
+        way to continue after a divergence (``NonFiniteLossHook``) is to
+        lower ``optim_wrapper.optimizer.lr`` and ``--resume``."""
+        configured = configured_lrs(self.optim_wrapper)
         self._resuming = True
         try:
-            super().resume(filename, resume_optimizer,
-                           resume_param_scheduler, map_location)
+            super().resume(filename, resume_optimizer, resume_param_scheduler,
+                           map_location)
         finally:
             self._resuming = False
+        if resume_optimizer and configured:
+            change = apply_configured_lr(self.optim_wrapper,
+                                         self.param_schedulers, configured)
+            if change:
+                self.logger.warning(
+                    f'--resume: the config\'s learning rate differs from '
+                    f'that of the checkpoint {filename}: {change}. The '
+                    f'resumed run uses the config\'s (each parameter '
+                    f'group\'s current learning rate scaled by the same '
+                    f'ratio, schedulers rebased).')
         sampler = getattr(self.train_dataloader, 'sampler', None)
         if getattr(sampler, 'seed', self.seed) != self.seed:
             # The sampler was built before the checkpoint's seed was known.
@@ -352,7 +376,6 @@ class CI2PRunner(Runner):
             set_rng_state(rng)
 
     def load_or_resume(self) -> None:
-        from ci2p_mm.models.utils import load_pending_codecs
         self._load_or_resume()
         # What no checkpoint provided: CompressAI's zoo or the codec file
         # (a download error says what to do, before the first iteration).
@@ -439,46 +462,54 @@ class CI2PRunner(Runner):
         """Save where training stopped (called after iteration ``self.iter``
         is complete): ``iter_{i}.pth``, as the ``SafeCheckpointHook``
         writes its mid-epoch files, pointed to by ``last_checkpoint``."""
-        from .hooks import SafeCheckpointHook
         step = self.iter
         self.logger.warning(
             f'{signal.Signals(self.stopped_by).name} received: stopping after '
             f'iteration {step} (epoch {self.epoch + 1}, batch '
             f'{batch_idx + 1}/{len(self.train_dataloader)}).')
-        hook = next((h for h in self.hooks
-                     if isinstance(h, SafeCheckpointHook)), None)
+        hook = next(
+            (h for h in self.hooks if isinstance(h, SafeCheckpointHook)), None)
         if hook is not None:
             self._stop_checkpoint = hook.save_mid_epoch(self, batch_idx, step)
             return
         filename = f'iter_{step}.pth'
-        self.save_checkpoint(self.work_dir, filename, by_epoch=False,
-                             meta=dict(epoch=self.epoch, iter=step))
+        self.save_checkpoint(
+            self.work_dir,
+            filename,
+            by_epoch=False,
+            meta=dict(epoch=self.epoch, iter=step))
         self._stop_checkpoint = osp.join(self.work_dir, filename)
         if is_main_process():
-            write_text_atomically(osp.join(self.work_dir, 'last_checkpoint'),
-                                  self._stop_checkpoint)
+            write_text_atomically(
+                osp.join(self.work_dir, 'last_checkpoint'),
+                self._stop_checkpoint)
 
     # -- saving --
     @master_only
-    def save_checkpoint(self, out_dir, filename, file_client_args=None,
-                        save_optimizer=True, save_param_scheduler=True,
-                        meta=None, by_epoch=True, backend_args=None):
+    def save_checkpoint(self,
+                        out_dir,
+                        filename,
+                        file_client_args=None,
+                        save_optimizer=True,
+                        save_param_scheduler=True,
+                        meta=None,
+                        by_epoch=True,
+                        backend_args=None):
         meta = dict(meta or {})
         meta['ci2p_rng'] = get_rng_state()
         meta['ci2p_codecs'] = {
             name: [codec, quality]
-            for name, (codec, quality) in model_codecs(
-                self._bare_model).items()
+            for name, (codec,
+                       quality) in model_codecs(self._bare_model).items()
         }
         args = (file_client_args, save_optimizer, save_param_scheduler, meta,
                 by_epoch, backend_args)
         local = file_client_args is None and isinstance(
-            get_file_backend(out_dir, backend_args=backend_args),
-            LocalBackend)
+            get_file_backend(out_dir, backend_args=backend_args), LocalBackend)
         if not local:  # object stores replace objects whole anyway
             return super().save_checkpoint(out_dir, filename, *args)
-        tmp, final = (osp.join(out_dir, f'{filename}.tmp'),
-                      osp.join(out_dir, filename))
+        tmp, final = (osp.join(out_dir,
+                               f'{filename}.tmp'), osp.join(out_dir, filename))
         try:
             super().save_checkpoint(out_dir, f'{filename}.tmp', *args)
             replace_atomically(tmp, final)
@@ -489,14 +520,80 @@ class CI2PRunner(Runner):
                 save_failure_message(final, err, self.work_dir)) from err
 
 
+# ---- the config's learning rate on resume ------------------------------
+
+
+def _optimizers(optim_wrapper) -> list:
+    """The torch optimizers inside an ``OptimWrapper`` or a dict of them."""
+    if optim_wrapper is None or isinstance(optim_wrapper, dict):
+        return []  # not built (a config dict): nothing to compare yet
+    wrappers = (
+        optim_wrapper.values()
+        if hasattr(optim_wrapper, 'values') else [optim_wrapper])
+    return [w.optimizer for w in wrappers if hasattr(w, 'optimizer')]
+
+
+def configured_lrs(optim_wrapper) -> list:
+    """Each parameter group's base learning rate as configured (before
+    schedules: ``initial_lr`` once a scheduler is built, else ``lr``)."""
+    return [[
+        group.get('initial_lr', group['lr'])
+        for group in optimizer.param_groups
+    ] for optimizer in _optimizers(optim_wrapper)]
+
+
+def apply_configured_lr(optim_wrapper, param_schedulers,
+                        configured: list) -> str:
+    """After an optimizer state was loaded: where the checkpoint's base
+    learning rates differ from ``configured`` (the config's), scale each
+    group's current ``lr`` by configured / saved, set ``initial_lr`` and
+    the schedulers' ``base_values`` to the configured ones. Returns
+    ``'0.0001 (checkpoint: 10)'``-style text when something changed, else
+    ``''``.
+    """
+    optimizers = _optimizers(optim_wrapper)
+    ratios = {}
+    changes = []
+    for optimizer, lrs in zip(optimizers, configured):
+        for index, (group, lr) in enumerate(zip(optimizer.param_groups, lrs)):
+            saved = group.get('initial_lr', group['lr'])
+            if saved == lr or math.isclose(saved, lr, rel_tol=1e-9):
+                continue
+            ratio = lr / saved if saved else 1.0
+            group['lr'] = group['lr'] * ratio if saved else lr
+            if 'initial_lr' in group:
+                group['initial_lr'] = lr
+            ratios[(id(optimizer), index)] = ratio
+            changes.append(f'{lr:g} (checkpoint: {saved:g})')
+    if not ratios:
+        return ''
+    schedulers = param_schedulers or []
+    if isinstance(schedulers, dict):
+        schedulers = [s for group in schedulers.values() for s in group]
+    for scheduler in schedulers:
+        if getattr(scheduler, 'param_name', None) != 'lr':
+            continue
+        key = id(scheduler.optimizer)
+        key = next((id(o) for o in optimizers if o is getattr(
+            scheduler.optimizer, 'optimizer', scheduler.optimizer)), key)
+        for attr in ('base_values', '_last_value'):
+            values = getattr(scheduler, attr, None)
+            if isinstance(values, list):
+                setattr(scheduler, attr, [
+                    v * ratios.get((key, i), 1.0) for i, v in enumerate(values)
+                ])
+    unique = sorted(set(changes))
+    return ', '.join(unique[:3]) + (' ...' if len(unique) > 3 else '')
+
+
 def defuse_legacy_config(meta: dict) -> None:
     """mmengine's ``resume`` executes ``meta['config']`` (Python text, in old
     checkpoints) to read ``gpu_ids``; keep only that value, as a literal."""
     if 'config' not in meta:
         return
     gpu_ids = read_config_text(str(meta.pop('config'))).get('gpu_ids')
-    if isinstance(gpu_ids, (list, tuple)) and all(
-            type(i) is int for i in gpu_ids):
+    if isinstance(gpu_ids,
+                  (list, tuple)) and all(type(i) is int for i in gpu_ids):
         meta['config'] = f'gpu_ids = {list(gpu_ids)!r}\n'
 
 
@@ -512,8 +609,8 @@ def save_failure_message(path: str, err: OSError, work_dir: str) -> str:
     except OSError:
         free = 'free space unknown'
     intact = find_resumable_checkpoint(work_dir)
-    kept = (f'The previous checkpoint, {intact}, is intact' if intact else
-            'No earlier checkpoint exists')
+    kept = (f'The previous checkpoint, {intact}, is intact'
+            if intact else 'No earlier checkpoint exists')
     return (f'Could not write checkpoint {path}: '
             f'{err.strerror or err} ({free} on the file system of '
             f'{directory} after removing the partial file). Training '
@@ -545,9 +642,10 @@ def check_pretrained_init_cfgs(model) -> None:
                 state_dict = extract_state_dict(checkpoint, filename, ())
                 prefix = prefix if prefix.endswith('.') else prefix + '.'
                 heads = sorted({k.split('.')[0] + '.' for k in state_dict})
-                state_dict = {k[len(prefix):]: v
-                              for k, v in state_dict.items()
-                              if k.startswith(prefix)}
+                state_dict = {
+                    k[len(prefix):]: v
+                    for k, v in state_dict.items() if k.startswith(prefix)
+                }
                 if not state_dict:
                     raise CheckpointError(
                         f'Checkpoint {filename} has no weights under '

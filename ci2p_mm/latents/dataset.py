@@ -10,7 +10,8 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS, TRANSFORMS
 
-from ci2p_mm.datasets import BadImageError, SkipBadImagesMixin
+from ci2p_mm.datasets import (BadImageError, DatasetNotPreparedError,
+                              SkipBadImagesMixin)
 from .store import LatentStore, LatentStoreError, split_key
 
 #: How ``LatentDataset`` compares the images with what was encoded.
@@ -85,7 +86,12 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
         source = dict(source)
         self.source_cfg = source
         self.split = split_key(source)
-        self.source_dataset = build_source_dataset(source, pipeline=[])
+        try:
+            self.source_dataset = build_source_dataset(source, pipeline=[])
+        except DatasetNotPreparedError as err:
+            # Here the images' data_root is the source's: say that key.
+            err.data_root_key = 'dataset.source.data_root'
+            raise
         data_root = self.source_dataset.data_root or ''
         self.store = LatentStore(
             store if osp.isabs(store) else osp.join(data_root, store))
@@ -113,7 +119,8 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
             print_log(
                 f'{len(missing)} image(s) of split {split!r} are gone since '
                 f'they were encoded into {store.root} (e.g. {missing[0]}); '
-                f'their stored latents are used.', logger='current',
+                f'their stored latents are used.',
+                logger='current',
                 level=logging.WARNING)
         bad = store.check_complete(split)
         self.bad_in_store = bad
@@ -128,8 +135,11 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
                     f'the store and {info["gt_label"]} in '
                     f'{source.ann_file}. {store.reencode_advice(split)}')
             data_list.append(
-                dict(img_path=info.get('img_path'), gt_label=info['gt_label'],
-                     latent_index=index, bad_reason=bad.get(index)))
+                dict(
+                    img_path=info.get('img_path'),
+                    gt_label=info['gt_label'],
+                    latent_index=index,
+                    bad_reason=bad.get(index)))
         return data_list
 
     def filter_data(self) -> List[dict]:
@@ -138,8 +148,10 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
         data_list = BaseDataset.filter_data(self)
         if not (self.skip_bad_images and self.for_evaluation):
             return data_list
-        self.bad_images = {d['img_path']: d['bad_reason']
-                           for d in data_list if d['bad_reason']}
+        self.bad_images = {
+            d['img_path']: d['bad_reason']
+            for d in data_list if d['bad_reason']
+        }
         if self.bad_images:
             listing = '\n'.join(f'  {p}: {r}'
                                 for p, r in self.bad_images.items())
@@ -147,7 +159,8 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
                 f'skip_bad_images: left {len(self.bad_images)} of '
                 f'{len(data_list)} images out of the latent split '
                 f'{self.split!r} (not decodable when encoded):\n{listing}',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
         return [d for d in data_list if not d['bad_reason']]
 
     def prepare_data(self, idx: int):
@@ -155,8 +168,8 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
         if info.get('bad_reason'):
             raise BadImageError(info['img_path'], info['bad_reason'])
         split_record = self.store.split_record(self.split)
-        info['latent_views'] = self.store.array(self.split)[
-            info['latent_index']]
+        info['latent_views'] = self.store.array(
+            self.split)[info['latent_index']]
         info['latent_view_names'] = split_record['views']
         info['latent_store'] = self.store
         info['latent_split'] = self.split
@@ -203,15 +216,14 @@ class LoadLatent(BaseTransform):
             raise LatentStoreError(
                 f'Sample {results.get("latent_index")} '
                 f'({results.get("img_path")}){where} holds NaN/Inf values: '
-                f'the store is damaged. '
-                + (store.reencode_advice(split) if store is not None else
-                   'Re-encode it.'))
+                f'the store is damaged. ' + (store.reencode_advice(
+                    split) if store is not None else 'Re-encode it.'))
         latent = torch.from_numpy(view)
         # fp16 as stored; int8 to float32 (torch's CPU conversion to fp16
         # is ~40x slower than to fp32, which the batch becomes anyway)
-        results['img'] = (latent if latent.dtype in (torch.float16,
-                                                     torch.float32) else
-                          latent.float())
+        results['img'] = (
+            latent if latent.dtype in (torch.float16,
+                                       torch.float32) else latent.float())
         results['flip'] = flip
         if flip:
             results['flip_direction'] = 'horizontal'

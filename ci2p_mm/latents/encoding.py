@@ -1,7 +1,9 @@
 """Encode a config's data once with its frozen codec encoder (a latent store).
 
-    python tools/dataset_converters/encode_latents.py configs/ci2p_vit_animals10.py
-    torchrun --nproc_per_node 8 tools/dataset_converters/encode_latents.py CONFIG --launcher pytorch
+    python tools/dataset_converters/encode_latents.py \
+        configs/ci2p_vit_animals10.py
+    torchrun --nproc_per_node 8 \
+        tools/dataset_converters/encode_latents.py CONFIG --launcher pytorch
 
 or, from Python, :func:`encode` (``encode(Config.fromfile(path))``).
 
@@ -41,23 +43,21 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ci2p_mm.datasets import BadImageError
-from ci2p_mm.utils import (load_model_config, quiet_init_weights,
-                           read_config, set_patch_options)
+from ci2p_mm.utils import (load_model_config, quiet_init_weights, read_config,
+                           set_patch_options)
 from ci2p_mm.utils.io import file_sha256
 from ci2p_mm.utils.locks import LockBusy, ProcessLock
 from .dataset import build_source_dataset
 from .store import (FORMAT_VERSION, FP16_MAX, LATENT_VIEWS, QUANTIZED_LIMIT,
                     SOURCE_DTYPE, STORAGES, LatentConfigError, LatentStore,
-                    LatentStoreError,
-                    codec_identity, default_store_name, find_ci2p_encoders,
-                    source_stamp, split_key)
+                    LatentStoreError, codec_identity, default_store_name,
+                    find_ci2p_encoders, source_stamp, split_key)
 
 #: Transforms that give one fixed image per file (storable); RandomFlip is
 #: handled by storing both views.
 FIXED_TRANSFORMS = ('SafeLoadImageFromFile', 'LoadImageRGB',
                     'LoadImageFromFile', 'Resize', 'ResizeEdge', 'CenterCrop',
                     'PackInputs')
-
 
 # ---- what to encode ----------------------------------------------------
 
@@ -79,7 +79,8 @@ def encoding_pipeline(pipeline: List[dict], split: str) -> Tuple[list, bool]:
             direction = transform.get('direction', 'horizontal')
             prob = transform.get('prob', 0.5)
             later = [_type_name(t) for t in pipeline[pos + 1:]]
-            if (direction != 'horizontal' or not isinstance(prob, (int, float))
+            if (direction != 'horizontal'
+                    or not isinstance(prob, (int, float))
                     or any(t != 'PackInputs' for t in later)):
                 raise LatentConfigError(
                     f'The {split} pipeline has {transform}: latents store an '
@@ -108,8 +109,10 @@ def image_datasets(cfg: Config) -> Dict[str, dict]:
             continue
         if _type_name(dataset) == 'LatentDataset':
             dataset = dataset['source']
-        found.setdefault(split_key(dataset), dataset.to_dict()
-                         if hasattr(dataset, 'to_dict') else dict(dataset))
+        found.setdefault(
+            split_key(dataset),
+            dataset.to_dict()
+            if hasattr(dataset, 'to_dict') else dict(dataset))
     return found
 
 
@@ -145,8 +148,7 @@ class _ReadImages(Dataset):
             return index, None, (err.path, err.reason), (0, 0, b'')
         # Hashed after decoding: the loader has refused whatever is not a
         # regular image file of sane size by then.
-        return index, inputs, None, source_stamp(path) if path else (0, 0,
-                                                                    b'')
+        return index, inputs, None, source_stamp(path) if path else (0, 0, b'')
 
 
 def _collate(batch):
@@ -192,8 +194,10 @@ class CodecEncoder:
         out = []
         for start in range(0, len(images), batch_size):
             x = self.preprocessor(
-                dict(inputs=[im.to(self.device)
-                             for im in images[start:start + batch_size]]),
+                dict(inputs=[
+                    im.to(self.device)
+                    for im in images[start:start + batch_size]
+                ]),
                 training=False)['inputs']
             views = [self.module(x)]
             if flips:
@@ -202,8 +206,8 @@ class CodecEncoder:
         return torch.cat(out)
 
 
-def check_storable(latents: torch.Tensor, storage: str,
-                   paths: Sequence[str], config: str) -> None:
+def check_storable(latents: torch.Tensor, storage: str, paths: Sequence[str],
+                   config: str) -> None:
     """Refuse NaN/Inf latents (a broken codec) and, for fp16 storage,
     values beyond float16's range, naming the images."""
     flat = latents.flatten(1)
@@ -238,8 +242,8 @@ def to_storage(latents: torch.Tensor, storage: str) -> Tuple[np.ndarray, int]:
         return latents.numpy(), 0
     rounded = latents.round()
     clipped = int((rounded.abs() > QUANTIZED_LIMIT).sum())
-    return rounded.clamp(-QUANTIZED_LIMIT, QUANTIZED_LIMIT).to(
-        torch.int8).numpy(), clipped
+    return rounded.clamp(-QUANTIZED_LIMIT,
+                         QUANTIZED_LIMIT).to(torch.int8).numpy(), clipped
 
 
 # ---- the store's files -------------------------------------------------
@@ -260,8 +264,10 @@ def store_record(encoder: CodecEncoder, storage: str, chunk_size: int,
 
 def differences(existing: dict, wanted: dict) -> List[str]:
     keys = ('format_version', 'codec', 'img_size', 'storage', 'chunk_size')
-    return [f'{k}: store {existing.get(k)!r}, now {wanted[k]!r}'
-            for k in keys if existing.get(k) != wanted[k]]
+    return [
+        f'{k}: store {existing.get(k)!r}, now {wanted[k]!r}' for k in keys
+        if existing.get(k) != wanted[k]
+    ]
 
 
 def first_readable(dataset, skip: bool) -> torch.Tensor:
@@ -293,10 +299,9 @@ class StoreWriter:
     """Creates or checks the store and its splits' files, then encodes
     this process's share of each split."""
 
-    def __init__(self, store: LatentStore, encoder: CodecEncoder,
-                 storage: str, chunk_size: int, batch_size: int,
-                 num_workers: int, overwrite: bool, progress: bool,
-                 config: str):
+    def __init__(self, store: LatentStore, encoder: CodecEncoder, storage: str,
+                 chunk_size: int, batch_size: int, num_workers: int,
+                 overwrite: bool, progress: bool, config: str):
         self.store = store
         self.encoder = encoder
         self.storage = storage
@@ -366,15 +371,19 @@ class StoreWriter:
                     os.remove(path)
             n = len(dataset)
             np.lib.format.open_memmap(
-                store.array_path(split), mode='w+',
+                store.array_path(split),
+                mode='w+',
                 dtype=STORAGES[self.storage],
                 shape=(n, len(split_record['views']),
                        *split_record['latent_shape'])).flush()
-            np.save(store.labels_path(split),
-                    np.asarray(dataset.get_gt_labels(), dtype=np.int64))
-            np.lib.format.open_memmap(store.sources_path(split), mode='w+',
-                                      dtype=SOURCE_DTYPE,
-                                      shape=(n, )).flush()
+            np.save(
+                store.labels_path(split),
+                np.asarray(dataset.get_gt_labels(), dtype=np.int64))
+            np.lib.format.open_memmap(
+                store.sources_path(split),
+                mode='w+',
+                dtype=SOURCE_DTYPE,
+                shape=(n, )).flush()
             record['splits'][split] = split_record
             store.write_record(record)
 
@@ -385,21 +394,28 @@ class StoreWriter:
         chunk = store.record['chunk_size']
         n = len(dataset)
         done, _ = store.progress(split)
-        todo = [c for c in range(store.num_chunks(split))
-                if c % self.world_size == self.rank and c not in done]
-        batches = [list(range(c * chunk, min(n, (c + 1) * chunk)))
-                   for c in todo]
-        loader = DataLoader(_ReadImages(dataset), batch_sampler=batches,
-                            num_workers=self.num_workers,
-                            collate_fn=_collate)
+        todo = [
+            c for c in range(store.num_chunks(split))
+            if c % self.world_size == self.rank and c not in done
+        ]
+        batches = [
+            list(range(c * chunk, min(n, (c + 1) * chunk))) for c in todo
+        ]
+        loader = DataLoader(
+            _ReadImages(dataset),
+            batch_sampler=batches,
+            num_workers=self.num_workers,
+            collate_fn=_collate)
         array = store.writable_array(split)
         sources = store.sources(split, mode='r+')
         log_path = store.done_log(split, self.rank)
         stats = dict(encoded=0, bad=0, clipped=0, seconds=0.)
         start = time.perf_counter()
-        bar = tqdm(total=sum(map(len, batches)), desc=f'encode {split}',
-                   disable=not self.progress or self.rank != 0,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=sum(map(len, batches)),
+            desc=f'encode {split}',
+            disable=not self.progress or self.rank != 0,
+            dynamic_ncols=True)
         for chunk_index, items in zip(todo, loader):
             bad, clipped = {}, 0
             good = [(i, img) for i, img, _, _ in items if img is not None]
@@ -412,17 +428,16 @@ class StoreWriter:
             if good:
                 latents = self.encoder([img for _, img in good], flips,
                                        self.batch_size)
-                check_storable(
-                    latents, self.storage,
-                    [dataset.get_data_info(i).get('img_path')
-                     for i, _ in good], self.config)
+                check_storable(latents, self.storage, [
+                    dataset.get_data_info(i).get('img_path') for i, _ in good
+                ], self.config)
                 values, clipped = to_storage(latents, self.storage)
                 array[[i for i, _ in good]] = values
                 stats['clipped'] += clipped
             array.flush()
             sources.flush()
-            commit_chunk(log_path, dict(chunk=chunk_index, bad=bad,
-                                        clipped=clipped))
+            commit_chunk(log_path,
+                         dict(chunk=chunk_index, bad=bad, clipped=clipped))
             stats['encoded'] += len(items)
             stats['bad'] += len(bad)
             bar.update(len(items))
@@ -435,17 +450,19 @@ class StoreWriter:
         bad = store.check_complete(split)
         n = store.split_record(split)['num_samples']
         size = osp.getsize(store.array_path(split))
-        rate = (stats['encoded'] / stats['seconds']
-                if stats['seconds'] else float('nan'))
-        print(f'{split}: {n} samples x '
-              f'{len(store.split_record(split)["views"])} view(s) in '
-              f'{store.array_path(split)} ({size / 2**20:.1f} MiB, '
-              f'{size / max(n, 1) / 1024:.1f} KiB per image); this run '
-              f'encoded {stats["encoded"]} in {stats["seconds"]:.1f} s '
-              f'({rate:.1f} img/s per process); {len(bad)} bad file(s) '
-              f'recorded'
-              + (f', {stats["clipped"]} values clipped to int8'
-                 if self.storage == 'quantized' else ''), flush=True)
+        rate = (
+            stats['encoded'] /
+            stats['seconds'] if stats['seconds'] else float('nan'))
+        print(
+            f'{split}: {n} samples x '
+            f'{len(store.split_record(split)["views"])} view(s) in '
+            f'{store.array_path(split)} ({size / 2**20:.1f} MiB, '
+            f'{size / max(n, 1) / 1024:.1f} KiB per image); this run '
+            f'encoded {stats["encoded"]} in {stats["seconds"]:.1f} s '
+            f'({rate:.1f} img/s per process); {len(bad)} bad file(s) '
+            f'recorded' + (f', {stats["clipped"]} values clipped to int8'
+                           if self.storage == 'quantized' else ''),
+            flush=True)
 
 
 def commit_chunk(log_path: str, entry: dict) -> None:
@@ -467,11 +484,13 @@ def default_out(cfg_split: dict, split: str, encoder: CodecEncoder,
     """``<data_root>/latents/<codec>-q<q>-<size>[-<storage>]``."""
     probe = encoding_pipeline(cfg_split.get('pipeline', []), split)[0]
     dataset = build_source_dataset(cfg_split, probe)
-    size = tuple(first_readable(
-        dataset, cfg_split.get('skip_bad_images', False)).shape[-2:])
-    return osp.join(dataset.data_root or '', 'latents',
-                    default_store_name(encoder.module.codec,
-                                       encoder.module.quality, size, storage))
+    size = tuple(
+        first_readable(dataset, cfg_split.get('skip_bad_images',
+                                              False)).shape[-2:])
+    return osp.join(
+        dataset.data_root or '', 'latents',
+        default_store_name(encoder.module.codec, encoder.module.quality, size,
+                           storage))
 
 
 class _StoreLock:
@@ -519,7 +538,8 @@ def encode(cfg: Config,
             ``model.backbone.patch_cfg.pretrained`` for other codec
             weights; :func:`ci2p_mm.utils.set_patch_options`).
         out (str, optional): Store folder. Default: the latent config's
-            store, else ``<data_root>/latents/<codec>-q<q>-<size>[-<storage>]``.
+            store, else
+            ``<data_root>/latents/<codec>-q<q>-<size>[-<storage>]``.
         storage (str): ``'fp16'``, ``'fp32'`` or ``'quantized'`` (see
             :mod:`ci2p_mm.latents.store`).
         splits (list[str], optional): Only these splits.
@@ -578,35 +598,58 @@ def parse_args(argv=None):
         'frozen codec encoder into a latent store (see docs/latents.md).')
     parser.add_argument('config', help='a CI2P config (image or *_latents)')
     parser.add_argument(
-        '--out', help='store folder (default: the latent config\'s store, '
+        '--out',
+        help='store folder (default: the latent config\'s store, '
         'else <data_root>/latents/<codec>-q<quality>-<size>[-<storage>])')
-    parser.add_argument('--storage', choices=sorted(STORAGES),
-                        default='fp16',
-                        help='fp16: exact to fp16 precision; fp32: exact, '
-                        'twice the bytes (for codecs whose latents exceed '
-                        'fp16\'s range); quantized: the codec\'s round(y) '
-                        'as int8, half the bytes of fp16')
-    parser.add_argument('--splits', nargs='+',
-                        help='only these splits (default: all the config '
-                        'lists)')
-    parser.add_argument('--batch-size', type=int, default=32,
-                        help='images per encoder forward')
-    parser.add_argument('--chunk-size', type=int, default=256,
-                        help='samples per resumable unit of work')
-    parser.add_argument('--num-workers', type=int, default=2,
-                        help='DataLoader workers decoding and resizing')
-    parser.add_argument('--device', default=None,
-                        help='default: cuda:<local rank> if available')
-    parser.add_argument('--launcher', choices=['none', 'pytorch'],
-                        default='none')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace a store of another codec, size or '
-                        'storage, or a stale split, instead of refusing')
-    parser.add_argument('--no-pretrained', action='store_true',
-                        help='random codec weights (for timing only)')
+    parser.add_argument(
+        '--storage',
+        choices=sorted(STORAGES),
+        default='fp16',
+        help='fp16: exact to fp16 precision; fp32: exact, '
+        'twice the bytes (for codecs whose latents exceed '
+        'fp16\'s range); quantized: the codec\'s round(y) '
+        'as int8, half the bytes of fp16')
+    parser.add_argument(
+        '--splits',
+        nargs='+',
+        help='only these splits (default: all the config '
+        'lists)')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=32,
+        help='images per encoder forward')
+    parser.add_argument(
+        '--chunk-size',
+        type=int,
+        default=256,
+        help='samples per resumable unit of work')
+    parser.add_argument(
+        '--num-workers',
+        type=int,
+        default=2,
+        help='DataLoader workers decoding and resizing')
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='default: cuda:<local rank> if available')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch'], default='none')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace a store of another codec, size or '
+        'storage, or a stale split, instead of refusing')
+    parser.add_argument(
+        '--no-pretrained',
+        action='store_true',
+        help='random codec weights (for timing only)')
     parser.add_argument('--no-progress', action='store_true')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, as tools/train.py')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, as tools/train.py')
     return parser.parse_args(argv)
 
 
@@ -629,10 +672,17 @@ def main(argv=None) -> int:
     if device is None and torch.cuda.is_available():
         device = f'cuda:{torch.cuda.current_device()}'
     try:
-        encode(cfg, out=args.out, storage=args.storage, splits=args.splits,
-               batch_size=args.batch_size, chunk_size=args.chunk_size,
-               num_workers=args.num_workers, device=device,
-               overwrite=args.overwrite, progress=not args.no_progress)
+        encode(
+            cfg,
+            out=args.out,
+            storage=args.storage,
+            splits=args.splits,
+            batch_size=args.batch_size,
+            chunk_size=args.chunk_size,
+            num_workers=args.num_workers,
+            device=device,
+            overwrite=args.overwrite,
+            progress=not args.no_progress)
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -97,8 +97,9 @@ def state_dict_sha256(module: nn.Module) -> str:
     for key, tensor in sorted(module.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f'{key}|{tensor.dtype}|{list(tensor.shape)}|'.encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes()
-                      if tensor.numel() else b'')
+        digest.update(
+            tensor.view(torch.uint8).numpy().tobytes() if tensor.numel(
+            ) else b'')
     return digest.hexdigest()
 
 
@@ -120,7 +121,9 @@ def backbone_img_size(model: nn.Module) -> Optional[Tuple[int, int]]:
     return None if size is None else tuple(int(s) for s in size)
 
 
-def default_store_name(codec: str, quality: int, img_size: Sequence[int],
+def default_store_name(codec: str,
+                       quality: int,
+                       img_size: Sequence[int],
                        storage: str = 'fp16') -> str:
     """``<codec>-q<quality>-<size>[-<storage>]``, e.g.
     ``bmshj2018-factorized-q5-256``."""
@@ -165,10 +168,9 @@ def _regular_file_size(path: str, what: str, store: 'LatentStore') -> int:
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise LatentStoreError(
-            f'The latent store {store.root} has no {what} '
-            f'{osp.basename(path)}: it is incomplete. '
-            f'{store.reencode_advice()}') from None
+        raise LatentStoreError(f'The latent store {store.root} has no {what} '
+                               f'{osp.basename(path)}: it is incomplete. '
+                               f'{store.reencode_advice()}') from None
     if not stat.S_ISREG(info.st_mode):
         raise LatentStoreError(
             f'{path} in the latent store {store.root} is not a regular file '
@@ -180,8 +182,10 @@ def _regular_file_size(path: str, what: str, store: 'LatentStore') -> int:
 def read_npy_header(path: str) -> Tuple[tuple, np.dtype, bool, int]:
     """``(shape, dtype, fortran_order, data offset)`` of a ``.npy`` file,
     read with NumPy's own parser (literals only, header size capped)."""
-    readers = {(1, 0): np.lib.format.read_array_header_1_0,
-               (2, 0): np.lib.format.read_array_header_2_0}
+    readers = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0
+    }
     with open(path, 'rb') as f:
         version = np.lib.format.read_magic(f)
         if version not in readers:
@@ -190,8 +194,12 @@ def read_npy_header(path: str) -> Tuple[tuple, np.dtype, bool, int]:
         return shape, dtype, fortran, f.tell()
 
 
-def checked_npy(path: str, shape: tuple, dtype, what: str,
-                store: 'LatentStore', mode: str = 'r') -> np.ndarray:
+def checked_npy(path: str,
+                shape: tuple,
+                dtype,
+                what: str,
+                store: 'LatentStore',
+                mode: str = 'r') -> np.ndarray:
     """Map a ``.npy`` array after checking that its header declares
     ``shape`` and ``dtype`` and that the file holds that many bytes."""
     size = _regular_file_size(path, what, store)
@@ -209,8 +217,8 @@ def checked_npy(path: str, shape: tuple, dtype, what: str,
             f'{found_dtype} {list(found_shape)}, but record.json says '
             f'{np.dtype(dtype)} {list(shape)}: the store is damaged or '
             f'mixes two encodes. {store.reencode_advice()}')
-    needed = offset + int(np.prod(shape, dtype=np.int64)) * np.dtype(
-        dtype).itemsize
+    needed = offset + int(np.prod(shape,
+                                  dtype=np.int64)) * np.dtype(dtype).itemsize
     if size < needed:
         raise LatentStoreError(
             f'{path} ({what} of the latent store {store.root}) is '
@@ -300,7 +308,8 @@ class LatentStore:
         return osp.join(self.root, 'record.json')
 
     def exists(self) -> bool:
-        return osp.isfile(self.record_path)
+        """Whether there is a record (of any kind: reading checks it)."""
+        return osp.lexists(self.record_path)
 
     @property
     def record(self) -> dict:
@@ -375,9 +384,11 @@ class LatentStore:
 
     def split_files(self, split: str) -> List[str]:
         """Every file of one split (arrays and progress logs)."""
-        return [self.array_path(split), self.labels_path(split),
-                self.sources_path(split)] + glob.glob(
-                    self.done_log(split, '*'))
+        return [
+            self.array_path(split),
+            self.labels_path(split),
+            self.sources_path(split)
+        ] + glob.glob(self.done_log(split, '*'))
 
     # arrays ------------------------------------------------------------
     def split_record(self, split: str) -> dict:
@@ -402,19 +413,28 @@ class LatentStore:
         return self._arrays[split]
 
     def writable_array(self, split: str) -> np.ndarray:
-        return checked_npy(self.array_path(split), self.array_shape(split),
-                           STORAGES[self.record['storage']], 'latents',
-                           self, mode='r+')
+        return checked_npy(
+            self.array_path(split),
+            self.array_shape(split),
+            STORAGES[self.record['storage']],
+            'latents',
+            self,
+            mode='r+')
 
     def labels(self, split: str) -> np.ndarray:
         n = self.split_record(split)['num_samples']
-        return np.array(checked_npy(self.labels_path(split), (n, ),
-                                    np.int64, 'labels', self))
+        return np.array(
+            checked_npy(
+                self.labels_path(split), (n, ), np.int64, 'labels', self))
 
     def sources(self, split: str, mode: str = 'r') -> np.ndarray:
         n = self.split_record(split)['num_samples']
-        return checked_npy(self.sources_path(split), (n, ), SOURCE_DTYPE,
-                           'image records', self, mode=mode)
+        return checked_npy(
+            self.sources_path(split), (n, ),
+            SOURCE_DTYPE,
+            'image records',
+            self,
+            mode=mode)
 
     # progress ----------------------------------------------------------
     def progress(self, split: str) -> Tuple[set, Dict[int, str]]:
@@ -473,7 +493,9 @@ class LatentStore:
                 f'changed since (sha256 {current[:12]}...). Restore the '
                 f'annotation file, or {self.reencode_advice(split)}')
 
-    def check_images(self, split: str, image_paths: Sequence[str],
+    def check_images(self,
+                     split: str,
+                     image_paths: Sequence[str],
                      hash_all: bool = False) -> List[str]:
         """Refuse a split whose images changed since encoding; return the
         images that are gone (their latents stay valid: they are what
@@ -500,8 +522,8 @@ class LatentStore:
             if source_stamp(path)[2] != digests[index].ljust(32, b'\0'):
                 changed.append(path)
         if changed:
-            shown = ', '.join(changed[:5]) + (
-                f' and {len(changed) - 5} more' if len(changed) > 5 else '')
+            shown = ', '.join(changed[:5]) + (f' and {len(changed) - 5} more'
+                                              if len(changed) > 5 else '')
             raise LatentStoreError(
                 f'The latent store {self.root} is stale: {len(changed)} '
                 f'image(s) of split {split!r} changed since they were '

@@ -23,8 +23,7 @@ from .utils import (CI2PDataPreprocessor, CI2PEncoder, CI2PPatchEmbed,
 
 __all__ = [
     'CI2PViT', 'DualScaleViT', 'CvT', 'CrossViT', 'MobileFormer',
-    'CI2PSimplePyramid', 'SegNetr', 'CI2PPatchEmbed',
-    'CI2PEncoder', 'PatchReshape', 'CnnReshape', 'CI2PDataPreprocessor',
-    'build_codec', 'load_codec_state_dict', 'supported_codecs',
-    'CodecWeightsError'
+    'CI2PSimplePyramid', 'SegNetr', 'CI2PPatchEmbed', 'CI2PEncoder',
+    'PatchReshape', 'CnnReshape', 'CI2PDataPreprocessor', 'build_codec',
+    'load_codec_state_dict', 'supported_codecs', 'CodecWeightsError'
 ]

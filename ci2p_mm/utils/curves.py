@@ -17,8 +17,8 @@ def load_curves(work_dir: str,
     Returns:
         dict: ``loss_epochs``, ``loss``, ``val_epochs``, ``val``.
     """
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                      'scalars.json')))
+    files = sorted(
+        glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     if not files:
         raise FileNotFoundError(
             f'No training logs in {work_dir}: expected '

@@ -1,11 +1,14 @@
 """Image folders for the codec tools (``tools/train_codec.py``,
 ``tools/analysis_tools/codec_report.py``).
 
-Files are found by extension (recursively, hidden ones skipped) and decoded
-with :func:`ci2p_mm.datasets.decode_image`, the same robust Pillow decoding
-as the training pipelines' ``LoadImageRGB``: EXIF orientation applied,
-grey/palette/CMYK/16-bit converted, alpha composited on white, and empty,
-truncated or non-image files refused with the reason.
+Files are found by extension (recursively, hidden ones skipped) and read
+and decoded by :mod:`ci2p_mm.utils.image_files`, as the training
+pipelines' ``SafeLoadImageFromFile`` does: regular files only, size-capped,
+photo formats only (no Pillow plugin that runs another program), EXIF
+orientation applied, grey/palette/CMYK/16-bit converted, alpha composited
+on white, and empty, truncated or non-image files refused with the reason.
+The folder is the user's own, so links in it are followed (to regular
+files only).
 """
 import os
 import os.path as osp
@@ -13,8 +16,8 @@ from typing import List, Tuple
 
 from PIL import Image
 
-from ci2p_mm.utils.errors import UserError
-from ci2p_mm.datasets.transforms import BadImageError, decode_image
+from .errors import UserError
+from .image_files import BadImageError, image_file_size, load_image_file
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif',
                   '.tiff', '.webp')
@@ -44,21 +47,16 @@ def list_images(root: str) -> List[str]:
 def load_rgb(path: str) -> Image.Image:
     """The file as an RGB PIL image, or :class:`ImageFolderError`."""
     try:
-        with open(path, 'rb') as f:
-            data = f.read()
-        return Image.fromarray(decode_image(data, path, min_size=1))
+        return Image.fromarray(load_image_file(path, min_size=1))
     except BadImageError as err:
         raise ImageFolderError(f'Cannot use image {path}: {err.reason}. '
-                               f'Remove it from the folder.') from err
-    except OSError as err:
-        raise ImageFolderError(f'Cannot read image {path}: {err}') from err
+                               f'Remove it from the folder.') from None
 
 
 def image_size(path: str) -> Tuple[int, int]:
     """(width, height) from the file's header, without decoding it."""
     try:
-        with Image.open(path) as img:
-            return img.size
-    except Exception as err:
-        raise ImageFolderError(f'Cannot read image {path}: '
-                               f'{type(err).__name__}: {err}') from err
+        return image_file_size(path)
+    except BadImageError as err:
+        raise ImageFolderError(f'Cannot use image {path}: {err.reason}. '
+                               f'Remove it from the folder.') from None

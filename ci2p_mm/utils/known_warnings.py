@@ -32,6 +32,6 @@ def known_warnings_silenced():
     """Ignore :data:`KNOWN_HARMLESS` inside the block, nothing else."""
     with warnings.catch_warnings():
         for category, message in KNOWN_HARMLESS:
-            warnings.filterwarnings('ignore', message=message,
-                                    category=category)
+            warnings.filterwarnings(
+                'ignore', message=message, category=category)
         yield

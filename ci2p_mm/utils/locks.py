@@ -54,11 +54,13 @@ class ProcessLock:
             raise LockBusy(self.path, describe_holder(self.path)) from None
         f.seek(0)
         f.truncate()
-        json.dump(dict(pid=os.getpid(), host=socket.gethostname(),
-                       started=datetime.datetime.now().isoformat(
-                           timespec='seconds'),
-                       command=' '.join([osp.basename(sys.executable)] +
-                                        sys.argv)), f)
+        json.dump(
+            dict(
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                started=datetime.datetime.now().isoformat(timespec='seconds'),
+                command=' '.join([osp.basename(sys.executable)] + sys.argv)),
+            f)
         f.flush()
         self._file = f
         return self

@@ -17,20 +17,17 @@ def compare_state_dicts(
         expected: Dict[str, torch.Tensor],
         given: Dict[str, torch.Tensor],
         may_be_missing: Callable[[str], bool] = lambda key: False,
-        first: Callable[[str], bool] = lambda key: False
-) -> StateDictMismatch:
+        first: Callable[[str], bool] = lambda key: False) -> StateDictMismatch:
     """Compare a file's ``given`` tensors with a model's ``expected`` ones.
 
     Keys for which ``may_be_missing`` is true are not reported missing;
     shape mismatches of keys for which ``first`` is true are listed first.
     """
-    missing = [k for k in expected
-               if k not in given and not may_be_missing(k)]
+    missing = [k for k in expected if k not in given and not may_be_missing(k)]
     unexpected = [k for k in given if k not in expected]
     wrong_shape = [
         f'{k}: file {tuple(given[k].shape)} vs model {tuple(v.shape)}'
-        for k, v in sorted(expected.items(),
-                           key=lambda kv: not first(kv[0]))
+        for k, v in sorted(expected.items(), key=lambda kv: not first(kv[0]))
         if k in given and given[k].shape != v.shape
     ]
     return StateDictMismatch(missing, unexpected, wrong_shape)

@@ -16,8 +16,11 @@ default_hooks = dict(
     # atomically and also saves iter_N.pth every `iter_interval` iterations
     # inside an epoch (only the newest is kept), so a kill loses little.
     checkpoint=dict(
-        type='SafeCheckpointHook', interval=1, max_keep_ckpts=3,
-        save_best='auto', iter_interval=1000),
+        type='SafeCheckpointHook',
+        interval=1,
+        max_keep_ckpts=3,
+        save_best='auto',
+        iter_interval=1000),
 )
 
 custom_hooks = [

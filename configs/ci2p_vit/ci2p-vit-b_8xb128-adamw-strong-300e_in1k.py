@@ -21,18 +21,30 @@ model = dict(
 data_preprocessor = dict(num_classes=1000)
 
 train_pipeline = [
-    dict(type='LoadImageRGB'),
-    dict(type='RandomResizedCrop', scale=256, backend='pillow',
-         interpolation='bicubic'),
+    dict(type='SafeLoadImageFromFile'),
+    dict(
+        type='RandomResizedCrop',
+        scale=256,
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='RandAugment', policies='timm_increasing', num_policies=2,
-         total_level=10, magnitude_level=9, magnitude_std=0.5,
-         hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
+    dict(
+        type='RandAugment',
+        policies='timm_increasing',
+        num_policies=2,
+        total_level=10,
+        magnitude_level=9,
+        magnitude_std=0.5,
+        hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
     # 'const' erasing: 'rand' mode draws pixels outside 0-255, which the
     # codec (trained on [0, 1]) never saw.
-    dict(type='RandomErasing', erase_prob=0.25, mode='const',
-         min_area_ratio=0.02, max_area_ratio=1 / 3,
-         fill_color=[104, 116, 124]),
+    dict(
+        type='RandomErasing',
+        erase_prob=0.25,
+        mode='const',
+        min_area_ratio=0.02,
+        max_area_ratio=1 / 3,
+        fill_color=[104, 116, 124]),
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

@@ -10,8 +10,7 @@ _base_ = [
 ]
 
 model = dict(
-    backbone=dict(arch='deit-t', img_size=128),
-    head=dict(in_channels=192))
+    backbone=dict(arch='deit-t', img_size=128), head=dict(in_channels=192))
 
 train_cfg = dict(max_epochs=12)
 default_hooks = dict(logger=dict(interval=5))

@@ -3,5 +3,4 @@
 # frozen codec from the value of having a CNN stem.
 _base_ = ['./ci2p-vit-b_1xb128-adam-300e_animals10.py']
 
-model = dict(
-    backbone=dict(patch_cfg=dict(pretrained=False, frozen=False)))
+model = dict(backbone=dict(patch_cfg=dict(pretrained=False, frozen=False)))

@@ -4,6 +4,4 @@
 # 44.3M params, 9.50 GFLOPs at 240 (paper: 44.3M, 9.5G).
 _base_ = ['./crossvit-s_32xb128_in1k.py']
 
-model = dict(
-    backbone=dict(arch='18-dagger'),
-    head=dict(in_channels=224 + 448))
+model = dict(backbone=dict(arch='18-dagger'), head=dict(in_channels=224 + 448))

@@ -4,6 +4,4 @@
 # 8.8M params, 1.99 GFLOPs at 240 (paper: 8.8M, 2.0G).
 _base_ = ['./crossvit-s_32xb128_in1k.py']
 
-model = dict(
-    backbone=dict(arch='9-dagger'),
-    head=dict(in_channels=128 + 256))
+model = dict(backbone=dict(arch='9-dagger'), head=dict(in_channels=128 + 256))

@@ -7,13 +7,13 @@
 # 26.9M params, 5.63 GFLOPs at 240 (paper: 26.7M, 5.6G).
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
+    '../_base_/schedules/imagenet_adamw_warmup_cosine.py',
     '../_base_/default_runtime.py',
 ]
 
 model = dict(
     type='ImageClassifier',
-    backbone=dict(type='CrossViT', arch='s', img_size=240,
-                  drop_path_rate=0.1),
+    backbone=dict(type='CrossViT', arch='s', img_size=240, drop_path_rate=0.1),
     neck=None,
     head=dict(
         type='LinearClsHead',
@@ -29,22 +29,38 @@ model = dict(
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=240, backend='pillow',
-         interpolation='bicubic'),
+    dict(
+        type='RandomResizedCrop',
+        scale=240,
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='RandAugment', policies='timm_increasing', num_policies=2,
-         total_level=10, magnitude_level=9, magnitude_std=0.5,
-         hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
-    dict(type='RandomErasing', erase_prob=0.25, mode='rand',
-         min_area_ratio=0.02, max_area_ratio=1 / 3,
-         fill_color=[103.53, 116.28, 123.675],
-         fill_std=[57.375, 57.12, 58.395]),
+    dict(
+        type='RandAugment',
+        policies='timm_increasing',
+        num_policies=2,
+        total_level=10,
+        magnitude_level=9,
+        magnitude_std=0.5,
+        hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
+    dict(
+        type='RandomErasing',
+        erase_prob=0.25,
+        mode='rand',
+        min_area_ratio=0.02,
+        max_area_ratio=1 / 3,
+        fill_color=[103.53, 116.28, 123.675],
+        fill_std=[57.375, 57.12, 58.395]),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=274, edge='short', backend='pillow',
-         interpolation='bicubic'),
+    dict(
+        type='ResizeEdge',
+        scale=274,
+        edge='short',
+        backend='pillow',
+        interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=240),
     dict(type='PackInputs'),
 ]
@@ -52,21 +68,21 @@ train_dataloader = dict(batch_size=128, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(batch_size=64, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
+# The schedule (imagenet_adamw_warmup_cosine.py) with CrossViT's settings:
+# 30 warm-up epochs, no decay on the position embeddings and class tokens.
 optim_wrapper = dict(
-    optimizer=dict(
-        type='AdamW', lr=4e-3, weight_decay=0.05, betas=(0.9, 0.999)),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
-        custom_keys={
-            '.pos_embed_': dict(decay_mult=0.0),
-            '.cls_token_': dict(decay_mult=0.0)
-        }))
+    optimizer=dict(lr=4e-3, weight_decay=0.05),
+    paramwise_cfg=dict(custom_keys={
+        '.pos_embed_': dict(decay_mult=0.0),
+        '.cls_token_': dict(decay_mult=0.0)
+    }))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=30,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=1e-3,
+        by_epoch=True,
+        end=30,
+        convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=30)
 ]
-train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=4096)

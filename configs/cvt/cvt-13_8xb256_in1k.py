@@ -7,6 +7,7 @@
 # 20.0M params, 4.58 GFLOPs at 224 (paper: 20M, 4.5G).
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
+    '../_base_/schedules/imagenet_adamw_warmup_cosine.py',
     '../_base_/default_runtime.py',
 ]
 
@@ -30,18 +31,16 @@ train_dataloader = dict(batch_size=256)
 val_dataloader = dict(batch_size=64)
 test_dataloader = val_dataloader
 
+# The schedule (imagenet_adamw_warmup_cosine.py) with CvT's settings.
 optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    optimizer=dict(
-        type='AdamW', lr=2.5e-4, weight_decay=0.05, betas=(0.9, 0.999)),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0))
+    type='AmpOptimWrapper', optimizer=dict(lr=2.5e-4, weight_decay=0.05))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=4e-3, by_epoch=True, end=5,
-         convert_to_iter_based=True),
+    dict(
+        type='LinearLR',
+        start_factor=4e-3,
+        by_epoch=True,
+        end=5,
+        convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=5)
 ]
-train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=2048)

@@ -22,8 +22,9 @@ from PIL import Image, ImageDraw
 
 #: One colour per COCO keypoint (17), distinct enough to be learnable.
 KEYPOINT_COLOURS = [
-    tuple(int(c) for c in np.array(
-        [(i * 97) % 256, (i * 57 + 80) % 256, (i * 151 + 40) % 256]))
+    tuple(
+        int(c) for c in np.array([(i * 97) % 256, (i * 57 + 80) %
+                                  256, (i * 151 + 40) % 256]))
     for i in range(17)
 ]
 
@@ -33,8 +34,10 @@ def _noise(rng, h, w, base, spread=25) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def make_isic2017(root: str, splits: Dict[str, int],
-                  size: Tuple[int, int] = (96, 128), seed: int = 0) -> str:
+def make_isic2017(root: str,
+                  splits: Dict[str, int],
+                  size: Tuple[int, int] = (96, 128),
+                  seed: int = 0) -> str:
     """ISIC 2017-style folders under ``root``.
 
     Args:
@@ -68,13 +71,18 @@ def _write_coco(path: str, images: List[dict], annotations: List[dict],
                 categories: List[dict]) -> str:
     os.makedirs(osp.dirname(path), exist_ok=True)
     with open(path, 'w') as f:
-        json.dump(dict(images=images, annotations=annotations,
-                       categories=categories), f)
+        json.dump(
+            dict(
+                images=images, annotations=annotations, categories=categories),
+            f)
     return path
 
 
-def make_coco_detection(root: str, n: int, size: Tuple[int, int] = (96, 128),
-                        seed: int = 0, name: str = 'train') -> str:
+def make_coco_detection(root: str,
+                        n: int,
+                        size: Tuple[int, int] = (96, 128),
+                        seed: int = 0,
+                        name: str = 'train') -> str:
     """``root/<name>/*.jpg`` and ``root/annotations/<name>.json`` (COCO
     instances, one category ``box``). Returns the annotation file."""
     rng = np.random.default_rng(seed)
@@ -88,17 +96,26 @@ def make_coco_detection(root: str, n: int, size: Tuple[int, int] = (96, 128),
             bw, bh = rng.uniform(0.25, 0.45) * w, rng.uniform(0.25, 0.45) * h
             x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
             draw.rectangle([x, y, x + bw, y + bh], fill=(230, 40, 40))
-            anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=1,
-                             bbox=[x, y, bw, bh], area=bw * bh, iscrowd=0))
+            anns.append(
+                dict(
+                    id=len(anns) + 1,
+                    image_id=i + 1,
+                    category_id=1,
+                    bbox=[x, y, bw, bh],
+                    area=bw * bh,
+                    iscrowd=0))
         file_name = f'{i:05d}.jpg'
         img.save(osp.join(root, name, file_name), quality=95)
         images.append(dict(id=i + 1, file_name=file_name, height=h, width=w))
-    return _write_coco(osp.join(root, 'annotations', f'{name}.json'), images,
-                       anns, [dict(id=1, name='box')])
+    return _write_coco(
+        osp.join(root, 'annotations', f'{name}.json'), images, anns,
+        [dict(id=1, name='box')])
 
 
-def make_coco_keypoints(root: str, n: int,
-                        size: Tuple[int, int] = (128, 128), seed: int = 0,
+def make_coco_keypoints(root: str,
+                        n: int,
+                        size: Tuple[int, int] = (128, 128),
+                        seed: int = 0,
                         name: str = 'train') -> str:
     """``root/<name>/*.jpg`` and ``root/annotations/<name>.json`` (COCO
     person keypoints: one person per image, 17 visible keypoints drawn as
@@ -118,13 +135,25 @@ def make_coco_keypoints(root: str, n: int,
             ky = y0 + rng.uniform(0.1, 0.9) * bh
             draw.ellipse([kx - 3, ky - 3, kx + 3, ky + 3], fill=colour)
             keypoints += [float(kx), float(ky), 2]
-        anns.append(dict(id=i + 1, image_id=i + 1, category_id=1,
-                         bbox=[x0, y0, bw, bh], area=bw * bh, iscrowd=0,
-                         num_keypoints=17, keypoints=keypoints))
+        anns.append(
+            dict(
+                id=i + 1,
+                image_id=i + 1,
+                category_id=1,
+                bbox=[x0, y0, bw, bh],
+                area=bw * bh,
+                iscrowd=0,
+                num_keypoints=17,
+                keypoints=keypoints))
         file_name = f'{i:05d}.jpg'
         img.save(osp.join(root, name, file_name), quality=95)
         images.append(dict(id=i + 1, file_name=file_name, height=h, width=w))
     return _write_coco(
-        osp.join(root, 'annotations', f'{name}.json'), images, anns,
-        [dict(id=1, name='person', supercategory='person',
-              keypoints=[f'kp{k}' for k in range(17)], skeleton=[])])
+        osp.join(root, 'annotations', f'{name}.json'), images, anns, [
+            dict(
+                id=1,
+                name='person',
+                supercategory='person',
+                keypoints=[f'kp{k}' for k in range(17)],
+                skeleton=[])
+        ])

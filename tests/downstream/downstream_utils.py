@@ -65,9 +65,12 @@ def assert_backbone_builds(registry, type_name: str):
     from ci2p_mm import models
     cls = getattr(models, type_name.split('.')[-1])
     backbone = registry.build(
-        dict(type=type_name, arch='t' if cls is models.DualScaleViT
-             else 'deit-t', patch_cfg=dict(pretrained=False),
-             out_type='featmap', out_indices=(1, 3)))
+        dict(
+            type=type_name,
+            arch='t' if cls is models.DualScaleViT else 'deit-t',
+            patch_cfg=dict(pretrained=False),
+            out_type='featmap',
+            out_indices=(1, 3)))
     assert type(backbone) is cls
     with torch.no_grad():
         feats = backbone(torch.rand(1, 3, 64, 64))
@@ -93,11 +96,12 @@ def assert_config_conventions(name: str, scope: str):
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(CONFIGS, name))
     assert cfg.default_scope == scope  # from mmdet's / mmpose's base
-    assert {'ci2p_mm', 'ci2p_mm.downstream'} <= set(
-        cfg.custom_imports.imports)
+    assert {'ci2p_mm', 'ci2p_mm.downstream'} <= set(cfg.custom_imports.imports)
     pre = cfg.model.data_preprocessor
-    assert pre.type == {'mmdet': 'DetDataPreprocessor',
-                        'mmpose': 'PoseDataPreprocessor'}[scope]
+    assert pre.type == {
+        'mmdet': 'DetDataPreprocessor',
+        'mmpose': 'PoseDataPreprocessor'
+    }[scope]
     assert pre.mean == [0., 0., 0.] and pre.std == [255., 255., 255.]
     assert pre.bgr_to_rgb and pre.pad_size_divisor == 32
     backbone = cfg.model.backbone
@@ -122,6 +126,7 @@ def write_classification_checkpoint(path, config: str):
     from mmengine.logging import HistoryBuffer
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
+
     import ci2p_mm  # noqa: F401
 
     cfg = Config.fromfile(osp.join(REPO, 'configs', config))
@@ -139,14 +144,19 @@ def write_classification_checkpoint(path, config: str):
     torch.save(
         dict(
             meta=dict(
-                epoch=3, iter=30, seed=np.int64(0), cfg=cfg.pretty_text,
+                epoch=3,
+                iter=30,
+                seed=np.int64(0),
+                cfg=cfg.pretty_text,
                 mmengine_version=mmengine.__version__,
                 dataset_meta=dict(classes=[str(i) for i in range(10)])),
             state_dict=state_dict,
             message_hub=dict(
                 log_scalars={'train/loss': buffer},
-                runtime_info={'epoch': 3, 'np_value': np.array([1.0])})),
-        path)
+                runtime_info={
+                    'epoch': 3,
+                    'np_value': np.array([1.0])
+                })), path)
     return state_dict
 
 
@@ -155,8 +165,10 @@ def assert_backbone_loaded(backbone, state_dict, resized=()):
     one (``resized``: names whose shape may differ, e.g. a resized position
     embedding). Returns the checkpoint keys the backbone did not use."""
     loaded = backbone.state_dict()
-    expected = {k[len('backbone.'):]: v for k, v in state_dict.items()
-                if k.startswith('backbone.')}
+    expected = {
+        k[len('backbone.'):]: v
+        for k, v in state_dict.items() if k.startswith('backbone.')
+    }
     missing = sorted(set(loaded) - set(expected))
     assert missing == [], f'not in the checkpoint: {missing}'
     for name, value in loaded.items():
@@ -180,7 +192,9 @@ def assert_gradients_reach_vit_not_encoder(backbone):
     for i, layer in enumerate(backbone.layers):
         params = [p for p in layer.parameters() if p.requires_grad]
         assert params, f'layer {i} has no trainable parameters'
-        missing = [n for n, p in layer.named_parameters()
-                   if p.requires_grad and p.grad is None]
+        missing = [
+            n for n, p in layer.named_parameters()
+            if p.requires_grad and p.grad is None
+        ]
         assert not missing, f'layer {i}: no gradient for {missing}'
         assert all(torch.isfinite(p.grad).all() for p in params)

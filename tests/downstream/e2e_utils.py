@@ -21,7 +21,10 @@ class IterationCounter(Hook):
     def __init__(self):
         self.count = 0
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         self.count += 1
 
@@ -32,8 +35,7 @@ def logged_losses(runner) -> List[float]:
     return [float(v) for v in values]
 
 
-def assert_loss_falls(losses: List[float], k: int = 5,
-                      factor: float = 0.9):
+def assert_loss_falls(losses: List[float], k: int = 5, factor: float = 0.9):
     """The mean of the last ``k`` losses is below ``factor`` x the mean of
     the first ``k``, and all are finite."""
     assert len(losses) >= 2 * k, losses
@@ -47,12 +49,15 @@ def assert_loss_falls(losses: List[float], k: int = 5,
 def assert_metrics(metrics: Dict, keys: List[str]):
     for key in keys:
         assert key in metrics, f'{key} not in {sorted(metrics)}'
-        assert isinstance(metrics[key], (int, float, np.floating)), (
-            key, metrics[key])
+        assert isinstance(metrics[key],
+                          (int, float, np.floating)), (key, metrics[key])
         assert math.isfinite(float(metrics[key])), (key, metrics[key])
 
 
-def train_test_resume(cfg, name: str, metric_keys: List[str], longer: Dict,
+def train_test_resume(cfg,
+                      name: str,
+                      metric_keys: List[str],
+                      longer: Dict,
                       factor: float = 0.9) -> Dict:
     """Train ``cfg`` from scratch, check the loss fell and a checkpoint was
     written, test that checkpoint with the library's metric, then resume
@@ -102,5 +107,8 @@ def train_test_resume(cfg, name: str, metric_keys: List[str], longer: Dict,
     assert logged_losses(runner2)[:len(losses)] == losses
     with open(last) as f:
         assert f.read().strip() != checkpoint
-    return dict(losses=losses, metrics=metrics, resumed_from=checkpoint,
-                runner=runner2)
+    return dict(
+        losses=losses,
+        metrics=metrics,
+        resumed_from=checkpoint,
+        runner=runner2)

@@ -17,14 +17,20 @@ HEATMAP = (16, 16)
 def test_topdown_heatmap_ci2p_vit_ds_end_to_end(tmp_path):
     root = str(tmp_path / 'coco')
     ann = make_coco_keypoints(root, 8)
-    cfg = load_config('td-hm_ci2p_vit_ds_8xb64-210e_coco-256x192.py',
-                      arch='t', img_size=INPUT[::-1], out_indices=(1, 3))
+    cfg = load_config(
+        'td-hm_ci2p-vit-ds-b_8xb64-210e_coco-256x192.py',
+        arch='t',
+        img_size=INPUT[::-1],
+        out_indices=(1, 3))
     cfg.work_dir = str(tmp_path / 'work')
     cfg.randomness = dict(seed=0)
-    codec = dict(type='MSRAHeatmap', input_size=INPUT, heatmap_size=HEATMAP,
-                 sigma=2)
-    cfg.model.head.update(in_channels=192 + 192, out_channels=17,
-                          deconv_out_channels=(32, 32), decoder=codec)
+    codec = dict(
+        type='MSRAHeatmap', input_size=INPUT, heatmap_size=HEATMAP, sigma=2)
+    cfg.model.head.update(
+        in_channels=192 + 192,
+        out_channels=17,
+        deconv_out_channels=(32, 32),
+        decoder=codec)
     cfg.model.test_cfg.flip_test = False  # the discs' colours are not
     # left/right symmetric, so no flipping in training or testing
     train_pipeline = [
@@ -44,9 +50,11 @@ def test_topdown_heatmap_ci2p_vit_ds_end_to_end(tmp_path):
         loader = cfg[key]
         loader.update(num_workers=0, persistent_workers=False)
         loader.dataset.update(
-            data_root=root, ann_file=ann, data_prefix=dict(img='train/'),
-            pipeline=train_pipeline if key.startswith('train') else
-            test_pipeline)
+            data_root=root,
+            ann_file=ann,
+            data_prefix=dict(img='train/'),
+            pipeline=train_pipeline
+            if key.startswith('train') else test_pipeline)
         loader.dataset.pop('bbox_file', None)  # ground-truth boxes
     cfg.train_dataloader.batch_size = 4
     for key in ('val_evaluator', 'test_evaluator'):

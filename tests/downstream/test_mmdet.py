@@ -2,6 +2,7 @@
 classification checkpoints (CPU, generated data, no downloads)."""
 import pytest
 import torch
+# yapf: disable
 from downstream_utils import (BACKBONE_TYPES, assert_backbone_builds,
                               assert_backbone_loaded,
                               assert_config_conventions,
@@ -10,6 +11,8 @@ from downstream_utils import (BACKBONE_TYPES, assert_backbone_builds,
                               require_downstream,
                               write_classification_checkpoint)
 
+# yapf: enable
+
 require_downstream('mmdet.models')
 
 from mmdet.registry import MODELS  # noqa: E402
@@ -17,10 +20,9 @@ from mmdet.structures import DetDataSample  # noqa: E402
 from mmdet.testing import demo_mm_inputs  # noqa: E402
 from mmengine.optim import build_optim_wrapper  # noqa: E402
 
-DS_CONFIG = 'retinanet_ci2p_vit_ds_fpn_1x_coco.py'
-VIT_CONFIG = 'retinanet_ci2p_vit_simple_pyramid_fpn_1x_coco.py'
+DS_CONFIG = 'retinanet_ci2p-vit-ds-b_fpn_1x_coco.py'
+VIT_CONFIG = 'retinanet_ci2p-vit-b_simple-pyramid-fpn_1x_coco.py'
 IMG = (3, 128, 160)  # H, W multiples of 32; not square on purpose
-
 
 mmdet_default_scope = default_scope('mmdet')
 
@@ -51,16 +53,18 @@ def test_feature_shapes_match_fpn(detector, config_name):
         feats = detector.backbone(x)
         if config_name == DS_CONFIG:
             # enc_s8, layer 5, layer 11
-            assert [tuple(f.shape) for f in feats] == [
-                (2, 128, 16, 20), (2, 192, 8, 10), (2, 768, 4, 5)]
+            assert [tuple(f.shape) for f in feats] == [(2, 128, 16, 20),
+                                                       (2, 192, 8, 10),
+                                                       (2, 768, 4, 5)]
             fpn = detector.neck
         else:
             assert [tuple(f.shape) for f in feats] == [(2, 768, 4, 5)]
             pyramid, fpn = detector.neck
             feats = pyramid(feats)
-            assert [tuple(f.shape) for f in feats] == [
-                (2, 192, 16, 20), (2, 384, 8, 10), (2, 768, 4, 5),
-                (2, 768, 2, 3)]
+            assert [tuple(f.shape) for f in feats] == [(2, 192, 16, 20),
+                                                       (2, 384, 8, 10),
+                                                       (2, 768, 4, 5),
+                                                       (2, 768, 2, 3)]
             assert pyramid.out_channels == list(fpn.in_channels)
         assert [f.size(1) for f in feats] == list(fpn.in_channels)
         outs = fpn(feats)
@@ -85,8 +89,10 @@ def test_loss_backward_reaches_vit_not_encoder(detector):
     assert_gradients_reach_vit_not_encoder(detector.backbone)
     # norm_eval=True in the configs: BatchNorm of the reshape blocks stays
     # in eval mode while the rest trains
-    bns = [m for m in detector.backbone.modules()
-           if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    bns = [
+        m for m in detector.backbone.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
     assert bns and not any(m.training for m in bns)
     assert detector.backbone.layers[0].training
 
@@ -153,8 +159,10 @@ def test_frozen_stages(config_name):
 def test_norm_eval(config_name, norm_eval):
     backbone = small_backbone(config_name, norm_eval=norm_eval)
     backbone.train()
-    bns = [m for m in backbone.modules()
-           if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    bns = [
+        m for m in backbone.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
     assert bns
     assert all(m.training != norm_eval for m in bns)
     # running statistics move only when BN trains
@@ -175,8 +183,8 @@ def test_classification_checkpoint_loads(tmp_path, config_name):
     """A checkpoint of our classification config loads into the detector's
     backbone through init_cfg=Pretrained(prefix='backbone.')."""
     ckpt = str(tmp_path / 'epoch_3.pth')
-    state_dict = write_classification_checkpoint(
-        ckpt, CLASSIFICATION[config_name])
+    state_dict = write_classification_checkpoint(ckpt,
+                                                 CLASSIFICATION[config_name])
     cfg = load_config(config_name)
     cfg.model.backbone.init_cfg = dict(
         type='Pretrained', checkpoint=ckpt, prefix='backbone.')

@@ -2,6 +2,7 @@
 loads classification checkpoints (CPU, generated data, no downloads)."""
 import pytest
 import torch
+# yapf: disable
 from downstream_utils import (BACKBONE_TYPES, assert_backbone_builds,
                               assert_backbone_loaded,
                               assert_config_conventions,
@@ -10,6 +11,8 @@ from downstream_utils import (BACKBONE_TYPES, assert_backbone_builds,
                               require_downstream,
                               write_classification_checkpoint)
 
+# yapf: enable
+
 require_downstream('mmpose.models')
 
 from mmengine.optim import build_optim_wrapper  # noqa: E402
@@ -17,8 +20,7 @@ from mmpose.registry import MODELS  # noqa: E402
 from mmpose.structures import PoseDataSample  # noqa: E402
 from mmpose.testing import get_packed_inputs  # noqa: E402
 
-CONFIG = 'td-hm_ci2p_vit_ds_8xb64-210e_coco-256x192.py'
-
+CONFIG = 'td-hm_ci2p-vit-ds-b_8xb64-210e_coco-256x192.py'
 
 mmpose_default_scope = default_scope('mmpose')
 
@@ -30,8 +32,11 @@ def build_pose_model(cfg):
 def batch():
     # the config's crop size (256x192), heatmaps at stride 4 (64x48)
     return get_packed_inputs(
-        batch_size=2, img_shape=(256, 192), input_size=(192, 256),
-        heatmap_size=(48, 64), with_simcc_label=False)
+        batch_size=2,
+        img_shape=(256, 192),
+        input_size=(192, 256),
+        heatmap_size=(48, 64),
+        with_simcc_label=False)
 
 
 @pytest.fixture(scope='module')

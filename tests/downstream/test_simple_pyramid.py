@@ -30,8 +30,8 @@ def test_pyramid_with_output_convs_and_more_levels():
 
 
 def test_pyramid_on_ci2p_vit_featmap():
-    vit = CI2PViT(arch='deit-t', patch_cfg=dict(pretrained=False),
-                  out_type='featmap')
+    vit = CI2PViT(
+        arch='deit-t', patch_cfg=dict(pretrained=False), out_type='featmap')
     neck = CI2PSimplePyramid(in_channels=vit.embed_dims)
     with torch.no_grad():
         outs = neck(vit(torch.rand(1, 3, 128, 96)))
@@ -70,9 +70,12 @@ def test_register_into_a_downstream_registry():
 
 def test_register_downstream_skips_missing_and_warns_on_broken(monkeypatch):
     from ci2p_mm.downstream import registry
-    monkeypatch.setattr(registry, 'DOWNSTREAM_REGISTRIES', {
-        'ci2p_no_such_package': 'ci2p_no_such_package.registry',
-        'json': 'json.ci2p_no_such_registry',  # installed, but broken
-    })
+    monkeypatch.setattr(
+        registry,
+        'DOWNSTREAM_REGISTRIES',
+        {
+            'ci2p_no_such_package': 'ci2p_no_such_package.registry',
+            'json': 'json.ci2p_no_such_registry',  # installed, but broken
+        })
     with pytest.warns(UserWarning, match='json is installed but'):
         assert registry.register_downstream() == {}

@@ -9,7 +9,8 @@ parameters of the models that configs build.
 With several configs or sizes it prints a table with each model's FLOPs
 reduction against the first config at the same size.
 
-The logic lives in ``ci2p_mm/analysis/get_flops.py`` (``-h`` for the options).
+The logic lives in ``ci2p_mm/analysis/get_flops.py`` (``-h`` for the
+options).
 """
 from ci2p_mm.analysis.get_flops import main
 from ci2p_mm.utils.cli import run

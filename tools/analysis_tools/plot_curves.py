@@ -6,7 +6,8 @@
 The paper's main figure is such a plot: accuracy over epochs, CI2P-ViT
 against ViT-B/16.
 
-The logic lives in ``ci2p_mm/analysis/plot_curves.py`` (``-h`` for the options).
+The logic lives in ``ci2p_mm/analysis/plot_curves.py`` (``-h`` for the
+options).
 """
 from ci2p_mm.analysis.plot_curves import main
 from ci2p_mm.utils.cli import run

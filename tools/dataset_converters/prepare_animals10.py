@@ -4,53 +4,11 @@
         data/animals10/raw-img data/animals10 --val-ratio 0.2 --seed 0
 
 reads Kaggle's ``raw-img/<italian class>/`` folders as downloaded and writes
-``OUT_DIR/meta/{train,val,classes}.txt`` and ``split.json``. Images are not
-copied: annotation paths point at them, relative to OUT_DIR.
+``OUT_DIR/meta/{train,val,classes}.txt`` and ``split.json``. The logic is
+``ci2p_mm/datasets/animals10.py`` (``-h`` for the options).
 """
-import argparse
-import sys
-
-from ci2p_mm.datasets import make_split
-from ci2p_mm.datasets.animals10 import describe_left_out
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('raw_img_dir', help="Kaggle's raw-img folder")
-    parser.add_argument('out_dir', help='data root the configs read')
-    parser.add_argument('--val-ratio', type=float, default=0.2)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument(
-        '--strict', action='store_true',
-        help='refuse folders or files in raw-img that are not one of the ten '
-        'class folders (default: leave them out and name them)')
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        summary = make_split(args.raw_img_dir, args.out_dir, args.val_ratio,
-                             args.seed, strict=args.strict)
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f'prepare_animals10: {err}')
-    print(f'{"class":<12}{"train":>8}{"val":>8}')
-    for name, c in summary['counts'].items():
-        print(f'{name:<12}{c["train"]:>8}{c["val"]:>8}')
-    total_train = sum(c['train'] for c in summary['counts'].values())
-    total_val = sum(c['val'] for c in summary['counts'].values())
-    print(f'{"total":<12}{total_train:>8}{total_val:>8}')
-    if summary['skipped_non_images']:
-        print(f'Passed over {len(summary["skipped_non_images"])} files without'
-              f' an image extension (listed in meta/split.json).')
-    if summary['left_out']:
-        print(f'Left out of the split, not Animals-10 class folders: '
-              f'{describe_left_out(summary["left_out"])} (in '
-              f'meta/split.json as "left_out"; --strict refuses them).')
-    print(f'Wrote {args.out_dir}/meta/train.txt and val.txt '
-          f'(seed {args.seed}, val ratio {args.val_ratio}).')
-    return summary
-
+from ci2p_mm.datasets.animals10 import main
+from ci2p_mm.utils.cli import run
 
 if __name__ == '__main__':
-    main()
+    run(main)

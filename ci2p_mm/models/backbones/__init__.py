@@ -5,5 +5,6 @@ from .dual_scale_vit import DualScaleViT
 from .mobile_former import MobileFormer
 from .segnetr import SegNetr
 
-__all__ = ['CI2PViT', 'DualScaleViT', 'CvT', 'CrossViT', 'MobileFormer',
-           'SegNetr']
+__all__ = [
+    'CI2PViT', 'DualScaleViT', 'CvT', 'CrossViT', 'MobileFormer', 'SegNetr'
+]

@@ -79,7 +79,9 @@ class CI2PViT(FrozenStagesMixin, VisionTransformer):
             **kwargs)
         encoder_cfg, reshape_cfg = split_patch_cfg(patch_cfg)
         self.patch_embed = CI2PPatchEmbed(
-            embed_dims=self.embed_dims, input_size=img_size, **reshape_cfg,
+            embed_dims=self.embed_dims,
+            input_size=img_size,
+            **reshape_cfg,
             **encoder_cfg)
         assert self.patch_embed.init_out_size == self.patch_resolution
         self.norm_eval = norm_eval
@@ -89,4 +91,3 @@ class CI2PViT(FrozenStagesMixin, VisionTransformer):
     def init_weights(self):
         with codec_weights_kept(self.patch_embed.ci2p_encoder, self.init_cfg):
             super().init_weights()
-

@@ -8,12 +8,14 @@ encoders, ``frozen_stages``, and the classifier left to mmpretrain's head.
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
+import timm
 import torch
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
+from timm.models.crossvit import CrossVit
 
 from ..utils.freezing import FrozenStagesMixin
-from .settings import stage_indices
+from .settings import lookup_arch, stage_indices
 
 
 @MODELS.register_module()
@@ -90,26 +92,22 @@ class CrossViT(FrozenStagesMixin, BaseBackbone):
                  frozen_stages: int = -1,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
-        try:
-            import timm
-        except ImportError as err:
-            raise ImportError('CrossViT needs timm: pip install timm') from err
         if out_type not in self.OUT_TYPES:
             raise ValueError(f'Unsupported out_type {out_type!r}; choose '
                              f'from {sorted(self.OUT_TYPES)}.')
-        kwargs = dict(num_classes=0, img_size=img_size,
-                      pos_drop_rate=drop_rate, proj_drop_rate=drop_rate,
-                      drop_path_rate=drop_path_rate)
-        if isinstance(arch, dict):
-            from timm.models.crossvit import CrossVit
+        kwargs = dict(
+            num_classes=0,
+            img_size=img_size,
+            pos_drop_rate=drop_rate,
+            proj_drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate)
+        if isinstance(arch, dict):  # timm CrossVit's own arguments
             self.model = CrossVit(**arch, **kwargs)
-        elif arch.lower() in self.arch_zoo:
-            self.model = timm.create_model(
-                self.arch_zoo[arch.lower()], pretrained=False, **kwargs)
         else:
-            raise ValueError(f'CrossViT arch {arch!r} is not one of '
-                             f'{sorted(self.arch_zoo)} (or a dict of timm '
-                             f'CrossVit arguments).')
+            self.model = timm.create_model(
+                lookup_arch('CrossViT', self.arch_zoo, arch),
+                pretrained=False,
+                **kwargs)
         self.img_size = img_size
         self.embed_dims = list(self.model.embed_dim)
         self.out_type = out_type
@@ -126,12 +124,15 @@ class CrossViT(FrozenStagesMixin, BaseBackbone):
         return sum(self.embed_dims)
 
     def _embed_params(self) -> List[torch.nn.Parameter]:
-        return [p for name, p in self.model.named_parameters()
-                if name.startswith(('pos_embed_', 'cls_token_'))]
+        return [
+            p for name, p in self.model.named_parameters()
+            if name.startswith(('pos_embed_', 'cls_token_'))
+        ]
 
     def _freeze_stages(self):
-        modules = [self.model.patch_embed,
-                   *self.model.blocks[:self.frozen_stages]]
+        modules = [
+            self.model.patch_embed, *self.model.blocks[:self.frozen_stages]
+        ]
         if self.frozen_stages >= len(self.model.blocks):
             modules.append(self.model.norm)
         for module in modules:
@@ -151,8 +152,9 @@ class CrossViT(FrozenStagesMixin, BaseBackbone):
             for i, block in enumerate(self.model.blocks):
                 xs = block(xs)
                 if i in self.out_indices:
-                    per_encoder.append(xs if i < last else [
-                        norm(b) for norm, b in zip(self.model.norm, xs)])
+                    per_encoder.append(
+                        xs if i < last else
+                        [norm(b) for norm, b in zip(self.model.norm, xs)])
         outs = []
         for branches in per_encoder:
             if self.out_type == 'cls_token':

@@ -10,7 +10,12 @@ fewer keys and values). There is no position embedding; a class token joins
 only the last stage and feeds the classifier.
 
 Written from the paper; hyper-parameters checked against the authors'
-configs (github.com/microsoft/CvT, ``experiments/imagenet/cvt/*.yaml``).
+configs (github.com/microsoft/CvT, ``experiments/imagenet/cvt/*.yaml``). By
+default it computes the authors' function (``lib/models/cls_cvt.py``), so
+their released weights run as trained: attention logits scaled by
+``1 / sqrt(embed_dims)`` (the full width, not the head width) and QuickGELU
+(``x * sigmoid(1.702 x)``) in the MLP. Both are options (``attn_scale``,
+``act_cfg``); transformers' port differs only in using plain GELU.
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -29,6 +34,23 @@ from ..utils.freezing import FrozenStagesMixin
 from .settings import resolve_arch, stage_indices
 
 
+def _resolved_activation(act_cfg: dict) -> dict:
+    """``act_cfg`` with its type looked up in mmpretrain's registry.
+
+    mmcv's ``FFN`` builds activations from mmengine's root registry, which
+    holds mmcv's (GELU, ...) but not mmpretrain's (QuickGELU) unless a
+    runner has set the default scope; a class as ``type`` works anywhere.
+    """
+    act_cfg = dict(act_cfg)
+    name = act_cfg.get('type')
+    if isinstance(name, str):
+        act_cfg['type'] = MODELS.get(name)
+        if act_cfg['type'] is None:
+            raise ValueError(f'CvT act_cfg type {name!r} is not registered '
+                             f'in mmpretrain (e.g. QuickGELU, GELU).')
+    return act_cfg
+
+
 class ConvTokenEmbed(BaseModule):
     """Convolutional token embedding: strided conv on the token map + LN.
 
@@ -40,15 +62,19 @@ class ConvTokenEmbed(BaseModule):
         padding (int): Convolution padding (2, then 1).
     """
 
-    def __init__(self, in_channels: int, embed_dims: int, kernel_size: int,
-                 stride: int, padding: int, init_cfg=None):
+    def __init__(self,
+                 in_channels: int,
+                 embed_dims: int,
+                 kernel_size: int,
+                 stride: int,
+                 padding: int,
+                 init_cfg=None):
         super().__init__(init_cfg)
         self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size, stride,
                               padding)
         self.norm = nn.LayerNorm(embed_dims)
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int,
-                                                                      int]]:
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         x = self.proj(x)
         hw = tuple(x.shape[2:])
         return self.norm(x.flatten(2).transpose(1, 2)), hw
@@ -65,11 +91,20 @@ class ConvProjection(nn.Module):
         bias (bool): Bias of the pointwise projection.
     """
 
-    def __init__(self, dims: int, stride: int, kernel_size: int = 3,
+    def __init__(self,
+                 dims: int,
+                 stride: int,
+                 kernel_size: int = 3,
                  bias: bool = True):
         super().__init__()
-        self.depthwise = nn.Conv2d(dims, dims, kernel_size, stride,
-                                   kernel_size // 2, groups=dims, bias=False)
+        self.depthwise = nn.Conv2d(
+            dims,
+            dims,
+            kernel_size,
+            stride,
+            kernel_size // 2,
+            groups=dims,
+            bias=False)
         self.bn = nn.BatchNorm2d(dims)
         self.pointwise = nn.Linear(dims, dims, bias=bias)
 
@@ -91,16 +126,34 @@ class ConvAttention(BaseModule):
         qkv_bias (bool): Defaults to True.
         attn_drop (float): Dropout on attention weights.
         proj_drop (float): Dropout after the output projection.
+        attn_scale (str): What the attention logits ``q . k`` are divided
+            by: ``'embed_dims'``, ``sqrt(embed_dims)`` (the authors' code,
+            ``dim_out ** -0.5``, and transformers' port), or
+            ``'head_dims'``, ``sqrt(embed_dims / num_heads)`` (the usual
+            multi-head attention). Defaults to ``'embed_dims'``.
     """
+    ATTN_SCALES = ('embed_dims', 'head_dims')
 
-    def __init__(self, embed_dims: int, num_heads: int, stride_kv: int = 2,
-                 qkv_bias: bool = True, attn_drop: float = 0.,
-                 proj_drop: float = 0., init_cfg=None):
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 stride_kv: int = 2,
+                 qkv_bias: bool = True,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
+                 attn_scale: str = 'embed_dims',
+                 init_cfg=None):
         super().__init__(init_cfg)
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims {embed_dims} is not divisible by '
                              f'num_heads {num_heads}.')
+        if attn_scale not in self.ATTN_SCALES:
+            raise ValueError(f'attn_scale {attn_scale!r} is not one of '
+                             f'{self.ATTN_SCALES}.')
         self.num_heads = num_heads
+        scaled_dims = embed_dims if attn_scale == 'embed_dims' \
+            else embed_dims // num_heads
+        self.scale = scaled_dims**-0.5
         self.attn_drop = attn_drop
         self.q = ConvProjection(embed_dims, 1, bias=qkv_bias)
         self.k = ConvProjection(embed_dims, stride_kv, bias=qkv_bias)
@@ -108,7 +161,9 @@ class ConvAttention(BaseModule):
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, hw: Tuple[int, int],
+    def forward(self,
+                x: torch.Tensor,
+                hw: Tuple[int, int],
                 num_cls: int = 0) -> torch.Tensor:
         b, _, c = x.shape
         cls, patches = x[:, :num_cls], x[:, num_cls:]
@@ -123,7 +178,11 @@ class ConvAttention(BaseModule):
 
         q, k, v = project(self.q), project(self.k), project(self.v)
         x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.)
+            q,
+            k,
+            v,
+            dropout_p=self.attn_drop if self.training else 0.,
+            scale=self.scale)
         x = x.transpose(1, 2).reshape(b, -1, c)
         return self.proj_drop(self.proj(x))
 
@@ -140,17 +199,27 @@ class CvTBlock(BaseModule):
         drop_rate (float): Dropout after projections and in the FFN.
         attn_drop_rate (float): Dropout on attention weights.
         drop_path_rate (float): Stochastic depth of both residuals.
+        attn_scale (str): See :class:`ConvAttention`.
+        act_cfg (dict): The MLP's activation, a type in mmpretrain's
+            ``MODELS`` (which sees mmcv's too). Defaults to QuickGELU.
     """
 
-    def __init__(self, embed_dims: int, num_heads: int,
-                 mlp_ratio: float = 4., stride_kv: int = 2,
-                 qkv_bias: bool = True, drop_rate: float = 0.,
-                 attn_drop_rate: float = 0., drop_path_rate: float = 0.,
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 mlp_ratio: float = 4.,
+                 stride_kv: int = 2,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 attn_scale: str = 'embed_dims',
+                 act_cfg: dict = dict(type='QuickGELU'),
                  init_cfg=None):
         super().__init__(init_cfg)
         self.ln1 = nn.LayerNorm(embed_dims)
         self.attn = ConvAttention(embed_dims, num_heads, stride_kv, qkv_bias,
-                                  attn_drop_rate, drop_rate)
+                                  attn_drop_rate, drop_rate, attn_scale)
         self.drop_path = DropPath(drop_path_rate)
         self.ln2 = nn.LayerNorm(embed_dims)
         self.ffn = FFN(
@@ -158,9 +227,11 @@ class CvTBlock(BaseModule):
             feedforward_channels=int(embed_dims * mlp_ratio),
             ffn_drop=drop_rate,
             dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate),
-            act_cfg=dict(type='GELU'))
+            act_cfg=_resolved_activation(act_cfg))
 
-    def forward(self, x: torch.Tensor, hw: Tuple[int, int],
+    def forward(self,
+                x: torch.Tensor,
+                hw: Tuple[int, int],
                 num_cls: int = 0) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.ln1(x), hw, num_cls))
         return self.ffn(self.ln2(x), identity=x)
@@ -176,11 +247,12 @@ class CvTStage(BaseModule):
         super().__init__()
         self.embed = ConvTokenEmbed(in_channels, embed_dims, patch_size,
                                     patch_stride, patch_padding)
-        self.cls_token = nn.Parameter(
-            torch.zeros(1, 1, embed_dims)) if with_cls_token else None
+        self.cls_token = nn.Parameter(torch.zeros(
+            1, 1, embed_dims)) if with_cls_token else None
         self.blocks = ModuleList([
-            CvTBlock(embed_dims, num_heads, drop_path_rate=dpr,
-                     **block_kwargs) for dpr in drop_path_rates
+            CvTBlock(
+                embed_dims, num_heads, drop_path_rate=dpr, **block_kwargs)
+            for dpr in drop_path_rates
         ])
 
     def forward(self, x_map: torch.Tensor):
@@ -232,6 +304,16 @@ class CvT(FrozenStagesMixin, BaseBackbone):
             CvT-13/21, 0.3 for W24). Defaults to 0.
         with_cls_token (bool): Class token in the last stage. Defaults to
             True (False turns ``'cls_token'`` output off).
+        attn_scale (str): ``'embed_dims'``: attention logits divided by
+            ``sqrt(embed_dims)``, the authors' rule (``dim_out ** -0.5`` in
+            ``cls_cvt.py``), also transformers'; ``'head_dims'``: by
+            ``sqrt(embed_dims / num_heads)``, the usual multi-head rule.
+            Defaults to ``'embed_dims'``.
+        act_cfg (dict): The MLP activation. Defaults to
+            ``dict(type='QuickGELU')`` (mmpretrain's, ``x * sigmoid(1.702
+            x)``), the authors'; ``dict(type='GELU')`` computes
+            transformers' ``CvtForImageClassification``, which runs the
+            same weights with plain GELU.
         frozen_stages (int): Freeze this many stages (-1: none).
         norm_eval (bool): Keep the BatchNorms of the projections in eval
             mode while training (detection fine-tuning).
@@ -239,12 +321,17 @@ class CvT(FrozenStagesMixin, BaseBackbone):
             Linear weights (std 0.02) and unit norms.
     """
     arch_zoo = {
-        '13': dict(embed_dims=[64, 192, 384], depths=[1, 2, 10],
-                   num_heads=[1, 3, 6]),
-        '21': dict(embed_dims=[64, 192, 384], depths=[1, 4, 16],
-                   num_heads=[1, 3, 6]),
-        'w24': dict(embed_dims=[192, 768, 1024], depths=[2, 2, 20],
-                    num_heads=[3, 12, 16]),
+        '13':
+        dict(
+            embed_dims=[64, 192, 384], depths=[1, 2, 10], num_heads=[1, 3, 6]),
+        '21':
+        dict(
+            embed_dims=[64, 192, 384], depths=[1, 4, 16], num_heads=[1, 3, 6]),
+        'w24':
+        dict(
+            embed_dims=[192, 768, 1024],
+            depths=[2, 2, 20],
+            num_heads=[3, 12, 16]),
     }
     #: Token embedding of each stage: (kernel, stride, padding).
     PATCH_SETTINGS = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
@@ -261,13 +348,18 @@ class CvT(FrozenStagesMixin, BaseBackbone):
                  attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0.,
                  with_cls_token: bool = True,
+                 attn_scale: str = 'embed_dims',
+                 act_cfg: dict = dict(type='QuickGELU'),
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = [
-                     dict(type='TruncNormal', layer='Linear', std=.02,
-                          bias=0.),
-                     dict(type='Constant', layer=['LayerNorm', '_BatchNorm'],
-                          val=1., bias=0.)
+                     dict(
+                         type='TruncNormal', layer='Linear', std=.02, bias=0.),
+                     dict(
+                         type='Constant',
+                         layer=['LayerNorm', '_BatchNorm'],
+                         val=1.,
+                         bias=0.)
                  ]):
         super().__init__(init_cfg)
         arch = resolve_arch('CvT', self.arch_zoo, arch,
@@ -292,17 +384,28 @@ class CvT(FrozenStagesMixin, BaseBackbone):
                 if last else [0.] * depth
             kernel, stride, padding = self.PATCH_SETTINGS[i]
             self.stages.append(
-                CvTStage(channels, self.embed_dims[i], depth,
-                         arch['num_heads'][i], kernel, stride, padding,
-                         with_cls_token=with_cls_token and last,
-                         drop_path_rates=dpr, mlp_ratio=mlp_ratio,
-                         qkv_bias=qkv_bias, drop_rate=drop_rate,
-                         attn_drop_rate=attn_drop_rate))
+                CvTStage(
+                    channels,
+                    self.embed_dims[i],
+                    depth,
+                    arch['num_heads'][i],
+                    kernel,
+                    stride,
+                    padding,
+                    with_cls_token=with_cls_token and last,
+                    drop_path_rates=dpr,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    drop_rate=drop_rate,
+                    attn_drop_rate=attn_drop_rate,
+                    attn_scale=attn_scale,
+                    act_cfg=act_cfg))
             channels = self.embed_dims[i]
 
         self.out_indices = stage_indices(out_indices, self.num_stages)
         if out_type in ('cls_token', 'avg_featmap') and self.out_indices != [
-                self.num_stages - 1]:
+                self.num_stages - 1
+        ]:
             raise ValueError(f"out_type={out_type!r} is for the last stage "
                              f"only; use 'featmap' for multi-scale outputs.")
         if out_type in ('cls_token', 'avg_featmap'):
@@ -330,8 +433,9 @@ class CvT(FrozenStagesMixin, BaseBackbone):
         for i, stage in enumerate(self.stages):
             tokens, hw = stage(x)
             num_cls = 0 if stage.cls_token is None else 1
-            x = tokens[:, num_cls:].transpose(1, 2).reshape(
-                tokens.size(0), -1, *hw)
+            x = tokens[:,
+                       num_cls:].transpose(1,
+                                           2).reshape(tokens.size(0), -1, *hw)
             if i not in self.out_indices:
                 continue
             if self.out_type == 'featmap':

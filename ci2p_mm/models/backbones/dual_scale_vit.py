@@ -12,12 +12,12 @@ from mmpretrain.models.backbones.vision_transformer import \
 from mmpretrain.models.utils import build_norm_layer, resize_pos_embed
 from mmpretrain.registry import MODELS
 
-from .ci2p_vit import check_img_size
-from .settings import resolve_arch, stage_indices
 from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS
 from ..utils.freezing import FrozenStagesMixin, codec_weights_kept
 from ..utils.patch_embed import (CI2PEncoder, CnnReshape, check_image_batch,
                                  split_patch_cfg)
+from .ci2p_vit import check_img_size
+from .settings import resolve_arch, stage_indices
 
 #: ``out_indices`` names of the encoder's own maps, with their stride.
 ENCODER_OUTS = {'enc_s2': 2, 'enc_s4': 4, 'enc_s8': 8, 'enc_s16': 16}
@@ -75,24 +75,51 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
         init_cfg (dict, optional): Initialization config.
     """
     arch_zoo = {
-        **dict.fromkeys(['b', 'base'], {
-            'stage1': dict(embed_dims=192, num_layers=6, num_heads=3,
-                           feedforward_channels=768),
-            'stage2': dict(embed_dims=768, num_layers=6, num_heads=12,
-                           feedforward_channels=3072),
-        }),
-        **dict.fromkeys(['s', 'small'], {
-            'stage1': dict(embed_dims=192, num_layers=4, num_heads=3,
-                           feedforward_channels=768),
-            'stage2': dict(embed_dims=384, num_layers=4, num_heads=6,
-                           feedforward_channels=1536),
-        }),
-        **dict.fromkeys(['t', 'tiny'], {
-            'stage1': dict(embed_dims=192, num_layers=2, num_heads=3,
-                           feedforward_channels=384),
-            'stage2': dict(embed_dims=192, num_layers=2, num_heads=3,
-                           feedforward_channels=384),
-        }),
+        **dict.fromkeys(
+            ['b', 'base'], {
+                'stage1':
+                dict(
+                    embed_dims=192,
+                    num_layers=6,
+                    num_heads=3,
+                    feedforward_channels=768),
+                'stage2':
+                dict(
+                    embed_dims=768,
+                    num_layers=6,
+                    num_heads=12,
+                    feedforward_channels=3072),
+            }),
+        **dict.fromkeys(
+            ['s', 'small'], {
+                'stage1':
+                dict(
+                    embed_dims=192,
+                    num_layers=4,
+                    num_heads=3,
+                    feedforward_channels=768),
+                'stage2':
+                dict(
+                    embed_dims=384,
+                    num_layers=4,
+                    num_heads=6,
+                    feedforward_channels=1536),
+            }),
+        **dict.fromkeys(
+            ['t', 'tiny'], {
+                'stage1':
+                dict(
+                    embed_dims=192,
+                    num_layers=2,
+                    num_heads=3,
+                    feedforward_channels=384),
+                'stage2':
+                dict(
+                    embed_dims=192,
+                    num_layers=2,
+                    num_heads=3,
+                    feedforward_channels=384),
+            }),
     }
     OUT_TYPES = {'raw', 'featmap', 'avg_featmap'}
 
@@ -220,8 +247,9 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
         if self.frozen_stages > self.num_stage1_layers:
             frozen.append(self.cnn_reshape)
         if self.frozen_stages >= self.num_layers:
-            frozen += [getattr(self, n) for n in ('ln1', 'ln2')
-                       if hasattr(self, n)]
+            frozen += [
+                getattr(self, n) for n in ('ln1', 'ln2') if hasattr(self, n)
+            ]
         self.pos_embed.requires_grad = False
         for module in frozen:
             module.eval()

@@ -34,13 +34,21 @@ from ..utils.freezing import FrozenStagesMixin
 from .settings import resolve_arch, stage_indices
 
 
-def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1,
-            stride: int = 1, groups: int = 1) -> nn.Sequential:
+def conv_bn(in_channels: int,
+            out_channels: int,
+            kernel_size: int = 1,
+            stride: int = 1,
+            groups: int = 1) -> nn.Sequential:
     """Bias-free convolution followed by BatchNorm."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride,
-                  kernel_size // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(out_channels))
+        nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            kernel_size // 2,
+            groups=groups,
+            bias=False), nn.BatchNorm2d(out_channels))
 
 
 def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -67,8 +75,7 @@ class DynamicReLU(nn.Module):
         self.coefficients = nn.Sequential(
             nn.Linear(token_dims, token_dims // reduction),
             nn.ReLU(inplace=True),
-            nn.Linear(token_dims // reduction, 2 * channels),
-            nn.Hardsigmoid())
+            nn.Linear(token_dims // reduction, 2 * channels), nn.Hardsigmoid())
 
     def forward(self, x: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
         a1, a2 = self.coefficients(token)[:, :, None, None].chunk(2, dim=1)
@@ -80,21 +87,24 @@ class MobileToFormer(nn.Module):
     no projections on the local side); the result is gated per channel by
     the tokens, projected back and added, then LayerNorm."""
 
-    def __init__(self, channels: int, token_dims: int, num_heads: int = 2,
+    def __init__(self,
+                 channels: int,
+                 token_dims: int,
+                 num_heads: int = 2,
                  drop_path_rate: float = 0.):
         super().__init__()
         self.num_heads = num_heads
         self.q = nn.Linear(token_dims, channels)
-        self.gate = nn.Sequential(nn.Linear(token_dims, channels),
-                                  nn.Hardsigmoid())
+        self.gate = nn.Sequential(
+            nn.Linear(token_dims, channels), nn.Hardsigmoid())
         self.proj = nn.Linear(channels, token_dims)
         self.drop_path = DropPath(drop_path_rate)
         self.norm = nn.LayerNorm(token_dims)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         local = x.flatten(2).transpose(1, 2)  # [B, HW, C]
-        out = multi_head_attention(self.q(tokens), local, local,
-                                   self.num_heads)
+        out = multi_head_attention(
+            self.q(tokens), local, local, self.num_heads)
         out = self.proj(out * (2 * self.gate(tokens)))
         return self.norm(tokens + self.drop_path(out))
 
@@ -104,8 +114,11 @@ class Former(nn.Module):
     values are the tokens), output projection, then an FFN with
     expansion 2; both residuals post-LayerNorm."""
 
-    def __init__(self, token_dims: int, num_heads: int = 4,
-                 ffn_ratio: int = 2, drop_path_rate: float = 0.):
+    def __init__(self,
+                 token_dims: int,
+                 num_heads: int = 4,
+                 ffn_ratio: int = 2,
+                 drop_path_rate: float = 0.):
         super().__init__()
         self.num_heads = num_heads
         self.q = nn.Linear(token_dims, token_dims)
@@ -118,8 +131,8 @@ class Former(nn.Module):
         self.drop_path = DropPath(drop_path_rate)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        out = multi_head_attention(self.q(tokens), tokens, tokens,
-                                   self.num_heads)
+        out = multi_head_attention(
+            self.q(tokens), tokens, tokens, self.num_heads)
         tokens = self.norm1(tokens + self.drop_path(self.proj(out)))
         return self.norm2(tokens + self.ffn(tokens))
 
@@ -128,7 +141,10 @@ class FormerToMobile(nn.Module):
     """Local features attend to the tokens (queries = the features, no
     projection on the local side); the result is added to the features."""
 
-    def __init__(self, channels: int, token_dims: int, num_heads: int = 2,
+    def __init__(self,
+                 channels: int,
+                 token_dims: int,
+                 num_heads: int = 2,
                  drop_path_rate: float = 0.):
         super().__init__()
         self.num_heads = num_heads
@@ -138,9 +154,9 @@ class FormerToMobile(nn.Module):
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        out = multi_head_attention(x.flatten(2).transpose(1, 2),
-                                   self.k(tokens), self.v(tokens),
-                                   self.num_heads)
+        out = multi_head_attention(
+            x.flatten(2).transpose(1, 2), self.k(tokens), self.v(tokens),
+            self.num_heads)
         return x + self.drop_path(out.transpose(1, 2).reshape(b, c, h, w))
 
 
@@ -148,12 +164,16 @@ class LiteBottleneck(nn.Module):
     """Stage-1 block of the Mobile side (no bridge): a 3x3 depthwise conv
     that expands the channels, ReLU6, a pointwise projection."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int,
-                 expand_ratio: int, groups: int = 1):
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 stride: int,
+                 expand_ratio: int,
+                 groups: int = 1):
         super().__init__()
         hidden = in_channels * expand_ratio
-        self.depthwise = conv_bn(in_channels, hidden, 3, stride,
-                                 groups=in_channels)
+        self.depthwise = conv_bn(
+            in_channels, hidden, 3, stride, groups=in_channels)
         self.pointwise = conv_bn(hidden, out_channels, groups=groups)
         self.shuffle_groups = in_channels if groups > 1 else 1
         self.residual = stride == 1 and in_channels == out_channels
@@ -189,15 +209,21 @@ class MobileFormerBlock(BaseModule):
         drop_path_rate (float): Stochastic depth of all residuals.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int,
-                 expand_ratio: int, expand_ratio2: int, token_dims: int,
-                 groups: int = 1, drop_path_rate: float = 0.,
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 stride: int,
+                 expand_ratio: int,
+                 expand_ratio2: int,
+                 token_dims: int,
+                 groups: int = 1,
+                 drop_path_rate: float = 0.,
                  init_cfg=None):
         super().__init__(init_cfg)
         self.stride = stride
         self.groups = groups
-        self.mobile_to_former = MobileToFormer(in_channels, token_dims,
-                                               drop_path_rate=drop_path_rate)
+        self.mobile_to_former = MobileToFormer(
+            in_channels, token_dims, drop_path_rate=drop_path_rate)
         self.former = Former(token_dims, drop_path_rate=drop_path_rate)
         hidden = in_channels * expand_ratio
         if stride == 1:
@@ -208,17 +234,16 @@ class MobileFormerBlock(BaseModule):
             self.act2 = DynamicReLU(hidden, token_dims)
         else:
             hidden2 = out_channels * expand_ratio2
-            self.conv1 = conv_bn(in_channels, hidden, 3, stride,
-                                 groups=in_channels)
+            self.conv1 = conv_bn(
+                in_channels, hidden, 3, stride, groups=in_channels)
             self.conv2 = conv_bn(hidden, out_channels, groups=groups)
-            self.conv3 = conv_bn(out_channels, hidden2, 3,
-                                 groups=out_channels)
+            self.conv3 = conv_bn(out_channels, hidden2, 3, groups=out_channels)
             self.conv4 = conv_bn(hidden2, out_channels, groups=groups)
             self.act1 = DynamicReLU(hidden, token_dims)
             self.act2 = DynamicReLU(hidden2, token_dims)
         self.drop_path = DropPath(drop_path_rate)
-        self.former_to_mobile = FormerToMobile(out_channels, token_dims,
-                                               drop_path_rate=drop_path_rate)
+        self.former_to_mobile = FormerToMobile(
+            out_channels, token_dims, drop_path_rate=drop_path_rate)
         self.residual = stride == 1 and in_channels == out_channels
 
     def _shuffle(self, x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -281,52 +306,65 @@ class MobileFormer(FrozenStagesMixin, BaseBackbone):
             convs, N(0, 0.01) linears and unit norms, as the authors.
     """
     arch_zoo = {
-        '508m': dict(
-            stem_channels=24, num_tokens=6, token_dims=192,
+        '508m':
+        dict(
+            stem_channels=24,
+            num_tokens=6,
+            token_dims=192,
             head_channels=1920,
-            stages=[[(2, 24, 1, 0)],
-                    [(6, 40, 2, 4), (3, 40, 1, 3)],
+            stages=[[(2, 24, 1, 0)], [(6, 40, 2, 4), (3, 40, 1, 3)],
                     [(6, 72, 2, 4), (3, 72, 1, 3)],
                     [(6, 128, 2, 4), (4, 128, 1, 4), (6, 176, 1, 4),
                      (6, 176, 1, 4)],
                     [(6, 240, 2, 4), (6, 240, 1, 4), (6, 240, 1, 4)]]),
-        '294m': dict(
-            stem_channels=16, num_tokens=6, token_dims=192,
+        '294m':
+        dict(
+            stem_channels=16,
+            num_tokens=6,
+            token_dims=192,
             head_channels=1920,
-            stages=[[(2, 16, 1, 0)],
-                    [(6, 24, 2, 4), (4, 24, 1, 4)],
+            stages=[[(2, 16, 1, 0)], [(6, 24, 2, 4), (4, 24, 1, 4)],
                     [(6, 48, 2, 4), (4, 48, 1, 4)],
                     [(6, 96, 2, 4), (4, 96, 1, 4), (6, 128, 1, 4),
                      (6, 128, 1, 4)],
                     [(6, 192, 2, 4), (6, 192, 1, 4), (6, 192, 1, 4)]]),
-        '214m': dict(
-            stem_channels=12, num_tokens=6, token_dims=192,
+        '214m':
+        dict(
+            stem_channels=12,
+            num_tokens=6,
+            token_dims=192,
             head_channels=1600,
-            stages=[[(2, 12, 1, 0)],
-                    [(6, 20, 2, 4), (3, 20, 1, 4)],
+            stages=[[(2, 12, 1, 0)], [(6, 20, 2, 4), (3, 20, 1, 4)],
                     [(6, 40, 2, 4), (4, 40, 1, 4)],
                     [(6, 80, 2, 4), (4, 80, 1, 4), (6, 112, 1, 4),
                      (6, 112, 1, 4)],
                     [(6, 160, 2, 4), (6, 160, 1, 4), (6, 160, 1, 4)]]),
-        '151m': dict(
-            stem_channels=12, num_tokens=6, token_dims=192,
+        '151m':
+        dict(
+            stem_channels=12,
+            num_tokens=6,
+            token_dims=192,
             head_channels=1280,
-            stages=[[(2, 12, 1, 0)],
-                    [(6, 16, 2, 4), (3, 16, 1, 3)],
+            stages=[[(2, 12, 1, 0)], [(6, 16, 2, 4), (3, 16, 1, 3)],
                     [(6, 32, 2, 4), (3, 32, 1, 3)],
                     [(6, 64, 2, 4), (4, 64, 1, 4), (6, 88, 1, 4),
                      (6, 88, 1, 4)],
                     [(6, 128, 2, 4), (6, 128, 1, 4), (6, 128, 1, 4)]]),
-        '96m': dict(
-            stem_channels=12, num_tokens=4, token_dims=128,
+        '96m':
+        dict(
+            stem_channels=12,
+            num_tokens=4,
+            token_dims=128,
             head_channels=1280,
-            stages=[[(2, 12, 1, 0)],
-                    [(6, 16, 2, 4)],
+            stages=[[(2, 12, 1, 0)], [(6, 16, 2, 4)],
                     [(6, 32, 2, 4), (3, 32, 1, 3)],
                     [(6, 64, 2, 4), (4, 64, 1, 4), (6, 88, 1, 4)],
                     [(6, 128, 2, 4), (6, 128, 1, 4)]]),
-        '52m': dict(
-            stem_channels=8, num_tokens=3, token_dims=128,
+        '52m':
+        dict(
+            stem_channels=8,
+            num_tokens=3,
+            token_dims=128,
             head_channels=1024,
             stages=[[(3, 12, 2, 0), (3, 12, 1, 3)],
                     [(6, 24, 2, 4), (3, 24, 1, 3)],
@@ -348,11 +386,18 @@ class MobileFormer(FrozenStagesMixin, BaseBackbone):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = [
-                     dict(type='Kaiming', layer='Conv2d', mode='fan_out',
-                          nonlinearity='relu', distribution='normal'),
+                     dict(
+                         type='Kaiming',
+                         layer='Conv2d',
+                         mode='fan_out',
+                         nonlinearity='relu',
+                         distribution='normal'),
                      dict(type='Normal', layer='Linear', std=0.01),
-                     dict(type='Constant', layer=['_BatchNorm', 'LayerNorm'],
-                          val=1., bias=0.)
+                     dict(
+                         type='Constant',
+                         layer=['_BatchNorm', 'LayerNorm'],
+                         val=1.,
+                         bias=0.)
                  ]):
         super().__init__(init_cfg)
         arch = resolve_arch('MobileFormer', self.arch_zoo, arch,
@@ -387,8 +432,8 @@ class MobileFormer(FrozenStagesMixin, BaseBackbone):
                                            expand, groups)
                 else:
                     block = MobileFormerBlock(channels, out_channels, stride,
-                                              expand, expand2,
-                                              self.token_dims, groups, rate)
+                                              expand, expand2, self.token_dims,
+                                              groups, rate)
                 stage.append(block)
                 channels = out_channels
             self.stages.append(stage)
@@ -403,11 +448,10 @@ class MobileFormer(FrozenStagesMixin, BaseBackbone):
                                  'outputs.')
             # Built only for classification, so that detection backbones
             # carry no unused parameters.
-            self.final_bridge = MobileToFormer(channels, self.token_dims,
-                                               drop_path_rate=drop_path_rate)
-            self.last_conv = conv_bn(channels,
-                                     channels * self.LAST_EXPANSION,
-                                     groups=groups)
+            self.final_bridge = MobileToFormer(
+                channels, self.token_dims, drop_path_rate=drop_path_rate)
+            self.last_conv = conv_bn(
+                channels, channels * self.LAST_EXPANSION, groups=groups)
         self.groups = groups
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
@@ -449,7 +493,7 @@ class MobileFormer(FrozenStagesMixin, BaseBackbone):
             tokens = self.final_bridge(x, tokens)
             local = channel_shuffle(x, self.groups) if self.groups > 1 else x
             local = self.last_conv(local)
-            local = F.hardswish(F.adaptive_avg_pool2d(
-                F.relu6(local), 1).flatten(1))
+            local = F.hardswish(
+                F.adaptive_avg_pool2d(F.relu6(local), 1).flatten(1))
             outs.append(torch.cat([local, tokens[:, 0]], dim=1))
         return tuple(outs)

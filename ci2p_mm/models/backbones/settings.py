@@ -4,19 +4,23 @@ Messages follow mmpretrain's backbones (``Arch x is not in default archs
 ...``, ``Custom arch needs a dict with keys ...``, ``Invalid out_indices
 ...``), raised as ``ValueError`` so that they survive ``python -O``.
 """
-from typing import Dict, Iterable, List, Sequence, Union
+from typing import Any, Dict, Iterable, List, Sequence, Union
 
 
-def resolve_arch(model: str, arch_zoo: Dict[str, dict], arch: Union[str,
-                                                                    dict],
+def lookup_arch(model: str, arch_zoo: Dict[str, Any], name: str) -> Any:
+    """``arch_zoo[name]`` (any case), or mmpretrain's error."""
+    if name.lower() not in arch_zoo:
+        raise ValueError(f'{model}: Arch {name!r} is not in default archs '
+                         f'{sorted(arch_zoo)}.')
+    return arch_zoo[name.lower()]
+
+
+def resolve_arch(model: str, arch_zoo: Dict[str, dict], arch: Union[str, dict],
                  required: Iterable[str]) -> dict:
     """``arch_zoo[arch]`` for a name (any case), or the dict itself, which
     must have the ``required`` keys."""
     if isinstance(arch, str):
-        if arch.lower() not in arch_zoo:
-            raise ValueError(f'{model}: Arch {arch!r} is not in default '
-                             f'archs {sorted(arch_zoo)}.')
-        arch = arch_zoo[arch.lower()]
+        arch = lookup_arch(model, arch_zoo, arch)
     if not isinstance(arch, dict):
         raise ValueError(f'{model}: arch must be a name or a dict, got '
                          f'{type(arch).__name__}.')
@@ -27,7 +31,8 @@ def resolve_arch(model: str, arch_zoo: Dict[str, dict], arch: Union[str,
     return dict(arch)
 
 
-def stage_indices(out_indices: Union[int, Sequence[int]], num_stages: int,
+def stage_indices(out_indices: Union[int, Sequence[int]],
+                  num_stages: int,
                   what: str = 'stage') -> List[int]:
     """Sorted non-negative indices; negative ones count from the end; an
     index outside ``[-num_stages, num_stages)`` is refused (never wrapped)."""

@@ -91,11 +91,10 @@ class CI2PSimplePyramid(BaseModule):
                 width = c
             if out_channels is not None:
                 stage = nn.Sequential(
-                    stage,
-                    nn.Conv2d(width, out_channels, 1, bias=False),
+                    stage, nn.Conv2d(width, out_channels, 1, bias=False),
                     build_norm_layer(norm_cfg, out_channels),
-                    nn.Conv2d(out_channels, out_channels, 3, padding=1,
-                              bias=False),
+                    nn.Conv2d(
+                        out_channels, out_channels, 3, padding=1, bias=False),
                     build_norm_layer(norm_cfg, out_channels))
                 width = out_channels
             self.stages.append(stage)
@@ -103,8 +102,8 @@ class CI2PSimplePyramid(BaseModule):
         #: Channels of each output level (FPN's ``in_channels``).
         self.out_channels = level_channels
 
-    def forward(self, inputs: Sequence[torch.Tensor]
-                ) -> Tuple[torch.Tensor, ...]:
+    def forward(self,
+                inputs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
         x = inputs[self.in_index] if isinstance(inputs,
                                                 (list, tuple)) else inputs
         if x.dim() != 4 or x.size(1) != self.in_channels:

@@ -19,7 +19,9 @@ the Runner calls when training starts) or loads a checkpoint into it
   the request, so a checkpoint never needs the network or the codec file;
 * a pending encoder refuses to run (a random codec would silently give
   meaningless tokens) and names the fix. Tracing (FLOP counters, which feed
-  arbitrary values) is let through, since it does not depend on weights.
+  arbitrary values) is let through with a warning, since it does not depend
+  on weights; so is exporting, which ``ci2p_mm.deployment`` checks itself
+  before it starts.
 
 :class:`~ci2p_mm.engine.CI2PRunner` calls ``init_weights`` under
 :func:`codec_fetch_deferred` and fetches what is still pending after its
@@ -30,10 +32,10 @@ import warnings
 from contextlib import contextmanager
 from typing import List, Union
 
-import torch
 import torch.nn as nn
 
 from ci2p_mm.codec import build_codec
+from .tracing import is_tracing_or_exporting
 
 _deferred = 0
 
@@ -78,8 +80,8 @@ class CodecWeightsMixin:
     def load_codec_weights(self) -> None:
         """Fetch the requested weights now (download or file)."""
         codec = build_codec(self.codec, self.quality, self.pretrained)
-        getattr(self, self.encoder_attr).load_state_dict(
-            codec.g_a.state_dict())
+        getattr(self,
+                self.encoder_attr).load_state_dict(codec.g_a.state_dict())
         self._codec_arrived()
 
     def init_weights(self) -> None:
@@ -88,13 +90,13 @@ class CodecWeightsMixin:
         if self._codec_pending and not _deferred:
             self.load_codec_weights()
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              strict, missing_keys, unexpected_keys,
-                              error_msgs):
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
         expected = getattr(self, self.encoder_attr).state_dict()
         head = f'{prefix}{self.encoder_attr}.'
-        if all(head + key in state_dict
-               and state_dict[head + key].shape == value.shape
+        if all(head +
+               key in state_dict and state_dict[head +
+                                                key].shape == value.shape
                for key, value in expected.items()):
             self._codec_arrived()
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
@@ -105,7 +107,7 @@ class CodecWeightsMixin:
         """Refuse to run a codec whose requested weights never arrived."""
         if not self._codec_pending:
             return
-        if torch.jit.is_tracing():
+        if is_tracing_or_exporting():
             if not self._warned_tracing:
                 self._warned_tracing = True
                 warnings.warn(

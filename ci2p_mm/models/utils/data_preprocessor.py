@@ -26,8 +26,8 @@ class CI2PDataPreprocessor(ClsDataPreprocessor):
                  std: Optional[Sequence[float]] = None,
                  to_rgb: bool = True,
                  **kwargs):
-        for name, value, unit in (('mean', mean, UNIT_MEAN),
-                                  ('std', std, UNIT_STD)):
+        for name, value, unit in (('mean', mean, UNIT_MEAN), ('std', std,
+                                                              UNIT_STD)):
             if value is not None and tuple(map(float, value)) != unit:
                 raise ValueError(
                     f'CI2PDataPreprocessor scales images to [0, 1] for the '

@@ -54,8 +54,9 @@ def codec_weights_kept(ci2p_encoder: nn.Module, init_cfg):
         init_cfg: the parent's ``init_cfg``.
     """
     cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
-    if any(isinstance(c, dict) and c.get('type') == 'Pretrained'
-           for c in cfgs):
+    if any(
+            isinstance(c, dict) and c.get('type') == 'Pretrained'
+            for c in cfgs):
         yield
         return
     encoder = ci2p_encoder.encoder

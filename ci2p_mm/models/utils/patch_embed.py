@@ -13,6 +13,7 @@ from mmpretrain.registry import MODELS
 from ci2p_mm.codec.zoo import (ENCODER_STRIDE, LATENT_CHANNELS, build_codec,
                                check_supported, encoder_stages)
 from .codec_weights import CodecWeightsMixin
+from .tracing import is_tracing_or_exporting
 
 #: Total stride of CI2P tokens: the codec's 16 and PatchReshape's 2.
 TOKEN_STRIDE = ENCODER_STRIDE * 2
@@ -90,8 +91,8 @@ class InplaceGDN(GDN):
             return super().forward(x)
         channels = x.size(1)
         beta = self.beta_reparam(self.beta)
-        gamma = self.gamma_reparam(self.gamma).reshape(
-            channels, channels, 1, 1)
+        gamma = self.gamma_reparam(self.gamma).reshape(channels, channels, 1,
+                                                       1)
         norm = F.conv2d(x * x, gamma, beta)
         norm = norm.sqrt_() if self.inverse else norm.rsqrt_()
         return norm.mul_(x)
@@ -214,9 +215,11 @@ class CI2PEncoder(CodecWeightsMixin, BaseModule):
             self.encoder.eval()
         return self
 
-    def forward(self, x: torch.Tensor,
-                return_stages: bool = False
-                ) -> Union[torch.Tensor, List[torch.Tensor]]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        return_stages: bool = False
+    ) -> Union[torch.Tensor, List[torch.Tensor]]:
         """Encode RGB in [0, 1] to the ``[B, 192, H/16, W/16]`` latent.
 
         With ``return_stages``, return the four levels' maps (strides 2, 4,
@@ -232,8 +235,9 @@ class CI2PEncoder(CodecWeightsMixin, BaseModule):
             check_latent_batch(x)
             return x
         self.check_codec_ready()
-        # FLOP counters trace with arbitrary values: check real data only.
-        if self.check_input_range and not torch.jit.is_tracing():
+        # FLOP counters and exporters trace with placeholder values: check
+        # real data only (the check stays armed for the first real batch).
+        if self.check_input_range and not is_tracing_or_exporting():
             check_unit_range(x)
             self.check_input_range = False  # once: .item() syncs a GPU
         if self.channels_last:
@@ -331,8 +335,7 @@ class CI2PPatchEmbed(BaseModule):
         """The codec's ``g_a``."""
         return self.ci2p_encoder.encoder
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int,
-                                                                     int]]:
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         if not self.ci2p_encoder.latent_input:
             check_image_batch(x)
         x = self.reshape(self.ci2p_encoder(x))

@@ -1,20 +1,21 @@
 # Animals-10 at 256x256, random horizontal flip only (the paper's recipe).
 # Prepare with tools/dataset_converters/prepare_animals10.py; check the files
-# with tools/misc/verify_dataset.py CONFIG. LoadImageRGB decodes grey,
-# palette, RGBA, CMYK, 16-bit and EXIF-rotated files to RGB as a viewer shows
-# them and refuses empty, truncated and non-image files
-# (ci2p_mm/datasets/transforms.py).
+# with tools/misc/verify_dataset.py CONFIG. SafeLoadImageFromFile (BGR out,
+# like mmcv's LoadImageFromFile) reads regular files only, decodes photo
+# formats only, grey, palette, RGBA, CMYK, 16-bit and EXIF-rotated files as a
+# viewer shows them, and refuses empty, truncated and non-image files
+# (ci2p_mm/utils/image_files.py).
 dataset_type = 'Animals10'
 data_root = 'data/animals10'
 
 train_pipeline = [
-    dict(type='LoadImageRGB'),
+    dict(type='SafeLoadImageFromFile'),
     dict(type='Resize', scale=(256, 256)),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageRGB'),
+    dict(type='SafeLoadImageFromFile'),
     dict(type='Resize', scale=(256, 256)),
     dict(type='PackInputs'),
 ]

@@ -26,7 +26,6 @@ test_pipeline = [
     dict(type='PackSegInputs'),
 ]
 
-
 train_dataset = dict(
     type=dataset_type,
     data_root=data_root,
@@ -59,8 +58,7 @@ test_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         train_dataset,
-        data_prefix=dict(
-            img_path='img_dir/test', seg_map_path='ann_dir/test'),
+        data_prefix=dict(img_path='img_dir/test', seg_map_path='ann_dir/test'),
         pipeline=test_pipeline))
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU', 'mDice'])
 test_evaluator = val_evaluator

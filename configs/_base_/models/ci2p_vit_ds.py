@@ -7,7 +7,9 @@ model = dict(
         arch='b',
         img_size=256,
         patch_cfg=dict(
-            codec='bmshj2018-factorized', quality=5, pretrained=True,
+            codec='bmshj2018-factorized',
+            quality=5,
+            pretrained=True,
             frozen=True),
         out_type='avg_featmap'),
     neck=None,

@@ -23,7 +23,9 @@ model = dict(
         type='DualScaleViT',  # or 'mmpretrain.DualScaleViT'
         arch='b',
         patch_cfg=dict(
-            codec='bmshj2018-factorized', quality=5, pretrained=True,
+            codec='bmshj2018-factorized',
+            quality=5,
+            pretrained=True,
             frozen=True),
         out_type='featmap',
         out_indices=('enc_s4', 'enc_s8', 5, 11),

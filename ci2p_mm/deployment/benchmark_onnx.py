@@ -1,0 +1,195 @@
+"""onnxruntime against PyTorch on the CPU for several configs in one run.
+
+    python tools/deployment/benchmark_onnx.py \
+        configs/vit/vit-b-p16_1xb128-ci2p-adam-300e_animals10.py \
+        configs/ci2p_vit/ci2p-vit-b_1xb128-adam-300e_animals10.py \
+        --no-pretrained --batch-size 8 --repeats 7 --out onnx_cpu.json
+
+Each config is exported with a dynamic batch (as pytorch2onnx.py
+``--dynamic-batch`` does) and checked against PyTorch at batch 1 and at the
+timed batch; then every model runs in both runtimes, all interleaved
+round-robin (:mod:`ci2p_mm.deployment.timing`). The table gives img/s,
+onnxruntime/PyTorch per model, and each model against the first config
+within each runtime (list the baseline first).
+"""
+import argparse
+import json
+import os.path as osp
+import tempfile
+from typing import List, Optional
+
+import torch
+from mmengine.config import DictAction
+
+from ci2p_mm.utils.io import write_text_atomically
+from .export import DEFAULT_OPSET, EXPORTERS
+from .model import NO_CHECKPOINT, ExportError
+from .parity import graph_input, import_onnxruntime, ort_session, random_images
+from .pytorch2onnx import export_config
+from .timing import RUNTIMES, onnxruntime_runner, pytorch_runner, time_runners
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='CPU img/s of onnxruntime and PyTorch eager for '
+        'configs, with ratios.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument(
+        'configs',
+        nargs='+',
+        help='config files (the '
+        'first is the baseline of the ratios)')
+    parser.add_argument(
+        '--checkpoints',
+        nargs='+',
+        metavar='CHECKPOINT',
+        help='one per config, or "none" (default: none for all)')
+    parser.add_argument(
+        '--no-pretrained',
+        action='store_true',
+        help='random CI2P codecs for configs without a checkpoint (speed '
+        'does not depend on the weights)')
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument(
+        '--shape', type=int, nargs=2, metavar=('H', 'W'), default=(256, 256))
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument(
+        '--threads',
+        type=int,
+        help="intra-op threads of both runtimes (default: "
+        "torch's)")
+    parser.add_argument('--exporter', choices=EXPORTERS, default='torchscript')
+    parser.add_argument('--opset', type=int)
+    parser.add_argument(
+        '--work-dir',
+        help='keep the .onnx files here (default: a '
+        'temporary folder, deleted)')
+    parser.add_argument('--out', help='write the results as JSON here')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of every config')
+    args = parser.parse_args(argv)
+    if args.checkpoints and len(args.checkpoints) != len(args.configs):
+        parser.error(f'--checkpoints: give one per config '
+                     f'({len(args.configs)}), or none')
+    if min(args.batch_size, args.repeats) < 1 or args.warmup < 0:
+        parser.error('--batch-size and --repeats must be >= 1, --warmup '
+                     '>= 0')
+    return args
+
+
+def benchmark(args, work_dir: str) -> dict:
+    checkpoints = args.checkpoints or [NO_CHECKPOINT] * len(args.configs)
+    threads = args.threads or torch.get_num_threads()
+    runners, models = {}, []
+    for config, checkpoint in zip(args.configs, checkpoints):
+        name = osp.splitext(osp.basename(config))[0]
+        if any(m['name'] == name for m in models):
+            raise ExportError(f'{config}: two configs named {name}; copy '
+                              f'one under another name.')
+        result = export_config(
+            config,
+            checkpoint,
+            osp.join(work_dir, f'{name}.onnx'),
+            shape=args.shape,
+            dynamic_batch=True,
+            opset=args.opset,
+            exporter=args.exporter,
+            cfg_options=args.cfg_options,
+            no_pretrained=args.no_pretrained and checkpoint == NO_CHECKPOINT,
+            verify=True,
+            verify_batch=args.batch_size)
+        worst = max(result.parity, key=lambda p: p.max_abs)
+        if not result.parity_ok:
+            raise ExportError(f'{config}: onnxruntime and PyTorch differ '
+                              f'({worst.describe()}); not timed.')
+        x = graph_input(result.model,
+                        random_images(args.batch_size, result.input_hw),
+                        result.contract)
+        runners[(name, 'pytorch')] = pytorch_runner(result.graph, x)
+        runners[(name, 'onnxruntime')] = onnxruntime_runner(
+            ort_session(result.path, threads), x)
+        models.append(
+            dict(
+                name=name,
+                config=config,
+                checkpoint=checkpoint,
+                max_abs_diff=worst.max_abs,
+                max_rel_diff=max(p.max_rel for p in result.parity),
+                onnx_mib=osp.getsize(result.path) / 2**20))
+        print(
+            f'{name}: exported ({models[-1]["onnx_mib"]:.0f} MiB, '
+            f'{result.seconds:.1f} s); max abs diff {worst.max_abs:.1e} '
+            f'at batch 1 and {args.batch_size}',
+            flush=True)
+
+    timings, machine = time_runners(runners, args.batch_size, args.warmup,
+                                    args.repeats)
+    for model in models:
+        for runtime in RUNTIMES:
+            timing = timings[(model['name'], runtime)]
+            model[runtime] = dict(
+                img_per_s=timing.img_per_s,
+                seconds=timing.seconds,
+                spread=timing.spread)
+    return dict(
+        batch_size=args.batch_size,
+        shape=list(args.shape),
+        threads=threads,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        exporter=args.exporter,
+        opset=args.opset or DEFAULT_OPSET[args.exporter],
+        machine=machine,
+        versions=dict(
+            torch=torch.__version__,
+            onnxruntime=import_onnxruntime().__version__),
+        models=models)
+
+
+def format_table(results: dict) -> List[str]:
+    first = results['models'][0]
+    h, w = results['shape']
+    lines = [
+        f'CPU inference, fp32, batch {results["batch_size"]} at {h}x{w}, '
+        f'{results["threads"]} threads, median of {results["repeats"]} '
+        f'round-robin rounds; PyTorch {results["versions"]["torch"]} eager, '
+        f'onnxruntime {results["versions"]["onnxruntime"]} '
+        f'({results["exporter"]} exporter, opset {results["opset"]})',
+        results['machine'],
+        f'{"model":<44}{"PyTorch img/s":>18}{"ORT img/s":>18}'
+        f'{"ORT/PyTorch":>13}{"max |diff|":>12}',
+    ]
+    for model in results['models']:
+        cells = []
+        for runtime in RUNTIMES:
+            rate = model[runtime]['img_per_s']
+            base = first[runtime]['img_per_s']
+            cells.append(f'{rate:.2f} ({rate / base:.2f}x)')
+        speedup = model['onnxruntime']['img_per_s'] / \
+            model['pytorch']['img_per_s']
+        lines.append(f'{model["name"]:<44}{cells[0]:>18}{cells[1]:>18}'
+                     f'{speedup:>12.2f}x{model["max_abs_diff"]:>12.1e}')
+    lines.append(f'(in brackets: against {first["name"]} in the same '
+                 f'runtime)')
+    return lines
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.work_dir:
+        results = benchmark(args, args.work_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix='ci2p-onnx-') as tmp:
+            results = benchmark(args, tmp)
+    for line in format_table(results):
+        print(line)
+    if args.out:
+        write_text_atomically(args.out, json.dumps(results, indent=2) + '\n')
+        print(f'results: {args.out}')
+    return 0

@@ -1,0 +1,358 @@
+"""Export a config's classifier (or its backbone's feature maps) to ONNX,
+check it against PyTorch with onnxruntime, and time both.
+
+    python tools/deployment/pytorch2onnx.py CONFIG CHECKPOINT \
+        --out model.onnx [--shape H W] [--dynamic-batch] [--opset N] \
+        [--features] [--normalize-in-graph] [--verify] [--benchmark]
+
+``CHECKPOINT`` is a file of ``tools/train.py`` (or ``publish_model.py``),
+loaded safely and checked to fit the model, or ``none`` for the model's own
+initialisation (random weights; add ``--no-pretrained`` for a random CI2P
+codec offline). The graph, its input contract and its outputs are
+described in :mod:`ci2p_mm.deployment.graph` and docs/deployment.md.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.config import DictAction
+
+from ci2p_mm.utils.io import replace_atomically
+from .export import (DEFAULT_OPSET, EXPORTERS, check_opset, export_graph,
+                     write_metadata)
+from .graph import (INPUT_NAME, ExportGraph, InputContract, as_tuple,
+                    input_contract, output_names)
+from .model import (NO_CHECKPOINT, ExportError, build_export_model,
+                    load_export_config)
+from .parity import (DEFAULT_ATOL, DEFAULT_RTOL, OutputParity, check_parity,
+                     graph_input, import_onnxruntime, ort_session,
+                     random_images)
+from .timing import onnxruntime_runner, pytorch_runner, time_runners
+
+#: What a classifier graph outputs, for the file's metadata and the log.
+LOGITS = ("class scores before softmax (mmpretrain's pred_score is "
+          'softmax(logits))')
+
+
+@dataclass
+class ExportResult:
+    """An exported file and what it holds."""
+    path: str
+    model: nn.Module
+    graph: ExportGraph
+    contract: InputContract
+    input_hw: Tuple[int, int]
+    outputs: List[Tuple[str, list]]  # (name, shape with 'batch')
+    opset: int
+    exporter: str
+    seconds: float
+    parity: List[OutputParity] = field(default_factory=list)
+
+    @property
+    def parity_ok(self) -> bool:
+        return all(p.ok for p in self.parity)
+
+
+def default_input_hw(cfg) -> Tuple[int, int]:
+    """The size the config tests at: the last crop or resize of its test
+    pipeline, else the backbone's ``img_size``, else 224."""
+    pipeline = (cfg.get('test_dataloader') or {}).get(
+        'dataset', {}).get('pipeline') or cfg.get('test_pipeline') or []
+    for step in reversed(pipeline):
+        size = step.get('crop_size') if 'Crop' in str(step.get('type')) \
+            else step.get('scale') if step.get('type') == 'Resize' else None
+        if size is not None:
+            w, h = (size, size) if isinstance(size, int) else size
+            return int(h), int(w)  # mmcv sizes are (w, h)
+    size = cfg.model.get('backbone', {}).get('img_size', 224)
+    h, w = (size, size) if isinstance(size, int) else size
+    return int(h), int(w)
+
+
+def export_config(config: str,
+                  checkpoint: str,
+                  out: str,
+                  shape: Optional[Sequence[int]] = None,
+                  dynamic_batch: bool = False,
+                  opset: Optional[int] = None,
+                  exporter: str = 'torchscript',
+                  features: bool = False,
+                  normalize_in_graph: bool = False,
+                  cfg_options: Optional[dict] = None,
+                  no_pretrained: bool = False,
+                  verify: bool = False,
+                  verify_batch: int = 3,
+                  atol: float = DEFAULT_ATOL,
+                  rtol: float = DEFAULT_RTOL,
+                  seed: int = 0) -> ExportResult:
+    """Build, export and (``verify``) check one model; see the module
+    docstring. ``out`` is written atomically, and only when the check (if
+    asked for) passes.
+
+    Raises:
+        ExportError: a setting or module that cannot be exported, naming
+            the option to change.
+    """
+    if exporter not in EXPORTERS:
+        raise ExportError(f'--exporter {exporter!r}: choose from '
+                          f'{", ".join(EXPORTERS)}.')
+    opset = DEFAULT_OPSET[exporter] if opset is None else opset
+    check_opset(exporter, opset)
+    import_onnxruntime()  # fail before the minutes of building and export
+
+    cfg = load_export_config(config, cfg_options, features, no_pretrained)
+    model, meta = build_export_model(cfg, checkpoint, features)
+    hw = tuple(shape) if shape else default_input_hw(cfg)
+    try:
+        contract = input_contract(model, normalize_in_graph)
+    except ValueError as err:
+        raise ExportError(f'{config}: {err}') from err
+    graph = ExportGraph(model, features, contract).eval()
+
+    example = graph_input(model, random_images(1, hw, seed), contract)
+    try:
+        with torch.no_grad():
+            outputs = as_tuple(graph(example))
+    except ValueError as err:  # the model's own input checks
+        raise ExportError(
+            f'--shape {hw[0]} {hw[1]}: the model refuses this input '
+            f'size. {err}') from err
+    names = output_names(outputs, hw, features)
+    batch = 'batch' if dynamic_batch else 1
+    described = [(n, [batch, *o.shape[1:]]) for n, o in zip(names, outputs)]
+
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    tmp = f'{out}.tmp'
+    start = time.perf_counter()
+    try:
+        export_graph(graph, example, tmp, INPUT_NAME, names, opset,
+                     dynamic_batch, exporter)
+        seconds = time.perf_counter() - start
+        metadata = graph_metadata(config, checkpoint, contract, described,
+                                  features, meta)
+        written = write_metadata(tmp, metadata, doc_string=metadata['model'])
+        if written != opset:
+            raise ExportError(
+                f'--opset {opset}: the {exporter} exporter wrote opset '
+                f'{written} instead. Use --opset {written}, or --exporter '
+                f'torchscript for opsets up to 20.')
+        result = ExportResult(out, model, graph, contract, hw, described,
+                              opset, exporter, seconds)
+        if verify:
+            batches = [1, verify_batch] if dynamic_batch else [1]
+            result.parity = check_parity(model, tmp, contract, features, hw,
+                                         batches, atol, rtol, seed)
+        if result.parity_ok:
+            replace_atomically(tmp, out)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    return result
+
+
+def graph_metadata(config: str, checkpoint: str, contract: InputContract,
+                   outputs: List[Tuple[str, list]], features: bool,
+                   meta: dict) -> dict:
+    """The ONNX file's ``metadata_props``: where it came from and how to
+    feed and read it."""
+    what = ('feature outputs of model.backbone'
+            if features else "logits of model(inputs, mode='tensor')")
+    metadata = {
+        'model':
+        f'{osp.basename(config)}: {what}',
+        'config':
+        config,
+        'checkpoint':
+        osp.basename(checkpoint),
+        **contract.metadata(),
+        'outputs':
+        '; '.join(f'{name} {shape}' for name, shape in outputs) +
+        ('' if features else f': {LOGITS}'),
+    }
+    classes = (meta.get('dataset_meta') or {}).get('classes')
+    if classes:
+        metadata['classes'] = json.dumps(list(classes))
+    return metadata
+
+
+# --------------------------------------------------------------- command ---
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Export a classifier (or its backbone) to ONNX and '
+        'check it against PyTorch with onnxruntime.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('config', help='config file')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file, or "none" for the model\'s own '
+        'initialisation (random weights)')
+    parser.add_argument('--out', required=True, help='the .onnx file')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help="input size (default: the config's test size)")
+    parser.add_argument(
+        '--dynamic-batch',
+        action='store_true',
+        help='a dynamic batch axis (default: batch 1)')
+    parser.add_argument(
+        '--opset',
+        type=int,
+        help='ONNX opset (default: 17 torchscript, 18 dynamo)')
+    parser.add_argument(
+        '--exporter',
+        choices=EXPORTERS,
+        default='torchscript',
+        help="torch.onnx's exporter (docs/deployment.md)")
+    parser.add_argument(
+        '--features',
+        action='store_true',
+        help="export model.backbone's feature outputs (for mmdet/mmseg) "
+        'instead of the logits')
+    parser.add_argument(
+        '--normalize-in-graph',
+        action='store_true',
+        help="take RGB pixels in [0, 255] and apply the data preprocessor's "
+        'mean/std inside the graph')
+    parser.add_argument(
+        '--no-pretrained',
+        action='store_true',
+        help='with CHECKPOINT none: a random CI2P codec instead of '
+        "CompressAI's weights (for trying the export offline)")
+    parser.add_argument(
+        '--verify',
+        action='store_true',
+        help='compare onnxruntime with PyTorch; exit 1 and '
+        'write nothing when they differ')
+    parser.add_argument(
+        '--verify-batch',
+        type=int,
+        default=3,
+        help='with --dynamic-batch, the second batch size '
+        '--verify checks (the first is 1)')
+    parser.add_argument('--atol', type=float, default=DEFAULT_ATOL)
+    parser.add_argument('--rtol', type=float, default=DEFAULT_RTOL)
+    parser.add_argument(
+        '--benchmark',
+        action='store_true',
+        help='time onnxruntime against PyTorch eager on the CPU')
+    parser.add_argument(
+        '--benchmark-batch',
+        type=int,
+        help='batch for --benchmark (default: 8 with --dynamic-batch, '
+        'else 1)')
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=5,
+        help='timed rounds of --benchmark (median)')
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument(
+        '--threads',
+        type=int,
+        help='intra-op threads of both runtimes (default: '
+        "torch's)")
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings')
+    args = parser.parse_args(argv)
+    if args.checkpoint != NO_CHECKPOINT and args.no_pretrained:
+        parser.error('--no-pretrained is for CHECKPOINT none: a checkpoint '
+                     'brings its own codec weights')
+    if args.shape and min(args.shape) < 1 or args.verify_batch < 1:
+        parser.error('--shape and --verify-batch must be positive')
+    return args
+
+
+def print_export(result: ExportResult, config: str, checkpoint: str) -> None:
+    size = osp.getsize(result.path) / 2**20 if osp.exists(result.path) \
+        else 0.
+    h, w = result.input_hw
+    batch = result.outputs[0][1][0]
+    print(f'{config} (checkpoint {checkpoint}) -> {result.path}: opset '
+          f'{result.opset}, {result.exporter} exporter, {size:.1f} MiB, '
+          f'{result.seconds:.1f} s')
+    print(f'  input   {INPUT_NAME:<10} {[batch, 3, h, w]}  '
+          f'{result.contract.describe()}')
+    for name, shape in result.outputs:
+        note = f'  {LOGITS}' if name.startswith('logits') else ''
+        print(f'  output  {name:<10} {shape}{note}')
+
+
+def print_parity(result: ExportResult, atol: float, rtol: float) -> None:
+    print(f'Parity: onnxruntime {import_onnxruntime().__version__} CPU vs '
+          f'PyTorch '
+          f'{torch.__version__} eager, fp32, |diff| <= {atol:g} + {rtol:g} '
+          f'* |torch|:')
+    for row in result.parity:
+        print(f'  {row.describe()}')
+    if not result.parity_ok:
+        print(f'  not written: {result.path} (rerun without --verify to '
+              f'keep it for inspection)')
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = export_config(
+        args.config,
+        args.checkpoint,
+        args.out,
+        shape=args.shape,
+        dynamic_batch=args.dynamic_batch,
+        opset=args.opset,
+        exporter=args.exporter,
+        features=args.features,
+        normalize_in_graph=args.normalize_in_graph,
+        cfg_options=args.cfg_options,
+        no_pretrained=args.no_pretrained,
+        verify=args.verify,
+        verify_batch=args.verify_batch,
+        atol=args.atol,
+        rtol=args.rtol,
+        seed=args.seed)
+    print_export(result, args.config, args.checkpoint)
+    if args.verify:
+        print_parity(result, args.atol, args.rtol)
+        if not result.parity_ok:
+            return 1
+    if args.benchmark:
+        benchmark_export(result, args)
+    return 0
+
+
+def benchmark_export(result: ExportResult, args) -> None:
+    """``--benchmark``: the exported file against the PyTorch model."""
+    dynamic = result.outputs[0][1][0] == 'batch'
+    batch = args.benchmark_batch or (8 if dynamic else 1)
+    if batch != 1 and not dynamic:
+        raise ExportError(f'--benchmark-batch {batch} needs --dynamic-batch '
+                          f'(the graph was exported for batch 1).')
+    threads = args.threads or torch.get_num_threads()
+    x = graph_input(result.model, random_images(batch, result.input_hw),
+                    result.contract)
+    timings, machine = time_runners(
+        {
+            'pytorch': pytorch_runner(result.graph, x),
+            'onnxruntime': onnxruntime_runner(
+                ort_session(result.path, threads), x)
+        }, batch, args.warmup, args.repeats)
+    torch_rate = timings['pytorch'].img_per_s
+    print(f'Speed, CPU, batch {batch}, {threads} threads, fp32, median of '
+          f'{args.repeats} ({machine}):')
+    for name, timing in timings.items():
+        print(f'  {name:<12} {timing.img_per_s:8.2f} img/s  '
+              f'({timing.img_per_s / torch_rate:.2f}x PyTorch, spread '
+              f'{100 * timing.spread:.0f}%)')

@@ -1,0 +1,381 @@
+"""Opening image files someone else made: read safely, decode faithfully.
+
+The one place where CI2P-MM reads an image file and decodes it (the
+training pipelines' :class:`~ci2p_mm.datasets.SafeLoadImageFromFile`,
+``verify_dataset.py``, the codec tools' image folders, the ISIC converter
+and ``demo/image_demo.py`` all come here). It is in ``utils``, the lowest
+layer, so every package can use it.
+
+Reading (:func:`read_image_file`)
+    Only a regular file is read: a FIFO would block the reader forever,
+    ``/dev/zero`` never ends, a folder or socket is not an image. The file
+    is opened with ``O_NONBLOCK`` (opening a FIFO does not wait for a
+    writer) and ``O_NOFOLLOW``, checked with ``fstat`` on the open
+    descriptor, and read up to ``max_file_bytes`` (default 256 MiB, the size
+    of an uncompressed 8-bit RGB image at Pillow's pixel limit). A file
+    that is itself a symbolic link is followed only when its target is
+    inside the data root (when one is known), unless
+    ``allow_symlinks_out_of_root=True``; links to folders are followed (data
+    sets are often linked into ``data/``).
+
+Decoding (:func:`decode_image`)
+    Pillow decodes by content, through whichever of its plugins recognises
+    the bytes. Some plugins hand the file to other programs (the EPS
+    plugin runs Ghostscript on PostScript), so only the formats of
+    :data:`ALLOWED_FORMATS` are ever tried: a PostScript file named
+    ``x.jpg`` is refused as "EPS, not an allowed format" without any other
+    plugin seeing it.
+
+Errors are :class:`BadImageError`: the file, the reason and the fix. They
+never quote the file's bytes (a link to a private file would put them in
+the log).
+
+What is decoded how:
+
+============================  ===============================================
+input                         result
+============================  ===============================================
+RGB, progressive JPEG         decoded as is
+grey (L, 1-bit)               grey copied to R, G and B
+palette (P)                   its colours; transparent entries composited
+RGBA, LA, palette + tRNS      composited on ``background`` (white)
+CMYK / YCbCr JPEG             Pillow's conversion (Adobe-inverted CMYK too)
+16-bit RGB(A)                 high byte (Pillow's own 16 -> 8 bit reading)
+16-bit grey (I;16*, I)        scaled by 255/65535 (not clipped at 255)
+EXIF orientation 2-8          rotated/flipped as a viewer shows it
+animated GIF/WebP, TIFF pages the first frame
+any extension, any case       decoded by content, not by name, if the
+                              content is an allowed format
+another format (EPS, PDF,     rejected, named; no other plugin sees it
+PSD, ICO, ...)
+zero-byte file                rejected
+truncated / corrupt data      rejected (Pillow's ``LOAD_TRUNCATED_IMAGES``
+                              must stay False, its default)
+not an image (HTML, text...)  rejected
+float images (mode F), other  rejected
+modes without a defined range
+a side below ``min_size``     rejected (placeholders, tracking pixels)
+more than ``max_pixels``      rejected (decompression-bomb guard)
+FIFO, device, socket, folder  rejected, never read
+larger than ``max_file_bytes``  rejected, never read
+link out of the data root     rejected (unless allowed)
+============================  ===============================================
+
+Colour profiles (ICC) are ignored, as OpenCV and torchvision do.
+"""
+import errno
+import functools
+import io
+import os
+import os.path as osp
+import stat
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import UserError
+
+#: Pillow formats that are decoded: what photo data sets hold (JPEG, whose
+#: plugin also opens cameras' multi-picture MPO files, PNG, BMP, WebP, TIFF,
+#: GIF) and netpbm (PPM, PGM: the codec tools' folders). No other Pillow
+#: plugin is ever tried.
+ALLOWED_FORMATS = ('JPEG', 'PNG', 'BMP', 'WEBP', 'TIFF', 'GIF', 'PPM')
+#: Pillow's own default limit (about 89.5 megapixels, 0.25 GB as RGB).
+DEFAULT_MAX_PIXELS = 89_478_485
+#: Larger files are not read: 256 MiB, an uncompressed 8-bit RGB image at
+#: ``DEFAULT_MAX_PIXELS`` (a photo is a few MB).
+DEFAULT_MAX_FILE_BYTES = 256 * 2**20
+#: Smaller sides are placeholders or tracking pixels, not photographs.
+DEFAULT_MIN_SIZE = 8
+
+_FIX_REPLACE = ('re-download or re-export the file, or delete it and '
+                'rewrite the annotation files (for Animals-10: '
+                'tools/dataset_converters/prepare_animals10.py)')
+_HOW_TO_SKIP = ('To skip such files instead (replaced by the next readable '
+                'sample in training, left out of evaluation, counted in the '
+                'log), set skip_bad_images=True on the dataset, e.g. '
+                '--cfg-options train_dataloader.dataset.skip_bad_images=True. '
+                'List all bad files first with tools/misc/verify_dataset.py '
+                'CONFIG.')
+_FIX_NOT_A_FILE = ('an image must be a regular file: delete it (and rewrite '
+                   'the annotation files), or replace it by the image itself')
+
+
+class BadImageError(UserError, ValueError):
+    """An image file that cannot be used, with the reason and the fix."""
+
+    def __init__(self, path: str, reason: str, fix: str = _FIX_REPLACE):
+        self.path = path
+        self.reason = reason
+        self.fix = fix
+        super().__init__(f'Bad image {path}: {reason}. Fix: {fix}. '
+                         f'{_HOW_TO_SKIP}')
+
+
+# ---- reading ------------------------------------------------------------
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return 'a named pipe (FIFO)'
+    if stat.S_ISCHR(mode):
+        return 'a character device'
+    if stat.S_ISBLK(mode):
+        return 'a block device'
+    if stat.S_ISSOCK(mode):
+        return 'a socket'
+    if stat.S_ISDIR(mode):
+        return 'a folder'
+    return 'not a regular file'
+
+
+def is_inside(path: str, root: str) -> bool:
+    """Whether ``path`` (resolved) lies inside ``root`` (resolved)."""
+    root = osp.realpath(root)
+    return osp.commonpath([root, osp.realpath(path)]) == root
+
+
+def read_image_file(path: str,
+                    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                    data_root: Optional[str] = None,
+                    allow_symlinks_out_of_root: bool = False) -> bytes:
+    """The bytes of a local image file, or :class:`BadImageError`.
+
+    Refuses (before reading anything) what is not a regular file, files
+    over ``max_file_bytes``, and a file that is a symbolic link to a place
+    outside ``data_root`` (when given, unless
+    ``allow_symlinks_out_of_root``). See this module's docstring.
+    """
+    path = str(path)
+    try:
+        link = stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        raise BadImageError(
+            path, 'file not found',
+            'restore the file, or rewrite the annotation files so they '
+            'list only existing files') from None
+    except OSError as err:
+        raise BadImageError(path, f'cannot be read ({err.strerror})',
+                            'check the path and its permissions') from None
+    target, via = path, ''
+    if link:
+        target = osp.realpath(path)
+        via = f' (it is a symbolic link to {target})'
+        if (data_root is not None and not allow_symlinks_out_of_root
+                and not is_inside(target, data_root)):
+            raise BadImageError(
+                path, f'a symbolic link to {target}, outside the data root '
+                f'{osp.realpath(data_root)}',
+                'replace the link by the image it should be, or, if you '
+                'trust every link in this data set, set '
+                'allow_symlinks_out_of_root=True on the image loader')
+    flags = (
+        os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW
+        | getattr(os, 'O_CLOEXEC', 0))
+    try:
+        fd = os.open(target, flags)
+    except OSError as err:
+        if err.errno == errno.ENOENT:
+            raise BadImageError(
+                path, f'file not found{via}',
+                'restore the file or the link target, or '
+                'rewrite the annotation files') from None
+        if err.errno == errno.ELOOP:  # replaced by a link since the lstat
+            raise BadImageError(
+                path, 'changed into a symbolic link while '
+                'being opened', _FIX_NOT_A_FILE) from None
+        raise BadImageError(path, f'cannot be opened{via} ({err.strerror})',
+                            'check the path and its permissions') from None
+    with os.fdopen(fd, 'rb') as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            fix = ('fix the annotation file'
+                   if stat.S_ISDIR(info.st_mode) else _FIX_NOT_A_FILE)
+            raise BadImageError(
+                path, f'{_kind(info.st_mode)}, not a '
+                f'regular file{via}; not read', fix)
+        too_big = (f'more than max_file_bytes={max_file_bytes} (the cap on '
+                   f'one image file); not read')
+        fix_big = ('re-encode or downscale it, or raise max_file_bytes of '
+                   'the image loader')
+        if info.st_size > max_file_bytes:
+            raise BadImageError(path, f'{info.st_size} bytes{via}, {too_big}',
+                                fix_big)
+        try:
+            data = f.read(max_file_bytes + 1)
+        except OSError as err:
+            raise BadImageError(path, f'cannot be read{via} '
+                                f'({err.strerror})',
+                                'check the file and the disk') from None
+    if len(data) > max_file_bytes:  # grew, or a file that lies about size
+        raise BadImageError(path, f'holds {too_big}', fix_big)
+    return data
+
+
+# ---- decoding -----------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _registered_allowed_formats() -> Tuple[str, ...]:
+    """The allowed formats this Pillow can read (WebP needs libwebp)."""
+    Image.init()
+    return tuple(f for f in ALLOWED_FORMATS if f in Image.OPEN)
+
+
+def identify_other_format(data: bytes) -> Optional[str]:
+    """The Pillow format that would claim ``data`` if every plugin were
+    tried, among those not allowed; found with each plugin's signature
+    check alone (a look at the first 16 bytes; nothing is opened)."""
+    Image.init()
+    prefix = data[:16]
+    for name in Image.ID:
+        if name in ALLOWED_FORMATS:
+            continue
+        _, accept = Image.OPEN[name]
+        try:
+            claimed = accept is not None and accept(prefix)
+        except Exception:  # a plugin's check that needs more bytes
+            continue
+        if claimed and not isinstance(claimed, str):  # str: a warning
+            return name
+    return None
+
+
+def _looks_like_text(data: bytes) -> bool:
+    head = data[:512]
+    try:
+        text = head.decode('utf-8')
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in '\r\n\t' for c in text)
+
+
+def _not_an_image(data: bytes) -> str:
+    allowed = ', '.join(_registered_allowed_formats())
+    other = identify_other_format(data)
+    if other is not None:
+        return (f'not an image in an allowed format: its content is '
+                f'{other} (Pillow format), which CI2P-MM does not decode '
+                f'(allowed: {allowed})')
+    what = ('text, e.g. an HTML page or an error message saved as an image'
+            if _looks_like_text(data) else 'no image format Pillow knows')
+    return f'not an image: its content is {what} (allowed: {allowed})'
+
+
+def _composite(img: Image.Image, background: Sequence[int]) -> Image.Image:
+    rgba = img.convert('RGBA')
+    canvas = Image.new('RGBA', rgba.size, tuple(background) + (255, ))
+    return Image.alpha_composite(canvas, rgba).convert('RGB')
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return (img.mode in ('RGBA', 'LA', 'La', 'RGBa', 'PA')
+            or (img.mode == 'P' and 'transparency' in img.info))
+
+
+#: Transparent pixels are composited on white unless told otherwise.
+WHITE = (255, 255, 255)
+
+
+def to_rgb(img: Image.Image,
+           path: str,
+           background: Sequence[int] = WHITE) -> np.ndarray:
+    """A decoded Pillow image as ``uint8`` RGB ``[H, W, 3]``."""
+    mode = img.mode
+    if _has_alpha(img):
+        return np.asarray(_composite(img, background))
+    if mode.startswith('I;16') or mode == 'I':
+        grey = np.asarray(img).astype(np.int64)
+        if grey.size and (grey.min() < 0 or grey.max() > 65535):
+            raise BadImageError(
+                path, f'{mode} image with values in [{grey.min()}, '
+                f'{grey.max()}], outside the 16-bit range',
+                'convert it to an 8-bit RGB JPEG or PNG')
+        grey = ((grey * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if mode in ('1', 'L', 'P', 'RGB', 'RGBX', 'CMYK', 'YCbCr'):
+        return np.asarray(img.convert('RGB'))
+    raise BadImageError(
+        path, f'unsupported pixel mode {mode!r} (e.g. floating point, with '
+        f'no defined 0-255 range)', 'convert it to an 8-bit RGB JPEG or PNG')
+
+
+def open_image(data: bytes, path: str) -> Image.Image:
+    """``data`` opened (header only) by an allowed Pillow plugin, or
+    :class:`BadImageError` naming ``path``."""
+    if not data:
+        raise BadImageError(path, 'empty file (0 bytes)')
+    try:
+        return Image.open(
+            io.BytesIO(data), formats=list(_registered_allowed_formats()))
+    except UnidentifiedImageError:
+        raise BadImageError(path, _not_an_image(data)) from None
+    except (Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as err:
+        raise BadImageError(
+            path, f'too many pixels ({err})',
+            'downscale the file, or raise max_pixels of the image loader'
+        ) from None
+    except Exception as err:
+        raise BadImageError(
+            path,
+            f'truncated or corrupt header ({type(err).__name__})') from None
+
+
+def decode_image(data: bytes,
+                 path: str,
+                 background: Sequence[int] = (255, 255, 255),
+                 max_pixels: int = DEFAULT_MAX_PIXELS,
+                 min_size: int = DEFAULT_MIN_SIZE) -> np.ndarray:
+    """Decode image bytes to ``uint8`` RGB ``[H, W, 3]`` as a viewer shows
+    them, or raise :class:`BadImageError` naming ``path`` and the reason."""
+    img = open_image(data, path)
+    width, height = img.size
+    if width * height > max_pixels:
+        raise BadImageError(
+            path, f'{width}x{height} = {width * height} pixels, more than '
+            f'max_pixels={max_pixels} (decompression-bomb guard)',
+            'downscale the file, or raise max_pixels of the image loader')
+    if min(width, height) < min_size:
+        raise BadImageError(
+            path, f'{width}x{height} pixels: a side is below min_size='
+            f'{min_size} (a placeholder or tracking pixel, not a photo)',
+            'delete it, or lower min_size of the image loader')
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise BadImageError(
+            path, 'PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this '
+            'process, so truncated files would decode to grey without an '
+            'error', 'find the code that sets it and remove that line')
+    try:
+        img.load()  # decodes everything: truncated data fails here
+    except Exception as err:
+        raise BadImageError(
+            path, f'truncated or corrupt image data ({type(err).__name__}: '
+            f'{err})') from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block: viewers ignore it too
+        pass
+    return to_rgb(img, path, background)
+
+
+def load_image_file(path: str,
+                    background: Sequence[int] = (255, 255, 255),
+                    max_pixels: int = DEFAULT_MAX_PIXELS,
+                    min_size: int = DEFAULT_MIN_SIZE,
+                    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                    data_root: Optional[str] = None,
+                    allow_symlinks_out_of_root: bool = False) -> np.ndarray:
+    """:func:`read_image_file` then :func:`decode_image`: a local file as
+    ``uint8`` RGB, or :class:`BadImageError`."""
+    data = read_image_file(path, max_file_bytes, data_root,
+                           allow_symlinks_out_of_root)
+    return decode_image(data, path, background, max_pixels, min_size)
+
+
+def image_file_size(path: str, **read_options) -> Tuple[int, int]:
+    """(width, height) from an image file's header (read as
+    :func:`read_image_file` reads it; the pixels are not decoded)."""
+    with open_image(read_image_file(path, **read_options), path) as img:
+        return img.size

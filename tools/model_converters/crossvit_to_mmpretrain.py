@@ -1,0 +1,9 @@
+"""Convert the authors' checkpoints to an mmpretrain checkpoint.
+
+The logic: ci2p_mm/model_converters/crossvit.py.
+"""
+from ci2p_mm.model_converters.crossvit import main
+from ci2p_mm.utils.cli import run
+
+if __name__ == '__main__':
+    run(main)
