@@ -8,12 +8,12 @@ from argparse import Namespace
 
 import pytest
 import torch
+from conftest import REPO, TINY_ARCH
 
 import ci2p_mm.analysis.benchmark as benchmark
 from ci2p_mm.analysis import lever_table, profile, sweep
 from ci2p_mm.analysis.timing import (build_optim_wrapper, compile_kwargs,
                                      set_optimizer_impl, uses_cudagraphs)
-from conftest import REPO, TINY_ARCH
 
 
 def event(name, start, end, device=False, thread=1, self_us=0.0):
@@ -25,14 +25,16 @@ def test_cuda_summary_from_events():
     launch and sync calls, an SDPA operator, work on the autograd
     thread, a data wait, and a kernel outside the iterations."""
     events = [
-        event(profile.STEP_RANGE, 0, 100), event(profile.STEP_RANGE, 100, 200),
+        event(profile.STEP_RANGE, 0, 100),
+        event(profile.STEP_RANGE, 100, 200),
         event(profile.DATA_RANGE, 0, 10),
         event('aten::_scaled_dot_product_flash_attention', 10, 20),
         event('aten::addmm', 20, 30),
         event('aten::addmm_backward', 40, 50, thread=2),
         event(profile.AUTOGRAD_PREFIX + ': AddmmBackward0', 40, 55, thread=2),
         event('aten::pin_memory', 0, 90, thread=3),  # another thread
-        event('cudaLaunchKernel', 12, 14), event('cudaLaunchKernel', 22, 24),
+        event('cudaLaunchKernel', 12, 14),
+        event('cudaLaunchKernel', 22, 24),
         event('cudaStreamSynchronize', 80, 98),
         event('pytorch_flash::flash_fwd_kernel', 15, 45, device=True),
         event('gemm', 30, 60, device=True),  # overlaps: busy 15..60
@@ -55,23 +57,26 @@ def test_cuda_summary_from_events():
     assert s['aten_ops_per_step'] == 1.5  # main + autograd thread only
     assert s['sdpa'] == ['flash (CUDA)']
     assert s['sdpa_device_kernels'] == ['pytorch_flash::flash_fwd_kernel']
-    assert [t['name'] for t in s['top']] == ['gemm', 'pytorch_flash::'
-                                             'flash_fwd_kernel']
+    assert [t['name'] for t in s['top']
+            ] == ['gemm', 'pytorch_flash::'
+                  'flash_fwd_kernel']
     assert s['top'][0]['ms_per_step'] == pytest.approx(0.03)
     text = profile.format_summary('model', s)
     assert 'GPU busy 38%' in text and 'flash (CUDA)' in text
     assert profile.union_us([(0, 10), (5, 20), (30, 40)]) == 30
-    assert profile.sdpa_kernels(
-        ['aten::_scaled_dot_product_attention_math',
-         'aten::_scaled_dot_product_efficient_attention']) == [
-             'math (unfused matmul + softmax)', 'memory-efficient (CUDA)']
+    assert profile.sdpa_kernels([
+        'aten::_scaled_dot_product_attention_math',
+        'aten::_scaled_dot_product_efficient_attention'
+    ]) == ['math (unfused matmul + softmax)', 'memory-efficient (CUDA)']
 
 
 def test_sweep_strips_per_run_options():
-    argv = ['a.py', '--batch-sizes', '2', '4', '--out=x.json', '--profile',
-            '--batch-size', '8', '--amp', 'bf16', '--out', 'y.json']
-    assert sweep.without_options(argv, sweep.PER_RUN_OPTIONS) == [
-        'a.py', '--profile', '--amp', 'bf16']
+    argv = [
+        'a.py', '--batch-sizes', '2', '4', '--out=x.json', '--profile',
+        '--batch-size', '8', '--amp', 'bf16', '--out', 'y.json'
+    ]
+    assert sweep.without_options(
+        argv, sweep.PER_RUN_OPTIONS) == ['a.py', '--profile', '--amp', 'bf16']
 
 
 def test_optimizer_impls_and_compile_settings():
@@ -83,20 +88,23 @@ def test_optimizer_impls_and_compile_settings():
         assert wrapper.optimizer.defaults[key] is True
         model(torch.rand(3, 4)).sum().backward()
         wrapper.step()  # torch's fused Adam runs on the CPU too
-    assert set_optimizer_impl(dict(foreach=True), 'config') == dict(
-        foreach=True)
+    assert set_optimizer_impl(dict(foreach=True),
+                              'config') == dict(foreach=True)
     with pytest.raises(ValueError, match='choose one of'):
         set_optimizer_impl({}, 'apex')
-    args = Namespace(compile=True, compile_mode='default', device='cuda',
-                     compile_backend='inductor')
+    args = Namespace(
+        compile=True,
+        compile_mode='default',
+        device='cuda',
+        compile_backend='inductor')
     assert compile_kwargs(args) == {} and not uses_cudagraphs(args)
     args.compile_mode = 'reduce-overhead'
     assert compile_kwargs(args) == dict(mode='reduce-overhead')
     assert uses_cudagraphs(args)
     args.device, args.compile_backend = 'cpu', 'eager'
     assert not uses_cudagraphs(args)
-    assert compile_kwargs(args) == dict(mode='reduce-overhead',
-                                        backend='eager')
+    assert compile_kwargs(args) == dict(
+        mode='reduce-overhead', backend='eager')
 
 
 def tiny_config(tmp_path, base):
@@ -111,15 +119,21 @@ def test_step_sweep_profile_sdpa_and_lever_table(tmp_path):
     """One in-process sweep over two batch sizes of ViT/16, CI2P-ViT and
     CI2P-ViT from latents (random fp16 latents), with profiles, the SDPA
     report and fused Adam; the lever table reads it."""
-    configs = [tiny_config(tmp_path, f'configs/{name}.py') for name in (
-        'vit_b16_animals10', 'ci2p_vit_animals10',
-        'ci2p_vit_animals10_latents')]
-    common = [*configs, '--no-pretrained', '--img-size', '64', '--repeats',
-              '1', '--warmup', '0', '--memory', 'none', '--device', 'cpu']
+    configs = [
+        tiny_config(tmp_path, f'configs/{name}.py')
+        for name in ('vit_b16_animals10', 'ci2p_vit_animals10',
+                     'ci2p_vit_animals10_latents')
+    ]
+    common = [
+        *configs, '--no-pretrained', '--img-size', '64', '--repeats', '1',
+        '--warmup', '0', '--memory', 'none', '--device', 'cpu'
+    ]
     out = tmp_path / 'sweep.json'
     report = benchmark.run(common + [
         '--batch-sizes', '1', '2', '--profile', '--profile-steps', '1',
-        '--report-sdpa', '--optimizer-impl', 'fused', '--out', str(out)])
+        '--report-sdpa', '--optimizer-impl', 'fused', '--out',
+        str(out)
+    ])
     assert json.loads(out.read_text())['table'] == report['table']
     assert [r['batch_size'] for r in report['runs']] == [1, 2]
     run = report['runs'][1]['report']
@@ -141,9 +155,11 @@ def test_step_sweep_profile_sdpa_and_lever_table(tmp_path):
     assert 'batch 1' in report['table'] and 'batch 2' in report['table']
     # A lever measured on its own: foreach against the sweep.
     foreach = tmp_path / 'foreach.json'
-    benchmark.run(common + ['--batch-size', '2', '--mode', 'train',
-                            '--optimizer-impl', 'foreach', '--out',
-                            str(foreach)])
+    benchmark.run(common + [
+        '--batch-size', '2', '--mode', 'train', '--optimizer-impl', 'foreach',
+        '--out',
+        str(foreach)
+    ])
     table = lever_table.lever_table([str(out), str(foreach)])
     assert '| baseline | tiny_vit_b16_animals10 |' in table  # batch 1
     assert '| batch 2 | tiny_ci2p_vit_animals10 |' in table  # vs batch 1

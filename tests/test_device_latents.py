@@ -13,13 +13,12 @@ import signal
 
 import numpy as np
 import pytest
+import test_latents
 import torch
 from conftest import run_tool
 from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import HOOKS
-# The toy store of test_latents.py: (image config, latent config, store).
-from test_latents import codec_file, encoded  # noqa: F401  (fixtures)
 from test_latents import copy_data, encode, write_configs
 
 import ci2p_mm.apis.training as train_api
@@ -32,6 +31,9 @@ from ci2p_mm.latents import DeviceLatentLoader, DeviceLatentsError
 from ci2p_mm.utils import read_config
 from ci2p_mm.utils.io import load_torch_file
 
+# test_latents.py's module fixtures: its toy store, encoded once.
+codec_file = test_latents.codec_file
+encoded = test_latents.encoded
 
 # ---- the seeds -----------------------------------------------------------
 
@@ -67,10 +69,18 @@ def test_resumable_sampler_seeds_are_unchanged():
             drawn = list(sampler)
             assert [i.seed for i in drawn] == [
                 sample_seed(11, 4, rank + (skip + k) * world)
-                for k in range(len(drawn))]
+                for k in range(len(drawn))
+            ]
 
 
 # ---- the loader ------------------------------------------------------------
+
+
+@pytest.fixture
+def configs(request):
+    """(image config, latent config) of test_latents.py's toy store."""
+    image, latent, _ = request.getfixturevalue('encoded')
+    return image, latent
 
 
 def train_loader_cfg(config, **overrides):
@@ -86,8 +96,8 @@ def both_loaders(config, seed=3, **overrides):
     """(DataLoader path, device path) of a config's train loader."""
     loader = train_loader_cfg(config, **overrides)
     return (CI2PRunner.build_dataloader(loader, seed=seed),
-            CI2PRunner.build_dataloader(dict(loader, device_resident=True),
-                                        seed=seed))
+            CI2PRunner.build_dataloader(
+                dict(loader, device_resident=True), seed=seed))
 
 
 def assert_same_batches(reference, device, epochs=(0, 1)):
@@ -106,8 +116,8 @@ def assert_same_batches(reference, device, epochs=(0, 1)):
     return count
 
 
-def test_device_batches_equal_dataloader_batches(encoded):
-    _, latent, _ = encoded
+def test_device_batches_equal_dataloader_batches(configs):
+    _, latent = configs
     reference, device = both_loaders(latent, seed=3)
     assert isinstance(device, DeviceLatentLoader)
     assert not isinstance(reference, DeviceLatentLoader)
@@ -120,12 +130,12 @@ def test_device_batches_equal_dataloader_batches(encoded):
     # epoch, so compare the same epoch).
     _, other = both_loaders(latent, seed=4)
     device.sampler.set_epoch(0)
-    assert [s.sample_idx for s in next(iter(other))['data_samples']] != [
-        s.sample_idx for s in next(iter(device))['data_samples']]
+    assert [s.sample_idx for s in next(iter(other))['data_samples']
+            ] != [s.sample_idx for s in next(iter(device))['data_samples']]
 
 
-def test_device_loader_resumes_inside_an_epoch(encoded):
-    _, latent, _ = encoded
+def test_device_loader_resumes_inside_an_epoch(configs):
+    _, latent = configs
     _, device = both_loaders(latent)
     device.sampler.set_epoch(1)
     whole = list(device)
@@ -134,14 +144,14 @@ def test_device_loader_resumes_inside_an_epoch(encoded):
     assert len(tail) == len(whole) - 1
     for a, b in zip(whole[1:], tail):
         assert torch.equal(a['inputs'], b['inputs'])
-        assert [s.metainfo for s in a['data_samples']] == [
-            s.metainfo for s in b['data_samples']]
+        assert [s.metainfo for s in a['data_samples']
+                ] == [s.metainfo for s in b['data_samples']]
 
 
-def test_quantized_store_gives_the_same_float_batches(encoded, tmp_path):
-    _, latent, _ = encoded
-    store = encode(latent, storage='quantized', out=str(tmp_path / 'q'),
-                   splits=['train'])
+def test_quantized_store_gives_the_same_float_batches(configs, tmp_path):
+    _, latent = configs
+    store = encode(
+        latent, storage='quantized', out=str(tmp_path / 'q'), splits=['train'])
     dataset = dict(train_loader_cfg(latent).dataset, store=store)
     reference, device = both_loaders(latent, dataset=dataset)
     assert device.latents.dtype == torch.int8  # stored compactly
@@ -149,8 +159,8 @@ def test_quantized_store_gives_the_same_float_batches(encoded, tmp_path):
     assert assert_same_batches(reference, device, epochs=(0, )) == 3
 
 
-def test_refusals_name_sizes_and_the_way_out(encoded, monkeypatch):
-    image, latent, _ = encoded
+def test_refusals_name_sizes_and_the_way_out(configs, monkeypatch):
+    image, latent = configs
     loader = train_loader_cfg(latent)
     # 40 samples x 2 views x 192 x 4 x 4 fp16 = 0.47 MiB
     monkeypatch.setattr(device_module, 'free_memory', lambda device: 2**21)
@@ -167,9 +177,11 @@ def test_refusals_name_sizes_and_the_way_out(encoded, monkeypatch):
         CI2PRunner.build_dataloader(
             dict(train_loader_cfg(image), device_resident=True))
     flip_again = dict(loader.dataset)
-    flip_again['pipeline'] = [dict(type='LoadLatent', flip_prob=0.5),
-                              dict(type='RandomFlip', prob=0.5),
-                              dict(type='PackInputs')]
+    flip_again['pipeline'] = [
+        dict(type='LoadLatent', flip_prob=0.5),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PackInputs')
+    ]
     with pytest.raises(DeviceLatentsError, match='LoadLatent, RandomFlip'):
         CI2PRunner.build_dataloader(
             dict(loader, dataset=flip_again, device_resident=True))
@@ -182,21 +194,25 @@ def test_refusals_name_sizes_and_the_way_out(encoded, monkeypatch):
 
 
 def test_bad_files_are_replaced_or_refused_as_by_the_dataloader(
-        toy_animals10, codec_file, tmp_path):
+        toy_animals10, request, tmp_path):
+    codec = request.getfixturevalue('codec_file')
     root = copy_data(toy_animals10, tmp_path)
-    _, latent = write_configs(tmp_path, root, codec_file)
+    _, latent = write_configs(tmp_path, root, codec)
     with open(osp.join(root, 'meta', 'train.txt')) as f:
         bad = osp.join(root, f.readlines()[5].split()[0])
     with open(bad, 'wb') as f:
         f.write(b'not an image')
-    encode(latent, {'train_dataloader.dataset.source.skip_bad_images': True},
-           splits=['train'])
+    encode(
+        latent, {'train_dataloader.dataset.source.skip_bad_images': True},
+        splits=['train'])
     skip = dict(skip_bad_images=True)
     reference, device = both_loaders(
         latent, dataset=dict(train_loader_cfg(latent).dataset, **skip))
     assert assert_same_batches(reference, device) == 6
-    marked = [s.skipped_bad_images for b in device for s in b['data_samples']
-              if 'skipped_bad_images' in s]
+    marked = [
+        s.skipped_bad_images for b in device for s in b['data_samples']
+        if 'skipped_bad_images' in s
+    ]
     assert marked == [[bad]]  # once in an epoch
     # Without skip_bad_images both paths stop at the bad file.
     reference, device = both_loaders(latent)
@@ -218,7 +234,10 @@ class TermAtIterationHook(Hook):
     def __init__(self, iteration):
         self.iteration = iteration
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         if runner.iter + 1 == self.iteration:
             os.kill(os.getpid(), signal.SIGTERM)
@@ -226,26 +245,30 @@ class TermAtIterationHook(Hook):
 
 @pytest.mark.slow
 def test_device_path_trains_resumes_exactly_and_tests_on_images(
-        encoded, tmp_path):
+        configs, tmp_path):
     """Two epochs with drop path: the device path ends with the DataLoader
     path's weights bit for bit; stopped by SIGTERM in the middle of epoch 2
     and resumed, with the same weights again; the checkpoint is tested on
     images with tools/test.py and the image config."""
-    image, latent, _ = encoded
+    image, latent = configs
     stop = tmp_path / 'stop.py'
     stop.write_text(f'_base_ = [{latent!r}]\ncustom_hooks = [dict(type='
                     "'LatentStoreCheckHook'), dict(type='TermAtIterationHook',"
                     ' iteration=4)]\n')
-    options = ['--cfg-options', 'train_cfg.max_epochs=2',
-               'model.backbone.drop_path_rate=0.1']
+    options = [
+        '--cfg-options', 'train_cfg.max_epochs=2',
+        'model.backbone.drop_path_rate=0.1'
+    ]
 
     def train(config, work, *extra):
-        return train_api.train([str(config), '--work-dir',
-                                str(tmp_path / work), *extra, *options])
+        return train_api.train([
+            str(config), '--work-dir',
+            str(tmp_path / work), *extra, *options
+        ])
 
     def weights(work):
-        return load_torch_file(str(tmp_path / work / 'epoch_2.pth'))[
-            'state_dict']
+        return load_torch_file(str(tmp_path / work /
+                                   'epoch_2.pth'))['state_dict']
 
     train(latent, 'dataloader', '--no-validate')
     runner = train(latent, 'device', '--device-latents')

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from compressai.layers import GDN, GDN1
+from conftest import REPO, run_tool, write_tiny_config
 from mmpretrain.models import ImageClassifier
 from mmpretrain.structures import DataSample
 
@@ -17,32 +18,32 @@ import ci2p_mm.apis.training as train_api
 from ci2p_mm.models import CI2PPatchEmbed, CI2PViT, DualScaleViT
 from ci2p_mm.models.utils import InplaceGDN, use_inplace_gdn
 
-from conftest import REPO, run_tool, write_tiny_config
-
 NO_DOWNLOAD = dict(pretrained=False)
 TINY_DS = dict(
-    stage1=dict(embed_dims=192, num_layers=1, num_heads=3,
-                feedforward_channels=96),
-    stage2=dict(embed_dims=64, num_layers=1, num_heads=2,
-                feedforward_channels=128))
+    stage1=dict(
+        embed_dims=192, num_layers=1, num_heads=3, feedforward_channels=96),
+    stage2=dict(
+        embed_dims=64, num_layers=1, num_heads=2, feedforward_channels=128))
 
 
 def tiny_ci2p_vit(**patch_cfg):
-    return CI2PViT('deit-t', img_size=64,
-                   patch_cfg=dict(NO_DOWNLOAD, **patch_cfg))
+    return CI2PViT(
+        'deit-t', img_size=64, patch_cfg=dict(NO_DOWNLOAD, **patch_cfg))
 
 
 def tiny_dual_scale(**patch_cfg):
-    return DualScaleViT(TINY_DS, img_size=64,
-                        patch_cfg=dict(NO_DOWNLOAD, **patch_cfg))
+    return DualScaleViT(
+        TINY_DS, img_size=64, patch_cfg=dict(NO_DOWNLOAD, **patch_cfg))
 
 
 def classifier(backbone, channels):
     return ImageClassifier(
         backbone=backbone,
-        head=dict(type='LinearClsHead', num_classes=10,
-                  in_channels=channels,
-                  loss=dict(type='CrossEntropyLoss')))
+        head=dict(
+            type='LinearClsHead',
+            num_classes=10,
+            in_channels=channels,
+            loss=dict(type='CrossEntropyLoss')))
 
 
 def encoder_of(backbone):
@@ -181,8 +182,8 @@ def test_inplace_gdn_equals_compressai_gdn(inverse):
 def test_channels_last_patch_embed_matches():
     torch.manual_seed(0)
     ref = CI2PPatchEmbed(input_size=64, **NO_DOWNLOAD).eval()
-    fast = CI2PPatchEmbed(input_size=64, channels_last=True,
-                          **NO_DOWNLOAD).eval()
+    fast = CI2PPatchEmbed(
+        input_size=64, channels_last=True, **NO_DOWNLOAD).eval()
     fast.load_state_dict(ref.state_dict())
     assert fast.ci2p_encoder.encoder[0].weight.is_contiguous(
         memory_format=torch.channels_last)
@@ -206,7 +207,9 @@ def test_channels_last_backbones_match_and_train(make, channels):
         model.eval()
     with torch.inference_mode():
         torch.testing.assert_close(
-            fast(x, mode='tensor'), ref(x, mode='tensor'), rtol=1e-4,
+            fast(x, mode='tensor'),
+            ref(x, mode='tensor'),
+            rtol=1e-4,
             atol=1e-5)
     fast.train()
     fast(x, samples(2), mode='loss')['loss'].backward()
@@ -223,11 +226,18 @@ def test_channels_last_unfrozen_encoder_trains():
 
 def test_encoder_stages_with_channels_last():
     torch.manual_seed(0)
-    ref = DualScaleViT(TINY_DS, img_size=64, patch_cfg=NO_DOWNLOAD,
-                       out_type='featmap', out_indices=['enc_s4', -1])
-    fast = DualScaleViT(TINY_DS, img_size=64,
-                        patch_cfg=dict(NO_DOWNLOAD, channels_last=True),
-                        out_type='featmap', out_indices=['enc_s4', -1])
+    ref = DualScaleViT(
+        TINY_DS,
+        img_size=64,
+        patch_cfg=NO_DOWNLOAD,
+        out_type='featmap',
+        out_indices=['enc_s4', -1])
+    fast = DualScaleViT(
+        TINY_DS,
+        img_size=64,
+        patch_cfg=dict(NO_DOWNLOAD, channels_last=True),
+        out_type='featmap',
+        out_indices=['enc_s4', -1])
     fast.load_state_dict(ref.state_dict())
     x = torch.rand(1, 3, 64, 64)
     with torch.inference_mode():
@@ -295,8 +305,8 @@ def test_compile_forward_keeps_names_and_compiles_once():
     model(x, samples(2), mode='loss')['loss'].backward()
     assert compile_cfg_kwargs(True) == {}
     assert compile_cfg_kwargs(None) is None and not compile_cfg_kwargs(False)
-    assert compile_cfg_kwargs(dict(mode='max-autotune')) == dict(
-        mode='max-autotune')
+    assert compile_cfg_kwargs(
+        dict(mode='max-autotune')) == dict(mode='max-autotune')
     with pytest.raises(TypeError, match='`compile` must be True'):
         compile_cfg_kwargs('yes')
 
@@ -307,17 +317,22 @@ def test_train_tool_compile_compiles_the_forward(tmp_path, toy_animals10):
     through AmpOptimWrapper failed with torch 2.11 on a GPU); training
     runs and the checkpoint's keys are the uncompiled model's."""
     from ci2p_mm.engine.compile import COMPILED_FLAG
-    config = write_tiny_config(tmp_path, 'configs/ci2p_vit_animals10.py',
-                               toy_animals10, epochs=1,
-                               extra="compile = dict(backend='eager')")
-    runner = train_api.train([config, '--work-dir', str(tmp_path / 'work'),
-                         '--cfg-options', 'model.backbone.patch_cfg.'
-                         'pretrained=False'])
+    config = write_tiny_config(
+        tmp_path,
+        'configs/ci2p_vit_animals10.py',
+        toy_animals10,
+        epochs=1,
+        extra="compile = dict(backend='eager')")
+    runner = train_api.train([
+        config, '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', 'model.backbone.patch_cfg.'
+        'pretrained=False'
+    ])
     model = runner.model
     assert getattr(model, COMPILED_FLAG) and 'train_step' not in vars(model)
     from ci2p_mm.utils.io import load_torch_file
-    saved = load_torch_file(str(tmp_path / 'work' / 'epoch_1.pth'))[
-        'state_dict']
+    saved = load_torch_file(str(tmp_path / 'work' /
+                                'epoch_1.pth'))['state_dict']
     assert not [k for k in saved if '_orig_mod' in k]
     assert set(saved) == set(model.state_dict())
 
@@ -336,14 +351,13 @@ def test_benchmark_tool_smoke(tmp_path):
     out = tmp_path / 'bench.json'
     output = run_tool(
         osp.join(REPO, 'tools/analysis_tools/benchmark.py'), *configs,
-        '--no-pretrained', '--batch-size', '2', '--img-size', '64',
-        '--repeats', '2', '--warmup', '0', '--channels-last', '--out',
+        '--no-pretrained', '--batch-size', '2', '--img-size',
+        '64', '--repeats', '2', '--warmup', '0', '--channels-last', '--out',
         str(out), '--cfg-options', 'optim_wrapper.optimizer.lr=0.001')
     assert 'infer img/s' in output and 'train img/s' in output
     result = json.loads(out.read_text())
-    assert [r['name'] for r in result['results']] == [
-        'tiny_vit_b16_animals10', 'tiny_ci2p_vit_animals10'
-    ]
+    assert [r['name'] for r in result['results']
+            ] == ['tiny_vit_b16_animals10', 'tiny_ci2p_vit_animals10']
     for row in result['results']:
         for mode in ('infer', 'train'):
             assert len(row[mode]['seconds_per_step']) == 2
@@ -367,15 +381,17 @@ def test_benchmark_end_to_end_mode(tmp_path):
                         'head=dict(in_channels=64))\n')
         configs.append(str(path))
     out = tmp_path / 'e2e.json'
-    args = ['--end-to-end', *configs, '--data-dir', str(tmp_path / 'data'),
-            '--no-pretrained', '--batch-size', '4', '--img-size', '64',
-            '--num-workers', '0', '--steps', '2', '--warmup', '1',
-            '--num-images', '40', '--source-size', '80x60', '--out',
-            str(out)]
-    output = run_tool(osp.join(REPO, 'tools/analysis_tools/benchmark.py'),
-                      *args, '--device-latents', 'both', '--rounds', '2',
-                      '--profile', '--profile-steps', '1',
-                      '--optimizer-impl', 'fused')
+    args = [
+        '--end-to-end', *configs, '--data-dir',
+        str(tmp_path / 'data'), '--no-pretrained', '--batch-size', '4',
+        '--img-size', '64', '--num-workers', '0', '--steps', '2', '--warmup',
+        '1', '--num-images', '40', '--source-size', '80x60', '--out',
+        str(out)
+    ]
+    output = run_tool(
+        osp.join(REPO, 'tools/analysis_tools/benchmark.py'), *args,
+        '--device-latents', 'both', '--rounds', '2', '--profile',
+        '--profile-steps', '1', '--optimizer-impl', 'fused')
     assert 'once' in output and '-- profile: tiny_ci2p_vit_animals10' in output
     result = json.loads(out.read_text())
     assert result['precision'] == 'fp32' and result['batch_size'] == 4
@@ -402,15 +418,15 @@ def test_benchmark_end_to_end_mode(tmp_path):
     assert again['results'][0]['encode_s'] is None
 
 
-def test_jpeg_folder_is_the_same_for_any_process_count(tmp_path,
-                                                        monkeypatch):
+def test_jpeg_folder_is_the_same_for_any_process_count(tmp_path, monkeypatch):
     from ci2p_mm.analysis import end_to_end
     end_to_end.write_jpeg_folder(str(tmp_path / 'pool'), 20, (40, 30))
     monkeypatch.setattr(end_to_end.os, 'cpu_count', lambda: 1)
     end_to_end.write_jpeg_folder(str(tmp_path / 'one'), 20, (40, 30))
-    files = sorted(p.relative_to(tmp_path / 'one')
-                   for p in (tmp_path / 'one').rglob('*.jpeg'))
+    files = sorted(
+        p.relative_to(tmp_path / 'one')
+        for p in (tmp_path / 'one').rglob('*.jpeg'))
     assert len(files) == 20
     for rel in files:
-        assert (tmp_path / 'one' / rel).read_bytes() == (
-            tmp_path / 'pool' / rel).read_bytes()
+        assert (tmp_path / 'one' / rel).read_bytes() == (tmp_path / 'pool' /
+                                                         rel).read_bytes()

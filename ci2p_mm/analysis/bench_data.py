@@ -24,14 +24,15 @@ def _write_jpeg(job):
     path, (w, h), seed, i = job
     rng = np.random.default_rng([seed, i])
     coarse = rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)
-    img = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC),
-                     dtype=np.float32)
+    img = np.asarray(
+        Image.fromarray(coarse).resize((w, h), Image.BICUBIC),
+        dtype=np.float32)
     img += rng.normal(0, 18, (h, w, 3))
     yy, xx = np.mgrid[0:h, 0:w]
     cy, cx, r = h * rng.uniform(.3, .7), w * rng.uniform(.3, .7), h / 4
     img[(yy - cy)**2 + (xx - cx)**2 < r**2] = rng.uniform(0, 255, 3)
-    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path,
-                                                                quality=90)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+        path, quality=90)
 
 
 def write_jpeg_folder(root: str, num_images: int, size, seed: int = 0):
@@ -69,8 +70,7 @@ def random_codec_file(root: str) -> str:
     path = osp.join(root, 'random_codec_q5.pth')
     if not osp.isfile(path):
         torch.manual_seed(0)
-        save_atomic(build_codec('bmshj2018-factorized', 5).state_dict(),
-                    path)
+        save_atomic(build_codec('bmshj2018-factorized', 5).state_dict(), path)
     return path
 
 
@@ -84,8 +84,8 @@ def prepared_config(path: str, args, codec) -> Config:
     (batch size, image size, workers, codec file)."""
     cfg = read_config(path, args.cfg_options)
     loader = cfg.train_dataloader
-    image_dataset = (loader.dataset.source if is_latent(cfg) else
-                     loader.dataset)
+    image_dataset = (
+        loader.dataset.source if is_latent(cfg) else loader.dataset)
     image_dataset.data_root = osp.abspath(args.data_dir)
     for t in image_dataset.pipeline:
         if t['type'] in ('Resize', ) and 'scale' in t:

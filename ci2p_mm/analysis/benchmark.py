@@ -32,58 +32,78 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('configs', nargs='+', help='config file(s)')
     parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--img-size', type=int, default=256,
-                        help='square input size')
     parser.add_argument(
-        '--device', choices=['cpu', 'cuda'],
+        '--img-size', type=int, default=256, help='square input size')
+    parser.add_argument(
+        '--device',
+        choices=['cpu', 'cuda'],
         default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument(
-        '--amp', choices=['bf16', 'fp16'],
+        '--amp',
+        choices=['bf16', 'fp16'],
         help='autocast dtype (default: fp32). CUDA training uses '
         "mmengine's AmpOptimWrapper (loss scaling); CPU uses torch.autocast "
         'with the plain OptimWrapper.')
     parser.add_argument(
-        '--channels-last', action='store_true',
+        '--channels-last',
+        action='store_true',
         help='channels_last memory format: CI2P configs get '
         'patch_cfg.channels_last=True (the encoder and reshape convs run '
         'NHWC); other models are converted with '
         'model.to(memory_format=torch.channels_last) and NHWC input')
     parser.add_argument(
-        '--compile', action='store_true',
+        '--compile',
+        action='store_true',
         help="torch.compile the model's forward (as tools/train.py "
         '--compile does)')
     parser.add_argument(
-        '--compile-mode', choices=COMPILE_MODES, default=None,
+        '--compile-mode',
+        choices=COMPILE_MODES,
+        default=None,
         help='torch.compile mode (with --compile): reduce-overhead replays '
         'CUDA graphs (static shapes), max-autotune-no-cudagraphs tunes '
         'kernels without them')
     parser.add_argument(
-        '--compile-backend', default='inductor',
+        '--compile-backend',
+        default='inductor',
         help="torch.compile backend (with --compile); 'eager' or "
         "'aot_eager' check tracing without code generation")
     parser.add_argument(
-        '--optimizer-impl', choices=OPTIMIZER_IMPLS, default='config',
+        '--optimizer-impl',
+        choices=OPTIMIZER_IMPLS,
+        default='config',
         help="the optimizer's implementation: as the config says (torch "
         'picks foreach on CUDA), foreach (multi-tensor kernels) or fused '
         "(torch's fused kernel; optim_wrapper.optimizer.fused=True in a "
         'config)')
     parser.add_argument(
-        '--memory', choices=['probe', 'in-process', 'none'], default='probe',
+        '--memory',
+        choices=['probe', 'in-process', 'none'],
+        default='probe',
         help='peak memory of the step mode: a fresh process per model and '
         'mode (probe), or on CUDA in this process (weights, optimizer '
         'state and batch + the step\'s rise; cheap, for sweeps)')
-    parser.add_argument('--warmup', type=int, default=2,
-                        help='untimed steps per model and mode first')
     parser.add_argument(
-        '--no-pretrained', action='store_true',
+        '--warmup',
+        type=int,
+        default=2,
+        help='untimed steps per model and mode first')
+    parser.add_argument(
+        '--no-pretrained',
+        action='store_true',
         help='build CI2P codecs with random weights instead of downloading '
         'CompressAI weights (speed does not depend on them)')
-    parser.add_argument('--threads', type=int,
-                        help='torch.set_num_threads (default: torch default)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        help='torch.set_num_threads (default: torch default)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', help='write the results as JSON here')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of every config')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of every config')
     step.add_arguments(parser)
     end_to_end.add_arguments(parser)
     latent_storage.add_arguments(parser)
@@ -106,8 +126,8 @@ def parse_args(argv=None):
                      '--warmup >= 0')
     if args.compile and args.warmup < 3:
         # First calls compile, and eval/train switches recompile once.
-        print(f'--compile: raising --warmup from {args.warmup} to 3',
-              flush=True)
+        print(
+            f'--compile: raising --warmup from {args.warmup} to 3', flush=True)
         args.warmup = 3
     return args
 

@@ -75,35 +75,55 @@ from .timing import (MIB, TOOL, OtherLoad, autocast, build_optim_wrapper,
 
 def add_arguments(parser):
     group = parser.add_argument_group('--end-to-end')
-    group.add_argument('--end-to-end', action='store_true',
-                       help='time training iterations including the '
-                       "config's data loading from files (see "
-                       'ci2p_mm/analysis/end_to_end.py)')
-    group.add_argument('--data-dir', default='work_dirs/e2e_data',
-                       help='Animals-10-like folder (written if empty)')
-    group.add_argument('--num-images', type=int, default=160,
-                       help='JPEGs to write (train split: 80%%)')
-    group.add_argument('--source-size', default='300x225',
-                       help='WxH of the written JPEGs (Animals-10 images '
-                       'are about 300x225)')
-    group.add_argument('--num-workers', type=int,
-                       help="dataloader workers (default: the config's)")
-    group.add_argument('--steps', type=int, default=6,
-                       help='timed iterations per model')
-    group.add_argument('--codec', help='codec checkpoint for the CI2P '
-                       'configs (default: CompressAI weights, or a random '
-                       'codec saved once in --data-dir with --no-pretrained)')
     group.add_argument(
-        '--device-latents', choices=['off', 'on', 'both'], default='off',
+        '--end-to-end',
+        action='store_true',
+        help='time training iterations including the '
+        "config's data loading from files (see "
+        'ci2p_mm/analysis/end_to_end.py)')
+    group.add_argument(
+        '--data-dir',
+        default='work_dirs/e2e_data',
+        help='Animals-10-like folder (written if empty)')
+    group.add_argument(
+        '--num-images',
+        type=int,
+        default=160,
+        help='JPEGs to write (train split: 80%%)')
+    group.add_argument(
+        '--source-size',
+        default='300x225',
+        help='WxH of the written JPEGs (Animals-10 images '
+        'are about 300x225)')
+    group.add_argument(
+        '--num-workers',
+        type=int,
+        help="dataloader workers (default: the config's)")
+    group.add_argument(
+        '--steps', type=int, default=6, help='timed iterations per model')
+    group.add_argument(
+        '--codec',
+        help='codec checkpoint for the CI2P '
+        'configs (default: CompressAI weights, or a random '
+        'codec saved once in --data-dir with --no-pretrained)')
+    group.add_argument(
+        '--device-latents',
+        choices=['off', 'on', 'both'],
+        default='off',
         help='latent configs: train from device-resident latents (the '
         'store in device memory, no workers); both: a DataLoader row and a '
         'device-resident row')
-    group.add_argument('--keep-store', action='store_true',
-                       help='reuse a complete latent store of an earlier '
-                       'run instead of encoding it again')
-    group.add_argument('--rounds', type=int, default=1,
-                       help='time every row this many times, round-robin; '
-                       'the median round is reported with the spread')
+    group.add_argument(
+        '--keep-store',
+        action='store_true',
+        help='reuse a complete latent store of an earlier '
+        'run instead of encoding it again')
+    group.add_argument(
+        '--rounds',
+        type=int,
+        default=1,
+        help='time every row this many times, round-robin; '
+        'the median round is reported with the spread')
 
 
 def encode_once(cfg, args):
@@ -119,9 +139,13 @@ def encode_once(cfg, args):
             pass
     shutil.rmtree(store, ignore_errors=True)  # time a whole encode
     start = time.perf_counter()
-    store = encode(cfg, splits=['train'], overwrite=True, progress=False,
-                   num_workers=cfg.train_dataloader.num_workers,
-                   batch_size=args.batch_size)
+    store = encode(
+        cfg,
+        splits=['train'],
+        overwrite=True,
+        progress=False,
+        num_workers=cfg.train_dataloader.num_workers,
+        batch_size=args.batch_size)
     return time.perf_counter() - start, store
 
 
@@ -133,8 +157,8 @@ def build_train_loader(cfg, args, device_resident: bool):
     compiled model): mmengine's DataLoader, or device-resident latents."""
     loader_cfg = dict(cfg.train_dataloader, drop_last=True)
     if device_resident:
-        return build_device_latent_loader(loader_cfg, args.device,
-                                          seed=args.seed)
+        return build_device_latent_loader(
+            loader_cfg, args.device, seed=args.seed)
     return Runner.build_dataloader(loader_cfg, seed=args.seed)
 
 
@@ -207,7 +231,8 @@ def time_training(cfg, args, device_resident=False, name=''):
     result = dict(
         data_s=[d for d, _ in timings[args.warmup:]],
         step_s=[s for _, s in timings[args.warmup:]],
-        params=sum(p.numel() for p in model.parameters()), other=other,
+        params=sum(p.numel() for p in model.parameters()),
+        other=other,
         peak_bytes=(torch.cuda.max_memory_allocated()
                     if args.device == 'cuda' else None),
         loader_build_s=load_s)
@@ -237,39 +262,47 @@ def run(args, argv):
     write_jpeg_folder(args.data_dir, args.num_images, size, args.seed)
     codec = args.codec or (random_codec_file(args.data_dir)
                            if args.no_pretrained else None)
-    print(f'# {device_name(args)}, torch {torch.__version__}, '
-          f'{torch.get_num_threads()} threads, batch {args.batch_size}, '
-          f'{args.img_size}x{args.img_size}, {precision(args)}, data '
-          f'{args.data_dir} '
-          f'({count_lines(osp.join(args.data_dir, "meta", "train.txt"))} '
-          f'training JPEGs); load average '
-          f'{loadavg()}', flush=True)
+    print(
+        f'# {device_name(args)}, torch {torch.__version__}, '
+        f'{torch.get_num_threads()} threads, batch {args.batch_size}, '
+        f'{args.img_size}x{args.img_size}, {precision(args)}, data '
+        f'{args.data_dir} '
+        f'({count_lines(osp.join(args.data_dir, "meta", "train.txt"))} '
+        f'training JPEGs); load average '
+        f'{loadavg()}',
+        flush=True)
     rows, configs = [], {}
     for path, resident in plan_rows(args):
         cfg = prepared_config(path, args, codec)
-        name = osp.splitext(osp.basename(path))[0] + (
-            ' [device]' if resident else '')
-        row = dict(name=name, config=path, device_resident=resident,
-                   workers=0 if resident else
-                   cfg.train_dataloader.num_workers, rounds=[])
+        name = osp.splitext(
+            osp.basename(path))[0] + (' [device]' if resident else '')
+        row = dict(
+            name=name,
+            config=path,
+            device_resident=resident,
+            workers=0 if resident else cfg.train_dataloader.num_workers,
+            rounds=[])
         if is_latent(cfg) and path not in configs:
             seconds, store = encode_once(cfg, args)
             n = LatentStore(store).split_record('train')['num_samples']
             row.update(encode_s=seconds, store=store)
             if seconds is None:
-                print(f'{name}: kept the store {store} ({n} training '
-                      f'images)', flush=True)
+                print(
+                    f'{name}: kept the store {store} ({n} training '
+                    f'images)',
+                    flush=True)
             else:
                 row['encode_img_s'] = n / seconds
-                print(f'{name}: encoded {n} training images (x2 views) once '
-                      f'in {seconds:.1f} s ({n / seconds:.1f} img/s)',
-                      flush=True)
+                print(
+                    f'{name}: encoded {n} training images (x2 views) once '
+                    f'in {seconds:.1f} s ({n / seconds:.1f} img/s)',
+                    flush=True)
         configs.setdefault(path, cfg)
         rows.append((row, cfg))
     for round_index in range(args.rounds):
         for row, cfg in rows:
-            result = time_training(copy.deepcopy(cfg), args,
-                                   row['device_resident'], row['name'])
+            result = time_training(
+                copy.deepcopy(cfg), args, row['device_resident'], row['name'])
             gc.collect()  # the model, optimizer and loader of that row
             if args.device == 'cuda':
                 torch.cuda.empty_cache()
@@ -284,23 +317,32 @@ def run(args, argv):
                 peak_mib=(None if result['peak_bytes'] is None else
                           result['peak_bytes'] / MIB),
                 loader_build_s=result['loader_build_s'],
-                iterations=[dict(data=d, step=s)
-                            for d, s in zip(data_s, step_s)])
+                iterations=[
+                    dict(data=d, step=s) for d, s in zip(data_s, step_s)
+                ])
             if 'profile' in result:
                 timing['profile'] = result['profile']
-                print(profile.format_summary(
-                    f'{row["name"]}, end to end, batch {args.batch_size}',
-                    result['profile']), flush=True)
+                print(
+                    profile.format_summary(
+                        f'{row["name"]}, end to end, batch {args.batch_size}',
+                        result['profile']),
+                    flush=True)
             row['params_m'] = result['params'] / 1e6
             row['rounds'].append(timing)
-            print(f'[round {round_index + 1}/{args.rounds}] {row["name"]}: '
-                  f'{timing["img_per_s"]:.2f} img/s end to end; median data '
-                  f'wait {timing["data_s"]:.3f} s, step '
-                  f'{timing["step_s"]:.3f} s per iteration', flush=True)
+            print(
+                f'[round {round_index + 1}/{args.rounds}] {row["name"]}: '
+                f'{timing["img_per_s"]:.2f} img/s end to end; median data '
+                f'wait {timing["data_s"]:.3f} s, step '
+                f'{timing["step_s"]:.3f} s per iteration',
+                flush=True)
             if args.out:  # what is done so far, should a time limit hit
-                write_report(args.out, make_report(
-                    [r for r, _ in rows if r['rounds']], args, argv,
-                    partial=True), quiet=True)
+                write_report(
+                    args.out,
+                    make_report([r for r, _ in rows if r['rounds']],
+                                args,
+                                argv,
+                                partial=True),
+                    quiet=True)
     report = make_report([r for r, _ in rows], args, argv)
     print(report['table'], flush=True)
     if args.out:
@@ -310,16 +352,22 @@ def run(args, argv):
 
 def make_report(rows, args, argv, partial=False):
     rows = [summarize_rounds(copy.deepcopy(row)) for row in rows]
-    return dict(command=' '.join([TOOL] + list(argv)),
-                device=device_name(args), loadavg_end=loadavg(),
-                torch=torch.__version__, precision=precision(args),
-                batch_size=args.batch_size, img_size=args.img_size,
-                source_size=args.source_size,
-                compile_kwargs=compile_kwargs(args) if args.compile
-                else None, optimizer_impl=args.optimizer_impl,
-                channels_last=args.channels_last, rounds=args.rounds,
-                partial=partial, results=rows,
-                table=format_table(rows, args))
+    return dict(
+        command=' '.join([TOOL] + list(argv)),
+        device=device_name(args),
+        loadavg_end=loadavg(),
+        torch=torch.__version__,
+        precision=precision(args),
+        batch_size=args.batch_size,
+        img_size=args.img_size,
+        source_size=args.source_size,
+        compile_kwargs=compile_kwargs(args) if args.compile else None,
+        optimizer_impl=args.optimizer_impl,
+        channels_last=args.channels_last,
+        rounds=args.rounds,
+        partial=partial,
+        results=rows,
+        table=format_table(rows, args))
 
 
 def summarize_rounds(row):
@@ -366,12 +414,11 @@ def format_table(rows, args):
             once = f'enc {r["encode_s"]:.0f} s'
         else:
             once = 'kept' if 'store' in r else '-'
-        line = (
-            f'{r["name"]:<{width}}{r["workers"]:>8}{r["img_per_s"]:>10.2f}'
-            f'{r["img_per_s"] / first:>7.2f}x{100 * r["spread"]:>7.0f}%'
-            f'{r["data_s"]:>11.3f}{r["step_s"]:>11.3f}'
-            f'{100 * r["data_fraction"]:>7.0f}%{once:>10}'
-            f'{fmt_cores(r["other_cores"]):>8}')
+        line = (f'{r["name"]:<{width}}{r["workers"]:>8}{r["img_per_s"]:>10.2f}'
+                f'{r["img_per_s"] / first:>7.2f}x{100 * r["spread"]:>7.0f}%'
+                f'{r["data_s"]:>11.3f}{r["step_s"]:>11.3f}'
+                f'{100 * r["data_fraction"]:>7.0f}%{once:>10}'
+                f'{fmt_cores(r["other_cores"]):>8}')
         if memory:
             peak = r.get('peak_mib')
             line += f'{"-" if peak is None else f"{peak:.0f}":>10}'
@@ -386,7 +433,7 @@ def format_table(rows, args):
         f'min) / median over rounds; data = waiting for the next batch; '
         f'once = latent store encoded (enc) or loaded into device memory '
         f'(load), paid once; others = CPU cores used by other processes '
-        f'while timed'
-        + ('; peak MiB = torch.cuda.max_memory_allocated over the timed '
-           'iterations' if memory else ''))
+        f'while timed' +
+        ('; peak MiB = torch.cuda.max_memory_allocated over the timed '
+         'iterations' if memory else ''))
     return '\n'.join(lines)

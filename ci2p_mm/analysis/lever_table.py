@@ -61,26 +61,33 @@ def settings(report: dict) -> Dict[str, str]:
     if compiled is None and meta.get('compile'):
         compiled = {}
     return {
-        'measure': 'end to end' if end_to_end else 'train step',
-        'batch': str(meta.get('batch_size')),
-        'precision': str(meta.get('precision', '')).split(',')[0],
-        'compile': ('eager' if compiled is None else 'compile' + (
-            f' ({", ".join(f"{k}={v}" for k, v in compiled.items())})'
-            if compiled else '')),
-        'optimizer': str(meta.get('optimizer_impl', 'config')),
-        'channels_last': 'channels_last' if meta.get('channels_last')
-        else 'NCHW',
+        'measure':
+        'end to end' if end_to_end else 'train step',
+        'batch':
+        str(meta.get('batch_size')),
+        'precision':
+        str(meta.get('precision', '')).split(',')[0],
+        'compile': ('eager' if compiled is None else 'compile' +
+                    (f' ({", ".join(f"{k}={v}" for k, v in compiled.items())})'
+                     if compiled else '')),
+        'optimizer':
+        str(meta.get('optimizer_impl', 'config')),
+        'channels_last':
+        'channels_last' if meta.get('channels_last') else 'NCHW',
     }
 
 
 def describe(own: Dict[str, str], base: Dict[str, str]) -> str:
-    changed = [f'{k} {v}' if k in ('batch', ) else v
-               for k, v in own.items() if base.get(k) != v]
+    changed = [
+        f'{k} {v}' if k in ('batch', ) else v for k, v in own.items()
+        if base.get(k) != v
+    ]
     return ', '.join(changed) or 'baseline'
 
 
-def model_rows(report: dict) -> Iterator[Tuple[str, float, Optional[float],
-                                               Optional[float]]]:
+def model_rows(
+    report: dict
+) -> Iterator[Tuple[str, float, Optional[float], Optional[float]]]:
     """``(model, train img/s, infer img/s, peak MiB)`` per model."""
     for row in report['results']:
         if 'img_per_s' in row:  # end to end
@@ -88,8 +95,9 @@ def model_rows(report: dict) -> Iterator[Tuple[str, float, Optional[float],
             continue
         train, infer = row.get('train'), row.get('infer')
         memory = (train or infer or {}).get('memory')
-        yield (row['name'], (train or {}).get('img_per_s'),
-               (infer or {}).get('img_per_s'),
+        yield (row['name'], (train
+                             or {}).get('img_per_s'), (infer
+                                                       or {}).get('img_per_s'),
                memory['peak_bytes'] / MIB if memory else None)
 
 
@@ -105,9 +113,11 @@ def lever_table(paths: List[str]) -> str:
     for _, report in reports:
         own = settings(report)
         references.setdefault((own['measure'], own['batch']), report)
-    lines = ['| lever (vs its reference run) | model | train img/s | x | '
-             'infer img/s | x | peak MiB | file |',
-             '|---|---|---|---|---|---|---|---|']
+    lines = [
+        '| lever (vs its reference run) | model | train img/s | x | '
+        'infer img/s | x | peak MiB | file |',
+        '|---|---|---|---|---|---|---|---|'
+    ]
     for path, report in reports:
         own = settings(report)
         reference = references[(own['measure'], own['batch'])]
@@ -115,15 +125,16 @@ def lever_table(paths: List[str]) -> str:
             reference = reports[0][1]
         base_settings = settings(reference)
         label = describe(own, base_settings)
-        baseline = {name: (train, infer)
-                    for name, train, infer, _ in model_rows(reference)}
+        baseline = {
+            name: (train, infer)
+            for name, train, infer, _ in model_rows(reference)
+        }
         for name, train, infer, peak in model_rows(report):
             base_train, base_infer = baseline.get(name, (None, None))
             cells = []
             for value, base in ((train, base_train), (infer, base_infer)):
                 cells.append('-' if value is None else f'{value:,.1f}')
-                cells.append(f'{value / base:.2f}x' if value and base
-                             else '-')
+                cells.append(f'{value / base:.2f}x' if value and base else '-')
             peak_text = '-' if peak is None else f'{peak:,.0f}'
             lines.append(f'| {label} | {name} | {" | ".join(cells)} | '
                          f'{peak_text} | {osp.basename(path)} |')

@@ -43,11 +43,14 @@ STEP_RANGE = 'ci2p::iteration'
 DATA_RANGE = 'ci2p::data_wait'
 #: The ATen operators behind ``F.scaled_dot_product_attention``.
 SDPA_OPS = {
-    'aten::_scaled_dot_product_flash_attention': 'flash (CUDA)',
-    'aten::_scaled_dot_product_flash_attention_for_cpu': 'flash (CPU)',
+    'aten::_scaled_dot_product_flash_attention':
+    'flash (CUDA)',
+    'aten::_scaled_dot_product_flash_attention_for_cpu':
+    'flash (CPU)',
     'aten::_scaled_dot_product_efficient_attention':
     'memory-efficient (CUDA)',
-    'aten::_scaled_dot_product_cudnn_attention': 'cuDNN',
+    'aten::_scaled_dot_product_cudnn_attention':
+    'cuDNN',
     'aten::_scaled_dot_product_attention_math':
     'math (unfused matmul + softmax)',
     'aten::_scaled_dot_product_fused_attention_overrideable':
@@ -67,19 +70,25 @@ AUTOGRAD_PREFIX = 'autograd::engine::evaluate_function'
 def add_arguments(parser):
     group = parser.add_argument_group('--profile, --report-sdpa')
     group.add_argument(
-        '--profile', action='store_true',
+        '--profile',
+        action='store_true',
         help='after timing, profile --profile-steps iterations of every '
         'model with torch.profiler and print a summary (GPU busy/idle '
         'share, top kernels or operators, launch time, data wait, SDPA '
         'kernel); see ci2p_mm/analysis/profile.py')
-    group.add_argument('--profile-steps', type=int, default=3,
-                       help='iterations per profile')
-    group.add_argument('--profile-top', type=int, default=8,
-                       help='kernels (CUDA) or operators (CPU) listed')
-    group.add_argument('--profile-trace-dir',
-                       help='also write each profile as a Chrome trace here')
     group.add_argument(
-        '--report-sdpa', action='store_true',
+        '--profile-steps', type=int, default=3, help='iterations per profile')
+    group.add_argument(
+        '--profile-top',
+        type=int,
+        default=8,
+        help='kernels (CUDA) or operators (CPU) listed')
+    group.add_argument(
+        '--profile-trace-dir',
+        help='also write each profile as a Chrome trace here')
+    group.add_argument(
+        '--report-sdpa',
+        action='store_true',
         help='say which scaled_dot_product_attention kernel each model '
         'runs (flash, memory-efficient, cuDNN, math), from one profiled '
         'step per model and mode')
@@ -111,10 +120,12 @@ def _function_events(prof) -> List[Event]:
     events = []
     for e in prof.events():
         on_device = e.device_type != DeviceType.CPU
-        events.append(Event(
-            e.name, on_device, e.time_range.start, e.time_range.end,
-            e.thread, 0.0 if on_device else e.self_cpu_time_total,
-            _is_annotation(e.name, getattr(e, 'is_user_annotation', False))))
+        events.append(
+            Event(
+                e.name, on_device, e.time_range.start, e.time_range.end,
+                e.thread, 0.0 if on_device else e.self_cpu_time_total,
+                _is_annotation(e.name, getattr(e, 'is_user_annotation',
+                                               False))))
     if not any(e.on_device and not e.annotation for e in events):
         # Older/newer layouts keep kernels only in kineto's raw results.
         try:
@@ -125,14 +136,16 @@ def _function_events(prof) -> List[Event]:
             if k.device_type() != DeviceType.CPU:
                 start = k.start_ns() / 1e3
                 flag = getattr(k, 'is_user_annotation', lambda: False)()
-                events.append(Event(k.name(), True, start,
-                                    start + k.duration_ns() / 1e3, -1, 0.0,
-                                    _is_annotation(k.name(), flag)))
+                events.append(
+                    Event(k.name(), True, start, start + k.duration_ns() / 1e3,
+                          -1, 0.0, _is_annotation(k.name(), flag)))
     return events
 
 
-def iteration_profile(run_iteration: Callable[[], None], steps: int,
-                      device: str, trace: Optional[str] = None):
+def iteration_profile(run_iteration: Callable[[], None],
+                      steps: int,
+                      device: str,
+                      trace: Optional[str] = None):
     """Run ``steps`` iterations under ``torch.profiler``; the profiler."""
     activities = [ProfilerActivity.CPU]
     if device == 'cuda':
@@ -171,12 +184,15 @@ def sdpa_kernels(names: Iterable[str]) -> List[str]:
     return found
 
 
-def summarize(events: List[Event], steps: int, device: str,
+def summarize(events: List[Event],
+              steps: int,
+              device: str,
               top: int = 8) -> Dict:
     """The summary of :data:`STEP_RANGE` iterations (see the module
     docstring)."""
-    iterations = [e for e in events
-                  if e.name == STEP_RANGE and not e.on_device]
+    iterations = [
+        e for e in events if e.name == STEP_RANGE and not e.on_device
+    ]
     if not iterations:
         raise ValueError(f'no {STEP_RANGE} ranges in the profile')
     start = min(e.start for e in iterations)
@@ -184,25 +200,32 @@ def summarize(events: List[Event], steps: int, device: str,
     wall = end - start
     main = iterations[0].thread
     host = [e for e in events if not e.on_device]
-    threads = {main} | {e.thread for e in host
-                        if e.name.startswith(AUTOGRAD_PREFIX)}
-    ops = [e for e in host if e.thread in threads
-           and e.name.startswith('aten::')]
+    threads = {main} | {
+        e.thread
+        for e in host if e.name.startswith(AUTOGRAD_PREFIX)
+    }
+    ops = [
+        e for e in host if e.thread in threads and e.name.startswith('aten::')
+    ]
     data_us = sum(e.end - e.start for e in host if e.name == DATA_RANGE)
     host = [e for e in host if not _is_annotation(e.name, e.annotation)]
     per = 1e-3 / steps  # microseconds in total -> milliseconds per step
     summary = dict(
-        steps=steps, device=device, wall_ms_per_step=wall * per,
+        steps=steps,
+        device=device,
+        wall_ms_per_step=wall * per,
         data_wait_ms_per_step=data_us * per,
         aten_ops_per_step=len(ops) / steps,
         sdpa=sdpa_kernels(e.name for e in host))
     ranked = defaultdict(lambda: [0.0, 0])
     if device == 'cuda':
-        kernels = [e for e in events if e.on_device
-                   and not _is_annotation(e.name, e.annotation)
-                   and e.end > start and e.start < end]
-        busy = union_us((max(e.start, start), min(e.end, end))
-                        for e in kernels)
+        kernels = [
+            e for e in events
+            if e.on_device and not _is_annotation(e.name, e.annotation)
+            and e.end > start and e.start < end
+        ]
+        busy = union_us(
+            (max(e.start, start), min(e.end, end)) for e in kernels)
         launches = [e for e in host if e.name in LAUNCH_CALLS]
         syncs = [e for e in host if e.name in SYNC_CALLS]
         summary.update(
@@ -214,9 +237,11 @@ def summarize(events: List[Event], steps: int, device: str,
             launch_ms_per_step=sum(e.end - e.start for e in launches) * per,
             sync_wait_ms_per_step=sum(e.end - e.start for e in syncs) * per,
             sdpa_device_kernels=sorted({
-                e.name[:80] for e in kernels
+                e.name[:80]
+                for e in kernels
                 if any(k in e.name.lower()
-                       for k in ('flash', 'fmha', 'sdpa', 'attention'))}))
+                       for k in ('flash', 'fmha', 'sdpa', 'attention'))
+            }))
         for e in kernels:
             ranked[e.name][0] += e.end - e.start
             ranked[e.name][1] += 1
@@ -232,14 +257,21 @@ def summarize(events: List[Event], steps: int, device: str,
             ranked[e.name][1] += 1
         basis = op_us
     summary['top'] = [
-        dict(name=name, ms_per_step=us * per, calls_per_step=count / steps,
-             share=us / basis if basis else 0.0)
-        for name, (us, count) in sorted(ranked.items(),
-                                        key=lambda kv: -kv[1][0])[:top]]
+        dict(
+            name=name,
+            ms_per_step=us * per,
+            calls_per_step=count / steps,
+            share=us / basis if basis else 0.0)
+        for name, (
+            us,
+            count) in sorted(ranked.items(), key=lambda kv: -kv[1][0])[:top]
+    ]
     return summary
 
 
-def profile_iterations(run_iteration: Callable[[], None], args, name: str,
+def profile_iterations(run_iteration: Callable[[], None],
+                       args,
+                       name: str,
                        tag: str = '') -> Dict:
     """Profile ``args.profile_steps`` iterations and summarise them."""
     trace = None
@@ -249,8 +281,9 @@ def profile_iterations(run_iteration: Callable[[], None], args, name: str,
         trace = osp.join(args.profile_trace_dir, f'{safe}.trace.json')
     prof = iteration_profile(run_iteration, args.profile_steps, args.device,
                              trace)
-    return summarize(_function_events(prof), args.profile_steps, args.device,
-                     args.profile_top)
+    return summarize(
+        _function_events(prof), args.profile_steps, args.device,
+        args.profile_top)
 
 
 def report_sdpa(run_step: Callable[[], None]) -> List[str]:
@@ -259,17 +292,20 @@ def report_sdpa(run_step: Callable[[], None]) -> List[str]:
     with torch.profiler.profile(activities=[ProfilerActivity.CPU]) as prof:
         run_step()
     return sdpa_kernels(e.name for e in prof.events()) or [
-        'none seen (no scaled_dot_product_attention operator)']
+        'none seen (no scaled_dot_product_attention operator)'
+    ]
 
 
 def format_summary(title: str, summary: Dict) -> str:
     """A few lines of text for one summary."""
     s = summary
-    lines = [f'-- profile: {title} ({s["steps"]} iterations, '
-             f'{s["device"]})',
-             f'   wall {s["wall_ms_per_step"]:.2f} ms/it; data wait '
-             f'{s["data_wait_ms_per_step"]:.2f} ms/it; '
-             f'{s["aten_ops_per_step"]:.0f} ATen ops/it']
+    lines = [
+        f'-- profile: {title} ({s["steps"]} iterations, '
+        f'{s["device"]})',
+        f'   wall {s["wall_ms_per_step"]:.2f} ms/it; data wait '
+        f'{s["data_wait_ms_per_step"]:.2f} ms/it; '
+        f'{s["aten_ops_per_step"]:.0f} ATen ops/it'
+    ]
     if s['device'] == 'cuda':
         lines.append(
             f'   GPU busy {100 * s["device_busy_share"]:.0f}% '
@@ -281,14 +317,13 @@ def format_summary(title: str, summary: Dict) -> str:
             f'{s["sync_wait_ms_per_step"]:.2f} ms/it')
         what = 'kernels by GPU time'
     else:
-        lines.append(
-            f'   in ATen operators {100 * s["op_share"]:.0f}% '
-            f'({s["op_ms_per_step"]:.2f} ms/it), framework (Python, '
-            f'mmengine, dispatch) {100 * s["framework_share"]:.0f}%')
+        lines.append(f'   in ATen operators {100 * s["op_share"]:.0f}% '
+                     f'({s["op_ms_per_step"]:.2f} ms/it), framework (Python, '
+                     f'mmengine, dispatch) {100 * s["framework_share"]:.0f}%')
         what = 'operators by self CPU time'
-    lines.append(f'   SDPA: {", ".join(s["sdpa"]) or "none seen"}'
-                 + (f' ({"; ".join(s["sdpa_device_kernels"])})'
-                    if s.get('sdpa_device_kernels') else ''))
+    lines.append(f'   SDPA: {", ".join(s["sdpa"]) or "none seen"}' +
+                 (f' ({"; ".join(s["sdpa_device_kernels"])})' if s.
+                  get('sdpa_device_kernels') else ''))
     lines.append(f'   top {what}:')
     for row in s['top']:
         lines.append(f'     {100 * row["share"]:5.1f}%  '

@@ -77,16 +77,23 @@ PROBE_TAG = '@@benchmark-probe '
 
 def add_arguments(parser):
     group = parser.add_argument_group('model steps (the default mode)')
-    group.add_argument('--repeats', type=int, default=5,
-                       help='timed repeats per model and mode (median)')
-    group.add_argument('--iters', type=int, default=1,
-                       help='steps per timed repeat')
-    group.add_argument('--mode', choices=['infer', 'train', 'both'],
-                       default='both')
-    group.add_argument('--timm-baseline', action='store_true',
-                       help="add timm's ViT-B/16 at the same input size")
-    group.add_argument('--no-memory', action='store_true',
-                       help='skip the peak-memory subprocesses')
+    group.add_argument(
+        '--repeats',
+        type=int,
+        default=5,
+        help='timed repeats per model and mode (median)')
+    group.add_argument(
+        '--iters', type=int, default=1, help='steps per timed repeat')
+    group.add_argument(
+        '--mode', choices=['infer', 'train', 'both'], default='both')
+    group.add_argument(
+        '--timm-baseline',
+        action='store_true',
+        help="add timm's ViT-B/16 at the same input size")
+    group.add_argument(
+        '--no-memory',
+        action='store_true',
+        help='skip the peak-memory subprocesses')
     group.add_argument('--probe', help=argparse.SUPPRESS)  # internal
 
 
@@ -96,8 +103,10 @@ def modes_of(args):
 
 def random_images(args, generator):
     return torch.randint(
-        0, 256, (args.batch_size, 3, args.img_size, args.img_size),
-        dtype=torch.uint8, generator=generator)
+        0,
+        256, (args.batch_size, 3, args.img_size, args.img_size),
+        dtype=torch.uint8,
+        generator=generator)
 
 
 def random_latents(args, generator):
@@ -117,8 +126,17 @@ def takes_latents(model_cfg) -> bool:
 class Bench:
     """One model with its prepared batch, optimizer and step functions."""
 
-    def __init__(self, name, model, optim_wrapper, inputs, targets, args,
-                 infer_fn, loss_fn, num_params, note=''):
+    def __init__(self,
+                 name,
+                 model,
+                 optim_wrapper,
+                 inputs,
+                 targets,
+                 args,
+                 infer_fn,
+                 loss_fn,
+                 num_params,
+                 note=''):
         self.name = name
         self.model = model
         self.optim_wrapper = optim_wrapper
@@ -138,8 +156,7 @@ class Bench:
         if mode == 'infer':
             with inference_context(self.args), autocast(self.args):
                 return self.infer_fn(self.inputs)
-        with self.optim_wrapper.optim_context(self.model), autocast(
-                self.args):
+        with self.optim_wrapper.optim_context(self.model), autocast(self.args):
             loss = self.loss_fn(self.inputs, self.targets)
         self.optim_wrapper.update_params(loss)
         return loss
@@ -165,8 +182,9 @@ def build_config_bench(path, args, generator):
         model.to(memory_format=torch.channels_last)
     set_cudnn_benchmark(cfg, args)
 
-    images = (random_latents(args, generator) if takes_latents(cfg.model)
-              else random_images(args, generator))
+    images = (
+        random_latents(args, generator)
+        if takes_latents(cfg.model) else random_images(args, generator))
     labels = torch.randint(0, 10, (args.batch_size, ), generator=generator)
     data = dict(
         inputs=images,
@@ -190,8 +208,17 @@ def build_config_bench(path, args, generator):
 
     num_params = sum(p.numel() for p in model.parameters())
     name = osp.splitext(osp.basename(path))[0]
-    return Bench(name, model, optim_wrapper, inputs, data_samples, args,
-                 infer_fn, loss_fn, num_params, note=path), cfg
+    return Bench(
+        name,
+        model,
+        optim_wrapper,
+        inputs,
+        data_samples,
+        args,
+        infer_fn,
+        loss_fn,
+        num_params,
+        note=path), cfg
 
 
 def build_timm_bench(args, generator, optim_cfg):
@@ -211,8 +238,8 @@ def build_timm_bench(args, generator, optim_cfg):
         args.device)
     if args.channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (args.batch_size, ),
-                           generator=generator).to(args.device)
+    labels = torch.randint(
+        0, 10, (args.batch_size, ), generator=generator).to(args.device)
     optim_wrapper = build_optim_wrapper(model, optim_cfg, args)
     forward = maybe_compile(model, args)
 
@@ -220,11 +247,19 @@ def build_timm_bench(args, generator, optim_cfg):
         return F.cross_entropy(forward(x), y)
 
     num_params = sum(p.numel() for p in model.parameters())
-    return Bench(f'timm vit_base_patch16 @{args.img_size}', model,
-                 optim_wrapper, inputs, labels, args, forward, loss_fn,
-                 num_params, note=f'timm {timm.__version__} '
-                 'vit_base_patch16_224(img_size=%d, num_classes=10, '
-                 "global_pool='avg', class_token=False)" % args.img_size)
+    return Bench(
+        f'timm vit_base_patch16 @{args.img_size}',
+        model,
+        optim_wrapper,
+        inputs,
+        labels,
+        args,
+        forward,
+        loss_fn,
+        num_params,
+        note=f'timm {timm.__version__} '
+        'vit_base_patch16_224(img_size=%d, num_classes=10, '
+        "global_pool='avg', class_token=False)" % args.img_size)
 
 
 def entry_names(args):
@@ -274,8 +309,9 @@ def run_probe(args):
         torch.cuda.reset_peak_memory_stats()
         bench.step(mode)
         synchronize(args.device)
-        result = dict(peak_bytes=torch.cuda.max_memory_allocated(),
-                      how='torch.cuda.max_memory_allocated')
+        result = dict(
+            peak_bytes=torch.cuda.max_memory_allocated(),
+            how='torch.cuda.max_memory_allocated')
     else:
         reset = on_linux and _reset_peak_rss()
         bench.step(mode)
@@ -285,17 +321,17 @@ def run_probe(args):
         else:
             # ru_maxrss is in KiB on Linux, bytes on macOS.
             scale = 1 if sys.platform == 'darwin' else 1024
-            peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss *
-                    scale - rss_before)
+            peak = (
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale -
+                rss_before)
             how = 'ru_maxrss (lifetime, incl. build) - RSS before build'
         result = dict(peak_bytes=peak, how=how, model_rss_bytes=rss_model)
     print(PROBE_TAG + json.dumps(result), flush=True)
 
 
 def measure_memory(args, argv, index, mode):
-    cmd = [sys.executable, '-m', 'ci2p_mm.analysis.benchmark'] + list(argv) + [
-        '--probe', f'{index}:{mode}', '--memory', 'none'
-    ]
+    cmd = [sys.executable, '-m', 'ci2p_mm.analysis.benchmark'
+           ] + list(argv) + ['--probe', f'{index}:{mode}', '--memory', 'none']
     proc = subprocess.run(cmd, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith(PROBE_TAG):
@@ -328,8 +364,10 @@ def in_process_peak(bench, mode, device):
     synchronize(device)
     rise = torch.cuda.max_memory_allocated() - before
     held = persistent_bytes(bench.model, bench.optim_wrapper, bench.inputs)
-    return dict(peak_bytes=held + rise, how='in-process: weights, buffers, '
-                'optimizer state and batch + the step\'s rise')
+    return dict(
+        peak_bytes=held + rise,
+        how='in-process: weights, buffers, '
+        'optimizer state and batch + the step\'s rise')
 
 
 def profile_benches(benches, modes, args):
@@ -347,9 +385,10 @@ def profile_benches(benches, modes, args):
             if args.profile:
                 entry['profile'] = profile.profile_iterations(
                     lambda: bench.step(mode), args, bench.name, f'-{mode}')
-                texts.append(profile.format_summary(
-                    f'{bench.name} {mode}, batch {args.batch_size}',
-                    entry['profile']))
+                texts.append(
+                    profile.format_summary(
+                        f'{bench.name} {mode}, batch {args.batch_size}',
+                        entry['profile']))
             profiles[key] = entry
             print(texts[-1], flush=True)
     return profiles, '\n'.join(texts)
@@ -383,12 +422,14 @@ def run(args, argv):
         ' (data preprocessor excluded)',
         thp_mem_alloc=os.environ.get('THP_MEM_ALLOC_ENABLE'),
         loadavg_start=loadavg())
-    print(f'# {meta["device_name"]}, torch {meta["torch"]}, '
-          f'{meta["threads"]} threads, batch {args.batch_size}, '
-          f'{args.img_size}x{args.img_size}, {meta["precision"]}'
-          f'{", channels_last" if args.channels_last else ""}'
-          f'{", compile" if args.compile else ""}; load average '
-          f'{meta["loadavg_start"]}', flush=True)
+    print(
+        f'# {meta["device_name"]}, torch {meta["torch"]}, '
+        f'{meta["threads"]} threads, batch {args.batch_size}, '
+        f'{args.img_size}x{args.img_size}, {meta["precision"]}'
+        f'{", channels_last" if args.channels_last else ""}'
+        f'{", compile" if args.compile else ""}; load average '
+        f'{meta["loadavg_start"]}',
+        flush=True)
 
     benches, first_cfg = [], None
     for entry in entries:
@@ -397,11 +438,14 @@ def run(args, argv):
             bench = build_bench(entry, args, first_cfg)
         else:
             bench, cfg = build_config_bench(
-                entry, args, torch.Generator().manual_seed(args.seed))
+                entry, args,
+                torch.Generator().manual_seed(args.seed))
             first_cfg = first_cfg or cfg
         benches.append(bench)
-        print(f'built {bench.name} ({bench.num_params / 1e6:.1f} M params) '
-              f'in {time.perf_counter() - t0:.1f}s', flush=True)
+        print(
+            f'built {bench.name} ({bench.num_params / 1e6:.1f} M params) '
+            f'in {time.perf_counter() - t0:.1f}s',
+            flush=True)
 
     times = {(b.name, m): [] for b in benches for m in modes}
     others = {(b.name, m): [] for b in benches for m in modes}
@@ -409,8 +453,8 @@ def run(args, argv):
     total_rounds = args.warmup + args.repeats
     for r in range(total_rounds):
         warm = r < args.warmup
-        tag = (f'warm-up {r + 1}/{args.warmup}' if warm else
-               f'repeat {r - args.warmup + 1}/{args.repeats}')
+        tag = (f'warm-up {r + 1}/{args.warmup}'
+               if warm else f'repeat {r - args.warmup + 1}/{args.repeats}')
         for bench in benches:
             for mode in modes:
                 bench.prepare(mode)
@@ -420,17 +464,21 @@ def run(args, argv):
                 if not warm:
                     times[(bench.name, mode)].append(seconds)
                     others[(bench.name, mode)].append(other)
-                busy = ('' if other is None else
-                        f'  (others: {other:.2f} cores)')
-                print(f'[{tag}] {bench.name:<34} {mode:<5} {seconds:7.3f} '
-                      f's/step  {args.batch_size / seconds:7.2f} img/s'
-                      f'{busy}', flush=True)
+                busy = (''
+                        if other is None else f'  (others: {other:.2f} cores)')
+                print(
+                    f'[{tag}] {bench.name:<34} {mode:<5} {seconds:7.3f} '
+                    f's/step  {args.batch_size / seconds:7.2f} img/s'
+                    f'{busy}',
+                    flush=True)
     meta['loadavg_end'] = loadavg()
 
     results = []
     for bench in benches:
-        row = dict(name=bench.name, source=bench.note,
-                   params_m=bench.num_params / 1e6)
+        row = dict(
+            name=bench.name,
+            source=bench.note,
+            params_m=bench.num_params / 1e6)
         for mode in modes:
             seconds = times[(bench.name, mode)]
             median = statistics.median(seconds)
@@ -456,8 +504,7 @@ def run(args, argv):
         for row, bench in zip(results, benches):
             for mode in modes:
                 bench.prepare(mode)
-                row[mode]['memory'] = in_process_peak(bench, mode,
-                                                      args.device)
+                row[mode]['memory'] = in_process_peak(bench, mode, args.device)
     names = [b.name for b in benches]
     del benches, bench  # free the models before the memory probes
     if args.memory == 'probe':
@@ -470,15 +517,19 @@ def run(args, argv):
 
     table = format_table(results, modes, args)
     print(table, flush=True)
-    print(f'load average: start {meta["loadavg_start"]}, end of timing '
-          f'{meta["loadavg_end"]}', flush=True)
+    print(
+        f'load average: start {meta["loadavg_start"]}, end of timing '
+        f'{meta["loadavg_end"]}',
+        flush=True)
     if 'other_cores_mean' in meta:
-        print(f'other processes during timed steps: '
-              f'{meta["other_cores_mean"]:.2f} cores on average, '
-              f'{meta["other_cores_max"]:.2f} at most (of '
-              f'{os.cpu_count()})', flush=True)
-    report = dict(meta=meta, results=results, table=table,
-                  profile_text=profile_text)
+        print(
+            f'other processes during timed steps: '
+            f'{meta["other_cores_mean"]:.2f} cores on average, '
+            f'{meta["other_cores_max"]:.2f} at most (of '
+            f'{os.cpu_count()})',
+            flush=True)
+    report = dict(
+        meta=meta, results=results, table=table, profile_text=profile_text)
     if args.out:
         write_report(args.out, report)
     return report

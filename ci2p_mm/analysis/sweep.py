@@ -26,7 +26,9 @@ PER_RUN_OPTIONS = {'--batch-sizes': '+', '--batch-size': 1, '--out': 1}
 def add_arguments(parser):
     group = parser.add_argument_group('--batch-sizes (a sweep)')
     group.add_argument(
-        '--batch-sizes', type=int, nargs='+',
+        '--batch-sizes',
+        type=int,
+        nargs='+',
         help='run the mode once per batch size (e.g. 128 256 512 1024) and '
         'tabulate img/s and peak memory; a batch size that runs out of '
         'device memory ends the sweep (see ci2p_mm/analysis/sweep.py)')
@@ -69,8 +71,8 @@ def _cells(report: Dict) -> Dict[str, str]:
             if mode not in row:
                 continue
             mem = row[mode].get('memory')
-            parts.append(f'{mode} {row[mode]["img_per_s"]:.1f}' + (
-                f' ({mem["peak_bytes"] / MIB:.0f})' if mem else ''))
+            parts.append(f'{mode} {row[mode]["img_per_s"]:.1f}' +
+                         (f' ({mem["peak_bytes"] / MIB:.0f})' if mem else ''))
         cells[row['name']] = ', '.join(parts)
     return cells
 
@@ -82,14 +84,17 @@ def format_table(runs: List[Dict]) -> str:
             if name not in names:
                 names.append(name)
     width = max([34] + [len(n) + 2 for n in names])
-    lines = [f'{"model":<{width}}' + ''.join(
-        f'{"batch " + str(r["batch_size"]):>30}' for r in runs)]
+    lines = [
+        f'{"model":<{width}}' +
+        ''.join(f'{"batch " + str(r["batch_size"]):>30}' for r in runs)
+    ]
     lines.append('-' * len(lines[0]))
     for name in names:
         line = f'{name:<{width}}'
         for run in runs:
-            cell = (_cells(run['report']).get(name, '-') if 'report' in run
-                    else 'out of memory')
+            cell = (
+                _cells(run['report']).get(name, '-')
+                if 'report' in run else 'out of memory')
             line += f'{cell:>30}'
         lines.append(line)
     lines.append('img/s (peak MiB) per model and batch size; the runs\' own '
@@ -104,28 +109,33 @@ def run(args, argv: Sequence[str], parse_args: Callable,
     runs = []
     for batch_size in args.batch_sizes:
         run_argv = base + ['--batch-size', str(batch_size)]
-        print(f'=== batch size {batch_size}: {TOOL} {" ".join(run_argv)}',
-              flush=True)
+        print(
+            f'=== batch size {batch_size}: {TOOL} {" ".join(run_argv)}',
+            flush=True)
         try:
             report = run_mode(parse_args(run_argv), run_argv)
         except torch.OutOfMemoryError as err:
             reason = str(err).splitlines()[0]
-            print(f'batch size {batch_size}: out of device memory ({reason})'
-                  f'; larger batch sizes skipped', flush=True)
+            print(
+                f'batch size {batch_size}: out of device memory ({reason})'
+                f'; larger batch sizes skipped',
+                flush=True)
             runs.append(dict(batch_size=batch_size, out_of_memory=reason))
             break
         finally:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        runs.append(dict(batch_size=batch_size, command=run_argv,
-                         report=report))
+        runs.append(
+            dict(batch_size=batch_size, command=run_argv, report=report))
     table = format_table(runs)
     print(table, flush=True)
     result = dict(
         date=datetime.datetime.now().isoformat(timespec='seconds'),
-        command=' '.join([TOOL] + list(argv)), sweep='batch_size',
-        runs=runs, table=table)
+        command=' '.join([TOOL] + list(argv)),
+        sweep='batch_size',
+        runs=runs,
+        table=table)
     if args.out:
         write_report(args.out, result)
     return result

@@ -23,8 +23,11 @@ MIB = 1024 * 1024
 
 
 def amp_dtype(args):
-    return {None: None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[
-        args.amp]
+    return {
+        None: None,
+        'bf16': torch.bfloat16,
+        'fp16': torch.float16
+    }[args.amp]
 
 
 def autocast(args):
@@ -132,8 +135,7 @@ def maybe_compile(model, args):
     dynamo = torch._dynamo.config
     for name in ('recompile_limit', 'cache_size_limit'):  # old name
         if hasattr(dynamo, name):
-            setattr(dynamo, name, max(getattr(dynamo, name),
-                                      RECOMPILE_LIMIT))
+            setattr(dynamo, name, max(getattr(dynamo, name), RECOMPILE_LIMIT))
             break
     return compile_forward(model, **compile_kwargs(args))
 
@@ -146,10 +148,11 @@ def tensor_bytes(tensors) -> int:
 def persistent_bytes(model, optim_wrapper, inputs) -> int:
     """Bytes a training process holds between steps: weights, buffers,
     optimizer state and the batch (for in-process peak memory)."""
-    state = [v for s in optim_wrapper.optimizer.state.values()
-             for v in s.values()]
-    return tensor_bytes(list(model.parameters()) + list(model.buffers()) +
-                        state + [inputs])
+    state = [
+        v for s in optim_wrapper.optimizer.state.values() for v in s.values()
+    ]
+    return tensor_bytes(
+        list(model.parameters()) + list(model.buffers()) + state + [inputs])
 
 
 class OtherLoad:
@@ -212,17 +215,20 @@ def warn_slow_cpu_amp(args):
     """Autocast on a CPU without native bf16/fp16 runs reference kernels."""
     if args.device != 'cpu' or not args.amp:
         return
-    check = dict(bf16='_is_mkldnn_bf16_supported',
-                 fp16='_is_mkldnn_fp16_supported')[args.amp]
+    check = dict(
+        bf16='_is_mkldnn_bf16_supported',
+        fp16='_is_mkldnn_fp16_supported')[args.amp]
     try:
         native = getattr(torch.ops.mkldnn, check)()
     except (AttributeError, RuntimeError):
         return
     if not native:
-        print(f'WARNING: this CPU has no native {args.amp} support in oneDNN '
-              f'(capability {torch.backends.cpu.get_cpu_capability()}): '
-              f'{args.amp} convolutions fall back to reference kernels, '
-              'often 10-300x slower than fp32.', flush=True)
+        print(
+            f'WARNING: this CPU has no native {args.amp} support in oneDNN '
+            f'(capability {torch.backends.cpu.get_cpu_capability()}): '
+            f'{args.amp} convolutions fall back to reference kernels, '
+            'often 10-300x slower than fp32.',
+            flush=True)
 
 
 def write_report(path: str, report: dict, quiet: bool = False) -> None:

@@ -94,8 +94,9 @@ def train(argv=None):
     args = parse_args(argv)
     cfg = merge_args(read_config(args.config), args)
     # CI2PRunner: checked checkpoint loading, atomic saving, exact resume.
-    runner = (CI2PRunner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = (
+        CI2PRunner.from_cfg(cfg)
+        if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()
     close_distributed()
     return runner

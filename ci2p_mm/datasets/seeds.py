@@ -72,19 +72,23 @@ def sample_seeds(seed: int, epoch: int, positions) -> np.ndarray:
     .generate_state(1)[0]``, without a Python loop. ``epoch`` and the
     positions must be below 2**32 (one entropy word each)."""
     positions = np.asarray(positions, dtype=np.int64)
-    if positions.size and (positions.min() < 0
-                           or positions.max() > _MASK32):
+    if positions.size and (positions.min() < 0 or positions.max() > _MASK32):
         raise ValueError('positions must be in [0, 2**32)')
     if not 0 <= epoch <= _MASK32:
         raise ValueError(f'epoch must be in [0, 2**32); got {epoch}')
     with np.errstate(over='ignore'):
-        entropy = [np.full(positions.shape, seed % 2**32, np.uint32),
-                   np.full(positions.shape, epoch, np.uint32),
-                   positions.astype(np.uint32)]
+        entropy = [
+            np.full(positions.shape, seed % 2**32, np.uint32),
+            np.full(positions.shape, epoch, np.uint32),
+            positions.astype(np.uint32)
+        ]
         const = _HashConstant(_INIT_A, _MULT_A)
-        pool = [_hashmix(entropy[i] if i < len(entropy) else
-                         np.zeros(positions.shape, np.uint32), const)
-                for i in range(_POOL_SIZE)]
+        pool = [
+            _hashmix(
+                entropy[i] if i < len(entropy) else np.zeros(
+                    positions.shape, np.uint32), const)
+            for i in range(_POOL_SIZE)
+        ]
         for src in range(_POOL_SIZE):
             for dst in range(_POOL_SIZE):
                 if src != dst:
@@ -118,8 +122,9 @@ def first_uniforms(seeds) -> np.ndarray:
     keys = {0: key}
     # The first two output words read key[0..2] and key[397..398].
     for i in range(1, _MT_M + 2):
-        key = (np.uint64(_MT_INIT_MULT) * (key ^ (key >> np.uint64(30)))
-               + np.uint64(i)) & np.uint64(_MASK32)
+        key = (np.uint64(_MT_INIT_MULT) *
+               (key ^
+                (key >> np.uint64(30))) + np.uint64(i)) & np.uint64(_MASK32)
         if i in (1, 2, _MT_M, _MT_M + 1):
             keys[i] = key
     word0 = _temper(_twist(keys[0], keys[1], keys[_MT_M]))

@@ -242,8 +242,11 @@ class CI2PRunner(Runner):
             options = resident_options(dataloader.pop('device_resident'))
             if options is not None:
                 return build_device_latent_loader(
-                    dataloader, get_device(), seed=seed,
-                    diff_rank_seed=diff_rank_seed, **options)
+                    dataloader,
+                    get_device(),
+                    seed=seed,
+                    diff_rank_seed=diff_rank_seed,
+                    **options)
         loader = Runner.build_dataloader(
             dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
         if isinstance(loader, DataLoader) and loader.generator is None:

@@ -2,7 +2,8 @@
 then train the ViT from the stored latents every epoch.
 
 - :mod:`.store`: the on-disk format, :class:`LatentStore` and its checks.
-- :mod:`.encoding`: :func:`encode` (``tools/dataset_converters/encode_latents.py``).
+- :mod:`.encoding`: :func:`encode`
+  (``tools/dataset_converters/encode_latents.py``).
 - :mod:`.dataset`: :class:`LatentDataset` and the :class:`LoadLatent`
   transform (registered in mmpretrain's ``DATASETS`` / ``TRANSFORMS``).
 - :mod:`.preprocessor`: :class:`LatentDataPreprocessor` (``MODELS``).
@@ -23,9 +24,9 @@ from .store import (FORMAT_VERSION, LATENT_VIEWS, STORAGES, LatentStore,
                     LatentStoreError, codec_identity, default_store_name)
 
 __all__ = [
-    'encode', 'LatentStore', 'LatentStoreError', 'LatentDataset',
-    'LoadLatent', 'LatentDataPreprocessor', 'LatentStoreCheckHook',
-    'build_source_dataset', 'codec_identity', 'default_store_name',
-    'FORMAT_VERSION', 'LATENT_VIEWS', 'STORAGES', 'DeviceLatentLoader',
-    'DeviceLatentsError', 'build_device_latent_loader', 'resident_options'
+    'encode', 'LatentStore', 'LatentStoreError', 'LatentDataset', 'LoadLatent',
+    'LatentDataPreprocessor', 'LatentStoreCheckHook', 'build_source_dataset',
+    'codec_identity', 'default_store_name', 'FORMAT_VERSION', 'LATENT_VIEWS',
+    'STORAGES', 'DeviceLatentLoader', 'DeviceLatentsError',
+    'build_device_latent_loader', 'resident_options'
 ]

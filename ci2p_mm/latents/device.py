@@ -64,8 +64,8 @@ GIB = 1 << 30
 
 
 def size_text(num_bytes: float) -> str:
-    return (f'{num_bytes / GIB:.2f} GiB' if num_bytes >= GIB else
-            f'{num_bytes / (1 << 20):.1f} MiB')
+    return (f'{num_bytes / GIB:.2f} GiB'
+            if num_bytes >= GIB else f'{num_bytes / (1 << 20):.1f} MiB')
 
 
 class DeviceLatentsError(UserError, ValueError):
@@ -141,8 +141,10 @@ class DeviceLatentLoader:
             memory the store may take. Defaults to 0.5.
     """
 
-    def __init__(self, loader, device, max_memory_fraction: float =
-                 DEFAULT_MEMORY_FRACTION):
+    def __init__(self,
+                 loader,
+                 device,
+                 max_memory_fraction: float = DEFAULT_MEMORY_FRACTION):
         if not 0 < max_memory_fraction <= 1:
             raise DeviceLatentsError(
                 f'device_resident max_memory_fraction must be in (0, 1]; '
@@ -209,10 +211,10 @@ class DeviceLatentLoader:
                 f'it with --storage quantized (half the bytes).')
         start = time.perf_counter()
         num, views = array.shape[:2]
-        latents = torch.empty((num * views, *array.shape[2:]),
-                              dtype=torch.from_numpy(
-                                  np.empty(0, array.dtype)).dtype,
-                              device=self.device)
+        latents = torch.empty(
+            (num * views, *array.shape[2:]),
+            dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype,
+            device=self.device)
         rows = max(1, LOAD_CHUNK_BYTES // max(1, array[:1].nbytes))
         for first in range(0, num, rows):
             part = torch.from_numpy(np.array(array[first:first + rows]))
@@ -231,7 +233,8 @@ class DeviceLatentLoader:
             f'store {store.root} (split {split!r}, {size_text(size)}) '
             f'loaded into {self.device} memory in '
             f'{time.perf_counter() - start:.1f} s; batches are drawn there '
-            f'(no worker processes).', logger='current')
+            f'(no worker processes).',
+            logger='current')
         return latents
 
     # -- iterating --------------------------------------------------------
@@ -267,7 +270,8 @@ class DeviceLatentLoader:
             print_log(
                 f'skip_bad_images: skipping {skipped[-1]} ('
                 f'{self.infos[candidate]["bad_reason"]}); the next readable '
-                f'sample takes its place.', logger='current',
+                f'sample takes its place.',
+                logger='current',
                 level=logging.WARNING)
         raise RuntimeError(
             f'No readable image in {type(dataset).__name__}: all '
@@ -284,7 +288,8 @@ class DeviceLatentLoader:
         # Unseeded draws (a sampler without seeds), as LoadLatent draws.
         return np.random.rand(len(indices)) < self.flip_prob
 
-    def collate(self, indices: Sequence[int],
+    def collate(self,
+                indices: Sequence[int],
                 flips: Optional[np.ndarray] = None) -> Dict[str, object]:
         """The batch of the drawn ``indices`` (ints or ``SeededIndex``)
         with their flips (default: :meth:`flips`)."""
@@ -294,18 +299,19 @@ class DeviceLatentLoader:
         for pos, drawn in enumerate(indices):
             index, skipped = self._readable(int(drawn))
             flip = bool(flips[pos])
-            rows[pos] = (self.latent_index[index] * self.num_views +
-                         (self.view_flip if flip else self.view_original))
+            rows[pos] = (
+                self.latent_index[index] * self.num_views +
+                (self.view_flip if flip else self.view_original))
             sample = DataSample()
-            sample.set_field(self.labels[index], 'gt_label',
-                             dtype=torch.Tensor)
+            sample.set_field(
+                self.labels[index], 'gt_label', dtype=torch.Tensor)
             for key, value in self.static_meta[index]:
                 sample.set_field(value, key, field_type='metainfo')
             if 'flip' in self.meta_keys:
                 sample.set_field(flip, 'flip', field_type='metainfo')
             if flip and 'flip_direction' in self.meta_keys:
-                sample.set_field('horizontal', 'flip_direction',
-                                 field_type='metainfo')
+                sample.set_field(
+                    'horizontal', 'flip_direction', field_type='metainfo')
             if skipped:
                 sample.set_metainfo({'skipped_bad_images': skipped})
             samples.append(sample)
@@ -317,7 +323,8 @@ class DeviceLatentLoader:
         return dict(inputs=inputs, data_samples=samples)
 
 
-def build_device_latent_loader(dataloader_cfg: dict, device,
+def build_device_latent_loader(dataloader_cfg: dict,
+                               device,
                                seed: Optional[int] = None,
                                diff_rank_seed: bool = False,
                                **options) -> DeviceLatentLoader:
@@ -326,6 +333,6 @@ def build_device_latent_loader(dataloader_cfg: dict, device,
     sampler exactly as for the DataLoader path, with no workers."""
     cfg = dict(dataloader_cfg)
     cfg.update(num_workers=0, persistent_workers=False, pin_memory=False)
-    loader = Runner.build_dataloader(cfg, seed=seed,
-                                     diff_rank_seed=diff_rank_seed)
+    loader = Runner.build_dataloader(
+        cfg, seed=seed, diff_rank_seed=diff_rank_seed)
     return DeviceLatentLoader(loader, device, **options)

@@ -37,5 +37,6 @@ val_dataloader = dict(
         source={{_base_.val_dataloader.dataset}},
         store=latent_store,
         skip_bad_images=False,
-        pipeline=[dict(type='LoadLatent'), dict(type='PackInputs')]))
+        pipeline=[dict(type='LoadLatent'),
+                  dict(type='PackInputs')]))
 test_dataloader = val_dataloader
