@@ -81,9 +81,12 @@ def test_missing_data_under_a_latents_config_names_its_key(tmp_path):
     from ci2p_mm.datasets import DatasetNotPreparedError
     from ci2p_mm.latents import LatentDataset
     with pytest.raises(DatasetNotPreparedError) as info:
-        LatentDataset(source=dict(type='Animals10', split='train',
-                                  data_root=str(tmp_path / 'nowhere')),
-                      store='latents/s')
+        LatentDataset(
+            source=dict(
+                type='Animals10',
+                split='train',
+                data_root=str(tmp_path / 'nowhere')),
+            store='latents/s')
     assert ('--cfg-options train_dataloader.dataset.source.data_root=DIR'
             in str(info.value))
 

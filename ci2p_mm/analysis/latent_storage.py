@@ -156,8 +156,8 @@ def format_table(rows, image_rate, args):
                      f'{r["latent_rel_rms"]:>16.2e}{r["token_rel_rms"]:>15.2e}'
                      f'{r["token_max_abs"]:>15.2e}{r["clipped"]:>9d}')
     lines.append(
-        f'images (SafeLoadImageFromFile + Resize, no store): {image_rate:.0f} img/s '
-        f'loading. {args.img_size}x{args.img_size}; KiB/image with both '
+        f'images (SafeLoadImageFromFile + Resize, no store): '
+        f'{image_rate:.0f} img/s loading. {args.img_size}x{args.img_size}; KiB/image with both '
         f'views (image + flip); encode img/s includes reading the JPEGs and '
         f'both views; token error vs the float32 encoder through the same '
         f'PatchReshape (max |token| {rows[0]["token_max"]:.3g}).')

@@ -9,8 +9,7 @@ from .transforms import (BadImageError, LoadImageRGB, SafeLoadImageFromFile,
 
 __all__ = [
     'Animals10', 'ITALIAN_TO_ENGLISH', 'DatasetNotPreparedError', 'make_split',
-    'make_toy_animals10',
-    'SafeLoadImageFromFile', 'LoadImageRGB', 'BadImageError', 'decode_image',
-    'ResumableSampler', 'RobustImageNet', 'SeededIndex', 'SkipBadImagesMixin',
-    'convert_isic2017', 'ISICLayoutError'
+    'make_toy_animals10', 'SafeLoadImageFromFile', 'LoadImageRGB',
+    'BadImageError', 'decode_image', 'ResumableSampler', 'RobustImageNet',
+    'SeededIndex', 'SkipBadImagesMixin', 'convert_isic2017', 'ISICLayoutError'
 ]

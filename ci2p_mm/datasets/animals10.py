@@ -104,7 +104,8 @@ class DatasetNotPreparedError(UserError, FileNotFoundError):
     that wraps this one, like ``LatentDataset``'s ``source``, changes it).
     """
 
-    def __init__(self, problem: str,
+    def __init__(self,
+                 problem: str,
                  data_root_key: Optional[str] = 'dataset.data_root'):
         super().__init__(problem)
         self.problem = problem
