@@ -157,8 +157,8 @@ def format_table(rows, image_rate, args):
                      f'{r["token_max_abs"]:>15.2e}{r["clipped"]:>9d}')
     lines.append(
         f'images (SafeLoadImageFromFile + Resize, no store): '
-        f'{image_rate:.0f} img/s loading. {args.img_size}x{args.img_size}; KiB/image with both '
-        f'views (image + flip); encode img/s includes reading the JPEGs and '
+        f'{image_rate:.0f} img/s loading. {args.img_size}x{args.img_size}; '
+        f'KiB/image with both views (image + flip); encode img/s includes reading the JPEGs and '
         f'both views; token error vs the float32 encoder through the same '
         f'PatchReshape (max |token| {rows[0]["token_max"]:.3g}).')
     return '\n'.join(lines)
