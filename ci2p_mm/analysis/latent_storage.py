@@ -158,7 +158,8 @@ def format_table(rows, image_rate, args):
     lines.append(
         f'images (SafeLoadImageFromFile + Resize, no store): '
         f'{image_rate:.0f} img/s loading. {args.img_size}x{args.img_size}; '
-        f'KiB/image with both views (image + flip); encode img/s includes reading the JPEGs and '
-        f'both views; token error vs the float32 encoder through the same '
-        f'PatchReshape (max |token| {rows[0]["token_max"]:.3g}).')
+        f'KiB/image with both views (image + flip); encode img/s includes '
+        f'reading the JPEGs and both views; token error vs the float32 '
+        f'encoder through the same PatchReshape (max |token| '
+        f'{rows[0]["token_max"]:.3g}).')
     return '\n'.join(lines)
