@@ -159,6 +159,7 @@ def test_quantized_store_gives_the_same_float_batches(configs, tmp_path):
     assert assert_same_batches(reference, device, epochs=(0, )) == 3
 
 
+@pytest.mark.slow
 def test_refusals_name_sizes_and_the_way_out(configs, monkeypatch):
     image, latent = configs
     loader = train_loader_cfg(latent)
@@ -193,6 +194,7 @@ def test_refusals_name_sizes_and_the_way_out(configs, monkeypatch):
     assert isinstance(plain, torch.utils.data.DataLoader)
 
 
+@pytest.mark.slow
 def test_bad_files_are_replaced_or_refused_as_by_the_dataloader(
         toy_animals10, request, tmp_path):
     codec = request.getfixturevalue('codec_file')

@@ -280,6 +280,7 @@ def test_a_broken_codec_stores_nothing_non_finite(pristine, codec_file,
             read_config(config), splits=['val'], num_workers=0, progress=False)
 
 
+@pytest.mark.slow
 def test_a_second_encode_of_the_same_store_is_refused(store):
     config, root = store
     holder = subprocess.Popen([

@@ -108,6 +108,7 @@ def dataset(config, split, **overrides):
     return DATASETS.build(cfg)
 
 
+@pytest.mark.slow
 def test_encode_train_from_latents_then_test_on_images(encoded, tmp_path):
     image, latent, store = encoded
     record = LatentStore(store).record
@@ -179,6 +180,7 @@ def test_flip_is_seeded_per_sample(encoded):
     assert flips == again and 0 < sum(flips) < 16
 
 
+@pytest.mark.slow
 def test_store_refuses_a_model_of_another_codec(encoded, codec_file, tmp_path):
     from mmpretrain.registry import MODELS
 
@@ -231,6 +233,7 @@ def copy_data(toy_animals10, tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_stale_annotations_are_named(toy_animals10, codec_file, tmp_path):
     root = copy_data(toy_animals10, tmp_path)
     image, latent = write_configs(tmp_path, root, codec_file)
@@ -284,6 +287,7 @@ def test_killed_encode_resumes(encoded, monkeypatch, tmp_path):
     assert resumed.record['codec'] == whole.record['codec']
 
 
+@pytest.mark.slow
 def test_two_processes_encode_the_same_store(encoded, tmp_path):
     """``--launcher pytorch`` with 2 CPU processes (gloo), as
     ``torchrun --nproc_per_node N`` runs it on N GPUs: the ranks take
@@ -328,6 +332,7 @@ def test_two_processes_encode_the_same_store(encoded, tmp_path):
     assert two.record['codec'] == whole.record['codec']
 
 
+@pytest.mark.slow
 def test_bad_files_as_the_image_path(toy_animals10, codec_file, tmp_path):
     root = copy_data(toy_animals10, tmp_path)
     image, latent = write_configs(tmp_path, root, codec_file)

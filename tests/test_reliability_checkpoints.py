@@ -22,6 +22,9 @@ from ci2p_mm.engine.checkpoint import (check_codecs, check_state_dict_fits,
                                        extract_state_dict)
 from ci2p_mm.engine.runner import check_pretrained_init_cfgs
 
+# Every test here trains or tests a real checkpoint: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):

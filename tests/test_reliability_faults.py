@@ -26,6 +26,9 @@ import pytest
 from _reliability import REPO, make_toy_data, write_config
 from test_reliability_resume import assert_same, final_state
 
+# Real trainings in subprocesses, killed and resumed: the slow tier.
+pytestmark = pytest.mark.slow
+
 FAULTS = '''
 """Test-only: signal this run's process group at an iteration; make the
 write of one checkpoint fail with ENOSPC half way."""

@@ -24,6 +24,9 @@ from _reliability import make_toy_data, run, write_config
 
 from ci2p_mm.engine.runner import find_resumable_checkpoint
 
+# Real trainings in subprocesses, killed and resumed: the slow tier.
+pytestmark = pytest.mark.slow
+
 KILLER = '''
 """Test-only: SIGKILL this process at an iteration, or while saving."""
 import os

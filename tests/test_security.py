@@ -154,6 +154,7 @@ def test_planted_zoo_file_never_runs(entry, hash_matches, entry_inputs, hub,
         assert sha256_of(cached)[:16] in message
 
 
+@pytest.mark.slow
 def test_planted_zoo_file_through_the_command_line(entry_inputs, tmp_path):
     """The reported case end to end: TORCH_HOME's cache, tools/train.py."""
     marker = tmp_path / 'PWNED'

@@ -290,6 +290,7 @@ def test_segnetr_vs_unet_at_224(counts_224):
     assert rows[-1].endswith('| -59% | -76% |')
 
 
+@pytest.mark.slow
 def test_segnetr_vs_unet_cli(capsys):
     assert main(['--shape', '64', '96', '--arch', 't']) == 0
     out = capsys.readouterr().out

@@ -273,6 +273,7 @@ def test_bf16_autocast_inference_and_training(make, channels):
     assert all(p.grad is None for p in encoder_of(model.backbone).parameters())
 
 
+@pytest.mark.slow
 def test_torch_compile_traces_the_model():
     """Dynamo runs CI2P's code (class-swapped GDN, range check, frozen
     encoder); the eager backend keeps the test fast. Compiled models are
@@ -311,6 +312,7 @@ def test_compile_forward_keeps_names_and_compiles_once():
         compile_cfg_kwargs('yes')
 
 
+@pytest.mark.slow
 def test_train_tool_compile_compiles_the_forward(tmp_path, toy_animals10):
     """`tools/train.py --compile` (mmengine's cfg.compile): CI2PRunner
     compiles the model's forward, not mmengine's train_step (whose trace
@@ -342,6 +344,7 @@ def test_train_tool_compile_compiles_the_forward(tmp_path, toy_animals10):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_benchmark_tool_smoke(tmp_path):
     configs = [
         write_tiny_config(tmp_path, base, str(tmp_path))

@@ -13,6 +13,9 @@ import pytest
 from conftest import (REPO, codec_train_args, make_codec_images, run_tool,
                       write_tiny_config)
 
+# Every test starts a fresh interpreter (a tool as users run it).
+pytestmark = pytest.mark.slow
+
 
 def run_failing(*args):
     proc = subprocess.run([sys.executable, *args],

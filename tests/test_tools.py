@@ -11,6 +11,9 @@ from conftest import REPO, free_port, run_tool, write_tiny_config
 
 from ci2p_mm.datasets import ITALIAN_TO_ENGLISH, make_split
 
+# Tools run as users run them, in subprocesses, with real trainings.
+pytestmark = pytest.mark.slow
+
 
 def fake_kaggle_folder(root, counts):
     """Kaggle's raw-img layout with mixed and upper-case extensions."""
