@@ -28,7 +28,8 @@ from PIL import Image
 from ci2p_mm.utils.image_files import (DEFAULT_MAX_FILE_BYTES,
                                        DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE,
                                        BadImageError, decode_image,
-                                       load_image_file)
+                                       file_not_found, file_too_big,
+                                       file_unreadable, load_image_file)
 
 __all__ = [
     'SafeLoadImageFromFile', 'LoadImageRGB', 'BadImageError', 'decode_image'
@@ -116,18 +117,11 @@ class SafeLoadImageFromFile(BaseTransform):
         try:
             data = fileio.get(path, backend_args=self.backend_args)
         except FileNotFoundError:
-            raise BadImageError(
-                path, 'file not found',
-                'restore the file, or rewrite the annotation files so they '
-                'list only existing files') from None
-        except Exception as err:
-            raise BadImageError(path, f'cannot be read ({type(err).__name__})',
-                                'check the path and its permissions') from None
+            raise file_not_found(path) from None
+        except Exception as err:  # any storage backend's error
+            raise file_unreadable(path, type(err).__name__) from None
         if len(data) > self.max_file_bytes:
-            raise BadImageError(
-                path, f'{len(data)} bytes, more than max_file_bytes='
-                f'{self.max_file_bytes}',
-                're-encode or downscale it, or raise max_file_bytes')
+            raise file_too_big(path, f'{len(data)} bytes', self.max_file_bytes)
         return decode_image(data, path, self.background, self.max_pixels,
                             self.min_size)
 

@@ -136,6 +136,28 @@ def is_inside(path: str, root: str) -> bool:
     return osp.commonpath([root, osp.realpath(path)]) == root
 
 
+def file_not_found(path: str) -> BadImageError:
+    return BadImageError(
+        path, 'file not found',
+        'restore the file, or rewrite the annotation files so they list only '
+        'existing files')
+
+
+def file_unreadable(path: str, reason: str) -> BadImageError:
+    return BadImageError(path, f'cannot be read ({reason})',
+                         'check the path and its permissions')
+
+
+def file_too_big(path: str, size_words: str,
+                 max_file_bytes: int) -> BadImageError:
+    """``size_words`` says how big, e.g. ``'314572800 bytes'``."""
+    return BadImageError(
+        path, f'{size_words}, more than max_file_bytes={max_file_bytes} (the '
+        f'cap on one image file); not read',
+        're-encode or downscale it, or raise max_file_bytes of the image '
+        'loader')
+
+
 def read_image_file(path: str,
                     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
                     data_root: Optional[str] = None,
@@ -151,13 +173,9 @@ def read_image_file(path: str,
     try:
         link = stat.S_ISLNK(os.lstat(path).st_mode)
     except FileNotFoundError:
-        raise BadImageError(
-            path, 'file not found',
-            'restore the file, or rewrite the annotation files so they '
-            'list only existing files') from None
+        raise file_not_found(path) from None
     except OSError as err:
-        raise BadImageError(path, f'cannot be read ({err.strerror})',
-                            'check the path and its permissions') from None
+        raise file_unreadable(path, err.strerror) from None
     target, via = path, ''
     if link:
         target = osp.realpath(path)
@@ -195,13 +213,9 @@ def read_image_file(path: str,
             raise BadImageError(
                 path, f'{_kind(info.st_mode)}, not a '
                 f'regular file{via}; not read', fix)
-        too_big = (f'more than max_file_bytes={max_file_bytes} (the cap on '
-                   f'one image file); not read')
-        fix_big = ('re-encode or downscale it, or raise max_file_bytes of '
-                   'the image loader')
         if info.st_size > max_file_bytes:
-            raise BadImageError(path, f'{info.st_size} bytes{via}, {too_big}',
-                                fix_big)
+            raise file_too_big(path, f'{info.st_size} bytes{via}',
+                               max_file_bytes)
         try:
             data = f.read(max_file_bytes + 1)
         except OSError as err:
@@ -209,7 +223,8 @@ def read_image_file(path: str,
                                 f'({err.strerror})',
                                 'check the file and the disk') from None
     if len(data) > max_file_bytes:  # grew, or a file that lies about size
-        raise BadImageError(path, f'holds {too_big}', fix_big)
+        raise file_too_big(path, 'holds more bytes than it said',
+                           max_file_bytes)
     return data
 
 
