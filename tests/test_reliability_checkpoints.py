@@ -38,7 +38,11 @@ def trained(tmp_path_factory):
 
 
 def run_test(config, checkpoint, *options):
-    argv = [config, checkpoint]
+    # A work dir beside the config: the default (./work_dirs) is the checkout.
+    argv = [
+        config, checkpoint, '--work-dir',
+        osp.join(osp.dirname(config), 'test_work')
+    ]
     if options:
         argv += ['--cfg-options', *options]
     return ci2p_mm.apis.test(argv)
