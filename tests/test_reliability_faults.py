@@ -220,6 +220,7 @@ def test_signals_and_full_disk_then_resume_is_exact(setup):
         assert code != 0
         message = next(line for line in out.splitlines()
                        if 'Could not save checkpoint' in line)
+        print(message)
         assert message.startswith(
             f'train.py: error: Could not save checkpoint epoch_2.pth: No '
             f'space left on device writing {work}/epoch_2.pth (needs about ')

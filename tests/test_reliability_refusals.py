@@ -39,8 +39,8 @@ def tiny(tmp_path_factory):
 
 def test_missing_and_broken_configs(tmp_path, capsys):
     missing = str(tmp_path / 'nope.py')
-    assert refusal(train_api.main, [missing], capsys) == (
-        f'Config {missing}: it cannot be read (No such file or directory).')
+    assert refusal(train_api.main, [missing],
+                   capsys) == (f'Config {missing}: it does not exist.')
     broken = tmp_path / 'broken.py'
     broken.write_text("model = dict(\n    type='CI2PViT',\n")
     assert refusal(train_api.main, [str(broken)], capsys) == (
@@ -53,8 +53,8 @@ def test_missing_and_broken_configs(tmp_path, capsys):
     orphan = tmp_path / 'orphan.py'
     orphan.write_text("_base_ = ['gone.py']\n")
     assert refusal(train_api.main, [str(orphan)], capsys) == (
-        f'Config {orphan}: its _base_ file {tmp_path}/gone.py cannot be read '
-        f'(No such file or directory).')
+        f'Config {orphan}: its _base_ file {tmp_path}/gone.py does not '
+        f'exist.')
     latin1 = tmp_path / 'latin1.py'
     latin1.write_bytes(b"# caf\xe9\nx = 1\n")
     assert refusal(train_api.main, [str(latin1)],
@@ -107,16 +107,16 @@ def test_test_tool_out_that_is_a_folder_or_the_checkpoint(
     ckpt = tmp_path / 'model.pkl'  # a checkpoint named like an --out
     torch.save({}, ckpt)
     (tmp_path / 'preds.pkl').mkdir()
-    assert refusal(
-        test_api.main,
-        [config, str(ckpt), '--out',
-         str(tmp_path / 'preds.pkl')],
-        capsys) == (f'Output {tmp_path}/preds.pkl is a folder; refusing to '
-                    f'write over it. Name a file instead.')
-    assert refusal(
-        test_api.main,
-        [config, str(ckpt), '--out', str(ckpt)],
-        capsys).startswith(f'Output {ckpt} is the input {ckpt} ')
+    work = ['--work-dir', str(tmp_path / 'work')]
+    out = str(tmp_path / 'preds.pkl')
+    assert refusal(test_api.main,
+                   [config, str(ckpt), '--out', out, *work],
+                   capsys) == (f'Output {out} is a folder; refusing to write '
+                               f'over it. Name a file instead.')
+    message = refusal(test_api.main,
+                      [config, str(ckpt), '--out',
+                       str(ckpt), *work], capsys)
+    assert message.startswith(f'Output {ckpt} is the input {ckpt} ')
 
 
 def test_converter_destination_folder(tmp_path, capsys):

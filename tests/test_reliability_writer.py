@@ -155,6 +155,7 @@ def test_full_disk_is_one_line_with_path_and_size(full_disk):
     assert message.startswith(
         f'No space left on device writing {out} (needs about 1.0 MiB')
     assert message.endswith('Free some space or write elsewhere.')
+    assert ', 0.0 KiB free' not in message  # measured once the part is gone
     assert '\n' not in message and 'basic_ios' not in message
     assert os.listdir(full_disk) == []  # no partial file
     with pytest.raises(

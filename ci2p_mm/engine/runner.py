@@ -121,10 +121,10 @@ def find_resumable_checkpoint(work_dir: str,
     for path in candidates:
         if is_complete_checkpoint(path):
             if notes is not None:
-                notes.append(
-                    f'{pointer} points to {pointed}, which is missing '
-                    f'or incomplete (or it is not a path); resuming from '
-                    f'{path}, the newest complete checkpoint in {work_dir}.')
+                why = (f'points to {pointed}, which is missing or incomplete'
+                       if pointed else 'is missing, empty or not UTF-8 text')
+                notes.append(f'{pointer} {why}; resuming from {path}, the '
+                             f'newest complete checkpoint in {work_dir}.')
             return path
     return None
 
@@ -222,20 +222,20 @@ class CI2PRunner(Runner):
         dir has none. A work dir that cannot be written (a read-only file
         system) is refused in one line."""
         check_writable_dir(cfg.work_dir, 'Work dir')
-        notes = []
-        if cfg.get('resume', False) and cfg.get('load_from') is None:
+        notes, auto = [], cfg.get('resume') and cfg.get('load_from') is None
+        if auto:
             cfg = copy.deepcopy(cfg)
             cfg.load_from = find_resumable_checkpoint(
                 osp.abspath(cfg.work_dir), notes)
             cfg.resume = cfg.load_from is not None
-            notes.append(
+        runner = super().from_cfg(cfg)
+        for note in notes:
+            runner.logger.warning(note)
+        if auto:
+            runner.logger.info(
                 f'Auto-resuming from {cfg.load_from}.' if cfg.resume else
                 f'--resume: no checkpoint in {cfg.work_dir} yet; starting '
                 f'from the beginning.')
-        runner = super().from_cfg(cfg)
-        for note in notes:
-            runner.logger.warning(note) if 'incomplete' in note else \
-                runner.logger.info(note)
         return runner
 
     # -- building --

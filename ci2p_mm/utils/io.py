@@ -218,6 +218,11 @@ def atomic_output(path: str, size: Optional[int] = None) -> Iterator[str]:
         if isinstance(err, UserError) or err.errno not in _WRITE_ERRNOS:
             raise
         written = osp.getsize(tmp) if osp.exists(tmp) else 0
+        if held is not None:  # its blocks are freed once nothing holds it
+            os.close(held)
+            held = None
+        with contextlib.suppress(OSError):
+            os.remove(tmp)  # before the free space is measured
         raise _error(path, err, size or written) from err
     finally:
         if held is not None:

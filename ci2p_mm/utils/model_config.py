@@ -82,6 +82,8 @@ def _config_problem(path: str, err: Exception) -> str:
                 f'{f" ({err.text.strip()})" if err.text else ""}')
     name = err.filename or path
     what = 'it' if name == path else f'its _base_ file {name}'
+    if isinstance(err, FileNotFoundError):
+        return f'{what} does not exist'
     return f'{what} cannot be read ({err.strerror or err})'
 
 
