@@ -28,6 +28,7 @@ import ci2p_mm.apis.training as train_api
 from ci2p_mm.datasets import (Animals10, BadImageError, SafeLoadImageFromFile,
                               make_split)
 from ci2p_mm.utils.image_files import ALLOWED_FORMATS, load_image_file
+from ci2p_mm.utils.io import TMP_MARK
 
 CLASSES = ('dog', 'horse', 'elephant', 'butterfly', 'chicken', 'cat', 'cow',
            'sheep', 'spider', 'squirrel')
@@ -597,7 +598,7 @@ def test_prepare_animals10_lists_unusable_files_and_writes_atomically(
     assert summary['counts'] == first['counts']
     for name in ('train.txt', 'val.txt', 'classes.txt'):
         assert open(osp.join(meta, name), 'rb').read() == before[name]
-    assert not [n for n in os.listdir(meta) if n.endswith('.tmp')]
+    assert not [n for n in os.listdir(meta) if TMP_MARK in n]
 
 
 def test_load_image_rgb_is_a_deprecated_alias(toy):
