@@ -259,17 +259,20 @@ def test_zip_bomb_checkpoint_is_refused_before_allocation(
         f'in a trusted environment (torch writes records uncompressed).')
     assert torch_load_spy == []
     # The whole process stays small: the safe loader alone (utils/io.py
-    # needs only torch), in a fresh interpreter, peak memory before/after.
-    code = ('import importlib.util, resource\n'
-            'spec = importlib.util.spec_from_file_location("io_", %r)\n'
-            'io_ = importlib.util.module_from_spec(spec)\n'
-            'spec.loader.exec_module(io_)\n'
+    # needs only torch and its neighbours errors.py and locks.py, loaded
+    # as a package of their own, without ci2p_mm/__init__), in a fresh
+    # interpreter, peak memory before/after.
+    code = ('import resource, sys, types\n'
+            'utils = types.ModuleType("utils_")\n'
+            'utils.__path__ = [%r]\n'
+            'sys.modules["utils_"] = utils\n'
+            'import utils_.io as io_\n'
             'before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n'
             'try:\n    io_.load_torch_file(%r)\nexcept RuntimeError:\n'
             '    pass\n'
             'after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n'
             'print(after - before)\n' %
-            (osp.join(REPO, 'ci2p_mm', 'utils', 'io.py'), bomb))
+            (osp.join(REPO, 'ci2p_mm', 'utils'), bomb))
     grown_kib = int(
         subprocess.run([sys.executable, '-c', code],
                        capture_output=True,
