@@ -1,8 +1,10 @@
 """Helpers for tests/test_reliability_*.py: tiny configs, runs, bad files."""
+import contextlib
 import os
 import os.path as osp
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -251,3 +253,28 @@ def _encoded(rgb, fmt):
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format=fmt)
     return buf.getvalue()
+
+
+# ---- file systems that refuse writes -----------------------------------
+
+
+@contextlib.contextmanager
+def small_tmpfs(path, size_bytes=None, read_only=False):
+    """A tmpfs mounted at ``path`` (``size_bytes`` big, or read-only);
+    yields False, mounting nothing, where this process may not mount (not
+    root), so the caller can fall back to another way to fail writes."""
+    os.makedirs(path, exist_ok=True)
+    options = ['ro' if read_only else 'rw']
+    if size_bytes:
+        options.append(f'size={size_bytes}')
+    mounted = subprocess.run(
+        ['mount', '-t', 'tmpfs', '-o', ','.join(options), 'tmpfs',
+         str(path)],
+        capture_output=True).returncode == 0
+    try:
+        yield mounted
+    finally:
+        for _ in range(10) if mounted else ():  # a file may still close
+            if subprocess.run(['umount', str(path)]).returncode == 0:
+                break
+            time.sleep(0.5)

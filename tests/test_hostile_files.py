@@ -28,6 +28,7 @@ import ci2p_mm.apis.training as train_api
 from ci2p_mm.datasets import (Animals10, BadImageError, SafeLoadImageFromFile,
                               make_split)
 from ci2p_mm.utils.image_files import ALLOWED_FORMATS, load_image_file
+from ci2p_mm.utils.io import TMP_MARK
 
 CLASSES = ('dog', 'horse', 'elephant', 'butterfly', 'chicken', 'cat', 'cow',
            'sheep', 'spider', 'squirrel')
@@ -258,17 +259,20 @@ def test_zip_bomb_checkpoint_is_refused_before_allocation(
         f'in a trusted environment (torch writes records uncompressed).')
     assert torch_load_spy == []
     # The whole process stays small: the safe loader alone (utils/io.py
-    # needs only torch), in a fresh interpreter, peak memory before/after.
-    code = ('import importlib.util, resource\n'
-            'spec = importlib.util.spec_from_file_location("io_", %r)\n'
-            'io_ = importlib.util.module_from_spec(spec)\n'
-            'spec.loader.exec_module(io_)\n'
+    # needs only torch and its neighbours errors.py and locks.py, loaded
+    # as a package of their own, without ci2p_mm/__init__), in a fresh
+    # interpreter, peak memory before/after.
+    code = ('import resource, sys, types\n'
+            'utils = types.ModuleType("utils_")\n'
+            'utils.__path__ = [%r]\n'
+            'sys.modules["utils_"] = utils\n'
+            'import utils_.io as io_\n'
             'before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n'
             'try:\n    io_.load_torch_file(%r)\nexcept RuntimeError:\n'
             '    pass\n'
             'after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n'
             'print(after - before)\n' %
-            (osp.join(REPO, 'ci2p_mm', 'utils', 'io.py'), bomb))
+            (osp.join(REPO, 'ci2p_mm', 'utils'), bomb))
     grown_kib = int(
         subprocess.run([sys.executable, '-c', code],
                        capture_output=True,
@@ -597,7 +601,7 @@ def test_prepare_animals10_lists_unusable_files_and_writes_atomically(
     assert summary['counts'] == first['counts']
     for name in ('train.txt', 'val.txt', 'classes.txt'):
         assert open(osp.join(meta, name), 'rb').read() == before[name]
-    assert not [n for n in os.listdir(meta) if n.endswith('.tmp')]
+    assert not [n for n in os.listdir(meta) if TMP_MARK in n]
 
 
 def test_load_image_rgb_is_a_deprecated_alias(toy):

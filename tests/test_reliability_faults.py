@@ -36,9 +36,11 @@ import errno
 import os
 import signal
 
-from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
+
+from ci2p_mm.engine import AtomicLocalBackend
+from ci2p_mm.utils.io import atomic_output
 
 
 @HOOKS.register_module()
@@ -55,24 +57,25 @@ class SignalAtIterationHook(Hook):
             os.killpg(os.getpgid(0), self.signum)  # as slurm: all of us
 
 
-_put = LocalBackend.put
+_put = AtomicLocalBackend.put
 
 
 def put(self, obj, filepath):
     target = os.environ.get('NO_SPACE_FOR')
     if target and os.path.basename(str(filepath)).startswith(target):
-        with open(filepath, 'wb') as f:
-            f.write(obj[:len(obj) // 2])
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filepath)
+        with atomic_output(str(filepath), len(obj)) as tmp:
+            with open(tmp, 'wb') as f:
+                f.write(obj[:len(obj) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), tmp)
     return _put(self, obj, filepath)
 
 
-LocalBackend.put = put
+AtomicLocalBackend.put = put
 '''
 
 HOLD_LOCK = ("import sys, time; "
-             "from ci2p_mm.engine.work_dir_lock import WorkDirLock; "
-             "held = WorkDirLock(sys.argv[1]).acquire(); "
+             "from ci2p_mm.engine import work_dir_lock; "
+             "held = work_dir_lock(sys.argv[1]).acquire(); "
              "print('held', flush=True); time.sleep(600)")
 
 
@@ -216,14 +219,16 @@ def test_signals_and_full_disk_then_resume_is_exact(setup):
         print(f'disk full: {"tmpfs" if tmpfs else "simulated ENOSPC"}')
         assert code != 0
         message = next(line for line in out.splitlines()
-                       if 'Could not write checkpoint' in line)
-        assert (f'Could not write checkpoint {work}/epoch_2.pth: No space '
-                f'left on device (') in message
-        assert ' MiB free on the file system of ' in message
-        assert (f'The previous checkpoint, {work}/iter_9.pth, is intact'
-                in message)
+                       if 'Could not save checkpoint' in line)
+        print(message)
+        assert message.startswith(
+            f'train.py: error: Could not save checkpoint epoch_2.pth: No '
+            f'space left on device writing {work}/epoch_2.pth (needs about ')
+        assert ' MiB free). Free some space or write elsewhere.' in message
+        assert (f'the previous checkpoint, {work}/iter_9.pth, is intact: '
+                f'continue with --resume' in message)
         names = sorted(os.listdir(work))
-        assert 'epoch_2.pth' not in names and 'epoch_2.pth.tmp' not in names
+        assert not [n for n in names if n.startswith('epoch_2.pth')]
         assert (work / 'last_checkpoint').read_text().endswith('iter_9.pth')
 
         # 4. Space again: --resume ends where the uninterrupted run ended.

@@ -175,3 +175,90 @@ def test_lowering_the_lr_and_resuming_recovers(tmp_path, capsys):
     assert all(
         torch.isfinite(v).all() for v in final['state_dict'].values()
         if v.is_floating_point())
+
+
+def test_advice_gives_a_finite_learning_rate(tmp_path):
+    """An lr of inf (or 0, NaN) has no useful tenth: the paper's 1e-4."""
+    runner = fake_runner(3)
+    runner.cfg.optim_wrapper.optimizer.lr = float('inf')
+    advice = NonFiniteLossHook.advice(runner)
+    assert '--cfg-options optim_wrapper.optimizer.lr=0.0001 ' in advice
+    assert 'lr=inf' not in advice
+
+
+def test_advice_names_the_schedule_that_raised_the_lr():
+    runner = fake_runner(3)
+    optimizer = torch.optim.SGD(runner.model.parameters(), lr=1e9)
+    from mmengine.optim import OptimWrapper
+    runner.optim_wrapper = OptimWrapper(optimizer)
+    advice = NonFiniteLossHook.advice(runner)
+    assert ('lr=0.0001 (with your other options; the param_scheduler raised '
+            'the learning rate to 1e+09: fix it, or drop it with '
+            'param_scheduler=[] in --cfg-options;') in advice
+
+
+def _resumed_groups(saved_lr, saved_initial, configured, scheduled):
+    """An optimizer as ``resume`` leaves it (the checkpoint's state loaded),
+    then the config's learning rate applied."""
+    from mmengine.optim import OptimWrapper
+    from mmengine.optim.scheduler import ExponentialParamScheduler
+
+    from ci2p_mm.engine.runner import apply_configured_lr
+    wrapper = OptimWrapper(
+        torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=configured))
+    schedulers = [
+        ExponentialParamScheduler(wrapper, 'lr', gamma=1e14, by_epoch=True)
+    ] if scheduled else None
+    group = wrapper.optimizer.param_groups[0]
+    group.update(lr=saved_lr, initial_lr=saved_initial)  # the checkpoint's
+    for scheduler in schedulers or []:
+        scheduler.base_values = [saved_initial]  # its state, loaded
+    change = apply_configured_lr(wrapper, schedulers, [[configured]])
+    return group, schedulers, change
+
+
+def test_config_lr_runs_once_the_raising_scheduler_is_dropped():
+    """Round three's hole: a scheduler raised 1e-5 to 1e9; lowering the lr
+    (or not) and dropping the scheduler resumed at 1e9 (its factor
+    survived in the scaled lr)."""
+    group, _, change = _resumed_groups(1e9, 1e-5, 1e-5, scheduled=False)
+    assert group['lr'] == 1e-5 and 'initial_lr' not in group
+    assert change == '1e-05 (checkpoint: 1e+09; no learning-rate schedule ' \
+        'now)'
+    group, _, _ = _resumed_groups(1e9, 1e-5, 1e-6, scheduled=False)
+    assert group['lr'] == 1e-6
+    # The scheduler kept: the schedule continues from the new base.
+    group, schedulers, change = _resumed_groups(
+        1e9, 1e-5, 1e-6, scheduled=True)
+    assert group['lr'] == pytest.approx(1e8)
+    assert group['initial_lr'] == 1e-6
+    assert schedulers[0].base_values == [pytest.approx(1e-6)]
+    assert change == '1e-06 (checkpoint: 1e-05)'
+    # Same config: exact resume, nothing changes.
+    group, _, change = _resumed_groups(1e9, 1e-5, 1e-5, scheduled=True)
+    assert (group['lr'], change) == (1e9, '')
+
+
+@pytest.mark.slow  # two trainings
+def test_dropping_the_scheduler_and_resuming_trains_at_the_config_lr(tmp_path):
+    """The advised recovery from a schedule that raised the lr, as a user
+    follows it, ends at the config's rate."""
+    root = make_toy_data(tmp_path / 'data', 2, 64, 0.5)
+    config = write_config(
+        tmp_path,
+        root,
+        epochs=3,
+        extra=("param_scheduler = [dict(type='ExponentialLR', gamma=1e14, "
+               "by_epoch=True)]\n"
+               "optim_wrapper = dict(optimizer=dict(lr=1e-5))\n"))
+    work_dir = str(tmp_path / 'work')
+    with pytest.raises(FloatingPointError) as info:
+        train_api.train([config, '--work-dir', work_dir])
+    assert 'the param_scheduler raised the learning rate to 1e+09' in str(
+        info.value)
+    runner = train_api.train([
+        config, '--work-dir', work_dir, '--resume', '--cfg-options',
+        'param_scheduler=[]'
+    ])
+    assert runner.optim_wrapper.get_lr()['lr'] == [1e-5]
+    assert osp.isfile(osp.join(work_dir, 'epoch_3.pth'))

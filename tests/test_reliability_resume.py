@@ -23,6 +23,7 @@ import torch
 from _reliability import make_toy_data, run, write_config
 
 from ci2p_mm.engine.runner import find_resumable_checkpoint
+from ci2p_mm.utils.io import TMP_MARK
 
 # Real trainings in subprocesses, killed and resumed: the slow tier.
 pytestmark = pytest.mark.slow
@@ -32,9 +33,11 @@ KILLER = '''
 import os
 import signal
 
-from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
+
+from ci2p_mm.engine import AtomicLocalBackend
+from ci2p_mm.utils.io import atomic_output
 
 
 @HOOKS.register_module()
@@ -50,20 +53,21 @@ class KillAtIterationHook(Hook):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-_put = LocalBackend.put
+_put = AtomicLocalBackend.put
 _target = os.environ.get('KILL_WHILE_SAVING')
 
 
 def put(self, obj, filepath):
     if _target and os.path.basename(str(filepath)).startswith(_target):
-        with open(filepath, 'wb') as f:  # half the file, then die
-            f.write(obj[:len(obj) // 2])
-            f.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
+        with atomic_output(str(filepath)) as tmp:  # half the file, then die
+            with open(tmp, 'wb') as f:
+                f.write(obj[:len(obj) // 2])
+                f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
     return _put(self, obj, filepath)
 
 
-LocalBackend.put = put
+AtomicLocalBackend.put = put
 '''
 
 
@@ -144,7 +148,8 @@ def test_sigkill_mid_epoch_and_while_saving_then_resume_is_exact(setup):
     assert 'resumed epoch: 1, iter: 8' in out
     assert 'Resuming inside epoch 2: its first 2 batches were trained' in out
     names = sorted(os.listdir(work))
-    assert 'epoch_2.pth.tmp' in names and 'epoch_2.pth' not in names
+    left = [n for n in names if n.startswith(f'epoch_2.pth{TMP_MARK}')]
+    assert len(left) == 1 and 'epoch_2.pth' not in names
     # max_keep_ckpts=1: mmengine would have deleted epoch_1.pth already.
     assert 'epoch_1.pth' in names and 'iter_10.pth' in names
     with open(work / 'last_checkpoint') as f:
@@ -157,9 +162,11 @@ def test_sigkill_mid_epoch_and_while_saving_then_resume_is_exact(setup):
     assert_same(final_state(work), reference)
     leftovers = [
         n for n in os.listdir(work)
-        if n.startswith('iter_') or n.endswith('.tmp') or n == 'epoch_1.pth'
+        if n.startswith('iter_') or TMP_MARK in n or n == 'epoch_1.pth'
     ]
-    assert not leftovers  # mid-epoch files go once epoch 2 is saved
+    # Mid-epoch files go once epoch 2 is saved; the killed save's
+    # temporary when the resumed run writes its first file.
+    assert not leftovers
 
 
 def test_resume_falls_back_when_last_checkpoint_is_broken(tmp_path):
@@ -175,5 +182,11 @@ def test_resume_falls_back_when_last_checkpoint_is_broken(tmp_path):
     (tmp_path / 'best_accuracy_top1_epoch_9.pth').write_bytes(
         good.read_bytes())
     assert find_resumable_checkpoint(str(tmp_path)) == str(good)
+    for pointer in (b'\xff\xfe/work/epoch_2.pth', b'\0' * 64,
+                    b'x' * 100000):  # not UTF-8, NUL-filled, not a path
+        (tmp_path / 'last_checkpoint').write_bytes(pointer)
+        notes = []
+        assert find_resumable_checkpoint(str(tmp_path), notes) == str(good)
+        assert 'resuming from' in notes[0]
     os.remove(good)
     assert find_resumable_checkpoint(str(tmp_path)) is None

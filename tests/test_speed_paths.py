@@ -292,24 +292,34 @@ def test_torch_compile_traces_the_model():
     assert model.head.fc.weight.grad is not None
 
 
-def test_compile_forward_keeps_names_and_compiles_once():
-    from ci2p_mm.engine import compile_cfg_kwargs, compile_forward
+def test_runner_compile_keeps_names_and_refuses_bad_settings():
+    """``cfg.compile``: CI2PRunner compiles the model (``Module.compile``:
+    no ``_orig_mod.`` prefix), not mmengine's ``train_step``."""
+    from types import SimpleNamespace
+
+    from ci2p_mm.engine import CI2PRunner
+    from ci2p_mm.utils.errors import ConfigError
     model = classifier(tiny_ci2p_vit(), 192)
     keys = list(model.state_dict())
-    assert compile_forward(model, backend='eager') is model
-    first = model.forward
-    compile_forward(model, backend='eager')
-    assert model.forward is first  # not wrapped twice
+
+    def compile_with(setting):
+        runner = SimpleNamespace(
+            cfg=dict(compile=setting),
+            _bare_model=model,
+            logger=SimpleNamespace(info=lambda message: None))
+        CI2PRunner._maybe_compile(runner, 'train_step')
+
+    compile_with(None)
+    compile_with(False)
+    assert model._compiled_call_impl is None
+    compile_with(dict(backend='eager'))
+    assert model._compiled_call_impl is not None
     assert list(model.state_dict()) == keys  # no _orig_mod. prefix
     assert 'train_step' not in vars(model)
     x = torch.rand(2, 3, 64, 64)
     model(x, samples(2), mode='loss')['loss'].backward()
-    assert compile_cfg_kwargs(True) == {}
-    assert compile_cfg_kwargs(None) is None and not compile_cfg_kwargs(False)
-    assert compile_cfg_kwargs(
-        dict(mode='max-autotune')) == dict(mode='max-autotune')
-    with pytest.raises(TypeError, match='`compile` must be True'):
-        compile_cfg_kwargs('yes')
+    with pytest.raises(ConfigError, match='compile=.yes.: must be True'):
+        compile_with('yes')
 
 
 @pytest.mark.slow
@@ -318,7 +328,6 @@ def test_train_tool_compile_compiles_the_forward(tmp_path, toy_animals10):
     compiles the model's forward, not mmengine's train_step (whose trace
     through AmpOptimWrapper failed with torch 2.11 on a GPU); training
     runs and the checkpoint's keys are the uncompiled model's."""
-    from ci2p_mm.engine.compile import COMPILED_FLAG
     config = write_tiny_config(
         tmp_path,
         'configs/ci2p_vit_animals10.py',
@@ -331,7 +340,8 @@ def test_train_tool_compile_compiles_the_forward(tmp_path, toy_animals10):
         'pretrained=False'
     ])
     model = runner.model
-    assert getattr(model, COMPILED_FLAG) and 'train_step' not in vars(model)
+    assert model._compiled_call_impl is not None
+    assert 'train_step' not in vars(model)
     from ci2p_mm.utils.io import load_torch_file
     saved = load_torch_file(str(tmp_path / 'work' /
                                 'epoch_1.pth'))['state_dict']

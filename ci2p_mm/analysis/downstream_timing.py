@@ -26,6 +26,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
 from ci2p_mm.utils import set_patch_options
+from ci2p_mm.utils.io import write_text_atomically
 from .flops import model_flops
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -237,6 +238,5 @@ def main(argv=None) -> int:
     for res in results:
         print('| ' + ' | '.join(str(res[c]) for c in cols) + ' |')
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(results, f, indent=2)
+        write_text_atomically(args.out, json.dumps(results, indent=2))
     return 0

@@ -8,13 +8,13 @@ The paper's main figure is such a plot: accuracy over epochs, CI2P-ViT
 against ViT-B/16.
 """
 import argparse
-import os
 import os.path as osp
 
 from matplotlib.figure import Figure
 
 from ci2p_mm.utils import load_curves
 from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.io import atomic_output
 
 
 def parse_args(argv=None):
@@ -71,8 +71,8 @@ def plot_curves(argv=None) -> str:
     if args.title:
         fig.suptitle(args.title)
     fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    with atomic_output(args.out) as tmp:  # the format from --out's name
+        fig.savefig(tmp, dpi=120, format=osp.splitext(args.out)[1][1:] or None)
     print(f'Wrote {args.out}')
     return args.out
 

@@ -14,7 +14,6 @@ import time
 import torch
 from mmengine.optim import build_optim_wrapper as build_mmengine_optim_wrapper
 
-from ci2p_mm.engine import compile_forward
 from ci2p_mm.utils.io import write_text_atomically
 
 #: The command line the benchmark modules serve (printed in results).
@@ -129,7 +128,8 @@ def step_begin(args) -> None:
 
 def maybe_compile(model, args):
     """The model with its forward compiled as ``tools/train.py --compile``
-    compiles it (:func:`ci2p_mm.engine.compile_forward`)."""
+    compiles it (``nn.Module.compile()``, as
+    ``CI2PRunner._maybe_compile``)."""
     if not args.compile:
         return model
     dynamo = torch._dynamo.config
@@ -137,7 +137,8 @@ def maybe_compile(model, args):
         if hasattr(dynamo, name):
             setattr(dynamo, name, max(getattr(dynamo, name), RECOMPILE_LIMIT))
             break
-    return compile_forward(model, **compile_kwargs(args))
+    model.compile(**compile_kwargs(args))
+    return model
 
 
 def tensor_bytes(tensors) -> int:

@@ -6,8 +6,8 @@ Prints the metrics as mmpretrain does (``accuracy/top1: ...``).
 """
 import argparse
 import os.path as osp
+import pickle
 
-import mmengine
 from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 
@@ -17,6 +17,8 @@ from ci2p_mm.engine import (CI2PRunner, add_runner_arguments,
                             set_local_rank, set_work_dir)
 from ci2p_mm.utils import read_config
 from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.io import (check_not_input, check_output_path,
+                              write_bytes_atomically)
 
 
 def parse_args(argv=None):
@@ -65,6 +67,9 @@ def test(argv=None) -> dict:
     args = parse_args(argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise UserError(f'--out {args.out}: must be a .pkl file')
+    if args.out is not None:
+        check_output_path(args.out)
+        check_not_input(args.out, args.checkpoint, args.config)
     if not osp.isfile(args.checkpoint):
         raise UserError(f'Checkpoint {args.checkpoint} does not exist.')
     cfg = merge_args(read_config(args.config), args)
@@ -78,7 +83,7 @@ def test(argv=None) -> dict:
     metrics = runner.test()
     close_distributed()
     if args.out and args.out_item == 'metrics':
-        mmengine.dump(metrics, args.out)
+        write_bytes_atomically(args.out, pickle.dumps(metrics, protocol=2))
     return metrics
 
 

@@ -7,9 +7,9 @@ import argparse
 from mmengine.registry import RUNNERS
 
 from ci2p_mm.engine import (CI2PRunner, add_runner_arguments,
-                            close_distributed, configure_launcher,
-                            set_default_dataloader_cfg, set_local_rank,
-                            set_work_dir)
+                            close_distributed, configure_amp,
+                            configure_launcher, set_default_dataloader_cfg,
+                            set_local_rank, set_work_dir)
 from ci2p_mm.utils import read_config
 
 
@@ -25,7 +25,10 @@ def parse_args(argv=None):
         help='resume from this checkpoint, or with no value from the latest '
         'checkpoint in the work dir')
     parser.add_argument(
-        '--amp', action='store_true', help='automatic mixed precision')
+        '--amp',
+        action='store_true',
+        help='automatic mixed precision (fp16 with loss scaling on a GPU, '
+        'bf16 autocast on the CPU)')
     parser.add_argument(
         '--compile',
         action='store_true',
@@ -62,8 +65,7 @@ def merge_args(cfg, args):
     set_work_dir(cfg, args)
 
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        configure_amp(cfg)
     if args.compile:
         cfg.compile = True
     if args.device_latents:

@@ -43,6 +43,7 @@ from pytorch_msssim import ms_ssim, ssim
 from torchvision.transforms import functional as TF
 
 from ci2p_mm.utils.images import list_images, load_rgb
+from ci2p_mm.utils.io import write_text_atomically
 from . import zoo as codec_module
 from .zoo import build_codec, canonical_codec_name, read_checkpoint
 
@@ -310,8 +311,8 @@ def report(args) -> dict:
         },
         'images': rows,
     }
-    with open(osp.join(args.out_dir, 'report.json'), 'w') as f:
-        json.dump(result, f, indent=2)
+    write_text_atomically(
+        osp.join(args.out_dir, 'report.json'), json.dumps(result, indent=2))
     print(f'Wrote {osp.join(args.out_dir, "report.csv")}, report.json and '
           f'{min(len(rows), args.max_panels)} panels in '
           f'{osp.join(args.out_dir, "panels")}.')

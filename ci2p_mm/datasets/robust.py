@@ -25,7 +25,7 @@ import logging
 import random
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple, TypeVar
 
 import numpy as np
 import torch
@@ -37,6 +37,8 @@ from mmpretrain.registry import DATA_SAMPLERS, DATASETS
 from .annotations import annotation_data_list
 from .seeds import sample_seeds
 from .transforms import BadImageError, SafeLoadImageFromFile
+
+T = TypeVar('T')
 
 
 class SeededIndex(int):
@@ -224,29 +226,36 @@ class SkipBadImagesMixin:
     def _get_readable(self, idx: int):
         if not self.skip_bad_images or self.for_evaluation:
             return super().__getitem__(idx)
-        skipped = []
-        for k in range(len(self)):
-            index = (idx + k) % len(self)
-            try:
-                data = super().__getitem__(index)
-            except BadImageError as err:
-                skipped.append(err.path)
-                print_log(
-                    f'skip_bad_images: skipping {err.path} ({err.reason}'
-                    f'); the next readable sample takes its place.',
-                    logger='current',
-                    level=logging.WARNING)
-                continue
-            if skipped:
-                samples = (
-                    data.get('data_samples')
-                    if isinstance(data, dict) else None)
-                if hasattr(samples, 'set_metainfo'):
-                    samples.set_metainfo({'skipped_bad_images': skipped})
-            return data
-        raise RuntimeError(
-            f'No readable image in {type(self).__name__}: all {len(self)} '
-            f'files were refused. Run tools/misc/verify_dataset.py CONFIG.')
+        data, skipped = next_readable(idx, len(self),
+                                      super().__getitem__,
+                                      type(self).__name__)
+        samples = data.get('data_samples') if isinstance(data, dict) else None
+        if skipped and hasattr(samples, 'set_metainfo'):
+            samples.set_metainfo({'skipped_bad_images': skipped})
+        return data
+
+
+def next_readable(index: int, size: int, load: Callable[[int], T],
+                  what: str) -> Tuple[T, List[str]]:
+    """``load(i)`` for ``i`` = ``index``, ``index + 1``, ... (wrapping
+    around ``size``) until one raises no :class:`BadImageError`; returns
+    it and the files skipped, each logged. The one skip-a-bad-sample loop
+    (``skip_bad_images``: image datasets and the device-resident latent
+    loader)."""
+    skipped = []
+    for k in range(size):
+        try:
+            return load((index + k) % size), skipped
+        except BadImageError as err:
+            skipped.append(err.path)
+            print_log(
+                f'skip_bad_images: skipping {err.path} ({err.reason}); the '
+                f'next readable sample takes its place.',
+                logger='current',
+                level=logging.WARNING)
+    raise RuntimeError(
+        f'No readable image in {what}: all {size} files were refused. Run '
+        f'tools/misc/verify_dataset.py CONFIG.')
 
 
 @DATASETS.register_module()

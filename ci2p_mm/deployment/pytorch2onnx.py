@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from mmengine.config import DictAction
 
-from ci2p_mm.utils.io import replace_atomically
+from ci2p_mm.utils.io import atomic_output, check_not_input
 from .export import (DEFAULT_OPSET, EXPORTERS, check_opset, export_graph,
                      write_metadata)
 from .graph import (INPUT_NAME, ExportGraph, InputContract, as_tuple,
@@ -127,10 +127,9 @@ def export_config(config: str,
     batch = 'batch' if dynamic_batch else 1
     described = [(n, [batch, *o.shape[1:]]) for n, o in zip(names, outputs)]
 
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    tmp = f'{out}.tmp'
+    check_not_input(out, config, checkpoint)
     start = time.perf_counter()
-    try:
+    with atomic_output(out) as tmp:
         export_graph(graph, example, tmp, INPUT_NAME, names, opset,
                      dynamic_batch, exporter)
         seconds = time.perf_counter() - start
@@ -148,11 +147,8 @@ def export_config(config: str,
             batches = [1, verify_batch] if dynamic_batch else [1]
             result.parity = check_parity(model, tmp, contract, features, hw,
                                          batches, atol, rtol, seed)
-        if result.parity_ok:
-            replace_atomically(tmp, out)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+        if not result.parity_ok:
+            os.remove(tmp)  # nothing is written
     return result
 
 

@@ -8,13 +8,41 @@ from typing import List, Optional
 
 import torch
 from mmengine.dist import all_reduce, is_main_process
-from mmengine.fileio import LocalBackend
+from mmengine.fileio import LocalBackend, get_file_backend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
 from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.io import replace_atomically, write_text_atomically
+from ci2p_mm.utils.io import write_bytes_atomically, write_text_atomically
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend, writing through the one atomic writer
+    (:func:`~ci2p_mm.utils.io.atomic_output`); mmengine's own writes in
+    place, so a kill while saving would leave a truncated checkpoint.
+    ``backend_args=dict(backend='ci2p_atomic_local')`` selects it."""
+
+    def put(self, obj: bytes, filepath) -> None:
+        write_bytes_atomically(str(filepath), obj)
+
+    def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+        write_bytes_atomically(str(filepath), obj.encode(encoding))
+
+
+register_backend('ci2p_atomic_local', AtomicLocalBackend, force=True)
+
+
+def atomic_backend_args(out_dir: str,
+                        backend_args: Optional[dict] = None,
+                        file_client_args: Optional[dict] = None):
+    """``backend_args`` that save into a local ``out_dir`` atomically, when
+    none were given; what was given otherwise (object stores replace
+    objects whole anyway)."""
+    if backend_args is None and file_client_args is None and isinstance(
+            get_file_backend(out_dir), LocalBackend):
+        return dict(backend='ci2p_atomic_local')
+    return backend_args
 
 
 @HOOKS.register_module()
@@ -22,10 +50,9 @@ class SafeCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook``, safe against kills, plus mid-epoch
     checkpoints.
 
-    * Every file is written to ``NAME.tmp`` and renamed over ``NAME``
-      (by :class:`CI2PRunner`, or here with another runner), and
-      ``last_checkpoint`` is replaced the same way once the file is
-      complete. mmengine writes both in place.
+    * Every file, ``last_checkpoint`` included, goes through the one atomic
+      writer (:class:`AtomicLocalBackend`, with any runner): the previous
+      file stays whole until the new one is. mmengine writes both in place.
     * Outdated checkpoints (``max_keep_ckpts``) are deleted only after the
       new one is complete; mmengine deletes first, so with
       ``max_keep_ckpts=1`` a kill while saving left no checkpoint at all.
@@ -50,6 +77,9 @@ class SafeCheckpointHook(CheckpointHook):
         self._mid_epoch_ckpts = []
 
     def before_train(self, runner) -> None:
+        self.backend_args = atomic_backend_args(
+            self.out_dir or runner.work_dir, self.backend_args,
+            self.file_client_args)
         super().before_train(runner)
         if self.by_epoch and self.iter_interval and isinstance(
                 self.file_backend, LocalBackend):
@@ -61,11 +91,9 @@ class SafeCheckpointHook(CheckpointHook):
 
     def _write(self, runner, filename: str, meta: dict,
                by_epoch: bool) -> None:
-        own = (not getattr(runner, 'saves_atomically', False)
-               and isinstance(self.file_backend, LocalBackend))
         runner.save_checkpoint(
             self.out_dir,
-            f'{filename}.tmp' if own else filename,
+            filename,
             self.file_client_args,
             save_optimizer=self.save_optimizer,
             save_param_scheduler=self.save_param_scheduler,
@@ -73,10 +101,6 @@ class SafeCheckpointHook(CheckpointHook):
             by_epoch=by_epoch,
             backend_args=self.backend_args,
             **self.args)
-        if own and is_main_process():
-            replace_atomically(
-                osp.join(self.out_dir, f'{filename}.tmp'),
-                osp.join(self.out_dir, filename))
 
     def _point_to(self, runner, path: str) -> None:
         if is_main_process():
@@ -318,8 +342,23 @@ class NonFiniteLossHook(Hook):
         optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
         lr = optimizer.get('lr')
         config = getattr(cfg, 'filename', None) or 'CONFIG'
-        lower = (f' --cfg-options optim_wrapper.optimizer.lr={lr / 10:g}'
-                 if isinstance(lr, (int, float)) else '')
+        lower = ''
+        if isinstance(lr, (int, float)):
+            # An lr of inf, NaN or 0 has no tenth worth trying: the paper's.
+            finite = math.isfinite(lr) and lr > 0
+            lower = (f' --cfg-options optim_wrapper.optimizer.lr='
+                     f'{lr / 10 if finite else 1e-4:g}')
+        wrapper = getattr(runner, 'optim_wrapper', None)
+        now = [
+            v for vs in
+            (wrapper.get_lr().values() if hasattr(wrapper, 'get_lr') else [])
+            for v in vs
+        ]
+        raised = ''
+        if now and isinstance(lr, (int, float)) and not max(now) <= 10 * lr:
+            raised = (f'; the param_scheduler raised the learning rate to '
+                      f'{max(now):g}: fix it, or drop it with '
+                      f'param_scheduler=[] in --cfg-options')
         return (f'Training stopped; no checkpoint of this state was saved '
                 f'({kept}). Usual causes: a learning rate too high, fp16 '
                 f'overflow with --amp, or bad input data. To continue from '
@@ -327,7 +366,7 @@ class NonFiniteLossHook(Hook):
                 f'then uses the config\'s learning rate instead of the '
                 f'checkpoint\'s, and says so), run: python tools/train.py '
                 f'{config} --work-dir {runner.work_dir} --resume{lower} '
-                f'(with your other options; or clip gradients: '
+                f'(with your other options{raised}; or clip gradients: '
                 f'optim_wrapper.clip_grad=dict(max_norm=1.0)).')
 
 

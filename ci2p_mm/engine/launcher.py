@@ -1,4 +1,5 @@
 """Runner settings shared by tools/train.py and tools/test.py."""
+import contextlib
 import os
 import os.path as osp
 from copy import deepcopy
@@ -6,6 +7,12 @@ from copy import deepcopy
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import ConfigDict, DictAction
+from mmengine.device import get_device
+from mmengine.optim import OptimWrapper
+from mmengine.runner.amp import autocast
+from mmpretrain.registry import OPTIM_WRAPPERS
+
+from ci2p_mm.utils.errors import ConfigError
 
 
 def configure_launcher(cfg, launcher: str) -> None:
@@ -60,6 +67,11 @@ def set_default_dataloader_cfg(cfg,
         return
     loader = ConfigDict(collate_fn=dict(type='default_collate'))
     loader.update(cfg[field])
+    size = loader.get('batch_size', 1)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f'{field}.batch_size={size!r}: must be a whole '
+                          f'number of at least 1 (--cfg-options '
+                          f'{field}.batch_size=N).')
     loader.setdefault('pin_memory', torch.cuda.is_available())
     # torch refuses persistent workers without workers.
     workers = loader.get('num_workers', 0) > 0
@@ -131,3 +143,30 @@ def set_work_dir(cfg, args) -> None:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+
+
+@OPTIM_WRAPPERS.register_module()
+class CPUAmpOptimWrapper(OptimWrapper):
+    """``--amp`` on the CPU: bf16 autocast around the forward and the loss.
+
+    mmengine's ``AmpOptimWrapper`` asserts a GPU (CUDA, NPU or MLU); CPU
+    autocast has one dtype, bfloat16, whose range is float32's, so no loss
+    scaling is needed and a plain ``OptimWrapper`` steps.
+    """
+
+    @contextlib.contextmanager
+    def optim_context(self, model):
+        with super().optim_context(model), autocast(dtype=torch.bfloat16):
+            yield
+
+
+def configure_amp(cfg) -> None:
+    """``tools/train.py --amp``: mmengine's ``AmpOptimWrapper`` (dynamic
+    loss scaling) on a GPU, :class:`CPUAmpOptimWrapper` on the CPU."""
+    if get_device() != 'cpu':
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        return
+    cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
+    for key in ('loss_scale', 'dtype', 'use_fsdp'):
+        cfg.optim_wrapper.pop(key, None)

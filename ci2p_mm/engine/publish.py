@@ -25,7 +25,7 @@ with the rest of the training state.
 """
 import argparse
 import datetime
-import os
+import hashlib
 import os.path as osp
 from typing import Callable, Optional
 
@@ -33,8 +33,8 @@ import mmpretrain
 from mmpretrain.registry import DATASETS
 
 from ci2p_mm.utils.config_text import ConfigTextError, data_only_config_text
-from ci2p_mm.utils.io import (file_sha256, load_torch_file, replace_atomically,
-                              save_atomic)
+from ci2p_mm.utils.io import (load_torch_file, torch_bytes,
+                              write_bytes_atomically)
 from .checkpoint import CheckpointError, read_checkpoint_file
 from .runner import defuse_legacy_config
 
@@ -119,14 +119,11 @@ def publish_checkpoint(in_file: str,
         meta.pop('config', None)
     published['meta'] = meta
 
-    stem = osp.splitext(out_file)[0]
-    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-    tmp = f'{stem}.unhashed.pth'
-    save_atomic(published, tmp)
-    digest = file_sha256(tmp)[:8]
+    data = torch_bytes(published)
+    digest = hashlib.sha256(data).hexdigest()[:8]
     date = datetime.date.today().strftime('%Y%m%d')
-    final = f'{stem}_{date}-{digest}.pth'
-    replace_atomically(tmp, final)
+    final = f'{osp.splitext(out_file)[0]}_{date}-{digest}.pth'
+    write_bytes_atomically(final, data)
     # What users will do with it, under torch's safe default.
     load_torch_file(final, CheckpointError, what=f'Published file {final}')
     return final

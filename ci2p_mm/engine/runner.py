@@ -11,15 +11,18 @@ What it changes, for every entry point (``tools/train.py``,
   checkpoint's codec and quality must be the model's. mmengine would load
   with ``strict=False`` and only warn, so a test on a checkpoint of another
   architecture would silently evaluate a half-random model.
-* Saving: every checkpoint is written to ``NAME.tmp``, flushed to disk and
-  renamed over ``NAME``, so a kill while saving leaves the previous file
-  intact, never a truncated one. Checkpoints also record the random number
-  generators' states and the CI2P codecs.
+* Saving: every local checkpoint goes through the one atomic writer
+  (:func:`~ci2p_mm.utils.io.atomic_output`, by way of mmengine's file
+  backend :class:`~ci2p_mm.engine.hooks.AtomicLocalBackend`), so a kill
+  while saving leaves the previous file intact, never a truncated one.
+  Checkpoints also record the random number generators' states and the
+  CI2P codecs.
 * Resuming: ``--resume`` without a file takes ``last_checkpoint``, or, when
-  that is missing or incomplete, the newest complete checkpoint in the work
-  dir. Epoch-based training resumes in the middle of an epoch where the
-  checkpoint was saved (see ``SafeCheckpointHook(iter_interval=...)``),
-  with the data order and random state of an uninterrupted run.
+  that is missing, unreadable or incomplete, the newest complete checkpoint
+  in the work dir (resolved in :meth:`CI2PRunner.from_cfg`). Epoch-based
+  training resumes in the middle of an epoch where the checkpoint was saved
+  (see ``SafeCheckpointHook(iter_interval=...)``), with the data order and
+  random state of an uninterrupted run.
 
 Exact resume needs, besides this runner: ``randomness=dict(seed=S)``
 (``deterministic=True`` on GPUs), the ``ResumableSampler`` (the configs'
@@ -31,20 +34,17 @@ order is still exact but random augmentation is only reproduced with
 import contextlib
 import copy
 import math
-import os
 import os.path as osp
 import random
-import shutil
 import signal
 from glob import glob
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
 from mmengine.device import get_device
 from mmengine.dist import (all_reduce, broadcast_object_list, is_distributed,
                            is_main_process, master_only)
-from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.runner import EpochBasedTrainLoop, Runner
@@ -54,33 +54,27 @@ from torch.utils.data import BatchSampler, DataLoader
 from ci2p_mm.latents import build_device_latent_loader, resident_options
 from ci2p_mm.models.utils import codec_fetch_deferred, load_pending_codecs
 from ci2p_mm.utils.config_text import read_config_text
-from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.io import replace_atomically, write_text_atomically
+from ci2p_mm.utils.errors import ConfigError, UserError
+from ci2p_mm.utils.io import (OutputError, check_writable_dir,
+                              write_text_atomically)
+from ci2p_mm.utils.locks import ProcessLock
 from .checkpoint import (_REMOTE, CheckpointError, check_codecs,
                          check_state_dict_fits, describe_saved_model,
                          extract_state_dict, is_complete_checkpoint,
                          load_checked_checkpoint, model_codecs,
                          read_checkpoint_file)
-from .compile import compile_cfg_kwargs, compile_forward
-from .hooks import SafeCheckpointHook
+from .hooks import SafeCheckpointHook, atomic_backend_args
 from .stop_signals import StopSignals
-from .work_dir_lock import WorkDirBusyError, WorkDirLock
 
 # ---- random number generator states -------------------------------------
 
 
 def get_rng_state() -> dict:
-    """Python's, NumPy's and torch's generator states, safe to pickle under
-    ``weights_only=True``."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    """Python's, NumPy's and torch's generator states (NumPy's array is
+    allow-listed for ``weights_only=True``, see :mod:`.checkpoint`)."""
     state = dict(
         python=random.getstate(),
-        numpy=dict(
-            kind=kind,
-            keys=torch.from_numpy(keys.astype(np.int64)),
-            pos=int(pos),
-            has_gauss=int(has_gauss),
-            gauss=float(gauss)),
+        numpy=np.random.get_state(),
         torch=torch.get_rng_state())
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state_all()
@@ -88,30 +82,32 @@ def get_rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(_to_tuple(state['python']))
+    random.setstate(state['python'])
     np_state = state['numpy']
-    np.random.set_state(
-        (np_state['kind'], np_state['keys'].numpy().astype(np.uint32),
-         np_state['pos'], np_state['has_gauss'], np_state['gauss']))
+    if isinstance(np_state, dict):  # checkpoints of CI2P-MM before 2026-05
+        np_state = (np_state['kind'],
+                    np_state['keys'].numpy().astype(np.uint32),
+                    np_state['pos'], np_state['has_gauss'], np_state['gauss'])
+    np.random.set_state(np_state)
     torch.set_rng_state(state['torch'])
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
-def _to_tuple(value):
-    if isinstance(value, (list, tuple)):
-        return tuple(_to_tuple(v) for v in value)
-    return value
-
-
-def find_resumable_checkpoint(work_dir: str, logger=None) -> Optional[str]:
+def find_resumable_checkpoint(work_dir: str,
+                              notes: Optional[List[str]] = None
+                              ) -> Optional[str]:
     """``last_checkpoint``'s file, or the newest complete ``*.pth`` (best
-    checkpoints excluded) when that one is missing or incomplete."""
+    checkpoints excluded) when that one is missing or incomplete, or the
+    pointer is empty, cut or not UTF-8 text; ``notes`` gets a line saying
+    which was taken instead."""
     pointed = None
     pointer = osp.join(work_dir, 'last_checkpoint')
     if osp.isfile(pointer):
-        with open(pointer) as f:
-            pointed = f.read().strip() or None
+        with open(pointer, 'rb') as f:
+            text = f.read(4096)  # a path; a longer file is not a pointer
+        with contextlib.suppress(UnicodeDecodeError):
+            pointed = text.decode('utf-8').strip().strip('\0') or None
     if pointed is not None and not osp.exists(pointed) and \
             osp.exists(osp.join(work_dir, osp.basename(pointed))):
         pointed = osp.join(work_dir, osp.basename(pointed))  # moved dir
@@ -124,11 +120,11 @@ def find_resumable_checkpoint(work_dir: str, logger=None) -> Optional[str]:
                         reverse=True)
     for path in candidates:
         if is_complete_checkpoint(path):
-            if logger is not None:
-                logger.warning(
-                    f'last_checkpoint points to {pointed}, which is missing '
-                    f'or incomplete; resuming from {path}, the newest '
-                    f'complete checkpoint in {work_dir}.')
+            if notes is not None:
+                why = (f'points to {pointed}, which is missing or incomplete'
+                       if pointed else 'is missing, empty or not UTF-8 text')
+                notes.append(f'{pointer} {why}; resuming from {path}, the '
+                             f'newest complete checkpoint in {work_dir}.')
             return path
     return None
 
@@ -146,28 +142,12 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
     :class:`~ci2p_mm.datasets.ResumableSampler` it skips the done part in
     the sampler (no data is loaded), otherwise it loads and discards those
     batches. Then it restores the random states saved with the checkpoint,
-    right before the first new iteration.
+    right before the first new iteration. A stop inside an epoch (a signal,
+    see :class:`CI2PRunner`) skips that epoch's validation.
     """
 
     #: Set by :class:`CI2PRunner` when resuming.
     resume_rng_state: Optional[dict] = None
-
-    def run(self) -> torch.nn.Module:
-        """``EpochBasedTrainLoop.run``, but a stop inside an epoch (a signal,
-        see :class:`CI2PRunner`) skips that epoch's validation."""
-        self.runner.call_hook('before_train')
-        while self._epoch < self._max_epochs and not self.stop_training:
-            self.run_epoch()
-            if self.stop_training:
-                break
-            self._decide_current_val_interval()
-            if (self.runner.val_loop is not None
-                    and self._epoch >= self.val_begin
-                    and (self._epoch % self.val_interval == 0
-                         or self._epoch == self._max_epochs)):
-                self.runner.val_loop.run()
-        self.runner.call_hook('after_train')
-        return self.runner.model
 
     def run_epoch(self) -> None:
         self.runner.call_hook('before_train_epoch')
@@ -190,7 +170,9 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
             self.run_iter(idx, data_batch)
             if stop_requested is not None and stop_requested():
                 self.runner.stop_after(idx)
-                self.stop_training = True
+                # mmengine's run() validates once run_epoch returns; an
+                # epoch cut short is not one to validate.
+                self.stop_training, self.val_begin = True, math.inf
                 return
         self.runner.call_hook('after_train_epoch')
         self._epoch += 1
@@ -225,10 +207,36 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
 @RUNNERS.register_module()
 class CI2PRunner(Runner):
     """mmengine's Runner, with checked loading, atomic saving and exact
-    resume (see this module's docstring)."""
+    resume (see this module's docstring).
 
-    #: ``SafeCheckpointHook`` leaves atomic writing to the runner.
-    saves_atomically = True
+    It changes mmengine's public methods only, but for one private one:
+    ``_maybe_compile`` (no public hook chooses what ``cfg.compile``
+    compiles; see there).
+    """
+
+    @classmethod
+    def from_cfg(cls, cfg) -> 'CI2PRunner':
+        """mmengine's ``from_cfg``; ``resume=True`` without ``load_from``
+        takes :func:`find_resumable_checkpoint`'s file (mmengine's would
+        follow ``last_checkpoint`` blindly), or starts afresh when the work
+        dir has none. A work dir that cannot be written (a read-only file
+        system) is refused in one line."""
+        check_writable_dir(cfg.work_dir, 'Work dir')
+        notes, auto = [], cfg.get('resume') and cfg.get('load_from') is None
+        if auto:
+            cfg = copy.deepcopy(cfg)
+            cfg.load_from = find_resumable_checkpoint(
+                osp.abspath(cfg.work_dir), notes)
+            cfg.resume = cfg.load_from is not None
+        runner = super().from_cfg(cfg)
+        for note in notes:
+            runner.logger.warning(note)
+        if auto:
+            runner.logger.info(
+                f'Auto-resuming from {cfg.load_from}.' if cfg.resume else
+                f'--resume: no checkpoint in {cfg.work_dir} yet; starting '
+                f'from the beginning.')
+        return runner
 
     # -- building --
     @staticmethod
@@ -259,8 +267,19 @@ class CI2PRunner(Runner):
         return loader
 
     def build_train_loop(self, loop):
+        """mmengine's, with :class:`ResumableEpochBasedTrainLoop` for
+        epoch-based training and ``max_epochs``/``max_iters`` checked
+        (mmengine trains nothing at -1 or 0 and exits as if done)."""
         if isinstance(loop, dict):
             loop = copy.deepcopy(loop)
+            for key in ('max_epochs', 'max_iters'):
+                value = loop.get(key, 1)
+                if isinstance(value, bool) or not isinstance(
+                        value, (int, float)) or value < 1 or value % 1:
+                    raise ConfigError(
+                        f'train_cfg.{key}={value!r}: must be a whole number '
+                        f'of at least 1. Set it in the config or with '
+                        f'--cfg-options train_cfg.{key}=N.')
             if loop.get('type') in ('EpochBasedTrainLoop',
                                     EpochBasedTrainLoop):
                 loop.pop('type')
@@ -285,24 +304,34 @@ class CI2PRunner(Runner):
         return model.module if isinstance(model, BaseTTAModel) else model
 
     def _maybe_compile(self, target: str) -> None:
-        """``cfg.compile`` compiles the model's forward, not mmengine's
-        ``train_step`` (see :mod:`ci2p_mm.engine.compile`)."""
-        kwargs = compile_cfg_kwargs(self.cfg.get('compile', None))
-        if kwargs is None:
+        """``cfg.compile``: ``nn.Module.compile()`` of the model, not of
+        mmengine's ``train_step``.
+
+        A private override, because no public hook chooses what is
+        compiled: mmengine compiles ``model.train_step``, so dynamo also
+        traces the optimizer wrapper, its AMP context and the loss parsing.
+        With ``AmpOptimWrapper`` that trace failed on an H200 with torch
+        2.11 inside ``mmengine.runner.amp.autocast`` (``digit_version`` ->
+        ``InternalTorchDynamoError``), so ``--amp --compile`` could not
+        start. The forward is all the compute there is (AOTAutograd
+        compiles its backward with it); ``Module.compile`` keeps the
+        state-dict keys (no ``_orig_mod.``), so checkpoints are the same as
+        without compiling, and DDP calls the compiled module.
+        """
+        setting = self.cfg.get('compile', None)
+        if setting is None or setting is False:
             return
-        compile_forward(self._bare_model, **kwargs)
+        if not isinstance(setting, (bool, dict)):
+            raise ConfigError(
+                f'compile={setting!r}: must be True, False or a dict of '
+                f'torch.compile arguments, e.g. dict(backend=\'inductor\').')
+        kwargs = {} if setting is True else dict(setting)
+        self._bare_model.compile(**kwargs)
         self.logger.info(
-            f'Model forward compiled with torch.compile({kwargs or ""}) '
-            f'(for {target}); the first iterations will be slow.')
+            f'Model compiled with nn.Module.compile({kwargs or ""}) (for '
+            f'{target}); the first iterations will be slow.')
 
     # -- loading --
-    def _init_model_weights(self) -> None:
-        check_pretrained_init_cfgs(self._bare_model)
-        # Codec weights are fetched in load_or_resume, after a checkpoint
-        # (load_from, --resume) had the chance to provide them offline.
-        with codec_fetch_deferred():
-            super()._init_model_weights()
-
     def load_checkpoint(self,
                         filename,
                         map_location='cpu',
@@ -319,8 +348,7 @@ class CI2PRunner(Runner):
                     f'no training state (no meta epoch/iter; a weights-only '
                     f'or published file?). Start a new run from its weights '
                     f'with load_from={filename} instead of --resume.')
-        if getattr(self, '_resuming', False):
-            defuse_legacy_config(checkpoint['meta'])
+            defuse_legacy_config(meta)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         model = self._checkpoint_model
         checkpoint = load_checked_checkpoint(
@@ -328,7 +356,6 @@ class CI2PRunner(Runner):
             f'the model of this config ({type(model).__name__} with '
             f'{self._describe_model()})', strict, revise_keys)
         self._loaded_meta = checkpoint.get('meta', {}) or {}
-        self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
 
@@ -365,9 +392,7 @@ class CI2PRunner(Runner):
                 self.logger.warning(
                     f'--resume: the config\'s learning rate differs from '
                     f'that of the checkpoint {filename}: {change}. The '
-                    f'resumed run uses the config\'s (each parameter '
-                    f'group\'s current learning rate scaled by the same '
-                    f'ratio, schedulers rebased).')
+                    f'resumed run uses the config\'s.')
         sampler = getattr(self.train_dataloader, 'sampler', None)
         if getattr(sampler, 'seed', self.seed) != self.seed:
             # The sampler was built before the checkpoint's seed was known.
@@ -379,27 +404,11 @@ class CI2PRunner(Runner):
             set_rng_state(rng)
 
     def load_or_resume(self) -> None:
-        self._load_or_resume()
+        super().load_or_resume()
         # What no checkpoint provided: CompressAI's zoo or the codec file
         # (a download error says what to do, before the first iteration).
         for name in load_pending_codecs(self._bare_model):
             self.logger.info(f'Loaded the codec weights of {name}.')
-
-    def _load_or_resume(self) -> None:
-        if self._has_loaded:
-            return
-        if self._resume and self._load_from is None:
-            path = find_resumable_checkpoint(self.work_dir, self.logger)
-            if path is None:
-                self.logger.info(
-                    f'--resume: no checkpoint in {self.work_dir} yet; '
-                    f'starting from the beginning.')
-                return
-            self.logger.info(f'Auto-resuming from {path}.')
-            self.resume(path)
-            self._has_loaded = True
-            return
-        super().load_or_resume()
 
     # -- training: one run per work dir, clean stop on SIGTERM/SIGINT --
     #: The signal that stopped the last ``train()`` early, or None, and
@@ -408,11 +417,19 @@ class CI2PRunner(Runner):
     _stop_checkpoint: Optional[str] = None
 
     def train(self) -> torch.nn.Module:
-        """Train holding the work dir (:class:`WorkDirLock`); SIGTERM or
+        """Train holding the work dir (:func:`work_dir_lock`); SIGTERM or
         SIGINT stops after the current iteration with a checkpoint that
-        ``--resume`` continues exactly (epoch-based loops)."""
+        ``--resume`` continues exactly (epoch-based loops).
+
+        ``init_cfg=Pretrained`` files are checked against their modules
+        first (mmengine loads them with ``strict=False``, warning only),
+        and codec weights are fetched after ``load_from``/``--resume``
+        had the chance to provide them offline (:meth:`load_or_resume`).
+        """
         self.stopped_by = None
-        with self._hold_work_dir(), StopSignals() as signals:
+        check_pretrained_init_cfgs(self._bare_model)
+        with self._hold_work_dir(), StopSignals() as signals, \
+                codec_fetch_deferred():
             # Only a loop that checks the flag may take the signals over.
             if not isinstance(self.train_loop, ResumableEpochBasedTrainLoop):
                 signals.restore()
@@ -432,7 +449,7 @@ class CI2PRunner(Runner):
     def _hold_work_dir(self):
         """The work dir lock, taken by the main process; every process
         learns whether it was refused, so none waits on the others."""
-        lock = WorkDirLock(self.work_dir) if is_main_process() else None
+        lock = work_dir_lock(self.work_dir) if is_main_process() else None
         refused = [None]
         if lock is not None:
             try:
@@ -498,29 +515,50 @@ class CI2PRunner(Runner):
                         meta=None,
                         by_epoch=True,
                         backend_args=None):
-        meta = dict(meta or {})
-        meta['ci2p_rng'] = get_rng_state()
+        """mmengine's, recording the random states and the CI2P codecs, and
+        written by the one atomic writer into local folders."""
+        meta = dict(meta or {}, ci2p_rng=get_rng_state())
         meta['ci2p_codecs'] = {
             name: [codec, quality]
             for name, (codec,
                        quality) in model_codecs(self._bare_model).items()
         }
-        args = (file_client_args, save_optimizer, save_param_scheduler, meta,
-                by_epoch, backend_args)
-        local = file_client_args is None and isinstance(
-            get_file_backend(out_dir, backend_args=backend_args), LocalBackend)
-        if not local:  # object stores replace objects whole anyway
-            return super().save_checkpoint(out_dir, filename, *args)
-        tmp, final = (osp.join(out_dir,
-                               f'{filename}.tmp'), osp.join(out_dir, filename))
+        backend_args = atomic_backend_args(out_dir, backend_args,
+                                           file_client_args)
         try:
-            super().save_checkpoint(out_dir, f'{filename}.tmp', *args)
-            replace_atomically(tmp, final)
-        except OSError as err:  # ENOSPC, EDQUOT, EIO, a lost mount, ...
-            if osp.exists(tmp):
-                os.remove(tmp)  # the partial file would only hold space
+            super().save_checkpoint(out_dir, filename, file_client_args,
+                                    save_optimizer, save_param_scheduler, meta,
+                                    by_epoch, backend_args)
+        except OutputError as err:  # disk full, quota, I/O error, ...
+            intact = find_resumable_checkpoint(self.work_dir)
+            kept = (f'the previous checkpoint, {intact}, is intact'
+                    if intact else 'no earlier checkpoint exists')
             raise CheckpointSaveError(
-                save_failure_message(final, err, self.work_dir)) from err
+                f'Could not save checkpoint {filename}: {err} Training '
+                f'stopped; {kept}: continue with --resume once it can be '
+                f'written.') from err
+
+
+def work_dir_lock(work_dir: str) -> ProcessLock:
+    """``WORK_DIR/train.lock``, held by a training run for its lifetime.
+
+    Two runs writing ``last_checkpoint``, ``epoch_N.pth`` and the mid-epoch
+    files of one work dir would resume from and delete each other's
+    checkpoints; a second run is refused, naming the first (pid, host,
+    start time, command line). A lock left by a killed run never blocks.
+    """
+    return ProcessLock(
+        osp.join(work_dir, 'train.lock'),
+        busy=lambda holder:
+        (f'Work dir {work_dir} is in use by another training run: '
+         f'{holder}. Two runs in one work dir would overwrite and delete '
+         f'each other\'s checkpoints. Wait for it to end or stop it, or '
+         f'pass another --work-dir.'),
+        error=WorkDirBusyError)
+
+
+class WorkDirBusyError(UserError, RuntimeError):
+    """Another live run holds the work dir."""
 
 
 # ---- the config's learning rate on resume ------------------------------
@@ -547,38 +585,51 @@ def configured_lrs(optim_wrapper) -> list:
 
 def apply_configured_lr(optim_wrapper, param_schedulers,
                         configured: list) -> str:
-    """After an optimizer state was loaded: where the checkpoint's base
-    learning rates differ from ``configured`` (the config's), scale each
-    group's current ``lr`` by configured / saved, set ``initial_lr`` and
-    the schedulers' ``base_values`` to the configured ones. Returns
+    """After an optimizer state was loaded: the config's learning rates
+    (``configured``) replace the checkpoint's. Returns
     ``'0.0001 (checkpoint: 10)'``-style text when something changed, else
     ``''``.
+
+    * An optimizer that a learning-rate scheduler drives: where the saved
+      base rate (``initial_lr``) differs, each group's current ``lr`` is
+      scaled by configured / saved, and ``initial_lr`` and the schedulers'
+      ``base_values`` become the configured ones (the schedule continues
+      from the new base).
+    * An optimizer that none drives (say its scheduler was dropped from the
+      config after a divergence): ``lr`` is the configured one. The saved
+      ``lr`` carries the dropped schedule's factor, which no longer applies.
     """
     optimizers = _optimizers(optim_wrapper)
-    ratios = {}
-    changes = []
-    for optimizer, lrs in zip(optimizers, configured):
-        for index, (group, lr) in enumerate(zip(optimizer.param_groups, lrs)):
-            saved = group.get('initial_lr', group['lr'])
-            if saved == lr or math.isclose(saved, lr, rel_tol=1e-9):
-                continue
-            ratio = lr / saved if saved else 1.0
-            group['lr'] = group['lr'] * ratio if saved else lr
-            if 'initial_lr' in group:
-                group['initial_lr'] = lr
-            ratios[(id(optimizer), index)] = ratio
-            changes.append(f'{lr:g} (checkpoint: {saved:g})')
-    if not ratios:
-        return ''
     schedulers = param_schedulers or []
     if isinstance(schedulers, dict):
         schedulers = [s for group in schedulers.values() for s in group]
+    schedulers = [s for s in schedulers if getattr(s, 'param_name', 0) == 'lr']
+    driven = {
+        id(getattr(s.optimizer, 'optimizer', s.optimizer))
+        for s in schedulers
+    }
+    ratios, changes = {}, []
+    for optimizer, lrs in zip(optimizers, configured):
+        for index, (group, lr) in enumerate(zip(optimizer.param_groups, lrs)):
+            if id(optimizer) not in driven:
+                group.pop('initial_lr', None)
+                saved = group['lr']
+                if not math.isclose(saved, lr, rel_tol=1e-9):
+                    group['lr'] = lr
+                    changes.append(f'{lr:g} (checkpoint: {saved:g}; no '
+                                   f'learning-rate schedule now)')
+                continue
+            saved = group.get('initial_lr', group['lr'])
+            if math.isclose(saved, lr, rel_tol=1e-9):
+                continue
+            ratio = lr / saved if saved else 1.0
+            group['lr'] = group['lr'] * ratio if saved else lr
+            group['initial_lr'] = lr
+            ratios[(id(optimizer), index)] = ratio
+            changes.append(f'{lr:g} (checkpoint: {saved:g})')
     for scheduler in schedulers:
-        if getattr(scheduler, 'param_name', None) != 'lr':
-            continue
-        key = id(scheduler.optimizer)
-        key = next((id(o) for o in optimizers if o is getattr(
-            scheduler.optimizer, 'optimizer', scheduler.optimizer)), key)
+        target = scheduler.optimizer
+        key = id(getattr(target, 'optimizer', target))
         for attr in ('base_values', '_last_value'):
             values = getattr(scheduler, attr, None)
             if isinstance(values, list):
@@ -602,23 +653,6 @@ def defuse_legacy_config(meta: dict) -> None:
 
 class CheckpointSaveError(UserError, OSError):
     """A checkpoint could not be written (disk full, quota, I/O error)."""
-
-
-def save_failure_message(path: str, err: OSError, work_dir: str) -> str:
-    """Which file, why, how much space is left, what is still intact."""
-    directory = osp.dirname(path) or '.'
-    try:
-        free = f'{shutil.disk_usage(directory).free / 2**20:.1f} MiB free'
-    except OSError:
-        free = 'free space unknown'
-    intact = find_resumable_checkpoint(work_dir)
-    kept = (f'The previous checkpoint, {intact}, is intact'
-            if intact else 'No earlier checkpoint exists')
-    return (f'Could not write checkpoint {path}: '
-            f'{err.strerror or err} ({free} on the file system of '
-            f'{directory} after removing the partial file). Training '
-            f'stopped. {kept}: free space (or move the work dir), then '
-            f'continue with --resume.')
 
 
 # ``runner_type='CI2PRunner'`` is looked up before mmpretrain's scope is

@@ -37,7 +37,6 @@ DataLoader path stays the default. A store that would take more than
 ``max_memory_fraction`` of the device's free memory is refused, naming both
 sizes.
 """
-import logging
 import os
 import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -50,8 +49,10 @@ from mmpretrain.datasets.transforms import PackInputs
 from mmpretrain.structures import DataSample, format_label
 
 from ci2p_mm.datasets import BadImageError
+from ci2p_mm.datasets.robust import next_readable
 from ci2p_mm.datasets.seeds import first_uniforms
 from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.io import size_text
 from .dataset import LatentDataset, LoadLatent
 from .store import LatentStoreError
 
@@ -60,12 +61,6 @@ from .store import LatentStoreError
 DEFAULT_MEMORY_FRACTION = 0.5
 #: Rows copied to the device at a time while loading (bounded host memory).
 LOAD_CHUNK_BYTES = 256 << 20
-GIB = 1 << 30
-
-
-def size_text(num_bytes: float) -> str:
-    return (f'{num_bytes / GIB:.2f} GiB'
-            if num_bytes >= GIB else f'{num_bytes / (1 << 20):.1f} MiB')
 
 
 class DeviceLatentsError(UserError, ValueError):
@@ -255,28 +250,19 @@ class DeviceLatentLoader:
         """The sample that stands for ``index``: itself, or with
         ``skip_bad_images`` in training the next readable one (and the
         files skipped), as ``SkipBadImagesMixin`` does."""
+        dataset = self.dataset
         if not self.bad[index]:
             return index, []
-        dataset = self.dataset
         if not dataset.skip_bad_images or dataset.for_evaluation:
+            return self._checked(index), []
+        return next_readable(index, len(dataset), self._checked,
+                             type(dataset).__name__)
+
+    def _checked(self, index: int) -> int:
+        if self.bad[index]:
             info = self.infos[index]
             raise BadImageError(info['img_path'], info['bad_reason'])
-        skipped = []
-        for k in range(len(dataset)):
-            candidate = (index + k) % len(dataset)
-            if not self.bad[candidate]:
-                return candidate, skipped
-            skipped.append(self.infos[candidate]['img_path'])
-            print_log(
-                f'skip_bad_images: skipping {skipped[-1]} ('
-                f'{self.infos[candidate]["bad_reason"]}); the next readable '
-                f'sample takes its place.',
-                logger='current',
-                level=logging.WARNING)
-        raise RuntimeError(
-            f'No readable image in {type(dataset).__name__}: all '
-            f'{len(dataset)} files were refused. Run '
-            f'tools/misc/verify_dataset.py CONFIG.')
+        return index
 
     def flips(self, indices: Sequence[int]) -> np.ndarray:
         """``LoadLatent``'s flip decision for each drawn index."""

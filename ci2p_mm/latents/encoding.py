@@ -26,6 +26,7 @@ finite (a broken codec), or beyond float16's range with fp16 storage, stop
 the run naming the images: nothing is stored as Inf.
 """
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -46,7 +47,7 @@ from ci2p_mm.datasets import BadImageError
 from ci2p_mm.utils import (load_model_config, quiet_init_weights, read_config,
                            set_patch_options)
 from ci2p_mm.utils.io import file_sha256
-from ci2p_mm.utils.locks import LockBusy, ProcessLock
+from ci2p_mm.utils.locks import ProcessLock
 from .dataset import build_source_dataset
 from .store import (FORMAT_VERSION, FP16_MAX, LATENT_VIEWS, QUANTIZED_LIMIT,
                     SOURCE_DTYPE, STORAGES, LatentConfigError, LatentStore,
@@ -493,31 +494,18 @@ def default_out(cfg_split: dict, split: str, encoder: CodecEncoder,
                            storage))
 
 
-class _StoreLock:
+def _store_lock(store: LatentStore, rank: int):
     """Rank 0 holds the store's ``encode.lock`` for the whole encode."""
-
-    def __init__(self, store: LatentStore, rank: int):
-        self.lock = ProcessLock(store.lock_path) if rank == 0 else None
-        self.store = store
-
-    def __enter__(self):
-        if self.lock is None:
-            return self
-        try:
-            self.lock.acquire()
-        except LockBusy as busy:
-            raise LatentStoreError(
-                f'Another encode is writing the latent store '
-                f'{self.store.root}: {busy.holder}. Two encodes of one store '
-                f'would both do all the work. Wait for it to end (it '
-                f'resumes if stopped), or pass another --out. (Lock: '
-                f'{self.lock.path}; a lock left by a killed run does not '
-                f'block.)') from None
-        return self
-
-    def __exit__(self, *exc):
-        if self.lock is not None:
-            self.lock.release()
+    if rank != 0:
+        return contextlib.nullcontext()
+    return ProcessLock(
+        store.lock_path,
+        busy=lambda holder:
+        (f'Another encode is writing the latent store {store.root}: '
+         f'{holder}. Two encodes of one store would both do all the '
+         f'work. Wait for it to end (it resumes if stopped), or pass '
+         f'another --out.'),
+        error=LatentStoreError)
 
 
 def encode(cfg: Config,
@@ -575,7 +563,7 @@ def encode(cfg: Config,
     store = LatentStore(out)
     writer = StoreWriter(store, encoder, storage, chunk_size, batch_size,
                          num_workers, overwrite, progress, cfg.filename)
-    with _StoreLock(store, writer.rank):
+    with _store_lock(store, writer.rank):
         for split, ds_cfg in found.items():
             dataset, flips, skip = writer.prepare(split, ds_cfg)
             barrier()

@@ -27,7 +27,8 @@ from mmengine.utils import mkdir_or_exist
 from mmpretrain.registry import DATASETS, MODELS
 
 from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.io import load_torch_file, save_atomic
+from ci2p_mm.utils.io import (check_not_input, check_output_path,
+                              load_torch_file, save_atomic)
 from ci2p_mm.utils.package_files import configs_root
 from ci2p_mm.utils.state_dicts import (StateDictMismatch, compare_state_dicts,
                                        listing)
@@ -270,8 +271,8 @@ def convert_checkpoint(family: Family,
                        dst: str,
                        config: Optional[str] = None) -> str:
     """Convert ``src`` into ``dst``; return the matching config's name."""
-    if osp.abspath(src) == osp.abspath(dst):
-        raise ConversionError(f'{dst}: the output would overwrite the input.')
+    check_output_path(dst)
+    check_not_input(dst, src)
     state_dict, where = read_state_dict(src)
     converted, source_format = family.convert(state_dict)
     name = matching_config(converted, family, config)

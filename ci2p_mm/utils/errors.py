@@ -9,3 +9,8 @@ traceback; every other exception keeps its traceback, because it is a bug.
 
 class UserError(Exception):
     """An error caused by input or settings, explained in its message."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config that cannot be read, or a setting in it that cannot work;
+    the message names the file or the key."""

@@ -1,21 +1,49 @@
-"""Files written and read whole: atomic saves and torch's safe loading.
+"""Files written and read whole: the one atomic writer and torch's safe
+loading.
 
-Every checkpoint this project writes goes through :func:`save_atomic` (or
-:func:`replace_atomically` for files another library writes), so a run
-killed mid-save leaves the previous file intact. Every local torch file it
+Every file this project writes goes through :func:`atomic_output` (or
+:func:`write_bytes_atomically`, :func:`write_text_atomically`,
+:func:`save_atomic` on top of it): a run killed mid-save leaves the previous
+file intact; a device, a FIFO or ``/dev/stdout`` is written through, never
+replaced; a full disk is one line naming the file. Every local torch file it
 reads goes through :func:`load_torch_file`: ``torch.load(weights_only=True)``
 after a check of the zip records' declared sizes (no "zip bomb" reaches
 torch) and of their CRCs, with errors that name the file. Safety is never
 switched off; mmengine's own checkpoint types are allow-listed in
 :mod:`ci2p_mm.engine.checkpoint`.
 """
+import contextlib
+import errno
 import hashlib
+import io
+import itertools
 import os
 import os.path as osp
+import shutil
+import stat
+import sys
+import tempfile
 import zipfile
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
+
+from .errors import UserError
+from .locks import is_abandoned, try_flock
+
+#: Names the writer's temporaries: ``NAME.ci2p-tmp-PID.N`` beside ``NAME``.
+TMP_MARK = '.ci2p-tmp-'
+_tmp_numbers = itertools.count()
+_cleaned_dirs = set()
+#: Failures that are the output's, not the caller's (reported as such).
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                 errno.EPERM, errno.EFBIG, errno.EIO, errno.ENOTDIR,
+                 errno.ENAMETOOLONG)
+
+
+class OutputError(UserError, OSError):
+    """An output that cannot be written: a folder, a FIFO that no process
+    reads, a full disk, a read-only file system, the input itself."""
 
 
 def _fsync(path: str, directory: bool = False) -> None:
@@ -31,23 +59,202 @@ def _fsync(path: str, directory: bool = False) -> None:
         os.close(fd)
 
 
-def replace_atomically(tmp: str, final: str) -> None:
-    """Flush ``tmp`` to disk, then rename it over ``final``."""
-    _fsync(tmp)
-    os.replace(tmp, final)
-    _fsync(osp.dirname(osp.abspath(final)), directory=True)
+def _inherited_fd(path: str) -> Optional[int]:
+    """N when ``path`` leads through links to ``/proc/self/fd/N`` or
+    ``/dev/fd/N`` (``/dev/stdout`` is such a link): this process's own
+    descriptor, written with its offset and mode as they are."""
+    for _ in range(40):  # the kernel's own limit on link chains
+        for prefix in ('/proc/self/fd/', '/dev/fd/', f'/proc/{os.getpid()}'
+                       f'/fd/'):
+            if path.startswith(prefix) and path[len(prefix):].isdigit():
+                return int(path[len(prefix):])
+        if not osp.islink(path):
+            return None
+        path = osp.join(osp.dirname(osp.abspath(path)), os.readlink(path))
+    return None
+
+
+_KINDS = ((stat.S_ISDIR, 'a folder'), (stat.S_ISCHR, 'a character device'),
+          (stat.S_ISFIFO, 'a FIFO'), (stat.S_ISBLK, 'a block device'),
+          (stat.S_ISSOCK, 'a socket'))
+
+
+def output_kind(path: str) -> Optional[str]:
+    """What ``path`` is when it is not a regular file nor missing: ``'a
+    folder'``, ``'a character device'``, ... (links followed)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), None)
+
+
+def check_output_path(path: str) -> None:
+    """Refuse, before any work, an output that no writer may use: a folder,
+    a block device or a socket (named in the error)."""
+    kind = output_kind(path)
+    if kind in ('a folder', 'a block device', 'a socket'):
+        raise OutputError(f'Output {path} is {kind}; refusing to write over '
+                          f'it. Name a file instead.')
+
+
+def check_not_input(output: str, *inputs: str) -> None:
+    """Refuse an output that is one of the inputs, however it is reached
+    (links, linked folders, ``..``, hard links): writing it would overwrite
+    the input. The one such check of every tool taking SRC and DST."""
+    for source in inputs:
+        try:
+            same = osp.samefile(source, output)
+        except OSError:  # one of them does not exist (yet)
+            same = osp.realpath(source) == osp.realpath(output)
+        if same:
+            raise OutputError(
+                f'Output {output} is the input {source} (the same file, '
+                f'through a link or another path); writing it would '
+                f'overwrite the input. Name another output file.')
+
+
+def check_writable_dir(path: str, what: str = 'Folder') -> None:
+    """Create the folder ``path`` if needed and check that a file can be
+    written in it (a read-only file system, no permission: one line)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise OutputError(
+            f'{what} {path} cannot be written ({err.strerror or err}): pass '
+            f'a folder on a writable file system.') from None
+
+
+def remove_abandoned_temporaries(directory: str) -> None:
+    """Delete the temporaries of :func:`atomic_output` in ``directory``
+    whose writer died (SIGKILL, a second SIGTERM during a save, a crash):
+    files named ``*.ci2p-tmp-*`` that no live process holds locked. Never
+    anything else, never a live writer's. Once per folder and process."""
+    if directory in _cleaned_dirs:
+        return
+    _cleaned_dirs.add(directory)
+    try:
+        names = [n for n in os.listdir(directory) if TMP_MARK in n]
+    except OSError:
+        return
+    for name in names:
+        path = osp.join(directory, name)
+        if is_abandoned(path):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
+def size_text(num_bytes: float) -> str:
+    """``'1.50 GiB'``, ``'0.5 MiB'``, ``'2.0 KiB'``."""
+    if num_bytes >= 2**30:
+        return f'{num_bytes / 2**30:.2f} GiB'
+    if num_bytes >= 2**20 / 10:
+        return f'{num_bytes / 2**20:.1f} MiB'
+    return f'{num_bytes / 2**10:.1f} KiB'
+
+
+def _error(path: str, err: OSError, needed: int) -> OutputError:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        directory = osp.dirname(osp.abspath(path))
+        try:
+            free = f', {size_text(shutil.disk_usage(directory).free)} free'
+        except OSError:
+            free = ''
+        return OutputError(f'No space left on device writing {path} (needs '
+                           f'about {size_text(needed)}{free}). Free some '
+                           f'space or write elsewhere.')
+    return OutputError(f'Cannot write {path}: {err.strerror or err}.')
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, size: Optional[int] = None) -> Iterator[str]:
+    """``with atomic_output(PATH) as tmp:`` write the file ``tmp``; on
+    leaving, its content becomes ``PATH``'s. The one writer.
+
+    * A regular or missing ``PATH`` (links followed to the file they name,
+      the folder created if needed): ``tmp`` lies beside it
+      (``NAME.ci2p-tmp-PID.N``), is flushed to disk and renamed over it, so
+      a kill leaves the old file or the new one, never a part.
+    * A character device or a FIFO (``/dev/null``, a pipe), or
+      ``/dev/stdout``: the content is written through it; renaming over it
+      would replace the device (as root, ``/dev/null`` for every process).
+      A FIFO that no process reads is refused instead of waiting forever.
+    * A folder, a block device or a socket: refused before anything runs.
+    * Delete ``tmp`` inside the block to write nothing.
+    * A failure (disk full, quota, read-only file system) removes ``tmp``
+      and raises :class:`OutputError`: which file, why, and for a full disk
+      how much it needs (``size``, or what was written before it failed).
+
+    ``tmp`` is locked while it is written; temporaries whose writer died
+    are deleted when the next write in that folder starts
+    (:func:`remove_abandoned_temporaries`).
+    """
+    check_output_path(path)
+    fd = _inherited_fd(path)
+    through = fd is not None or output_kind(path) is not None
+    target = path if through else osp.realpath(path)
+    directory = tempfile.gettempdir() if through else osp.dirname(target)
+    tmp = osp.join(
+        directory, f'{osp.basename(target)}{TMP_MARK}'
+        f'{os.getpid()}.{next(_tmp_numbers)}')
+    held = None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        remove_abandoned_temporaries(directory)
+        held = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try_flock(held)
+        yield tmp
+        if not osp.exists(tmp):
+            return
+        if through:
+            _write_through(tmp, path, fd)
+        else:
+            _fsync(tmp)
+            os.replace(tmp, target)
+            _fsync(directory, directory=True)
+    except OSError as err:
+        if isinstance(err, UserError) or err.errno not in _WRITE_ERRNOS:
+            raise
+        written = osp.getsize(tmp) if osp.exists(tmp) else 0
+        if held is not None:  # its blocks are freed once nothing holds it
+            os.close(held)
+            held = None
+        with contextlib.suppress(OSError):
+            os.remove(tmp)  # before the free space is measured
+        raise _error(path, err, size or written) from err
+    finally:
+        if held is not None:
+            os.close(held)
+        if osp.exists(tmp):  # a failed write leaves no litter
+            os.remove(tmp)
+
+
+def _write_through(tmp: str, path: str, fd: Optional[int]) -> None:
+    """Copy ``tmp`` into the device, FIFO or inherited descriptor."""
+    if fd is None:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno != errno.ENXIO:
+                raise
+            raise OutputError(
+                f'Output {path} is a FIFO that no process reads; start its '
+                f'reader first, or name a file.') from None
+        os.set_blocking(fd, True)
+    else:
+        sys.stdout.flush()  # what was printed before comes first
+        fd = os.dup(fd)
+    with open(tmp, 'rb') as source, open(fd, 'wb') as out:
+        shutil.copyfileobj(source, out)
 
 
 def write_bytes_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path.tmp``, then rename it over ``path``."""
-    tmp = f'{path}.tmp'
-    try:
+    """Write ``data`` to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path, len(data)) as tmp:
         with open(tmp, 'wb') as f:
             f.write(data)
-        replace_atomically(tmp, path)
-    finally:
-        if osp.exists(tmp):  # a failed write (disk full) leaves no litter
-            os.remove(tmp)
 
 
 def write_text_atomically(path: str, text: str) -> None:
@@ -55,15 +262,18 @@ def write_text_atomically(path: str, text: str) -> None:
     write_bytes_atomically(path, text.encode('utf-8'))
 
 
+def torch_bytes(obj: Any) -> memoryview:
+    """``torch.save(obj)``'s bytes, made in memory: a full disk then fails
+    in the writer, which knows the size (torch's own file writer fails with
+    ``basic_ios::clear`` or ``unexpected pos``)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getbuffer()
+
+
 def save_atomic(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file, then rename it over ``path``."""
-    tmp = f'{path}.tmp{os.getpid()}'
-    try:
-        torch.save(obj, tmp)
-        replace_atomically(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    """``torch.save(obj, path)`` through :func:`atomic_output`."""
+    write_bytes_atomically(path, torch_bytes(obj))
 
 
 def file_sha256(path: str) -> str:

@@ -1,10 +1,15 @@
-"""A file lock held by one live process, naming its holder.
+"""The one lock: a file held by one live process, naming its holder.
 
 ``flock`` on a file that the holder fills with who it is (pid, host, start
 time, command line). The kernel releases the lock when the holder exits in
 any way, SIGKILL included, so a file a killed process leaves behind never
 blocks the next one. ``flock`` locks are local to a machine on some network
 file systems (old NFS setups, some FUSE mounts).
+
+Used for a training run's work dir (``WORK_DIR/train.lock``), a latent
+store being encoded (``encode.lock``) and the temporaries of the atomic
+writer (:func:`ci2p_mm.utils.io.atomic_output`: a temporary whose lock is
+free belongs to a writer that died).
 """
 import datetime
 import fcntl
@@ -13,16 +18,13 @@ import os
 import os.path as osp
 import socket
 import sys
-from typing import Optional
+from typing import Callable, Optional, Type
+
+from .errors import UserError
 
 
-class LockBusy(Exception):
-    """Another live process holds the lock; ``holder`` says who."""
-
-    def __init__(self, path: str, holder: str):
-        super().__init__(f'{path} is held by {holder}')
-        self.path = path
-        self.holder = holder
+class LockBusy(UserError, RuntimeError):
+    """Another live process holds the lock."""
 
 
 def describe_holder(path: str) -> str:
@@ -36,22 +38,63 @@ def describe_holder(path: str) -> str:
         return 'a process that has not yet written who it is'
 
 
-class ProcessLock:
-    """``with ProcessLock(path):`` holds ``path`` or raises
-    :class:`LockBusy`."""
+def try_flock(fd: int) -> Optional[bool]:
+    """Take an exclusive ``flock`` on ``fd`` without waiting: True when
+    taken, False when a live process holds it, None when the file system
+    cannot tell (no ``flock`` support)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+    return True
 
-    def __init__(self, path: str):
+
+def is_abandoned(path: str) -> bool:
+    """Whether ``path`` exists and no live process holds its lock (its
+    writer died). False when unsure."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        return try_flock(fd) is True  # closing the fd drops it again
+    finally:
+        os.close(fd)
+
+
+class ProcessLock:
+    """``with ProcessLock(path):`` holds ``path`` or raises ``error``.
+
+    Args:
+        path (str): The lock file (created, with its folder, if missing).
+        busy (callable, optional): ``busy(holder)`` says what is busy and
+            what to do; the lock's path and the note that a killed holder
+            never blocks follow. Defaults to None (``'PATH is held by
+            HOLDER.'``).
+        error (type): The exception raised with that message. Defaults to
+            :class:`LockBusy`.
+    """
+
+    def __init__(self,
+                 path: str,
+                 busy: Optional[Callable[[str], str]] = None,
+                 error: Type[Exception] = LockBusy):
         self.path = path
+        self.busy = busy or (lambda holder: f'{path} is held by {holder}.')
+        self.error = error
         self._file = None
 
     def acquire(self) -> 'ProcessLock':
         os.makedirs(osp.dirname(osp.abspath(self.path)), exist_ok=True)
         f = open(self.path, 'a+')  # no truncation before we hold it
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not try_flock(f.fileno()):
             f.close()
-            raise LockBusy(self.path, describe_holder(self.path)) from None
+            raise self.error(
+                f'{self.busy(describe_holder(self.path))} (Lock: '
+                f'{self.path}; a lock left by a killed run does not '
+                f'block.)')
         f.seek(0)
         f.truncate()
         json.dump(

@@ -4,13 +4,17 @@ Tools change a CI2P backbone's codec settings (random weights for timing,
 a local codec file, latent input) through :func:`set_patch_options`, the
 one place that knows where those settings live in a config.
 """
+import ast
 import copy
 import logging
+import os.path as osp
 from typing import Optional, Union
 
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 
+from .config_text import read_config_text
+from .errors import ConfigError
 from .known_warnings import known_warnings_silenced
 
 #: Backbones whose ``patch_cfg`` configures a CompressAI codec.
@@ -38,12 +42,49 @@ def set_patch_options(cfg: Union[Config, ConfigDict], **options) -> bool:
 
 def read_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """``Config.fromfile`` with the known framework warnings silenced and
-    ``--cfg-options`` merged."""
-    with known_warnings_silenced():  # mmengine reads mmpretrain:: bases
-        cfg = Config.fromfile(path)
+    ``--cfg-options`` merged.
+
+    A file that is missing, not UTF-8 or not valid Python (its own or a
+    ``_base_`` file) is a :class:`~ci2p_mm.utils.errors.ConfigError`
+    naming the file and line; mmengine reports a syntax error as ``File
+    "<unknown>"``.
+    """
+    try:
+        _parse_with_bases(path)
+        with known_warnings_silenced():  # mmengine reads mmpretrain:: bases
+            cfg = Config.fromfile(path)
+    except (OSError, UnicodeDecodeError, SyntaxError) as err:
+        raise ConfigError(f'Config {path}: {_config_problem(path, err)}.')
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
+
+
+def _parse_with_bases(path: str) -> None:
+    """Parse a config and the local files its ``_base_`` names, raising
+    the first ``SyntaxError`` with its file name."""
+    with open(path, 'rb') as f:
+        text = f.read().decode('utf-8')
+    ast.parse(text, path)
+    bases = read_config_text(text).get('_base_', [])
+    for base in [bases] if isinstance(bases, str) else bases:
+        local = osp.join(osp.dirname(path), str(base))
+        if '::' not in str(base) and osp.isfile(local):
+            _parse_with_bases(local)
+
+
+def _config_problem(path: str, err: Exception) -> str:
+    if isinstance(err, UnicodeDecodeError):
+        return f'not UTF-8 text (byte {err.start})'
+    if isinstance(err, SyntaxError):
+        where = '' if err.filename == path else f'{err.filename}, '
+        return (f'{where}line {err.lineno}: {err.msg}'
+                f'{f" ({err.text.strip()})" if err.text else ""}')
+    name = err.filename or path
+    what = 'it' if name == path else f'its _base_ file {name}'
+    if isinstance(err, FileNotFoundError):
+        return f'{what} does not exist'
+    return f'{what} cannot be read ({err.strerror or err})'
 
 
 def load_model_config(config: Union[str, Config],

@@ -1,0 +1,153 @@
+"""Settings and paths that used to end in a traceback (or in a run that
+did nothing) are refused in one ``error:`` line, exit status 2.
+
+Issue 27, items 13 and 15 (and 8: ``--amp`` on the CPU now trains). Each
+command line runs in this process through :func:`ci2p_mm.utils.cli.run`,
+exactly as its ``tools/`` shim runs it; tests/test_tool_clis.py runs the
+shims themselves.
+"""
+import os
+import os.path as osp
+
+import pytest
+import torch
+from _reliability import make_toy_data, small_tmpfs, write_config
+
+import ci2p_mm.apis.testing as test_api
+import ci2p_mm.apis.training as train_api
+from ci2p_mm.model_converters import cvt
+from ci2p_mm.utils.cli import run
+
+
+def refusal(main, argv, capsys):
+    """The one line ``main(argv)`` prints when it refuses (exit 2)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run(main, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2, err
+    assert len(err) == 1 and err[0].split(': error: ', 1)[0]
+    return err[0].split(': error: ', 1)[1]
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('refusals')
+    root = make_toy_data(tmp / 'data', 2, 64, 0.5)
+    return tmp, write_config(tmp, root, epochs=1)
+
+
+def test_missing_and_broken_configs(tmp_path, capsys):
+    missing = str(tmp_path / 'nope.py')
+    assert refusal(train_api.main, [missing],
+                   capsys) == (f'Config {missing}: it does not exist.')
+    broken = tmp_path / 'broken.py'
+    broken.write_text("model = dict(\n    type='CI2PViT',\n")
+    assert refusal(train_api.main, [str(broken)], capsys) == (
+        f"Config {broken}: line 1: '(' was never closed (model = dict().")
+    child = tmp_path / 'child.py'
+    child.write_text("_base_ = ['broken.py']\n")
+    assert refusal(train_api.main, [str(child)], capsys) == (
+        f"Config {child}: {broken}, line 1: '(' was never closed (model = "
+        f"dict().")
+    orphan = tmp_path / 'orphan.py'
+    orphan.write_text("_base_ = ['gone.py']\n")
+    assert refusal(train_api.main, [str(orphan)], capsys) == (
+        f'Config {orphan}: its _base_ file {tmp_path}/gone.py does not '
+        f'exist.')
+    latin1 = tmp_path / 'latin1.py'
+    latin1.write_bytes(b"# caf\xe9\nx = 1\n")
+    assert refusal(train_api.main, [str(latin1)],
+                   capsys) == (f'Config {latin1}: not UTF-8 text (byte 5).')
+
+
+@pytest.mark.parametrize('split', ['train', 'val', 'test'])
+def test_batch_size_zero_names_the_key(tiny, split, capsys):
+    tmp, config = tiny
+    message = refusal(train_api.main, [
+        config, '--work-dir',
+        str(tmp / 'w'), '--cfg-options', f'{split}_dataloader.batch_size=0'
+    ], capsys)
+    assert message == (f'{split}_dataloader.batch_size=0: must be a whole '
+                       f'number of at least 1 (--cfg-options '
+                       f'{split}_dataloader.batch_size=N).')
+
+
+def test_max_epochs_that_train_nothing_are_refused(tiny, capsys):
+    """-1 trained nothing and exited 0; 2.5 died in an assertion."""
+    tmp, config = tiny
+    for value in ('-1', '0', '2.5'):
+        message = refusal(train_api.main, [
+            config, '--work-dir',
+            str(tmp / 'w'), '--cfg-options', f'train_cfg.max_epochs={value}'
+        ], capsys)
+        assert message == (
+            f'train_cfg.max_epochs={float(value) if "." in value else value}'
+            f': must be a whole number of at least 1. Set it in the config or '
+            f'with --cfg-options train_cfg.max_epochs=N.')
+    assert not [n for n in os.listdir(tmp / 'w') if n.endswith('.pth')]
+
+
+def test_read_only_work_dir(tiny, tmp_path, capsys):
+    _, config = tiny
+    with small_tmpfs(tmp_path / 'ro', read_only=True) as mounted:
+        if not mounted:  # not root: a folder without write permission
+            os.chmod(tmp_path / 'ro', 0o500)
+        work_dir = str(tmp_path / 'ro' / 'work')
+        message = refusal(train_api.main, [config, '--work-dir', work_dir],
+                          capsys)
+        reason = 'Read-only file system' if mounted else 'Permission denied'
+        assert message == (f'Work dir {work_dir} cannot be written ({reason})'
+                           f': pass a folder on a writable file system.')
+
+
+def test_test_tool_out_that_is_a_folder_or_the_checkpoint(
+        tiny, tmp_path, capsys):
+    _, config = tiny
+    ckpt = tmp_path / 'model.pkl'  # a checkpoint named like an --out
+    torch.save({}, ckpt)
+    (tmp_path / 'preds.pkl').mkdir()
+    work = ['--work-dir', str(tmp_path / 'work')]
+    out = str(tmp_path / 'preds.pkl')
+    assert refusal(test_api.main,
+                   [config, str(ckpt), '--out', out, *work],
+                   capsys) == (f'Output {out} is a folder; refusing to write '
+                               f'over it. Name a file instead.')
+    message = refusal(test_api.main,
+                      [config, str(ckpt), '--out',
+                       str(ckpt), *work], capsys)
+    assert message.startswith(f'Output {ckpt} is the input {ckpt} ')
+
+
+def test_converter_destination_folder(tmp_path, capsys):
+    src = tmp_path / 'CvT-13.pth'
+    src.write_bytes(b'weights')
+    (tmp_path / 'out').mkdir()
+    assert refusal(cvt.main, [str(src), str(tmp_path / 'out')], capsys) == (
+        f'Output {tmp_path}/out is a folder; refusing to write over it. Name '
+        f'a file instead.')
+    assert src.read_bytes() == b'weights'
+
+
+@pytest.mark.slow  # a training and a test run
+def test_amp_on_the_cpu_trains_in_bf16(tiny, tmp_path):
+    """``--amp`` died in mmengine's AmpOptimWrapper assertion (it needs a
+    GPU); on the CPU it is bf16 autocast, no loss scaling."""
+    _, config = tiny
+    seen = []
+    runner = train_api.train(
+        [config, '--work-dir',
+         str(tmp_path / 'amp'), '--amp'])
+    wrapper = runner.optim_wrapper
+    assert type(wrapper).__name__ == 'CPUAmpOptimWrapper'
+    with wrapper.optim_context(runner.model):
+        seen.append(torch.get_autocast_dtype('cpu'))
+        seen.append(torch.is_autocast_enabled('cpu'))
+    assert seen == [torch.bfloat16, True]
+    assert osp.isfile(tmp_path / 'amp' / 'epoch_1.pth')
+    metrics = test_api.test([
+        config,
+        str(tmp_path / 'amp' / 'epoch_1.pth'), '--amp', '--work-dir',
+        str(tmp_path / 'test')
+    ])
+    assert 'accuracy/top1' in metrics
