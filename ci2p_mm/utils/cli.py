@@ -13,9 +13,10 @@ package; the script under ``tools/`` is a shim of a few lines::
 ``<script>: error: <message>`` and exit status 2 (argparse's status for a
 usage error), and ``main``'s return value into the exit status.
 """
+import os
 import os.path as osp
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 from .errors import UserError
 
@@ -34,3 +35,26 @@ def run(main: Callable[[Optional[List[str]]], Optional[int]],
         print(f'{prog}: error: {err}', file=sys.stderr)
         sys.exit(USER_ERROR_STATUS)
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def check_output_file(path: str, flag: str,
+                      inputs: Sequence[str] = ()) -> None:
+    """Refuse an output file (the argument ``flag``) before any work: a
+    folder, a device or FIFO (a rename would replace it), one of ``inputs``
+    (through links too), or a place that cannot be written."""
+    folder = osp.dirname(osp.abspath(path))
+    while not osp.exists(folder):  # the folders that will be created
+        folder = osp.dirname(folder)
+    if osp.isdir(path):
+        problem = 'is a folder'
+    elif osp.exists(path) and not osp.isfile(path):
+        problem = 'is not a regular file (a device, FIFO or socket)'
+    elif osp.isfile(path) and any(
+            osp.exists(i) and osp.samefile(path, i) for i in inputs):
+        problem = 'is an input of this command'
+    elif not osp.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        problem = f'cannot be written ({folder} is not a writable folder)'
+    else:
+        return
+    raise UserError(f'{flag} {path} {problem}; give the path of a file to '
+                    f'write.')
