@@ -449,20 +449,17 @@ def vit_checkpoint(path, classes=CLASSES, non_finite=False):
 def test_nan_weights_and_wrong_class_names_are_refused(tmp_path):
     """Was: NaN weights exported silently (only --verify noticed, calling
     it a mismatch); 3 class names for 10 logits went into the metadata."""
-    bad = vit_checkpoint(tmp_path / 'nan.pth', non_finite=True)
-    with pytest.raises(
-            CheckpointError,
-            match=r'nan\.pth holds 74 NaN/inf values in 2 '
-            r'tensor\(s\): head\.fc\.weight, '
-            r'head\.fc\.bias'):
-        export_family('vit', tmp_path / 'x.onnx', checkpoint=bad)
-    three = vit_checkpoint(tmp_path / 'three.pth', classes=['a', 'b', 'c'])
-    with pytest.raises(
-            CheckpointError,
-            match=r"three\.pth \(meta\.dataset_meta\.classes\) "
-            r"names 3 classes \('a', 'b', 'c'\), but the head has "
-            r'10 outputs'):
-        export_family('vit', tmp_path / 'x.onnx', checkpoint=three)
+    cases = {
+        vit_checkpoint(tmp_path / 'nan.pth', non_finite=True):
+        r'nan\.pth holds 74 NaN/inf values in 2 tensor\(s\): '
+        r'head\.fc\.weight, head\.fc\.bias',
+        vit_checkpoint(tmp_path / 'three.pth', classes=['a', 'b', 'c']):
+        r"three\.pth \(meta\.dataset_meta\.classes\) names 3 classes "
+        r"\('a', 'b', 'c'\), but the head has 10 outputs",
+    }
+    for checkpoint, match in cases.items():
+        with pytest.raises(CheckpointError, match=match):
+            export_family('vit', tmp_path / 'x.onnx', checkpoint=checkpoint)
     assert sorted(os.listdir(tmp_path)) == ['nan.pth', 'three.pth']
 
 
