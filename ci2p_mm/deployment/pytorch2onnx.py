@@ -140,8 +140,8 @@ def export_config(config: str,
 
     folder = osp.dirname(osp.abspath(out))
     os.makedirs(folder, exist_ok=True)
-    # A name of our own: torch's exporter takes only UTF-8 paths.
-    tmp = osp.join(folder, f'.pytorch2onnx-{os.getpid()}.onnx.tmp')
+    # OUT.tmp, in UTF-8: torch's exporter takes no other paths.
+    tmp = osp.join(folder, printable_path(osp.basename(out)) + '.tmp')
     start = time.perf_counter()
     try:
         export_graph(graph, example, tmp, INPUT_NAME, names, opset,
