@@ -22,7 +22,9 @@ import numpy as np
 from mmpretrain import ImageClassificationInferencer, get_model
 from mmpretrain.visualization import UniversalVisualizer
 
-from ci2p_mm.engine.checkpoint import (load_checked_checkpoint,
+from ci2p_mm.engine.checkpoint import (check_class_names, checked_class_names,
+                                       head_num_classes,
+                                       load_checked_checkpoint,
                                        read_checkpoint_file)
 from ci2p_mm.utils.image_files import load_image_file
 
@@ -30,18 +32,22 @@ from ci2p_mm.utils.image_files import load_image_file
 def load_classifier(model: str, checkpoint: Optional[str] = None):
     """mmpretrain's ``get_model(model)`` with ``checkpoint``'s weights,
     loaded only when they fit it exactly; class names from the
-    checkpoint's ``meta.dataset_meta`` when it has them."""
+    checkpoint's ``meta.dataset_meta`` when it has them, else the config's
+    test set, either way one per output of the head."""
     classifier = get_model(model, pretrained=False)
-    if checkpoint is None:
-        return classifier
-    weights = read_checkpoint_file(checkpoint)
-    load_checked_checkpoint(
-        classifier, weights, checkpoint, f'the model of {model} '
-        f'({type(classifier.backbone).__name__})')
-    meta = weights.get('meta') if isinstance(weights, dict) else None
-    dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
-    if isinstance(dataset_meta, dict) and dataset_meta.get('classes'):
-        classifier._dataset_meta = dataset_meta
+    num_classes = head_num_classes(classifier)
+    if checkpoint is not None:
+        weights = read_checkpoint_file(checkpoint)
+        load_checked_checkpoint(
+            classifier, weights, checkpoint, f'the model of {model} '
+            f'({type(classifier.backbone).__name__})')
+        classes = checked_class_names(weights, num_classes, checkpoint)
+        if classes:
+            classifier._dataset_meta = dict(weights['meta']['dataset_meta'])
+            return classifier
+    classes = (getattr(classifier, '_dataset_meta', None) or {}).get('classes')
+    if classes:
+        check_class_names(classes, num_classes, f'The test set of {model}')
     return classifier
 
 

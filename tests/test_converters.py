@@ -33,9 +33,11 @@ from mmpretrain.registry import MODELS
 
 import ci2p_mm
 import ci2p_mm.apis.testing as test_api
+from ci2p_mm.engine import CheckpointError
 from ci2p_mm.model_converters import (ConversionError, crossvit, cvt,
                                       mobile_former)
-from ci2p_mm.model_converters.common import load_config
+from ci2p_mm.model_converters.common import dataset_meta, load_config
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import load_torch_file
 from ci2p_mm.utils.state_dicts import compare_state_dicts
 
@@ -304,6 +306,57 @@ def test_ddp_prefix_is_removed(tmp_path):
     meta = load_torch_file(str(tmp_path / 'o.pth'))['meta']
     assert meta['config'] == 'mobile-former-52m_8xb128_in1k'
     assert meta['converted_from']['container'] == 'state_dict'
+
+
+def test_nan_weights_are_refused_naming_them(tmp_path):
+    """Was: the NaN/inf values were converted and written ("Wrote ...
+    fits"); now the file is refused naming its tensors, nothing written."""
+    authors = dict(Reference('cvt-13').state_dict)
+    authors['head.weight'] = torch.full_like(authors['head.weight'],
+                                             float('nan'))
+    authors['norm.weight'] = authors['norm.weight'].clone()
+    authors['norm.weight'][0] = float('inf')
+    torch.save(authors, tmp_path / 'cvt.pth')
+    with pytest.raises(
+            CheckpointError,
+            match=r'cvt\.pth holds 384001 NaN/inf values in 2 tensor\(s\): '
+            r'norm\.weight, head\.weight\. These weights are broken'):
+        cvt.main([str(tmp_path / 'cvt.pth'), str(tmp_path / 'out.pth')])
+    assert os.listdir(tmp_path) == ['cvt.pth']
+
+
+def test_dst_that_is_src_or_a_folder_is_refused(tmp_path):
+    """Was: DST == SRC through a linked folder overwrote the download
+    (paths were compared, not files); a folder DST, a traceback."""
+    real = tmp_path / 'real'
+    real.mkdir()
+    (tmp_path / 'linked').symlink_to(real)
+    src = real / 'cvt.pth'
+    torch.save(Reference('cvt-13').state_dict, src)
+    os.link(src, tmp_path / 'hard.pth')
+    before = src.read_bytes()
+    for dst, match in [(tmp_path / 'linked' / 'cvt.pth',
+                        f'is the input {src} \\(the same file'),
+                       (tmp_path / 'hard.pth', f'is the input {src} \\(the'),
+                       (real, 'is a folder; refusing to write over it')]:
+        with pytest.raises(UserError, match=f'^DST {dst} {match}'):
+            cvt.main([str(src), str(dst)])
+    assert src.read_bytes() == before
+    assert sorted(os.listdir(real)) == ['cvt.pth']
+
+
+def test_class_names_must_fit_the_head(tmp_path):
+    """The names a converted file gets (the config's test set) are held
+    against the config's head."""
+    config = tmp_path / 'cvt-13_10_classes.py'
+    base = osp.join(REPO, 'configs/cvt/cvt-13_8xb256_in1k.py')
+    config.write_text(f'_base_ = [{base!r}]\n'
+                      f'model = dict(head=dict(num_classes=10))\n')
+    with pytest.raises(
+            CheckpointError,
+            match=r'The test set of .*cvt-13_10_classes\.py names 1000 '
+            r"classes \('tench, Tinca tinca'.*head has 10 outputs"):
+        dataset_meta(str(config))
 
 
 def test_tool_reports_a_refusal_in_one_line(tmp_path, monkeypatch, capsys):

@@ -16,7 +16,10 @@ import pytest
 import torch
 from conftest import REPO
 
-from ci2p_mm.deployment import NO_CHECKPOINT, ExportError, export_config
+from ci2p_mm.deployment import (NO_CHECKPOINT, ExportError, export_config,
+                                pytorch2onnx)
+from ci2p_mm.engine import CheckpointError
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import TMP_MARK
 
 ort = pytest.importorskip(
@@ -109,7 +112,10 @@ def export_family(family,
 
 
 def session(path):
-    return ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    """An onnxruntime session of a file (a path, or its bytes)."""
+    return ort.InferenceSession(
+        path if isinstance(path, bytes) else str(path),
+        providers=['CPUExecutionProvider'])
 
 
 # ------------------------------------------------------ parity per family ---
@@ -182,6 +188,8 @@ def test_checkpoint_weights_are_the_graphs(tmp_path):
         verify=True)
     assert feats.parity_ok
     assert feats.outputs == [('feat0_s32', [1, 64, size // 32, size // 32])]
+    assert 'classes' not in session(tmp_path / 'f.onnx').get_modelmeta(
+    ).custom_metadata_map  # no logits, so no class names
 
 
 def test_dual_scale_features_for_mmdet(tmp_path):
@@ -415,3 +423,119 @@ def test_benchmark_cli_gives_both_runtimes_and_ratios(tmp_path, capsys):
             assert model[runtime]['img_per_s'] > 0
     text = capsys.readouterr().out
     assert 'ORT/PyTorch' in text and '(1.00x)' in text
+
+
+# ------------------------- hostile checkpoints, names and sizes (#27) ---
+CLASSES = [f'class{i}' for i in range(10)]
+
+
+def vit_checkpoint(path, classes=CLASSES, non_finite=False):
+    """A checkpoint of the tiny ViT; ``non_finite``: NaN/inf in its head."""
+    from mmpretrain.registry import MODELS
+
+    from ci2p_mm.deployment import load_export_config
+    config, options, _ = family_args('vit')
+    state_dict = MODELS.build(load_export_config(config,
+                                                 options).model).state_dict()
+    if non_finite:
+        state_dict['head.fc.weight'][0] = float('nan')
+        state_dict['head.fc.bias'][:] = float('-inf')
+    torch.save(
+        dict(
+            state_dict=state_dict,
+            meta=dict(dataset_meta=dict(classes=classes))), path)
+    return str(path)
+
+
+def test_nan_weights_and_wrong_class_names_are_refused(tmp_path):
+    """Was: NaN weights exported silently (only --verify noticed, calling
+    it a mismatch); 3 class names for 10 logits went into the metadata."""
+    cases = {
+        vit_checkpoint(tmp_path / 'nan.pth', non_finite=True):
+        r'nan\.pth holds 74 NaN/inf values in 2 tensor\(s\): '
+        r'head\.fc\.weight, head\.fc\.bias',
+        vit_checkpoint(tmp_path / 'three.pth', classes=['a', 'b', 'c']):
+        r"three\.pth \(meta\.dataset_meta\.classes\) names 3 classes "
+        r"\('a', 'b', 'c'\), but the head has 10 outputs",
+    }
+    for checkpoint, match in cases.items():
+        with pytest.raises(CheckpointError, match=match):
+            export_family('vit', tmp_path / 'x.onnx', checkpoint=checkpoint)
+    assert sorted(os.listdir(tmp_path)) == ['nan.pth', 'three.pth']
+
+
+def test_names_that_are_not_utf8_are_exported_escaped(tmp_path, capsys):
+    """Was: UnicodeEncodeError writing the metadata, after the export."""
+    name = os.fsdecode(b'caf\xe9')  # 'caf\udce9'
+    ckpt = vit_checkpoint(tmp_path / f'{name}.pth')
+    out = tmp_path / f'{name}.onnx'
+    assert pytorch2onnx.main([
+        tiny_config(tmp_path, 'vit'), ckpt, '--out',
+        str(out), '--shape', '64', '64'
+    ]) == 0
+    assert '(checkpoint {}) -> {}: opset 17'.format(
+        osp.join(tmp_path, 'caf\\xe9.pth'),
+        osp.join(tmp_path, 'caf\\xe9.onnx')) in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path)) == [
+        f'{name}.onnx', f'{name}.pth', 'tiny_vit.py'
+    ]
+    meta = session(out.read_bytes()).get_modelmeta().custom_metadata_map
+    assert meta['checkpoint'] == 'caf\\xe9.pth'
+    assert json.loads(meta['classes']) == CLASSES
+
+
+def fail(*args, **kwargs):
+    raise AssertionError('reached: the refusal came too late')
+
+
+@pytest.mark.parametrize('out, match', [
+    ('folder', r'--out .*folder is a folder; refusing to write over it'),
+    ('ckpt', r'--out .*ckpt\.pth is the input .*ckpt\.pth \(the same file'),
+    ('file/x.onnx', r'--out .*file/x\.onnx cannot be written \(.*file is '
+     r'not a writable folder\)'),
+])
+def test_an_out_that_cannot_be_written_is_refused_first(
+        out, match, tmp_path, monkeypatch):
+    """Was: a folder as --out failed after the export (IsADirectoryError
+    in the rename); now nothing is built."""
+    (tmp_path / 'folder').mkdir()
+    (tmp_path / 'file').write_text('')
+    ckpt = tmp_path / 'ckpt.pth'
+    ckpt.write_bytes(b'weights')
+    monkeypatch.setattr(pytorch2onnx, 'load_export_config', fail)
+    path = ckpt if out == 'ckpt' else tmp_path / out
+    with pytest.raises(UserError, match=match):
+        export_family('vit', path, checkpoint=str(ckpt))
+    assert ckpt.read_bytes() == b'weights'
+
+
+def test_input_sizes_are_bounded_before_anything_is_allocated(
+        tmp_path, monkeypatch, capsys):
+    """Was: --shape 16000 16000 allocated 3 GB, then 32 GB."""
+    with monkeypatch.context() as patch:
+        patch.setattr(pytorch2onnx, 'build_export_model', fail)
+        with pytest.raises(
+                ExportError,
+                match=r'--shape 16000 16000: 256000000 pixels, '
+                r'more than the 4194304 \(2048 x 2048\)'):
+            export_family('vit', tmp_path / 'x.onnx', shape=(16000, 16000))
+        with pytest.raises(
+                ExportError,
+                match=r'A batch of 9 at 2048 x 2048 is 37748736 '
+                r'pixels, more than the 33554432'):
+            export_family(
+                'vit',
+                tmp_path / 'x.onnx',
+                shape=(2048, 2048),
+                dynamic_batch=True,
+                verify=True,
+                verify_batch=9)
+    with pytest.raises(ExportError, match='A batch of 10000 at 64 x 64'):
+        pytorch2onnx.main([
+            tiny_config(tmp_path, 'vit'), 'none', '--out',
+            str(tmp_path / 'x.onnx'), '--shape', '64', '64', '--dynamic-batch',
+            '--benchmark', '--benchmark-batch', '10000'
+        ])
+    with pytest.raises(SystemExit):
+        pytorch2onnx.parse_args(
+            ['c.py', 'none', '--out', 'x.onnx', '--benchmark-batch', '0'])

@@ -268,3 +268,142 @@ def test_publish_and_image_demo(checkpoint, tmp_path, capsys):
     assert float(ranked[0][2]) >= float(ranked[1][2]) >= float(ranked[2][2])
     with open(out, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+# -------------------------------- hostile weights and class names (#27) ---
+def edited_copy(ckpt, path, edit):
+    """A copy of the checkpoint ``ckpt`` changed by ``edit(checkpoint)``."""
+    from ci2p_mm.utils.io import load_torch_file
+    checkpoint = load_torch_file(ckpt)
+    edit(checkpoint)
+    torch.save(checkpoint, path)
+    return str(path)
+
+
+def nan_head(checkpoint):
+    checkpoint['state_dict']['head.fc.weight'].fill_(float('nan'))
+    checkpoint['state_dict']['head.fc.bias'][:2] = float('inf')
+
+
+def test_nan_weights_are_refused_by_every_reader(checkpoint, tmp_path):
+    """Was: tools/test.py scored an all-NaN head top-1 0 (exit 0), the demo
+    and get_model predicted NaN, publish_model passed the file on. Now
+    every path by which a checkpoint enters a model refuses it, naming the
+    tensors and how many values are not finite."""
+    from mmpretrain import ImageClassificationInferencer, get_model
+
+    from ci2p_mm.engine import CheckpointError
+    from ci2p_mm.engine.publish import publish_checkpoint
+    from ci2p_mm.inference import load_classifier
+    config, ckpt, _ = checkpoint
+    bad = edited_copy(ckpt, tmp_path / 'nan.pth', nan_head)
+    match = (r'nan\.pth holds 642 NaN/inf values in 2 tensor\(s\): '
+             r'head\.fc\.weight, head\.fc\.bias\. These weights are broken')
+    readers = {
+        'tools/test.py':
+        lambda: test_api.test([config, bad, '--work-dir',
+                               str(tmp_path / 'w')]),
+        'get_model':
+        lambda: get_model(config, pretrained=bad),
+        'inferencer':
+        lambda: ImageClassificationInferencer(model=config, pretrained=bad),
+        'demo':
+        lambda: load_classifier(config, bad),
+        'publish':
+        lambda: publish_checkpoint(bad, str(tmp_path / 'p.pth')),
+    }
+    for name, read in readers.items():
+        with pytest.raises(CheckpointError, match=match):
+            read()
+    assert sorted(os.listdir(tmp_path)) == ['nan.pth', 'w']
+    # EMA weights are checked too (publish --no-ema would publish them).
+    ema = edited_copy(
+        ckpt, tmp_path / 'ema.pth', lambda c: c.update(
+            ema_state_dict={'head.fc.bias': torch.full((10, ), torch.inf)}))
+    with pytest.raises(
+            CheckpointError,
+            match=r'10 NaN/inf values in 1 '
+            r'tensor\(s\): ema\.head\.fc\.bias'):
+        publish_checkpoint(ema, str(tmp_path / 'p.pth'), no_ema=True)
+
+
+def set_classes(classes):
+
+    def edit(checkpoint):
+        if classes is None:
+            del checkpoint['meta']['dataset_meta']
+        else:
+            checkpoint['meta']['dataset_meta'] = dict(classes=classes)
+
+    return edit
+
+
+def test_publish_keeps_the_checkpoints_class_names(checkpoint, tmp_path,
+                                                   capsys):
+    """Was: --dataset-type ImageNet replaced a 10-class checkpoint's own
+    names with ImageNet's 1000 (the demo then labelled a cat "cock"). Now
+    it fills names only where there are none, --replace-classes replaces
+    them, and either way there is one name per output of the head."""
+    from ci2p_mm.engine import CheckpointError
+    from ci2p_mm.engine.publish import main, publish_checkpoint
+    config, ckpt, _ = checkpoint
+    out = str(tmp_path / 'pub' / 'tiny.pth')
+    with pytest.raises(
+            CheckpointError,
+            match=r"epoch_1\.pth names its own 10 classes \('dog'"
+            r".*--dataset-type ImageNet fills names only when "
+            r'there are none.*add --replace-classes'):
+        publish_checkpoint(ckpt, out, dataset_type='ImageNet')
+    with pytest.raises(
+            CheckpointError,
+            match=r'--dataset-type ImageNet names 1000 classes '
+            r"\('tench, Tinca tinca'.*but the head has 10 "
+            r'outputs'):
+        publish_checkpoint(
+            ckpt, out, dataset_type='ImageNet', replace_classes=True)
+    three = edited_copy(ckpt, tmp_path / 'three.pth',
+                        set_classes(('a', 'b', 'c')))
+    with pytest.raises(
+            CheckpointError,
+            match=r'three\.pth \(meta\.dataset_meta\.classes\) '
+            r"names 3 classes \('a', 'b', 'c'\), but the head "
+            r'has 10 outputs'):
+        publish_checkpoint(three, out)
+    with pytest.raises(CheckpointError, match='--dataset-type Nope: no '):
+        publish_checkpoint(ckpt, out, dataset_type='Nope')
+    with pytest.raises(SystemExit):
+        main([ckpt, out, '--replace-classes'])
+    assert not osp.exists(osp.dirname(out))
+    # The same names, no names, or names replaced on purpose: published.
+    unnamed = edited_copy(ckpt, tmp_path / 'unnamed.pth', set_classes(None))
+    for source, extra in [
+        (ckpt, ['--dataset-type', 'Animals10']),
+        (unnamed, ['--dataset-type', 'Animals10']),
+        (three, ['--dataset-type', 'Animals10', '--replace-classes'])
+    ]:
+        assert main([source, out, *extra]) == 0
+        final = capsys.readouterr().out.split()[-1]
+        meta = torch.load(final, weights_only=True)['meta']
+        assert tuple(meta['dataset_meta']['classes']) == CLASSES
+
+
+def test_demo_refuses_class_names_that_do_not_fit_the_head(
+        checkpoint, tmp_path, capsys):
+    """Was: 3 names for a 10-way head, IndexError in the demo; names that
+    are not strings went on as they were."""
+    from ci2p_mm.inference import main
+    from ci2p_mm.utils.cli import run
+    config, ckpt, image = checkpoint
+    three = edited_copy(ckpt, tmp_path / 'three.pth',
+                        set_classes(['a', 'b', 'c']))
+    with pytest.raises(SystemExit) as exit_:
+        run(main, [image, config, three])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'names 3 classes' in err[0]
+    numbers = edited_copy(ckpt, tmp_path / 'n.pth',
+                          set_classes(list(range(10))))
+    with pytest.raises(SystemExit):
+        run(main, [image, config, numbers])
+    assert 'the class names are not a list of strings' in \
+        capsys.readouterr().err

@@ -111,12 +111,12 @@ def test_test_tool_out_that_is_a_folder_or_the_checkpoint(
     out = str(tmp_path / 'preds.pkl')
     assert refusal(test_api.main,
                    [config, str(ckpt), '--out', out, *work],
-                   capsys) == (f'Output {out} is a folder; refusing to write '
+                   capsys) == (f'--out {out} is a folder; refusing to write '
                                f'over it. Name a file instead.')
     message = refusal(test_api.main,
                       [config, str(ckpt), '--out',
                        str(ckpt), *work], capsys)
-    assert message.startswith(f'Output {ckpt} is the input {ckpt} ')
+    assert message.startswith(f'--out {ckpt} is the input {ckpt} ')
 
 
 def test_converter_destination_folder(tmp_path, capsys):
@@ -124,7 +124,7 @@ def test_converter_destination_folder(tmp_path, capsys):
     src.write_bytes(b'weights')
     (tmp_path / 'out').mkdir()
     assert refusal(cvt.main, [str(src), str(tmp_path / 'out')], capsys) == (
-        f'Output {tmp_path}/out is a folder; refusing to write over it. Name '
+        f'DST {tmp_path}/out is a folder; refusing to write over it. Name '
         f'a file instead.')
     assert src.read_bytes() == b'weights'
 

@@ -17,8 +17,7 @@ from ci2p_mm.engine import (CI2PRunner, add_runner_arguments,
                             set_local_rank, set_work_dir)
 from ci2p_mm.utils import read_config
 from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.io import (check_not_input, check_output_path,
-                              write_bytes_atomically)
+from ci2p_mm.utils.io import check_output_path, write_bytes_atomically
 
 
 def parse_args(argv=None):
@@ -68,8 +67,8 @@ def test(argv=None) -> dict:
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise UserError(f'--out {args.out}: must be a .pkl file')
     if args.out is not None:
-        check_output_path(args.out)
-        check_not_input(args.out, args.checkpoint, args.config)
+        check_output_path(
+            args.out, args.checkpoint, args.config, what='--out')
     if not osp.isfile(args.checkpoint):
         raise UserError(f'Checkpoint {args.checkpoint} does not exist.')
     cfg = merge_args(read_config(args.config), args)

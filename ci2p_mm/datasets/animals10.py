@@ -28,7 +28,8 @@ from mmpretrain.registry import DATASETS
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.image_files import is_inside
 from ci2p_mm.utils.io import write_text_atomically
-from .annotations import annotation_problem, printable_path
+from ci2p_mm.utils.io import printable_path
+from .annotations import annotation_problem
 from .robust import SkipBadImagesMixin
 
 #: Kaggle's Italian folder names and the English class names. Label i is

@@ -30,12 +30,6 @@ class AnnotationError(UserError, ValueError):
     """An annotation file that cannot be read, naming file and line."""
 
 
-def printable_path(path: str) -> str:
-    """``path`` as text that can be printed and written as UTF-8: bytes of
-    a name that is not UTF-8 shown as ``\\xe9``."""
-    return os.fsencode(path).decode('utf-8', 'backslashreplace')
-
-
 def annotation_problem(path: str) -> Optional[str]:
     """Why ``path`` cannot be written as one line of an annotation file
     (its name is not UTF-8, or holds a line break), or None."""

@@ -116,41 +116,35 @@ def export_graph(graph: nn.Module,
             option to change (``--opset``, ``--exporter``).
     """
     check_opset(exporter, opset)
-    names = [input_name, *output_names]
+    if exporter == 'torchscript':
+        quiet = _native_stdout_discarded()
+        axes = dict.fromkeys([input_name, *output_names], {0: 'batch'})
+        options = dict(
+            dynamo=False,
+            do_constant_folding=True,
+            dynamic_axes=axes if dynamic_batch else None)
+    else:
+        quiet = contextlib.nullcontext()
+        if dynamic_batch and example.size(0) < 2:
+            # torch.export specialises sizes of 1 to constants.
+            example = example.expand(2, *example.shape[1:])
+        batch = torch.export.Dim('batch')
+        options = dict(
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+            dynamic_shapes=({
+                0: batch
+            }, ) if dynamic_batch else None)
     try:
-        with _quiet_export(), torch.no_grad():
-            if exporter == 'torchscript':
-                with _native_stdout_discarded():
-                    torch.onnx.export(
-                        graph, (example, ),
-                        path,
-                        dynamo=False,
-                        opset_version=opset,
-                        input_names=[input_name],
-                        output_names=output_names,
-                        do_constant_folding=True,
-                        dynamic_axes=({
-                            n: {
-                                0: 'batch'
-                            }
-                            for n in names
-                        } if dynamic_batch else None))
-            else:
-                if dynamic_batch and example.size(0) < 2:
-                    # torch.export specialises sizes of 1 to constants.
-                    example = example.expand(2, *example.shape[1:])
-                torch.onnx.export(
-                    graph, (example, ),
-                    path,
-                    dynamo=True,
-                    opset_version=opset,
-                    input_names=[input_name],
-                    output_names=output_names,
-                    external_data=False,
-                    verbose=False,
-                    dynamic_shapes=({
-                        0: torch.export.Dim('batch')
-                    }, ) if dynamic_batch else None)
+        with _quiet_export(), torch.no_grad(), quiet:
+            torch.onnx.export(
+                graph, (example, ),
+                path,
+                opset_version=opset,
+                input_names=[input_name],
+                output_names=output_names,
+                **options)
     except torch.onnx.errors.OnnxExporterError as err:
         raise export_refusal(err, graph, example, opset, exporter) from err
 

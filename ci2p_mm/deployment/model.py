@@ -14,7 +14,8 @@ from typing import Optional, Tuple
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
-from ci2p_mm.engine.checkpoint import (load_checked_checkpoint,
+from ci2p_mm.engine.checkpoint import (checked_class_names, head_num_classes,
+                                       load_checked_checkpoint,
                                        read_checkpoint_file)
 from ci2p_mm.models import CI2PEncoder
 from ci2p_mm.models.utils import CodecWeightsMixin
@@ -47,13 +48,15 @@ def load_export_config(config: str,
     return cfg
 
 
-def build_export_model(cfg,
-                       checkpoint: str,
-                       features: bool = False) -> Tuple[nn.Module, dict]:
+def build_export_model(
+        cfg,
+        checkpoint: str,
+        features: bool = False) -> Tuple[nn.Module, Optional[tuple]]:
     """Build ``cfg.model`` in eval mode and load ``checkpoint`` into it.
 
     Returns:
-        tuple: The model and the checkpoint's ``meta`` (``{}`` for none).
+        tuple: The model and the checkpoint's class names, one per logit
+        (None for none, and with ``features``, whose graph has no logits).
 
     Raises:
         ExportError: a model that cannot be exported as it is built.
@@ -72,7 +75,7 @@ def build_export_model(cfg,
             f'configs take), which this arch refuses: {err} Choose others '
             f'with --cfg-options model.backbone.out_indices=...') from err
     refuse_latent_input(model)
-    meta = {}
+    classes = None
     if checkpoint == NO_CHECKPOINT:
         quiet_init_weights(model)
     else:
@@ -85,9 +88,11 @@ def build_export_model(cfg,
             checkpoint,
             f'the model of {cfg.filename} ({type(model.backbone).__name__})',
             allow_unused=features)
-        meta = (loaded.get('meta') or {}) if isinstance(loaded, dict) else {}
+        if not features:
+            classes = checked_class_names(loaded, head_num_classes(model),
+                                          checkpoint)
     refuse_pending_codecs(model)
-    return model.eval(), meta
+    return model.eval(), classes
 
 
 def refuse_latent_input(model: nn.Module) -> None:

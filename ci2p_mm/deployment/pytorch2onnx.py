@@ -12,6 +12,7 @@ codec offline). The graph, its input contract and its outputs are
 described in :mod:`ci2p_mm.deployment.graph` and docs/deployment.md.
 """
 import argparse
+import inspect
 import json
 import os
 import os.path as osp
@@ -23,7 +24,8 @@ import torch
 import torch.nn as nn
 from mmengine.config import DictAction
 
-from ci2p_mm.utils.io import atomic_output, check_not_input
+from ci2p_mm.utils.io import (atomic_output, check_output_path,
+                              printable_path)
 from .export import (DEFAULT_OPSET, EXPORTERS, check_opset, export_graph,
                      write_metadata)
 from .graph import (INPUT_NAME, ExportGraph, InputContract, as_tuple,
@@ -38,6 +40,12 @@ from .timing import onnxruntime_runner, pytorch_runner, time_runners
 #: What a classifier graph outputs, for the file's metadata and the log.
 LOGITS = ("class scores before softmax (mmpretrain's pred_score is "
           'softmax(logits))')
+#: The largest input an export builds and checks: H x W of one image
+#: (``--shape``), and batch x H x W (``--verify-batch``,
+#: ``--benchmark-batch``). Beyond, the example images alone take GBs
+#: (16000 x 16000: 3 GB as float32, before the model runs).
+MAX_PIXELS = 2048 * 2048
+MAX_BATCH_PIXELS = 8 * MAX_PIXELS
 
 
 @dataclass
@@ -104,11 +112,13 @@ def export_config(config: str,
                           f'{", ".join(EXPORTERS)}.')
     opset = DEFAULT_OPSET[exporter] if opset is None else opset
     check_opset(exporter, opset)
+    check_output_path(out, config, checkpoint, what='--out')
     import_onnxruntime()  # fail before the minutes of building and export
 
     cfg = load_export_config(config, cfg_options, features, no_pretrained)
-    model, meta = build_export_model(cfg, checkpoint, features)
     hw = tuple(shape) if shape else default_input_hw(cfg)
+    check_input_size(hw, verify_batch if verify and dynamic_batch else 1)
+    model, classes = build_export_model(cfg, checkpoint, features)
     try:
         contract = input_contract(model, normalize_in_graph)
     except ValueError as err:
@@ -127,14 +137,13 @@ def export_config(config: str,
     batch = 'batch' if dynamic_batch else 1
     described = [(n, [batch, *o.shape[1:]]) for n, o in zip(names, outputs)]
 
-    check_not_input(out, config, checkpoint)
     start = time.perf_counter()
     with atomic_output(out) as tmp:
         export_graph(graph, example, tmp, INPUT_NAME, names, opset,
                      dynamic_batch, exporter)
         seconds = time.perf_counter() - start
         metadata = graph_metadata(config, checkpoint, contract, described,
-                                  features, meta)
+                                  features, classes)
         written = write_metadata(tmp, metadata, doc_string=metadata['model'])
         if written != opset:
             raise ExportError(
@@ -152,26 +161,40 @@ def export_config(config: str,
     return result
 
 
+def check_input_size(hw: Sequence[int], batch: int = 1) -> None:
+    """Refuse an input beyond :data:`MAX_PIXELS` per image or
+    :data:`MAX_BATCH_PIXELS` per batch, before anything is allocated."""
+    h, w = hw
+    if h * w > MAX_PIXELS:
+        raise ExportError(f'--shape {h} {w}: {h * w} pixels, more than the '
+                          f'{MAX_PIXELS} (2048 x 2048) an export builds and '
+                          f'checks; export the size your runtime feeds.')
+    if batch * h * w > MAX_BATCH_PIXELS:
+        raise ExportError(f'A batch of {batch} at {h} x {w} is '
+                          f'{batch * h * w} pixels, more than the '
+                          f'{MAX_BATCH_PIXELS} (8 x 2048 x 2048) an export '
+                          f'checks or times; choose a smaller batch.')
+
+
 def graph_metadata(config: str, checkpoint: str, contract: InputContract,
                    outputs: List[Tuple[str, list]], features: bool,
-                   meta: dict) -> dict:
+                   classes: Optional[Sequence[str]]) -> dict:
     """The ONNX file's ``metadata_props``: where it came from and how to
-    feed and read it."""
+    feed and read it (paths that are not UTF-8 with ``\\xe9`` escapes)."""
     what = ('feature outputs of model.backbone'
             if features else "logits of model(inputs, mode='tensor')")
     metadata = {
         'model':
-        f'{osp.basename(config)}: {what}',
+        f'{printable_path(osp.basename(config))}: {what}',
         'config':
-        config,
+        printable_path(config),
         'checkpoint':
-        osp.basename(checkpoint),
+        printable_path(osp.basename(checkpoint)),
         **contract.metadata(),
         'outputs':
         '; '.join(f'{name} {shape}' for name, shape in outputs) +
         ('' if features else f': {LOGITS}'),
     }
-    classes = (meta.get('dataset_meta') or {}).get('classes')
     if classes:
         metadata['classes'] = json.dumps(list(classes))
     return metadata
@@ -266,8 +289,10 @@ def parse_args(argv=None):
     if args.checkpoint != NO_CHECKPOINT and args.no_pretrained:
         parser.error('--no-pretrained is for CHECKPOINT none: a checkpoint '
                      'brings its own codec weights')
-    if args.shape and min(args.shape) < 1 or args.verify_batch < 1:
-        parser.error('--shape and --verify-batch must be positive')
+    sizes = [*(args.shape or ()), args.verify_batch, args.benchmark_batch]
+    if any(n is not None and n < 1 for n in sizes):
+        parser.error('--shape, --verify-batch and --benchmark-batch must be '
+                     'positive')
     return args
 
 
@@ -276,8 +301,9 @@ def print_export(result: ExportResult, config: str, checkpoint: str) -> None:
         else 0.
     h, w = result.input_hw
     batch = result.outputs[0][1][0]
-    print(f'{config} (checkpoint {checkpoint}) -> {result.path}: opset '
-          f'{result.opset}, {result.exporter} exporter, {size:.1f} MiB, '
+    print(f'{printable_path(config)} (checkpoint '
+          f'{printable_path(checkpoint)}) -> {printable_path(result.path)}: '
+          f'opset {result.opset}, {result.exporter} exporter, {size:.1f} MiB, '
           f'{result.seconds:.1f} s')
     print(f'  input   {INPUT_NAME:<10} {[batch, 3, h, w]}  '
           f'{result.contract.describe()}')
@@ -294,31 +320,20 @@ def print_parity(result: ExportResult, atol: float, rtol: float) -> None:
     for row in result.parity:
         print(f'  {row.describe()}')
     if not result.parity_ok:
-        print(f'  not written: {result.path} (rerun without --verify to '
-              f'keep it for inspection)')
+        print(f'  not written: {printable_path(result.path)} (rerun without '
+              f'--verify to keep it for inspection)')
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = export_config(
-        args.config,
-        args.checkpoint,
-        args.out,
-        shape=args.shape,
-        dynamic_batch=args.dynamic_batch,
-        opset=args.opset,
-        exporter=args.exporter,
-        features=args.features,
-        normalize_in_graph=args.normalize_in_graph,
-        cfg_options=args.cfg_options,
-        no_pretrained=args.no_pretrained,
-        verify=args.verify,
-        verify_batch=args.verify_batch,
-        atol=args.atol,
-        rtol=args.rtol,
-        seed=args.seed)
+    # Every option of export_config has its command-line name.
+    options = inspect.signature(export_config).parameters
+    result = export_config(**{
+        k: v
+        for k, v in vars(args).items() if k in options
+    })
     print_export(result, args.config, args.checkpoint)
     if args.verify:
         print_parity(result, args.atol, args.rtol)
@@ -336,6 +351,7 @@ def benchmark_export(result: ExportResult, args) -> None:
     if batch != 1 and not dynamic:
         raise ExportError(f'--benchmark-batch {batch} needs --dynamic-batch '
                           f'(the graph was exported for batch 1).')
+    check_input_size(result.input_hw, batch)
     threads = args.threads or torch.get_num_threads()
     x = graph_input(result.model, random_images(batch, result.input_hw),
                     result.contract)

@@ -9,10 +9,12 @@ pickled ``getattr`` to a version that resolves only HistoryBuffer's
 statistics methods, so a foreign file can still not call anything else.
 Safety is never switched off.
 
-Below that: reading any checkpoint with errors that name the file, and
-checking that it fits the model (keys, shapes, CI2P codec) before anything
-is loaded, since mmengine loads with ``strict=False`` and only warns. The
-config text a checkpoint records is parsed, never executed
+Below that: reading any checkpoint with errors that name the file (and
+refusing weights that hold NaN or inf, which would load and score
+silently), checking that it fits the model (keys, shapes, CI2P codec)
+before anything is loaded, since mmengine loads with ``strict=False`` and
+only warns, and that its class names fit the head. The config text a
+checkpoint records is parsed, never executed
 (:mod:`ci2p_mm.utils.config_text`).
 """
 import os.path as osp
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.logging import HistoryBuffer
-from mmengine.runner.checkpoint import (_load_checkpoint,
+from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
                                         _load_checkpoint_to_model)
 from numpy.core import multiarray  # numpy<2 (compressai pins it)
 
@@ -35,6 +37,7 @@ from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import load_torch_file, unreadable_message
 from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
+from .hooks import non_finite_tensors
 
 #: HistoryBuffer's built-in statistics (its registry fills lazily).
 _STATISTICS = ('min', 'max', 'current', 'mean')
@@ -65,12 +68,16 @@ def _numpy_globals():
 
 
 def allow_mmengine_checkpoints() -> None:
-    """Register the types of mmengine's full checkpoints as safe."""
+    """Register the types of mmengine's full checkpoints as safe, and make
+    mmengine read local checkpoints with :func:`read_checkpoint_file`."""
     torch.serialization.add_safe_globals(_numpy_globals() + [
         HistoryBuffer,
         (history_buffer_getattr, '__builtin__.getattr'),
         (history_buffer_getattr, 'builtins.getattr'),
     ])
+    # mmpretrain's get_model(pretrained=), its inferencers and
+    # init_cfg=Pretrained read through mmengine's loader of local paths.
+    CheckpointLoader.register_scheme('', load_from_local, force=True)
 
 
 # --------------------------------------------------------------------------
@@ -97,20 +104,53 @@ def read_checkpoint_file(filename: str, map_location='cpu'):
     Local files are read with ``torch.load(weights_only=True)`` (mmengine's
     own checkpoint types are allow-listed above); other URIs go through
     mmengine's ``CheckpointLoader``, whose ``torch.load`` is safe by default
-    under torch >= 2.6.
+    under torch >= 2.6. Weights holding NaN or inf are refused
+    (:func:`refuse_non_finite`).
     """
     filename = str(filename)
-    if _REMOTE.match(filename):
-        try:
-            return _load_checkpoint(filename, map_location=map_location)
-        except Exception as err:
-            raise CheckpointError(
-                unreadable_message(f'Checkpoint {filename}', err)) from err
-    return load_torch_file(
+    if not _REMOTE.match(filename):
+        return load_from_local(filename, map_location)
+    try:
+        checkpoint = _load_checkpoint(filename, map_location=map_location)
+    except Exception as err:
+        raise CheckpointError(
+            unreadable_message(f'Checkpoint {filename}', err)) from err
+    refuse_non_finite(checkpoint, filename)
+    return checkpoint
+
+
+def load_from_local(filename: str, map_location='cpu'):
+    """A local checkpoint, read safely and checked by
+    :func:`refuse_non_finite`; also mmengine's loader of local paths."""
+    checkpoint = load_torch_file(
         filename,
         CheckpointError,
         what=f'Checkpoint {filename}',
         map_location='cpu' if map_location == 'default' else map_location)
+    refuse_non_finite(checkpoint, filename)
+    return checkpoint
+
+
+def refuse_non_finite(checkpoint, filename: str) -> None:
+    """Refuse weights (``state_dict``, ``ema_state_dict`` or a bare state
+    dict) that hold NaN or inf, naming them: they load and score silently."""
+    if not isinstance(checkpoint, dict):
+        return
+    tensors = {
+        f'{prefix}{k}': v
+        for key, prefix in (('state_dict', ''), ('ema_state_dict', 'ema.'))
+        if isinstance(checkpoint.get(key), dict)
+        for k, v in checkpoint[key].items()
+    } or checkpoint
+    names = non_finite_tensors(tensors.items())
+    if names:
+        bad = sum(
+            int(tensors[n].isfinite().logical_not().sum()) for n in names)
+        raise CheckpointError(
+            f'Checkpoint {filename} holds {bad} NaN/inf values in '
+            f'{len(names)} tensor(s): {listing(names, 3)}. These weights are '
+            f'broken (a diverged run or a damaged copy); use an earlier '
+            f'checkpoint or the original file.')
 
 
 def is_complete_checkpoint(path: str) -> bool:
@@ -176,27 +216,27 @@ def check_state_dict_fits(module: nn.Module,
         mismatch = mismatch._replace(unexpected=[])
     if not mismatch:
         return unused
-    problems = []
-    if mismatch.missing:
-        problems.append(f'missing from the file: {listing(mismatch.missing)}')
-    if mismatch.unexpected:
-        problems.append(f'not in the model: {listing(mismatch.unexpected)}')
-    if mismatch.wrong_shape:
-        problems.append(
-            f'different shapes: {listing(mismatch.wrong_shape, 3)}')
     saved = f' The file was saved from {saved_as}.' if saved_as else ''
-    raise CheckpointError(f'Checkpoint {source} does not fit {what}: ' +
-                          '; '.join(problems) + f'.{saved} {_FINE_TUNE_HINT}')
+    raise CheckpointError(f'Checkpoint {source} does not fit {what}: '
+                          f'{mismatch.describe()}.{saved} {_FINE_TUNE_HINT}')
+
+
+def saved_model_config(checkpoint) -> dict:
+    """``model`` of the config text a checkpoint records (``meta.cfg``),
+    parsed as literals; ``{}`` when there is none or it does not parse."""
+    try:
+        model = read_config_text(checkpoint['meta']['cfg'])['model']
+    except Exception:  # no meta, no text, not a literal config
+        return {}
+    return model if isinstance(model, dict) else {}
 
 
 def describe_saved_model(checkpoint) -> str:
     """``'CI2PViT(arch=...)...'`` from the config a checkpoint records."""
-    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-    text = meta.get('cfg') if isinstance(meta, dict) else None
-    if not isinstance(text, str):
+    model = saved_model_config(checkpoint)
+    if not model:
         return ''
     try:
-        model = read_config_text(text).get('model') or {}
         backbone = model.get('backbone', {}) or {}
         head = model.get('head', {}) or {}
         parts = [f'backbone {backbone.get("type")}']
@@ -212,6 +252,45 @@ def describe_saved_model(checkpoint) -> str:
         return 'a model with ' + ', '.join(parts)
     except Exception:
         return ''
+
+
+def checked_class_names(checkpoint, num_classes: Optional[int],
+                        source: str) -> Optional[tuple]:
+    """The class names a checkpoint records (``meta.dataset_meta``), or
+    None; :func:`check_class_names` against a head of ``num_classes``."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    names = meta.get('dataset_meta') if isinstance(meta, dict) else None
+    classes = names.get('classes') if isinstance(names, dict) else None
+    if classes:
+        check_class_names(classes, num_classes,
+                          f'Checkpoint {source} (meta.dataset_meta.classes)')
+    return tuple(classes) if classes else None
+
+
+def check_class_names(classes, num_classes: Optional[int],
+                      source: str) -> None:
+    """Refuse names that are not strings, one per output of a head with
+    ``num_classes`` (if known): a demo would name another class."""
+    if not isinstance(classes, (list, tuple)) or not all(
+            isinstance(c, str) for c in classes):
+        raise CheckpointError(f'{source}: the class names are not a list of '
+                              f'strings ({type(classes).__name__}).')
+    if num_classes is not None and len(classes) != num_classes:
+        raise CheckpointError(
+            f'{source} names {len(classes)} classes '
+            f'({listing(map(repr, classes), 3)}), but the head has '
+            f'{num_classes} outputs: the names are not this model\'s. Give '
+            f'the names it was trained with: publish_model.py FILE OUT '
+            f'--dataset-type TYPE --replace-classes.')
+
+
+def head_num_classes(model) -> Optional[int]:
+    """``num_classes`` of the head of a model or of a config's ``model``."""
+    head = model.get('head') if isinstance(model, dict) else getattr(
+        model, 'head', None)
+    found = head.get('num_classes') if isinstance(head, dict) else getattr(
+        head, 'num_classes', None)
+    return found if isinstance(found, int) else None
 
 
 def load_checked_checkpoint(model: nn.Module,
@@ -265,7 +344,7 @@ def checkpoint_codecs(checkpoint) -> Optional[Set[Tuple[str, int]]]:
             'DualScaleViT' not in text:
         return None
     try:
-        backbone = read_config_text(text)['model']['backbone']
+        backbone = saved_model_config(checkpoint)['backbone']
         if not is_ci2p_backbone(backbone):
             return None
         patch = backbone.get('patch_cfg') or {}

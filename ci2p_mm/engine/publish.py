@@ -27,15 +27,19 @@ import argparse
 import datetime
 import hashlib
 import os.path as osp
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import mmpretrain
 from mmpretrain.registry import DATASETS
 
 from ci2p_mm.utils.config_text import ConfigTextError, data_only_config_text
-from ci2p_mm.utils.io import (load_torch_file, torch_bytes,
+from ci2p_mm.utils.io import (check_output_path, file_sha256, load_torch_file,
+                              printable_path, torch_bytes,
                               write_bytes_atomically)
-from .checkpoint import CheckpointError, read_checkpoint_file
+from ci2p_mm.utils.state_dicts import listing
+from .checkpoint import (CheckpointError, check_class_names,
+                         checked_class_names, head_num_classes,
+                         read_checkpoint_file, saved_model_config)
 from .runner import defuse_legacy_config
 
 #: Training state that a published model does not need.
@@ -80,11 +84,16 @@ def publish_checkpoint(in_file: str,
                        no_ema: bool = False,
                        dataset_type: Optional[str] = None,
                        keep_config: bool = True,
-                       report: Callable[[str], None] = print) -> str:
+                       report: Callable[[str], None] = print,
+                       replace_classes: bool = False) -> str:
     """Write the published file next to ``out_file``; return its path.
 
-    ``keep_config=False`` leaves the config text out altogether;
-    ``report`` prints what was dropped from it."""
+    ``dataset_type`` names the classes of a checkpoint that records none;
+    ``replace_classes`` lets it replace names the checkpoint has. Either
+    way there must be one name per output of the head. ``keep_config=False``
+    leaves the config text out altogether; ``report`` prints what was
+    dropped from it."""
+    check_output_path(out_file, in_file, what='OUT_FILE')
     checkpoint = read_checkpoint_file(in_file)
     if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint:
         raise CheckpointError(
@@ -105,13 +114,10 @@ def publish_checkpoint(in_file: str,
         if k not in DROPPED_META
     }
     meta.setdefault('mmpretrain_version', mmpretrain.__version__)
-    if dataset_type is not None:
-        meta['dataset_meta'] = dict(
-            getattr(DATASETS.get(dataset_type), 'METAINFO', {}))
-    if not meta.get('dataset_meta'):
-        raise CheckpointError(
-            f'{in_file} records no class names (meta.dataset_meta); pass '
-            f'--dataset-type (e.g. Animals10) so inference can name classes.')
+    classes, source = name_classes(meta, in_file, dataset_type,
+                                   replace_classes)
+    check_class_names(classes,
+                      head_num_classes(saved_model_config(checkpoint)), source)
     if keep_config:
         publish_config_as_data(meta, in_file, report)
     else:
@@ -129,6 +135,37 @@ def publish_checkpoint(in_file: str,
     return final
 
 
+def name_classes(meta: dict, in_file: str, dataset_type: Optional[str],
+                 replace: bool) -> Tuple[tuple, str]:
+    """The class names to publish and where they come from: the
+    checkpoint's own, or (then set in ``meta``) those of the registered
+    ``dataset_type`` when it has none or ``replace`` says so."""
+    own = checked_class_names({'meta': meta}, None, in_file)
+    source = f'Checkpoint {in_file} (meta.dataset_meta.classes)'
+    if dataset_type:
+        metainfo = dict(getattr(DATASETS.get(dataset_type), 'METAINFO', {}))
+        if not metainfo.get('classes'):
+            raise CheckpointError(
+                f'--dataset-type {dataset_type}: no dataset of that name with '
+                f'class names in mmpretrain\'s registry (e.g. Animals10, '
+                f'ImageNet).')
+        if own and list(own) != list(metainfo['classes']) and not replace:
+            raise CheckpointError(
+                f'{in_file} names its own {len(own)} classes '
+                f'({listing(map(repr, own), 3)}); --dataset-type '
+                f'{dataset_type} fills names only when there are none. Leave '
+                f'it out, or add --replace-classes to replace them.')
+        if not own or replace:
+            meta['dataset_meta'] = metainfo
+            own, source = tuple(metainfo['classes']), \
+                f'--dataset-type {dataset_type}'
+    if not own:
+        raise CheckpointError(
+            f'{in_file} records no class names (meta.dataset_meta); pass '
+            f'--dataset-type (e.g. Animals10) so inference can name classes.')
+    return own, source
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Process a checkpoint to be published')
@@ -144,11 +181,18 @@ def parse_args(argv=None):
         help='dataset whose class names to record when the checkpoint has '
         'none, e.g. Animals10')
     parser.add_argument(
+        '--replace-classes',
+        action='store_true',
+        help="with --dataset-type: replace the checkpoint's own class names")
+    parser.add_argument(
         '--no-config',
         action='store_true',
         help='leave the config text (meta.cfg, meta.config) out of the '
         'published file')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.replace_classes and not args.dataset_type:
+        parser.error('--replace-classes needs --dataset-type')
+    return args
 
 
 def main(argv=None) -> int:
@@ -159,6 +203,7 @@ def main(argv=None) -> int:
         args.out_file,
         args.no_ema,
         args.dataset_type,
-        keep_config=not args.no_config)
-    print(f'Published {final}')
+        keep_config=not args.no_config,
+        replace_classes=args.replace_classes)
+    print(f'Published {printable_path(final)}')
     return 0

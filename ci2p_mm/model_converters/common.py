@@ -1,11 +1,13 @@
 """What every converter of an authors' checkpoint does, in one place.
 
 Read the file safely, take its state dict (bare or under ``state_dict`` /
-``model``), rename the keys (the family's rules), find the config whose
-classifier the result fits *exactly* (every key, every shape), and only
-then write an mmpretrain checkpoint (``state_dict`` with ``backbone.*`` /
-``head.*``, ``meta``) atomically. A file that fits no config is refused
-with the keys and shapes that do not fit, and nothing is written.
+``model``; weights holding NaN or inf are refused, naming them), rename the
+keys (the family's rules), find the config whose classifier the result fits
+*exactly* (every key, every shape), and only then write an mmpretrain
+checkpoint (``state_dict`` with ``backbone.*`` / ``head.*``, ``meta`` with
+the config's class names, one per output) atomically. A file that fits no
+config is refused with the keys and shapes that do not fit, and nothing is
+written.
 
 A family module supplies a :class:`Family`: its config folder, and a
 ``convert(state_dict) -> (state_dict, source format)`` function that raises
@@ -26,12 +28,13 @@ from mmengine.config import Config
 from mmengine.utils import mkdir_or_exist
 from mmpretrain.registry import DATASETS, MODELS
 
+from ci2p_mm.engine.checkpoint import (check_class_names, head_num_classes,
+                                       refuse_non_finite)
 from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.io import (check_not_input, check_output_path,
-                              load_torch_file, save_atomic)
+from ci2p_mm.utils.io import (check_output_path, load_torch_file,
+                              printable_path, save_atomic)
 from ci2p_mm.utils.package_files import configs_root
-from ci2p_mm.utils.state_dicts import (StateDictMismatch, compare_state_dicts,
-                                       listing)
+from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
 
 StateDict = Dict[str, torch.Tensor]
 #: ``(pattern, replacement)``: ``re.fullmatch`` on a key, then ``expand``.
@@ -177,18 +180,6 @@ def expected_state_dict(config: str) -> StateDict:
         return MODELS.build(model).state_dict()
 
 
-def describe(mismatch: StateDictMismatch) -> str:
-    problems = []
-    if mismatch.wrong_shape:
-        problems.append(
-            f'different shapes: {listing(mismatch.wrong_shape, 3)}')
-    if mismatch.missing:
-        problems.append(f'missing from the file: {listing(mismatch.missing)}')
-    if mismatch.unexpected:
-        problems.append(f'not in the model: {listing(mismatch.unexpected)}')
-    return '; '.join(problems)
-
-
 def matching_config(state_dict: StateDict,
                     family: Family,
                     config: Optional[str] = None) -> str:
@@ -207,7 +198,7 @@ def matching_config(state_dict: StateDict,
     if config:
         raise ConversionError(
             f'The converted weights do not fit --config {config}: '
-            f'{describe(mismatches[config])}. Is the file another variant? '
+            f'{mismatches[config].describe()}. Is the file another variant? '
             f'Leave out --config to find the matching one.')
 
     def distance(m):
@@ -217,7 +208,7 @@ def matching_config(state_dict: StateDict,
     raise ConversionError(
         f'The converted weights fit none of the {family.name} configs '
         f'({", ".join(candidates)}). Closest, {closest}: '
-        f'{describe(mismatches[closest])}.')
+        f'{mismatches[closest].describe()}.')
 
 
 # ---------------------------------------------------------------- writing --
@@ -228,6 +219,9 @@ def dataset_meta(config: str) -> dict:
     dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
     cls = DATASETS.get(dataset.get('type', '')) if dataset else None
     classes = (getattr(cls, 'METAINFO', None) or {}).get('classes')
+    if classes:
+        check_class_names(classes, head_num_classes(cfg.model),
+                          f'The test set of {config}')
     return dict(classes=tuple(classes)) if classes else {}
 
 
@@ -271,15 +265,15 @@ def convert_checkpoint(family: Family,
                        dst: str,
                        config: Optional[str] = None) -> str:
     """Convert ``src`` into ``dst``; return the matching config's name."""
-    check_output_path(dst)
-    check_not_input(dst, src)
+    check_output_path(dst, src, what='DST')
     state_dict, where = read_state_dict(src)
+    refuse_non_finite(state_dict, src)
     converted, source_format = family.convert(state_dict)
     name = matching_config(converted, family, config)
     write_checkpoint(
         converted, dst, name,
         dict(
-            file=osp.basename(src),
+            file=printable_path(osp.basename(src)),
             format=source_format,
             container=where or 'bare state dict',
             converter=f'{family.name} converter of ci2p_mm'))
@@ -290,6 +284,7 @@ def run_converter(family: Family, argv=None) -> int:
     args = parse_args(family, argv)
     name = convert_checkpoint(family, args.src, args.dst, args.config)
     config = osp.relpath(config_file(name))
-    print(f'Wrote {args.dst}: fits {name} ({config}). Evaluate with\n'
-          f'  python tools/test.py {config} {args.dst}')
+    dst = printable_path(args.dst)
+    print(f'Wrote {dst}: fits {name} ({config}). Evaluate with\n'
+          f'  python tools/test.py {config} {dst}')
     return 0

@@ -89,16 +89,27 @@ def output_kind(path: str) -> Optional[str]:
     return next((kind for test, kind in _KINDS if test(mode)), None)
 
 
-def check_output_path(path: str) -> None:
+def check_output_path(path: str, *inputs: str, what: str = 'Output') -> None:
     """Refuse, before any work, an output that no writer may use: a folder,
-    a block device or a socket (named in the error)."""
+    a block device or a socket, one of ``inputs`` (:func:`check_not_input`),
+    or a place whose nearest existing folder cannot be written. ``what``
+    names it in the message (``'--out'``, ``'DST'``)."""
     kind = output_kind(path)
     if kind in ('a folder', 'a block device', 'a socket'):
-        raise OutputError(f'Output {path} is {kind}; refusing to write over '
+        raise OutputError(f'{what} {path} is {kind}; refusing to write over '
                           f'it. Name a file instead.')
+    check_not_input(path, *inputs, what=what)
+    if kind is not None or _inherited_fd(path) is not None:
+        return  # written through (a device, a FIFO, /dev/stdout)
+    folder = osp.dirname(osp.abspath(path))
+    while not osp.exists(folder):  # the folders that will be created
+        folder = osp.dirname(folder)
+    if not osp.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f'{what} {path} cannot be written ({folder} is '
+                          f'not a writable folder). Name another place.')
 
 
-def check_not_input(output: str, *inputs: str) -> None:
+def check_not_input(output: str, *inputs: str, what: str = 'Output') -> None:
     """Refuse an output that is one of the inputs, however it is reached
     (links, linked folders, ``..``, hard links): writing it would overwrite
     the input. The one such check of every tool taking SRC and DST."""
@@ -109,7 +120,7 @@ def check_not_input(output: str, *inputs: str) -> None:
             same = osp.realpath(source) == osp.realpath(output)
         if same:
             raise OutputError(
-                f'Output {output} is the input {source} (the same file, '
+                f'{what} {output} is the input {source} (the same file, '
                 f'through a link or another path); writing it would '
                 f'overwrite the input. Name another output file.')
 
@@ -144,6 +155,12 @@ def remove_abandoned_temporaries(directory: str) -> None:
         if is_abandoned(path):
             with contextlib.suppress(OSError):
                 os.remove(path)
+
+
+def printable_path(path: str) -> str:
+    """``path`` as text that can be printed and written as UTF-8: bytes of
+    a name that is not UTF-8 shown as ``\\xe9``."""
+    return os.fsencode(path).decode('utf-8', 'backslashreplace')
 
 
 def size_text(num_bytes: float) -> str:
@@ -196,8 +213,9 @@ def atomic_output(path: str, size: Optional[int] = None) -> Iterator[str]:
     through = fd is not None or output_kind(path) is not None
     target = path if through else osp.realpath(path)
     directory = tempfile.gettempdir() if through else osp.dirname(target)
+    # The name in UTF-8: some writers (torch's ONNX exporter) take no other.
     tmp = osp.join(
-        directory, f'{osp.basename(target)}{TMP_MARK}'
+        directory, f'{printable_path(osp.basename(target))}{TMP_MARK}'
         f'{os.getpid()}.{next(_tmp_numbers)}')
     held = None
     try:

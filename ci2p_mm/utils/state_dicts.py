@@ -12,6 +12,15 @@ class StateDictMismatch(NamedTuple):
     def __bool__(self) -> bool:
         return bool(self.missing or self.unexpected or self.wrong_shape)
 
+    def describe(self) -> str:
+        """``'missing from the file: ...; not in the model: ...; different
+        shapes: ...'``, the parts that apply."""
+        parts = (('missing from the file', self.missing,
+                  5), ('not in the model', self.unexpected, 5),
+                 ('different shapes', self.wrong_shape, 3))
+        return '; '.join(f'{what}: {listing(keys, n)}'
+                         for what, keys, n in parts if keys)
+
 
 def compare_state_dicts(
         expected: Dict[str, torch.Tensor],
