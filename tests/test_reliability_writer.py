@@ -113,7 +113,7 @@ def test_same_file_through_a_linked_folder_is_refused(tmp_path):
     dst = tmp_path / 'linked' / 'CvT-13-224x224-IN-1k.pth'
     with pytest.raises(OutputError) as info:
         convert_checkpoint(CVT, str(src), str(dst))
-    assert str(info.value).startswith(f'Output {dst} is the input {src} ')
+    assert str(info.value).startswith(f'DST {dst} is the input {src} ')
     assert src.read_bytes() == b'the authors\' weights'
     hard = tmp_path / 'hard.pth'
     os.link(src, hard)
