@@ -22,6 +22,10 @@ every epoch. A store is a folder (by default
                            killed encode resumes after the last line
     encode.lock            held by a running encode (``flock``)
 
+A store's folder holds nothing else: an encode refuses to write a store
+into a folder that holds other entries (a data root's ``raw-img/``), and
+``--overwrite`` deletes only the files above, never the folder.
+
 Storage (``record['storage']``):
 
 * ``'fp16'`` (default): the encoder's float32 output rounded to float16,
@@ -42,11 +46,14 @@ file's sha256 and each image's size and modification time are compared
 with the record (a changed file is hashed, and a different hash makes the
 store stale). Every refusal names the store and the command that fixes it.
 """
+import errno
 import glob
 import hashlib
 import json
 import os
 import os.path as osp
+import re
+import shutil
 import stat
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -55,6 +62,7 @@ import torch
 import torch.nn as nn
 
 from ci2p_mm.models.utils import CI2PEncoder
+from ci2p_mm.utils.curves import read_json_lines
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import file_sha256, write_text_atomically
 
@@ -76,6 +84,9 @@ SOURCE_DTYPE = np.dtype([('size', '<i8'), ('mtime_ns', '<i8'),
                          ('sha256', 'S32')])
 #: The command that (re)writes a store.
 ENCODE_TOOL = 'python tools/dataset_converters/encode_latents.py'
+#: Names of a split's files but its latents (``<split>.npy``, which is the
+#: store's when one of these names the same split).
+SPLIT_FILE = re.compile(r'(.+)\.(labels\.npy|sources\.npy|done\.\d+)$')
 
 
 class LatentStoreError(UserError, RuntimeError):
@@ -225,7 +236,15 @@ def checked_npy(path: str,
             f'{size} bytes, but its header declares {needed}: the file was '
             f'cut short (a full disk, an interrupted copy). '
             f'{store.reencode_advice()}')
+    if mode == 'r+':
+        store.reserve_blocks(path)
     return np.load(path, mmap_mode=mode, allow_pickle=False)
+
+
+def _nearest_existing(path: str) -> str:
+    while not osp.exists(path) and osp.dirname(path) != path:
+        path = osp.dirname(path)
+    return path
 
 
 # ---- the record --------------------------------------------------------
@@ -390,6 +409,92 @@ class LatentStore:
             self.sources_path(split)
         ] + glob.glob(self.done_log(split, '*'))
 
+    # the folder --------------------------------------------------------
+    def folder_entries(self) -> Tuple[List[str], List[str]]:
+        """(the store's own files, every other entry) in its folder, by
+        name: the store knows its file names (see this module)."""
+        if not osp.isdir(self.root):
+            if osp.lexists(self.root):
+                raise LatentStoreError(
+                    f'{self.root} is a file, not a folder: a latent store is '
+                    f'a folder. Pass another --out.')
+            return [], []
+        names = sorted(os.listdir(self.root))
+        splits = {m.group(1) for m in map(SPLIT_FILE.match, names) if m}
+        own, other = [], []
+        for name in names:
+            mine = (
+                name in ('record.json', 'encode.lock')
+                or name.startswith('record.json.tmp')
+                or bool(SPLIT_FILE.match(name))
+                or (name.endswith('.npy') and name[:-4] in splits))
+            is_dir = stat.S_ISDIR(os.lstat(osp.join(self.root, name)).st_mode)
+            (own if mine and not is_dir else other).append(name)
+        return own, other
+
+    def refuse_foreign_entries(self, action: str) -> List[str]:
+        """The store's own files; refuse a folder that holds anything else,
+        naming it (deleting or mixing in others' files is never right)."""
+        own, other = self.folder_entries()
+        if other:
+            shown = ', '.join(other[:5]) + (f' and {len(other) - 5} more'
+                                            if len(other) > 5 else '')
+            raise LatentStoreError(
+                f'{self.root} holds {len(other)} entries that are not a '
+                f'latent store\'s ({shown}): refusing to {action}. A store '
+                f'needs a folder of its own: pass another --out (the default '
+                f'is <data_root>/latents/<codec>-q<quality>-<size>), or move '
+                f'those entries out.')
+        return own
+
+    def remove_files(self) -> None:
+        """Delete the store's own files, not its folder, and not
+        ``encode.lock`` (held by the encode that replaces the store)."""
+        for name in self.refuse_foreign_entries('delete the store in it'):
+            if name != 'encode.lock':
+                os.remove(osp.join(self.root, name))
+        self.forget_record()
+
+    def writable(self) -> bool:
+        """Whether this process may write the store's folder (before it
+        exists: the nearest folder above); False on a read-only mount."""
+        return os.access(_nearest_existing(self.root), os.W_OK)
+
+    def cannot_write(self, err: OSError, need: int = 0) -> LatentStoreError:
+        """A failed write into the store as one line: a full disk says how
+        much is needed and free, anything else what failed."""
+        name = osp.basename(err.filename or self.root)
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return LatentStoreError(
+                f'Cannot write {name} in the latent store {self.root} '
+                f'({err.strerror}). Encode into a writable folder (--out); '
+                f'a re-run resumes.')
+        free = shutil.disk_usage(_nearest_existing(self.root)).free
+        needs = (f'{name} needs {need / 1e9:.3g} GB'
+                 if need else f'writing {name} failed')
+        return LatentStoreError(
+            f'No space left for the latent store {self.root}: {needs}, '
+            f'{free / 1e9:.3g} GB free on {self.root}. Free space or pass '
+            f'another --out; a re-run resumes where this one stopped.')
+
+    def reserve_blocks(self, path: str) -> None:
+        """Allocate a memory-mapped file's blocks before it is written
+        through the mapping, where a full disk kills the process (SIGBUS)
+        instead of raising: here it is an error that says so."""
+        info = os.stat(path)
+        need = max(0, info.st_size - info.st_blocks * 512)
+        try:
+            if need > shutil.disk_usage(self.root).free:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+            if need and hasattr(os, 'posix_fallocate'):
+                with open(path, 'r+b') as f:
+                    os.posix_fallocate(f.fileno(), 0, info.st_size)
+        except OSError as err:
+            if err.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                return  # a file system that cannot reserve: write as before
+            err.filename = err.filename or path
+            raise self.cannot_write(err, need) from None
+
     # arrays ------------------------------------------------------------
     def split_record(self, split: str) -> dict:
         splits = self.record['splits']
@@ -439,7 +544,8 @@ class LatentStore:
     # progress ----------------------------------------------------------
     def progress(self, split: str) -> Tuple[set, Dict[int, str]]:
         """Finished chunks and the bad samples found in them, from every
-        rank's log (a line cut by a kill is ignored)."""
+        rank's log (a line cut by a kill is skipped, with a warning: its
+        chunk is encoded again)."""
         done, bad = set(), {}
         for path in sorted(glob.glob(self.done_log(split, '*'))):
             size = _regular_file_size(path, 'progress log', self)
@@ -447,15 +553,12 @@ class LatentStore:
                 raise LatentStoreError(
                     f'{path} is {size} bytes; a progress log holds one short '
                     f'line per chunk. {self.reencode_advice(split)}')
-            with open(path, 'rb') as f:
-                lines = f.read().split(b'\n')
-            for line in lines:
+            for entry in read_json_lines(path):
                 try:
-                    entry = json.loads(line)
                     chunk = int(entry['chunk'])
                     found = {int(k): str(v) for k, v in entry['bad'].items()}
                 except (ValueError, TypeError, KeyError, AttributeError):
-                    continue  # cut by a kill: the chunk is encoded again
+                    continue  # not a chunk's line: encoded again
                 done.add(chunk)
                 bad.update(found)
         return done, bad
