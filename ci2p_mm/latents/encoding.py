@@ -430,7 +430,7 @@ class StoreWriter:
             batch_sampler=batches,
             num_workers=self.num_workers,
             collate_fn=_collate)
-        array = store.writable_array(split)
+        array = store.array(split, mode='r+')
         sources = store.sources(split, mode='r+')
         log_path = store.done_log(split, self.rank)
         start = time.perf_counter()
@@ -702,9 +702,6 @@ def main(argv=None) -> int:
     if args.no_pretrained:
         set_patch_options(cfg, pretrained=False)
     setup_distributed(args.launcher)
-    device = args.device
-    if device is None and torch.cuda.is_available():
-        device = f'cuda:{torch.cuda.current_device()}'
     try:
         encode(
             cfg,
@@ -714,7 +711,7 @@ def main(argv=None) -> int:
             batch_size=args.batch_size,
             chunk_size=args.chunk_size,
             num_workers=args.num_workers,
-            device=device,
+            device=args.device,
             overwrite=args.overwrite,
             progress=not args.no_progress)
     finally:

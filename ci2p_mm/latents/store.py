@@ -63,7 +63,7 @@ import torch.nn as nn
 
 from ci2p_mm.models.utils import CI2PEncoder
 from ci2p_mm.utils.curves import read_json_lines
-from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.errors import UserError, listing
 from ci2p_mm.utils.io import file_sha256, write_text_atomically
 
 #: Version 2 added latent_shape, the sources arrays and fp32 storage.
@@ -437,11 +437,10 @@ class LatentStore:
         naming it (deleting or mixing in others' files is never right)."""
         own, other = self.folder_entries()
         if other:
-            shown = ', '.join(other[:5]) + (f' and {len(other) - 5} more'
-                                            if len(other) > 5 else '')
             raise LatentStoreError(
                 f'{self.root} holds {len(other)} entries that are not a '
-                f'latent store\'s ({shown}): refusing to {action}. A store '
+                f'latent store\'s ({listing(other)}): refusing to {action}. '
+                f'A store '
                 f'needs a folder of its own: pass another --out (the default '
                 f'is <data_root>/latents/<codec>-q<quality>-<size>), or move '
                 f'those entries out.')
@@ -509,22 +508,17 @@ class LatentStore:
         rec = self.split_record(split)
         return (rec['num_samples'], len(rec['views']), *rec['latent_shape'])
 
-    def array(self, split: str) -> np.ndarray:
-        """``[N, V, C, h, w]`` latents, checked and memory-mapped."""
-        if split not in self._arrays:
-            self._arrays[split] = checked_npy(
+    def array(self, split: str, mode: str = 'r') -> np.ndarray:
+        """``[N, V, C, h, w]`` latents, checked and memory-mapped (read-only
+        ones once per process; ``mode='r+'`` to write)."""
+        if split not in self._arrays or mode != 'r':
+            array = checked_npy(
                 self.array_path(split), self.array_shape(split),
-                STORAGES[self.record['storage']], 'latents', self)
+                STORAGES[self.record['storage']], 'latents', self, mode)
+            if mode != 'r':
+                return array
+            self._arrays[split] = array
         return self._arrays[split]
-
-    def writable_array(self, split: str) -> np.ndarray:
-        return checked_npy(
-            self.array_path(split),
-            self.array_shape(split),
-            STORAGES[self.record['storage']],
-            'latents',
-            self,
-            mode='r+')
 
     def labels(self, split: str) -> np.ndarray:
         n = self.split_record(split)['num_samples']
@@ -625,13 +619,12 @@ class LatentStore:
             if source_stamp(path)[2] != digests[index].ljust(32, b'\0'):
                 changed.append(path)
         if changed:
-            shown = ', '.join(changed[:5]) + (f' and {len(changed) - 5} more'
-                                              if len(changed) > 5 else '')
             raise LatentStoreError(
                 f'The latent store {self.root} is stale: {len(changed)} '
                 f'image(s) of split {split!r} changed since they were '
-                f'encoded ({shown}), so their stored latents are not what '
-                f'the encoder gives now. {self.reencode_advice(split)}')
+                f'encoded ({listing(changed)}), so their stored latents are '
+                f'not what the encoder gives now. '
+                f'{self.reencode_advice(split)}')
         return missing
 
     # the model ---------------------------------------------------------

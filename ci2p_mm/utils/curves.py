@@ -8,6 +8,8 @@ from typing import Dict, List
 
 from mmengine.logging import print_log
 
+from .errors import listing
+
 
 def read_json_lines(path: str) -> List[dict]:
     """The JSON objects of a JSON-lines log, one a line.
@@ -30,9 +32,8 @@ def read_json_lines(path: str) -> List[dict]:
     if broken:
         print_log(
             f'{path}: skipped {len(broken)} line(s) that are not JSON '
-            f'records (line {", ".join(map(str, broken[:5]))}'
-            f'{", ..." if len(broken) > 5 else ""}); a crash or a full '
-            f'disk leaves the last line of a log cut short.',
+            f'records (line {listing(broken)}); a crash or a full disk '
+            f'leaves the last line of a log cut short.',
             logger='current',
             level=logging.WARNING)
     return entries

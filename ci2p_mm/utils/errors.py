@@ -9,3 +9,11 @@ traceback; every other exception keeps its traceback, because it is a bug.
 
 class UserError(Exception):
     """An error caused by input or settings, explained in its message."""
+
+
+def listing(items, limit: int = 5, sep: str = ', ') -> str:
+    """The first ``limit`` items joined, and how many more: ``'a, b and 3
+    more'`` (messages name a few of many)."""
+    items = [str(i) for i in items]
+    more = f' and {len(items) - limit} more' if len(items) > limit else ''
+    return sep.join(items[:limit]) + more
