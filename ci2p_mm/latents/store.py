@@ -410,46 +410,34 @@ class LatentStore:
         ] + glob.glob(self.done_log(split, '*'))
 
     # the folder --------------------------------------------------------
-    def folder_entries(self) -> Tuple[List[str], List[str]]:
-        """(the store's own files, every other entry) in its folder, by
-        name: the store knows its file names (see this module)."""
-        if not osp.isdir(self.root):
-            if osp.lexists(self.root):
-                raise LatentStoreError(
-                    f'{self.root} is a file, not a folder: a latent store is '
-                    f'a folder. Pass another --out.')
-            return [], []
-        names = sorted(os.listdir(self.root))
+    def refuse_foreign_entries(self, action: str) -> None:
+        """Refuse a folder that holds more than the store's own files
+        (known by name, see this module), naming what: deleting or mixing
+        in others' files is never right."""
+        if osp.lexists(self.root) and not osp.isdir(self.root):
+            raise LatentStoreError(f'{self.root} is a file, not a folder: a '
+                                   f'latent store is one. Pass another --out.')
+        names = sorted(os.listdir(self.root)) if osp.isdir(self.root) else []
         splits = {m.group(1) for m in map(SPLIT_FILE.match, names) if m}
-        own, other = [], []
-        for name in names:
-            mine = (
-                name in ('record.json', 'encode.lock')
-                or name.startswith('record.json.tmp')
-                or bool(SPLIT_FILE.match(name))
-                or (name.endswith('.npy') and name[:-4] in splits))
-            is_dir = stat.S_ISDIR(os.lstat(osp.join(self.root, name)).st_mode)
-            (own if mine and not is_dir else other).append(name)
-        return own, other
-
-    def refuse_foreign_entries(self, action: str) -> List[str]:
-        """The store's own files; refuse a folder that holds anything else,
-        naming it (deleting or mixing in others' files is never right)."""
-        own, other = self.folder_entries()
+        other = [
+            n for n in names if osp.isdir(osp.join(self.root, n))
+            or not (n in ('record.json', 'encode.lock') or SPLIT_FILE.match(n)
+                    or n.startswith('record.json.tmp') or
+                    (n.endswith('.npy') and n[:-4] in splits))
+        ]
         if other:
             raise LatentStoreError(
                 f'{self.root} holds {len(other)} entries that are not a '
                 f'latent store\'s ({listing(other)}): refusing to {action}. '
-                f'A store '
-                f'needs a folder of its own: pass another --out (the default '
-                f'is <data_root>/latents/<codec>-q<quality>-<size>), or move '
-                f'those entries out.')
-        return own
+                f'A store needs a folder of its own: pass another --out (the '
+                f'default is <data_root>/latents/<codec>-q<quality>-<size>), '
+                f'or move those entries out.')
 
     def remove_files(self) -> None:
         """Delete the store's own files, not its folder, and not
         ``encode.lock`` (held by the encode that replaces the store)."""
-        for name in self.refuse_foreign_entries('delete the store in it'):
+        self.refuse_foreign_entries('delete the store in it')
+        for name in os.listdir(self.root) if osp.isdir(self.root) else []:
             if name != 'encode.lock':
                 os.remove(osp.join(self.root, name))
         self.forget_record()
@@ -468,13 +456,12 @@ class LatentStore:
                 f'Cannot write {name} in the latent store {self.root} '
                 f'({err.strerror}). Encode into a writable folder (--out); '
                 f'a re-run resumes.')
-        free = shutil.disk_usage(_nearest_existing(self.root)).free
-        needs = (f'{name} needs {need / 1e9:.3g} GB'
-                 if need else f'writing {name} failed')
+        free = shutil.disk_usage(_nearest_existing(self.root)).free / 1e9
+        needs = f'needs {need / 1e9:.3g} GB' if need else 'was not written'
         return LatentStoreError(
-            f'No space left for the latent store {self.root}: {needs}, '
-            f'{free / 1e9:.3g} GB free on {self.root}. Free space or pass '
-            f'another --out; a re-run resumes where this one stopped.')
+            f'No space left for the latent store {self.root}: {name} {needs}, '
+            f'{free:.3g} GB free on {self.root}. Free space or pass another '
+            f'--out; a re-run resumes where this one stopped.')
 
     def reserve_blocks(self, path: str) -> None:
         """Allocate a memory-mapped file's blocks before it is written
@@ -484,7 +471,7 @@ class LatentStore:
         need = max(0, info.st_size - info.st_blocks * 512)
         try:
             if need > shutil.disk_usage(self.root).free:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+                raise OSError(errno.ENOSPC, 'no space', path)
             if need and hasattr(os, 'posix_fallocate'):
                 with open(path, 'r+b') as f:
                     os.posix_fallocate(f.fileno(), 0, info.st_size)
