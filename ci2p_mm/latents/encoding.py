@@ -574,7 +574,8 @@ def encode(cfg: Config,
         num_workers (int): DataLoader workers decoding and resizing.
         device (str, optional): Default ``cuda:<current>`` if available.
         overwrite (bool): Replace a store of another codec, size or storage,
-            or a stale split, instead of refusing.
+            or a stale split, instead of refusing (deleting only the
+            store's own files; a folder holding others' is refused).
         progress (bool): Show a progress bar.
     """
     if storage not in STORAGES:
@@ -673,7 +674,8 @@ def parse_args(argv=None):
         '--overwrite',
         action='store_true',
         help='replace a store of another codec, size or '
-        'storage, or a stale split, instead of refusing')
+        'storage, or a stale split, instead of refusing (only the store\'s '
+        'own files are deleted; a folder holding others\' is refused)')
     parser.add_argument(
         '--no-pretrained',
         action='store_true',

@@ -62,7 +62,6 @@ import torch
 import torch.nn as nn
 
 from ci2p_mm.models.utils import CI2PEncoder
-from ci2p_mm.utils.curves import read_json_lines
 from ci2p_mm.utils.errors import UserError, listing
 from ci2p_mm.utils.io import file_sha256, write_text_atomically
 
@@ -525,8 +524,7 @@ class LatentStore:
     # progress ----------------------------------------------------------
     def progress(self, split: str) -> Tuple[set, Dict[int, str]]:
         """Finished chunks and the bad samples found in them, from every
-        rank's log (a line cut by a kill is skipped, with a warning: its
-        chunk is encoded again)."""
+        rank's log (a line cut by a kill is ignored)."""
         done, bad = set(), {}
         for path in sorted(glob.glob(self.done_log(split, '*'))):
             size = _regular_file_size(path, 'progress log', self)
@@ -534,12 +532,15 @@ class LatentStore:
                 raise LatentStoreError(
                     f'{path} is {size} bytes; a progress log holds one short '
                     f'line per chunk. {self.reencode_advice(split)}')
-            for entry in read_json_lines(path):
+            with open(path, 'rb') as f:
+                lines = f.read().split(b'\n')
+            for line in lines:
                 try:
+                    entry = json.loads(line)
                     chunk = int(entry['chunk'])
                     found = {int(k): str(v) for k, v in entry['bad'].items()}
                 except (ValueError, TypeError, KeyError, AttributeError):
-                    continue  # not a chunk's line: encoded again
+                    continue  # cut by a kill: the chunk is encoded again
                 done.add(chunk)
                 bad.update(found)
         return done, bad

@@ -45,11 +45,9 @@ def load_curves(work_dir: str,
 
     Reads every ``<timestamp>/vis_data/scalars.json`` under ``work_dir`` in
     time order, so a resumed run continues its earlier logs (a later entry
-    for the same epoch replaces an earlier one). Lines that are not JSON
-    records (the last one of a run stopped by a crash or a full disk) are
-    skipped with a warning naming the file and the lines
-    (:func:`read_json_lines`); files that are not regular files (a FIFO)
-    are skipped too.
+    for the same epoch replaces an earlier one); lines cut short are skipped
+    with a warning (:func:`read_json_lines`), non-regular files (a FIFO)
+    passed over.
 
     Returns:
         dict: ``loss_epochs``, ``loss``, ``val_epochs``, ``val``.

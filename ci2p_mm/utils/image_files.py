@@ -370,25 +370,10 @@ def _corrupt(what: str, err: Exception) -> Tuple[str, str]:
             _FIX_REPLACE)
 
 
-def _check_jpeg_scans(img: Image.Image, data: bytes, path: str) -> None:
-    """Refuse a JPEG of more than ``MAX_JPEG_SCANS`` scans, unread."""
-    if img.format not in ('JPEG', 'MPO'):
-        return
-    # FF DA starts a scan (SOS); entropy-coded data never holds it, so the
-    # count is exact but for such bytes in metadata: an upper bound.
-    scans = data.count(b'\xff\xda')
-    if scans > MAX_JPEG_SCANS:
-        img.close()
-        raise BadImageError(
-            path, f'a JPEG of {scans} scans, more than MAX_JPEG_SCANS='
-            f'{MAX_JPEG_SCANS} (encoders write about 10; each scan is a '
-            f'pass over the whole image, so decoding it would stall); not '
-            f'decoded', 're-encode it (e.g. as a baseline JPEG)')
-
-
 def open_image(data: bytes, path: str) -> Image.Image:
     """``data`` opened (header only) by an allowed Pillow plugin, or
-    :class:`BadImageError` naming ``path``."""
+    :class:`BadImageError` naming ``path`` (a JPEG of more than
+    ``MAX_JPEG_SCANS`` scans too: it is refused before it is decoded)."""
     if not data:
         raise BadImageError(path, 'empty file (0 bytes)')
     try:
@@ -404,7 +389,16 @@ def open_image(data: bytes, path: str) -> Image.Image:
         ) from None
     except Exception as err:
         raise BadImageError(path, *_corrupt('header', err)) from None
-    _check_jpeg_scans(img, data, path)
+    # FF DA starts a scan (SOS); entropy-coded data never holds it, so the
+    # count is exact but for such bytes in metadata: an upper bound.
+    scans = data.count(b'\xff\xda') if img.format in ('JPEG', 'MPO') else 0
+    if scans > MAX_JPEG_SCANS:
+        img.close()
+        raise BadImageError(
+            path, f'a JPEG of {scans} scans, more than MAX_JPEG_SCANS='
+            f'{MAX_JPEG_SCANS} (encoders write about 10; each scan is a '
+            f'pass over the whole image, so decoding it would stall); not '
+            f'decoded', 're-encode it (e.g. as a baseline JPEG)')
     return img
 
 
