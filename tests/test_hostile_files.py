@@ -706,25 +706,35 @@ def test_png_metadata_over_pillows_limit_is_named(tmp_path, kind, before_idat):
     assert str(path) in str(info.value)
 
 
+#: Peak memory one decode adds, over its RGB result's bytes, in a fresh
+#: interpreter: the high-water mark of its resident memory (VmHWM: ru_maxrss
+#: would carry pytest's own size over the exec; tracemalloc misses Pillow's
+#: C allocations). ci2p_mm/__init__ is skipped (it imports torch and
+#: mmpretrain); the reader is in ci2p_mm.utils.
+PEAK_SCRIPT = """
+import sys, types
+package = types.ModuleType('ci2p_mm')
+package.__path__ = [sys.argv[1]]
+sys.modules['ci2p_mm'] = package
+from ci2p_mm.utils.image_files import load_image_file
+def high_water():
+    with open('/proc/self/status') as f:
+        return next(int(l.split()[1]) for l in f if l.startswith('VmHWM'))
+base = high_water()
+img = load_image_file(sys.argv[2])
+print((high_water() - base) * 1024 / img.nbytes)
+"""
+
+
 def decode_peak_ratio(path):
-    """Peak memory a decode adds, over its RGB result's bytes: the RSS
-    high-water mark of a forked child (tracemalloc misses Pillow's C
-    allocations)."""
-    import resource
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: decode, report, exit
-        try:
-            base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            img = SafeLoadImageFromFile()(dict(img_path=path))['img']
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            os.write(write, repr((peak - base) * 1024 / img.nbytes).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    with os.fdopen(read) as f:
-        return float(f.read())
+    return float(
+        subprocess.run([
+            sys.executable, '-c', PEAK_SCRIPT,
+            osp.join(REPO, 'ci2p_mm'), path
+        ],
+                       check=True,
+                       capture_output=True,
+                       text=True).stdout)
 
 
 @pytest.mark.parametrize('mode', ['RGBA', 'I;16'])
@@ -732,7 +742,7 @@ def test_decode_memory_stays_within_its_bound(tmp_path, mode):
     """Flat 36 MP PNGs of 0.2 MB. Was: 6.7 (RGBA composited at full size)
     and 6.3 (16-bit grey through int64) times the RGB result; the bound in
     ci2p_mm/utils/image_files.py is 7 bytes a pixel (2.33 times) and a
-    stripe's temporaries (measured: 2.5 and 2.2 here, in a forked child)."""
+    stripe's temporaries (measured: 2.4 and 2.1)."""
     path = str(tmp_path / 'flat.png')
     Image.new(mode, (6000, 6000), 40000 if mode == 'I;16' else
               (10, 20, 30, 128)).save(path)
