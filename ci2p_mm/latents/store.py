@@ -418,10 +418,11 @@ class LatentStore:
                                    f'latent store is one. Pass another --out.')
         names = sorted(os.listdir(self.root)) if osp.isdir(self.root) else []
         splits = {m.group(1) for m in map(SPLIT_FILE.match, names) if m}
+        # record.json.*: the atomic writer's temporaries of the record.
         other = [
             n for n in names if osp.isdir(osp.join(self.root, n))
             or not (n in ('record.json', 'encode.lock') or SPLIT_FILE.match(n)
-                    or n.startswith('record.json.tmp') or
+                    or n.startswith('record.json.') or
                     (n.endswith('.npy') and n[:-4] in splits))
         ]
         if other:
