@@ -236,3 +236,45 @@ def write_inflating_checkpoint(path, declared_bytes=89 << 24):
             records.append(
                 (info.filename, data, 0, len(data), zlib.crc32(data)))
     return write_zip(path, records)
+
+
+# ---- decode stalls and metadata over Pillow's limits (issue 27) --------
+
+
+def jpeg_with_repeated_scan(size=(256, 192), repeats=2000):
+    """A flat progressive JPEG whose last scan (an AC refinement scan of
+    26 bytes, a pass over every block) is written ``repeats`` more times.
+    libjpeg decodes it, one pass per scan: at 4000x3000 and 2,000 repeats
+    (a 123 KB file) Pillow takes 20 s."""
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new('RGB', size, (120, 130, 140)).save(buf, 'JPEG', progressive=True)
+    data = buf.getvalue()
+    last, end = data.rindex(b'\xff\xda'), data.rindex(b'\xff\xd9')
+    return data[:end] + data[last:end] * repeats + data[end:]
+
+
+def png_with_chunk(kind=b'zTXt', payload_bytes=100 << 20, before_idat=True):
+    """A 32x32 PNG carrying one ancillary chunk: zTXt or iCCP holding
+    ``payload_bytes`` once decompressed (100 MB by default, stored in
+    about 100 KB), or tEXt holding them as they are."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new('RGB', (32, 32), (1, 2, 3)).save(buf, 'PNG')
+    data = buf.getvalue()
+    if kind == b'tEXt':
+        body = b'Comment\0' + b' ' * payload_bytes
+    else:
+        head = b'Comment\0\0' if kind == b'zTXt' else b'icc\0\0'
+        body = head + zlib.compress(b' ' * payload_bytes, 9)
+    chunk = (
+        struct.pack('>I', len(body)) + kind + body +
+        struct.pack('>I', zlib.crc32(kind + body)))
+    pos = data.index(b'IDAT' if before_idat else b'IEND') - 4
+    return data[:pos] + chunk + data[pos:]

@@ -18,7 +18,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from _hostile import (POSTSCRIPT, GhostscriptSpy, torch_records,
+from _hostile import (POSTSCRIPT, GhostscriptSpy, jpeg_with_repeated_scan,
+                      png_with_chunk, torch_records,
                       write_inflating_checkpoint, write_zip)
 from _reliability import make_toy_data, write_config
 from conftest import REPO, load_tool, write_tiny_config
@@ -642,3 +643,146 @@ def test_utils_imports_no_other_ci2p_package():
             for module in modules:
                 assert not module.startswith('ci2p_mm.') or \
                     module.startswith('ci2p_mm.utils'), (name, module)
+
+
+# ---- issue 27: decode stalls, decode memory, metadata, cut logs -------
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(
+        toy, tmp_path, monkeypatch, capsys):
+    """One scan repeated: every image check passed it, then libjpeg made a
+    pass over the whole image per scan (20 s for a 123 KB 12 MP file)."""
+    from PIL import ImageFile
+
+    from ci2p_mm.datasets import ISICLayoutError, verify
+    from ci2p_mm.datasets.isic import read_image
+    from ci2p_mm.utils.image_files import MAX_JPEG_SCANS
+    from ci2p_mm.utils.images import ImageFolderError, load_rgb
+    stall = osp.join(toy, 'raw-img', 'cane', 'stall.jpg')
+    with open(stall, 'wb') as f:
+        f.write(jpeg_with_repeated_scan(repeats=2000))
+    normal = tmp_path / 'normal.jpg'
+    normal.write_bytes(jpeg_with_repeated_scan(repeats=0))
+    assert load_image_file(str(normal)).shape == (192, 256, 3)
+    # Control: Pillow alone decodes it (quickly at this size).
+    with Image.open(stall) as img:
+        img.load()
+    decoded, load = [], ImageFile.ImageFile.load
+
+    def spy(img):
+        decoded.append(img.size)
+        return load(img)
+
+    monkeypatch.setattr(ImageFile.ImageFile, 'load', spy)
+    reason = (f'a JPEG of 2010 scans, more than MAX_JPEG_SCANS='
+              f'{MAX_JPEG_SCANS} (encoders write about 10; each scan is a '
+              f'pass over the whole image, so decoding it would stall); not '
+              f'decoded')
+    with pytest.raises(BadImageError) as info:
+        load_image_file(stall)  # the demo's and tools/test.py's reader
+    assert info.value.reason == reason and stall in str(info.value)
+    assert SafeLoadImageFromFile().check(stall) == reason
+    with pytest.raises(ImageFolderError, match='2010 scans'):
+        load_rgb(stall)  # train_codec.py, codec_report.py
+    with pytest.raises(ISICLayoutError, match='2010 scans'):
+        read_image(stall, toy)  # isic2017.py copies only what decodes
+    add_to_annotations(toy, stall)
+    assert verify.main([write_config(tmp_path, toy), '--split', 'train']) == 1
+    assert f'BAD {stall}: {reason}' in capsys.readouterr().out
+    assert (256, 192) not in decoded  # the toy images (32x32) decode
+
+
+@pytest.mark.parametrize('kind, before_idat',
+                         [(b'zTXt', True), (b'iCCP', True), (b'zTXt', False),
+                          (b'iCCP', False)])
+def test_png_metadata_over_pillows_limit_is_named(tmp_path, kind, before_idat):
+    """Was: "truncated or corrupt header (ValueError)"."""
+    path = tmp_path / 'meta.png'
+    path.write_bytes(png_with_chunk(kind, before_idat=before_idat))
+    assert path.stat().st_size < 200_000  # 100 MB once decompressed
+    with pytest.raises(BadImageError) as info:
+        load_image_file(str(path))
+    assert info.value.reason.startswith(
+        'its metadata is too large: a PNG text or ICC profile chunk (tEXt, '
+        'zTXt, iTXt, iCCP) beyond Pillow\'s limits (MAX_TEXT_CHUNK=1048576 '
+        'bytes a chunk, MAX_TEXT_MEMORY=67108864 in all)'), info.value.reason
+    assert 'Fix: re-export the image without its metadata' in str(info.value)
+    assert str(path) in str(info.value)
+
+
+#: Peak memory one decode adds, over its RGB result's bytes, in a fresh
+#: interpreter: the high-water mark of its resident memory (VmHWM: ru_maxrss
+#: would carry pytest's own size over the exec; tracemalloc misses Pillow's
+#: C allocations). ci2p_mm/__init__ is skipped (it imports torch and
+#: mmpretrain); the reader is in ci2p_mm.utils.
+PEAK_SCRIPT = """
+import sys, types
+package = types.ModuleType('ci2p_mm')
+package.__path__ = [sys.argv[1]]
+sys.modules['ci2p_mm'] = package
+from ci2p_mm.utils.image_files import load_image_file
+def high_water():
+    with open('/proc/self/status') as f:
+        return next(int(l.split()[1]) for l in f if l.startswith('VmHWM'))
+base = high_water()
+img = load_image_file(sys.argv[2])
+print((high_water() - base) * 1024 / img.nbytes)
+"""
+
+
+def decode_peak_ratio(path):
+    return float(
+        subprocess.run([
+            sys.executable, '-c', PEAK_SCRIPT,
+            osp.join(REPO, 'ci2p_mm'), path
+        ],
+                       check=True,
+                       capture_output=True,
+                       text=True).stdout)
+
+
+@pytest.mark.parametrize('mode', ['RGBA', 'I;16'])
+def test_decode_memory_stays_within_its_bound(tmp_path, mode):
+    """Flat 36 MP PNGs of 0.2 MB. Was: 6.7 (RGBA composited at full size)
+    and 6.3 (16-bit grey through int64) times the RGB result; the bound in
+    ci2p_mm/utils/image_files.py is 7 bytes a pixel (2.33 times) and a
+    stripe's temporaries (measured: 2.4 and 2.1)."""
+    path = str(tmp_path / 'flat.png')
+    Image.new(mode, (6000, 6000), 40000 if mode == 'I;16' else
+              (10, 20, 30, 128)).save(path)
+    ratio = decode_peak_ratio(path)
+    assert 0.9 < ratio < 2.8, ratio
+
+
+def test_a_cut_training_log_still_plots(tmp_path, monkeypatch):
+    """Was: JSONDecodeError and no figure for a scalars.json whose last
+    line a crash or a full disk cut short."""
+    import ci2p_mm.utils.curves as curves
+    from ci2p_mm.analysis.plot_curves import main
+    log = tmp_path / 'run' / '20260101_000000' / 'vis_data' / 'scalars.json'
+    log.parent.mkdir(parents=True)
+    log.write_bytes(b'{"loss": 2.0, "epoch": 1, "step": 1}\n'
+                    b'{"accuracy/top1": 30.0, "step": 1}\n'
+                    b'\x00\x00\x00\n'  # what some file systems leave
+                    b'{"loss": 1.0, "epoch": 2, "step": 2}\n'
+                    b'{"accuracy/top1": 50.0, "step": 2}\n'
+                    b'{"loss": 0.5, "epo')
+    fifo = tmp_path / 'run' / '20260102_000000' / 'vis_data' / 'scalars.json'
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)  # never opened: it would block
+    warned = []
+    monkeypatch.setattr(curves, 'print_log',
+                        lambda message, **_: warned.append(message))
+    out = str(tmp_path / 'curves.png')
+    with deadline():
+        assert main([str(tmp_path / 'run'), '--out', out]) == 0
+    assert Image.open(out).size[0] > 100
+    assert warned == [
+        f'{log}: skipped 2 line(s) that are not JSON records (line 3, 6); a '
+        f'crash or a full disk leaves the last line of a log cut short.'
+    ]
+    assert curves.load_curves(str(tmp_path / 'run')) == dict(
+        loss_epochs=[1, 2],
+        loss=[2.0, 1.0],
+        val_epochs=[1, 2],
+        val=[30.0, 50.0])

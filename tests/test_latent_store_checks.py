@@ -318,3 +318,130 @@ def test_a_second_encode_of_the_same_store_is_refused(store):
         chunk_size=8,
         overwrite=True)
     LatentStore(out).check_complete('val')
+
+
+# ---- issue 27: what --overwrite deletes, a full disk, a read-only store --
+
+
+def encode_val(config, **options):
+    return encode(
+        read_config(config),
+        splits=['val'],
+        num_workers=0,
+        progress=False,
+        chunk_size=8,
+        **options)
+
+
+def folder_state(root):
+    """Every file under ``root`` with its bytes (but the lock files, which
+    name their last holder)."""
+    state = {}
+    for folder, _, files in os.walk(root):
+        for name in set(files) - {'encode.lock'}:
+            with open(osp.join(folder, name), 'rb') as f:
+                state[osp.relpath(osp.join(folder, name), root)] = f.read()
+    return state
+
+
+def test_overwrite_deletes_only_the_stores_own_files(store):
+    """Was: shutil.rmtree(--out): a store written into the data root and
+    re-encoded took raw-img/ and meta/ with it, exit 0."""
+    config, root = store
+    data_root = osp.dirname(osp.dirname(root))
+    before = folder_state(data_root)
+    # The issue's case: --out is the data root.
+    with pytest.raises(LatentStoreError) as err:
+        encode_val(config, out=data_root, overwrite=True, storage='fp32')
+    assert str(err.value) == (
+        f'{data_root} holds 3 entries that are not a latent store\'s ('
+        f'latents, meta, raw-img): refusing to write a latent store into '
+        f'it. A store needs a folder of its own: pass another --out (the '
+        f'default is <data_root>/latents/<codec>-q<quality>-<size>), or '
+        f'move those entries out.')
+    # A store folder that others' files got into; another tool's record.
+    os.mkdir(osp.join(root, 'raw-img'))
+    with open(osp.join(root, 'notes.txt'), 'w') as f:
+        f.write('mine\n')
+    other = osp.join(osp.dirname(root), 'other-tool')
+    os.mkdir(other)
+    for name in ('record.json', 'features.npy'):
+        with open(osp.join(other, name), 'w') as f:
+            f.write('{"tool": "other"}\n')
+    for out, named in ((root, 'notes.txt, raw-img'), (other, 'features.npy')):
+        with pytest.raises(
+                LatentStoreError,
+                match='refusing to delete the store in it') as err:
+            encode_val(config, out=out, overwrite=True, storage='fp32')
+        assert f'({named})' in str(err.value)
+    after = folder_state(data_root)
+    assert {k: after[k] for k in before} == before  # nothing replaced
+    # Once only the store's files are left, --overwrite replaces them.
+    os.remove(osp.join(root, 'notes.txt'))
+    os.rmdir(osp.join(root, 'raw-img'))
+    encode_val(config, out=root, overwrite=True, storage='fp32')
+    assert LatentStore(root).record['storage'] == 'fp32'
+    assert sorted(os.listdir(root)) == [
+        'encode.lock', 'record.json', 'val.done.0', 'val.labels.npy',
+        'val.npy', 'val.sources.npy'
+    ]
+    with pytest.raises(LatentStoreError, match='is a file, not a folder'):
+        encode_val(config, out=osp.join(root, 'val.npy'))
+
+
+def test_a_full_disk_is_named_before_the_store_is_written(
+        pristine, codec_file, tmp_path, monkeypatch):
+    """Was: SIGBUS (exit 135), no message, when the memory-mapped latents
+    were written on a full disk."""
+    import collections
+    import errno
+    root = str(tmp_path / 'data')
+    shutil.copytree(
+        pristine[0], root, ignore=shutil.ignore_patterns('latents'))
+    config = write_config(tmp_path, root, codec_file)
+    out = osp.join(root, 'latents', 's')
+    usage = collections.namedtuple('usage', 'total used free')
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, 'disk_usage', lambda path: usage(1, 1, 4096))
+        with pytest.raises(LatentStoreError) as err:
+            encode_val(config)
+    assert str(err.value) == (
+        f'No space left for the latent store {out}: val.npy needs 0.000115 '
+        f'GB, 4.1e-06 GB free on {out}. Free space or pass another --out; '
+        f'a re-run resumes where this one stopped.')
+    assert not [n for n in os.listdir(out) if '.done.' in n]  # no work lost
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, 'posix_fallocate', no_space)
+        with pytest.raises(
+                LatentStoreError,
+                match='No space left for the latent store .* '
+                'val.npy needs 0.000115 GB'):
+            encode_val(config)
+    encode_val(config)  # space again: the re-run completes the store
+    LatentStore(out).check_complete('val')
+
+
+def test_a_complete_store_needs_no_writes(store, monkeypatch):
+    """Was, on a read-only file system: OSError traceback from the lock
+    file; a complete store needs nothing written, so it is used as it is."""
+    from ci2p_mm.utils.locks import ProcessLock
+    config, root = store
+    os.remove(osp.join(root, 'encode.lock'))
+    before = folder_state(root)
+    monkeypatch.setattr(LatentStore, 'writable', lambda self: False)
+    monkeypatch.setattr(ProcessLock, 'acquire',
+                        lambda self: pytest.fail('locked a read-only store'))
+    assert encode_val(config, out=root) == root
+    assert folder_state(root) == before
+    os.remove(osp.join(root, 'val.done.0'))  # now there is work to do
+    with pytest.raises(LatentStoreError) as err:
+        encode_val(config, out=root)
+    assert str(err.value) == (
+        f'The latent store {root} cannot be written (a read-only file '
+        f'system, or no write permission), and split \'val\' has 3 chunk(s) '
+        f'to encode. Encode into a writable folder (--out), or make it '
+        f'writable; a complete store is used without writing.')

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 from mmpretrain.datasets import CustomDataset
 from mmpretrain.registry import DATASETS
 
-from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.errors import UserError, listing
 from ci2p_mm.utils.image_files import is_inside
 from ci2p_mm.utils.io import write_text_atomically
 from ci2p_mm.utils.io import printable_path
@@ -287,10 +287,9 @@ class SplitError(UserError, ValueError):
 
 
 def describe_unusable(unusable: Dict[str, str], limit: int = 10) -> str:
-    items = [f'{path} ({reason})' for path, reason in unusable.items()]
-    more = (f', and {len(items) - limit} more (all in meta/split.json as '
-            f'"unusable")' if len(items) > limit else '')
-    return '; '.join(items[:limit]) + more
+    return listing((f'{path} ({reason})' for path, reason in unusable.items()),
+                   limit, '; ') + (' (all in meta/split.json as "unusable")'
+                                   if len(unusable) > limit else '')
 
 
 def parse_args(argv=None):

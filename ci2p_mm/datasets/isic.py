@@ -19,10 +19,12 @@ Test_v2}_Data and _Part1_GroundTruth folders; see docs/segmentation.md.)
 Every source file is read by :mod:`ci2p_mm.utils.image_files`: a regular
 file (a FIFO, a device or a link out of the source folder is refused, never
 read or copied), at most 256 MiB, in a photo format (images are checked to
-open as one before they are copied; masks are decoded). Each output file
+open as one before they are copied; masks are decoded as training decodes
+images, within its pixel, scan and memory limits). Each output file
 is written atomically.
 """
 import argparse
+import contextlib
 import io
 import os
 import os.path as osp
@@ -32,8 +34,8 @@ import numpy as np
 from PIL import Image
 
 from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.image_files import (BadImageError, open_image,
-                                       read_image_file)
+from ci2p_mm.utils.image_files import (BadImageError, load_image_file,
+                                       open_image, read_image_file)
 from ci2p_mm.utils.io import write_bytes_atomically
 
 #: ISIC's split names -> mmseg's.
@@ -46,30 +48,32 @@ class ISICLayoutError(UserError, ValueError):
 
 
 def binarize_mask(path: str, src: Optional[str] = None) -> np.ndarray:
-    """An ISIC mask file as a 0/1 ``uint8`` label map (> 127 is lesion).
+    """An ISIC mask file as a 0/1 ``uint8`` label map (> 127 is lesion;
+    transparent pixels are background).
 
     ``src``: the data folder that links must stay inside."""
-    try:
-        with open_image(read_image_file(path, data_root=src), path) as img:
-            mask = np.asarray(img.convert('L'))
-    except BadImageError as err:
-        raise ISICLayoutError(f'Cannot read mask {path}: {err.reason}. Fix: '
-                              f'{err.fix}.') from None
-    except (OSError, ValueError) as err:
-        raise ISICLayoutError(f'Cannot read mask {path}: truncated or '
-                              f'corrupt ({type(err).__name__}).') from None
-    return (mask > 127).astype(np.uint8)
+    with isic_file(path, 'mask'):
+        rgb = load_image_file(path, (0, 0, 0), min_size=1, data_root=src)
+    return (np.asarray(Image.fromarray(rgb).convert('L'))
+            > 127).astype(np.uint8)
 
 
 def read_image(path: str, src: str) -> bytes:
     """The bytes of an ISIC image, once they open as an allowed format."""
-    try:
+    with isic_file(path, 'image'):
         data = read_image_file(path, data_root=src)
         open_image(data, path).close()
-    except BadImageError as err:
-        raise ISICLayoutError(f'Cannot use image {path}: {err.reason}. Fix: '
-                              f'{err.fix}.') from None
     return data
+
+
+@contextlib.contextmanager
+def isic_file(path: str, what: str):
+    """Turn the image reader's refusal into :class:`ISICLayoutError`."""
+    try:
+        yield
+    except BadImageError as err:
+        raise ISICLayoutError(f'Cannot use {what} {path}: {err.reason}. Fix: '
+                              f'{err.fix}.') from None
 
 
 def convert_isic2017(src: str,

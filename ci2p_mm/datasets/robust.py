@@ -196,28 +196,33 @@ class SkipBadImagesMixin:
         data_list = super().filter_data()
         if not (self.skip_bad_images and self.for_evaluation):
             return data_list
+        reasons = self.bad_image_reasons(data_list)
+        self.bad_images = {
+            info['img_path']: r
+            for info, r in zip(data_list, reasons) if r is not None
+        }
+        if self.bad_images:
+            listing = '\n'.join(f'  {p}: {r}'
+                                for p, r in self.bad_images.items())
+            kept = len(data_list) - len(self.bad_images)
+            print_log(
+                f'skip_bad_images: left {len(self.bad_images)} of '
+                f'{len(data_list)} images out of {type(self).__name__} '
+                f'(evaluation is over the other {kept}):\n{listing}',
+                logger='current',
+                level=logging.WARNING)
+        return [info for info, r in zip(data_list, reasons) if r is None]
+
+    def bad_image_reasons(self, data_list: List[dict]) -> list:
+        """Why each sample's file cannot be used (None: it can): every file
+        decoded once, in threads."""
         loader = find_loader(self.pipeline, self.data_root)
         paths = [info['img_path'] for info in data_list]
         print_log(
             f'skip_bad_images: decoding the {len(paths)} images of '
             f'{type(self).__name__} once to leave out bad ones...',
             logger='current')
-        reasons = check_files(paths, loader.check)
-        self.bad_images = {
-            p: r
-            for p, r in zip(paths, reasons) if r is not None
-        }
-        if self.bad_images:
-            listing = '\n'.join(f'  {p}: {r}'
-                                for p, r in self.bad_images.items())
-            kept = len(paths) - len(self.bad_images)
-            print_log(
-                f'skip_bad_images: left {len(self.bad_images)} of '
-                f'{len(paths)} images out of {type(self).__name__} '
-                f'(evaluation is over the other {kept}):\n{listing}',
-                logger='current',
-                level=logging.WARNING)
-        return [info for info, r in zip(data_list, reasons) if r is None]
+        return check_files(paths, loader.check)
 
     def __getitem__(self, idx):
         with seeded_rng(getattr(idx, 'seed', None)):

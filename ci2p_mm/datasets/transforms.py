@@ -178,13 +178,8 @@ class SafeLoadImageFromFile(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(to_float32={self.to_float32}, '
-                f'background={self.background}, max_pixels={self.max_pixels}'
-                f', min_size={self.min_size}, max_file_bytes='
-                f'{self.max_file_bytes}, data_root={self.data_root!r}, '
-                f'allow_symlinks_out_of_root='
-                f'{self.allow_symlinks_out_of_root}, '
-                f'backend_args={self.backend_args})')
+        options = ', '.join(f'{k}={v!r}' for k, v in vars(self).items())
+        return f'{type(self).__name__}({options})'
 
 
 @TRANSFORMS.register_module()

@@ -14,17 +14,19 @@ data set cannot be built).
 Validation and test sets that share a configuration are checked once.
 """
 import argparse
-import copy
 import json
 import os
 import sys
+from typing import Optional, Sequence
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
+from mmengine.dataset import BaseDataset
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS
 from tqdm import tqdm
 
 from ci2p_mm.utils.io import write_text_atomically
+from ci2p_mm.utils.model_config import read_config
 from .robust import check_files, find_loader
 from .transforms import SafeLoadImageFromFile
 
@@ -57,23 +59,24 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def build_dataset(dataset_cfg):
-    dataset_cfg = copy.deepcopy(dataset_cfg)
-    if 'skip_bad_images' in dataset_cfg:
-        # Otherwise an evaluation set would leave bad files out unseen.
-        dataset_cfg['skip_bad_images'] = False
-    dataset = DATASETS.build(dataset_cfg)
-    if hasattr(dataset, 'full_init'):
-        dataset.full_init()
-    return dataset
+def build_all_samples(dataset_cfg: dict,
+                      pipeline: Optional[Sequence] = None) -> BaseDataset:
+    """The dataset of ``dataset_cfg`` listing every annotated sample: with
+    ``skip_bad_images`` an evaluation set would decode its files when built
+    and leave the bad ones out unseen. ``pipeline`` replaces the config's
+    when given."""
+    cfg = dict(dataset_cfg)
+    if 'skip_bad_images' in cfg:
+        cfg['skip_bad_images'] = False
+    if pipeline is not None:
+        cfg['pipeline'] = list(pipeline)
+    return DATASETS.build(cfg)
 
 
 def main(argv=None) -> int:
     """Check the config's images; return the exit status (0, 1 or 2)."""
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = read_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
 
     checked = {}  # dataset config -> split that checked it
@@ -90,7 +93,7 @@ def main(argv=None) -> int:
             continue
         checked[key] = split
         try:
-            dataset = build_dataset(loader_cfg['dataset'])
+            dataset = build_all_samples(loader_cfg['dataset'])
         except Exception as err:
             print(
                 f'[{split}] cannot build the dataset: '

@@ -12,20 +12,13 @@ from mmpretrain.registry import DATASETS, TRANSFORMS
 
 from ci2p_mm.datasets import (BadImageError, DatasetNotPreparedError,
                               SkipBadImagesMixin)
+# The image dataset of a store's source, every sample listed (bad files are
+# the store's business): the one builder verify_dataset.py uses too.
+from ci2p_mm.datasets.verify import build_all_samples as build_source_dataset
 from .store import LatentStore, LatentStoreError, split_key
 
 #: How ``LatentDataset`` compares the images with what was encoded.
 SOURCE_CHECKS = ('stat', 'hash', 'none')
-
-
-def build_source_dataset(source: dict, pipeline: Sequence) -> BaseDataset:
-    """The image dataset of ``source`` with ``pipeline``, listing every
-    annotated sample (bad files are the store's business, so an
-    evaluation set with ``skip_bad_images`` does not decode them all)."""
-    cfg = dict(source, pipeline=list(pipeline))
-    if 'skip_bad_images' in cfg:
-        cfg['skip_bad_images'] = False
-    return DATASETS.build(cfg)
 
 
 @DATASETS.register_module()
@@ -142,26 +135,11 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
                     bad_reason=bad.get(index)))
         return data_list
 
-    def filter_data(self) -> List[dict]:
-        """Evaluation sets with ``skip_bad_images`` leave out what the
-        encoder could not decode (named in the log); no file is read."""
-        data_list = BaseDataset.filter_data(self)
-        if not (self.skip_bad_images and self.for_evaluation):
-            return data_list
-        self.bad_images = {
-            d['img_path']: d['bad_reason']
-            for d in data_list if d['bad_reason']
-        }
-        if self.bad_images:
-            listing = '\n'.join(f'  {p}: {r}'
-                                for p, r in self.bad_images.items())
-            print_log(
-                f'skip_bad_images: left {len(self.bad_images)} of '
-                f'{len(data_list)} images out of the latent split '
-                f'{self.split!r} (not decodable when encoded):\n{listing}',
-                logger='current',
-                level=logging.WARNING)
-        return [d for d in data_list if not d['bad_reason']]
+    def bad_image_reasons(self, data_list: List[dict]) -> list:
+        """What the encoder could not decode, as the store recorded it (an
+        evaluation set with ``skip_bad_images`` leaves it out): no file is
+        read."""
+        return [d['bad_reason'] for d in data_list]
 
     def prepare_data(self, idx: int):
         info = self.get_data_info(idx)
@@ -176,6 +154,14 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
         info['img_shape'] = tuple(self.store.record['img_size'])
         info['ori_shape'] = info['img_shape']
         return self.pipeline(info)
+
+
+def no_flipped_latents() -> LatentStoreError:
+    return LatentStoreError(
+        'LoadLatent(flip_prob>0) needs the flipped latents, but this split '
+        'was encoded without them (its image pipeline had no RandomFlip). '
+        'Add RandomFlip to the image config and re-encode, or set '
+        'flip_prob=0.')
 
 
 @TRANSFORMS.register_module()
@@ -204,11 +190,7 @@ class LoadLatent(BaseTransform):
         split = results.pop('latent_split', None)
         flip = bool(self.flip_prob) and np.random.rand() < self.flip_prob
         if flip and 'hflip' not in names:
-            raise LatentStoreError(
-                'LoadLatent(flip_prob>0) needs the flipped latents, but this '
-                'split was encoded without them (its image pipeline had no '
-                'RandomFlip). Add RandomFlip to the image config and '
-                're-encode, or set flip_prob=0.')
+            raise no_flipped_latents()
         view = np.array(views[names.index('hflip' if flip else 'original')])
         if view.dtype.kind == 'f' and not np.isfinite(view).all():
             where = ('' if store is None else

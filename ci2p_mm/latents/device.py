@@ -53,7 +53,7 @@ from ci2p_mm.datasets.robust import next_readable
 from ci2p_mm.datasets.seeds import first_uniforms
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import size_text
-from .dataset import LatentDataset, LoadLatent
+from .dataset import LatentDataset, LoadLatent, no_flipped_latents
 from .store import LatentStoreError
 
 #: Share of the device's free memory the store may take by default; the
@@ -160,11 +160,7 @@ class DeviceLatentLoader:
         store, split = self.dataset.store, self.dataset.split
         views = list(store.split_record(split)['views'])
         if self.flip_prob and 'hflip' not in views:
-            raise LatentStoreError(
-                'LoadLatent(flip_prob>0) needs the flipped latents, but this '
-                'split was encoded without them (its image pipeline had no '
-                'RandomFlip). Add RandomFlip to the image config and '
-                're-encode, or set flip_prob=0.')
+            raise no_flipped_latents()
         self.num_views = len(views)
         self.view_original = views.index('original')
         self.view_flip = views.index('hflip') if 'hflip' in views else None

@@ -31,7 +31,6 @@ import datetime
 import json
 import os
 import os.path as osp
-import shutil
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -291,8 +290,6 @@ def read_existing_record(store: LatentStore, overwrite: bool):
     except LatentStoreError:
         if not overwrite:
             raise
-        shutil.rmtree(store.root)
-        store.forget_record()
         return None
 
 
@@ -313,6 +310,17 @@ class StoreWriter:
         self.progress = progress
         self.config = config
         self.rank, self.world_size = get_dist_info()
+        self.writable = store.writable()
+
+    def require_writable(self, why: str) -> None:
+        """Refuse, in one line, a write into a store that cannot be
+        written (a complete store is used without writing)."""
+        if not self.writable:
+            raise LatentStoreError(
+                f'The latent store {self.store.root} cannot be written (a '
+                f'read-only file system, or no write permission), and {why}. '
+                f'Encode into a writable folder (--out), or make it '
+                f'writable; a complete store is used without writing.')
 
     def prepare(self, split: str, ds_cfg: dict):
         """Open (rank 0: create or check) the split's files; return the
@@ -349,13 +357,12 @@ class StoreWriter:
                     f'{"; ".join(diff)}). Use another --out, or --overwrite '
                     f'to replace it.')
             if diff:
-                shutil.rmtree(store.root)
-                store.forget_record()
-        if not store.exists():
-            store.write_record(wanted)
-        record = store.record
-        old = record['splits'].get(split)
-        if old is not None and old != split_record:
+                existing = None
+        old = None if existing is None else existing['splits'].get(split)
+        # The annotation file's content decides, not its path (data move).
+        if old is not None and dict(
+                old, ann_file='') != dict(
+                    split_record, ann_file=''):
             if not self.overwrite:
                 raise LatentStoreError(
                     f'{store.root}: split {split!r} was encoded from '
@@ -366,27 +373,38 @@ class StoreWriter:
                     f'{split_record["views"]}), or the file changed: the '
                     f'split is stale. Re-encode it with --overwrite.')
             old = None
-        if old is None:
-            for path in store.split_files(split):
-                if osp.lexists(path):
-                    os.remove(path)
-            n = len(dataset)
+        if old is not None:
+            return  # encoded with these settings: nothing to write
+        self.require_writable(f'split {split!r} must be created')
+        try:
+            if existing is None:  # a new store, or one that is replaced
+                store.remove_files()
+                store.write_record(wanted)
+            self._create_split(split, split_record, dataset)
+        except OSError as err:
+            raise store.cannot_write(err) from None
+
+    def _create_split(self, split, split_record, dataset):
+        store = self.store
+        for path in store.split_files(split):
+            if osp.lexists(path):
+                os.remove(path)
+        n = len(dataset)
+        # Labels first: they mark <split>.npy as the store's own file.
+        np.save(
+            store.labels_path(split),
+            np.asarray(dataset.get_gt_labels(), dtype=np.int64))
+        arrays = ((store.array_path(split), STORAGES[self.storage],
+                   (n, len(split_record['views']),
+                    *split_record['latent_shape'])),
+                  (store.sources_path(split), SOURCE_DTYPE, (n, )))
+        for path, dtype, shape in arrays:
             np.lib.format.open_memmap(
-                store.array_path(split),
-                mode='w+',
-                dtype=STORAGES[self.storage],
-                shape=(n, len(split_record['views']),
-                       *split_record['latent_shape'])).flush()
-            np.save(
-                store.labels_path(split),
-                np.asarray(dataset.get_gt_labels(), dtype=np.int64))
-            np.lib.format.open_memmap(
-                store.sources_path(split),
-                mode='w+',
-                dtype=SOURCE_DTYPE,
-                shape=(n, )).flush()
-            record['splits'][split] = split_record
-            store.write_record(record)
+                path, mode='w+', dtype=dtype, shape=shape).flush()
+            store.reserve_blocks(path)
+        record = store.record
+        record['splits'][split] = split_record
+        store.write_record(record)
 
     def encode_split(self, split: str, dataset, flips: bool,
                      skip: bool) -> dict:
@@ -399,6 +417,11 @@ class StoreWriter:
             c for c in range(store.num_chunks(split))
             if c % self.world_size == self.rank and c not in done
         ]
+        stats = dict(encoded=0, bad=0, clipped=0, seconds=0.)
+        if not todo:
+            return stats
+        self.require_writable(f'split {split!r} has {len(todo)} chunk(s) to '
+                              f'encode')
         batches = [
             list(range(c * chunk, min(n, (c + 1) * chunk))) for c in todo
         ]
@@ -407,10 +430,9 @@ class StoreWriter:
             batch_sampler=batches,
             num_workers=self.num_workers,
             collate_fn=_collate)
-        array = store.writable_array(split)
+        array = store.array(split, mode='r+')
         sources = store.sources(split, mode='r+')
         log_path = store.done_log(split, self.rank)
-        stats = dict(encoded=0, bad=0, clipped=0, seconds=0.)
         start = time.perf_counter()
         bar = tqdm(
             total=sum(map(len, batches)),
@@ -435,10 +457,13 @@ class StoreWriter:
                 values, clipped = to_storage(latents, self.storage)
                 array[[i for i, _ in good]] = values
                 stats['clipped'] += clipped
-            array.flush()
-            sources.flush()
-            commit_chunk(log_path,
-                         dict(chunk=chunk_index, bad=bad, clipped=clipped))
+            try:
+                array.flush()
+                sources.flush()
+                commit_chunk(log_path,
+                             dict(chunk=chunk_index, bad=bad, clipped=clipped))
+            except OSError as err:
+                raise store.cannot_write(err) from None
             stats['encoded'] += len(items)
             stats['bad'] += len(bad)
             bar.update(len(items))
@@ -494,9 +519,10 @@ def default_out(cfg_split: dict, split: str, encoder: CodecEncoder,
                            storage))
 
 
-def _store_lock(store: LatentStore, rank: int):
-    """Rank 0 holds the store's ``encode.lock`` for the whole encode."""
-    if rank != 0:
+def _store_lock(store: LatentStore, rank: int, writable: bool):
+    """Rank 0 holds the store's ``encode.lock`` for the whole encode. A
+    store nobody can write cannot change under us: no lock to take."""
+    if rank != 0 or not writable:
         return contextlib.nullcontext()
     return ProcessLock(
         store.lock_path,
@@ -536,7 +562,8 @@ def encode(cfg: Config,
         num_workers (int): DataLoader workers decoding and resizing.
         device (str, optional): Default ``cuda:<current>`` if available.
         overwrite (bool): Replace a store of another codec, size or storage,
-            or a stale split, instead of refusing.
+            or a stale split, instead of refusing (deleting only the
+            store's own files; a folder holding others' is refused).
         progress (bool): Show a progress bar.
     """
     if storage not in STORAGES:
@@ -563,11 +590,17 @@ def encode(cfg: Config,
     store = LatentStore(out)
     writer = StoreWriter(store, encoder, storage, chunk_size, batch_size,
                          num_workers, overwrite, progress, cfg.filename)
-    with _store_lock(store, writer.rank):
-        for split, ds_cfg in found.items():
-            dataset, flips, skip = writer.prepare(split, ds_cfg)
-            barrier()
-            store.forget_record()  # re-read what rank 0 wrote
+    if writer.rank == 0 and not store.exists():  # before the lock goes in
+        store.refuse_foreign_entries('write a latent store into it')
+    with _store_lock(store, writer.rank, writer.writable):
+        # Every split's files first: a full disk shows before hours of work.
+        prepared = {
+            split: writer.prepare(split, ds_cfg)
+            for split, ds_cfg in found.items()
+        }
+        barrier()
+        store.forget_record()  # re-read what rank 0 wrote
+        for split, (dataset, flips, skip) in prepared.items():
             stats = writer.encode_split(split, dataset, flips, skip)
             barrier()
             if writer.rank == 0:
@@ -627,7 +660,8 @@ def parse_args(argv=None):
         '--overwrite',
         action='store_true',
         help='replace a store of another codec, size or '
-        'storage, or a stale split, instead of refusing')
+        'storage, or a stale split, instead of refusing (only the store\'s '
+        'own files are deleted; a folder holding others\' is refused)')
     parser.add_argument(
         '--no-pretrained',
         action='store_true',
@@ -656,9 +690,6 @@ def main(argv=None) -> int:
     if args.no_pretrained:
         set_patch_options(cfg, pretrained=False)
     setup_distributed(args.launcher)
-    device = args.device
-    if device is None and torch.cuda.is_available():
-        device = f'cuda:{torch.cuda.current_device()}'
     try:
         encode(
             cfg,
@@ -668,7 +699,7 @@ def main(argv=None) -> int:
             batch_size=args.batch_size,
             chunk_size=args.chunk_size,
             num_workers=args.num_workers,
-            device=device,
+            device=args.device,
             overwrite=args.overwrite,
             progress=not args.no_progress)
     finally:

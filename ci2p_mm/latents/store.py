@@ -22,6 +22,10 @@ every epoch. A store is a folder (by default
                            killed encode resumes after the last line
     encode.lock            held by a running encode (``flock``)
 
+A store's folder holds nothing else: an encode refuses to write a store
+into a folder that holds other entries (a data root's ``raw-img/``), and
+``--overwrite`` deletes only the files above, never the folder.
+
 Storage (``record['storage']``):
 
 * ``'fp16'`` (default): the encoder's float32 output rounded to float16,
@@ -42,11 +46,14 @@ file's sha256 and each image's size and modification time are compared
 with the record (a changed file is hashed, and a different hash makes the
 store stale). Every refusal names the store and the command that fixes it.
 """
+import errno
 import glob
 import hashlib
 import json
 import os
 import os.path as osp
+import re
+import shutil
 import stat
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -55,7 +62,7 @@ import torch
 import torch.nn as nn
 
 from ci2p_mm.models.utils import CI2PEncoder
-from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.errors import UserError, listing
 from ci2p_mm.utils.io import file_sha256, write_text_atomically
 
 #: Version 2 added latent_shape, the sources arrays and fp32 storage.
@@ -76,6 +83,9 @@ SOURCE_DTYPE = np.dtype([('size', '<i8'), ('mtime_ns', '<i8'),
                          ('sha256', 'S32')])
 #: The command that (re)writes a store.
 ENCODE_TOOL = 'python tools/dataset_converters/encode_latents.py'
+#: Names of a split's files but its latents (``<split>.npy``, which is the
+#: store's when one of these names the same split).
+SPLIT_FILE = re.compile(r'(.+)\.(labels\.npy|sources\.npy|done\.\d+)$')
 
 
 class LatentStoreError(UserError, RuntimeError):
@@ -225,7 +235,15 @@ def checked_npy(path: str,
             f'{size} bytes, but its header declares {needed}: the file was '
             f'cut short (a full disk, an interrupted copy). '
             f'{store.reencode_advice()}')
+    if mode == 'r+':
+        store.reserve_blocks(path)
     return np.load(path, mmap_mode=mode, allow_pickle=False)
+
+
+def _nearest_existing(path: str) -> str:
+    while not osp.exists(path) and osp.dirname(path) != path:
+        path = osp.dirname(path)
+    return path
 
 
 # ---- the record --------------------------------------------------------
@@ -390,6 +408,79 @@ class LatentStore:
             self.sources_path(split)
         ] + glob.glob(self.done_log(split, '*'))
 
+    # the folder --------------------------------------------------------
+    def refuse_foreign_entries(self, action: str) -> None:
+        """Refuse a folder that holds more than the store's own files
+        (known by name, see this module), naming what: deleting or mixing
+        in others' files is never right."""
+        if osp.lexists(self.root) and not osp.isdir(self.root):
+            raise LatentStoreError(f'{self.root} is a file, not a folder: a '
+                                   f'latent store is one. Pass another --out.')
+        names = sorted(os.listdir(self.root)) if osp.isdir(self.root) else []
+        splits = {m.group(1) for m in map(SPLIT_FILE.match, names) if m}
+        # record.json.*: the atomic writer's temporaries of the record.
+        other = [
+            n for n in names if osp.isdir(osp.join(self.root, n))
+            or not (n in ('record.json', 'encode.lock') or SPLIT_FILE.match(n)
+                    or n.startswith('record.json.') or
+                    (n.endswith('.npy') and n[:-4] in splits))
+        ]
+        if other:
+            raise LatentStoreError(
+                f'{self.root} holds {len(other)} entries that are not a '
+                f'latent store\'s ({listing(other)}): refusing to {action}. '
+                f'A store needs a folder of its own: pass another --out (the '
+                f'default is <data_root>/latents/<codec>-q<quality>-<size>), '
+                f'or move those entries out.')
+
+    def remove_files(self) -> None:
+        """Delete the store's own files, not its folder, and not
+        ``encode.lock`` (held by the encode that replaces the store)."""
+        self.refuse_foreign_entries('delete the store in it')
+        for name in os.listdir(self.root) if osp.isdir(self.root) else []:
+            if name != 'encode.lock':
+                os.remove(osp.join(self.root, name))
+        self.forget_record()
+
+    def writable(self) -> bool:
+        """Whether this process may write the store's folder (before it
+        exists: the nearest folder above); False on a read-only mount."""
+        return os.access(_nearest_existing(self.root), os.W_OK)
+
+    def cannot_write(self, err: OSError, need: int = 0) -> LatentStoreError:
+        """A failed write into the store as one line: a full disk says how
+        much is needed and free, anything else what failed."""
+        name = osp.basename(err.filename or self.root)
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return LatentStoreError(
+                f'Cannot write {name} in the latent store {self.root} '
+                f'({err.strerror}). Encode into a writable folder (--out); '
+                f'a re-run resumes.')
+        free = shutil.disk_usage(_nearest_existing(self.root)).free / 1e9
+        needs = f'needs {need / 1e9:.3g} GB' if need else 'was not written'
+        return LatentStoreError(
+            f'No space left for the latent store {self.root}: {name} {needs}, '
+            f'{free:.3g} GB free on {self.root}. Free space or pass another '
+            f'--out; a re-run resumes where this one stopped.')
+
+    def reserve_blocks(self, path: str) -> None:
+        """Allocate a memory-mapped file's blocks before it is written
+        through the mapping, where a full disk kills the process (SIGBUS)
+        instead of raising: here it is an error that says so."""
+        info = os.stat(path)
+        need = max(0, info.st_size - info.st_blocks * 512)
+        try:
+            if need > shutil.disk_usage(self.root).free:
+                raise OSError(errno.ENOSPC, 'no space', path)
+            if need and hasattr(os, 'posix_fallocate'):
+                with open(path, 'r+b') as f:
+                    os.posix_fallocate(f.fileno(), 0, info.st_size)
+        except OSError as err:
+            if err.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                return  # a file system that cannot reserve: write as before
+            err.filename = err.filename or path
+            raise self.cannot_write(err, need) from None
+
     # arrays ------------------------------------------------------------
     def split_record(self, split: str) -> dict:
         splits = self.record['splits']
@@ -404,22 +495,17 @@ class LatentStore:
         rec = self.split_record(split)
         return (rec['num_samples'], len(rec['views']), *rec['latent_shape'])
 
-    def array(self, split: str) -> np.ndarray:
-        """``[N, V, C, h, w]`` latents, checked and memory-mapped."""
-        if split not in self._arrays:
-            self._arrays[split] = checked_npy(
+    def array(self, split: str, mode: str = 'r') -> np.ndarray:
+        """``[N, V, C, h, w]`` latents, checked and memory-mapped (read-only
+        ones once per process; ``mode='r+'`` to write)."""
+        if split not in self._arrays or mode != 'r':
+            array = checked_npy(
                 self.array_path(split), self.array_shape(split),
-                STORAGES[self.record['storage']], 'latents', self)
+                STORAGES[self.record['storage']], 'latents', self, mode)
+            if mode != 'r':
+                return array
+            self._arrays[split] = array
         return self._arrays[split]
-
-    def writable_array(self, split: str) -> np.ndarray:
-        return checked_npy(
-            self.array_path(split),
-            self.array_shape(split),
-            STORAGES[self.record['storage']],
-            'latents',
-            self,
-            mode='r+')
 
     def labels(self, split: str) -> np.ndarray:
         n = self.split_record(split)['num_samples']
@@ -522,13 +608,12 @@ class LatentStore:
             if source_stamp(path)[2] != digests[index].ljust(32, b'\0'):
                 changed.append(path)
         if changed:
-            shown = ', '.join(changed[:5]) + (f' and {len(changed) - 5} more'
-                                              if len(changed) > 5 else '')
             raise LatentStoreError(
                 f'The latent store {self.root} is stale: {len(changed)} '
                 f'image(s) of split {split!r} changed since they were '
-                f'encoded ({shown}), so their stored latents are not what '
-                f'the encoder gives now. {self.reencode_advice(split)}')
+                f'encoded ({listing(changed)}), so their stored latents are '
+                f'not what the encoder gives now. '
+                f'{self.reencode_advice(split)}')
         return missing
 
     # the model ---------------------------------------------------------

@@ -14,3 +14,11 @@ class UserError(Exception):
 class ConfigError(UserError, ValueError):
     """A config that cannot be read, or a setting in it that cannot work;
     the message names the file or the key."""
+
+
+def listing(items, limit: int = 5, sep: str = ', ') -> str:
+    """The first ``limit`` items joined, and how many more: ``'a, b and 3
+    more'`` (messages name a few of many)."""
+    items = [str(i) for i in items]
+    more = f' and {len(items) - limit} more' if len(items) > limit else ''
+    return sep.join(items[:limit]) + more

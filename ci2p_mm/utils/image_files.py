@@ -51,6 +51,11 @@ PSD, ICO, ...)
 zero-byte file                rejected
 truncated / corrupt data      rejected (Pillow's ``LOAD_TRUNCATED_IMAGES``
                               must stay False, its default)
+a JPEG of more than           rejected unread (each scan is a pass over the
+``MAX_JPEG_SCANS`` scans      whole image: one scan repeated 2,000 times
+                              stalls a decode for 20 s and more)
+PNG text/ICC chunks over      rejected, named (Pillow's ``MAX_TEXT_CHUNK``,
+Pillow's limits               1 MiB a chunk, ``MAX_TEXT_MEMORY`` in all)
 not an image (HTML, text...)  rejected
 float images (mode F), other  rejected
 modes without a defined range
@@ -62,6 +67,15 @@ link out of the data root     rejected (unless allowed)
 ============================  ===============================================
 
 Colour profiles (ICC) are ignored, as OpenCV and torchvision do.
+
+Memory: a decode holds the file's bytes, the decoded image (Pillow keeps
+4 bytes a pixel for RGB, RGBA, CMYK and 32-bit grey) and the RGB result (3
+bytes a pixel); conversions run over stripes of ``STRIPE_PIXELS`` pixels,
+so their temporaries stay a few MB. Peak beyond the file's bytes: 7 bytes
+a pixel (2.4 times the RGB result), 8 with an EXIF rotation (done in place,
+briefly two copies), 10 for a progressive JPEG without chroma subsampling
+(libjpeg holds every coefficient, 2 bytes each, while it decodes): at most
+0.9 GB at ``DEFAULT_MAX_PIXELS``. Figures: docs/security.md (issue 27).
 """
 import errno
 import functools
@@ -69,10 +83,11 @@ import io
 import os
 import os.path as osp
 import stat
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import (Image, ImageFile, ImageOps, PngImagePlugin,
+                 UnidentifiedImageError)
 
 from .errors import UserError
 
@@ -88,6 +103,11 @@ DEFAULT_MAX_PIXELS = 89_478_485
 DEFAULT_MAX_FILE_BYTES = 256 * 2**20
 #: Smaller sides are placeholders or tracking pixels, not photographs.
 DEFAULT_MIN_SIZE = 8
+#: Encoders write about 10 scans (libjpeg's progression: 10 for colour, 6
+#: for grey); each is a pass over the whole image, so more are refused.
+MAX_JPEG_SCANS = 100
+#: Conversions to RGB run over stripes of rows of about this many pixels.
+STRIPE_PIXELS = 1 << 18
 
 _FIX_REPLACE = ('re-download or re-export the file, or delete it and '
                 'rewrite the annotation files (for Animals-10: '
@@ -293,36 +313,71 @@ def _has_alpha(img: Image.Image) -> bool:
 WHITE = (255, 255, 255)
 
 
-def to_rgb(img: Image.Image,
-           path: str,
-           background: Sequence[int] = WHITE) -> np.ndarray:
-    """A decoded Pillow image as ``uint8`` RGB ``[H, W, 3]``."""
+def _rgb_converter(img: Image.Image, path: str,
+                   background: Sequence[int]) -> Callable:
+    """How a part (a stripe) of ``img`` becomes ``uint8`` RGB."""
     mode = img.mode
     if _has_alpha(img):
-        return np.asarray(_composite(img, background))
+        return lambda part: np.asarray(_composite(part, background))
     if mode.startswith('I;16') or mode == 'I':
-        grey = np.asarray(img).astype(np.int64)
-        if grey.size and (grey.min() < 0 or grey.max() > 65535):
+        low, high = img.getextrema()
+        if low < 0 or high > 65535:
             raise BadImageError(
-                path, f'{mode} image with values in [{grey.min()}, '
-                f'{grey.max()}], outside the 16-bit range',
-                'convert it to an 8-bit RGB JPEG or PNG')
-        grey = ((grey * 255 + 32767) // 65535).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
+                path, f'{mode} image with values in [{low}, {high}], outside '
+                f'the 16-bit range', 'convert it to an 8-bit RGB JPEG or PNG')
+        return _grey16_to_rgb
     if mode in ('1', 'L', 'P', 'RGB', 'RGBX', 'CMYK', 'YCbCr'):
-        return np.asarray(img.convert('RGB'))
+        return lambda part: np.asarray(part.convert('RGB'))
     raise BadImageError(
         path, f'unsupported pixel mode {mode!r} (e.g. floating point, with '
         f'no defined 0-255 range)', 'convert it to an 8-bit RGB JPEG or PNG')
 
 
+def _grey16_to_rgb(part: Image.Image) -> np.ndarray:
+    grey = np.asarray(part).astype(np.int64)
+    grey = ((grey * 255 + 32767) // 65535).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def to_rgb(img: Image.Image,
+           path: str,
+           background: Sequence[int] = WHITE) -> np.ndarray:
+    """A decoded Pillow image as ``uint8`` RGB ``[H, W, 3]``, converted a
+    stripe of rows at a time (memory: the image, the result and one
+    stripe's temporaries)."""
+    convert = _rgb_converter(img, path, background)
+    width, height = img.size
+    rows = max(1, STRIPE_PIXELS // max(width, 1))
+    if rows >= height:
+        return convert(img)
+    rgb = np.empty((height, width, 3), np.uint8)
+    for top in range(0, height, rows):
+        rgb[top:top + rows] = convert(
+            img.crop((0, top, width, min(height, top + rows))))
+    return rgb
+
+
+def _corrupt(what: str, err: Exception) -> Tuple[str, str]:
+    """(reason, fix) for a file Pillow could not read."""
+    if 'MAX_TEXT' in str(err):  # PngImagePlugin's limits on text and ICC
+        return (f'its metadata is too large: a PNG text or ICC profile chunk '
+                f'(tEXt, zTXt, iTXt, iCCP) beyond Pillow\'s limits '
+                f'(MAX_TEXT_CHUNK={PngImagePlugin.MAX_TEXT_CHUNK} bytes a '
+                f'chunk, MAX_TEXT_MEMORY={PngImagePlugin.MAX_TEXT_MEMORY} '
+                f'in all)', 're-export the image without its metadata')
+    detail = f': {err}' if what == 'image data' else ''
+    return (f'truncated or corrupt {what} ({type(err).__name__}{detail})',
+            _FIX_REPLACE)
+
+
 def open_image(data: bytes, path: str) -> Image.Image:
     """``data`` opened (header only) by an allowed Pillow plugin, or
-    :class:`BadImageError` naming ``path``."""
+    :class:`BadImageError` naming ``path`` (a JPEG of more than
+    ``MAX_JPEG_SCANS`` scans too: it is refused before it is decoded)."""
     if not data:
         raise BadImageError(path, 'empty file (0 bytes)')
     try:
-        return Image.open(
+        img = Image.open(
             io.BytesIO(data), formats=list(_registered_allowed_formats()))
     except UnidentifiedImageError:
         raise BadImageError(path, _not_an_image(data)) from None
@@ -333,9 +388,18 @@ def open_image(data: bytes, path: str) -> Image.Image:
             'downscale the file, or raise max_pixels of the image loader'
         ) from None
     except Exception as err:
+        raise BadImageError(path, *_corrupt('header', err)) from None
+    # FF DA starts a scan (SOS); entropy-coded data never holds it, so the
+    # count is exact but for such bytes in metadata: an upper bound.
+    scans = data.count(b'\xff\xda') if img.format in ('JPEG', 'MPO') else 0
+    if scans > MAX_JPEG_SCANS:
+        img.close()
         raise BadImageError(
-            path,
-            f'truncated or corrupt header ({type(err).__name__})') from None
+            path, f'a JPEG of {scans} scans, more than MAX_JPEG_SCANS='
+            f'{MAX_JPEG_SCANS} (encoders write about 10; each scan is a '
+            f'pass over the whole image, so decoding it would stall); not '
+            f'decoded', 're-encode it (e.g. as a baseline JPEG)')
+    return img
 
 
 def decode_image(data: bytes,
@@ -365,11 +429,9 @@ def decode_image(data: bytes,
     try:
         img.load()  # decodes everything: truncated data fails here
     except Exception as err:
-        raise BadImageError(
-            path, f'truncated or corrupt image data ({type(err).__name__}: '
-            f'{err})') from None
-    try:
-        img = ImageOps.exif_transpose(img)
+        raise BadImageError(path, *_corrupt('image data', err)) from None
+    try:  # in place: a copy would hold the image twice
+        ImageOps.exif_transpose(img, in_place=True)
     except Exception:  # a broken EXIF block: viewers ignore it too
         pass
     return to_rgb(img, path, background)
