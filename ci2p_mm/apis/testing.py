@@ -67,8 +67,7 @@ def test(argv=None) -> dict:
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise UserError(f'--out {args.out}: must be a .pkl file')
     if args.out is not None:
-        check_output_path(
-            args.out, args.checkpoint, args.config, what='--out')
+        check_output_path(args.out, args.checkpoint, args.config, what='--out')
     if not osp.isfile(args.checkpoint):
         raise UserError(f'Checkpoint {args.checkpoint} does not exist.')
     cfg = merge_args(read_config(args.config), args)

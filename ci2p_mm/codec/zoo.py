@@ -17,9 +17,9 @@ from compressai.models import CompressionModel
 from compressai.zoo import image as zoo_image
 from compressai.zoo.pretrained import load_pretrained
 
-from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.errors import UserError, listing
 from ci2p_mm.utils.io import file_sha256, load_torch_file
-from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
+from ci2p_mm.utils.state_dicts import compare_state_dicts
 
 # CompressAI's zoo spells one architecture two ways (``model_architectures``
 # says 'bmshj2018_factorized_relu', ``cfgs`` says

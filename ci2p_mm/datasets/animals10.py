@@ -27,8 +27,7 @@ from mmpretrain.registry import DATASETS
 
 from ci2p_mm.utils.errors import UserError, listing
 from ci2p_mm.utils.image_files import is_inside
-from ci2p_mm.utils.io import write_text_atomically
-from ci2p_mm.utils.io import printable_path
+from ci2p_mm.utils.io import printable_path, write_text_atomically
 from .annotations import annotation_problem
 from .robust import SkipBadImagesMixin
 

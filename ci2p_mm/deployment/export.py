@@ -30,7 +30,7 @@ from torch.nn.modules.module import (register_module_forward_hook,
                                      register_module_forward_pre_hook)
 from torch.overrides import TorchFunctionMode
 
-from ci2p_mm.utils.state_dicts import listing
+from ci2p_mm.utils.errors import listing
 from .model import ExportError
 
 EXPORTERS = ('torchscript', 'dynamo')

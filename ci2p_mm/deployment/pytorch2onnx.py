@@ -24,8 +24,7 @@ import torch
 import torch.nn as nn
 from mmengine.config import DictAction
 
-from ci2p_mm.utils.io import (atomic_output, check_output_path,
-                              printable_path)
+from ci2p_mm.utils.io import atomic_output, check_output_path, printable_path
 from .export import (DEFAULT_OPSET, EXPORTERS, check_opset, export_graph,
                      write_metadata)
 from .graph import (INPUT_NAME, ExportGraph, InputContract, as_tuple,

@@ -34,9 +34,9 @@ from ci2p_mm.codec import canonical_codec_name
 from ci2p_mm.models import CI2PEncoder
 from ci2p_mm.utils import is_ci2p_backbone
 from ci2p_mm.utils.config_text import read_config_text
-from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.errors import UserError, listing
 from ci2p_mm.utils.io import load_torch_file, unreadable_message
-from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
+from ci2p_mm.utils.state_dicts import compare_state_dicts
 from .hooks import non_finite_tensors
 
 #: HistoryBuffer's built-in statistics (its registry fills lazily).

@@ -13,7 +13,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
-from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.errors import UserError, listing
 from ci2p_mm.utils.io import write_bytes_atomically, write_text_atomically
 
 
@@ -211,11 +211,6 @@ def _bare(model):
     return model.module if is_model_wrapper(model) else model
 
 
-def _listing(names: List[str], limit: int = 4) -> str:
-    more = f' and {len(names) - limit} more' if len(names) > limit else ''
-    return ', '.join(names[:limit]) + more
-
-
 @HOOKS.register_module()
 class NonFiniteLossHook(Hook):
     """Stop training when a loss, or the weights, go NaN or infinite, before
@@ -278,8 +273,8 @@ class NonFiniteLossHook(Hook):
         if weights:
             raise NonFiniteLossError(
                 f'Non-finite weights after the update of '
-                f'{self._where(runner, batch_idx)}: {_listing(weights)} hold '
-                f'NaN or inf (the loss before it was finite). '
+                f'{self._where(runner, batch_idx)}: {listing(weights, 4)} '
+                f'hold NaN or inf (the loss before it was finite). '
                 f'{self.advice(runner)}')
 
     def after_train_epoch(self, runner) -> None:
@@ -294,8 +289,9 @@ class NonFiniteLossHook(Hook):
         if weights:
             raise NonFiniteLossError(
                 f'Refusing to save a checkpoint at iteration {runner.iter} '
-                f'(epoch {runner.epoch + 1}): its weights {_listing(weights)}'
-                f' hold NaN or inf. {self.advice(runner)}')
+                f'(epoch {runner.epoch + 1}): its weights '
+                f'{listing(weights, 4)} hold NaN or inf. {self.advice(runner)}'
+            )
         self._probe(runner, f'a checkpoint save (iteration {runner.iter})')
 
     def _probe(self, runner, when: str) -> None:

@@ -33,10 +33,10 @@ import mmpretrain
 from mmpretrain.registry import DATASETS
 
 from ci2p_mm.utils.config_text import ConfigTextError, data_only_config_text
-from ci2p_mm.utils.io import (check_output_path, file_sha256, load_torch_file,
+from ci2p_mm.utils.errors import listing
+from ci2p_mm.utils.io import (check_output_path, load_torch_file,
                               printable_path, torch_bytes,
                               write_bytes_atomically)
-from ci2p_mm.utils.state_dicts import listing
 from .checkpoint import (CheckpointError, check_class_names,
                          checked_class_names, head_num_classes,
                          read_checkpoint_file, saved_model_config)

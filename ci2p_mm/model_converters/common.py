@@ -30,11 +30,11 @@ from mmpretrain.registry import DATASETS, MODELS
 
 from ci2p_mm.engine.checkpoint import (check_class_names, head_num_classes,
                                        refuse_non_finite)
-from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.errors import UserError, listing
 from ci2p_mm.utils.io import (check_output_path, load_torch_file,
                               printable_path, save_atomic)
 from ci2p_mm.utils.package_files import configs_root
-from ci2p_mm.utils.state_dicts import compare_state_dicts, listing
+from ci2p_mm.utils.state_dicts import compare_state_dicts
 
 StateDict = Dict[str, torch.Tensor]
 #: ``(pattern, replacement)``: ``re.fullmatch`` on a key, then ``expand``.

@@ -1,7 +1,9 @@
 """What keeps a state dict from loading exactly, for error messages."""
-from typing import Callable, Dict, Iterable, List, NamedTuple
+from typing import Callable, Dict, List, NamedTuple
 
 import torch
+
+from .errors import listing
 
 
 class StateDictMismatch(NamedTuple):
@@ -40,11 +42,3 @@ def compare_state_dicts(
         if k in given and given[k].shape != v.shape
     ]
     return StateDictMismatch(missing, unexpected, wrong_shape)
-
-
-def listing(items: Iterable[str], n: int = 5) -> str:
-    """The first ``n`` items, and how many there are in all if more."""
-    items = list(items)
-    shown = ', '.join(items[:n])
-    more = f', ... ({len(items)} in all)' if len(items) > n else ''
-    return shown + more
