@@ -9,6 +9,8 @@ from argparse import Namespace
 import pytest
 import torch
 from conftest import REPO, TINY_ARCH
+from torch.autograd import DeviceType
+from torch.autograd.profiler_util import EventList, FunctionEvent
 
 import ci2p_mm.analysis.benchmark as benchmark
 from ci2p_mm.analysis import lever_table, profile, sweep
@@ -16,22 +18,39 @@ from ci2p_mm.analysis.timing import (build_optim_wrapper, compile_kwargs,
                                      set_optimizer_impl, uses_cudagraphs)
 
 
-def event(name, start, end, device=False, thread=1, self_us=0.0):
-    return profile.Event(name, device, start, end, thread, self_us)
+def event(name, start, end, device=False, thread=1, annotation=False):
+    """A profiler event as ``prof.events()`` holds them (kineto's kernels
+    are events on the device)."""
+    return FunctionEvent(
+        id=0,
+        name=name,
+        thread=thread,
+        start_us=start,
+        end_us=end,
+        use_device='cuda',
+        device_type=DeviceType.CUDA if device else DeviceType.CPU,
+        stack=[],
+        input_shapes=[],
+        is_user_annotation=annotation)
 
 
 def test_cuda_summary_from_events():
     """Two iterations of 100 us: kernels overlapping on two streams, a gap,
     launch and sync calls, an SDPA operator, work on the autograd
-    thread, a data wait, and a kernel outside the iterations."""
-    events = [
+    thread, a data wait, and a kernel outside the iterations; summarised
+    through torch's own ``key_averages()``."""
+    events = EventList([
         event(profile.STEP_RANGE, 0, 100),
         event(profile.STEP_RANGE, 100, 200),
         event(profile.DATA_RANGE, 0, 10),
         event('aten::_scaled_dot_product_flash_attention', 10, 20),
         event('aten::addmm', 20, 30),
         event('aten::addmm_backward', 40, 50, thread=2),
-        event(profile.AUTOGRAD_PREFIX + ': AddmmBackward0', 40, 55, thread=2),
+        event(
+            'autograd::engine::evaluate_function: AddmmBackward0',
+            40,
+            55,
+            thread=2),
         event('aten::pin_memory', 0, 90, thread=3),  # another thread
         event('cudaLaunchKernel', 12, 14),
         event('cudaLaunchKernel', 22, 24),
@@ -42,8 +61,9 @@ def test_cuda_summary_from_events():
         event('late', 300, 310, device=True),  # after the iterations
         # kineto's GPU-timeline copy of a range: spans gaps, not a kernel
         event(profile.STEP_RANGE, 15, 98, device=True),
-        event('user range', 15, 98, device=True)._replace(annotation=True),
-    ]
+        event('user range', 15, 98, device=True, annotation=True),
+    ])
+    events._build_tree()  # as the profiler does for prof.events()
     s = profile.summarize(events, 2, 'cuda', top=2)
     assert s['wall_ms_per_step'] == pytest.approx(0.1)
     assert s['device_busy_ms_per_step'] == pytest.approx(0.0375)  # 75 us
@@ -54,7 +74,8 @@ def test_cuda_summary_from_events():
     assert s['launch_ms_per_step'] == pytest.approx(0.002)
     assert s['sync_wait_ms_per_step'] == pytest.approx(0.009)
     assert s['data_wait_ms_per_step'] == pytest.approx(0.005)
-    assert s['aten_ops_per_step'] == 1.5  # main + autograd thread only
+    # ATen operators of every thread, as key_averages() counts them
+    assert s['aten_ops_per_step'] == 2
     assert s['sdpa'] == ['flash (CUDA)']
     assert s['sdpa_device_kernels'] == ['pytorch_flash::flash_fwd_kernel']
     assert [t['name'] for t in s['top']
@@ -63,6 +84,7 @@ def test_cuda_summary_from_events():
     assert s['top'][0]['ms_per_step'] == pytest.approx(0.03)
     text = profile.format_summary('model', s)
     assert 'GPU busy 38%' in text and 'flash (CUDA)' in text
+    assert 'Self CUDA' in text and 'gemm' in text  # torch's table
     assert profile.union_us([(0, 10), (5, 20), (30, 40)]) == 30
     assert profile.sdpa_kernels([
         'aten::_scaled_dot_product_attention_math',

@@ -4,6 +4,7 @@ at them."""
 import os
 import os.path as osp
 from multiprocessing import get_context
+from typing import Optional
 
 import numpy as np
 import torch
@@ -72,6 +73,17 @@ def random_codec_file(root: str) -> str:
         torch.manual_seed(0)
         save_atomic(build_codec('bmshj2018-factorized', 5).state_dict(), path)
     return path
+
+
+def prepare_data(args) -> Optional[str]:
+    """The data folder of ``--end-to-end`` and ``--latent-storage``
+    (written unless there) and the codec file they use: ``--codec``, else a
+    random one with ``--no-pretrained``, else None (CompressAI's)."""
+    size = tuple(int(s) for s in args.source_size.split('x'))
+    os.makedirs(args.data_dir, exist_ok=True)
+    write_jpeg_folder(args.data_dir, args.num_images, size, args.seed)
+    return args.codec or (random_codec_file(args.data_dir)
+                          if args.no_pretrained else None)
 
 
 def is_latent(cfg: Config) -> bool:
