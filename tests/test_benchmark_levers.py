@@ -11,11 +11,13 @@ import torch
 from conftest import REPO, TINY_ARCH
 from torch.autograd import DeviceType
 from torch.autograd.profiler_util import EventList, FunctionEvent
+from torch.utils.benchmark import Measurement
 
 import ci2p_mm.analysis.benchmark as benchmark
 from ci2p_mm.analysis import lever_table, profile, sweep
 from ci2p_mm.analysis.timing import (build_optim_wrapper, compile_kwargs,
                                      set_optimizer_impl, uses_cudagraphs)
+from ci2p_mm.utils.timing import interleave
 
 
 def event(name, start, end, device=False, thread=1, annotation=False):
@@ -129,6 +131,91 @@ def test_optimizer_impls_and_compile_settings():
         mode='reduce-overhead', backend='eager')
 
 
+def test_interleave_rounds_warmup_setups_and_measurements():
+    """The one timer: warm-up rounds of one call, then timed rounds of
+    ``number`` calls, round-robin; setups before every block, untimed;
+    torch's Measurement per statement; the report sees every block."""
+    calls, blocks = [], []
+    statements = {
+        'a': lambda: calls.append('a'),
+        'b': lambda: calls.append('b')
+    }
+    timings = interleave(
+        statements,
+        repeats=3,
+        warmup=2,
+        number=4,
+        batch=8,
+        setups={'b': lambda: calls.append('setup b')},
+        report=lambda name, index, seconds, other: blocks.append(
+            (name, index)))
+    warm = ['a', 'setup b', 'b'] * 2
+    timed = ['a'] * 4 + ['setup b'] + ['b'] * 4
+    assert calls == warm + timed * 3
+    assert blocks == [(n, i) for i in range(5) for n in 'ab']
+    for name, t in timings.items():
+        assert isinstance(t.measurement, Measurement)
+        assert t.measurement.label == name
+        assert t.measurement.num_threads == torch.get_num_threads()
+        assert len(t.seconds) == 3 and len(t.other_cores) == 3
+        assert t.img_per_s == pytest.approx(8 / t.median)
+        assert t.spread == pytest.approx(
+            (max(t.seconds) - min(t.seconds)) / t.median)
+        assert t.iqr >= 0
+    assert set(interleave(statements, 0, 1)) == {'a', 'b'}  # warm-up only
+
+
+def test_downstream_step_timing_on_an_openmmlab_model():
+    """downstream_timing's loss forward, backward and predict, on an
+    mmpretrain classifier (mmdet, mmpose and mmseg models take the same
+    calls; tests/downstream build those where full mmcv is installed)."""
+    from mmpretrain.registry import MODELS
+    from mmpretrain.structures import DataSample
+
+    from ci2p_mm.analysis.downstream_timing import time_steps
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            data_preprocessor=dict(type='ClsDataPreprocessor'),
+            backbone=dict(
+                type='VisionTransformer',
+                arch=dict(
+                    embed_dims=32,
+                    num_layers=1,
+                    num_heads=2,
+                    feedforward_channels=64),
+                img_size=32,
+                patch_size=16),
+            head=dict(
+                type='VisionTransformerClsHead', num_classes=3,
+                in_channels=32)))
+    batch = dict(
+        inputs=[torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)] * 2,
+        data_samples=[DataSample().set_gt_label(1) for _ in range(2)])
+    times = time_steps(model, batch, repeats=2, warmup=1)
+    assert list(times) == ['loss_forward_s', 'backward_s', 'predict_s']
+    assert all(v >= 0 for v in times.values())
+    assert not model.training  # predict ran last, in eval mode
+    assert all(p.grad is not None for p in model.head.parameters())
+
+
+def test_lever_table_reads_the_committed_reports():
+    """The measured history under docs/results/ (written by the earlier
+    timers) stays readable: step, end-to-end and sweep reports."""
+    results = osp.join(REPO, 'docs/results')
+    table = lever_table.lever_table([
+        osp.join(results, 'cpu-2026-12-01', name)
+        for name in ('step_bs8_fp32_quiet.json',
+                     'step_bs8_fp32_train_fused.json', 'e2e_cpu_bs8_fp32.json',
+                     'gpu_script_dry_run/step_batch_sweep.json')
+    ])
+    assert '| baseline | ci2p_vit_animals10 | 4.5 | 1.00x | 11.4 | 1.00x |' \
+        in table
+    assert '| fused | ci2p_vit_animals10 | 4.6 | 1.02x | - |' in table
+    assert '| end to end | ci2p_vit_animals10_latents [device] |' in table
+    assert '| batch 4 | ci2p_vit_animals10 |' in table
+
+
 def tiny_config(tmp_path, base):
     path = tmp_path / ('tiny_' + osp.basename(base))
     path.write_text(f'_base_ = [{osp.join(REPO, base)!r}]\n'
@@ -174,6 +261,7 @@ def test_step_sweep_profile_sdpa_and_lever_table(tmp_path):
         assert row['train']['profile']['top']  # backward ran
     assert '-- profile: tiny_ci2p_vit_animals10_latents train' in run[
         'profile_text']
+    assert 'Self CPU' in run['profile_text']  # torch's key_averages table
     assert 'batch 1' in report['table'] and 'batch 2' in report['table']
     # A lever measured on its own: foreach against the sweep.
     foreach = tmp_path / 'foreach.json'

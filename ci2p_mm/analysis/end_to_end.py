@@ -50,7 +50,6 @@ kernels).
 import copy
 import gc
 import os.path as osp
-import shutil
 import statistics
 import time
 from contextlib import nullcontext
@@ -60,11 +59,12 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from ci2p_mm.latents import (LatentStore, LatentStoreError,
-                             build_device_latent_loader, encode)
+                             build_device_latent_loader)
 from ci2p_mm.utils import read_config
 from ci2p_mm.utils.timing import interleave, loadavg
 from . import profile
-from .bench_data import count_lines, is_latent, prepare_data, prepared_config
+from .bench_data import (count_lines, encode_train_split, is_latent,
+                         prepare_data, prepared_config)
 from .timing import (MIB, TOOL, autocast, build_model, build_optim_wrapper,
                      compile_kwargs, device_name, maybe_compile, print_header,
                      step_begin, write_report)
@@ -134,16 +134,8 @@ def encode_once(cfg, args):
             return None, store
         except LatentStoreError:
             pass
-    shutil.rmtree(store, ignore_errors=True)  # time a whole encode
-    start = time.perf_counter()
-    store = encode(
-        cfg,
-        splits=['train'],
-        overwrite=True,
-        progress=False,
-        num_workers=cfg.train_dataloader.num_workers,
-        batch_size=args.batch_size)
-    return time.perf_counter() - start, store
+    return encode_train_split(cfg, store, args.batch_size,
+                              cfg.train_dataloader.num_workers), store
 
 
 # ---- timing ------------------------------------------------------------

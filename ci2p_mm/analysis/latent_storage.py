@@ -19,17 +19,15 @@ import glob
 import itertools
 import json
 import os.path as osp
-import shutil
-import time
 
 import numpy as np
 import torch
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS
 
-from ci2p_mm.latents import LatentStore, build_source_dataset, encode
+from ci2p_mm.latents import LatentStore, build_source_dataset
 from ci2p_mm.utils.timing import seconds_per_call
-from .bench_data import prepare_data, prepared_config
+from .bench_data import encode_train_split, prepare_data, prepared_config
 from .timing import build_model, print_header
 
 #: The storages compared; errors are against the float32 encoder output.
@@ -84,18 +82,8 @@ def run(args, argv):
     rows = []
     for storage in STORAGES:
         out = osp.join(args.data_dir, 'latents', f'storage-{storage}')
-        shutil.rmtree(out, ignore_errors=True)  # time a whole encode
-        start = time.perf_counter()
-        encode(
-            cfg,
-            out=out,
-            storage=storage,
-            splits=['train'],
-            overwrite=True,
-            progress=False,
-            num_workers=args.num_workers or 0,
-            batch_size=args.batch_size)
-        seconds = time.perf_counter() - start
+        seconds = encode_train_split(cfg, out, args.batch_size,
+                                     args.num_workers or 0, storage)
         store = LatentStore(out)
         n = store.split_record('train')['num_samples']
         latent_ds = DATASETS.build(

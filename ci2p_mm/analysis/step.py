@@ -334,26 +334,25 @@ def in_process_peak(bench, mode):
         'optimizer state and batch + the step\'s rise')
 
 
-def profile_benches(benches, modes, args):
-    """``--profile`` and ``--report-sdpa`` for every model and mode."""
-    profiles, texts = {}, []
-    for bench in benches:
-        for mode in modes:
-            bench.prepare(mode)
-            entry = profiles[f'{bench.name}:{mode}'] = {}
-            if args.report_sdpa:
-                entry['sdpa'] = profile.report_sdpa(lambda: bench.step(mode))
-                texts.append(f'SDPA {bench.name} {mode}: '
-                             f'{", ".join(entry["sdpa"])}')
-            if args.profile:
-                entry['profile'] = profile.profile_iterations(
-                    lambda: bench.step(mode), args, bench.name, f'-{mode}')
-                texts.append(
-                    profile.format_summary(
-                        f'{bench.name} {mode}, batch {args.batch_size}',
-                        entry['profile']))
-            print(texts[-1], flush=True)
-    return profiles, '\n'.join(texts)
+def profile_step(bench, mode, args, texts):
+    """``--report-sdpa`` and ``--profile`` of one model and mode: the
+    entries of its row (their text is appended to ``texts``)."""
+    bench.prepare(mode)
+    entry = {}
+    if args.report_sdpa:
+        entry['sdpa'] = profile.report_sdpa(lambda: bench.step(mode))
+        texts.append(f'SDPA {bench.name} {mode}: {", ".join(entry["sdpa"])}')
+        print(texts[-1], flush=True)
+    if args.profile:
+        entry['profile'] = profile.profile_iterations(lambda: bench.step(mode),
+                                                      args, bench.name,
+                                                      f'-{mode}')
+        texts.append(
+            profile.format_summary(
+                f'{bench.name} {mode}, batch {args.batch_size}',
+                entry['profile']))
+        print(texts[-1], flush=True)
+    return entry
 
 
 def run(args, argv):
@@ -422,38 +421,32 @@ def run(args, argv):
         },
         report=report)
     meta['loadavg_end'] = loadavg()
-    results = [
-        dict(name=b.name, source=b.note, params_m=b.num_params / 1e6)
-        for b in benches
-    ]
-    for row, bench in zip(results, benches):
-        for mode in modes:
-            t = timings[(bench, mode)]
-            row[mode] = dict(
-                seconds_per_step=t.seconds,
-                median_s=t.median,
-                iqr_s=t.iqr,
-                img_per_s=t.img_per_s,
-                spread=t.spread,
-                other_cores=t.other_cores)
     measured = [
         c for t in timings.values() for c in t.other_cores if c is not None
     ]
     if measured:
         meta['other_cores_mean'] = statistics.mean(measured)
         meta['other_cores_max'] = max(measured)
-
-    profile_text = ''
-    if args.profile or args.report_sdpa:
-        profiles, profile_text = profile_benches(benches, modes, args)
-        for row, bench in zip(results, benches):
-            for mode in modes:
-                row[mode].update(profiles[f'{bench.name}:{mode}'])
-    if args.memory == 'in-process':
-        for row, bench in zip(results, benches):
-            for mode in modes:
-                row[mode]['memory'] = in_process_peak(bench, mode)
-    del benches, bench, timings, keys  # free the models before the probes
+    results, texts = [], []
+    for bench in benches:
+        results.append(
+            dict(
+                name=bench.name,
+                source=bench.note,
+                params_m=bench.num_params / 1e6))
+        for mode in modes:
+            t = timings.pop((bench, mode))
+            row = results[-1][mode] = dict(
+                seconds_per_step=t.seconds,
+                median_s=t.median,
+                iqr_s=t.iqr,
+                img_per_s=t.img_per_s,
+                spread=t.spread,
+                other_cores=t.other_cores)
+            row.update(profile_step(bench, mode, args, texts))
+            if args.memory == 'in-process':
+                row['memory'] = in_process_peak(bench, mode)
+    del benches, bench, keys  # free the models before the memory probes
     if args.memory == 'probe':
         for index, row in enumerate(results):
             for mode in modes:
@@ -477,7 +470,7 @@ def run(args, argv):
             f'{os.cpu_count()})',
             flush=True)
     report = dict(
-        meta=meta, results=results, table=table, profile_text=profile_text)
+        meta=meta, results=results, table=table, profile_text='\n'.join(texts))
     if args.out:
         write_report(args.out, report)
     return report
