@@ -65,9 +65,9 @@ from ci2p_mm.utils.timing import interleave, loadavg
 from . import profile
 from .bench_data import (count_lines, encode_train_split, is_latent,
                          prepare_data, prepared_config)
-from .timing import (MIB, TOOL, autocast, build_model, build_optim_wrapper,
+from .timing import (MIB, autocast, build_model, build_optim_wrapper,
                      compile_kwargs, device_name, maybe_compile, print_header,
-                     step_begin, write_report)
+                     report_settings, step_begin, write_report)
 
 
 def add_arguments(parser):
@@ -317,17 +317,11 @@ def run(args, argv):
 def make_report(rows, args, argv, partial=False):
     rows = [summarize_rounds(copy.deepcopy(row)) for row in rows]
     return dict(
-        command=' '.join([TOOL] + list(argv)),
+        **report_settings(args, argv),
         device=device_name(args),
         loadavg_end=loadavg(),
-        torch=torch.__version__,
         precision=precision(args),
-        batch_size=args.batch_size,
-        img_size=args.img_size,
         source_size=args.source_size,
-        compile_kwargs=compile_kwargs(args) if args.compile else None,
-        optimizer_impl=args.optimizer_impl,
-        channels_last=args.channels_last,
         rounds=args.rounds,
         partial=partial,
         results=rows,
@@ -339,8 +333,7 @@ def summarize_rounds(row):
     rounds = row['rounds']
     rates = [r['img_per_s'] for r in rounds]
     median = sorted(rounds, key=lambda r: r['img_per_s'])[len(rounds) // 2]
-    row.update({k: v for k, v in median.items() if k != 'iterations'})
-    row['iterations'] = median['iterations']
+    row.update(median)
     row['spread'] = (max(rates) - min(rates)) / statistics.median(rates)
     peaks = [r['peak_mib'] for r in rounds if r['peak_mib'] is not None]
     row['peak_mib'] = max(peaks) if peaks else None

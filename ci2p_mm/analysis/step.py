@@ -69,9 +69,9 @@ from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS
 from ci2p_mm.utils import is_ci2p_backbone, load_model_config
 from ci2p_mm.utils.timing import interleave, loadavg
 from . import profile
-from .timing import (MIB, TOOL, autocast, build_model, build_optim_wrapper,
-                     compile_kwargs, device_name, inference_context,
-                     maybe_compile, print_header, step_begin, synchronize,
+from .timing import (MIB, autocast, build_model, build_optim_wrapper,
+                     device_name, inference_context, maybe_compile,
+                     print_header, report_settings, step_begin, synchronize,
                      warn_slow_cpu_amp, write_report)
 
 PROBE_TAG = '@@benchmark-probe '
@@ -361,18 +361,12 @@ def run(args, argv):
     modes = modes_of(args)
     meta = dict(
         date=datetime.datetime.now().isoformat(timespec='seconds'),
-        command=' '.join([TOOL] + list(argv)),
+        **report_settings(args, argv),
         device=args.device,
         device_name=device_name(args),
-        torch=torch.__version__,
         threads=torch.get_num_threads(),
-        batch_size=args.batch_size,
-        img_size=args.img_size,
         precision=args.amp or 'fp32',
-        channels_last=args.channels_last,
         compile=args.compile,
-        compile_kwargs=compile_kwargs(args) if args.compile else None,
-        optimizer_impl=args.optimizer_impl,
         repeats=args.repeats,
         warmup=args.warmup,
         iters=args.iters,

@@ -25,18 +25,11 @@ TOOL = 'tools/analysis_tools/benchmark.py'
 MIB = 1024 * 1024
 
 
-def amp_dtype(args):
-    return {
-        None: None,
-        'bf16': torch.bfloat16,
-        'fp16': torch.float16
-    }[args.amp]
-
-
 def autocast(args):
-    dtype = amp_dtype(args)
-    if dtype is None:
+    """``torch.autocast`` with ``--amp``'s dtype; nothing without it."""
+    if not args.amp:
         return contextlib.nullcontext()
+    dtype = dict(bf16=torch.bfloat16, fp16=torch.float16)[args.amp]
     return torch.autocast(device_type=args.device, dtype=dtype)
 
 
@@ -207,6 +200,19 @@ def warn_slow_cpu_amp(args):
             f'{args.amp} convolutions fall back to reference kernels, '
             'often 10-300x slower than fp32.',
             flush=True)
+
+
+def report_settings(args, argv) -> dict:
+    """What the step and end-to-end reports both say of their run (the
+    levers ``lever_table`` compares)."""
+    return dict(
+        command=' '.join([TOOL] + list(argv)),
+        torch=torch.__version__,
+        batch_size=args.batch_size,
+        img_size=args.img_size,
+        channels_last=args.channels_last,
+        compile_kwargs=compile_kwargs(args) if args.compile else None,
+        optimizer_impl=args.optimizer_impl)
 
 
 def write_report(path: str, report: dict, quiet: bool = False) -> None:

@@ -31,7 +31,8 @@ class BlockTimer(Timer):
 
     ``Timer.timeit`` makes two untimed calls before every block, too dear
     for training steps timed in rounds; the benchmarks warm up once, up
-    front (``--warmup``), so a round is one block of ``Timer._timeit``.
+    front (``--warmup``), so a round is one block of ``Timer._timeit``
+    (as in ``timeit``, Python's garbage collector is off inside a block).
 
     Args:
         fn (Callable): The statement, called without arguments.
