@@ -15,7 +15,6 @@ from mmengine.optim import build_optim_wrapper as build_mmengine_optim_wrapper
 from mmpretrain.registry import MODELS
 
 from ci2p_mm.codec import CodecWeightsError
-from ci2p_mm.engine import compile_forward
 from ci2p_mm.utils import is_ci2p_backbone, quiet_init_weights
 from ci2p_mm.utils.io import write_text_atomically
 from ci2p_mm.utils.timing import loadavg
@@ -142,7 +141,8 @@ def step_begin(args) -> None:
 
 def maybe_compile(model, args):
     """The model with its forward compiled as ``tools/train.py --compile``
-    compiles it (:func:`ci2p_mm.engine.compile_forward`)."""
+    compiles it (``nn.Module.compile()``, as
+    ``CI2PRunner._maybe_compile``)."""
     if not args.compile:
         return model
     dynamo = torch._dynamo.config
@@ -150,7 +150,8 @@ def maybe_compile(model, args):
         if hasattr(dynamo, name):
             setattr(dynamo, name, max(getattr(dynamo, name), RECOMPILE_LIMIT))
             break
-    return compile_forward(model, **compile_kwargs(args))
+    model.compile(**compile_kwargs(args))
+    return model
 
 
 def cpu_name():
