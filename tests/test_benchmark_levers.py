@@ -9,29 +9,50 @@ from argparse import Namespace
 import pytest
 import torch
 from conftest import REPO, TINY_ARCH
+from torch.autograd import DeviceType
+from torch.autograd.profiler_util import EventList, FunctionEvent
+from torch.utils.benchmark import Measurement
 
 import ci2p_mm.analysis.benchmark as benchmark
 from ci2p_mm.analysis import lever_table, profile, sweep
 from ci2p_mm.analysis.timing import (build_optim_wrapper, compile_kwargs,
                                      set_optimizer_impl, uses_cudagraphs)
+from ci2p_mm.utils.timing import interleave
 
 
-def event(name, start, end, device=False, thread=1, self_us=0.0):
-    return profile.Event(name, device, start, end, thread, self_us)
+def event(name, start, end, device=False, thread=1, annotation=False):
+    """A profiler event as ``prof.events()`` holds them (kineto's kernels
+    are events on the device)."""
+    return FunctionEvent(
+        id=0,
+        name=name,
+        thread=thread,
+        start_us=start,
+        end_us=end,
+        use_device='cuda',
+        device_type=DeviceType.CUDA if device else DeviceType.CPU,
+        stack=[],
+        input_shapes=[],
+        is_user_annotation=annotation)
 
 
 def test_cuda_summary_from_events():
     """Two iterations of 100 us: kernels overlapping on two streams, a gap,
     launch and sync calls, an SDPA operator, work on the autograd
-    thread, a data wait, and a kernel outside the iterations."""
-    events = [
+    thread, a data wait, and a kernel outside the iterations; summarised
+    through torch's own ``key_averages()``."""
+    events = EventList([
         event(profile.STEP_RANGE, 0, 100),
         event(profile.STEP_RANGE, 100, 200),
         event(profile.DATA_RANGE, 0, 10),
         event('aten::_scaled_dot_product_flash_attention', 10, 20),
         event('aten::addmm', 20, 30),
         event('aten::addmm_backward', 40, 50, thread=2),
-        event(profile.AUTOGRAD_PREFIX + ': AddmmBackward0', 40, 55, thread=2),
+        event(
+            'autograd::engine::evaluate_function: AddmmBackward0',
+            40,
+            55,
+            thread=2),
         event('aten::pin_memory', 0, 90, thread=3),  # another thread
         event('cudaLaunchKernel', 12, 14),
         event('cudaLaunchKernel', 22, 24),
@@ -42,8 +63,9 @@ def test_cuda_summary_from_events():
         event('late', 300, 310, device=True),  # after the iterations
         # kineto's GPU-timeline copy of a range: spans gaps, not a kernel
         event(profile.STEP_RANGE, 15, 98, device=True),
-        event('user range', 15, 98, device=True)._replace(annotation=True),
-    ]
+        event('user range', 15, 98, device=True, annotation=True),
+    ])
+    events._build_tree()  # as the profiler does for prof.events()
     s = profile.summarize(events, 2, 'cuda', top=2)
     assert s['wall_ms_per_step'] == pytest.approx(0.1)
     assert s['device_busy_ms_per_step'] == pytest.approx(0.0375)  # 75 us
@@ -54,7 +76,8 @@ def test_cuda_summary_from_events():
     assert s['launch_ms_per_step'] == pytest.approx(0.002)
     assert s['sync_wait_ms_per_step'] == pytest.approx(0.009)
     assert s['data_wait_ms_per_step'] == pytest.approx(0.005)
-    assert s['aten_ops_per_step'] == 1.5  # main + autograd thread only
+    # ATen operators of every thread, as key_averages() counts them
+    assert s['aten_ops_per_step'] == 2
     assert s['sdpa'] == ['flash (CUDA)']
     assert s['sdpa_device_kernels'] == ['pytorch_flash::flash_fwd_kernel']
     assert [t['name'] for t in s['top']
@@ -63,6 +86,7 @@ def test_cuda_summary_from_events():
     assert s['top'][0]['ms_per_step'] == pytest.approx(0.03)
     text = profile.format_summary('model', s)
     assert 'GPU busy 38%' in text and 'flash (CUDA)' in text
+    assert 'Self CUDA' in text and 'gemm' in text  # torch's table
     assert profile.union_us([(0, 10), (5, 20), (30, 40)]) == 30
     assert profile.sdpa_kernels([
         'aten::_scaled_dot_product_attention_math',
@@ -105,6 +129,91 @@ def test_optimizer_impls_and_compile_settings():
     assert not uses_cudagraphs(args)
     assert compile_kwargs(args) == dict(
         mode='reduce-overhead', backend='eager')
+
+
+def test_interleave_rounds_warmup_setups_and_measurements():
+    """The one timer: warm-up rounds of one call, then timed rounds of
+    ``number`` calls, round-robin; setups before every block, untimed;
+    torch's Measurement per statement; the report sees every block."""
+    calls, blocks = [], []
+    statements = {
+        'a': lambda: calls.append('a'),
+        'b': lambda: calls.append('b')
+    }
+    timings = interleave(
+        statements,
+        repeats=3,
+        warmup=2,
+        number=4,
+        batch=8,
+        setups={'b': lambda: calls.append('setup b')},
+        report=lambda name, index, seconds, other: blocks.append(
+            (name, index)))
+    warm = ['a', 'setup b', 'b'] * 2
+    timed = ['a'] * 4 + ['setup b'] + ['b'] * 4
+    assert calls == warm + timed * 3
+    assert blocks == [(n, i) for i in range(5) for n in 'ab']
+    for name, t in timings.items():
+        assert isinstance(t.measurement, Measurement)
+        assert t.measurement.label == name
+        assert t.measurement.num_threads == torch.get_num_threads()
+        assert len(t.seconds) == 3 and len(t.other_cores) == 3
+        assert t.img_per_s == pytest.approx(8 / t.median)
+        assert t.spread == pytest.approx(
+            (max(t.seconds) - min(t.seconds)) / t.median)
+        assert t.iqr >= 0
+    assert set(interleave(statements, 0, 1)) == {'a', 'b'}  # warm-up only
+
+
+def test_downstream_step_timing_on_an_openmmlab_model():
+    """downstream_timing's loss forward, backward and predict, on an
+    mmpretrain classifier (mmdet, mmpose and mmseg models take the same
+    calls; tests/downstream build those where full mmcv is installed)."""
+    from mmpretrain.registry import MODELS
+    from mmpretrain.structures import DataSample
+
+    from ci2p_mm.analysis.downstream_timing import time_steps
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            data_preprocessor=dict(type='ClsDataPreprocessor'),
+            backbone=dict(
+                type='VisionTransformer',
+                arch=dict(
+                    embed_dims=32,
+                    num_layers=1,
+                    num_heads=2,
+                    feedforward_channels=64),
+                img_size=32,
+                patch_size=16),
+            head=dict(
+                type='VisionTransformerClsHead', num_classes=3,
+                in_channels=32)))
+    batch = dict(
+        inputs=[torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)] * 2,
+        data_samples=[DataSample().set_gt_label(1) for _ in range(2)])
+    times = time_steps(model, batch, repeats=2, warmup=1)
+    assert list(times) == ['loss_forward_s', 'backward_s', 'predict_s']
+    assert all(v >= 0 for v in times.values())
+    assert not model.training  # predict ran last, in eval mode
+    assert all(p.grad is not None for p in model.head.parameters())
+
+
+def test_lever_table_reads_the_committed_reports():
+    """The measured history under docs/results/ (written by the earlier
+    timers) stays readable: step, end-to-end and sweep reports."""
+    results = osp.join(REPO, 'docs/results')
+    table = lever_table.lever_table([
+        osp.join(results, 'cpu-2026-12-01', name)
+        for name in ('step_bs8_fp32_quiet.json',
+                     'step_bs8_fp32_train_fused.json', 'e2e_cpu_bs8_fp32.json',
+                     'gpu_script_dry_run/step_batch_sweep.json')
+    ])
+    assert '| baseline | ci2p_vit_animals10 | 4.5 | 1.00x | 11.4 | 1.00x |' \
+        in table
+    assert '| fused | ci2p_vit_animals10 | 4.6 | 1.02x | - |' in table
+    assert '| end to end | ci2p_vit_animals10_latents [device] |' in table
+    assert '| batch 4 | ci2p_vit_animals10 |' in table
 
 
 def tiny_config(tmp_path, base):
@@ -152,6 +261,7 @@ def test_step_sweep_profile_sdpa_and_lever_table(tmp_path):
         assert row['train']['profile']['top']  # backward ran
     assert '-- profile: tiny_ci2p_vit_animals10_latents train' in run[
         'profile_text']
+    assert 'Self CPU' in run['profile_text']  # torch's key_averages table
     assert 'batch 1' in report['table'] and 'batch 2' in report['table']
     # A lever measured on its own: foreach against the sweep.
     foreach = tmp_path / 'foreach.json'

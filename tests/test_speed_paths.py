@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from compressai.layers import GDN, GDN1
-from conftest import REPO, run_tool, write_tiny_config
+from conftest import REPO, TINY_ARCH, run_tool, write_tiny_config
 from mmpretrain.models import ImageClassifier
 from mmpretrain.structures import DataSample
 
@@ -384,7 +384,6 @@ def test_benchmark_end_to_end_mode(tmp_path):
     """--end-to-end: written JPEG folder, the configs' own loaders, the
     latent store encoded once, one row per config; with --device-latents
     both a device-resident row too, --rounds round-robin, --profile."""
-    from conftest import TINY_ARCH
     configs = []
     for base in ('configs/ci2p_vit_animals10.py',
                  'configs/ci2p_vit_animals10_latents.py'):
@@ -431,11 +430,34 @@ def test_benchmark_end_to_end_mode(tmp_path):
     assert again['results'][0]['encode_s'] is None
 
 
+@pytest.mark.slow
+def test_benchmark_latent_storage_mode(tmp_path):
+    """--latent-storage: both storages encoded (timed), loaded (timed by
+    the shared timer) and compared with the float32 encoder."""
+    config = tmp_path / 'tiny_ci2p_vit_animals10.py'
+    config.write_text(
+        f"_base_ = [{osp.join(REPO, 'configs/ci2p_vit_animals10.py')!r}]\n"
+        f'model = dict(backbone=dict(arch={TINY_ARCH}), '
+        'head=dict(in_channels=64))\n')
+    rows = benchmark.run([
+        '--latent-storage',
+        str(config), '--data-dir',
+        str(tmp_path / 'data'), '--no-pretrained', '--batch-size', '4',
+        '--img-size', '64', '--num-workers', '0', '--num-images', '20',
+        '--source-size', '80x60', '--compare', '4', '--device', 'cpu'
+    ])
+    assert [r['storage'] for r in rows] == ['fp16', 'quantized']
+    for row in rows:
+        assert row['encode_img_s'] > 0 and row['load_img_s'] > 0
+        assert row['token_rel_rms'] < 1e-2 or row['storage'] == 'quantized'
+    assert rows[1]['bytes_per_image'] < rows[0]['bytes_per_image']
+
+
 def test_jpeg_folder_is_the_same_for_any_process_count(tmp_path, monkeypatch):
-    from ci2p_mm.analysis import end_to_end
-    end_to_end.write_jpeg_folder(str(tmp_path / 'pool'), 20, (40, 30))
-    monkeypatch.setattr(end_to_end.os, 'cpu_count', lambda: 1)
-    end_to_end.write_jpeg_folder(str(tmp_path / 'one'), 20, (40, 30))
+    from ci2p_mm.analysis import bench_data
+    bench_data.write_jpeg_folder(str(tmp_path / 'pool'), 20, (40, 30))
+    monkeypatch.setattr(bench_data.os, 'cpu_count', lambda: 1)
+    bench_data.write_jpeg_folder(str(tmp_path / 'one'), 20, (40, 30))
     files = sorted(
         p.relative_to(tmp_path / 'one')
         for p in (tmp_path / 'one').rglob('*.jpeg'))

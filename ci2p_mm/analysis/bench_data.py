@@ -3,7 +3,10 @@ Animals-10-like folder of JPEGs, a seeded random codec, and configs pointed
 at them."""
 import os
 import os.path as osp
+import shutil
+import time
 from multiprocessing import get_context
+from typing import Optional
 
 import numpy as np
 import torch
@@ -13,6 +16,7 @@ from PIL import Image
 from ci2p_mm.codec import build_codec
 from ci2p_mm.datasets import ITALIAN_TO_ENGLISH, make_split
 from ci2p_mm.engine import set_default_dataloader_cfg
+from ci2p_mm.latents import encode
 from ci2p_mm.utils import read_config, set_patch_options
 from ci2p_mm.utils.io import save_atomic
 
@@ -72,6 +76,39 @@ def random_codec_file(root: str) -> str:
         torch.manual_seed(0)
         save_atomic(build_codec('bmshj2018-factorized', 5).state_dict(), path)
     return path
+
+
+def prepare_data(args) -> Optional[str]:
+    """The data folder of ``--end-to-end`` and ``--latent-storage``
+    (written unless there) and the codec file they use: ``--codec``, else a
+    random one with ``--no-pretrained``, else None (CompressAI's)."""
+    size = tuple(int(s) for s in args.source_size.split('x'))
+    os.makedirs(args.data_dir, exist_ok=True)
+    write_jpeg_folder(args.data_dir, args.num_images, size, args.seed)
+    return args.codec or (random_codec_file(args.data_dir)
+                          if args.no_pretrained else None)
+
+
+def encode_train_split(cfg: Config,
+                       out: str,
+                       batch_size: int,
+                       num_workers: int,
+                       storage: str = 'fp16') -> float:
+    """Encode the config's train split into the store ``out`` from scratch
+    (the tool's own store there is removed first, so a whole encode is
+    timed); the seconds it took (paid once, not per epoch)."""
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    encode(
+        cfg,
+        out=out,
+        storage=storage,
+        splits=['train'],
+        overwrite=True,
+        progress=False,
+        num_workers=num_workers,
+        batch_size=batch_size)
+    return time.perf_counter() - start
 
 
 def is_latent(cfg: Config) -> bool:

@@ -11,9 +11,10 @@ This module only parses the command line and hands it to a mode:
 
 Around the first two: ``--batch-sizes`` runs the mode once per batch size
 (:mod:`.sweep`); ``--profile`` and ``--report-sdpa`` profile the models
-after timing (:mod:`.profile`). The shared timing helpers and the speed
-levers every mode applies alike (precision, ``--compile-mode``,
-``--optimizer-impl``, channels_last) are in :mod:`.timing`.
+after timing (:mod:`.profile`). The speed levers every mode applies alike
+(precision, ``--compile-mode``, ``--optimizer-impl``, channels_last) are in
+:mod:`.timing`; the timer itself, torch.utils.benchmark's, in
+:mod:`ci2p_mm.utils.timing`.
 """
 import argparse
 import sys

@@ -15,9 +15,7 @@ Needs the downstream extras (tools/misc/install_mmcv_full.sh).
 import argparse
 import json
 import os.path as osp
-import statistics
 import sys
-import time
 
 import torch
 from mmengine.config import Config
@@ -27,6 +25,7 @@ from mmengine.structures import PixelData
 
 from ci2p_mm.utils import set_patch_options
 from ci2p_mm.utils.io import write_text_atomically
+from ci2p_mm.utils.timing import interleave
 from .flops import model_flops
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -153,46 +152,37 @@ class TensorForward(torch.nn.Module):
         return self.model._forward(x)
 
 
-def timed(fn, repeats, warmup):
-    times = []
-    for i in range(warmup + repeats):
-        t0 = time.perf_counter()
-        fn()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def measure(config, args):
-    scope, model, cfg = build(config, args.arch)
-    batch, size = make_batch(scope, args, model, cfg)
+def time_steps(model, batch, repeats: int, warmup: int) -> dict:
+    """Median seconds of ``loss_forward`` (train mode, zero_grad, data
+    preprocessor, ``mode='loss'``, ``parse_losses``), ``backward`` (of that
+    loss) and ``predict`` (eval mode, no_grad, data preprocessor,
+    ``mode='predict'``) of an OpenMMLab model on ``batch``, in
+    ``warmup + repeats`` rounds of the three."""
     state = {}
 
-    def loss_step():
+    def loss_forward():
         model.train()
         model.zero_grad(set_to_none=True)
         data = model.data_preprocessor(batch, True)
         state['loss'] = model.parse_losses(model(**data, mode='loss'))[0]
 
-    def backward_step():
+    def backward():
         state['loss'].backward()
 
-    def predict_step():
+    def predict():
         model.eval()
         with torch.no_grad():
             model(**model.data_preprocessor(batch, False), mode='predict')
 
-    fwd, bwd = [], []
-    for i in range(args.warmup + args.repeats):
-        t0 = time.perf_counter()
-        loss_step()
-        t1 = time.perf_counter()
-        backward_step()
-        t2 = time.perf_counter()
-        if i >= args.warmup:
-            fwd.append(t1 - t0)
-            bwd.append(t2 - t1)
-    pred = timed(predict_step, args.repeats, args.warmup)
+    steps = dict(loss_forward=loss_forward, backward=backward, predict=predict)
+    timings = interleave(steps, repeats, warmup)
+    return {f'{name}_s': round(t.median, 3) for name, t in timings.items()}
+
+
+def measure(config, args):
+    scope, model, cfg = build(config, args.arch)
+    batch, size = make_batch(scope, args, model, cfg)
+    times = time_steps(model, batch, args.repeats, args.warmup)
     backbone = model.backbone
     flops = {}
     if args.flops:
@@ -207,9 +197,7 @@ def measure(config, args):
                 for p in model.parameters() if p.requires_grad) / 1e6, 1),
         batch=args.batch_size,
         image=f'{size[0]}x{size[1]}',
-        loss_forward_s=round(statistics.median(fwd), 3),
-        backward_s=round(statistics.median(bwd), 3),
-        predict_s=round(pred, 3),
+        **times,
         **flops)
 
 

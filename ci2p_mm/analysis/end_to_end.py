@@ -49,9 +49,7 @@ kernels).
 """
 import copy
 import gc
-import os
 import os.path as osp
-import shutil
 import statistics
 import time
 from contextlib import nullcontext
@@ -59,18 +57,17 @@ from contextlib import nullcontext
 import torch
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
-from mmpretrain.registry import MODELS
 
 from ci2p_mm.latents import (LatentStore, LatentStoreError,
-                             build_device_latent_loader, encode)
-from ci2p_mm.utils import is_ci2p_backbone, quiet_init_weights, read_config
+                             build_device_latent_loader)
+from ci2p_mm.utils import read_config
+from ci2p_mm.utils.timing import interleave, loadavg
 from . import profile
-from .bench_data import (count_lines, is_latent, prepared_config,
-                         random_codec_file, write_jpeg_folder)
-from .timing import (MIB, TOOL, OtherLoad, autocast, build_optim_wrapper,
-                     compile_kwargs, device_name, loadavg, maybe_compile,
-                     set_cudnn_benchmark, step_begin, synchronize,
-                     write_report)
+from .bench_data import (count_lines, encode_train_split, is_latent,
+                         prepare_data, prepared_config)
+from .timing import (MIB, autocast, build_model, build_optim_wrapper,
+                     compile_kwargs, device_name, maybe_compile, print_header,
+                     report_settings, step_begin, write_report)
 
 
 def add_arguments(parser):
@@ -137,16 +134,8 @@ def encode_once(cfg, args):
             return None, store
         except LatentStoreError:
             pass
-    shutil.rmtree(store, ignore_errors=True)  # time a whole encode
-    start = time.perf_counter()
-    store = encode(
-        cfg,
-        splits=['train'],
-        overwrite=True,
-        progress=False,
-        num_workers=cfg.train_dataloader.num_workers,
-        batch_size=args.batch_size)
-    return time.perf_counter() - start, store
+    return encode_train_split(cfg, store, args.batch_size,
+                              cfg.train_dataloader.num_workers), store
 
 
 # ---- timing ------------------------------------------------------------
@@ -163,7 +152,8 @@ def build_train_loader(cfg, args, device_resident: bool):
 
 
 class Batches:
-    """Endless batches of a loader, epoch after epoch."""
+    """Endless batches of a loader, epoch after epoch (mmengine's
+    ``_InfiniteDataloaderIterator`` sleeps 2 s at each epoch's end)."""
 
     def __init__(self, loader):
         self.loader = loader
@@ -185,59 +175,56 @@ class Batches:
 
 def time_training(cfg, args, device_resident=False, name=''):
     """Build model, optimizer and the train loader; time ``warmup + steps``
-    iterations (then profile, with ``--profile``). Returns a dict with the
-    per-iteration data and step seconds of the timed ones."""
+    iterations, each the wait for its batch (``data``) then
+    ``model.train_step`` (``step``), round-robin in
+    :func:`ci2p_mm.utils.timing.interleave` (then profile, with
+    ``--profile``). Returns the round's figures (medians, the data share,
+    the iterations' seconds, the CUDA peak of the timed iterations)."""
     init_default_scope('mmpretrain')
-    meter = OtherLoad()
-    model_cfg = cfg.model
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    model = MODELS.build(model_cfg)
-    quiet_init_weights(model)
-    model.to(args.device)
-    if args.channels_last and not is_ci2p_backbone(model_cfg.get('backbone')):
-        model.to(memory_format=torch.channels_last)
-    model.train()
-    set_cudnn_benchmark(cfg, args)
+    model = build_model(cfg, args, name).train()
     # The config's optimizer; AmpOptimWrapper on CUDA with --amp (on CPU
     # the step runs under autocast instead, as benchmark.py's steps do).
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper, args)
     maybe_compile(model, args)  # as tools/train.py --compile does
     start = time.perf_counter()
-    loader = build_train_loader(cfg, args, device_resident)
+    batches = Batches(build_train_loader(cfg, args, device_resident))
     load_s = time.perf_counter() - start
-    batches = Batches(loader)
-    timings = []
+    batch = {}
 
-    def iteration():
-        tic = time.perf_counter()
+    def data():
         with profile.data_wait_range():
-            data = batches.next()
-        mid = time.perf_counter()
+            batch['data'] = batches.next()
+
+    def step():
         step_begin(args)
         with autocast(args) if args.device == 'cpu' else nullcontext():
-            model.train_step(data, optim_wrapper)
-        synchronize(args.device)
-        timings.append((mid - tic, time.perf_counter() - mid))
+            model.train_step(batch['data'], optim_wrapper)
 
-    before = meter.snapshot()
-    for i in range(args.warmup + args.steps):
-        if i == args.warmup:
-            before = meter.snapshot()
-            if args.device == 'cuda':
-                torch.cuda.reset_peak_memory_stats()
-        iteration()
-    # Our own loader workers are children: OtherLoad counts them as ours.
-    other = OtherLoad.cores(before, meter.snapshot())
+    iteration = dict(data=data, step=step)
+    interleave(iteration, 0, args.warmup)
+    if args.device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+    timings = interleave(iteration, args.steps)
+    data_s, step_s = timings['data'].seconds, timings['step'].seconds
+    total = sum(data_s) + sum(step_s)
+    # CPU cores of other processes over the timed blocks, time-weighted
+    others = [(s, c) for t in timings.values()
+              for s, c in zip(t.seconds, t.other_cores) if c is not None]
+    peak = torch.cuda.max_memory_allocated() if args.device == 'cuda' else None
     result = dict(
-        data_s=[d for d, _ in timings[args.warmup:]],
-        step_s=[s for _, s in timings[args.warmup:]],
-        params=sum(p.numel() for p in model.parameters()),
-        other=other,
-        peak_bytes=(torch.cuda.max_memory_allocated()
-                    if args.device == 'cuda' else None),
-        loader_build_s=load_s)
+        img_per_s=args.batch_size * len(step_s) / total,
+        data_s=timings['data'].median,
+        step_s=timings['step'].median,
+        data_fraction=sum(data_s) / total,
+        other_cores=(sum(s * c
+                         for s, c in others) / total if others else None),
+        peak_mib=None if peak is None else peak / MIB,
+        loader_build_s=load_s,
+        iterations=[dict(data=d, step=s) for d, s in zip(data_s, step_s)],
+        params_m=sum(p.numel() for p in model.parameters()) / 1e6)
     if args.profile:
-        result['profile'] = profile.profile_iterations(iteration, args, name)
+        result['profile'] = profile.profile_iterations(
+            lambda: (data(), step()), args, name)
     batches.close()  # stop the workers before the next model
     return result
 
@@ -257,20 +244,12 @@ def plan_rows(args):
 
 def run(args, argv):
     torch.manual_seed(args.seed)
-    size = tuple(int(s) for s in args.source_size.split('x'))
-    os.makedirs(args.data_dir, exist_ok=True)
-    write_jpeg_folder(args.data_dir, args.num_images, size, args.seed)
-    codec = args.codec or (random_codec_file(args.data_dir)
-                           if args.no_pretrained else None)
-    print(
-        f'# {device_name(args)}, torch {torch.__version__}, '
-        f'{torch.get_num_threads()} threads, batch {args.batch_size}, '
-        f'{args.img_size}x{args.img_size}, {precision(args)}, data '
-        f'{args.data_dir} '
+    codec = prepare_data(args)
+    print_header(
+        args, f'batch {args.batch_size}, {args.img_size}x{args.img_size}, '
+        f'{precision(args)}, data {args.data_dir} '
         f'({count_lines(osp.join(args.data_dir, "meta", "train.txt"))} '
-        f'training JPEGs); load average '
-        f'{loadavg()}',
-        flush=True)
+        f'training JPEGs)')
     rows, configs = [], {}
     for path, resident in plan_rows(args):
         cfg = prepared_config(path, args, codec)
@@ -301,34 +280,19 @@ def run(args, argv):
         rows.append((row, cfg))
     for round_index in range(args.rounds):
         for row, cfg in rows:
-            result = time_training(
+            timing = time_training(
                 copy.deepcopy(cfg), args, row['device_resident'], row['name'])
             gc.collect()  # the model, optimizer and loader of that row
             if args.device == 'cuda':
                 torch.cuda.empty_cache()
-            data_s, step_s = result['data_s'], result['step_s']
-            total = sum(data_s) + sum(step_s)
-            timing = dict(
-                img_per_s=args.batch_size * len(step_s) / total,
-                data_s=statistics.median(data_s),
-                step_s=statistics.median(step_s),
-                data_fraction=sum(data_s) / total,
-                other_cores=result['other'],
-                peak_mib=(None if result['peak_bytes'] is None else
-                          result['peak_bytes'] / MIB),
-                loader_build_s=result['loader_build_s'],
-                iterations=[
-                    dict(data=d, step=s) for d, s in zip(data_s, step_s)
-                ])
-            if 'profile' in result:
-                timing['profile'] = result['profile']
+            row['params_m'] = timing.pop('params_m')
+            row['rounds'].append(timing)
+            if 'profile' in timing:
                 print(
                     profile.format_summary(
                         f'{row["name"]}, end to end, batch {args.batch_size}',
-                        result['profile']),
+                        timing['profile']),
                     flush=True)
-            row['params_m'] = result['params'] / 1e6
-            row['rounds'].append(timing)
             print(
                 f'[round {round_index + 1}/{args.rounds}] {row["name"]}: '
                 f'{timing["img_per_s"]:.2f} img/s end to end; median data '
@@ -353,17 +317,11 @@ def run(args, argv):
 def make_report(rows, args, argv, partial=False):
     rows = [summarize_rounds(copy.deepcopy(row)) for row in rows]
     return dict(
-        command=' '.join([TOOL] + list(argv)),
+        **report_settings(args, argv),
         device=device_name(args),
         loadavg_end=loadavg(),
-        torch=torch.__version__,
         precision=precision(args),
-        batch_size=args.batch_size,
-        img_size=args.img_size,
         source_size=args.source_size,
-        compile_kwargs=compile_kwargs(args) if args.compile else None,
-        optimizer_impl=args.optimizer_impl,
-        channels_last=args.channels_last,
         rounds=args.rounds,
         partial=partial,
         results=rows,
@@ -375,8 +333,7 @@ def summarize_rounds(row):
     rounds = row['rounds']
     rates = [r['img_per_s'] for r in rounds]
     median = sorted(rounds, key=lambda r: r['img_per_s'])[len(rounds) // 2]
-    row.update({k: v for k, v in median.items() if k != 'iterations'})
-    row['iterations'] = median['iterations']
+    row.update(median)
     row['spread'] = (max(rates) - min(rates)) / statistics.median(rates)
     peaks = [r['peak_mib'] for r in rounds if r['peak_mib'] is not None]
     row['peak_mib'] = max(peaks) if peaks else None

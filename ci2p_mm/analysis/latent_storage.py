@@ -14,21 +14,21 @@ from the store are from those of the float32 encoder output: the same
 ``PatchReshape`` applied to both, relative RMS and max error over the
 first ``--compare`` training images.
 """
+import argparse
 import glob
+import itertools
 import json
 import os.path as osp
-import shutil
-import time
 
 import numpy as np
 import torch
 from mmengine.registry import init_default_scope
-from mmpretrain.registry import DATASETS, MODELS
+from mmpretrain.registry import DATASETS
 
-from ci2p_mm.latents import LatentStore, build_source_dataset, encode
-from ci2p_mm.utils import quiet_init_weights
-from .bench_data import prepared_config, random_codec_file, write_jpeg_folder
-from .timing import device_name, loadavg
+from ci2p_mm.latents import LatentStore, build_source_dataset
+from ci2p_mm.utils.timing import seconds_per_call
+from .bench_data import encode_train_split, prepare_data, prepared_config
+from .timing import build_model, print_header
 
 #: The storages compared; errors are against the float32 encoder output.
 STORAGES = ('fp16', 'quantized')
@@ -50,31 +50,21 @@ def add_arguments(parser):
 
 
 def loading_rate(dataset, n: int) -> float:
-    start = time.perf_counter()
-    for i in range(n):
-        dataset[i % len(dataset)]
-    return n / (time.perf_counter() - start)
+    """Samples per second over ``n`` reads, in order, round the dataset."""
+    index = itertools.cycle(range(len(dataset)))
+    return 1 / seconds_per_call(lambda: dataset[next(index)], n)
 
 
 def run(args, argv):
     init_default_scope('mmpretrain')
-    size = tuple(int(s) for s in args.source_size.split('x'))
-    write_jpeg_folder(args.data_dir, args.num_images, size, args.seed)
-    codec = args.codec or (random_codec_file(args.data_dir)
-                           if args.no_pretrained else None)
+    codec = prepare_data(args)
     cfg = prepared_config(args.configs[0], args, codec)
-    print(
-        f'# {device_name(args)}, torch {torch.__version__}, '
-        f'{torch.get_num_threads()} threads, {args.img_size}x'
-        f'{args.img_size}, codec {codec or "CompressAI q5"}; load average '
-        f'{loadavg()}',
-        flush=True)
-
-    model_cfg = cfg.model
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    model = MODELS.build(model_cfg)
-    quiet_init_weights(model)
-    model.eval()
+    print_header(
+        args, f'{args.img_size}x{args.img_size}, codec '
+        f'{codec or "CompressAI q5"}')
+    # in this process, on the CPU (like the encoding's data loading)
+    cpu = argparse.Namespace(device='cpu', channels_last=False)
+    model = build_model(cfg, cpu, args.configs[0]).eval()
     encoder = model.backbone.patch_embed.ci2p_encoder
     reshape = model.backbone.patch_embed.reshape
     images = build_source_dataset(cfg.train_dataloader.dataset, [
@@ -92,18 +82,8 @@ def run(args, argv):
     rows = []
     for storage in STORAGES:
         out = osp.join(args.data_dir, 'latents', f'storage-{storage}')
-        shutil.rmtree(out, ignore_errors=True)  # time a whole encode
-        start = time.perf_counter()
-        encode(
-            cfg,
-            out=out,
-            storage=storage,
-            splits=['train'],
-            overwrite=True,
-            progress=False,
-            num_workers=args.num_workers or 0,
-            batch_size=args.batch_size)
-        seconds = time.perf_counter() - start
+        seconds = encode_train_split(cfg, out, args.batch_size,
+                                     args.num_workers or 0, storage)
         store = LatentStore(out)
         n = store.split_record('train')['num_samples']
         latent_ds = DATASETS.build(

@@ -3,21 +3,22 @@
 After the timed repeats, the step mode (:mod:`.step`, per model and mode)
 and the end-to-end mode (:mod:`.end_to_end`, per config, data loading
 included) run ``--profile-steps`` more iterations under
-``torch.profiler`` and summarise them:
+``torch.profiler`` and summarise them from the profiler's own
+``key_averages()`` (its table is printed, ``--profile-top`` rows):
 
-* **CUDA**: the share of the iteration's wall time in which the GPU runs a
-  kernel, copy or memset (the union of their intervals: *busy*; the rest
-  is *idle*), the kernels by device time, how many kernels an iteration
-  launches and the CPU time spent in the launch calls
-  (``cudaLaunchKernel`` and kin), and the CPU time blocked waiting for the
-  GPU (synchronize calls). A launch-bound step shows a low busy share with
-  launch time close to the wall time.
-* **CPU**: the share of the wall time inside ATen operators (self time,
-  on the main and autograd threads) and the rest (Python, mmengine,
-  dispatch: *framework*), the operators by self time.
-* Both: ATen operators per iteration, the time waiting for the next batch
-  (end to end: ``next(loader)``), and which ``scaled_dot_product_attention``
-  implementation ran (:data:`SDPA_OPS`).
+* **CUDA**: the kernels by device time, how many kernels an iteration
+  launches and the CPU time spent in the launch calls (``cudaLaunchKernel``
+  and kin), the CPU time blocked waiting for the GPU (synchronize calls),
+  and what torch does not give: the share of the iteration's wall time in
+  which the GPU runs a kernel, copy or memset (the union of their
+  intervals: *busy*; the rest is *idle*). A launch-bound step shows a low
+  busy share with launch time close to the wall time.
+* **CPU**: the share of the wall time inside ATen operators (self time)
+  and the rest (Python, mmengine, dispatch: *framework*), the operators by
+  self time.
+* Both: ATen operators per iteration (every thread), the time waiting for
+  the next batch (end to end: ``next(loader)``), and which
+  ``scaled_dot_product_attention`` implementation ran (:data:`SDPA_OPS`).
 
 ``--report-sdpa`` runs only the last item: one step per model and mode
 under a CPU-only profiler (cheap), to say which attention kernel each
@@ -29,11 +30,11 @@ the timed iterations do. The profiler adds overhead of its own: shares and
 counts are what it is for; take speeds from the timed repeats.
 """
 import os.path as osp
-from collections import defaultdict
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional
+from typing import Callable, Dict, Iterable, List
 
 import torch
 from torch.autograd import DeviceType
+from torch.autograd.profiler_util import EventList
 from torch.profiler import ProfilerActivity, record_function
 
 from .timing import synchronize
@@ -63,8 +64,6 @@ LAUNCH_CALLS = ('cudaLaunchKernel', 'cudaLaunchKernelExC', 'cuLaunchKernel',
 #: CUDA calls in which the CPU waits for the GPU.
 SYNC_CALLS = ('cudaDeviceSynchronize', 'cudaStreamSynchronize',
               'cudaEventSynchronize', 'cudaStreamWaitEvent')
-#: Autograd's backward ranges (CUDA runs backward on a thread of its own).
-AUTOGRAD_PREFIX = 'autograd::engine::evaluate_function'
 
 
 def add_arguments(parser):
@@ -99,66 +98,11 @@ def data_wait_range():
     return record_function(DATA_RANGE)
 
 
-class Event(NamedTuple):
-    """What a summary needs of a profiler event (times in microseconds).
-    ``annotation``: a ``record_function`` range (kineto also draws each on
-    the GPU's timeline, spanning its kernels: not a kernel)."""
-    name: str
-    on_device: bool
-    start: float
-    end: float
-    thread: int
-    self_us: float
-    annotation: bool = False
-
-
-def _is_annotation(name: str, flag) -> bool:
-    return bool(flag) or name in (STEP_RANGE, DATA_RANGE)
-
-
-def _function_events(prof) -> List[Event]:
-    events = []
-    for e in prof.events():
-        on_device = e.device_type != DeviceType.CPU
-        events.append(
-            Event(
-                e.name, on_device, e.time_range.start, e.time_range.end,
-                e.thread, 0.0 if on_device else e.self_cpu_time_total,
-                _is_annotation(e.name, getattr(e, 'is_user_annotation',
-                                               False))))
-    if not any(e.on_device and not e.annotation for e in events):
-        # Older/newer layouts keep kernels only in kineto's raw results.
-        try:
-            raw = prof.profiler.kineto_results.events()
-        except AttributeError:
-            raw = []
-        for k in raw:
-            if k.device_type() != DeviceType.CPU:
-                start = k.start_ns() / 1e3
-                flag = getattr(k, 'is_user_annotation', lambda: False)()
-                events.append(
-                    Event(k.name(), True, start, start + k.duration_ns() / 1e3,
-                          -1, 0.0, _is_annotation(k.name(), flag)))
-    return events
-
-
-def iteration_profile(run_iteration: Callable[[], None],
-                      steps: int,
-                      device: str,
-                      trace: Optional[str] = None):
-    """Run ``steps`` iterations under ``torch.profiler``; the profiler."""
-    activities = [ProfilerActivity.CPU]
-    if device == 'cuda':
-        activities.append(ProfilerActivity.CUDA)
-    synchronize(device)
-    with torch.profiler.profile(activities=activities) as prof:
-        for _ in range(steps):
-            with record_function(STEP_RANGE):
-                run_iteration()
-                synchronize(device)
-    if trace:
-        prof.export_chrome_trace(trace)
-    return prof
+def is_annotation(event) -> bool:
+    """A ``record_function`` range (kineto also draws each on the GPU's
+    timeline, spanning its kernels: not a kernel)."""
+    return bool(getattr(event, 'is_user_annotation', False)) or \
+        event.key in (STEP_RANGE, DATA_RANGE)
 
 
 def union_us(intervals: Iterable) -> float:
@@ -184,88 +128,90 @@ def sdpa_kernels(names: Iterable[str]) -> List[str]:
     return found
 
 
-def summarize(events: List[Event],
+def summarize(events: EventList,
               steps: int,
               device: str,
               top: int = 8) -> Dict:
     """The summary of :data:`STEP_RANGE` iterations (see the module
-    docstring)."""
-    iterations = [
-        e for e in events if e.name == STEP_RANGE and not e.on_device
-    ]
-    if not iterations:
+    docstring) from a profile's events (``prof.events()``)."""
+    rows = events.key_averages()
+    host = [r for r in rows if r.device_type == DeviceType.CPU]
+    by_name = {r.key: r for r in host}
+    if STEP_RANGE not in by_name:
         raise ValueError(f'no {STEP_RANGE} ranges in the profile')
-    start = min(e.start for e in iterations)
-    end = max(e.end for e in iterations)
-    wall = end - start
-    main = iterations[0].thread
-    host = [e for e in events if not e.on_device]
-    threads = {main} | {
-        e.thread
-        for e in host if e.name.startswith(AUTOGRAD_PREFIX)
-    }
-    ops = [
-        e for e in host if e.thread in threads and e.name.startswith('aten::')
-    ]
-    data_us = sum(e.end - e.start for e in host if e.name == DATA_RANGE)
-    host = [e for e in host if not _is_annotation(e.name, e.annotation)]
     per = 1e-3 / steps  # microseconds in total -> milliseconds per step
+
+    def total_ms(names) -> float:
+        return sum(by_name[n].cpu_time_total
+                   for n in names if n in by_name) * per
+
+    wall = by_name[STEP_RANGE].cpu_time_total
+    ops = [r for r in host if r.key.startswith('aten::')]
     summary = dict(
         steps=steps,
         device=device,
         wall_ms_per_step=wall * per,
-        data_wait_ms_per_step=data_us * per,
-        aten_ops_per_step=len(ops) / steps,
-        sdpa=sdpa_kernels(e.name for e in host))
-    ranked = defaultdict(lambda: [0.0, 0])
+        data_wait_ms_per_step=total_ms([DATA_RANGE]),
+        aten_ops_per_step=sum(r.count for r in ops) / steps,
+        sdpa=sdpa_kernels(r.key for r in host))
     if device == 'cuda':
-        kernels = [
+        # What torch does not give: the GPU's busy share of the iterations.
+        iterations = [
             e for e in events
-            if e.on_device and not _is_annotation(e.name, e.annotation)
-            and e.end > start and e.start < end
+            if e.name == STEP_RANGE and e.device_type == DeviceType.CPU
         ]
-        busy = union_us(
-            (max(e.start, start), min(e.end, end)) for e in kernels)
-        launches = [e for e in host if e.name in LAUNCH_CALLS]
-        syncs = [e for e in host if e.name in SYNC_CALLS]
+        start = min(e.time_range.start for e in iterations)
+        end = max(e.time_range.end for e in iterations)
+        kernels = [(max(e.time_range.start, start), min(e.time_range.end, end))
+                   for e in events
+                   if e.device_type != DeviceType.CPU and not is_annotation(e)
+                   and e.time_range.end > start and e.time_range.start < end]
+        busy = union_us(kernels)
+        ranked = [
+            r for r in rows
+            if r.device_type != DeviceType.CPU and not is_annotation(r)
+        ]
+        ranked.sort(key=lambda r: -r.self_device_time_total)
         summary.update(
             kernels_per_step=len(kernels) / steps,
             device_busy_ms_per_step=busy * per,
             device_busy_share=busy / wall if wall else 0.0,
             device_idle_share=1 - busy / wall if wall else 0.0,
-            launch_calls_per_step=len(launches) / steps,
-            launch_ms_per_step=sum(e.end - e.start for e in launches) * per,
-            sync_wait_ms_per_step=sum(e.end - e.start for e in syncs) * per,
+            launch_calls_per_step=sum(by_name[n].count
+                                      for n in LAUNCH_CALLS if n in by_name) /
+            steps,
+            launch_ms_per_step=total_ms(LAUNCH_CALLS),
+            sync_wait_ms_per_step=total_ms(SYNC_CALLS),
             sdpa_device_kernels=sorted({
-                e.name[:80]
-                for e in kernels
-                if any(k in e.name.lower()
+                r.key[:80]
+                for r in ranked
+                if any(k in r.key.lower()
                        for k in ('flash', 'fmha', 'sdpa', 'attention'))
             }))
-        for e in kernels:
-            ranked[e.name][0] += e.end - e.start
-            ranked[e.name][1] += 1
-        basis = busy
+        basis, sort_by = busy, 'self_device_time_total'
+        ranked = [(r, r.self_device_time_total) for r in ranked]
     else:
-        op_us = sum(e.self_us for e in ops)
+        op_us = sum(r.self_cpu_time_total for r in ops)
         summary.update(
             op_ms_per_step=op_us * per,
             op_share=op_us / wall if wall else 0.0,
             framework_share=1 - op_us / wall if wall else 0.0)
-        for e in ops:
-            ranked[e.name][0] += e.self_us
-            ranked[e.name][1] += 1
-        basis = op_us
+        basis, sort_by = op_us, 'self_cpu_time_total'
+        ranked = sorted(((r, r.self_cpu_time_total) for r in ops),
+                        key=lambda pair: -pair[1])
     summary['top'] = [
         dict(
-            name=name,
+            name=r.key,
             ms_per_step=us * per,
-            calls_per_step=count / steps,
-            share=us / basis if basis else 0.0)
-        for name, (
-            us,
-            count) in sorted(ranked.items(), key=lambda kv: -kv[1][0])[:top]
+            calls_per_step=r.count / steps,
+            share=us / basis if basis else 0.0) for r, us in ranked[:top]
     ]
+    # torch's table without the ranges (on CUDA kineto copies each onto
+    # the GPU's timeline, where it would outrank the kernels it spans)
+    summary['table'] = EventList(
+        [r for r in rows if not is_annotation(r)],
+        use_device='cuda' if device == 'cuda' else None).table(
+            sort_by=sort_by, row_limit=top)
     return summary
 
 
@@ -273,17 +219,24 @@ def profile_iterations(run_iteration: Callable[[], None],
                        args,
                        name: str,
                        tag: str = '') -> Dict:
-    """Profile ``args.profile_steps`` iterations and summarise them."""
-    trace = None
+    """Profile ``args.profile_steps`` iterations and summarise them
+    (``--profile-trace-dir``: also a Chrome trace per profile)."""
+    activities = [ProfilerActivity.CPU]
+    if args.device == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
+    synchronize(args.device)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(args.profile_steps):
+            with record_function(STEP_RANGE):
+                run_iteration()
+                synchronize(args.device)
     if args.profile_trace_dir:
         safe = ''.join(c if c.isalnum() or c in '-_.' else '_'
                        for c in f'{name}{tag}')
-        trace = osp.join(args.profile_trace_dir, f'{safe}.trace.json')
-    prof = iteration_profile(run_iteration, args.profile_steps, args.device,
-                             trace)
-    return summarize(
-        _function_events(prof), args.profile_steps, args.device,
-        args.profile_top)
+        prof.export_chrome_trace(
+            osp.join(args.profile_trace_dir, f'{safe}.trace.json'))
+    return summarize(prof.events(), args.profile_steps, args.device,
+                     args.profile_top)
 
 
 def report_sdpa(run_step: Callable[[], None]) -> List[str]:
@@ -297,7 +250,7 @@ def report_sdpa(run_step: Callable[[], None]) -> List[str]:
 
 
 def format_summary(title: str, summary: Dict) -> str:
-    """A few lines of text for one summary."""
+    """A few lines of text for one summary, then torch's table."""
     s = summary
     lines = [
         f'-- profile: {title} ({s["steps"]} iterations, '
@@ -315,18 +268,11 @@ def format_summary(title: str, summary: Dict) -> str:
             f'{s["launch_ms_per_step"]:.2f} ms/it '
             f'({s["launch_calls_per_step"]:.0f}); waiting for the GPU '
             f'{s["sync_wait_ms_per_step"]:.2f} ms/it')
-        what = 'kernels by GPU time'
     else:
         lines.append(f'   in ATen operators {100 * s["op_share"]:.0f}% '
                      f'({s["op_ms_per_step"]:.2f} ms/it), framework (Python, '
                      f'mmengine, dispatch) {100 * s["framework_share"]:.0f}%')
-        what = 'operators by self CPU time'
     lines.append(f'   SDPA: {", ".join(s["sdpa"]) or "none seen"}' +
                  (f' ({"; ".join(s["sdpa_device_kernels"])})' if s.
                   get('sdpa_device_kernels') else ''))
-    lines.append(f'   top {what}:')
-    for row in s['top']:
-        lines.append(f'     {100 * row["share"]:5.1f}%  '
-                     f'{row["ms_per_step"]:8.3f} ms/it  '
-                     f'{row["calls_per_step"]:6.0f}x  {row["name"][:90]}')
-    return '\n'.join(lines)
+    return '\n'.join(lines + [s.get('table', '')])

@@ -11,7 +11,8 @@ The default mode of ``tools/analysis_tools/benchmark.py`` (``--end-to-end``:
 
 What is timed (one process, every model built up front, then warm-up and
 repeats interleaved round-robin across models so that a change in machine
-load hits all of them alike; the median of the repeats is reported):
+load hits all of them alike, by :func:`ci2p_mm.utils.timing.interleave`;
+the median of the repeats is reported):
 
 * ``infer``: ``model(inputs, mode='tensor')`` of the mmpretrain model, i.e.
   ``extract_feat`` + the head's forward (logits; no softmax, no
@@ -56,21 +57,22 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import timm
 import torch
 import torch.nn.functional as F
-from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS, CodecWeightsError
-from ci2p_mm.utils import (is_ci2p_backbone, load_model_config,
-                           quiet_init_weights)
+from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS
+from ci2p_mm.utils import is_ci2p_backbone, load_model_config
+from ci2p_mm.utils.timing import interleave, loadavg
 from . import profile
-from .timing import (MIB, TOOL, OtherLoad, autocast, build_optim_wrapper,
-                     compile_kwargs, device_name, inference_context, loadavg,
-                     maybe_compile, persistent_bytes, set_cudnn_benchmark,
-                     step_begin, synchronize, warn_slow_cpu_amp, write_report)
+from .timing import (MIB, autocast, build_model, build_optim_wrapper,
+                     device_name, inference_context, maybe_compile,
+                     print_header, report_settings, step_begin, synchronize,
+                     warn_slow_cpu_amp, write_report)
 
 PROBE_TAG = '@@benchmark-probe '
 
@@ -109,44 +111,28 @@ def random_images(args, generator):
         generator=generator)
 
 
-def random_latents(args, generator):
-    """fp16 codec latents as a latent store holds them (for configs whose
-    model takes latents, ``patch_cfg.latent_input=True``)."""
-    side = args.img_size // ENCODER_STRIDE
-    return torch.randn((args.batch_size, LATENT_CHANNELS, side, side),
-                       generator=generator).half()
-
-
 def takes_latents(model_cfg) -> bool:
     backbone = model_cfg.get('backbone') or {}
     return is_ci2p_backbone(backbone) and bool(
         (backbone.get('patch_cfg') or {}).get('latent_input', False))
 
 
+@dataclass(eq=False)  # hashed by identity: a key of the timings
 class Bench:
     """One model with its prepared batch, optimizer and step functions."""
+    name: str
+    model: torch.nn.Module
+    optim_wrapper: object
+    inputs: torch.Tensor
+    targets: object
+    args: argparse.Namespace
+    infer_fn: Callable
+    loss_fn: Callable
+    note: str = ''
 
-    def __init__(self,
-                 name,
-                 model,
-                 optim_wrapper,
-                 inputs,
-                 targets,
-                 args,
-                 infer_fn,
-                 loss_fn,
-                 num_params,
-                 note=''):
-        self.name = name
-        self.model = model
-        self.optim_wrapper = optim_wrapper
-        self.inputs = inputs
-        self.targets = targets
-        self.args = args
-        self.infer_fn = infer_fn
-        self.loss_fn = loss_fn
-        self.num_params = num_params
-        self.note = note
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
 
     def prepare(self, mode):
         self.model.train(mode == 'train')
@@ -169,55 +155,37 @@ def load_config(path, args):
 
 def build_config_bench(path, args, generator):
     cfg = load_config(path, args)
-    model = MODELS.build(cfg.model)
-    try:  # codec weights are fetched here, not when building
-        quiet_init_weights(model)
-    except CodecWeightsError as err:
-        raise CodecWeightsError(
-            f'{path}: {err} Offline? Add --no-pretrained (speed does not '
-            f'depend on the codec weights).') from err
-    model.to(args.device)
-    ci2p = is_ci2p_backbone(cfg.model.get('backbone'))
-    if args.channels_last and not ci2p:
-        model.to(memory_format=torch.channels_last)
-    set_cudnn_benchmark(cfg, args)
-
-    images = (
-        random_latents(args, generator)
-        if takes_latents(cfg.model) else random_images(args, generator))
+    model = build_model(cfg, args, path)
+    if takes_latents(cfg.model):  # fp16 codec latents, as a store holds
+        side = args.img_size // ENCODER_STRIDE
+        images = torch.randn((args.batch_size, LATENT_CHANNELS, side, side),
+                             generator=generator).half()
+    else:
+        images = random_images(args, generator)
     labels = torch.randint(0, 10, (args.batch_size, ), generator=generator)
     data = dict(
         inputs=images,
         data_samples=[DataSample().set_gt_label(int(i)) for i in labels])
     with torch.no_grad():
         data = model.data_preprocessor(data, training=True)
-    inputs, data_samples = data['inputs'], data['data_samples']
-    if args.channels_last and not ci2p:
+    inputs = data['inputs']
+    if args.channels_last and not is_ci2p_backbone(cfg.model.get('backbone')):
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper, args)
     forward = maybe_compile(model, args)
 
-    def infer_fn(x):
-        return forward(x, mode='tensor')
-
     def loss_fn(x, samples):
-        losses = forward(x, samples, mode='loss')
-        loss, _ = model.parse_losses(losses)
-        return loss
+        return model.parse_losses(forward(x, samples, mode='loss'))[0]
 
-    num_params = sum(p.numel() for p in model.parameters())
-    name = osp.splitext(osp.basename(path))[0]
     return Bench(
-        name,
+        osp.splitext(osp.basename(path))[0],
         model,
         optim_wrapper,
         inputs,
-        data_samples,
+        data['data_samples'],
         args,
-        infer_fn,
+        lambda x: forward(x, mode='tensor'),
         loss_fn,
-        num_params,
         note=path), cfg
 
 
@@ -242,11 +210,6 @@ def build_timm_bench(args, generator, optim_cfg):
         0, 10, (args.batch_size, ), generator=generator).to(args.device)
     optim_wrapper = build_optim_wrapper(model, optim_cfg, args)
     forward = maybe_compile(model, args)
-
-    def loss_fn(x, y):
-        return F.cross_entropy(forward(x), y)
-
-    num_params = sum(p.numel() for p in model.parameters())
     return Bench(
         f'timm vit_base_patch16 @{args.img_size}',
         model,
@@ -255,8 +218,7 @@ def build_timm_bench(args, generator, optim_cfg):
         labels,
         args,
         forward,
-        loss_fn,
-        num_params,
+        lambda x, y: F.cross_entropy(forward(x), y),
         note=f'timm {timm.__version__} '
         'vit_base_patch16_224(img_size=%d, num_classes=10, '
         "global_pool='avg', class_token=False)" % args.img_size)
@@ -267,13 +229,20 @@ def entry_names(args):
     return list(args.configs) + (['timm'] if args.timm_baseline else [])
 
 
-def build_bench(entry, args, first_cfg=None):
-    generator = torch.Generator().manual_seed(args.seed)
-    if entry == 'timm':
-        if first_cfg is None:
-            first_cfg = load_config(args.configs[0], args)
-        return build_timm_bench(args, generator, first_cfg.optim_wrapper)
-    return build_config_bench(entry, args, generator)[0]
+def build_benches(entries, args):
+    """A :class:`Bench` per entry (timm gets the first config's
+    optimizer)."""
+    benches, first_cfg = [], None
+    for entry in entries:
+        generator = torch.Generator().manual_seed(args.seed)
+        if entry == 'timm':
+            first_cfg = first_cfg or load_config(args.configs[0], args)
+            bench = build_timm_bench(args, generator, first_cfg.optim_wrapper)
+        else:
+            bench, cfg = build_config_bench(entry, args, generator)
+            first_cfg = first_cfg or cfg
+        benches.append(bench)
+    return benches
 
 
 def _status_kib(field):
@@ -296,10 +265,9 @@ def _reset_peak_rss():
 def run_probe(args):
     """Child process: build one model, warm up, measure one step's peak."""
     index, mode = args.probe.split(':')
-    entry = entry_names(args)[int(index)]
     on_linux = osp.exists('/proc/self/status')
     rss_before = _status_kib('VmRSS') * 1024 if on_linux else 0
-    bench = build_bench(entry, args)
+    bench = build_benches([entry_names(args)[int(index)]], args)[0]
     rss_model = (_status_kib('VmRSS') * 1024 if on_linux else 0) - rss_before
     bench.prepare(mode)
     for _ in range(max(1, args.warmup)):
@@ -341,78 +309,64 @@ def measure_memory(args, argv, index, mode):
     return None
 
 
-def time_step(bench, mode, iters, device, meter):
-    synchronize(device)
-    before = meter.snapshot()
-    start = time.perf_counter()
-    for _ in range(iters):
-        bench.step(mode)
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / iters
-    return seconds, OtherLoad.cores(before, meter.snapshot())
-
-
-def in_process_peak(bench, mode, device):
+def in_process_peak(bench, mode):
     """CUDA: bytes a fresh process would peak at for one step of this
     model: what it holds between steps (weights, buffers, optimizer state,
     the batch) plus the step's rise above what is allocated before it.
     Memory kept in CUDA-graph pools (``reduce-overhead``) is not seen."""
-    synchronize(device)
+    bench.prepare(mode)
+    synchronize('cuda')
     before = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     bench.step(mode)
-    synchronize(device)
+    synchronize('cuda')
     rise = torch.cuda.max_memory_allocated() - before
-    held = persistent_bytes(bench.model, bench.optim_wrapper, bench.inputs)
+    state = [
+        v for s in bench.optim_wrapper.optimizer.state.values()
+        for v in s.values()
+    ]
+    held = sum(t.numel() * t.element_size() for t in [
+        *bench.model.parameters(), *bench.model.buffers(), *state, bench.inputs
+    ] if isinstance(t, torch.Tensor))
     return dict(
         peak_bytes=held + rise,
         how='in-process: weights, buffers, '
         'optimizer state and batch + the step\'s rise')
 
 
-def profile_benches(benches, modes, args):
-    """``--profile`` and ``--report-sdpa`` for every model and mode."""
-    profiles, texts = {}, []
-    for bench in benches:
-        for mode in modes:
-            bench.prepare(mode)
-            key = f'{bench.name}:{mode}'
-            entry = {}
-            if args.report_sdpa:
-                entry['sdpa'] = profile.report_sdpa(lambda: bench.step(mode))
-                texts.append(f'SDPA {bench.name} {mode}: '
-                             f'{", ".join(entry["sdpa"])}')
-            if args.profile:
-                entry['profile'] = profile.profile_iterations(
-                    lambda: bench.step(mode), args, bench.name, f'-{mode}')
-                texts.append(
-                    profile.format_summary(
-                        f'{bench.name} {mode}, batch {args.batch_size}',
-                        entry['profile']))
-            profiles[key] = entry
-            print(texts[-1], flush=True)
-    return profiles, '\n'.join(texts)
+def profile_step(bench, mode, args, texts):
+    """``--report-sdpa`` and ``--profile`` of one model and mode: the
+    entries of its row (their text is appended to ``texts``)."""
+    bench.prepare(mode)
+    entry = {}
+    if args.report_sdpa:
+        entry['sdpa'] = profile.report_sdpa(lambda: bench.step(mode))
+        texts.append(f'SDPA {bench.name} {mode}: {", ".join(entry["sdpa"])}')
+        print(texts[-1], flush=True)
+    if args.profile:
+        entry['profile'] = profile.profile_iterations(lambda: bench.step(mode),
+                                                      args, bench.name,
+                                                      f'-{mode}')
+        texts.append(
+            profile.format_summary(
+                f'{bench.name} {mode}, batch {args.batch_size}',
+                entry['profile']))
+        print(texts[-1], flush=True)
+    return entry
 
 
 def run(args, argv):
     torch.manual_seed(args.seed)
     warn_slow_cpu_amp(args)
     modes = modes_of(args)
-    entries = entry_names(args)
     meta = dict(
         date=datetime.datetime.now().isoformat(timespec='seconds'),
-        command=' '.join([TOOL] + list(argv)),
+        **report_settings(args, argv),
         device=args.device,
         device_name=device_name(args),
-        torch=torch.__version__,
         threads=torch.get_num_threads(),
-        batch_size=args.batch_size,
-        img_size=args.img_size,
         precision=args.amp or 'fp32',
-        channels_last=args.channels_last,
         compile=args.compile,
-        compile_kwargs=compile_kwargs(args) if args.compile else None,
-        optimizer_impl=args.optimizer_impl,
         repeats=args.repeats,
         warmup=args.warmup,
         iters=args.iters,
@@ -420,99 +374,80 @@ def run(args, argv):
         f"{'no_grad' if args.compile else 'inference_mode'}",
         train_timed='loss forward + parse_losses + OptimWrapper.update_params'
         ' (data preprocessor excluded)',
-        thp_mem_alloc=os.environ.get('THP_MEM_ALLOC_ENABLE'),
-        loadavg_start=loadavg())
-    print(
-        f'# {meta["device_name"]}, torch {meta["torch"]}, '
-        f'{meta["threads"]} threads, batch {args.batch_size}, '
-        f'{args.img_size}x{args.img_size}, {meta["precision"]}'
-        f'{", channels_last" if args.channels_last else ""}'
-        f'{", compile" if args.compile else ""}; load average '
-        f'{meta["loadavg_start"]}',
-        flush=True)
+        timer='torch.utils.benchmark.Timer',
+        thp_mem_alloc=os.environ.get('THP_MEM_ALLOC_ENABLE'))
+    meta['loadavg_start'] = print_header(
+        args, f'batch {args.batch_size}, {args.img_size}x{args.img_size}, '
+        f'{meta["precision"]}{", channels_last" if args.channels_last else ""}'
+        f'{", compile" if args.compile else ""}')
 
-    benches, first_cfg = [], None
-    for entry in entries:
+    benches = []
+    for entry in entry_names(args):
         t0 = time.perf_counter()
-        if entry == 'timm':
-            bench = build_bench(entry, args, first_cfg)
-        else:
-            bench, cfg = build_config_bench(
-                entry, args,
-                torch.Generator().manual_seed(args.seed))
-            first_cfg = first_cfg or cfg
-        benches.append(bench)
+        benches += build_benches([entry], args)
         print(
-            f'built {bench.name} ({bench.num_params / 1e6:.1f} M params) '
-            f'in {time.perf_counter() - t0:.1f}s',
+            f'built {benches[-1].name} ({benches[-1].num_params / 1e6:.1f} M '
+            f'params) in {time.perf_counter() - t0:.1f}s',
             flush=True)
 
-    times = {(b.name, m): [] for b in benches for m in modes}
-    others = {(b.name, m): [] for b in benches for m in modes}
-    meter = OtherLoad()
-    total_rounds = args.warmup + args.repeats
-    for r in range(total_rounds):
-        warm = r < args.warmup
-        tag = (f'warm-up {r + 1}/{args.warmup}'
-               if warm else f'repeat {r - args.warmup + 1}/{args.repeats}')
-        for bench in benches:
-            for mode in modes:
-                bench.prepare(mode)
-                seconds, other = time_step(bench, mode,
-                                           1 if warm else args.iters,
-                                           args.device, meter)
-                if not warm:
-                    times[(bench.name, mode)].append(seconds)
-                    others[(bench.name, mode)].append(other)
-                busy = (''
-                        if other is None else f'  (others: {other:.2f} cores)')
-                print(
-                    f'[{tag}] {bench.name:<34} {mode:<5} {seconds:7.3f} '
-                    f's/step  {args.batch_size / seconds:7.2f} img/s'
-                    f'{busy}',
-                    flush=True)
-    meta['loadavg_end'] = loadavg()
+    def report(key, index, seconds, other):
+        tag = (f'warm-up {index + 1}/{args.warmup}' if index < args.warmup else
+               f'repeat {index - args.warmup + 1}/{args.repeats}')
+        busy = '' if other is None else f'  (others: {other:.2f} cores)'
+        print(
+            f'[{tag}] {key[0].name:<34} {key[1]:<5} {seconds:7.3f} s/step  '
+            f'{args.batch_size / seconds:7.2f} img/s{busy}',
+            flush=True)
 
-    results = []
-    for bench in benches:
-        row = dict(
-            name=bench.name,
-            source=bench.note,
-            params_m=bench.num_params / 1e6)
-        for mode in modes:
-            seconds = times[(bench.name, mode)]
-            median = statistics.median(seconds)
-            row[mode] = dict(
-                seconds_per_step=seconds,
-                median_s=median,
-                img_per_s=args.batch_size / median,
-                spread=(max(seconds) - min(seconds)) / median,
-                other_cores=others[(bench.name, mode)])
-        results.append(row)
-    measured = [c for v in others.values() for c in v if c is not None]
+    keys = [(b, m) for b in benches for m in modes]
+    timings = interleave(
+        {
+            (b, m): (lambda b=b, m=m: b.step(m))
+            for b, m in keys
+        },
+        args.repeats,
+        args.warmup,
+        args.iters,
+        args.batch_size,
+        setups={
+            (b, m): (lambda b=b, m=m: b.prepare(m))
+            for b, m in keys
+        },
+        report=report)
+    meta['loadavg_end'] = loadavg()
+    measured = [
+        c for t in timings.values() for c in t.other_cores if c is not None
+    ]
     if measured:
         meta['other_cores_mean'] = statistics.mean(measured)
         meta['other_cores_max'] = max(measured)
-
-    profile_text = ''
-    if args.profile or args.report_sdpa:
-        profiles, profile_text = profile_benches(benches, modes, args)
-        for row, bench in zip(results, benches):
-            for mode in modes:
-                row[mode].update(profiles[f'{bench.name}:{mode}'])
-    if args.memory == 'in-process':
-        for row, bench in zip(results, benches):
-            for mode in modes:
-                bench.prepare(mode)
-                row[mode]['memory'] = in_process_peak(bench, mode, args.device)
-    names = [b.name for b in benches]
-    del benches, bench  # free the models before the memory probes
+    results, texts = [], []
+    for bench in benches:
+        results.append(
+            dict(
+                name=bench.name,
+                source=bench.note,
+                params_m=bench.num_params / 1e6))
+        for mode in modes:
+            t = timings.pop((bench, mode))
+            row = results[-1][mode] = dict(
+                seconds_per_step=t.seconds,
+                median_s=t.median,
+                iqr_s=t.iqr,
+                img_per_s=t.img_per_s,
+                spread=t.spread,
+                other_cores=t.other_cores)
+            row.update(profile_step(bench, mode, args, texts))
+            if args.memory == 'in-process':
+                row['memory'] = in_process_peak(bench, mode)
+    del benches, bench, keys  # free the models before the memory probes
     if args.memory == 'probe':
-        for index, name in enumerate(names):
+        for index, row in enumerate(results):
             for mode in modes:
-                print(f'[memory] {name} {mode} (fresh process)', flush=True)
-                mem = measure_memory(args, argv, index, mode)
-                results[index][mode]['memory'] = mem
+                print(
+                    f'[memory] {row["name"]} {mode} (fresh process)',
+                    flush=True)
+                row[mode]['memory'] = measure_memory(args, argv, index, mode)
     meta['loadavg_after_memory'] = loadavg()
 
     table = format_table(results, modes, args)
@@ -529,7 +464,7 @@ def run(args, argv):
             f'{os.cpu_count()})',
             flush=True)
     report = dict(
-        meta=meta, results=results, table=table, profile_text=profile_text)
+        meta=meta, results=results, table=table, profile_text='\n'.join(texts))
     if args.out:
         write_report(args.out, report)
     return report

@@ -1,38 +1,34 @@
-"""Timing helpers shared by the benchmark modes (:mod:`.step`,
-:mod:`.end_to_end`, :mod:`.latent_storage`): precision and compile
-settings, device synchronisation, the config's optimizer, and what else
-ran on the machine while a step was timed."""
+"""What the benchmark modes (:mod:`.step`, :mod:`.end_to_end`,
+:mod:`.latent_storage`) apply alike: the speed levers (precision, compile
+settings, the config's optimizer and its implementation, channels_last),
+building a config's model, the machine's description and the JSON report.
+The timer itself is :mod:`ci2p_mm.utils.timing` (torch.utils.benchmark)."""
 import contextlib
 import copy
 import json
 import os
 import os.path as osp
 import platform
-import resource
-import time
 
 import torch
 from mmengine.optim import build_optim_wrapper as build_mmengine_optim_wrapper
+from mmpretrain.registry import MODELS
 
+from ci2p_mm.codec import CodecWeightsError
+from ci2p_mm.utils import is_ci2p_backbone, quiet_init_weights
 from ci2p_mm.utils.io import write_text_atomically
+from ci2p_mm.utils.timing import loadavg
 
 #: The command line the benchmark modules serve (printed in results).
 TOOL = 'tools/analysis_tools/benchmark.py'
 MIB = 1024 * 1024
 
 
-def amp_dtype(args):
-    return {
-        None: None,
-        'bf16': torch.bfloat16,
-        'fp16': torch.float16
-    }[args.amp]
-
-
 def autocast(args):
-    dtype = amp_dtype(args)
-    if dtype is None:
+    """``torch.autocast`` with ``--amp``'s dtype; nothing without it."""
+    if not args.amp:
         return contextlib.nullcontext()
+    dtype = dict(bf16=torch.bfloat16, fp16=torch.float16)[args.amp]
     return torch.autocast(device_type=args.device, dtype=dtype)
 
 
@@ -48,12 +44,29 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def set_cudnn_benchmark(cfg, args):
-    """cuDNN autotuning as the config's ``env_cfg.cudnn_benchmark`` sets
-    it for training (mmengine's Runner does the same)."""
+def build_model(cfg, args, path: str = ''):
+    """The config's model with its weights (codec weights are fetched here,
+    not when building), on ``args.device``; channels_last for models that
+    are not CI2P ones with ``--channels-last`` (CI2P configs get
+    ``patch_cfg.channels_last`` instead); cuDNN autotuning as the config's
+    ``env_cfg.cudnn_benchmark`` sets it for training (as mmengine's Runner
+    does)."""
+    model_cfg = cfg.model
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model = MODELS.build(model_cfg)
+    try:
+        quiet_init_weights(model)
+    except CodecWeightsError as err:
+        raise CodecWeightsError(
+            f'{path}: {err} Offline? Add --no-pretrained (speed does not '
+            f'depend on the codec weights).') from err
+    model.to(args.device)
+    if args.channels_last and not is_ci2p_backbone(model_cfg.get('backbone')):
+        model.to(memory_format=torch.channels_last)
     if args.device == 'cuda':
         torch.backends.cudnn.benchmark = bool(
             cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
+    return model
 
 
 #: ``--optimizer-impl``: torch's implementations of Adam/AdamW/SGD...
@@ -141,60 +154,6 @@ def maybe_compile(model, args):
     return model
 
 
-def tensor_bytes(tensors) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors
-               if isinstance(t, torch.Tensor))
-
-
-def persistent_bytes(model, optim_wrapper, inputs) -> int:
-    """Bytes a training process holds between steps: weights, buffers,
-    optimizer state and the batch (for in-process peak memory)."""
-    state = [
-        v for s in optim_wrapper.optimizer.state.values() for v in s.values()
-    ]
-    return tensor_bytes(
-        list(model.parameters()) + list(model.buffers()) + state + [inputs])
-
-
-class OtherLoad:
-    """CPU cores used by *other* processes over an interval (Linux).
-
-    Busy time of the whole machine from ``/proc/stat`` minus this process's
-    own CPU time: a direct measure of how much the rest of the machine
-    competed with a timed step (``loadavg`` also counts this process).
-    """
-
-    def __init__(self):
-        self.tick = os.sysconf('SC_CLK_TCK') if hasattr(os, 'sysconf') else 100
-        self.ok = osp.exists('/proc/stat')
-
-    def snapshot(self):
-        if not self.ok:
-            return None
-        with open('/proc/stat') as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        busy = (sum(fields[:8]) - idle) / self.tick
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        mine = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-        return busy, mine, time.perf_counter()
-
-    @staticmethod
-    def cores(start, end):
-        if start is None or end is None or end[2] <= start[2]:
-            return None
-        other = (end[0] - start[0]) - (end[1] - start[1])
-        return max(0.0, other / (end[2] - start[2]))
-
-
-def loadavg():
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return None
-
-
 def cpu_name():
     try:
         with open('/proc/cpuinfo') as f:
@@ -210,6 +169,18 @@ def device_name(args):
     if args.device == 'cuda':
         return torch.cuda.get_device_name()
     return f'{cpu_name()}, {os.cpu_count()} logical CPUs'
+
+
+def print_header(args, settings: str) -> list:
+    """The run's first line: machine, torch, threads, ``settings``, load
+    average; returns the load average."""
+    load = loadavg()
+    print(
+        f'# {device_name(args)}, torch {torch.__version__}, '
+        f'{torch.get_num_threads()} threads, {settings}; load average '
+        f'{load}',
+        flush=True)
+    return load
 
 
 def warn_slow_cpu_amp(args):
@@ -230,6 +201,19 @@ def warn_slow_cpu_amp(args):
             f'{args.amp} convolutions fall back to reference kernels, '
             'often 10-300x slower than fp32.',
             flush=True)
+
+
+def report_settings(args, argv) -> dict:
+    """What the step and end-to-end reports both say of their run (the
+    levers ``lever_table`` compares)."""
+    return dict(
+        command=' '.join([TOOL] + list(argv)),
+        torch=torch.__version__,
+        batch_size=args.batch_size,
+        img_size=args.img_size,
+        channels_last=args.channels_last,
+        compile_kwargs=compile_kwargs(args) if args.compile else None,
+        optimizer_impl=args.optimizer_impl)
 
 
 def write_report(path: str, report: dict, quiet: bool = False) -> None:

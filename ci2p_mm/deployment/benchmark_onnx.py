@@ -16,6 +16,7 @@ import argparse
 import json
 import os.path as osp
 import tempfile
+from contextlib import nullcontext
 from typing import List, Optional
 
 import torch
@@ -34,40 +35,34 @@ def parse_args(argv=None):
         description='CPU img/s of onnxruntime and PyTorch eager for '
         'configs, with ratios.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument(
-        'configs',
+    add = parser.add_argument
+    add('configs',
         nargs='+',
-        help='config files (the '
-        'first is the baseline of the ratios)')
-    parser.add_argument(
-        '--checkpoints',
+        help='config files (the first is the baseline '
+        'of the ratios)')
+    add('--checkpoints',
         nargs='+',
         metavar='CHECKPOINT',
         help='one per config, or "none" (default: none for all)')
-    parser.add_argument(
-        '--no-pretrained',
+    add('--no-pretrained',
         action='store_true',
-        help='random CI2P codecs for configs without a checkpoint (speed '
-        'does not depend on the weights)')
-    parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument(
-        '--shape', type=int, nargs=2, metavar=('H', 'W'), default=(256, 256))
-    parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument(
-        '--threads',
+        help='random CI2P codecs for '
+        'configs without a checkpoint (speed does not depend on the weights)')
+    add('--batch-size', type=int, default=8)
+    add('--shape', type=int, nargs=2, metavar=('H', 'W'), default=(256, 256))
+    add('--repeats', type=int, default=5)
+    add('--warmup', type=int, default=2)
+    add('--threads',
         type=int,
-        help="intra-op threads of both runtimes (default: "
-        "torch's)")
-    parser.add_argument('--exporter', choices=EXPORTERS, default='torchscript')
-    parser.add_argument('--opset', type=int)
-    parser.add_argument(
-        '--work-dir',
-        help='keep the .onnx files here (default: a '
-        'temporary folder, deleted)')
-    parser.add_argument('--out', help='write the results as JSON here')
-    parser.add_argument(
-        '--cfg-options',
+        help="intra-op threads of both runtimes "
+        "(default: torch's)")
+    add('--exporter', choices=EXPORTERS, default='torchscript')
+    add('--opset', type=int)
+    add('--work-dir',
+        help='keep the .onnx files here (default: a temporary '
+        'folder, deleted)')
+    add('--out', help='write the results as JSON here')
+    add('--cfg-options',
         nargs='+',
         action=DictAction,
         help='override settings of every config')
@@ -130,11 +125,9 @@ def benchmark(args, work_dir: str) -> dict:
                                     args.repeats)
     for model in models:
         for runtime in RUNTIMES:
-            timing = timings[(model['name'], runtime)]
+            t = timings[(model['name'], runtime)]
             model[runtime] = dict(
-                img_per_s=timing.img_per_s,
-                seconds=timing.seconds,
-                spread=timing.spread)
+                img_per_s=t.img_per_s, seconds=t.seconds, spread=t.spread)
     return dict(
         batch_size=args.batch_size,
         shape=list(args.shape),
@@ -182,11 +175,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.work_dir:
-        results = benchmark(args, args.work_dir)
-    else:
-        with tempfile.TemporaryDirectory(prefix='ci2p-onnx-') as tmp:
-            results = benchmark(args, tmp)
+    with (nullcontext(args.work_dir) if args.work_dir else
+          tempfile.TemporaryDirectory(prefix='ci2p-onnx-')) as work_dir:
+        results = benchmark(args, work_dir)
     for line in format_table(results):
         print(line)
     if args.out:

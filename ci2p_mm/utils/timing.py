@@ -1,0 +1,194 @@
+"""The one timer of every benchmark: ``torch.utils.benchmark``.
+
+Model steps and end-to-end iterations (:mod:`ci2p_mm.analysis`), the
+downstream models and the ONNX runtimes (:mod:`ci2p_mm.deployment`) are all
+timed by :func:`interleave`: one :class:`torch.utils.benchmark.Timer` per
+statement (torch's timer synchronises the accelerator at both ends of a
+block; the thread count is the process's), ``warmup`` untimed rounds, then
+``repeats`` timed rounds, round-robin over the statements, so that a change
+in machine load hits all of them alike. A statement's blocks make one
+:class:`~torch.utils.benchmark.Measurement` (median, IQR, per-call times);
+:class:`Timing` adds what the tables print (img/s, the spread) and how many
+CPU cores other processes used during each block (:class:`OtherLoad`).
+"""
+import os
+import os.path as osp
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Hashable, List, Optional
+
+import torch
+from torch.utils.benchmark import Measurement, Timer
+
+
+def _nothing() -> None:
+    pass
+
+
+class BlockTimer(Timer):
+    """torch's ``Timer``, one block at a time.
+
+    ``Timer.timeit`` makes two untimed calls before every block, too dear
+    for training steps timed in rounds; the benchmarks warm up once, up
+    front (``--warmup``), so a round is one block of ``Timer._timeit``
+    (as in ``timeit``, Python's garbage collector is off inside a block).
+
+    Args:
+        fn (Callable): The statement, called without arguments.
+        setup (Callable): Called before every block, untimed (e.g. the
+            model's train/eval switch). Defaults to nothing.
+        label (str): The statement's name in torch's Measurement.
+            Defaults to ''.
+    """
+
+    def __init__(self,
+                 fn: Callable[[], object],
+                 setup: Callable[[], object] = _nothing,
+                 label: str = ''):
+        super().__init__(
+            'fn()',
+            setup='setup()',
+            globals=dict(fn=fn, setup=setup),
+            label=label,
+            num_threads=torch.get_num_threads())
+
+    def block(self, number: int = 1) -> float:
+        """Seconds per call over ``number`` calls between two
+        synchronisations."""
+        return self._timeit(number) / number
+
+    def measurement(self, seconds: List[float]) -> Measurement:
+        """torch's Measurement of the per-call seconds of blocks."""
+        return Measurement(1, list(seconds), self._task_spec)
+
+
+@dataclass
+class Timing:
+    """One statement's timed blocks.
+
+    Args:
+        measurement (Measurement): torch's (seconds per call per block).
+        batch (int): Images per call, for img/s. Defaults to 1.
+        other_cores (list): CPU cores other processes used during each
+            block (None where unknown). Defaults to none.
+    """
+    measurement: Measurement
+    batch: int = 1
+    other_cores: List[Optional[float]] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> List[float]:
+        return self.measurement.times
+
+    @property
+    def median(self) -> float:
+        return self.measurement.median
+
+    @property
+    def iqr(self) -> float:
+        return self.measurement.iqr
+
+    @property
+    def img_per_s(self) -> float:
+        return self.batch / self.median
+
+    @property
+    def spread(self) -> float:
+        """(slowest - fastest) / median of the blocks."""
+        return (max(self.seconds) - min(self.seconds)) / self.median
+
+
+def interleave(statements: Dict[Hashable, Callable[[], object]],
+               repeats: int,
+               warmup: int = 0,
+               number: int = 1,
+               batch: int = 1,
+               setups: Optional[Dict[Hashable, Callable[[], object]]] = None,
+               report: Optional[Callable] = None) -> Dict[Hashable, Timing]:
+    """Time ``statements`` in rounds, round-robin (see the module
+    docstring).
+
+    Args:
+        statements (dict): Name to a statement called without arguments.
+        repeats (int): Timed rounds (0: warm up only).
+        warmup (int): Untimed rounds first, one call each. Defaults to 0.
+        number (int): Calls per timed block. Defaults to 1.
+        batch (int): Images per call. Defaults to 1.
+        setups (dict, optional): Name to what runs untimed before each of
+            that statement's blocks. Defaults to None.
+        report (Callable, optional): Called after every block, warm-up
+            included, as ``report(name, round, seconds, other_cores)``.
+            Defaults to None.
+
+    Returns:
+        dict: Name to its :class:`Timing`, in the order of ``statements``.
+    """
+    setups = setups or {}
+    timers = {
+        name: BlockTimer(fn, setups.get(name, _nothing), str(name))
+        for name, fn in statements.items()
+    }
+    seconds = {name: [] for name in statements}
+    others = {name: [] for name in statements}
+    meter = OtherLoad()
+    for index in range(warmup + repeats):
+        for name, timer in timers.items():
+            before = meter.snapshot()
+            block = timer.block(1 if index < warmup else number)
+            other = OtherLoad.cores(before, meter.snapshot())
+            if report:
+                report(name, index, block, other)
+            if index >= warmup:
+                seconds[name].append(block)
+                others[name].append(other)
+    return {
+        name: Timing(timer.measurement(seconds[name]), batch, others[name])
+        for name, timer in timers.items()
+    }
+
+
+def seconds_per_call(fn: Callable[[], object], number: int = 1) -> float:
+    """One block of ``number`` calls of ``fn``, no warm-up."""
+    return BlockTimer(fn).block(number)
+
+
+class OtherLoad:
+    """CPU cores used by *other* processes over an interval (Linux).
+
+    Busy time of the whole machine from ``/proc/stat`` minus this process's
+    own CPU time (and its finished children's): a direct measure of how
+    much the rest of the machine competed with a timed block (``loadavg``
+    also counts this process).
+    """
+
+    def __init__(self):
+        self.tick = os.sysconf('SC_CLK_TCK') if hasattr(os, 'sysconf') else 100
+        self.ok = osp.exists('/proc/stat')
+
+    def snapshot(self):
+        if not self.ok:
+            return None
+        with open('/proc/stat') as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        busy = (sum(fields[:8]) - idle) / self.tick
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        mine = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+        return busy, mine, time.perf_counter()
+
+    @staticmethod
+    def cores(start, end) -> Optional[float]:
+        if start is None or end is None or end[2] <= start[2]:
+            return None
+        other = (end[0] - start[0]) - (end[1] - start[1])
+        return max(0.0, other / (end[2] - start[2]))
+
+
+def loadavg() -> Optional[List[float]]:
+    """The 1, 5 and 15-minute load averages (None where unknown)."""
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
