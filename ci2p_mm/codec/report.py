@@ -33,21 +33,20 @@ import math
 import os
 import os.path as osp
 import warnings
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 from compressai.ops import compute_padding
 from matplotlib.figure import Figure
-from pytorch_msssim import ms_ssim, ssim
 from torchvision.transforms import functional as TF
 
 from ci2p_mm.utils.images import list_images, load_rgb
 from . import zoo as codec_module
+from .metric import MS_SSIM_MIN_SIDE, image_metrics
 from .zoo import build_codec, canonical_codec_name, read_checkpoint
 
 PAD_MULTIPLE = 64  # eval_model: "pad to allow 6 strides of 2"
-MS_SSIM_MIN_SIDE = 161
 COLUMNS = [
     'image', 'width', 'height', 'bpp', 'bpp_mode', 'psnr', 'ms_ssim', 'ssim'
 ]
@@ -73,23 +72,6 @@ def load_codec(checkpoint: str,
         quality if quality is not None else recorded.get('quality', 5))
     del ckpt
     return build_codec(codec, quality, checkpoint), codec, quality
-
-
-def to_8bit(x: torch.Tensor) -> torch.Tensor:
-    return (x * 255).clamp(0, 255).round()
-
-
-def image_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> Dict[str, float]:
-    """PSNR, MS-SSIM (None under 161 px) and SSIM on 8-bit RGB."""
-    org, rec = to_8bit(x), to_8bit(x_hat)
-    mse = (org - rec).pow(2).mean().item()
-    psnr = 10 * math.log10(255**2 / mse) if mse > 0 else float('inf')
-    side = min(x.shape[-2:])
-    msssim = (
-        ms_ssim(org, rec, data_range=255).item()
-        if side >= MS_SSIM_MIN_SIDE else None)
-    ssim_v = ssim(org, rec, data_range=255).item() if side >= 11 else None
-    return {'psnr': psnr, 'ms_ssim': msssim, 'ssim': ssim_v}
 
 
 @torch.no_grad()
