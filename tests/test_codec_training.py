@@ -256,8 +256,7 @@ def test_default_lambda_is_the_zoos():
     quick = training.parse_args(
         ['x', '--work-dir', 'y', '--quick', '--batch-size', '2'])
     assert quick.patch_size == 64 and quick.batch_size == 2
-    recipe = read_config(osp.join(configs_root(), 'codec',
-                                  'quick.py')).codec_recipe
+    recipe = read_config(training.preset(quick)).codec_recipe
     assert quick.iters == recipe['iters'] == 400
     with pytest.raises(training.CodecTrainingError, match='multiple'):
         training.check_args(
@@ -265,12 +264,12 @@ def test_default_lambda_is_the_zoos():
                                  '72']))
 
 
-@pytest.mark.parametrize('name',
-                         ['compressai', 'quick', 'finetune', 'quick_finetune'])
+@pytest.mark.parametrize('name', sorted(training.PRESETS.values()))
 def test_presets_build_the_codec_and_its_two_optimizers(name):
     from mmengine.optim import OptimWrapperDict, build_optim_wrapper
     cfg = read_config(osp.join(configs_root(), 'codec', f'{name}.py'))
     assert cfg.runner_type == 'CI2PRunner'
+    assert cfg.model.pretrained == ('finetune' in name)
     model = MODELS.build(dict(cfg.model, pretrained=False))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         wrappers = build_optim_wrapper(model, cfg.optim_wrapper)

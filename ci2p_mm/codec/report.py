@@ -173,52 +173,27 @@ def print_table(rows: List[dict], mean: dict) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='bpp / PSNR / MS-SSIM and picture panels of a codec '
-        'on an image folder.')
-    parser.add_argument(
-        'checkpoint',
-        help='codec checkpoint (e.g. '
-        'codec_final.pth from tools/train_codec.py, or a '
-        'CompressAI zoo file); "pretrained" downloads '
-        "CompressAI's weights")
-    parser.add_argument('image_dir', help='images (searched recursively)')
-    parser.add_argument('--out-dir', required=True)
-    parser.add_argument(
-        '--codec',
-        default=None,
-        help='zoo name (default: '
-        'recorded in the checkpoint, else '
+        'on an image folder (docs/codec.md).')
+    add = parser.add_argument
+    add('checkpoint',
+        help='codec checkpoint (e.g. codec_final.pth from '
+        'tools/train_codec.py, or a CompressAI zoo file); "pretrained" '
+        "downloads CompressAI's weights")
+    add('image_dir', help='images (searched recursively)')
+    add('--out-dir', required=True)
+    add('--codec',
+        help='zoo name (default: the checkpoint\'s, else '
         'bmshj2018-factorized)')
-    parser.add_argument(
-        '--quality',
-        type=int,
-        default=None,
-        help='default: recorded in the checkpoint, else 5')
-    parser.add_argument(
-        '--metric',
+    add('--quality', type=int, help="default: the checkpoint's, else 5")
+    add('--metric',
         default='mse',
         choices=['mse', 'ms-ssim'],
         help='which published weights "pretrained" gets')
-    parser.add_argument('--max-images', type=int, default=None)
-    parser.add_argument(
-        '--max-panels',
-        type=int,
-        default=16,
-        help='PNG panels for the first N images (0: none)')
-    parser.add_argument(
-        '--estimate',
-        action='store_true',
-        help='estimated bpp from likelihoods, no entropy '
-        'coding')
-    parser.add_argument(
-        '--no-update',
-        action='store_true',
-        help="keep the file's entropy-coder tables instead "
-        'of recomputing them with update(force=True)')
-    parser.add_argument(
-        '--device',
-        default='cpu',
-        help='cpu (default) or cuda; entropy coding runs on '
-        'the CPU either way')
+    add('--max-images', type=int)
+    add('--max-panels', type=int, default=16, help='0: none (default 16)')
+    add('--estimate', action='store_true', help='no entropy coding')
+    add('--no-update', action='store_true', help="keep the file's tables")
+    add('--device', default='cpu', help='cpu (default) or cuda')
     return parser.parse_args(argv)
 
 

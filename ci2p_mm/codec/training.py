@@ -1,47 +1,15 @@
-"""Train or fine-tune a CompressAI zoo codec for CI2P's patch embedding.
+"""Train or fine-tune a CompressAI zoo codec for CI2P's patch embedding
+(``tools/train_codec.py``; docs/codec.md is the user's guide).
 
-CI2P's patch embedding is the analysis transform ``g_a`` of a learned image
-codec. This tool trains that codec for rate-distortion on an image folder,
-as CompressAI's ``examples/train.py`` does (the step and the loss:
-:mod:`ci2p_mm.codec.model`), on the project's mmengine runner
-(``CI2PRunner``): atomic checkpoints, exact resume (also after SIGKILL),
-SIGTERM stop, the work-dir lock, a stop on a non-finite loss.
-
-    # from scratch, the zoo's lambda for the quality (q5 MSE: 0.025)
-    python tools/train_codec.py data/my_images --work-dir work_dirs/codec
-    # fine-tune CompressAI's published weights on your images (online)
-    python tools/train_codec.py data/my_images --work-dir work_dirs/codec \
-        --finetune --iters 20000
-    # a small codec in a minute or two on a free 2-core CPU (the demo's)
-    python tools/train_codec.py data/my_images --work-dir work_dirs/codec \
-        --quick
-    # continue an interrupted run from the work dir's last checkpoint
-    python tools/train_codec.py data/my_images --work-dir work_dirs/codec \
-        --resume
-
-The presets are configs (``configs/codec/``: ``compressai.py``, CompressAI's
-recipe, the default; ``quick.py``; ``finetune.py`` and
-``quick_finetune.py`` for ``--finetune``/``--init``); options given on the
-command line override their ``codec_recipe``. Outputs in ``--work-dir``:
-mmengine's (``iter_N.pth`` every ``--val-interval`` iterations and
-``epoch_1.pth`` at the end, ``last_checkpoint``, the config, and
-``<timestamp>/`` with the log and ``vis_data/scalars.json``) and
-``codec_final.pth``, CompressAI's format after ``model.update()``::
-
-    {'state_dict': ..., 'codec': 'bmshj2018-factorized', 'quality': 5,
-     'metric': 'mse', 'lmbda': 0.025, 'iter': ..., 'val': {...}, ...}
-
-It loads with CompressAI (``FactorizedPrior.from_state_dict(
-ckpt['state_dict'])``, ``compressai.utils.eval_model checkpoint ... -a
-bmshj2018-factorized -p codec_final.pth``) and with CI2P
-(``CI2PPatchEmbed(pretrained='.../codec_final.pth')``).
-
-Images are read by ``SafeLoadImageFromFile`` (EXIF orientation, grey /
-palette / 16-bit to RGB, alpha on white; truncated or non-image files stop
-the run, naming the file). Training takes random crops of
-``--patch-size``, validation center crops; images smaller than the patch
-are reflection-padded up to it (mirrored content, no resampling, so the
-pixel statistics stay those of the data).
+The codec is trained for rate-distortion on an image folder as
+CompressAI's ``examples/train.py`` does (:mod:`ci2p_mm.codec.model`), by
+the project's runner (``CI2PRunner``): atomic checkpoints, exact resume
+(also after SIGKILL), SIGTERM stop, the work-dir lock, a stop on a
+non-finite loss. The presets are configs (``configs/codec/``); options
+given on the command line override their ``codec_recipe``. The run leaves
+mmengine's files in ``--work-dir`` and ``codec_final.pth``, CompressAI's
+checkpoint format after ``update()`` (:func:`save_final`), which
+``CI2PPatchEmbed(pretrained=PATH)`` and CompressAI's model classes load.
 """
 import argparse
 import math
@@ -71,16 +39,8 @@ from .zoo import (CodecWeightsError, canonical_codec_name, check_supported,
 #: Lambdas of CompressAI's zoo models, by quality (CompressAI's zoo docs;
 #: the MSE list is also ``compressai.models.vbr.ScaleHyperpriorVbr.lmbda``).
 ZOO_LAMBDAS = {
-    'mse':
-    dict(
-        zip(
-            range(1, 9),
-            (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800))),
-    'ms-ssim':
-    dict(
-        zip(
-            range(1, 9),
-            (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00))),
+    'mse': (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800),
+    'ms-ssim': (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00),
 }
 FINAL = 'codec_final.pth'
 
@@ -132,15 +92,11 @@ class CodecTrainingHook(Hook):
         last = runner.message_hub.get_info('codec_val') or {}
         if runner.val_loop is None or last.get('iter') == runner.iter:
             return
-        metrics = runner.val_loop.run()
+        metrics = runner.val_loop.run()  # keys codec/loss, ...
         runner.model.train()
-        runner.message_hub.update_info(
-            'codec_val',
-            dict({
-                k.split('/')[-1]: v
-                for k, v in metrics.items()
-            },
-                 iter=runner.iter))
+        last = {k.split('/')[-1]: v for k, v in metrics.items()}
+        runner.message_hub.update_info('codec_val',
+                                       dict(last, iter=runner.iter))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         model = _bare(runner.model)
@@ -160,122 +116,66 @@ class CodecTrainingHook(Hook):
             meta['epoch'] = int(meta['iter'] >= runner.max_iters)
 
 
+#: The presets (configs/codec/), by (--quick, --finetune or --init).
+PRESETS = {
+    (False, False):
+    'bmshj2018-factorized_1xb16-adam-100e_images-256px',
+    (True, False):
+    'bmshj2018-factorized_1xb8-adam-400it-quick_images-64px',
+    (False, True):
+    'bmshj2018-factorized_1xb16-adam-100e-finetune_images-256px',
+    (True, True):
+    'bmshj2018-factorized_1xb8-adam-400it-quick-finetune_images-64px',
+}
+
+
 def preset(args) -> str:
     """The preset config for ``--quick`` and ``--finetune``/``--init``."""
-    name = ('quick' if args.quick else
-            'compressai') if not (args.finetune or args.init) else (
-                'quick_finetune' if args.quick else 'finetune')
+    name = PRESETS[args.quick, bool(args.finetune or args.init)]
     return osp.join(configs_root(), 'codec', f'{name}.py')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """The options; those left out take the preset's ``codec_recipe``."""
+    """The options (docs/codec.md explains each); those without a default
+    take the preset's ``codec_recipe``."""
     parser = argparse.ArgumentParser(
-        description='Train (or fine-tune) a CompressAI zoo codec whose g_a '
-        "becomes CI2P's patch embedding. Options without a default here "
-        'take the preset\'s value: configs/codec/compressai.py (CompressAI\'s'
-        ' examples/train.py), quick.py with --quick, finetune.py or '
-        'quick_finetune.py with --finetune/--init.')
+        description="Train or fine-tune a CompressAI zoo codec whose g_a "
+        "becomes CI2P's patch embedding. Options without a default take the "
+        "preset's (configs/codec/: CompressAI's recipe; --quick; "
+        '--finetune or --init); docs/codec.md explains each.')
     add = parser.add_argument
-    add('image_dir', help='folder of training images (searched recursively)')
-    add('--work-dir',
-        required=True,
-        help='where checkpoints, logs and codec_final.pth go')
-    add('--codec',
-        default='bmshj2018-factorized',
-        help='CompressAI zoo name (default: %(default)s)')
-    add('--quality',
-        type=int,
-        default=5,
-        help='zoo quality: sets N, M and the default lambda (default 5)')
-    add('--metric',
-        choices=['mse', 'ms-ssim'],
-        default='mse',
-        help='distortion of the RD loss (default mse)')
-    add('--lambda',
-        dest='lmbda',
-        type=float,
-        help="rate-distortion trade-off (default: the zoo's lambda for the "
-        'quality and metric, e.g. 0.025 for MSE quality 5)')
-    add('--patch-size', type=int, help='square crop size (multiple of 16)')
+    add('image_dir', help='training images (searched recursively)')
+    add('--work-dir', required=True, help='checkpoints, logs, final codec')
+    add('--codec', default='bmshj2018-factorized', help='CompressAI zoo name')
+    add('--quality', type=int, default=5, help='zoo quality (default 5)')
+    add('--metric', default='mse', choices=['mse', 'ms-ssim'])
+    add('--lambda', dest='lmbda', type=float, help="default: the zoo's")
+    add('--patch-size', type=int, help='square crops, a multiple of 16')
     add('--batch-size', type=int)
     length = parser.add_mutually_exclusive_group()
-    length.add_argument(
-        '--iters',
-        type=int,
-        help='training iterations (total, counting resumed ones)')
-    length.add_argument(
-        '--epochs',
-        type=float,
-        help='training length in passes over the training images')
+    length.add_argument('--iters', type=int, help='in all, counting resumed')
+    length.add_argument('--epochs', type=float, help='passes over the images')
     add('--lr', type=float, help='Adam lr of the network')
-    add('--aux-lr',
-        type=float,
-        help='Adam lr of the entropy bottleneck quantiles')
-    add('--lr-schedule',
-        choices=['plateau', 'cosine', 'constant'],
-        help="plateau: CompressAI's recipe, halve the lr when the validation"
-        ' loss stops improving (--lr-patience validations); cosine: decay to '
-        '1%% over the run (good for short runs)')
+    add('--aux-lr', type=float, help='Adam lr of the quantiles (aux loss)')
+    add('--lr-schedule', choices=['plateau', 'cosine', 'constant'])
     add('--warmup-iters', type=int, help='linear lr warmup')
-    add('--lr-patience',
-        type=int,
-        default=10,
-        help='validations without improvement before the plateau schedule '
-        'halves the lr (default 10)')
-    add('--clip-max-norm',
-        type=float,
-        default=1.0,
-        help='gradient clipping of the network (0: off; default 1)')
+    add('--lr-patience', type=int, default=10, help='plateau (default 10)')
+    add('--clip-max-norm', type=float, default=1.0, help='0: off (default 1)')
     val = parser.add_mutually_exclusive_group()
-    val.add_argument(
-        '--val-dir',
-        help='validation images (default: hold out --val-ratio of IMAGE_DIR)')
-    val.add_argument(
-        '--val-ratio',
-        type=float,
-        default=0.1,
-        help='share of IMAGE_DIR held out for validation (default 0.1)')
-    add('--val-interval',
-        type=int,
-        help='validate and save a checkpoint every N iterations (default: '
-        'once per epoch)')
-    add('--log-interval',
-        type=int,
-        default=10,
-        help='log a training window every N iterations (default 10)')
-    add('--resume',
-        nargs='?',
-        const='auto',
-        help="continue from a checkpoint of a codec run (no value: the "
-        "work dir's last one)")
-    init = parser.add_mutually_exclusive_group()
-    init.add_argument(
-        '--finetune',
-        action='store_true',
-        help="start from CompressAI's published weights for the codec/"
-        'quality/metric (downloads; cached by torch.hub)')
-    init.add_argument(
-        '--init', metavar='PATH', help='start from a local codec checkpoint')
-    add('--data-init',
-        action=argparse.BooleanOptionalAction,
-        help="from scratch only: scale g_a's last conv so the latent's std "
-        "is 1 on a batch of crops (PyTorch's init gives ~0.06, drowned by "
-        "the quantisation noise), and set g_s's output bias to the images' "
-        'mean colour. Speeds up short runs')
-    add('--quick',
-        action='store_true',
-        help='preset for a small codec in minutes on a CPU '
-        '(configs/codec/quick.py; explicit options win)')
-    add('--seed', type=int, default=0, help='(default 0)')
+    val.add_argument('--val-dir', help='default: a --val-ratio share')
+    val.add_argument('--val-ratio', type=float, default=0.1)
+    add('--val-interval', type=int, help='and checkpoint (default: epoch)')
+    add('--log-interval', type=int, default=10)
+    add('--resume', nargs='?', const='auto', help="default: work dir's last")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument('--finetune', action='store_true', help='zoo weights')
+    start.add_argument('--init', metavar='PATH', help='a codec checkpoint')
+    add('--data-init', action=argparse.BooleanOptionalAction)
+    add('--quick', action='store_true', help='a small codec, CPU minutes')
+    add('--seed', type=int, default=0)
     add('--num-workers', type=int, help='data loading processes')
-    add('--device',
-        help="cuda, cuda:1, cpu, ... (default: mmengine's, cuda if "
-        'available)')
-    add('--no-progress',
-        action='store_true',
-        help='kept for scripts: the run prints a log line every '
-        '--log-interval iterations, not a progress bar')
+    add('--device', help="cuda, cuda:1, cpu (default: mmengine's)")
+    add('--no-progress', action='store_true', help='no effect: log lines')
     args = parser.parse_args(argv)
 
     recipe = read_config(preset(args)).codec_recipe
@@ -297,11 +197,10 @@ def check_args(args) -> None:
     except ValueError as err:
         raise CodecTrainingError(str(err)) from err
     if args.lmbda is None:
-        zoo = ZOO_LAMBDAS[args.metric]
-        if args.quality not in zoo:
+        if not 1 <= args.quality <= len(ZOO_LAMBDAS[args.metric]):
             raise CodecTrainingError(
                 f'No zoo lambda for quality {args.quality}; pass --lambda.')
-        args.lmbda = zoo[args.quality]
+        args.lmbda = ZOO_LAMBDAS[args.metric][args.quality - 1]
     if args.data_init and (args.finetune or args.init):
         raise CodecTrainingError(
             '--data-init is for codecs trained from scratch; it would '
@@ -371,8 +270,7 @@ def lr_schedulers(args, total: int) -> List[dict]:
 def build_config(args, n_train: int, n_val: int) -> Config:
     """The runner's config: the preset, filled in from ``args``."""
     cfg = read_config(preset(args))
-    batch = args.batch_size
-    total = args.iters or math.ceil(args.epochs * n_train / batch)
+    batch, total = args.batch_size, run_length(args, n_train)
     cfg.work_dir, cfg.randomness.seed = args.work_dir, args.seed
     cfg.model.update(
         codec=args.codec,
@@ -414,8 +312,14 @@ def build_config(args, n_train: int, n_val: int) -> Config:
     return cfg
 
 
-def describe(args, train_files: List[str], n_val: int, total: int) -> None:
+def run_length(args, n_train: int) -> int:
+    """Iterations in all: ``--iters``, or ``--epochs`` passes."""
+    return args.iters or math.ceil(args.epochs * n_train / args.batch_size)
+
+
+def describe(args, train_files: List[str], n_val: int) -> None:
     """Say what will be trained, on what, and anything unusual."""
+    total = run_length(args, len(train_files))
     start = ('fine-tuning CompressAI weights' if args.finetune else
              f'init {args.init}' if args.init else 'from scratch')
     print(
@@ -439,11 +343,6 @@ def describe(args, train_files: List[str], n_val: int, total: int) -> None:
               f'reflection-padded to the patch size.')
 
 
-def _summary(metrics: dict) -> str:
-    return (f'loss {metrics["loss"]:.4f}, bpp {metrics["bpp"]:.4f}, PSNR '
-            f'{metrics["psnr"]:.2f} dB')
-
-
 def save_final(runner, args, n_train: int) -> str:
     """``codec_final.pth``: CompressAI's format
     (:func:`~ci2p_mm.codec.model.final_record`) and how it was trained."""
@@ -465,10 +364,10 @@ def save_final(runner, args, n_train: int) -> str:
     path = osp.join(args.work_dir, FINAL)
     save_atomic(final, path)
     last = final['val'] or final['train']
-    print(f'Saved {path} after {runner.iter} iterations'
-          f'{f": {_summary(last)}" if last else ""} '
-          f'({"validation" if final["val"] else "training"}). Use it with '
-          f'CI2PPatchEmbed(pretrained={path!r}, codec={args.codec!r}, '
+    print(f'Saved {path} after {runner.iter} iterations: loss '
+          f'{last["loss"]:.4f}, bpp {last["bpp"]:.4f}, PSNR {last["psnr"]:.2f}'
+          f' dB ({"validation" if final["val"] else "training"}). Use it with'
+          f' CI2PPatchEmbed(pretrained={path!r}, codec={args.codec!r}, '
           f'quality={args.quality}).')
     return path
 
@@ -483,8 +382,7 @@ def train(args) -> Optional[str]:
     train_files, val_files = split_images(args.image_dir, args.val_dir,
                                           args.val_ratio, args.seed)
     cfg = build_config(args, len(train_files), len(val_files))
-    describe(args, train_files, len(val_files),
-             cfg.train_dataloader.dataset.num_samples // args.batch_size)
+    describe(args, train_files, len(val_files))
     runner = RUNNERS.build(cfg)
     if args.device:  # mmengine placed it on its default device
         runner.model.to(args.device)

@@ -1,6 +1,6 @@
 # tools/train_codec.py --quick: a small codec in a minute or two on a free
 # 2-core CPU (docs/codec.md says what it reaches).
-_base_ = ['./compressai.py']
+_base_ = ['./bmshj2018-factorized_1xb16-adam-100e_images-256px.py']
 
 codec_recipe = dict(
     patch_size=64,

@@ -1,6 +1,6 @@
 # tools/train_codec.py's default preset: CompressAI's examples/train.py
 # recipe. Options of tools/train_codec.py override `codec_recipe`.
-_base_ = ['./_base_/runtime.py']
+_base_ = ['../_base_/codec_runtime.py']
 
 codec_recipe = dict(
     patch_size=256,

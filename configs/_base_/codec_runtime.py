@@ -5,8 +5,9 @@
 # which ResumableSampler resumes inside; CodecTrainingHook validates every
 # `val_interval` iterations, and SafeCheckpointHook saves iter_N.pth then.
 # tools/train_codec.py fills in the folder, the crop size, the length and
-# the lr schedule from its options and the preset's `codec_recipe`.
-_base_ = ['../../_base_/default_runtime.py']
+# the lr schedule from its options and the preset's `codec_recipe`
+# (configs/codec/).
+_base_ = ['./default_runtime.py']
 
 custom_imports = dict(
     imports=['ci2p_mm', 'ci2p_mm.codec.training'], allow_failed_imports=False)
@@ -23,14 +24,13 @@ model = dict(
 # (reflection-padded to the crop).
 _load = dict(
     type='SafeLoadImageFromFile', min_size=1, allow_symlinks_out_of_root=True)
+_loader = dict(batch_size=16, num_workers=4, persistent_workers=True)
+_images = dict(type='CodecImageFolder', image_dir='data/my_images')
 train_dataloader = dict(
-    batch_size=16,
-    num_workers=4,
-    persistent_workers=True,
+    **_loader,
     sampler=dict(type='ResumableSampler', shuffle=True),
     dataset=dict(
-        type='CodecImageFolder',
-        image_dir='data/my_images',
+        **_images,
         split='train',
         pipeline=[
             _load,
@@ -42,13 +42,10 @@ train_dataloader = dict(
             dict(type='PackInputs')
         ]))
 val_dataloader = dict(
-    batch_size=16,
-    num_workers=4,
-    persistent_workers=True,
+    **_loader,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='CodecImageFolder',
-        image_dir='data/my_images',
+        **_images,
         split='val',
         pipeline=[
             _load,
