@@ -217,6 +217,18 @@ def test_empty_folder_is_explained(tmp_path):
         train_codec(train_args(tmp_path / 'empty', tmp_path / 'w'))
 
 
+def test_a_diverging_run_stops_and_says_what_to_do(codec_images, tmp_path):
+    with pytest.raises(
+            training.CodecTrainingError,
+            match=r'Non-finite loss at iteration \d+ .*loss=nan.*Lower --lr '
+            r'\(now 1000\) and start again'):
+        train_codec(
+            train_args(codec_images, tmp_path, 6, '--lr', '1000',
+                       '--warmup-iters', '0', '--patch-size', '32',
+                       '--val-ratio', '0'))
+    assert not glob(str(tmp_path / '*.pth'))
+
+
 def test_small_images_are_reflection_padded(tmp_path):
     """The presets' pipelines: crops of 64 from a 20x30 image (mirrored
     content, no resampling) and from an 80x70 one (its own pixels)."""

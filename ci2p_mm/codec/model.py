@@ -22,7 +22,7 @@ from mmengine.optim import OptimWrapperDict
 from mmpretrain.registry import (MODELS, OPTIM_WRAPPER_CONSTRUCTORS,
                                  OPTIM_WRAPPERS)
 
-from .zoo import build_codec, canonical_codec_name, load_codec_weights
+from .zoo import build_codec, canonical_codec_name, load_codec_pretrained
 
 
 @MODELS.register_module()
@@ -71,8 +71,8 @@ class RateDistortionCodec(BaseModel):
     def init_weights(self) -> None:
         super().init_weights()
         if self.pretrained:
-            load_codec_weights(self.codec, self.codec_name, self.quality,
-                               self.pretrained, self.metric)
+            load_codec_pretrained(self.codec, self.codec_name, self.quality,
+                                  self.pretrained, self.metric)
 
     def rd_losses(self, out: dict, x: torch.Tensor) -> dict:
         """CompressAI's ``loss`` and ``bpp`` of ``out = codec(x)``, and the

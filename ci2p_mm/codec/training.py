@@ -388,11 +388,13 @@ def train(args) -> Optional[str]:
         runner.model.to(args.device)
     try:
         runner.train()
-    except FloatingPointError as err:  # NonFiniteLossHook, advice for us
+    except FloatingPointError as err:  # NonFiniteLossHook: our advice
+        last = runner.message_hub.get_info('last_ckpt')
+        then = f'continue from {last} with --resume' if last else 'start again'
         raise CodecTrainingError(
-            f'{str(err).split(" Training stopped;")[0]} Training stopped '
-            f'before saving this state. Lower --lr (now {args.lr:g}) and '
-            f'continue with --resume, or keep --clip-max-norm.') from err
+            f'{str(err).split(" Training stopped;")[0]} Training stopped; '
+            f'nothing of this state was saved. Lower --lr (now {args.lr:g}) '
+            f'and {then}, or keep --clip-max-norm.') from err
     except CodecWeightsError as err:
         if not args.finetune:
             raise

@@ -119,15 +119,15 @@ def build_codec(codec: str = 'bmshj2018-factorized',
     codec = canonical_codec_name(codec)
     model = codec_class(codec)(*codec_args(codec, quality))
     if pretrained:
-        load_codec_weights(model, codec, quality, pretrained, metric)
+        load_codec_pretrained(model, codec, quality, pretrained, metric)
     return model
 
 
-def load_codec_weights(model: CompressionModel,
-                       codec: str,
-                       quality: int,
-                       pretrained: Union[bool, str],
-                       metric: str = 'mse') -> None:
+def load_codec_pretrained(model: CompressionModel,
+                          codec: str,
+                          quality: int,
+                          pretrained: Union[bool, str],
+                          metric: str = 'mse') -> None:
     """Load ``pretrained`` weights (``True``: CompressAI's, or a path; see
     :func:`build_codec`) into ``model``, a ``codec``/``quality`` codec."""
     if pretrained is True:
