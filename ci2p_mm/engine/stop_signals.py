@@ -15,11 +15,16 @@ checkpoints on disk whole either way.
 Data-loader workers are forked after the handlers are installed and so
 inherit them: a SIGTERM that slurm sends to every process of the job only
 sets a flag in each worker, instead of killing the workers under the main
-process mid-batch.
+process mid-batch. torch's worker loop replaces the inherited SIGTERM
+handler by its own, which ends the worker on a SIGTERM its parent did not
+send; :func:`keep_stop_signals` (the ``worker_init_fn`` of the runner's
+loaders) makes the worker ignore the first one.
 """
 import signal
 import threading
-from typing import Optional
+from typing import Callable, Optional
+
+from torch.utils.data._utils.signal_handling import _set_worker_signal_handlers
 
 #: The signals a scheduler or a terminal sends to stop a job.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -63,3 +68,21 @@ class StopSignals:
 
     def __exit__(self, *exc) -> None:
         self.restore()
+
+
+def keep_stop_signals(worker_init_fn: Optional[Callable],
+                      worker_id: int) -> None:
+    """A DataLoader worker's ``worker_init_fn``: a worker forked while
+    :class:`StopSignals` is installed ignores the first SIGTERM (the main
+    process stops the run), then ``worker_init_fn(worker_id)``."""
+    handler = signal.getsignal(signal.SIGTERM)
+    if isinstance(getattr(handler, '__self__', None), StopSignals):
+        signal.signal(signal.SIGTERM, _first_sigterm_in_worker)
+    if worker_init_fn is not None:
+        worker_init_fn(worker_id)
+
+
+def _first_sigterm_in_worker(signum, frame) -> None:
+    # torch's worker handler again, for the next SIGTERM: it ends the worker
+    # quietly when its parent sends it (the loader's shutdown at exit).
+    _set_worker_signal_handlers()
