@@ -1,4 +1,5 @@
-"""Codec training on the project's runner, killed and stopped (issue 26).
+"""Codec training on the project's runner, killed and stopped (issue 26);
+data workers that outlive a SIGTERM their parent did not send.
 
 Real ``tools/train_codec.py`` runs in subprocesses, on 32 px crops:
 
@@ -27,9 +28,6 @@ from conftest import make_codec_images
 
 # mmengine's types in checkpoints, allow-listed for torch.load.
 import ci2p_mm.engine  # noqa: F401,E402
-
-# Real trainings in subprocesses, killed and resumed: the slow tier.
-pytestmark = pytest.mark.slow
 
 
 def codec_run(images, work, *extra, workers=0):
@@ -84,6 +82,34 @@ def final_state(work):
     return final, last['optimizer']
 
 
+def test_a_worker_outlives_a_sigterm_from_outside():
+    """Slurm signals every process of the job: a data worker must leave the
+    stop to the main process (torch's own handler would end the worker, and
+    the main process would fail with 'DataLoader worker ... killed')."""
+    from torch.utils.data import TensorDataset
+
+    from ci2p_mm.engine import CI2PRunner, StopSignals
+    with StopSignals() as stop:
+        loader = CI2PRunner.build_dataloader(
+            dict(
+                dataset=TensorDataset(torch.arange(100.)),
+                batch_size=1,
+                num_workers=1,
+                sampler=dict(type='DefaultSampler', shuffle=False),
+                collate_fn=dict(type='default_collate')),
+            seed=0)
+        batches = iter(loader)
+        assert next(batches)[0].item() == 0
+        worker = batches._workers[0]
+        subprocess.run(['kill', '-TERM', str(worker.pid)], check=True)
+        time.sleep(1)
+        assert worker.is_alive() and stop.signum is None
+        assert [next(batches)[0].item() for _ in range(3)] == [1, 2, 3]
+        del batches
+
+
+# Real trainings in subprocesses, killed and resumed: the slow tier.
+@pytest.mark.slow
 def test_sigkill_then_sigterm_then_resume_is_exact(tmp_path):
     images = make_codec_images(tmp_path / 'images', n=12, size=48)
     reference = tmp_path / 'reference'
