@@ -36,7 +36,6 @@ import os.path as osp
 import random
 import shutil
 import signal
-from functools import partial
 from glob import glob
 from typing import Optional
 
@@ -64,7 +63,7 @@ from .checkpoint import (_REMOTE, CheckpointError, check_codecs,
                          read_checkpoint_file)
 from .compile import compile_cfg_kwargs, compile_forward
 from .hooks import SafeCheckpointHook
-from .stop_signals import StopSignals, keep_stop_signals
+from .stop_signals import StopSignals
 from .work_dir_lock import WorkDirBusyError, WorkDirLock
 
 # ---- random number generator states -------------------------------------
@@ -257,9 +256,7 @@ class CI2PRunner(Runner):
             generator = torch.Generator()
             generator.manual_seed(0 if seed is None else int(seed))
             loader.generator = generator
-        if isinstance(loader, DataLoader) and loader.num_workers > 0:
-            loader.worker_init_fn = partial(keep_stop_signals,
-                                            loader.worker_init_fn)
+        StopSignals.keep_in_workers(loader)
         return loader
 
     def build_train_loop(self, loop):

@@ -22,6 +22,7 @@ loaders) makes the worker ignore the first one.
 """
 import signal
 import threading
+from functools import partial
 from typing import Callable, Optional
 
 from torch.utils.data._utils.signal_handling import _set_worker_signal_handlers
@@ -68,6 +69,13 @@ class StopSignals:
 
     def __exit__(self, *exc) -> None:
         self.restore()
+
+    @staticmethod
+    def keep_in_workers(loader) -> None:
+        """Give ``loader``'s workers :func:`keep_stop_signals`."""
+        if getattr(loader, 'num_workers', 0) > 0:
+            loader.worker_init_fn = partial(keep_stop_signals,
+                                            loader.worker_init_fn)
 
 
 def keep_stop_signals(worker_init_fn: Optional[Callable],
