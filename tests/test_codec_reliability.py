@@ -85,7 +85,8 @@ def final_state(work):
 def test_a_worker_outlives_a_sigterm_from_outside():
     """Slurm signals every process of the job: a data worker must leave the
     stop to the main process (torch's own handler would end the worker, and
-    the main process would fail with 'DataLoader worker ... killed')."""
+    the main process would fail with 'DataLoader worker ... killed'); once
+    training is over, a SIGTERM ends it (the exit must not hang)."""
     from torch.utils.data import TensorDataset
 
     from ci2p_mm.engine import CI2PRunner, StopSignals
@@ -105,7 +106,11 @@ def test_a_worker_outlives_a_sigterm_from_outside():
         time.sleep(1)
         assert worker.is_alive() and stop.signum is None
         assert [next(batches)[0].item() for _ in range(3)] == [1, 2, 3]
-        del batches
+    # Training over: a SIGTERM (the loader's shutdown at exit) ends it.
+    worker.terminate()
+    worker.join(timeout=60)
+    assert worker.exitcode == 0
+    del batches
 
 
 # Real trainings in subprocesses, killed and resumed: the slow tier.

@@ -18,14 +18,14 @@ sets a flag in each worker, instead of killing the workers under the main
 process mid-batch. torch's worker loop replaces the inherited SIGTERM
 handler by its own, which ends the worker on a SIGTERM its parent did not
 send; :func:`keep_stop_signals` (the ``worker_init_fn`` of the runner's
-loaders) makes the worker ignore the first one.
+loaders) makes the worker leave SIGTERM to its parent while training runs.
 """
+import multiprocessing
+import os
 import signal
 import threading
 from functools import partial
 from typing import Callable, Optional
-
-from torch.utils.data._utils.signal_handling import _set_worker_signal_handlers
 
 #: The signals a scheduler or a terminal sends to stop a job.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -39,6 +39,9 @@ class StopSignals:
         self.signals = tuple(signals)
         self.signum: Optional[int] = None
         self._previous = {}
+        # Shared with the data workers forked inside the block: whether
+        # the block still runs (see keep_stop_signals).
+        self._running = multiprocessing.RawValue('b', 0)
 
     def _handle(self, signum, frame) -> None:
         self.signum = signum
@@ -50,6 +53,7 @@ class StopSignals:
         if threading.current_thread() is threading.main_thread():
             for sig in self.signals:
                 self._previous[sig] = signal.signal(sig, self._handle)
+        self._running.value = 1
         return self
 
     def restore(self) -> None:
@@ -69,6 +73,7 @@ class StopSignals:
 
     def __exit__(self, *exc) -> None:
         self.restore()
+        self._running.value = 0
 
     @staticmethod
     def keep_in_workers(loader) -> None:
@@ -80,17 +85,18 @@ class StopSignals:
 
 def keep_stop_signals(worker_init_fn: Optional[Callable],
                       worker_id: int) -> None:
-    """A DataLoader worker's ``worker_init_fn``: a worker forked while
-    :class:`StopSignals` is installed ignores the first SIGTERM (the main
-    process stops the run), then ``worker_init_fn(worker_id)``."""
-    handler = signal.getsignal(signal.SIGTERM)
-    if isinstance(getattr(handler, '__self__', None), StopSignals):
-        signal.signal(signal.SIGTERM, _first_sigterm_in_worker)
+    """A DataLoader worker's ``worker_init_fn``: a worker forked inside a
+    :class:`StopSignals` block leaves SIGTERM to its parent while the block
+    runs, then ``worker_init_fn(worker_id)``."""
+    stop = getattr(signal.getsignal(signal.SIGTERM), '__self__', None)
+    if isinstance(stop, StopSignals):
+        signal.signal(signal.SIGTERM, partial(_sigterm_in_worker, stop))
     if worker_init_fn is not None:
         worker_init_fn(worker_id)
 
 
-def _first_sigterm_in_worker(signum, frame) -> None:
-    # torch's worker handler again, for the next SIGTERM: it ends the worker
-    # quietly when its parent sends it (the loader's shutdown at exit).
-    _set_worker_signal_handlers()
+def _sigterm_in_worker(stop: StopSignals, signum, frame) -> None:
+    # After the parent's block (the loader's shutdown at exit), end as
+    # torch's own worker handler ends on its parent's SIGTERM.
+    if not stop._running.value:
+        os._exit(0)
