@@ -94,8 +94,10 @@ def test_data_preprocessor_refuses_normalisation():
 
 
 #: The hybrids' configs (ImageNet-sized, some large) are built, counted and
-#: trained in tests/test_hybrids.py; this covers CI2P's and its ViT's.
-HYBRIDS = ('cvt', 'crossvit', 'mobile_former')
+#: trained in tests/test_hybrids.py; this covers CI2P's and its ViT's. The
+#: codec training presets (configs/codec/) build codecs, not classifiers
+#: (tests/test_codec_training.py).
+HYBRIDS = ('cvt', 'crossvit', 'mobile_former', 'codec')
 CONFIGS = sorted(
     p for p in glob.glob(
         osp.join(REPO, 'configs', '**', '*.py'), recursive=True)

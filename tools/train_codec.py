@@ -1,7 +1,7 @@
 """Train or fine-tune a CompressAI zoo codec for CI2P's patch embedding.
 
-Command line of ``ci2p_mm.codec.training``, where the logic and its
-documentation live (``python tools/train_codec.py -h`` for the options).
+Command line of ``ci2p_mm.codec.training`` (the logic); docs/codec.md
+explains the options, the presets (``configs/codec/``) and the outputs.
 """
 from ci2p_mm.codec.training import main
 from ci2p_mm.utils.cli import run

@@ -33,22 +33,21 @@ import math
 import os
 import os.path as osp
 import warnings
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 from compressai.ops import compute_padding
 from matplotlib.figure import Figure
-from pytorch_msssim import ms_ssim, ssim
 from torchvision.transforms import functional as TF
 
 from ci2p_mm.utils.images import list_images, load_rgb
 from ci2p_mm.utils.io import write_text_atomically
 from . import zoo as codec_module
+from .metric import MS_SSIM_MIN_SIDE, image_metrics
 from .zoo import build_codec, canonical_codec_name, read_checkpoint
 
 PAD_MULTIPLE = 64  # eval_model: "pad to allow 6 strides of 2"
-MS_SSIM_MIN_SIDE = 161
 COLUMNS = [
     'image', 'width', 'height', 'bpp', 'bpp_mode', 'psnr', 'ms_ssim', 'ssim'
 ]
@@ -74,23 +73,6 @@ def load_codec(checkpoint: str,
         quality if quality is not None else recorded.get('quality', 5))
     del ckpt
     return build_codec(codec, quality, checkpoint), codec, quality
-
-
-def to_8bit(x: torch.Tensor) -> torch.Tensor:
-    return (x * 255).clamp(0, 255).round()
-
-
-def image_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> Dict[str, float]:
-    """PSNR, MS-SSIM (None under 161 px) and SSIM on 8-bit RGB."""
-    org, rec = to_8bit(x), to_8bit(x_hat)
-    mse = (org - rec).pow(2).mean().item()
-    psnr = 10 * math.log10(255**2 / mse) if mse > 0 else float('inf')
-    side = min(x.shape[-2:])
-    msssim = (
-        ms_ssim(org, rec, data_range=255).item()
-        if side >= MS_SSIM_MIN_SIDE else None)
-    ssim_v = ssim(org, rec, data_range=255).item() if side >= 11 else None
-    return {'psnr': psnr, 'ms_ssim': msssim, 'ssim': ssim_v}
 
 
 @torch.no_grad()
@@ -192,52 +174,27 @@ def print_table(rows: List[dict], mean: dict) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='bpp / PSNR / MS-SSIM and picture panels of a codec '
-        'on an image folder.')
-    parser.add_argument(
-        'checkpoint',
-        help='codec checkpoint (e.g. '
-        'codec_final.pth from tools/train_codec.py, or a '
-        'CompressAI zoo file); "pretrained" downloads '
-        "CompressAI's weights")
-    parser.add_argument('image_dir', help='images (searched recursively)')
-    parser.add_argument('--out-dir', required=True)
-    parser.add_argument(
-        '--codec',
-        default=None,
-        help='zoo name (default: '
-        'recorded in the checkpoint, else '
+        'on an image folder (docs/codec.md).')
+    add = parser.add_argument
+    add('checkpoint',
+        help='codec checkpoint (e.g. codec_final.pth from '
+        'tools/train_codec.py, or a CompressAI zoo file); "pretrained" '
+        "downloads CompressAI's weights")
+    add('image_dir', help='images (searched recursively)')
+    add('--out-dir', required=True)
+    add('--codec',
+        help='zoo name (default: the checkpoint\'s, else '
         'bmshj2018-factorized)')
-    parser.add_argument(
-        '--quality',
-        type=int,
-        default=None,
-        help='default: recorded in the checkpoint, else 5')
-    parser.add_argument(
-        '--metric',
+    add('--quality', type=int, help="default: the checkpoint's, else 5")
+    add('--metric',
         default='mse',
         choices=['mse', 'ms-ssim'],
         help='which published weights "pretrained" gets')
-    parser.add_argument('--max-images', type=int, default=None)
-    parser.add_argument(
-        '--max-panels',
-        type=int,
-        default=16,
-        help='PNG panels for the first N images (0: none)')
-    parser.add_argument(
-        '--estimate',
-        action='store_true',
-        help='estimated bpp from likelihoods, no entropy '
-        'coding')
-    parser.add_argument(
-        '--no-update',
-        action='store_true',
-        help="keep the file's entropy-coder tables instead "
-        'of recomputing them with update(force=True)')
-    parser.add_argument(
-        '--device',
-        default='cpu',
-        help='cpu (default) or cuda; entropy coding runs on '
-        'the CPU either way')
+    add('--max-images', type=int)
+    add('--max-panels', type=int, default=16, help='0: none (default 16)')
+    add('--estimate', action='store_true', help='no entropy coding')
+    add('--no-update', action='store_true', help="keep the file's tables")
+    add('--device', default='cpu', help='cpu (default) or cuda')
     return parser.parse_args(argv)
 
 

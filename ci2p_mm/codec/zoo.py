@@ -118,17 +118,25 @@ def build_codec(codec: str = 'bmshj2018-factorized',
     """
     codec = canonical_codec_name(codec)
     model = codec_class(codec)(*codec_args(codec, quality))
+    if pretrained:
+        load_codec_pretrained(model, codec, quality, pretrained, metric)
+    return model
+
+
+def load_codec_pretrained(model: CompressionModel,
+                          codec: str,
+                          quality: int,
+                          pretrained: Union[bool, str],
+                          metric: str = 'mse') -> None:
+    """Load ``pretrained`` weights (``True``: CompressAI's, or a path; see
+    :func:`build_codec`) into ``model``, a ``codec``/``quality`` codec."""
     if pretrained is True:
         state_dict = download_zoo_weights(codec, quality, metric)
         source = f'CompressAI zoo ({codec}, {metric}, quality {quality})'
-    elif pretrained:
-        path = os.fspath(pretrained)
-        state_dict = load_codec_state_dict(path, codec, quality)
-        source = path
     else:
-        return model
+        source = os.fspath(pretrained)
+        state_dict = load_codec_state_dict(source, codec, quality)
     load_into_codec(model, state_dict, source, codec, quality)
-    return model
 
 
 def zoo_url(codec: str, quality: int, metric: str = 'mse') -> str:

@@ -1,5 +1,6 @@
 from .animals10 import (ITALIAN_TO_ENGLISH, Animals10, DatasetNotPreparedError,
                         make_split)
+from .codec_images import CodecImageFolder
 from .isic import ISICLayoutError, convert_isic2017
 from .robust import (ResumableSampler, RobustImageNet, SeededIndex,
                      SkipBadImagesMixin)
@@ -8,8 +9,9 @@ from .transforms import (BadImageError, LoadImageRGB, SafeLoadImageFromFile,
                          decode_image)
 
 __all__ = [
-    'Animals10', 'ITALIAN_TO_ENGLISH', 'DatasetNotPreparedError', 'make_split',
-    'make_toy_animals10', 'SafeLoadImageFromFile', 'LoadImageRGB',
-    'BadImageError', 'decode_image', 'ResumableSampler', 'RobustImageNet',
-    'SeededIndex', 'SkipBadImagesMixin', 'convert_isic2017', 'ISICLayoutError'
+    'Animals10', 'CodecImageFolder', 'ITALIAN_TO_ENGLISH',
+    'DatasetNotPreparedError', 'make_split', 'make_toy_animals10',
+    'SafeLoadImageFromFile', 'LoadImageRGB', 'BadImageError', 'decode_image',
+    'ResumableSampler', 'RobustImageNet', 'SeededIndex', 'SkipBadImagesMixin',
+    'convert_isic2017', 'ISICLayoutError'
 ]

@@ -264,6 +264,7 @@ class CI2PRunner(Runner):
             generator = torch.Generator()
             generator.manual_seed(0 if seed is None else int(seed))
             loader.generator = generator
+        StopSignals.keep_in_workers(loader)
         return loader
 
     def build_train_loop(self, loop):

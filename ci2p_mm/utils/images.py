@@ -12,7 +12,8 @@ files only).
 """
 import os
 import os.path as osp
-from typing import List, Tuple
+import random
+from typing import List, Optional, Tuple
 
 from PIL import Image
 
@@ -42,6 +43,24 @@ def list_images(root: str) -> List[str]:
             f'No images found under {root} (looked for '
             f'{", ".join(IMG_EXTENSIONS)}, in sub-folders too).')
     return sorted(files)
+
+
+def split_images(image_dir: str,
+                 val_dir: Optional[str] = None,
+                 val_ratio: float = 0.1,
+                 seed: int = 0) -> Tuple[List[str], List[str]]:
+    """(training, validation) images: ``val_dir``'s if given, else a seeded
+    random ``val_ratio`` share of ``image_dir``'s (one image at least, and
+    at least one left for training)."""
+    files = list_images(image_dir)
+    if val_dir is not None:
+        return files, list_images(val_dir)
+    if val_ratio <= 0 or len(files) < 2:
+        return files, []
+    order = list(files)
+    random.Random(seed).shuffle(order)
+    n_val = min(len(files) - 1, max(1, round(len(files) * val_ratio)))
+    return sorted(order[n_val:]), sorted(order[:n_val])
 
 
 def load_rgb(path: str) -> Image.Image:
