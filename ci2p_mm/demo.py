@@ -258,7 +258,8 @@ def print_table(results, epochs):
               f'{r["train_time"] / base["train_time"]:>7.2f}x')
     print('GFLOPs per training image (forward); CI2P latents: without the '
           'encoder, which ran once (encode once s). s/epoch: tools/train.py '
-          'wall time / epochs, validation and start-up included.')
+          'wall time / epochs, validation (for CI2P, after its PreciseBNHook '
+          'pass) and start-up included.')
 
 
 def main(argv=None) -> int:

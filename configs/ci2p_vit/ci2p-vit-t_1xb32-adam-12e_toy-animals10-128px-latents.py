@@ -37,3 +37,7 @@ test_dataloader = val_dataloader
 
 train_cfg = dict(max_epochs=12)
 default_hooks = dict(logger=dict(interval=5))
+# As the image config: BatchNorm statistics recomputed before validation.
+custom_hooks = _base_.custom_hooks + [
+    dict(type='PreciseBNHook', num_samples=128, priority='ABOVE_NORMAL')
+]
