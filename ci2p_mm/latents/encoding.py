@@ -40,6 +40,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.device import get_device
 from mmengine.dist import barrier, get_dist_info, init_dist
 from mmpretrain.registry import MODELS
 from torch.utils.data import DataLoader, Dataset
@@ -47,9 +48,10 @@ from tqdm import tqdm
 
 from ci2p_mm.datasets import BadImageError
 from ci2p_mm.datasets.robust import next_readable
+from ci2p_mm.models.utils import CI2PDataPreprocessor
 from ci2p_mm.utils import (load_model_config, quiet_init_weights, read_config,
                            set_patch_options)
-from ci2p_mm.utils.io import file_sha256
+from ci2p_mm.utils.io import file_sha256, size_text
 from ci2p_mm.utils.locks import ProcessLock
 from .dataset import build_source_dataset
 from .store import (FORMAT_VERSION, FP16_MAX, LATENT_VIEWS, QUANTIZED_LIMIT,
@@ -62,6 +64,8 @@ from .store import (FORMAT_VERSION, FP16_MAX, LATENT_VIEWS, QUANTIZED_LIMIT,
 FIXED_TRANSFORMS = ('SafeLoadImageFromFile', 'LoadImageRGB',
                     'LoadImageFromFile', 'Resize', 'ResizeEdge', 'CenterCrop',
                     'PackInputs')
+#: What a store must have been written with to be resumed or extended.
+SETTINGS = ('format_version', 'codec', 'img_size', 'storage', 'chunk_size')
 
 # ---- what to encode ----------------------------------------------------
 
@@ -173,10 +177,9 @@ class CodecEncoder:
                 f'{cfg.filename}: the codec encoder is trained '
                 f'(patch_cfg.frozen=False), so its latents change every step '
                 f'and cannot be stored.')
-        pre = model_cfg.model.get('data_preprocessor') or {}
-        if _type_name(pre) != 'CI2PDataPreprocessor':
-            pre = dict(type='CI2PDataPreprocessor')
-        self.preprocessor = MODELS.build(dict(pre)).to(device)
+        pre = model.data_preprocessor  # a *_latents model's takes latents
+        self.preprocessor = (pre if isinstance(pre, CI2PDataPreprocessor) else
+                             CI2PDataPreprocessor()).to(device)
         self.device = device
 
     @torch.inference_mode()
@@ -288,12 +291,15 @@ class StoreWriter:
         """Rank 0: create the store and the split's files, or check that
         those there were written with these settings."""
         store = self.store
-        wanted = dict(
+        record = dict(
             format_version=FORMAT_VERSION,
             codec=codec_identity(self.encoder.module),
             img_size=list(img_size),
             storage=self.storage,
-            chunk_size=self.chunk_size)
+            chunk_size=self.chunk_size,
+            config=osp.abspath(self.config) if self.config else None,
+            created=datetime.datetime.now().isoformat(timespec='seconds'),
+            splits={})
         try:
             existing = store.record if store.exists() else None
         except LatentStoreError:
@@ -301,8 +307,8 @@ class StoreWriter:
                 raise
             existing = None  # unreadable: replaced
         diff = [
-            f'{k}: store {existing[k]!r}, now {v!r}'
-            for k, v in wanted.items() if existing and existing[k] != v
+            f'{k}: store {existing[k]!r}, now {record[k]!r}' for k in SETTINGS
+            if existing and existing[k] != record[k]
         ]
         if diff and not self.overwrite:
             raise LatentStoreError(
@@ -328,14 +334,7 @@ class StoreWriter:
         try:
             if not existing or diff:  # a new store, or one that is replaced
                 store.remove_files()
-                store.write_record(
-                    dict(
-                        wanted,
-                        config=osp.abspath(self.config)
-                        if self.config else None,
-                        created=datetime.datetime.now().isoformat(
-                            timespec='seconds'),
-                        splits={}))
+                store.write_record(record)
             store.create_split(split, split_record, dataset.get_gt_labels())
         except OSError as err:
             raise store.cannot_write(err) from None
@@ -344,8 +343,8 @@ class StoreWriter:
                      split_record: dict) -> collections.Counter:
         """Encode this rank's missing chunks of one split."""
         store, chunk, n = self.store, self.chunk_size, len(dataset)
-        flips, skip = len(
-            split_record['views']) > 1, split_record['skip_bad_images']
+        flips = len(split_record['views']) > 1
+        skip = split_record['skip_bad_images']
         done, _ = store.progress(split)
         todo = [
             c for c in range(store.num_chunks(split))
@@ -356,9 +355,7 @@ class StoreWriter:
             return stats
         self.require_writable(f'split {split!r} has {len(todo)} chunk(s) to '
                               f'encode')
-        batches = [
-            list(range(c * chunk, min(n, (c + 1) * chunk))) for c in todo
-        ]
+        batches = [range(c * chunk, min(n, (c + 1) * chunk)) for c in todo]
         loader = DataLoader(
             _ReadImages(dataset),
             batch_sampler=batches,
@@ -367,55 +364,53 @@ class StoreWriter:
         array = store.array(split, mode='r+')
         sources = store.sources(split, mode='r+')
         start = time.perf_counter()
-        bar = tqdm(
-            total=sum(map(len, batches)),
-            desc=f'encode {split}',
-            disable=not self.progress or self.rank != 0,
-            dynamic_ncols=True)
-        for chunk_index, items in zip(todo, loader):
-            bad, clipped = {}, 0
-            for i, _, _, failure, stamp in items:
-                if failure and not skip:
-                    raise BadImageError(*failure)
-                if failure:
-                    bad[i] = failure[1]
-                sources[i] = stamp
-            good = [(i, p, im) for i, p, im, _, _ in items if im is not None]
-            if good:
-                rows, paths, images = zip(*good)
-                values, clipped = to_storage(
-                    self.encoder(images, flips, self.batch_size), self.storage,
-                    paths, self.config)
-                array[list(rows)] = values
-            try:
-                array.flush()
-                sources.flush()
-                commit_chunk(
-                    store.done_log(split, self.rank),
-                    dict(chunk=chunk_index, bad=bad, clipped=clipped))
-            except OSError as err:
-                raise store.cannot_write(err) from None
-            stats.update(encoded=len(items), bad=len(bad), clipped=clipped)
-            bar.update(len(items))
-        bar.close()
+        with tqdm(
+                total=sum(map(len, batches)),
+                desc=f'encode {split}',
+                disable=not self.progress or self.rank != 0,
+                dynamic_ncols=True) as bar:
+            for chunk_index, items in zip(todo, loader):
+                bad, clipped = {}, 0
+                for i, _, _, failure, stamp in items:
+                    if failure and not skip:
+                        raise BadImageError(*failure)
+                    if failure:
+                        bad[i] = failure[1]
+                    sources[i] = stamp
+                good = [item[:3] for item in items if item[2] is not None]
+                if good:
+                    rows, paths, images = zip(*good)
+                    values, clipped = to_storage(
+                        self.encoder(images, flips, self.batch_size),
+                        self.storage, paths, self.config)
+                    array[list(rows)] = values
+                try:
+                    array.flush()
+                    sources.flush()
+                    commit_chunk(
+                        store.done_log(split, self.rank),
+                        dict(chunk=chunk_index, bad=bad, clipped=clipped))
+                except OSError as err:
+                    raise store.cannot_write(err) from None
+                stats.update(encoded=len(items), bad=len(bad), clipped=clipped)
+                bar.update(len(items))
         stats['seconds'] = time.perf_counter() - start
         return stats
 
     def report(self, split: str, stats: dict) -> None:
-        store = self.store
+        store, seconds = self.store, stats['seconds']
         bad = store.check_complete(split)
         n, views = store.array_shape(split)[:2]
-        size = osp.getsize(store.array_path(split))
-        seconds = stats['seconds']
+        path = store.array_path(split)
+        size = osp.getsize(path)
+        clipped = (f', {stats["clipped"]} values clipped to int8'
+                   if self.storage == 'quantized' else '')
         print(
-            f'{split}: {n} samples x {views} view(s) in '
-            f'{store.array_path(split)} ({size / 2**20:.1f} MiB, '
-            f'{size / max(n, 1) / 1024:.1f} KiB per image); this run '
-            f'encoded {stats["encoded"]} in {seconds:.1f} s '
+            f'{split}: {n} samples x {views} view(s) in {path} '
+            f'({size_text(size)}, {size_text(size / max(n, 1))} per image); '
+            f'this run encoded {stats["encoded"]} in {seconds:.1f} s '
             f'({stats["encoded"] / seconds if seconds else float("nan"):.1f}'
-            f' img/s per process); {len(bad)} bad file(s) recorded' +
-            (f', {stats["clipped"]} values clipped to int8'
-             if self.storage == 'quantized' else ''),
+            f' img/s per process); {len(bad)} bad file(s) recorded{clipped}',
             flush=True)
 
 
@@ -459,7 +454,8 @@ def encode(cfg: Config,
         batch_size (int): Images per encoder forward.
         chunk_size (int): Samples per resumable unit of work.
         num_workers (int): DataLoader workers decoding and resizing.
-        device (str, optional): Default ``cuda:<current>`` if available.
+        device (str, optional): Default: mmengine's ``get_device()``
+            (``cuda``, the current one, if available).
         overwrite (bool): Replace a store of another codec, size or storage,
             or a stale split, instead of refusing (deleting only the
             store's own files; a folder holding others' is refused).
@@ -468,9 +464,7 @@ def encode(cfg: Config,
     if storage not in STORAGES:
         raise LatentStoreError(f'storage={storage!r}: choose one of '
                                f'{sorted(STORAGES)}.')
-    device = device or (f'cuda:{torch.cuda.current_device()}'
-                        if torch.cuda.is_available() else 'cpu')
-    encoder = CodecEncoder(cfg, device)
+    encoder = CodecEncoder(cfg, device or get_device())
     found = image_datasets(cfg)
     missing = sorted(set(splits or ()) - set(found))
     if missing:
@@ -496,12 +490,16 @@ def encode(cfg: Config,
         store.refuse_foreign_entries('write a latent store into it')
     # Rank 0 holds the store's encode.lock for the whole encode. A store
     # nobody can write cannot change under us: no lock to take.
-    lock = contextlib.nullcontext() if writer.rank or not writer.writable \
-        else ProcessLock(store.lock_path, busy=lambda holder: (
-            f'Another encode is writing the latent store {store.root}: '
-            f'{holder}. Two encodes of one store would both do all the '
-            f'work. Wait for it to end (it resumes if stopped), or pass '
-            f'another --out.'), error=LatentStoreError)
+    lock = contextlib.nullcontext()
+    if writer.rank == 0 and writer.writable:
+        lock = ProcessLock(
+            store.lock_path,
+            busy=lambda holder:
+            (f'Another encode is writing the latent store {store.root}: '
+             f'{holder}. Two encodes of one store would both do all the '
+             f'work. Wait for it to end (it resumes if stopped), or pass '
+             f'another --out.'),
+            error=LatentStoreError)
     with lock:
         # Every split's files first: a full disk shows before hours of work.
         for split, prepared_split in prepared.items():

@@ -183,37 +183,41 @@ def _positive_ints(value, length: int) -> bool:
             and all(isinstance(v, int) and v > 0 for v in value))
 
 
-def _record_fields(record: dict):
-    """``(field, valid, problem)`` for every field a store record needs,
-    in order; read lazily, so that a field is only looked into once the
-    fields before it are valid."""
-    codec, size = record.get('codec'), record.get('img_size')
-    yield ('codec', isinstance(codec, dict) and all(
-        isinstance(codec.get(k), t)
-        for k, t in (('name', str), ('quality', int),
-                     ('weights_sha256', str))),
-           'needs name, quality and weights_sha256')
-    yield 'img_size', _positive_ints(size, 2), f'{size!r} is not [H, W]'
-    storage, chunk = record.get('storage'), record.get('chunk_size')
-    yield ('storage', isinstance(storage, str) and storage in STORAGES,
-           f'{storage!r} is not one of {sorted(STORAGES)}')
-    yield ('chunk_size', isinstance(chunk, int)
-           and chunk > 0, f'{chunk!r} is not a positive integer')
-    splits = record.get('splits')
-    yield 'splits', isinstance(splits, dict), 'not an object'
+def _record_problem(record) -> Optional[str]:
+    """``'field: problem'`` for the first field of a store record that is
+    missing or of the wrong type, or None."""
+    if not isinstance(record, dict):
+        return 'top level: not a JSON object'
+    codec, size, storage, chunk, splits = map(
+        record.get, ('codec', 'img_size', 'storage', 'chunk_size', 'splits'))
+    if not (isinstance(codec, dict) and isinstance(codec.get('name'), str)
+            and isinstance(codec.get('quality'), int)
+            and isinstance(codec.get('weights_sha256'), str)):
+        return 'codec: needs name, quality and weights_sha256'
+    if not _positive_ints(size, 2):
+        return f'img_size: {size!r} is not [H, W]'
+    if not (isinstance(storage, str) and storage in STORAGES):
+        return f'storage: {storage!r} is not one of {sorted(STORAGES)}'
+    if not (isinstance(chunk, int) and chunk > 0):
+        return f'chunk_size: {chunk!r} is not a positive integer'
+    if not isinstance(splits, dict):
+        return 'splits: not an object'
     for name, split in splits.items():
-        yield f'splits.{name}', isinstance(split, dict), 'not an object'
-        num, views = split.get('num_samples'), split.get('views')
-        yield (f'splits.{name}.num_samples', isinstance(num, int)
-               and num >= 0, f'{num!r}')
-        yield (f'splits.{name}.views', isinstance(views, list) and views
-               and views == list(LATENT_VIEWS[:len(views)]), f'{views!r}')
-        shape = split.get('latent_shape')
-        yield (f'splits.{name}.latent_shape', _positive_ints(shape,
-                                                             3), f'{shape!r}')
-        for key in ('ann_file', 'ann_sha256'):
-            yield (f'splits.{name}.{key}', isinstance(split.get(key), str),
-                   f'{split.get(key)!r}')
+        if not isinstance(split, dict):
+            return f'splits.{name}: not an object'
+        num, views, shape = map(split.get,
+                                ('num_samples', 'views', 'latent_shape'))
+        for key, valid in (('num_samples', isinstance(num, int) and num >= 0),
+                           ('views', isinstance(views, list) and views
+                            and views == list(LATENT_VIEWS[:len(views)])),
+                           ('latent_shape', _positive_ints(shape, 3)),
+                           ('ann_file', isinstance(split.get('ann_file'),
+                                                   str)),
+                           ('ann_sha256',
+                            isinstance(split.get('ann_sha256'), str))):
+            if not valid:
+                return f'splits.{name}.{key}: {split.get(key)!r}'
+    return None
 
 
 # ---- the store ---------------------------------------------------------
@@ -265,13 +269,11 @@ class LatentStore:
                 f'{FORMAT_VERSION} (which also records each image\'s content '
                 f'hash). Re-encode with {ENCODE_TOOL} '
                 f'{record.get("config", "CONFIG")} --overwrite.')
-        fields = _record_fields(record) if isinstance(
-            record, dict) else [('top level', False, 'not a JSON object')]
-        for field, valid, problem in fields:
-            if not valid:
-                raise LatentStoreError(
-                    f'{self.record_path} is not a valid latent store record '
-                    f'({field}: {problem}). {self.reencode_advice()}')
+        problem = _record_problem(record)
+        if problem:
+            raise LatentStoreError(
+                f'{self.record_path} is not a valid latent store record '
+                f'({problem}). {self.reencode_advice()}')
         return record
 
     def write_record(self, record: dict) -> None:
