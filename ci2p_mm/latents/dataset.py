@@ -76,7 +76,6 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
             raise ValueError(f'check_sources={check_sources!r}: choose one '
                              f'of {SOURCE_CHECKS}.')
         self.check_sources = check_sources
-        source = dict(source)
         self.split = split_key(source)
         try:
             self.source_dataset = build_source_dataset(source, pipeline=[])

@@ -80,31 +80,28 @@ def encoding_pipeline(pipeline: List[dict], split: str) -> Tuple[list, bool]:
     Only deterministic loading/resizing can be stored; the flip is stored
     as a second view, so it must come after the resizing.
     """
-    kept, flips = [], False
-    for pos, transform in enumerate(pipeline):
-        name = _type_name(transform)
-        if name == 'RandomFlip':
-            direction = transform.get('direction', 'horizontal')
-            prob = transform.get('prob', 0.5)
-            later = [_type_name(t) for t in pipeline[pos + 1:]]
-            if (direction != 'horizontal'
-                    or not isinstance(prob, (int, float))
-                    or any(t != 'PackInputs' for t in later)):
-                raise LatentConfigError(
-                    f'The {split} pipeline has {transform}: latents store an '
-                    f'image and its horizontal flip, so only '
-                    f'RandomFlip(direction="horizontal", prob=p) right before '
-                    f'PackInputs can be stored.')
-            flips = prob > 0
-            continue
-        if name not in FIXED_TRANSFORMS:
+    names = [_type_name(t) for t in pipeline]
+    for pos, (name, transform) in enumerate(zip(names, pipeline)):
+        if name == 'RandomFlip' and (
+                transform.get('direction', 'horizontal') != 'horizontal'
+                or not isinstance(transform.get('prob', 0.5), (int, float))
+                or set(names[pos + 1:]) - {'PackInputs'}):
+            raise LatentConfigError(
+                f'The {split} pipeline has {transform}: latents store an '
+                f'image and its horizontal flip, so only '
+                f'RandomFlip(direction="horizontal", prob=p) right before '
+                f'PackInputs can be stored.')
+        if name not in FIXED_TRANSFORMS + ('RandomFlip', ):
             raise LatentConfigError(
                 f'The {split} pipeline has {name}: a latent store holds one '
                 f'fixed image per file (plus its horizontal flip), so only '
                 f'{", ".join(FIXED_TRANSFORMS)} and RandomFlip can be '
                 f'encoded. Train from images for random augmentation.')
-        kept.append(transform)
-    return kept, flips
+    flips = [
+        t.get('prob', 0.5) > 0 for t in pipeline
+        if _type_name(t) == 'RandomFlip'
+    ]
+    return [t for t in pipeline if _type_name(t) != 'RandomFlip'], any(flips)
 
 
 def image_datasets(cfg: Config) -> Dict[str, dict]:
@@ -533,15 +530,13 @@ def parse_args(argv=None):
         '--storage',
         choices=sorted(STORAGES),
         default='fp16',
-        help='fp16: exact to fp16 precision; fp32: exact, '
-        'twice the bytes (for codecs whose latents exceed '
-        'fp16\'s range); quantized: the codec\'s round(y) '
-        'as int8, half the bytes of fp16')
+        help='fp16: exact to fp16 precision; fp32: exact, twice the bytes '
+        '(for codecs whose latents exceed fp16\'s range); quantized: the '
+        'codec\'s round(y) as int8, half the bytes of fp16')
     parser.add_argument(
         '--splits',
         nargs='+',
-        help='only these splits (default: all the config '
-        'lists)')
+        help='only these splits (default: all the config lists)')
     for flag, default, text in (('--batch-size', 32,
                                  'images per encoder forward'),
                                 ('--chunk-size', 256,
@@ -550,9 +545,7 @@ def parse_args(argv=None):
                                  'DataLoader workers decoding and resizing')):
         parser.add_argument(flag, type=int, default=default, help=text)
     parser.add_argument(
-        '--device',
-        default=None,
-        help='default: cuda:<local rank> if available')
+        '--device', help='default: cuda:<local rank> if available')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch'], default='none')
     parser.add_argument(

@@ -107,9 +107,7 @@ def state_dict_sha256(module: nn.Module) -> str:
     for key, tensor in sorted(module.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f'{key}|{tensor.dtype}|{list(tensor.shape)}|'.encode())
-        digest.update(
-            tensor.view(torch.uint8).numpy().tobytes() if tensor.numel(
-            ) else b'')
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 
@@ -233,13 +231,11 @@ class LatentStore:
 
     def __init__(self, root: str):
         self.root = osp.abspath(root)
+        self.record_path = osp.join(self.root, 'record.json')
+        self.lock_path = osp.join(self.root, 'encode.lock')
         self._arrays: Dict[str, np.ndarray] = {}
 
     # record ------------------------------------------------------------
-    @property
-    def record_path(self) -> str:
-        return osp.join(self.root, 'record.json')
-
     def exists(self) -> bool:
         """Whether there is a record (of any kind: reading checks it)."""
         return osp.lexists(self.record_path)
@@ -310,10 +306,6 @@ class LatentStore:
 
     def done_log(self, split: str, rank) -> str:
         return osp.join(self.root, f'{split}.done.{rank}')
-
-    @property
-    def lock_path(self) -> str:
-        return osp.join(self.root, 'encode.lock')
 
     # the folder --------------------------------------------------------
     def refuse_foreign_entries(self, action: str) -> None:
