@@ -76,8 +76,6 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
             raise ValueError(f'check_sources={check_sources!r}: choose one '
                              f'of {SOURCE_CHECKS}.')
         self.check_sources = check_sources
-        source = dict(source)
-        self.source_cfg = source
         self.split = split_key(source)
         try:
             self.source_dataset = build_source_dataset(source, pipeline=[])
@@ -85,9 +83,9 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
             # Here the images' data_root is the source's: say that key.
             err.data_root_key = 'dataset.source.data_root'
             raise
-        data_root = self.source_dataset.data_root or ''
+        # An absolute store path stays as it is.
         self.store = LatentStore(
-            store if osp.isabs(store) else osp.join(data_root, store))
+            osp.join(self.source_dataset.data_root or '', store))
         kwargs.setdefault('metainfo', self.source_dataset.metainfo)
         super().__init__(
             ann_file='',
@@ -116,10 +114,8 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
                 logger='current',
                 level=logging.WARNING)
         bad = store.check_complete(split)
-        self.bad_in_store = bad
         store.array(split)  # checks the array against the record now
         labels = store.labels(split)
-        data_list = []
         for index, info in enumerate(infos):
             if int(info['gt_label']) != int(labels[index]):
                 raise LatentStoreError(
@@ -127,13 +123,13 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
                     f'({info.get("img_path")}) has label {labels[index]} in '
                     f'the store and {info["gt_label"]} in '
                     f'{source.ann_file}. {store.reencode_advice(split)}')
-            data_list.append(
-                dict(
-                    img_path=info.get('img_path'),
-                    gt_label=info['gt_label'],
-                    latent_index=index,
-                    bad_reason=bad.get(index)))
-        return data_list
+        return [
+            dict(
+                img_path=info.get('img_path'),
+                gt_label=info['gt_label'],
+                latent_index=index,
+                bad_reason=bad.get(index)) for index, info in enumerate(infos)
+        ]
 
     def bad_image_reasons(self, data_list: List[dict]) -> list:
         """What the encoder could not decode, as the store recorded it (an
@@ -145,14 +141,15 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
         info = self.get_data_info(idx)
         if info.get('bad_reason'):
             raise BadImageError(info['img_path'], info['bad_reason'])
-        split_record = self.store.split_record(self.split)
-        info['latent_views'] = self.store.array(
-            self.split)[info['latent_index']]
-        info['latent_view_names'] = split_record['views']
-        info['latent_store'] = self.store
-        info['latent_split'] = self.split
-        info['img_shape'] = tuple(self.store.record['img_size'])
-        info['ori_shape'] = info['img_shape']
+        store, split = self.store, self.split
+        shape = tuple(store.record['img_size'])
+        info.update(
+            latent_views=store.array(split)[info['latent_index']],
+            latent_view_names=store.split_record(split)['views'],
+            latent_store=store,
+            latent_split=split,
+            img_shape=shape,
+            ori_shape=shape)
         return self.pipeline(info)
 
 
@@ -203,9 +200,7 @@ class LoadLatent(BaseTransform):
         latent = torch.from_numpy(view)
         # fp16 as stored; int8 to float32 (torch's CPU conversion to fp16
         # is ~40x slower than to fp32, which the batch becomes anyway)
-        results['img'] = (
-            latent if latent.dtype in (torch.float16,
-                                       torch.float32) else latent.float())
+        results['img'] = latent if view.dtype.kind == 'f' else latent.float()
         results['flip'] = flip
         if flip:
             results['flip_direction'] = 'horizontal'

@@ -37,7 +37,6 @@ DataLoader path stays the default. A store that would take more than
 ``max_memory_fraction`` of the device's free memory is refused, naming both
 sizes.
 """
-import os
 import time
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -46,7 +45,7 @@ import torch
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmpretrain.datasets.transforms import PackInputs
-from mmpretrain.structures import DataSample, format_label
+from mmpretrain.structures import format_label
 
 from ci2p_mm.datasets import BadImageError
 from ci2p_mm.datasets.robust import next_readable
@@ -69,22 +68,18 @@ class DeviceLatentsError(UserError, ValueError):
 
 def free_memory(device: torch.device) -> Optional[int]:
     """Free bytes on ``device``: ``torch.cuda.mem_get_info`` on CUDA,
-    ``MemAvailable`` of ``/proc/meminfo`` on the CPU (None if unknown)."""
+    ``MemAvailable`` of ``/proc/meminfo`` on the CPU (None if unknown:
+    another device, or a system without it)."""
     if device.type == 'cuda':
         return int(torch.cuda.mem_get_info(device)[0])
-    if device.type == 'cpu':
-        try:
-            with open('/proc/meminfo') as f:
-                for line in f:
-                    if line.startswith('MemAvailable:'):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        try:
-            return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-        except (ValueError, OSError, AttributeError):
-            return None
-    return None
+    if device.type != 'cpu':
+        return None
+    try:
+        with open('/proc/meminfo') as f:
+            line = next(ln for ln in f if ln.startswith('MemAvailable:'))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 def resident_options(option) -> Optional[dict]:
@@ -92,18 +87,12 @@ def resident_options(option) -> Optional[dict]:
     :class:`DeviceLatentLoader` (None: the DataLoader path)."""
     if option is None or option is False:
         return None
-    if option is True:
-        return {}
-    if isinstance(option, dict):
-        unknown = set(option) - {'max_memory_fraction'}
-        if unknown:
-            raise DeviceLatentsError(
-                f'device_resident takes max_memory_fraction only; got '
-                f'{sorted(unknown)}.')
-        return dict(option)
-    raise DeviceLatentsError(
-        f'device_resident must be True, False or dict(max_memory_fraction='
-        f'...); got {option!r}.')
+    option = {} if option is True else option
+    if not isinstance(option, dict) or set(option) - {'max_memory_fraction'}:
+        raise DeviceLatentsError(
+            f'device_resident must be True, False or dict(max_memory_fraction'
+            f'=...), which is all it takes; got {option!r}.')
+    return dict(option)
 
 
 def _latent_pipeline(dataset: LatentDataset):
@@ -154,16 +143,14 @@ class DeviceLatentLoader:
                 f'device_resident needs a LatentDataset (a *_latents.py '
                 f'config); this dataloader reads '
                 f'{type(self.dataset).__name__}. Remove device_resident.')
-        load, pack = _latent_pipeline(self.dataset)
+        load, self.pack = _latent_pipeline(self.dataset)
         self.flip_prob = float(load.flip_prob)
-        self.meta_keys = tuple(pack.meta_keys)
         store, split = self.dataset.store, self.dataset.split
-        views = list(store.split_record(split)['views'])
-        if self.flip_prob and 'hflip' not in views:
+        # Views are LATENT_VIEWS[:V] (checked with the record): the stored
+        # flip of sample i is row i * V + 1.
+        self.num_views = len(store.split_record(split)['views'])
+        if self.flip_prob and self.num_views < 2:
             raise no_flipped_latents()
-        self.num_views = len(views)
-        self.view_original = views.index('original')
-        self.view_flip = views.index('hflip') if 'hflip' in views else None
         self._index_samples()
         self.latents = self._load(store, split, max_memory_fraction)
 
@@ -171,20 +158,21 @@ class DeviceLatentLoader:
     def _index_samples(self) -> None:
         """What every sample contributes besides its latent, read once."""
         dataset = self.dataset
-        img_shape = tuple(dataset.store.record['img_size'])
+        shape = tuple(dataset.store.record['img_size'])
         infos = [dataset.get_data_info(i) for i in range(len(dataset))]
-        self.latent_index = np.array([info['latent_index'] for info in infos],
-                                     dtype=np.int64)
-        # As PackInputs sets them (format_label costs ~15 us a call: once
-        # per sample here, not per draw; nothing writes into them).
-        self.labels = [format_label(info['gt_label']) for info in infos]
-        self.bad = np.array([bool(info.get('bad_reason')) for info in infos])
-        self.infos = infos
-        self.static_meta = []
-        for info in infos:
-            results = dict(info, img_shape=img_shape, ori_shape=img_shape)
-            self.static_meta.append([(k, results[k]) for k in self.meta_keys
-                                     if k in results])
+        # The label as PackInputs formats it (format_label costs ~15 us a
+        # call on an int: once per sample here, not per draw; nothing
+        # writes into it).
+        self.infos = [
+            dict(
+                info,
+                img_shape=shape,
+                ori_shape=shape,
+                gt_label=format_label(info['gt_label'])) for info in infos
+        ]
+        self.latent_index = np.array(
+            [info['latent_index'] for info in self.infos], dtype=np.int64)
+        self.bad = np.array([bool(info['bad_reason']) for info in self.infos])
 
     def _load(self, store, split: str, fraction: float) -> torch.Tensor:
         array = store.array(split)
@@ -247,12 +235,11 @@ class DeviceLatentLoader:
         ``skip_bad_images`` in training the next readable one (and the
         files skipped), as ``SkipBadImagesMixin`` does."""
         dataset = self.dataset
-        if not self.bad[index]:
-            return index, []
-        if not dataset.skip_bad_images or dataset.for_evaluation:
-            return self._checked(index), []
-        return next_readable(index, len(dataset), self._checked,
-                             type(dataset).__name__)
+        if self.bad[index] and dataset.skip_bad_images and \
+                not dataset.for_evaluation:
+            return next_readable(index, len(dataset), self._checked,
+                                 type(dataset).__name__)
+        return self._checked(index), []
 
     def _checked(self, index: int) -> int:
         if self.bad[index]:
@@ -278,22 +265,14 @@ class DeviceLatentLoader:
         if flips is None:
             flips = self.flips(indices)
         samples, rows = [], np.empty(len(indices), dtype=np.int64)
-        for pos, drawn in enumerate(indices):
+        for pos, (drawn, flip) in enumerate(zip(indices, flips.tolist())):
             index, skipped = self._readable(int(drawn))
-            flip = bool(flips[pos])
-            rows[pos] = (
-                self.latent_index[index] * self.num_views +
-                (self.view_flip if flip else self.view_original))
-            sample = DataSample()
-            sample.set_field(
-                self.labels[index], 'gt_label', dtype=torch.Tensor)
-            for key, value in self.static_meta[index]:
-                sample.set_field(value, key, field_type='metainfo')
-            if 'flip' in self.meta_keys:
-                sample.set_field(flip, 'flip', field_type='metainfo')
-            if flip and 'flip_direction' in self.meta_keys:
-                sample.set_field(
-                    'horizontal', 'flip_direction', field_type='metainfo')
+            rows[pos] = self.latent_index[index] * self.num_views + flip
+            # What LoadLatent gives PackInputs, but the latent.
+            results = dict(self.infos[index], flip=flip)
+            if flip:
+                results['flip_direction'] = 'horizontal'
+            sample = self.pack.transform(results)['data_samples']
             if skipped:
                 sample.set_metainfo({'skipped_bad_images': skipped})
             samples.append(sample)

@@ -26,9 +26,12 @@ finite (a broken codec), or beyond float16's range with fp16 storage, stop
 the run naming the images: nothing is stored as Inf.
 """
 import argparse
+import collections
 import contextlib
+import dataclasses
 import datetime
 import json
+import math
 import os
 import os.path as osp
 import time
@@ -37,27 +40,32 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.device import get_device
 from mmengine.dist import barrier, get_dist_info, init_dist
 from mmpretrain.registry import MODELS
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ci2p_mm.datasets import BadImageError
+from ci2p_mm.datasets.robust import next_readable
+from ci2p_mm.models.utils import CI2PDataPreprocessor
 from ci2p_mm.utils import (load_model_config, quiet_init_weights, read_config,
                            set_patch_options)
-from ci2p_mm.utils.io import file_sha256
+from ci2p_mm.utils.io import file_sha256, size_text
 from ci2p_mm.utils.locks import ProcessLock
 from .dataset import build_source_dataset
 from .store import (FORMAT_VERSION, FP16_MAX, LATENT_VIEWS, QUANTIZED_LIMIT,
-                    SOURCE_DTYPE, STORAGES, LatentConfigError, LatentStore,
-                    LatentStoreError, codec_identity, default_store_name,
-                    find_ci2p_encoders, source_stamp, split_key)
+                    STORAGES, LatentConfigError, LatentStore, LatentStoreError,
+                    codec_identity, default_store_name, find_ci2p_encoders,
+                    source_stamp, split_key)
 
 #: Transforms that give one fixed image per file (storable); RandomFlip is
 #: handled by storing both views.
 FIXED_TRANSFORMS = ('SafeLoadImageFromFile', 'LoadImageRGB',
                     'LoadImageFromFile', 'Resize', 'ResizeEdge', 'CenterCrop',
                     'PackInputs')
+#: What a store must have been written with to be resumed or extended.
+SETTINGS = ('format_version', 'codec', 'img_size', 'storage', 'chunk_size')
 
 # ---- what to encode ----------------------------------------------------
 
@@ -72,31 +80,28 @@ def encoding_pipeline(pipeline: List[dict], split: str) -> Tuple[list, bool]:
     Only deterministic loading/resizing can be stored; the flip is stored
     as a second view, so it must come after the resizing.
     """
-    kept, flips = [], False
-    for pos, transform in enumerate(pipeline):
-        name = _type_name(transform)
-        if name == 'RandomFlip':
-            direction = transform.get('direction', 'horizontal')
-            prob = transform.get('prob', 0.5)
-            later = [_type_name(t) for t in pipeline[pos + 1:]]
-            if (direction != 'horizontal'
-                    or not isinstance(prob, (int, float))
-                    or any(t != 'PackInputs' for t in later)):
-                raise LatentConfigError(
-                    f'The {split} pipeline has {transform}: latents store an '
-                    f'image and its horizontal flip, so only '
-                    f'RandomFlip(direction="horizontal", prob=p) right before '
-                    f'PackInputs can be stored.')
-            flips = prob > 0
-            continue
-        if name not in FIXED_TRANSFORMS:
+    names = [_type_name(t) for t in pipeline]
+    for pos, (name, transform) in enumerate(zip(names, pipeline)):
+        if name == 'RandomFlip' and (
+                transform.get('direction', 'horizontal') != 'horizontal'
+                or not isinstance(transform.get('prob', 0.5), (int, float))
+                or set(names[pos + 1:]) - {'PackInputs'}):
+            raise LatentConfigError(
+                f'The {split} pipeline has {transform}: latents store an '
+                f'image and its horizontal flip, so only '
+                f'RandomFlip(direction="horizontal", prob=p) right before '
+                f'PackInputs can be stored.')
+        if name not in FIXED_TRANSFORMS + ('RandomFlip', ):
             raise LatentConfigError(
                 f'The {split} pipeline has {name}: a latent store holds one '
                 f'fixed image per file (plus its horizontal flip), so only '
                 f'{", ".join(FIXED_TRANSFORMS)} and RandomFlip can be '
                 f'encoded. Train from images for random augmentation.')
-        kept.append(transform)
-    return kept, flips
+    flips = [
+        t.get('prob', 0.5) > 0 for t in pipeline
+        if _type_name(t) == 'RandomFlip'
+    ]
+    return [t for t in pipeline if _type_name(t) != 'RandomFlip'], any(flips)
 
 
 def image_datasets(cfg: Config) -> Dict[str, dict]:
@@ -105,14 +110,10 @@ def image_datasets(cfg: Config) -> Dict[str, dict]:
     found = {}
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dataset = (cfg.get(loader) or {}).get('dataset')
-        if not dataset:
-            continue
-        if _type_name(dataset) == 'LatentDataset':
+        if dataset and _type_name(dataset) == 'LatentDataset':
             dataset = dataset['source']
-        found.setdefault(
-            split_key(dataset),
-            dataset.to_dict()
-            if hasattr(dataset, 'to_dict') else dict(dataset))
+        if dataset:
+            found.setdefault(split_key(dataset), dict(dataset))
     return found
 
 
@@ -121,38 +122,30 @@ def configured_store(cfg: Config) -> Optional[str]:
     dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
     if _type_name(dataset) != 'LatentDataset':
         return None
-    store = dataset['store']
-    root = dataset['source'].get('data_root') or ''
-    return store if osp.isabs(store) else osp.join(root, store)
+    # An absolute store path stays as it is.
+    return osp.join(dataset['source'].get('data_root') or '', dataset['store'])
 
 
 # ---- reading images in workers ----------------------------------------
 
 
 class _ReadImages(Dataset):
-    """Per index: the pipeline's output and the file's stamp; a refused
-    file comes back as its reason (exceptions do not cross worker
+    """Per index: the file, the pipeline's output and the file's stamp; a
+    refused file comes back as its reason (exceptions do not cross worker
     processes intact)."""
 
     def __init__(self, dataset):
         self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
 
     def __getitem__(self, index):
         path = self.dataset.get_data_info(index).get('img_path')
         try:
             inputs = self.dataset[index]['inputs']
         except BadImageError as err:
-            return index, None, (err.path, err.reason), (0, 0, b'')
+            return index, path, None, (err.path, err.reason), (0, 0, b'')
         # Hashed after decoding: the loader has refused whatever is not a
         # regular image file of sane size by then.
-        return index, inputs, None, source_stamp(path) if path else (0, 0, b'')
-
-
-def _collate(batch):
-    return batch
+        return index, path, inputs, None, source_stamp(path)
 
 
 # ---- the encoder -------------------------------------------------------
@@ -181,10 +174,9 @@ class CodecEncoder:
                 f'{cfg.filename}: the codec encoder is trained '
                 f'(patch_cfg.frozen=False), so its latents change every step '
                 f'and cannot be stored.')
-        pre = model_cfg.model.get('data_preprocessor') or {}
-        if _type_name(pre) != 'CI2PDataPreprocessor':
-            pre = dict(type='CI2PDataPreprocessor')
-        self.preprocessor = MODELS.build(dict(pre)).to(device)
+        pre = model.data_preprocessor  # a *_latents model's takes latents
+        self.preprocessor = (pre if isinstance(pre, CI2PDataPreprocessor) else
+                             CI2PDataPreprocessor()).to(device)
         self.device = device
 
     @torch.inference_mode()
@@ -193,11 +185,9 @@ class CodecEncoder:
         """``[n, V, 192, h, w]`` float32 latents of uint8 BGR images."""
         out = []
         for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
             x = self.preprocessor(
-                dict(inputs=[
-                    im.to(self.device)
-                    for im in images[start:start + batch_size]
-                ]),
+                dict(inputs=[im.to(self.device) for im in batch]),
                 training=False)['inputs']
             views = [self.module(x)]
             if flips:
@@ -206,40 +196,30 @@ class CodecEncoder:
         return torch.cat(out)
 
 
-def check_storable(latents: torch.Tensor, storage: str, paths: Sequence[str],
-                   config: str) -> None:
-    """Refuse NaN/Inf latents (a broken codec) and, for fp16 storage,
-    values beyond float16's range, naming the images."""
-    flat = latents.flatten(1)
-    finite = torch.isfinite(flat).all(1)
-    if not finite.all():
-        bad = [p for p, ok in zip(paths, finite.tolist()) if not ok]
+def to_storage(latents: torch.Tensor, storage: str, paths: Sequence[str],
+               config: str) -> Tuple[np.ndarray, int]:
+    """Latents as stored, and how many values were clipped. NaN/Inf
+    latents (a broken codec) and, for fp16 storage, values beyond
+    float16's range are refused, naming the images."""
+    peaks = latents.flatten(1).abs().amax(1).tolist()  # NaN, Inf propagate
+    broken = [p for p, peak in zip(paths, peaks) if not math.isfinite(peak)]
+    if broken:
         raise LatentStoreError(
             f'The codec encoder of {config} gives NaN/Inf latents for '
-            f'{len(bad)} image(s) ({", ".join(bad[:3])}): its weights are '
-            f'broken (a diverged or damaged codec checkpoint, see '
+            f'{len(broken)} image(s) ({", ".join(broken[:3])}): its weights '
+            f'are broken (a diverged or damaged codec checkpoint, see '
             f'model.backbone.patch_cfg.pretrained). Nothing was stored for '
             f'them.')
-    if storage != 'fp16':
-        return
-    peaks = flat.abs().amax(1)
-    over = peaks > FP16_MAX
-    if over.any():
-        bad = [p for p, o in zip(paths, over.tolist()) if o]
+    over = [p for p, peak in zip(paths, peaks) if peak > FP16_MAX]
+    if storage == 'fp16' and over:
         raise LatentStoreError(
-            f'Latents of {len(bad)} image(s) ({", ".join(bad[:3])}) reach '
-            f'|y| = {float(peaks.max()):.4g}, beyond float16\'s range '
+            f'Latents of {len(over)} image(s) ({", ".join(over[:3])}) reach '
+            f'|y| = {max(peaks):.4g}, beyond float16\'s range '
             f'({FP16_MAX:.0f}): stored as fp16 they would become Inf. '
             f'Encode with --storage fp32 --overwrite (exact, twice the '
             f'bytes), or check the codec weights.')
-
-
-def to_storage(latents: torch.Tensor, storage: str) -> Tuple[np.ndarray, int]:
-    """Latents as stored, and how many values were clipped."""
-    if storage == 'fp16':
-        return latents.half().numpy(), 0
-    if storage == 'fp32':
-        return latents.numpy(), 0
+    if storage != 'quantized':
+        return (latents.half() if storage == 'fp16' else latents).numpy(), 0
     rounded = latents.round()
     clipped = int((rounded.abs() > QUANTIZED_LIMIT).sum())
     return rounded.clamp(-QUANTIZED_LIMIT,
@@ -249,68 +229,49 @@ def to_storage(latents: torch.Tensor, storage: str) -> Tuple[np.ndarray, int]:
 # ---- the store's files -------------------------------------------------
 
 
-def store_record(encoder: CodecEncoder, storage: str, chunk_size: int,
-                 img_size, config: str) -> dict:
-    return dict(
-        format_version=FORMAT_VERSION,
-        codec=codec_identity(encoder.module),
-        img_size=list(img_size),
-        storage=storage,
-        chunk_size=chunk_size,
-        config=osp.abspath(config) if config else None,
-        created=datetime.datetime.now().isoformat(timespec='seconds'),
-        splits={})
+def prepare_split(split: str, ds_cfg: dict,
+                  encoder: CodecEncoder) -> Tuple[object, tuple, dict]:
+    """The split's image dataset (the pipeline without ``RandomFlip``),
+    its image size and its record in the store."""
+    pipeline, flips = encoding_pipeline(ds_cfg.get('pipeline', []), split)
+    dataset = build_source_dataset(ds_cfg, pipeline)
+    skip = bool(ds_cfg.get('skip_bad_images', False))
+
+    def load(index: int) -> torch.Tensor:
+        return dataset[index]['inputs']
+
+    try:  # the first readable image: its size and its latent's shape
+        sample = next_readable(0, len(dataset), load,
+                               f'split {split!r}')[0] if skip else load(0)
+    except RuntimeError as err:  # none is
+        raise LatentStoreError(str(err)) from None
+    latent_shape = encoder([sample], flips=False, batch_size=1).shape[2:]
+    return dataset, tuple(sample.shape[-2:]), dict(
+        ann_file=osp.abspath(dataset.ann_file),
+        ann_sha256=file_sha256(dataset.ann_file),
+        num_samples=len(dataset),
+        views=list(LATENT_VIEWS[:2 if flips else 1]),
+        latent_shape=[int(s) for s in latent_shape],
+        skip_bad_images=skip)
 
 
-def differences(existing: dict, wanted: dict) -> List[str]:
-    keys = ('format_version', 'codec', 'img_size', 'storage', 'chunk_size')
-    return [
-        f'{k}: store {existing.get(k)!r}, now {wanted[k]!r}' for k in keys
-        if existing.get(k) != wanted[k]
-    ]
-
-
-def first_readable(dataset, skip: bool) -> torch.Tensor:
-    for index in range(len(dataset)):
-        try:
-            return dataset[index]['inputs']
-        except BadImageError:
-            if not skip:
-                raise
-    raise LatentStoreError('No readable image in the split.')
-
-
-def read_existing_record(store: LatentStore, overwrite: bool):
-    """The store's record, or None when there is none or ``overwrite``
-    replaces an unreadable one."""
-    if not store.exists():
-        return None
-    try:
-        return store.record
-    except LatentStoreError:
-        if not overwrite:
-            raise
-        return None
-
-
+@dataclasses.dataclass
 class StoreWriter:
     """Creates or checks the store and its splits' files, then encodes
     this process's share of each split."""
+    store: LatentStore
+    encoder: CodecEncoder
+    storage: str
+    chunk_size: int
+    batch_size: int
+    num_workers: int
+    overwrite: bool
+    progress: bool
+    config: str
 
-    def __init__(self, store: LatentStore, encoder: CodecEncoder, storage: str,
-                 chunk_size: int, batch_size: int, num_workers: int,
-                 overwrite: bool, progress: bool, config: str):
-        self.store = store
-        self.encoder = encoder
-        self.storage = storage
-        self.chunk_size = chunk_size
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.overwrite = overwrite
-        self.progress = progress
-        self.config = config
+    def __post_init__(self):
         self.rank, self.world_size = get_dist_info()
-        self.writable = store.writable()
+        self.writable = self.store.writable()
 
     def require_writable(self, why: str) -> None:
         """Refuse, in one line, a write into a store that cannot be
@@ -322,47 +283,38 @@ class StoreWriter:
                 f'Encode into a writable folder (--out), or make it '
                 f'writable; a complete store is used without writing.')
 
-    def prepare(self, split: str, ds_cfg: dict):
-        """Open (rank 0: create or check) the split's files; return the
-        image dataset, whether it flips and whether bad files are
-        skipped."""
-        pipeline, flips = encoding_pipeline(ds_cfg.get('pipeline', []), split)
-        dataset = build_source_dataset(ds_cfg, pipeline)
-        skip = bool(ds_cfg.get('skip_bad_images', False))
-        sample = first_readable(dataset, skip)
-        img_size = tuple(sample.shape[-2:])
-        latent_shape = self.encoder([sample], flips=False,
-                                    batch_size=1).shape[2:]
-        split_record = dict(
-            ann_file=osp.abspath(dataset.ann_file),
-            ann_sha256=file_sha256(dataset.ann_file),
-            num_samples=len(dataset),
-            views=list(LATENT_VIEWS[:2 if flips else 1]),
-            latent_shape=[int(s) for s in latent_shape],
-            skip_bad_images=skip)
-        if self.rank == 0:
-            self._create_or_check(split, split_record, img_size, dataset)
-        return dataset, flips, skip
-
-    def _create_or_check(self, split, split_record, img_size, dataset):
+    def create_or_check(self, split: str, dataset, img_size: tuple,
+                        split_record: dict) -> None:
+        """Rank 0: create the store and the split's files, or check that
+        those there were written with these settings."""
         store = self.store
-        wanted = store_record(self.encoder, self.storage, self.chunk_size,
-                              img_size, self.config)
-        existing = read_existing_record(store, self.overwrite)
-        if existing is not None:
-            diff = differences(existing, wanted)
-            if diff and not self.overwrite:
-                raise LatentStoreError(
-                    f'{store.root} holds a store for another setting ('
-                    f'{"; ".join(diff)}). Use another --out, or --overwrite '
-                    f'to replace it.')
-            if diff:
-                existing = None
-        old = None if existing is None else existing['splits'].get(split)
+        record = dict(
+            format_version=FORMAT_VERSION,
+            codec=codec_identity(self.encoder.module),
+            img_size=list(img_size),
+            storage=self.storage,
+            chunk_size=self.chunk_size,
+            config=osp.abspath(self.config) if self.config else None,
+            created=datetime.datetime.now().isoformat(timespec='seconds'),
+            splits={})
+        try:
+            existing = store.record if store.exists() else None
+        except LatentStoreError:
+            if not self.overwrite:
+                raise
+            existing = None  # unreadable: replaced
+        diff = [
+            f'{k}: store {existing[k]!r}, now {record[k]!r}' for k in SETTINGS
+            if existing and existing[k] != record[k]
+        ]
+        if diff and not self.overwrite:
+            raise LatentStoreError(
+                f'{store.root} holds a store for another setting ('
+                f'{"; ".join(diff)}). Use another --out, or --overwrite '
+                f'to replace it.')
+        old = existing['splits'].get(split) if existing and not diff else None
         # The annotation file's content decides, not its path (data move).
-        if old is not None and dict(
-                old, ann_file='') != dict(
-                    split_record, ann_file=''):
+        if old and dict(old, ann_file='') != dict(split_record, ann_file=''):
             if not self.overwrite:
                 raise LatentStoreError(
                     f'{store.root}: split {split!r} was encoded from '
@@ -373,121 +325,89 @@ class StoreWriter:
                     f'{split_record["views"]}), or the file changed: the '
                     f'split is stale. Re-encode it with --overwrite.')
             old = None
-        if old is not None:
+        if old:
             return  # encoded with these settings: nothing to write
         self.require_writable(f'split {split!r} must be created')
         try:
-            if existing is None:  # a new store, or one that is replaced
+            if not existing or diff:  # a new store, or one that is replaced
                 store.remove_files()
-                store.write_record(wanted)
-            self._create_split(split, split_record, dataset)
+                store.write_record(record)
+            store.create_split(split, split_record, dataset.get_gt_labels())
         except OSError as err:
             raise store.cannot_write(err) from None
 
-    def _create_split(self, split, split_record, dataset):
-        store = self.store
-        for path in store.split_files(split):
-            if osp.lexists(path):
-                os.remove(path)
-        n = len(dataset)
-        # Labels first: they mark <split>.npy as the store's own file.
-        np.save(
-            store.labels_path(split),
-            np.asarray(dataset.get_gt_labels(), dtype=np.int64))
-        arrays = ((store.array_path(split), STORAGES[self.storage],
-                   (n, len(split_record['views']),
-                    *split_record['latent_shape'])),
-                  (store.sources_path(split), SOURCE_DTYPE, (n, )))
-        for path, dtype, shape in arrays:
-            np.lib.format.open_memmap(
-                path, mode='w+', dtype=dtype, shape=shape).flush()
-            store.reserve_blocks(path)
-        record = store.record
-        record['splits'][split] = split_record
-        store.write_record(record)
-
-    def encode_split(self, split: str, dataset, flips: bool,
-                     skip: bool) -> dict:
+    def encode_split(self, split: str, dataset,
+                     split_record: dict) -> collections.Counter:
         """Encode this rank's missing chunks of one split."""
-        store = self.store
-        chunk = store.record['chunk_size']
-        n = len(dataset)
+        store, chunk, n = self.store, self.chunk_size, len(dataset)
+        flips = len(split_record['views']) > 1
+        skip = split_record['skip_bad_images']
         done, _ = store.progress(split)
         todo = [
             c for c in range(store.num_chunks(split))
             if c % self.world_size == self.rank and c not in done
         ]
-        stats = dict(encoded=0, bad=0, clipped=0, seconds=0.)
+        stats = collections.Counter()
         if not todo:
             return stats
         self.require_writable(f'split {split!r} has {len(todo)} chunk(s) to '
                               f'encode')
-        batches = [
-            list(range(c * chunk, min(n, (c + 1) * chunk))) for c in todo
-        ]
+        batches = [range(c * chunk, min(n, (c + 1) * chunk)) for c in todo]
         loader = DataLoader(
             _ReadImages(dataset),
             batch_sampler=batches,
             num_workers=self.num_workers,
-            collate_fn=_collate)
+            collate_fn=list)
         array = store.array(split, mode='r+')
         sources = store.sources(split, mode='r+')
-        log_path = store.done_log(split, self.rank)
         start = time.perf_counter()
-        bar = tqdm(
-            total=sum(map(len, batches)),
-            desc=f'encode {split}',
-            disable=not self.progress or self.rank != 0,
-            dynamic_ncols=True)
-        for chunk_index, items in zip(todo, loader):
-            bad, clipped = {}, 0
-            good = [(i, img) for i, img, _, _ in items if img is not None]
-            for i, _, failure, stamp in items:
-                if failure is not None:
-                    if not skip:
+        with tqdm(
+                total=sum(map(len, batches)),
+                desc=f'encode {split}',
+                disable=not self.progress or self.rank != 0,
+                dynamic_ncols=True) as bar:
+            for chunk_index, items in zip(todo, loader):
+                bad, clipped = {}, 0
+                for i, _, _, failure, stamp in items:
+                    if failure and not skip:
                         raise BadImageError(*failure)
-                    bad[i] = failure[1]
-                sources[i] = stamp
-            if good:
-                latents = self.encoder([img for _, img in good], flips,
-                                       self.batch_size)
-                check_storable(latents, self.storage, [
-                    dataset.get_data_info(i).get('img_path') for i, _ in good
-                ], self.config)
-                values, clipped = to_storage(latents, self.storage)
-                array[[i for i, _ in good]] = values
-                stats['clipped'] += clipped
-            try:
-                array.flush()
-                sources.flush()
-                commit_chunk(log_path,
-                             dict(chunk=chunk_index, bad=bad, clipped=clipped))
-            except OSError as err:
-                raise store.cannot_write(err) from None
-            stats['encoded'] += len(items)
-            stats['bad'] += len(bad)
-            bar.update(len(items))
-        bar.close()
+                    if failure:
+                        bad[i] = failure[1]
+                    sources[i] = stamp
+                good = [item[:3] for item in items if item[2] is not None]
+                if good:
+                    rows, paths, images = zip(*good)
+                    values, clipped = to_storage(
+                        self.encoder(images, flips, self.batch_size),
+                        self.storage, paths, self.config)
+                    array[list(rows)] = values
+                try:
+                    array.flush()
+                    sources.flush()
+                    commit_chunk(
+                        store.done_log(split, self.rank),
+                        dict(chunk=chunk_index, bad=bad, clipped=clipped))
+                except OSError as err:
+                    raise store.cannot_write(err) from None
+                stats.update(encoded=len(items), bad=len(bad), clipped=clipped)
+                bar.update(len(items))
         stats['seconds'] = time.perf_counter() - start
         return stats
 
     def report(self, split: str, stats: dict) -> None:
-        store = self.store
+        store, seconds = self.store, stats['seconds']
         bad = store.check_complete(split)
-        n = store.split_record(split)['num_samples']
-        size = osp.getsize(store.array_path(split))
-        rate = (
-            stats['encoded'] /
-            stats['seconds'] if stats['seconds'] else float('nan'))
+        n, views = store.array_shape(split)[:2]
+        path = store.array_path(split)
+        size = osp.getsize(path)
+        clipped = (f', {stats["clipped"]} values clipped to int8'
+                   if self.storage == 'quantized' else '')
         print(
-            f'{split}: {n} samples x '
-            f'{len(store.split_record(split)["views"])} view(s) in '
-            f'{store.array_path(split)} ({size / 2**20:.1f} MiB, '
-            f'{size / max(n, 1) / 1024:.1f} KiB per image); this run '
-            f'encoded {stats["encoded"]} in {stats["seconds"]:.1f} s '
-            f'({rate:.1f} img/s per process); {len(bad)} bad file(s) '
-            f'recorded' + (f', {stats["clipped"]} values clipped to int8'
-                           if self.storage == 'quantized' else ''),
+            f'{split}: {n} samples x {views} view(s) in {path} '
+            f'({size_text(size)}, {size_text(size / max(n, 1))} per image); '
+            f'this run encoded {stats["encoded"]} in {seconds:.1f} s '
+            f'({stats["encoded"] / seconds if seconds else float("nan"):.1f}'
+            f' img/s per process); {len(bad)} bad file(s) recorded{clipped}',
             flush=True)
 
 
@@ -503,35 +423,6 @@ def commit_chunk(log_path: str, entry: dict) -> None:
         f.write(json.dumps(entry).encode() + b'\n')
         f.flush()
         os.fsync(f.fileno())
-
-
-def default_out(cfg_split: dict, split: str, encoder: CodecEncoder,
-                storage: str) -> str:
-    """``<data_root>/latents/<codec>-q<q>-<size>[-<storage>]``."""
-    probe = encoding_pipeline(cfg_split.get('pipeline', []), split)[0]
-    dataset = build_source_dataset(cfg_split, probe)
-    size = tuple(
-        first_readable(dataset, cfg_split.get('skip_bad_images',
-                                              False)).shape[-2:])
-    return osp.join(
-        dataset.data_root or '', 'latents',
-        default_store_name(encoder.module.codec, encoder.module.quality, size,
-                           storage))
-
-
-def _store_lock(store: LatentStore, rank: int, writable: bool):
-    """Rank 0 holds the store's ``encode.lock`` for the whole encode. A
-    store nobody can write cannot change under us: no lock to take."""
-    if rank != 0 or not writable:
-        return contextlib.nullcontext()
-    return ProcessLock(
-        store.lock_path,
-        busy=lambda holder:
-        (f'Another encode is writing the latent store {store.root}: '
-         f'{holder}. Two encodes of one store would both do all the '
-         f'work. Wait for it to end (it resumes if stopped), or pass '
-         f'another --out.'),
-        error=LatentStoreError)
 
 
 def encode(cfg: Config,
@@ -560,7 +451,8 @@ def encode(cfg: Config,
         batch_size (int): Images per encoder forward.
         chunk_size (int): Samples per resumable unit of work.
         num_workers (int): DataLoader workers decoding and resizing.
-        device (str, optional): Default ``cuda:<current>`` if available.
+        device (str, optional): Default: mmengine's ``get_device()``
+            (``cuda``, the current one, if available).
         overwrite (bool): Replace a store of another codec, size or storage,
             or a stale split, instead of refusing (deleting only the
             store's own files; a folder holding others' is refused).
@@ -569,39 +461,51 @@ def encode(cfg: Config,
     if storage not in STORAGES:
         raise LatentStoreError(f'storage={storage!r}: choose one of '
                                f'{sorted(STORAGES)}.')
-    device = device or (f'cuda:{torch.cuda.current_device()}'
-                        if torch.cuda.is_available() else 'cpu')
-    encoder = CodecEncoder(cfg, device)
+    encoder = CodecEncoder(cfg, device or get_device())
     found = image_datasets(cfg)
-    if splits:
-        missing = sorted(set(splits) - set(found))
-        if missing:
-            raise LatentStoreError(
-                f'{cfg.filename} has no split(s) {missing}; it has '
-                f'{sorted(found)}.')
-        found = {k: v for k, v in found.items() if k in splits}
+    missing = sorted(set(splits or ()) - set(found))
+    if missing:
+        raise LatentStoreError(f'{cfg.filename} has no split(s) {missing}; '
+                               f'it has {sorted(found)}.')
     if not found:
         raise LatentStoreError(f'{cfg.filename} lists no dataset to encode.')
-    if out is None:
-        out = configured_store(cfg) if storage == 'fp16' else None
-    if out is None:
-        split, ds_cfg = next(iter(found.items()))
-        out = default_out(ds_cfg, split, encoder, storage)
+    prepared = {
+        split: prepare_split(split, ds_cfg, encoder)
+        for split, ds_cfg in found.items() if not splits or split in splits
+    }
+    out = out or (configured_store(cfg) if storage == 'fp16' else None)
+    if not out:
+        dataset, img_size, _ = next(iter(prepared.values()))
+        out = osp.join(
+            dataset.data_root or '', 'latents',
+            default_store_name(encoder.module.codec, encoder.module.quality,
+                               img_size, storage))
     store = LatentStore(out)
     writer = StoreWriter(store, encoder, storage, chunk_size, batch_size,
                          num_workers, overwrite, progress, cfg.filename)
     if writer.rank == 0 and not store.exists():  # before the lock goes in
         store.refuse_foreign_entries('write a latent store into it')
-    with _store_lock(store, writer.rank, writer.writable):
+    # Rank 0 holds the store's encode.lock for the whole encode. A store
+    # nobody can write cannot change under us: no lock to take.
+    lock = contextlib.nullcontext()
+    if writer.rank == 0 and writer.writable:
+        lock = ProcessLock(
+            store.lock_path,
+            busy=lambda holder:
+            (f'Another encode is writing the latent store {store.root}: '
+             f'{holder}. Two encodes of one store would both do all the '
+             f'work. Wait for it to end (it resumes if stopped), or pass '
+             f'another --out.'),
+            error=LatentStoreError)
+    with lock:
         # Every split's files first: a full disk shows before hours of work.
-        prepared = {
-            split: writer.prepare(split, ds_cfg)
-            for split, ds_cfg in found.items()
-        }
+        for split, prepared_split in prepared.items():
+            if writer.rank == 0:
+                writer.create_or_check(split, *prepared_split)
         barrier()
         store.forget_record()  # re-read what rank 0 wrote
-        for split, (dataset, flips, skip) in prepared.items():
-            stats = writer.encode_split(split, dataset, flips, skip)
+        for split, (dataset, _, split_record) in prepared.items():
+            stats = writer.encode_split(split, dataset, split_record)
             barrier()
             if writer.rank == 0:
                 writer.report(split, stats)
@@ -626,34 +530,22 @@ def parse_args(argv=None):
         '--storage',
         choices=sorted(STORAGES),
         default='fp16',
-        help='fp16: exact to fp16 precision; fp32: exact, '
-        'twice the bytes (for codecs whose latents exceed '
-        'fp16\'s range); quantized: the codec\'s round(y) '
-        'as int8, half the bytes of fp16')
+        help='fp16: exact to fp16 precision; fp32: exact, twice the bytes '
+        '(for codecs whose latents exceed fp16\'s range); quantized: the '
+        'codec\'s round(y) as int8, half the bytes of fp16')
     parser.add_argument(
         '--splits',
         nargs='+',
-        help='only these splits (default: all the config '
-        'lists)')
+        help='only these splits (default: all the config lists)')
+    for flag, default, text in (('--batch-size', 32,
+                                 'images per encoder forward'),
+                                ('--chunk-size', 256,
+                                 'samples per resumable unit of work'),
+                                ('--num-workers', 2,
+                                 'DataLoader workers decoding and resizing')):
+        parser.add_argument(flag, type=int, default=default, help=text)
     parser.add_argument(
-        '--batch-size',
-        type=int,
-        default=32,
-        help='images per encoder forward')
-    parser.add_argument(
-        '--chunk-size',
-        type=int,
-        default=256,
-        help='samples per resumable unit of work')
-    parser.add_argument(
-        '--num-workers',
-        type=int,
-        default=2,
-        help='DataLoader workers decoding and resizing')
-    parser.add_argument(
-        '--device',
-        default=None,
-        help='default: cuda:<local rank> if available')
+        '--device', help='default: cuda:<local rank> if available')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch'], default='none')
     parser.add_argument(
@@ -675,33 +567,26 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def setup_distributed(launcher: str) -> None:
-    if launcher == 'pytorch':
-        if torch.cuda.is_available():
-            init_dist('pytorch')
-        else:
-            torch.distributed.init_process_group(backend='gloo')
-
-
 def main(argv=None) -> int:
     """``tools/dataset_converters/encode_latents.py``."""
     args = parse_args(argv)
     cfg = read_config(args.config, args.cfg_options)
     if args.no_pretrained:
         set_patch_options(cfg, pretrained=False)
-    setup_distributed(args.launcher)
+    if args.launcher == 'pytorch':
+        # mmengine's launcher sets a CUDA device: without one, gloo.
+        if torch.cuda.is_available():
+            init_dist('pytorch')
+        else:
+            torch.distributed.init_process_group(backend='gloo')
+    options = ('out', 'storage', 'splits', 'batch_size', 'chunk_size',
+               'num_workers', 'device', 'overwrite')
     try:
         encode(
             cfg,
-            out=args.out,
-            storage=args.storage,
-            splits=args.splits,
-            batch_size=args.batch_size,
-            chunk_size=args.chunk_size,
-            num_workers=args.num_workers,
-            device=args.device,
-            overwrite=args.overwrite,
-            progress=not args.no_progress)
+            progress=not args.no_progress,
+            **{k: getattr(args, k)
+               for k in options})
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -40,13 +40,14 @@ Storage (``record['storage']``):
 What a store is trusted with, and how it is checked before use: the record
 is parsed as JSON data (never executed) and validated field by field; every
 array's ``.npy`` header (shape, dtype) must match the record and the file
-must be as long as the header says, before it is mapped; NaN/Inf values are
+must be as long as the header says, before it is read; NaN/Inf values are
 refused when written and, for each sample read, when read; the annotation
 file's sha256 and each image's size and modification time are compared
 with the record (a changed file is hashed, and a different hash makes the
 store stale). Every refusal names the store and the command that fixes it.
 """
 import errno
+import functools
 import glob
 import hashlib
 import json
@@ -54,7 +55,6 @@ import os
 import os.path as osp
 import re
 import shutil
-import stat
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -63,7 +63,7 @@ import torch.nn as nn
 
 from ci2p_mm.models.utils import CI2PEncoder
 from ci2p_mm.utils.errors import UserError, listing
-from ci2p_mm.utils.io import file_sha256, write_text_atomically
+from ci2p_mm.utils.io import file_sha256, output_kind, write_text_atomically
 
 #: Version 2 added latent_shape, the sources arrays and fp32 storage.
 FORMAT_VERSION = 2
@@ -107,9 +107,7 @@ def state_dict_sha256(module: nn.Module) -> str:
     for key, tensor in sorted(module.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f'{key}|{tensor.dtype}|{list(tensor.shape)}|'.encode())
-        digest.update(
-            tensor.view(torch.uint8).numpy().tobytes() if tensor.numel(
-            ) else b'')
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 
@@ -123,12 +121,6 @@ def codec_identity(encoder: CI2PEncoder) -> dict:
 
 def find_ci2p_encoders(model: nn.Module) -> List[CI2PEncoder]:
     return [m for m in model.modules() if isinstance(m, CI2PEncoder)]
-
-
-def backbone_img_size(model: nn.Module) -> Optional[Tuple[int, int]]:
-    backbone = getattr(model, 'backbone', model)
-    size = getattr(backbone, 'img_size', None)
-    return None if size is None else tuple(int(s) for s in size)
 
 
 def default_store_name(codec: str,
@@ -157,87 +149,16 @@ def split_key(dataset_cfg: dict) -> str:
     return osp.splitext(osp.basename(ann))[0]
 
 
-def source_stamp(path: str, with_hash: bool = True) -> tuple:
+def source_stamp(path: Optional[str], with_hash: bool = True) -> tuple:
     """``(size, mtime_ns, sha256)`` of an image file as a store records
-    it; all zero for what is not a regular file (nothing is read from a
-    FIFO or a device). ``with_hash=False`` leaves the hash zero."""
-    try:
-        info = os.stat(path)
-    except OSError:
+    it; all zero for no path or what is not a regular file (nothing is
+    read from a FIFO or a device). ``with_hash=False`` leaves the hash
+    zero."""
+    if not path or not osp.isfile(path):
         return (0, 0, b'')
-    if not stat.S_ISREG(info.st_mode):
-        return (0, 0, b'')
+    info = os.stat(path)
     digest = bytes.fromhex(file_sha256(path)) if with_hash else b''
     return (info.st_size, info.st_mtime_ns, digest)
-
-
-# ---- reading arrays safely ---------------------------------------------
-
-
-def _regular_file_size(path: str, what: str, store: 'LatentStore') -> int:
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise LatentStoreError(f'The latent store {store.root} has no {what} '
-                               f'{osp.basename(path)}: it is incomplete. '
-                               f'{store.reencode_advice()}') from None
-    if not stat.S_ISREG(info.st_mode):
-        raise LatentStoreError(
-            f'{path} in the latent store {store.root} is not a regular file '
-            f'(a FIFO, device or folder); refusing to read it. '
-            f'{store.reencode_advice()}')
-    return info.st_size
-
-
-def read_npy_header(path: str) -> Tuple[tuple, np.dtype, bool, int]:
-    """``(shape, dtype, fortran_order, data offset)`` of a ``.npy`` file,
-    read with NumPy's own parser (literals only, header size capped)."""
-    readers = {
-        (1, 0): np.lib.format.read_array_header_1_0,
-        (2, 0): np.lib.format.read_array_header_2_0
-    }
-    with open(path, 'rb') as f:
-        version = np.lib.format.read_magic(f)
-        if version not in readers:
-            raise ValueError(f'.npy format version {version}')
-        shape, fortran, dtype = readers[version](f)
-        return shape, dtype, fortran, f.tell()
-
-
-def checked_npy(path: str,
-                shape: tuple,
-                dtype,
-                what: str,
-                store: 'LatentStore',
-                mode: str = 'r') -> np.ndarray:
-    """Map a ``.npy`` array after checking that its header declares
-    ``shape`` and ``dtype`` and that the file holds that many bytes."""
-    size = _regular_file_size(path, what, store)
-    try:
-        found_shape, found_dtype, fortran, offset = read_npy_header(path)
-    except (ValueError, OSError, SyntaxError) as err:
-        raise LatentStoreError(
-            f'{path} ({what} of the latent store {store.root}) is not a '
-            f'readable .npy array ({type(err).__name__}). '
-            f'{store.reencode_advice()}') from None
-    if (tuple(found_shape) != tuple(shape) or found_dtype != np.dtype(dtype)
-            or fortran):
-        raise LatentStoreError(
-            f'{path} ({what} of the latent store {store.root}) holds '
-            f'{found_dtype} {list(found_shape)}, but record.json says '
-            f'{np.dtype(dtype)} {list(shape)}: the store is damaged or '
-            f'mixes two encodes. {store.reencode_advice()}')
-    needed = offset + int(np.prod(shape,
-                                  dtype=np.int64)) * np.dtype(dtype).itemsize
-    if size < needed:
-        raise LatentStoreError(
-            f'{path} ({what} of the latent store {store.root}) is '
-            f'{size} bytes, but its header declares {needed}: the file was '
-            f'cut short (a full disk, an interrupted copy). '
-            f'{store.reencode_advice()}')
-    if mode == 'r+':
-        store.reserve_blocks(path)
-    return np.load(path, mmap_mode=mode, allow_pickle=False)
 
 
 def _nearest_existing(path: str) -> str:
@@ -246,63 +167,55 @@ def _nearest_existing(path: str) -> str:
     return path
 
 
+def _describe(codec: dict, img_size) -> str:
+    return (f'{codec["name"]} quality {codec["quality"]}, encoder weights '
+            f'sha256 {codec["weights_sha256"][:12]}..., images '
+            f'{img_size[0]}x{img_size[1]}')
+
+
 # ---- the record --------------------------------------------------------
 
 
-def _check_record(record, root: str) -> dict:
-    """The record if it has every field a store needs, with sane types."""
+def _positive_ints(value, length: int) -> bool:
+    return (isinstance(value, list) and len(value) == length
+            and all(isinstance(v, int) and v > 0 for v in value))
 
-    def bad(field, problem):
-        raise LatentStoreError(
-            f'{osp.join(root, "record.json")} is not a valid latent store '
-            f'record ({field}: {problem}). Re-encode with {ENCODE_TOOL} '
-            f'CONFIG --overwrite.')
 
+def _record_problem(record) -> Optional[str]:
+    """``'field: problem'`` for the first field of a store record that is
+    missing or of the wrong type, or None."""
     if not isinstance(record, dict):
-        bad('top level', 'not a JSON object')
-    version = record.get('format_version')
-    if version != FORMAT_VERSION:
-        raise LatentStoreError(
-            f'The latent store {root} has format version {version!r}; this '
-            f'version of CI2P-MM reads version {FORMAT_VERSION} (which also '
-            f'records each image\'s content hash). Re-encode with '
-            f'{ENCODE_TOOL} {record.get("config", "CONFIG")} --overwrite.')
-    codec = record.get('codec')
+        return 'top level: not a JSON object'
+    codec, size, storage, chunk, splits = map(
+        record.get, ('codec', 'img_size', 'storage', 'chunk_size', 'splits'))
     if not (isinstance(codec, dict) and isinstance(codec.get('name'), str)
             and isinstance(codec.get('quality'), int)
             and isinstance(codec.get('weights_sha256'), str)):
-        bad('codec', 'needs name, quality and weights_sha256')
-    size = record.get('img_size')
-    if not (isinstance(size, list) and len(size) == 2
-            and all(isinstance(s, int) and s > 0 for s in size)):
-        bad('img_size', f'{size!r} is not [H, W]')
-    if record.get('storage') not in STORAGES:
-        bad('storage', f'{record.get("storage")!r} is not one of '
-            f'{sorted(STORAGES)}')
-    chunk = record.get('chunk_size')
+        return 'codec: needs name, quality and weights_sha256'
+    if not _positive_ints(size, 2):
+        return f'img_size: {size!r} is not [H, W]'
+    if not (isinstance(storage, str) and storage in STORAGES):
+        return f'storage: {storage!r} is not one of {sorted(STORAGES)}'
     if not (isinstance(chunk, int) and chunk > 0):
-        bad('chunk_size', f'{chunk!r} is not a positive integer')
-    splits = record.get('splits')
+        return f'chunk_size: {chunk!r} is not a positive integer'
     if not isinstance(splits, dict):
-        bad('splits', 'not an object')
+        return 'splits: not an object'
     for name, split in splits.items():
         if not isinstance(split, dict):
-            bad(f'splits.{name}', 'not an object')
-        num = split.get('num_samples')
-        views = split.get('views')
-        shape = split.get('latent_shape')
-        if not (isinstance(num, int) and num >= 0):
-            bad(f'splits.{name}.num_samples', f'{num!r}')
-        if not (isinstance(views, list) and views
-                and views == list(LATENT_VIEWS[:len(views)])):
-            bad(f'splits.{name}.views', f'{views!r}')
-        if not (isinstance(shape, list) and len(shape) == 3
-                and all(isinstance(s, int) and s > 0 for s in shape)):
-            bad(f'splits.{name}.latent_shape', f'{shape!r}')
-        for key in ('ann_file', 'ann_sha256'):
-            if not isinstance(split.get(key), str):
-                bad(f'splits.{name}.{key}', f'{split.get(key)!r}')
-    return record
+            return f'splits.{name}: not an object'
+        num, views, shape = map(split.get,
+                                ('num_samples', 'views', 'latent_shape'))
+        for key, valid in (('num_samples', isinstance(num, int) and num >= 0),
+                           ('views', isinstance(views, list) and views
+                            and views == list(LATENT_VIEWS[:len(views)])),
+                           ('latent_shape', _positive_ints(shape, 3)),
+                           ('ann_file', isinstance(split.get('ann_file'),
+                                                   str)),
+                           ('ann_sha256',
+                            isinstance(split.get('ann_sha256'), str))):
+            if not valid:
+                return f'splits.{name}.{key}: {split.get(key)!r}'
+    return None
 
 
 # ---- the store ---------------------------------------------------------
@@ -313,75 +226,73 @@ class LatentStore:
 
     Reading maps the arrays (``mmap_mode='r'``) once per process, so
     DataLoader workers share the page cache instead of copies; each array
-    is checked against the record before it is mapped.
+    is checked against the record before it is read.
     """
 
     def __init__(self, root: str):
         self.root = osp.abspath(root)
+        self.record_path = osp.join(self.root, 'record.json')
+        self.lock_path = osp.join(self.root, 'encode.lock')
         self._arrays: Dict[str, np.ndarray] = {}
 
     # record ------------------------------------------------------------
-    @property
-    def record_path(self) -> str:
-        return osp.join(self.root, 'record.json')
-
     def exists(self) -> bool:
         """Whether there is a record (of any kind: reading checks it)."""
         return osp.lexists(self.record_path)
 
-    @property
+    @functools.cached_property
     def record(self) -> dict:
-        if not hasattr(self, '_record'):
-            self._record = self._read_record()
-        return self._record
-
-    def _read_record(self) -> dict:
+        """``record.json``: parsed as JSON data (never executed), every
+        field a store needs checked."""
         if not self.exists():
             raise LatentStoreError(
                 f'No latent store at {self.root} (no record.json). Write it '
                 f'with `{ENCODE_TOOL} CONFIG` (see docs/latents.md).')
-        size = _regular_file_size(self.record_path, 'record', self)
-        if size > MAX_RECORD_BYTES:
-            raise LatentStoreError(
-                f'{self.record_path} is {size} bytes; a store record is a '
-                f'few KiB (at most {MAX_RECORD_BYTES}). It is not a latent '
-                f'store record: re-encode with {ENCODE_TOOL} CONFIG '
-                f'--overwrite.')
+        data = self._read_small(self.record_path, MAX_RECORD_BYTES,
+                                'a store record is a few KiB')
         try:
-            with open(self.record_path, 'rb') as f:
-                record = json.loads(f.read().decode('utf-8'))
+            record = json.loads(data.decode('utf-8'))
         except (ValueError, UnicodeDecodeError) as err:
             raise LatentStoreError(
                 f'{self.record_path} is not valid JSON ({err}); the store '
-                f'cannot be used. Re-encode with {ENCODE_TOOL} CONFIG '
-                f'--overwrite.') from None
-        return _check_record(record, self.root)
+                f'cannot be used. {self.reencode_advice()}') from None
+        version = record.get('format_version') if isinstance(
+            record, dict) else FORMAT_VERSION
+        if version != FORMAT_VERSION:
+            raise LatentStoreError(
+                f'The latent store {self.root} has format version '
+                f'{version!r}; this version of CI2P-MM reads version '
+                f'{FORMAT_VERSION} (which also records each image\'s content '
+                f'hash). Re-encode with {ENCODE_TOOL} '
+                f'{record.get("config", "CONFIG")} --overwrite.')
+        problem = _record_problem(record)
+        if problem:
+            raise LatentStoreError(
+                f'{self.record_path} is not a valid latent store record '
+                f'({problem}). {self.reencode_advice()}')
+        return record
 
     def write_record(self, record: dict) -> None:
         os.makedirs(self.root, exist_ok=True)
         write_text_atomically(self.record_path, json.dumps(record, indent=2))
-        self._record = record
+        self.record = record
 
     def forget_record(self) -> None:
         """Read the record from disk again next time (another process
         wrote it)."""
-        self.__dict__.pop('_record', None)
+        self.__dict__.pop('record', None)
         self._arrays.clear()
 
     def reencode_advice(self, split: Optional[str] = None) -> str:
         """The command that rewrites this store, with the config that
         wrote it when the record names one."""
-        config = 'CONFIG'
-        if '_record' in self.__dict__:
-            config = self._record.get('config', config)
+        config = self.__dict__.get('record', {}).get('config') or 'CONFIG'
         only = f' --splits {split}' if split else ''
         return (f'Re-encode with `{ENCODE_TOOL} {config} --out {self.root}'
                 f'{only} --overwrite`.')
 
     def __getstate__(self):  # to DataLoader workers: no mapped arrays
-        state = dict(self.__dict__)
-        state['_arrays'] = {}
-        return state
+        return dict(self.__dict__, _arrays={})
 
     # paths -------------------------------------------------------------
     def array_path(self, split: str) -> str:
@@ -395,18 +306,6 @@ class LatentStore:
 
     def done_log(self, split: str, rank) -> str:
         return osp.join(self.root, f'{split}.done.{rank}')
-
-    @property
-    def lock_path(self) -> str:
-        return osp.join(self.root, 'encode.lock')
-
-    def split_files(self, split: str) -> List[str]:
-        """Every file of one split (arrays and progress logs)."""
-        return [
-            self.array_path(split),
-            self.labels_path(split),
-            self.sources_path(split)
-        ] + glob.glob(self.done_log(split, '*'))
 
     # the folder --------------------------------------------------------
     def refuse_foreign_entries(self, action: str) -> None:
@@ -481,6 +380,87 @@ class LatentStore:
             err.filename = err.filename or path
             raise self.cannot_write(err, need) from None
 
+    def create_split(self, split: str, split_record: dict,
+                     labels: Sequence[int]) -> None:
+        """(Re)create a split's files, zero-filled and with their blocks
+        reserved (a full disk shows now), and add the split to the
+        record."""
+        for path in [self.array_path(split),
+                     self.sources_path(split)] + glob.glob(
+                         self.done_log(split, '*')):
+            if osp.lexists(path):
+                os.remove(path)
+        # Labels first: they mark <split>.npy as the store's own file.
+        np.save(self.labels_path(split), np.asarray(labels, dtype=np.int64))
+        self.record['splits'][split] = split_record  # on disk: after files
+        arrays = ((self.array_path(split), STORAGES[self.record['storage']],
+                   self.array_shape(split)),
+                  (self.sources_path(split), SOURCE_DTYPE,
+                   (split_record['num_samples'], )))
+        for path, dtype, shape in arrays:
+            np.lib.format.open_memmap(
+                path, mode='w+', dtype=dtype, shape=shape).flush()
+            self.reserve_blocks(path)
+        self.write_record(self.record)
+
+    # reading files -----------------------------------------------------
+    def _file_size(self, path: str, what: str) -> int:
+        """The size of one of the store's files; what is missing or not a
+        regular file is refused (opening a FIFO would block forever)."""
+        kind = output_kind(path)  # None: a regular file, or nothing
+        if kind or not osp.isfile(path):
+            raise LatentStoreError(
+                (f'{path} in the latent store {self.root} is {kind}, not a '
+                 f'regular file; refusing to read it.'
+                 if kind else f'The latent store {self.root} has no {what} '
+                 f'{osp.basename(path)}: it is incomplete.') + ' ' +
+                self.reencode_advice())
+        return osp.getsize(path)
+
+    def _read_small(self,
+                    path: str,
+                    limit: int,
+                    expected: str,
+                    split: Optional[str] = None) -> bytes:
+        """A small file of the store (record, progress log), read whole
+        unless it is larger than ``limit``."""
+        size = self._file_size(path, osp.basename(path))
+        if size > limit:
+            raise LatentStoreError(
+                f'{path} is {size} bytes; {expected} (at most {limit}). It '
+                f'is not one. {self.reencode_advice(split)}')
+        with open(path, 'rb') as f:
+            return f.read(limit + 1)
+
+    def _mapped(self,
+                path: str,
+                shape: tuple,
+                dtype,
+                what: str,
+                mode: str = 'r') -> np.ndarray:
+        """``path`` memory-mapped by NumPy's ``open_memmap`` (a literal-only
+        header parser, no pickled objects, a file shorter than its header
+        declares refused), checked to hold ``shape`` and ``dtype``."""
+        size = self._file_size(path, what)
+        where = f'{path} ({what} of the latent store {self.root})'
+        try:
+            array = np.lib.format.open_memmap(path, mode=mode)
+        except (ValueError, OSError) as err:
+            raise LatentStoreError(
+                f'{where}, {size} bytes, cannot be mapped as a .npy array '
+                f'({err}): a file cut short (a full disk, an interrupted '
+                f'copy) or not a plain array. {self.reencode_advice()}'
+            ) from None
+        order = '' if array.flags.c_contiguous else ' in Fortran order'
+        if array.shape != tuple(shape) or array.dtype != dtype or order:
+            raise LatentStoreError(
+                f'{where} holds {array.dtype} {list(array.shape)}{order}, but '
+                f'record.json says {np.dtype(dtype)} {list(shape)}: the store '
+                f'is damaged or mixes two encodes. {self.reencode_advice()}')
+        if mode == 'r+':
+            self.reserve_blocks(path)
+        return array
+
     # arrays ------------------------------------------------------------
     def split_record(self, split: str) -> dict:
         splits = self.record['splits']
@@ -498,29 +478,25 @@ class LatentStore:
     def array(self, split: str, mode: str = 'r') -> np.ndarray:
         """``[N, V, C, h, w]`` latents, checked and memory-mapped (read-only
         ones once per process; ``mode='r+'`` to write)."""
-        if split not in self._arrays or mode != 'r':
-            array = checked_npy(
-                self.array_path(split), self.array_shape(split),
-                STORAGES[self.record['storage']], 'latents', self, mode)
-            if mode != 'r':
-                return array
+        if mode == 'r' and split in self._arrays:
+            return self._arrays[split]
+        array = self._mapped(
+            self.array_path(split), self.array_shape(split),
+            STORAGES[self.record['storage']], 'latents', mode)
+        if mode == 'r':
             self._arrays[split] = array
-        return self._arrays[split]
+        return array
 
     def labels(self, split: str) -> np.ndarray:
         n = self.split_record(split)['num_samples']
         return np.array(
-            checked_npy(
-                self.labels_path(split), (n, ), np.int64, 'labels', self))
+            self._mapped(self.labels_path(split), (n, ), np.int64, 'labels'))
 
     def sources(self, split: str, mode: str = 'r') -> np.ndarray:
         n = self.split_record(split)['num_samples']
-        return checked_npy(
-            self.sources_path(split), (n, ),
-            SOURCE_DTYPE,
-            'image records',
-            self,
-            mode=mode)
+        return self._mapped(
+            self.sources_path(split), (n, ), SOURCE_DTYPE, 'image records',
+            mode)
 
     # progress ----------------------------------------------------------
     def progress(self, split: str) -> Tuple[set, Dict[int, str]]:
@@ -528,14 +504,10 @@ class LatentStore:
         rank's log (a line cut by a kill is ignored)."""
         done, bad = set(), {}
         for path in sorted(glob.glob(self.done_log(split, '*'))):
-            size = _regular_file_size(path, 'progress log', self)
-            if size > MAX_PROGRESS_LOG_BYTES:
-                raise LatentStoreError(
-                    f'{path} is {size} bytes; a progress log holds one short '
-                    f'line per chunk. {self.reencode_advice(split)}')
-            with open(path, 'rb') as f:
-                lines = f.read().split(b'\n')
-            for line in lines:
+            data = self._read_small(
+                path, MAX_PROGRESS_LOG_BYTES,
+                'a progress log holds one short line per chunk', split)
+            for line in data.split(b'\n'):
                 try:
                     entry = json.loads(line)
                     chunk = int(entry['chunk'])
@@ -548,8 +520,7 @@ class LatentStore:
 
     def num_chunks(self, split: str) -> int:
         n = self.split_record(split)['num_samples']
-        size = self.record['chunk_size']
-        return (n + size - 1) // size
+        return -(-n // self.record['chunk_size'])
 
     def check_complete(self, split: str) -> Dict[int, str]:
         """Bad samples of a fully encoded split; raise if it is not."""
@@ -591,21 +562,18 @@ class LatentStore:
         is hashed, and refused if its content differs; ``hash_all`` hashes
         every image (catches a rewrite that kept size and time).
         """
-        stamps = np.array(self.sources(split))
-        sizes, mtimes = stamps['size'].tolist(), stamps['mtime_ns'].tolist()
-        digests = stamps['sha256'].tolist()
         changed, missing = [], []
-        for index, path in enumerate(image_paths):
-            if not path or not digests[index]:
+        stamps = self.sources(split).tolist()
+        for path, (size, mtime, digest) in zip(image_paths, stamps):
+            if not path or not digest:
                 continue  # not decodable when encoded: nothing to compare
-            size, mtime, _ = source_stamp(path, with_hash=False)
-            if (size, mtime) == (0, 0):  # gone, or no longer a regular file
+            now = source_stamp(path, with_hash=False)[:2]
+            if now == (0, 0):  # gone, or no longer a regular file
                 (changed if osp.lexists(path) else missing).append(path)
-                continue
-            if not hash_all and (size, mtime) == (sizes[index], mtimes[index]):
-                continue
             # NumPy's 'S32' drops trailing zero bytes of a stored digest.
-            if source_stamp(path)[2] != digests[index].ljust(32, b'\0'):
+            elif (hash_all or now
+                  != (size, mtime)) and source_stamp(path)[2] != digest.ljust(
+                      32, b'\0'):
                 changed.append(path)
         if changed:
             raise LatentStoreError(
@@ -617,11 +585,6 @@ class LatentStore:
         return missing
 
     # the model ---------------------------------------------------------
-    def describe_codec(self, codec: dict, img_size) -> str:
-        return (f'{codec["name"]} quality {codec["quality"]}, encoder '
-                f'weights sha256 {codec["weights_sha256"][:12]}..., images '
-                f'{img_size[0]}x{img_size[1]}')
-
     def check_model(self, model: nn.Module) -> None:
         """Refuse a model whose codec or image size is not the store's."""
         encoders = find_ci2p_encoders(model)
@@ -631,7 +594,8 @@ class LatentStore:
                 f'latents from {self.root}.')
         stored = self.record['codec']
         stored_size = tuple(self.record['img_size'])
-        size = backbone_img_size(model) or stored_size
+        size = getattr(getattr(model, 'backbone', model), 'img_size', None)
+        size = stored_size if size is None else tuple(int(s) for s in size)
         for encoder in encoders:
             if not encoder.latent_input:
                 raise LatentStoreError(
@@ -644,7 +608,7 @@ class LatentStore:
                     f'The latent store {self.root} was written by another '
                     f'codec than this model\'s, so its latents are not what '
                     f'this model\'s encoder computes. Store: '
-                    f'{self.describe_codec(stored, stored_size)}. Model: '
-                    f'{self.describe_codec(built, size)}. Encode the data '
-                    f'with this model\'s config ({ENCODE_TOOL} CONFIG), or '
-                    f'point the dataset at the matching store.')
+                    f'{_describe(stored, stored_size)}. Model: '
+                    f'{_describe(built, size)}. Encode the data with this '
+                    f'model\'s config ({ENCODE_TOOL} CONFIG), or point the '
+                    f'dataset at the matching store.')
