@@ -90,6 +90,7 @@ from PIL import (Image, ImageFile, ImageOps, PngImagePlugin,
                  UnidentifiedImageError)
 
 from .errors import UserError
+from .io import file_kind
 
 #: Pillow formats that are decoded: what photo data sets hold (JPEG, whose
 #: plugin also opens cameras' multi-picture MPO files, PNG, BMP, WebP, TIFF,
@@ -134,20 +135,6 @@ class BadImageError(UserError, ValueError):
 
 
 # ---- reading ------------------------------------------------------------
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return 'a named pipe (FIFO)'
-    if stat.S_ISCHR(mode):
-        return 'a character device'
-    if stat.S_ISBLK(mode):
-        return 'a block device'
-    if stat.S_ISSOCK(mode):
-        return 'a socket'
-    if stat.S_ISDIR(mode):
-        return 'a folder'
-    return 'not a regular file'
 
 
 def is_inside(path: str, root: str) -> bool:
@@ -231,8 +218,8 @@ def read_image_file(path: str,
             fix = ('fix the annotation file'
                    if stat.S_ISDIR(info.st_mode) else _FIX_NOT_A_FILE)
             raise BadImageError(
-                path, f'{_kind(info.st_mode)}, not a '
-                f'regular file{via}; not read', fix)
+                path, f'{file_kind(info.st_mode) or "not a regular file"}, '
+                f'not a regular file{via}; not read', fix)
         if info.st_size > max_file_bytes:
             raise file_too_big(path, f'{info.st_size} bytes{via}',
                                max_file_bytes)
