@@ -129,13 +129,11 @@ class SafeCheckpointHook(CheckpointHook):
                          data_batch=None,
                          outputs=None) -> None:
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
-        if not (self.by_epoch and self.iter_interval):
-            return
-        if not self.every_n_train_iters(runner, self.iter_interval):
-            return
-        if batch_idx + 1 >= len(runner.train_dataloader):
-            return  # the epoch checkpoint follows right away
-        self.save_mid_epoch(runner, batch_idx)
+        # After the last batch, the epoch checkpoint follows right away.
+        if (self.by_epoch and self.iter_interval
+                and self.every_n_train_iters(runner, self.iter_interval)
+                and batch_idx + 1 < len(runner.train_dataloader)):
+            self.save_mid_epoch(runner, batch_idx)
 
     def save_mid_epoch(self,
                        runner,
@@ -360,20 +358,19 @@ class SkippedImagesHook(Hook):
         samples = data_batch.get('data_samples') if isinstance(
             data_batch, dict) else None
         for sample in samples or []:
-            files = getattr(sample, 'metainfo', {}).get('skipped_bad_images')
-            if files:
-                self._files.extend(files)
+            self._files += getattr(sample, 'metainfo',
+                                   {}).get('skipped_bad_images') or []
 
     def after_train_epoch(self, runner) -> None:
         files = getattr(self, '_files', [])
         count = torch.tensor(float(len(files)))
         all_reduce(count)
         count = int(count.item())
-        dataset = runner.train_dataloader.dataset
-        total = int(runner.message_hub.get_info('skipped_bad_images', 0))
-        total += count
-        runner.message_hub.update_info('skipped_bad_images', total)
-        if not (count or getattr(dataset, 'skip_bad_images', False)):
+        hub = runner.message_hub
+        total = int(hub.get_info('skipped_bad_images', 0)) + count
+        hub.update_info('skipped_bad_images', total)
+        if not (count or getattr(runner.train_dataloader.dataset,
+                                 'skip_bad_images', False)):
             return
         unique = sorted(set(files))
         named = f': {listing(unique, 20)}' if unique else ''

@@ -495,9 +495,8 @@ class CI2PRunner(Runner):
         (local files are written by :class:`~.hooks.AtomicLocalBackend`)."""
         meta = dict(meta or {}, ci2p_rng=get_rng_state())
         meta['ci2p_codecs'] = {
-            name: [codec, quality]
-            for name, (codec,
-                       quality) in model_codecs(self._bare_model).items()
+            name: list(codec)
+            for name, codec in model_codecs(self._bare_model).items()
         }
         try:
             super().save_checkpoint(out_dir, filename, file_client_args,

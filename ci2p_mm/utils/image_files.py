@@ -195,11 +195,8 @@ def read_image_file(path: str,
                 'replace the link by the image it should be, or, if you '
                 'trust every link in this data set, set '
                 'allow_symlinks_out_of_root=True on the image loader')
-    flags = (
-        os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW
-        | getattr(os, 'O_CLOEXEC', 0))
-    try:
-        fd = os.open(target, flags)
+    try:  # not inherited by child processes (PEP 446)
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError as err:
         if err.errno == errno.ENOENT:
             raise BadImageError(
@@ -265,9 +262,8 @@ def identify_other_format(data: bytes) -> Optional[str]:
 
 
 def _looks_like_text(data: bytes) -> bool:
-    head = data[:512]
     try:
-        text = head.decode('utf-8')
+        text = data[:512].decode('utf-8')
     except UnicodeDecodeError:
         return False
     return all(c.isprintable() or c in '\r\n\t' for c in text)

@@ -46,17 +46,14 @@ class OutputError(UserError, OSError):
     reads, a full disk, a read-only file system, the input itself."""
 
 
-def _fsync(path: str, directory: bool = False) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _fsync(path: str) -> None:
+    # Best effort (some file systems cannot); a file or a folder.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _inherited_fd(path: str) -> Optional[int]:
@@ -86,22 +83,16 @@ def file_kind(mode: int) -> Optional[str]:
     return next((kind for test, kind in _KINDS if test(mode)), None)
 
 
-def output_kind(path: str) -> Optional[str]:
-    """:func:`file_kind` of ``path`` (links followed); None when it is a
-    regular file or missing."""
-    try:
-        return file_kind(os.stat(path).st_mode)
-    except OSError:
-        return None
-
-
 def check_output_path(path: str, *inputs: str, what: str = 'Output') -> bool:
     """Refuse, before any work, an output that no writer may use: a folder,
     a block device or a socket, one of ``inputs`` (:func:`check_not_input`),
     or a place whose nearest existing folder cannot be written. ``what``
     names it in the message (``'--out'``, ``'DST'``). Returns whether the
     output is written through (a device, a FIFO, ``/dev/stdout``)."""
-    kind = output_kind(path)
+    try:
+        kind = file_kind(os.stat(path).st_mode)  # links followed
+    except OSError:  # missing
+        kind = None
     if kind in ('a folder', 'a block device', 'a socket'):
         raise OutputError(f'{what} {path} is {kind}; refusing to write over '
                           f'it. Name a file instead.')
@@ -238,7 +229,7 @@ def atomic_output(path: str, size: Optional[int] = None) -> Iterator[str]:
         else:
             _fsync(tmp)
             os.replace(tmp, target)
-            _fsync(directory, directory=True)
+            _fsync(directory)
     except OSError as err:
         if isinstance(err, UserError) or err.errno not in _WRITE_ERRNOS:
             raise
