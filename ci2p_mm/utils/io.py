@@ -83,16 +83,22 @@ def file_kind(mode: int) -> Optional[str]:
     return next((kind for test, kind in _KINDS if test(mode)), None)
 
 
+def output_kind(path: str) -> Optional[str]:
+    """:func:`file_kind` of ``path`` (links followed); None when it is a
+    regular file or missing."""
+    try:
+        return file_kind(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
 def check_output_path(path: str, *inputs: str, what: str = 'Output') -> bool:
     """Refuse, before any work, an output that no writer may use: a folder,
     a block device or a socket, one of ``inputs`` (:func:`check_not_input`),
     or a place whose nearest existing folder cannot be written. ``what``
     names it in the message (``'--out'``, ``'DST'``). Returns whether the
     output is written through (a device, a FIFO, ``/dev/stdout``)."""
-    try:
-        kind = file_kind(os.stat(path).st_mode)  # links followed
-    except OSError:  # missing
-        kind = None
+    kind = output_kind(path)
     if kind in ('a folder', 'a block device', 'a socket'):
         raise OutputError(f'{what} {path} is {kind}; refusing to write over '
                           f'it. Name a file instead.')
