@@ -9,12 +9,9 @@ import os.path as osp
 import pickle
 
 from mmengine.evaluator import DumpResults
-from mmengine.registry import RUNNERS
 
-from ci2p_mm.engine import (CI2PRunner, add_runner_arguments,
-                            close_distributed, configure_launcher,
-                            configure_tta, set_default_dataloader_cfg,
-                            set_local_rank, set_work_dir)
+from ci2p_mm.engine import (build_runner, close_distributed, configure_tta,
+                            merge_runner_args, parse_runner_args)
 from ci2p_mm.utils import read_config
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import check_output_path, write_bytes_atomically
@@ -39,26 +36,16 @@ def parse_args(argv=None):
         action='store_true',
         help="test-time augmentation: the config's tta_model/tta_pipeline, "
         'else flip TTA averaging the scores (as mmpretrain)')
-    add_runner_arguments(parser, 'test')
-    args = parser.parse_args(argv)
-    set_local_rank(args)
-    return args
+    return parse_runner_args(parser, 'test', argv)
 
 
 def merge_args(cfg, args):
-    configure_launcher(cfg, args.launcher)
-    set_work_dir(cfg, args)
     cfg.load_from = args.checkpoint
     if args.amp:
         cfg.test_cfg.fp16 = True
     if args.tta:
         configure_tta(cfg)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    # After --cfg-options: the defaults depend on the final num_workers.
-    set_default_dataloader_cfg(cfg, 'test_dataloader', args.no_pin_memory,
-                               args.no_persistent_workers)
-    return cfg
+    return merge_runner_args(cfg, args, ('test', ))
 
 
 def test(argv=None) -> dict:
@@ -70,11 +57,7 @@ def test(argv=None) -> dict:
         check_output_path(args.out, args.checkpoint, args.config, what='--out')
     if not osp.isfile(args.checkpoint):
         raise UserError(f'Checkpoint {args.checkpoint} does not exist.')
-    cfg = merge_args(read_config(args.config), args)
-    # CI2PRunner: checked checkpoint loading, atomic saving, exact resume.
-    runner = (
-        CI2PRunner.from_cfg(cfg)
-        if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = build_runner(merge_args(read_config(args.config), args))
     if args.out and args.out_item == 'pred':
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

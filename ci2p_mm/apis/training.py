@@ -4,12 +4,8 @@
 """
 import argparse
 
-from mmengine.registry import RUNNERS
-
-from ci2p_mm.engine import (CI2PRunner, add_runner_arguments,
-                            close_distributed, configure_amp,
-                            configure_launcher, set_default_dataloader_cfg,
-                            set_local_rank, set_work_dir)
+from ci2p_mm.engine import (build_runner, close_distributed, configure_amp,
+                            merge_runner_args, parse_runner_args)
 from ci2p_mm.utils import read_config
 
 
@@ -49,10 +45,7 @@ def parse_args(argv=None):
         action='store_true',
         help='scale the lr by the actual total batch size against '
         'auto_scale_lr.base_batch_size')
-    add_runner_arguments(parser, 'train')
-    args = parser.parse_args(argv)
-    set_local_rank(args)
-    return args
+    return parse_runner_args(parser, 'train', argv)
 
 
 def merge_args(cfg, args):
@@ -61,9 +54,6 @@ def merge_args(cfg, args):
         cfg.val_cfg = None
         cfg.val_dataloader = None
         cfg.val_evaluator = None
-    configure_launcher(cfg, args.launcher)
-    set_work_dir(cfg, args)
-
     if args.amp:
         configure_amp(cfg)
     if args.compile:
@@ -80,25 +70,13 @@ def merge_args(cfg, args):
 
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    # After --cfg-options: the defaults depend on the final num_workers.
-    for split in ('train', 'val', 'test'):
-        set_default_dataloader_cfg(cfg, f'{split}_dataloader',
-                                   args.no_pin_memory,
-                                   args.no_persistent_workers)
-    return cfg
+    return merge_runner_args(cfg, args, ('train', 'val', 'test'))
 
 
 def train(argv=None):
     """Run ``tools/train.py argv``; return the runner after training."""
     args = parse_args(argv)
-    cfg = merge_args(read_config(args.config), args)
-    # CI2PRunner: checked checkpoint loading, atomic saving, exact resume.
-    runner = (
-        CI2PRunner.from_cfg(cfg)
-        if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = build_runner(merge_args(read_config(args.config), args))
     runner.train()
     close_distributed()
     return runner

@@ -231,26 +231,29 @@ def saved_model_config(checkpoint) -> dict:
     return model if isinstance(model, dict) else {}
 
 
+def describe_model_config(model: dict) -> str:
+    """``'backbone CI2PViT, arch=b, ..., head num_classes=10'`` from a
+    config's ``model``."""
+    backbone = model.get('backbone') or {}
+    patch, head = backbone.get('patch_cfg') or {}, model.get('head') or {}
+    parts = [f'backbone {backbone.get("type")}']
+    parts += [
+        f'{k}={backbone[k]}' for k in ('arch', 'img_size', 'patch_size')
+        if k in backbone
+    ]
+    parts += [f'{k}={patch[k]}' for k in ('codec', 'quality') if k in patch]
+    if 'num_classes' in head:
+        parts.append(f'head num_classes={head["num_classes"]}')
+    return ', '.join(parts)
+
+
 def describe_saved_model(checkpoint) -> str:
-    """``'CI2PViT(arch=...)...'`` from the config a checkpoint records."""
+    """``'a model with backbone CI2PViT, arch=...'`` from the config a
+    checkpoint records; ``''`` when it records none."""
     model = saved_model_config(checkpoint)
-    if not model:
-        return ''
     try:
-        backbone = model.get('backbone', {}) or {}
-        head = model.get('head', {}) or {}
-        parts = [f'backbone {backbone.get("type")}']
-        for key in ('arch', 'img_size', 'patch_size'):
-            if key in backbone:
-                parts.append(f'{key}={backbone[key]}')
-        patch = backbone.get('patch_cfg') or {}
-        for key in ('codec', 'quality'):
-            if key in patch:
-                parts.append(f'{key}={patch[key]}')
-        if 'num_classes' in head:
-            parts.append(f'head num_classes={head["num_classes"]}')
-        return 'a model with ' + ', '.join(parts)
-    except Exception:
+        return 'a model with ' + describe_model_config(model) if model else ''
+    except Exception:  # parts that are not dicts
         return ''
 
 
@@ -293,27 +296,40 @@ def head_num_classes(model) -> Optional[int]:
     return found if isinstance(found, int) else None
 
 
+def check_checkpoint_fits(module: nn.Module,
+                          checkpoint,
+                          filename: str,
+                          what: str,
+                          revise_keys=_MODULE_PREFIX,
+                          allow_unused: bool = False) -> None:
+    """Raise :class:`CheckpointError` unless a checkpoint read by
+    :func:`read_checkpoint_file` fits ``module``: it holds a state dict,
+    its CI2P codec is the module's (:func:`check_codecs`) and its weights
+    load exactly (:func:`check_state_dict_fits`; ``what`` names the module
+    in errors)."""
+    state_dict = extract_state_dict(checkpoint, filename, revise_keys)
+    check_codecs(module, checkpoint, filename)
+    check_state_dict_fits(module, state_dict, filename, what,
+                          describe_saved_model(checkpoint), allow_unused)
+
+
 def load_checked_checkpoint(model: nn.Module,
                             checkpoint,
                             filename: str,
                             what: str,
                             strict: bool = False,
-                            revise_keys=((r'^module\.', ''), ),
+                            revise_keys=_MODULE_PREFIX,
                             allow_unused: bool = False) -> dict:
     """Load a checkpoint read by :func:`read_checkpoint_file` into
-    ``model``, after checking that it fits: its CI2P codec is the model's
-    (:func:`check_codecs`) and its weights load exactly
-    (:func:`check_state_dict_fits`; ``what`` names the model in errors).
+    ``model`` once :func:`check_checkpoint_fits` passed.
 
     The one checked load: ``CI2PRunner.load_checkpoint`` (tools/train.py,
     tools/test.py), the ONNX exporter and ``demo/image_demo.py`` use
     it. Returns the
     checkpoint, as mmengine's ``_load_checkpoint_to_model`` does.
     """
-    state_dict = extract_state_dict(checkpoint, filename, revise_keys)
-    check_codecs(model, checkpoint, filename)
-    check_state_dict_fits(model, state_dict, filename, what,
-                          describe_saved_model(checkpoint), allow_unused)
+    check_checkpoint_fits(model, checkpoint, filename, what, revise_keys,
+                          allow_unused)
     return _load_checkpoint_to_model(
         model, checkpoint, strict, revise_keys=list(revise_keys))
 
@@ -333,18 +349,12 @@ def checkpoint_codecs(checkpoint) -> Optional[Set[Tuple[str, int]]]:
     """The codecs a checkpoint records (written by ``CI2PRunner``), or read
     from the config it saved; None when it says nothing."""
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-    if not isinstance(meta, dict):
-        return None
-    recorded = meta.get('ci2p_codecs')
+    recorded = meta.get('ci2p_codecs') if isinstance(meta, dict) else None
     if isinstance(recorded, dict) and recorded:
         return {(canonical_codec_name(c), int(q))
                 for c, q in recorded.values()}
-    text = meta.get('cfg')
-    if not isinstance(text, str) or 'CI2P' not in text and \
-            'DualScaleViT' not in text:
-        return None
     try:
-        backbone = saved_model_config(checkpoint)['backbone']
+        backbone = saved_model_config(checkpoint).get('backbone')
         if not is_ci2p_backbone(backbone):
             return None
         patch = backbone.get('patch_cfg') or {}

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import torch
 from mmengine.dist import all_reduce, is_main_process
-from mmengine.fileio import LocalBackend, get_file_backend, register_backend
+from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
@@ -21,7 +21,11 @@ class AtomicLocalBackend(LocalBackend):
     """mmengine's local file backend, writing through the one atomic writer
     (:func:`~ci2p_mm.utils.io.atomic_output`); mmengine's own writes in
     place, so a kill while saving would leave a truncated checkpoint.
-    ``backend_args=dict(backend='ci2p_atomic_local')`` selects it."""
+
+    Registered as mmengine's backend of local paths (``prefixes=''``), so
+    every checkpoint that any runner saves into a local folder, and every
+    ``mmengine.dump`` there, is written atomically without ``backend_args``
+    (``backend_args=dict(backend='ci2p_atomic_local')`` names it too)."""
 
     def put(self, obj: bytes, filepath) -> None:
         write_bytes_atomically(str(filepath), obj)
@@ -30,19 +34,8 @@ class AtomicLocalBackend(LocalBackend):
         write_bytes_atomically(str(filepath), obj.encode(encoding))
 
 
+register_backend('local', AtomicLocalBackend, force=True, prefixes='')
 register_backend('ci2p_atomic_local', AtomicLocalBackend, force=True)
-
-
-def atomic_backend_args(out_dir: str,
-                        backend_args: Optional[dict] = None,
-                        file_client_args: Optional[dict] = None):
-    """``backend_args`` that save into a local ``out_dir`` atomically, when
-    none were given; what was given otherwise (object stores replace
-    objects whole anyway)."""
-    if backend_args is None and file_client_args is None and isinstance(
-            get_file_backend(out_dir), LocalBackend):
-        return dict(backend='ci2p_atomic_local')
-    return backend_args
 
 
 @HOOKS.register_module()
@@ -51,8 +44,9 @@ class SafeCheckpointHook(CheckpointHook):
     checkpoints.
 
     * Every file, ``last_checkpoint`` included, goes through the one atomic
-      writer (:class:`AtomicLocalBackend`, with any runner): the previous
-      file stays whole until the new one is. mmengine writes both in place.
+      writer (:class:`AtomicLocalBackend`, with any runner, and
+      :func:`~ci2p_mm.utils.io.write_text_atomically`): the previous file
+      stays whole until the new one is. mmengine writes both in place.
     * Outdated checkpoints (``max_keep_ckpts``) are deleted only after the
       new one is complete; mmengine deletes first, so with
       ``max_keep_ckpts=1`` a kill while saving left no checkpoint at all.
@@ -77,9 +71,6 @@ class SafeCheckpointHook(CheckpointHook):
         self._mid_epoch_ckpts = []
 
     def before_train(self, runner) -> None:
-        self.backend_args = atomic_backend_args(
-            self.out_dir or runner.work_dir, self.backend_args,
-            self.file_client_args)
         super().before_train(runner)
         if self.by_epoch and self.iter_interval and isinstance(
                 self.file_backend, LocalBackend):
@@ -89,8 +80,11 @@ class SafeCheckpointHook(CheckpointHook):
                  if re.fullmatch(r'iter_\d+\.pth', osp.basename(p))),
                 key=lambda p: int(re.findall(r'\d+', osp.basename(p))[0]))
 
-    def _write(self, runner, filename: str, meta: dict,
-               by_epoch: bool) -> None:
+    def _save(self, runner, filename: str, meta: dict, by_epoch: bool,
+              outdated: List[str]) -> str:
+        """Write ``filename``, point ``last_checkpoint`` to it, and only then
+        delete the ``outdated`` files; return its path."""
+        path = self.file_backend.join_path(self.out_dir, filename)
         runner.save_checkpoint(
             self.out_dir,
             filename,
@@ -101,44 +95,33 @@ class SafeCheckpointHook(CheckpointHook):
             by_epoch=by_epoch,
             backend_args=self.backend_args,
             **self.args)
-
-    def _point_to(self, runner, path: str) -> None:
         if is_main_process():
             write_text_atomically(
                 osp.join(runner.work_dir, 'last_checkpoint'), path)
-
-    def _remove(self, path: str) -> None:
-        if not is_main_process():
-            return
-        if self.file_backend.isfile(path):
-            self.file_backend.remove(path)
-        elif self.file_backend.isdir(path):
-            self.file_backend.rmtree(path)
+            for old in outdated:
+                if old != path and self.file_backend.isfile(old):
+                    self.file_backend.remove(old)
+                elif old != path and self.file_backend.isdir(old):
+                    self.file_backend.rmtree(old)  # deepspeed's checkpoints
+        return path
 
     def _save_checkpoint_with_step(self, runner, step, meta):
-        outdated = None
+        outdated = []
         if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
                                             self.keep_ckpt_ids[-1] == step):
             if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                outdated = self.keep_ckpt_ids.popleft()
+                old = self.filename_tmpl.format(self.keep_ckpt_ids.popleft())
+                outdated.append(self.file_backend.join_path(self.out_dir, old))
             self.keep_ckpt_ids.append(step)
             runner.message_hub.update_info('keep_ckpt_ids',
                                            list(self.keep_ckpt_ids))
         filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        self._write(runner, filename, meta, self.by_epoch)
-        if not is_main_process():
-            return
-        self._point_to(runner, self.last_ckpt)
-        if outdated is not None and outdated != step:
-            self._remove(
-                self.file_backend.join_path(
-                    self.out_dir, self.filename_tmpl.format(outdated)))
-        if self.by_epoch:
-            for path in self._mid_epoch_ckpts:
-                self._remove(path)
+        if self.by_epoch:  # an epoch checkpoint supersedes mid-epoch files
+            outdated += self._mid_epoch_ckpts
             self._mid_epoch_ckpts = []
+        self._save(runner, filename, meta, self.by_epoch, outdated)
 
     def after_train_iter(self,
                          runner,
@@ -146,13 +129,11 @@ class SafeCheckpointHook(CheckpointHook):
                          data_batch=None,
                          outputs=None) -> None:
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
-        if not (self.by_epoch and self.iter_interval):
-            return
-        if not self.every_n_train_iters(runner, self.iter_interval):
-            return
-        if batch_idx + 1 >= len(runner.train_dataloader):
-            return  # the epoch checkpoint follows right away
-        self.save_mid_epoch(runner, batch_idx)
+        # After the last batch, the epoch checkpoint follows right away.
+        if (self.by_epoch and self.iter_interval
+                and self.every_n_train_iters(runner, self.iter_interval)
+                and batch_idx + 1 < len(runner.train_dataloader)):
+            self.save_mid_epoch(runner, batch_idx)
 
     def save_mid_epoch(self,
                        runner,
@@ -172,15 +153,8 @@ class SafeCheckpointHook(CheckpointHook):
         runner.logger.info(f'Saving a mid-epoch checkpoint at iteration '
                            f'{step} (epoch {runner.epoch + 1}, batch '
                            f'{batch_idx + 1}/{len(runner.train_dataloader)})')
-        self._write(
-            runner,
-            filename,
-            dict(epoch=runner.epoch, iter=step),
-            by_epoch=False)
-        self._point_to(runner, path)
-        for old in self._mid_epoch_ckpts:
-            if old != path:
-                self._remove(old)
+        self._save(runner, filename, dict(epoch=runner.epoch, iter=step),
+                   False, self._mid_epoch_ckpts)
         self._mid_epoch_ckpts = [path]
         return path
 
@@ -205,6 +179,19 @@ def non_finite_tensors(named_tensors) -> List[str]:
     if torch.isfinite(total).item():
         return []
     return [name for name, t in named if not torch.isfinite(t).all()]
+
+
+def non_finite_losses(outputs) -> str:
+    """``'loss=nan, loss_cls=inf'``: the losses in a model's ``outputs``
+    that are NaN or infinite (tensors averaged); ``''`` when none is."""
+    values = {
+        key:
+        value.detach().float().mean().item() if isinstance(
+            value, torch.Tensor) else value
+        for key, value in (outputs or {}).items() if 'loss' in key
+    }
+    return ', '.join(f'{k}={v}' for k, v in values.items()
+                     if isinstance(v, (int, float)) and not math.isfinite(v))
 
 
 def _bare(model):
@@ -233,9 +220,8 @@ class NonFiniteLossHook(Hook):
 
     priority = 'ABOVE_NORMAL'
 
-    def __init__(self):
-        self._last_batch = None
-        self._probed_iter = None
+    _last_batch = None
+    _probed_iter = None
 
     def before_train(self, runner) -> None:
         self._last_batch, self._probed_iter = None, None
@@ -251,19 +237,8 @@ class NonFiniteLossHook(Hook):
                          data_batch=None,
                          outputs=None) -> None:
         self._last_batch = data_batch
-        losses = {}
-        for key, value in (outputs or {}).items():
-            if 'loss' not in key:
-                continue
-            losses[key] = value.detach().float().mean().item() if isinstance(
-                value, torch.Tensor) else value
-        bad = {
-            k: v
-            for k, v in losses.items()
-            if isinstance(v, (int, float)) and not math.isfinite(v)
-        }
-        if bad:
-            values = ', '.join(f'{k}={v}' for k, v in bad.items())
+        values = non_finite_losses(outputs)
+        if values:
             raise NonFiniteLossError(
                 f'Non-finite loss at {self._where(runner, batch_idx)}: '
                 f'{values}. {self.advice(runner)}')
@@ -315,14 +290,8 @@ class NonFiniteLossHook(Hook):
             return
         finally:
             model.train(training)
-        bad = {}
-        for key, value in outputs.items():
-            if 'loss' in key and isinstance(value, torch.Tensor):
-                value = value.detach().float().mean().item()
-                if not math.isfinite(value):
-                    bad[key] = value
-        if bad:
-            values = ', '.join(f'{k}={v}' for k, v in bad.items())
+        values = non_finite_losses(outputs)
+        if values:
             raise NonFiniteLossError(
                 f'Non-finite loss at {when}: the weights now give {values} '
                 f'on the last training batch (the last update diverged; the '
@@ -389,28 +358,24 @@ class SkippedImagesHook(Hook):
         samples = data_batch.get('data_samples') if isinstance(
             data_batch, dict) else None
         for sample in samples or []:
-            files = getattr(sample, 'metainfo', {}).get('skipped_bad_images')
-            if files:
-                self._files.extend(files)
+            self._files += getattr(sample, 'metainfo',
+                                   {}).get('skipped_bad_images') or []
 
     def after_train_epoch(self, runner) -> None:
         files = getattr(self, '_files', [])
         count = torch.tensor(float(len(files)))
         all_reduce(count)
         count = int(count.item())
-        dataset = runner.train_dataloader.dataset
-        total = int(runner.message_hub.get_info('skipped_bad_images', 0))
-        total += count
-        runner.message_hub.update_info('skipped_bad_images', total)
-        if not (count or getattr(dataset, 'skip_bad_images', False)):
+        hub = runner.message_hub
+        total = int(hub.get_info('skipped_bad_images', 0)) + count
+        hub.update_info('skipped_bad_images', total)
+        if not (count or getattr(runner.train_dataloader.dataset,
+                                 'skip_bad_images', False)):
             return
-        listing = ''
-        if files:
-            unique = sorted(set(files))
-            listing = ': ' + ', '.join(unique[:20]) + (
-                f', ... ({len(unique)} files)' if len(unique) > 20 else '')
+        unique = sorted(set(files))
+        named = f': {listing(unique, 20)}' if unique else ''
         runner.logger.log(
             logging.WARNING if count else logging.INFO,
             f'Epoch {runner.epoch + 1}: skipped {count} bad image(s) '
             f'(skip_bad_images=True; {total} so far), each replaced by the '
-            f'next readable sample{listing}')
+            f'next readable sample{named}')

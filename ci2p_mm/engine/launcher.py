@@ -1,18 +1,23 @@
 """Runner settings shared by tools/train.py and tools/test.py."""
+import argparse
 import contextlib
 import os
 import os.path as osp
 from copy import deepcopy
+from typing import List, Optional, Sequence
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import ConfigDict, DictAction
 from mmengine.device import get_device
 from mmengine.optim import OptimWrapper
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 from mmengine.runner.amp import autocast
 from mmpretrain.registry import OPTIM_WRAPPERS
 
 from ci2p_mm.utils.errors import ConfigError
+from .runner import CI2PRunner
 
 
 def configure_launcher(cfg, launcher: str) -> None:
@@ -105,9 +110,12 @@ def configure_tta(cfg) -> None:
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
-def add_runner_arguments(parser, verb: str) -> None:
-    """The options ``tools/train.py`` and ``tools/test.py`` share, as
-    mmpretrain's tools spell them (``verb``: 'train' or 'test')."""
+def parse_runner_args(parser: argparse.ArgumentParser,
+                      verb: str,
+                      argv: Optional[List[str]] = None):
+    """Add the options ``tools/train.py`` and ``tools/test.py`` share, as
+    mmpretrain's tools spell them (``verb``: 'train' or 'test'), and parse
+    ``argv``."""
     parser.add_argument(
         '--no-pin-memory',
         action='store_true',
@@ -128,12 +136,34 @@ def add_runner_arguments(parser, verb: str) -> None:
         default='none',
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-
-
-def set_local_rank(args) -> None:
-    """torchrun sets LOCAL_RANK; older launchers pass ``--local_rank``."""
+    args = parser.parse_args(argv)
+    # torchrun sets LOCAL_RANK; older launchers pass --local_rank.
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def merge_runner_args(cfg, args, splits: Sequence[str]):
+    """After a tool's own options: the launcher, the work dir,
+    ``--cfg-options``, then the dataloader defaults of ``splits`` (after
+    ``--cfg-options``: they depend on the final ``num_workers``)."""
+    configure_launcher(cfg, args.launcher)
+    set_work_dir(cfg, args)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    for split in splits:
+        set_default_dataloader_cfg(cfg, f'{split}_dataloader',
+                                   args.no_pin_memory,
+                                   args.no_persistent_workers)
+    return cfg
+
+
+def build_runner(cfg) -> Runner:
+    """:class:`~ci2p_mm.engine.CI2PRunner` (checked checkpoint loading,
+    atomic saving, exact resume), or the config's ``runner_type``."""
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return CI2PRunner.from_cfg(cfg)
 
 
 def set_work_dir(cfg, args) -> None:

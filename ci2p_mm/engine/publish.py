@@ -42,8 +42,10 @@ from .checkpoint import (CheckpointError, check_class_names,
                          read_checkpoint_file, saved_model_config)
 from .runner import defuse_legacy_config
 
-#: Training state that a published model does not need.
-DROPPED = ('optimizer', 'param_schedulers', 'hook_msgs', 'message_hub')
+#: Training state that a published model does not need (and the EMA
+#: weights, unless ``--no-ema`` publishes them as the weights).
+DROPPED = ('optimizer', 'param_schedulers', 'hook_msgs', 'message_hub',
+           'ema_state_dict')
 #: Meta entries that only a resumed run needs.
 DROPPED_META = ('ci2p_rng', )
 
@@ -103,11 +105,7 @@ def publish_checkpoint(in_file: str,
             raise CheckpointError(f'{in_file} has no "ema_state_dict" for '
                                   f'--no-ema.')
         checkpoint['state_dict'] = checkpoint.pop('ema_state_dict')
-    published = {
-        k: v
-        for k, v in checkpoint.items()
-        if k not in DROPPED and k != 'ema_state_dict'
-    }
+    published = {k: v for k, v in checkpoint.items() if k not in DROPPED}
     meta = {
         k: v
         for k, v in (checkpoint.get('meta') or {}).items()

@@ -54,16 +54,15 @@ from torch.utils.data import BatchSampler, DataLoader
 from ci2p_mm.latents import build_device_latent_loader, resident_options
 from ci2p_mm.models.utils import codec_fetch_deferred, load_pending_codecs
 from ci2p_mm.utils.config_text import read_config_text
-from ci2p_mm.utils.errors import ConfigError, UserError
-from ci2p_mm.utils.io import (OutputError, check_writable_dir,
-                              write_text_atomically)
+from ci2p_mm.utils.errors import ConfigError, UserError, listing
+from ci2p_mm.utils.io import OutputError, check_writable_dir
 from ci2p_mm.utils.locks import ProcessLock
-from .checkpoint import (_REMOTE, CheckpointError, check_codecs,
-                         check_state_dict_fits, describe_saved_model,
+from .checkpoint import (_MODULE_PREFIX, _REMOTE, CheckpointError,
+                         check_checkpoint_fits, describe_model_config,
                          extract_state_dict, is_complete_checkpoint,
                          load_checked_checkpoint, model_codecs,
                          read_checkpoint_file)
-from .hooks import SafeCheckpointHook, atomic_backend_args
+from .hooks import SafeCheckpointHook
 from .stop_signals import StopSignals
 
 # ---- random number generator states -------------------------------------
@@ -281,14 +280,10 @@ class CI2PRunner(Runner):
                         f'train_cfg.{key}={value!r}: must be a whole number '
                         f'of at least 1. Set it in the config or with '
                         f'--cfg-options train_cfg.{key}=N.')
-            if loop.get('type') in ('EpochBasedTrainLoop',
-                                    EpochBasedTrainLoop):
-                loop.pop('type')
-                loop['by_epoch'] = True
-            if 'type' not in loop and loop.get('by_epoch', False):
-                loop.pop('by_epoch')
-                return ResumableEpochBasedTrainLoop(
-                    **loop, runner=self, dataloader=self._train_dataloader)
+            kind = loop.get('type', loop.get('by_epoch'))
+            if kind in (True, 'EpochBasedTrainLoop', EpochBasedTrainLoop):
+                loop.pop('by_epoch', None)
+                loop['type'] = ResumableEpochBasedTrainLoop
         return super().build_train_loop(loop)
 
     @property
@@ -355,20 +350,11 @@ class CI2PRunner(Runner):
         checkpoint = load_checked_checkpoint(
             model, checkpoint, filename,
             f'the model of this config ({type(model).__name__} with '
-            f'{self._describe_model()})', strict, revise_keys)
+            f'{describe_model_config(self.cfg.get("model") or {})})', strict,
+            revise_keys)
         self._loaded_meta = checkpoint.get('meta', {}) or {}
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
-
-    def _describe_model(self) -> str:
-        backbone = (self.cfg.get('model') or {}).get('backbone') or {}
-        parts = [f'backbone {backbone.get("type")}']
-        for key in ('arch', 'img_size'):
-            if key in backbone:
-                parts.append(f'{key}={backbone[key]}')
-        codecs = set(model_codecs(self._bare_model).values())
-        parts += [f'codec={c} quality={q}' for c, q in sorted(codecs)]
-        return ', '.join(parts)
 
     def resume(self,
                filename,
@@ -490,20 +476,10 @@ class CI2PRunner(Runner):
             f'{batch_idx + 1}/{len(self.train_dataloader)}).')
         hook = next(
             (h for h in self.hooks if isinstance(h, SafeCheckpointHook)), None)
-        if hook is not None:
-            self._stop_checkpoint = hook.save_mid_epoch(self, batch_idx, step)
-            return
-        filename = f'iter_{step}.pth'
-        self.save_checkpoint(
-            self.work_dir,
-            filename,
-            by_epoch=False,
-            meta=dict(epoch=self.epoch, iter=step))
-        self._stop_checkpoint = osp.join(self.work_dir, filename)
-        if is_main_process():
-            write_text_atomically(
-                osp.join(self.work_dir, 'last_checkpoint'),
-                self._stop_checkpoint)
+        if hook is None:  # no checkpoint hook configured: one for this file
+            hook = SafeCheckpointHook()
+            hook.before_train(self)
+        self._stop_checkpoint = hook.save_mid_epoch(self, batch_idx, step)
 
     # -- saving --
     @master_only
@@ -516,16 +492,13 @@ class CI2PRunner(Runner):
                         meta=None,
                         by_epoch=True,
                         backend_args=None):
-        """mmengine's, recording the random states and the CI2P codecs, and
-        written by the one atomic writer into local folders."""
+        """mmengine's, recording the random states and the CI2P codecs
+        (local files are written by :class:`~.hooks.AtomicLocalBackend`)."""
         meta = dict(meta or {}, ci2p_rng=get_rng_state())
         meta['ci2p_codecs'] = {
-            name: [codec, quality]
-            for name, (codec,
-                       quality) in model_codecs(self._bare_model).items()
+            name: list(codec)
+            for name, codec in model_codecs(self._bare_model).items()
         }
-        backend_args = atomic_backend_args(out_dir, backend_args,
-                                           file_client_args)
         try:
             super().save_checkpoint(out_dir, filename, file_client_args,
                                     save_optimizer, save_param_scheduler, meta,
@@ -637,8 +610,7 @@ def apply_configured_lr(optim_wrapper, param_schedulers,
                 setattr(scheduler, attr, [
                     v * ratios.get((key, i), 1.0) for i, v in enumerate(values)
                 ])
-    unique = sorted(set(changes))
-    return ', '.join(unique[:3]) + (' ...' if len(unique) > 3 else '')
+    return listing(sorted(set(changes)), 3)
 
 
 def defuse_legacy_config(meta: dict) -> None:
@@ -676,21 +648,22 @@ def check_pretrained_init_cfgs(model) -> None:
                      f'{f", prefix={prefix!r}" if prefix else ""})')
             checkpoint = read_checkpoint_file(filename,
                                               cfg.get('map_location', 'cpu'))
-            if prefix:
+            revise_keys = _MODULE_PREFIX
+            if prefix:  # mmengine's _load_checkpoint_with_prefix
                 state_dict = extract_state_dict(checkpoint, filename, ())
                 prefix = prefix if prefix.endswith('.') else prefix + '.'
                 heads = sorted({k.split('.')[0] + '.' for k in state_dict})
-                state_dict = {
-                    k[len(prefix):]: v
-                    for k, v in state_dict.items() if k.startswith(prefix)
-                }
-                if not state_dict:
+                checkpoint = dict(
+                    checkpoint,
+                    state_dict={
+                        k[len(prefix):]: v
+                        for k, v in state_dict.items() if k.startswith(prefix)
+                    })
+                if not checkpoint['state_dict']:
                     raise CheckpointError(
                         f'Checkpoint {filename} has no weights under '
                         f'prefix {prefix!r} for {where}; its keys start '
                         f'with {heads[:6]}.')
-            else:
-                state_dict = extract_state_dict(checkpoint, filename)
-            check_codecs(module, checkpoint, filename)
-            check_state_dict_fits(module, state_dict, filename, where,
-                                  describe_saved_model(checkpoint))
+                revise_keys = ()
+            check_checkpoint_fits(module, checkpoint, filename, where,
+                                  revise_keys)

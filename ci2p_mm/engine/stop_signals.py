@@ -47,7 +47,7 @@ class StopSignals:
         self.signum = signum
         self.restore()
 
-    def install(self) -> 'StopSignals':
+    def __enter__(self) -> 'StopSignals':
         # Python runs handlers in the main thread only, and only the main
         # thread may install them.
         if threading.current_thread() is threading.main_thread():
@@ -62,14 +62,6 @@ class StopSignals:
             # the closest we can restore.
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
         self._previous = {}
-
-    @property
-    def name(self) -> Optional[str]:
-        return None if self.signum is None else signal.Signals(
-            self.signum).name
-
-    def __enter__(self) -> 'StopSignals':
-        return self.install()
 
     def __exit__(self, *exc) -> None:
         self.restore()

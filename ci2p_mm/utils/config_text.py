@@ -11,7 +11,9 @@ mmengine writes (``cfg.pretty_text``).
 Anything else becomes :data:`UNREADABLE`; nothing is executed.
 """
 import ast
-from typing import Any, Dict, List, Tuple
+import math
+import pprint
+from typing import Any, Dict, List, Optional, Tuple
 
 
 class _Unreadable:
@@ -24,37 +26,43 @@ class _Unreadable:
 UNREADABLE = _Unreadable()
 
 
-def _value(node: ast.AST) -> Any:
+def _value(node: ast.AST, unreadable: Optional[list] = None) -> Any:
+    """The value of a literal node; :data:`UNREADABLE` for each part that
+    is not one, which is also appended to ``unreadable`` (innermost
+    first)."""
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        items = [_value(e) for e in node.elts]
+        items = [_value(e, unreadable) for e in node.elts]
         return tuple(items) if isinstance(node, ast.Tuple) else items
-    if isinstance(node, ast.Dict):
-        if any(k is None for k in node.keys):  # {**other}
-            return UNREADABLE
-        return {_value(k): _value(v) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.Dict) and None not in node.keys:  # {**other}
+        return {
+            _value(k, unreadable): _value(v, unreadable)
+            for k, v in zip(node.keys, node.values)
+        }
     if _is_dict_call(node):
         # mmengine writes dict(key=...), and dict({'.key': ...}) for keys
         # that are not identifiers.
-        value = _value(node.args[0]) if node.args else {}
-        if not isinstance(value, dict):
-            return UNREADABLE
-        value.update({k.arg: _value(k.value) for k in node.keywords})
+        value = _value(node.args[0], unreadable) if node.args else {}
+        value.update(
+            {k.arg: _value(k.value, unreadable)
+             for k in node.keywords})
         return value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op,
                                                     (ast.USub, ast.UAdd)):
         operand = _value(node.operand)
-        if isinstance(operand, (int, float)) and not isinstance(operand, bool):
+        if type(operand) in (int, float):
             return -operand if isinstance(node.op, ast.USub) else operand
+    if unreadable is not None:
+        unreadable.append(node)
     return UNREADABLE
 
 
 def _is_dict_call(node: ast.AST) -> bool:
     return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id == 'dict' and len(node.args) <= 1
-            and all(isinstance(a, ast.Dict)
-                    for a in node.args) and all(k.arg for k in node.keywords))
+            and node.func.id == 'dict' and len(node.args) <= 1 and all(
+                isinstance(a, ast.Dict) and None not in a.keys
+                for a in node.args) and all(k.arg for k in node.keywords))
 
 
 def read_config_text(text: str) -> Dict[str, Any]:
@@ -84,64 +92,14 @@ class ConfigTextError(ValueError):
     """Config text whose data cannot be written as literals."""
 
 
-def _non_literal(node: ast.AST):
-    """The first sub-node that :func:`read_config_text` cannot read."""
-    if _value(node) is not UNREADABLE and not _holds_unreadable(_value(node)):
-        return None
-    children = []
-    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        children = node.elts
-    elif isinstance(node, ast.Dict) and all(k is not None for k in node.keys):
-        children = node.keys + node.values
-    elif _is_dict_call(node):
-        children = node.args + [k.value for k in node.keywords]
-    for child in children:
-        found = _non_literal(child)
-        if found is not None:
-            return found
-    return node
+class _LiteralPrinter(pprint.PrettyPrinter):
+    """pprint's layout (``ast.literal_eval`` reads it back), with
+    infinities as literals that overflow."""
 
-
-def _holds_unreadable(value) -> bool:
-    if value is UNREADABLE:
-        return True
-    if isinstance(value, dict):
-        return any(
-            _holds_unreadable(k) or _holds_unreadable(v)
-            for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_holds_unreadable(v) for v in value)
-    if isinstance(value, float) and value != value:
-        return True  # NaN has no literal form
-    return False
-
-
-def _literal(value, indent: int = 0) -> str:
-    """``value`` as Python literal text (``ast.literal_eval`` reads it
-    back), wrapped when long."""
-    if isinstance(value, float) and value in (float('inf'), float('-inf')):
-        return '1e999' if value > 0 else '-1e999'  # literals that overflow
-    if not isinstance(value, (dict, list, tuple)):
-        return repr(value)
-    if isinstance(value, dict):
-        items = [
-            f'{_literal(k)}: {_literal(v, indent + 4)}'
-            for k, v in value.items()
-        ]
-        opening, closing = '{', '}'
-    else:
-        items = [_literal(v, indent + 4) for v in value]
-        opening, closing = '()'
-        if isinstance(value, list):
-            opening, closing = '[]'
-        if isinstance(value, tuple) and len(value) == 1:
-            items[0] += ','
-    flat = opening + ', '.join(items) + closing
-    if len(flat) + indent <= 76 and '\n' not in flat:
-        return flat
-    pad = ' ' * (indent + 4)
-    return (opening + '\n' + ''.join(f'{pad}{item},\n' for item in items) +
-            ' ' * indent + closing)
+    def format(self, obj, context, maxlevels, level):
+        if isinstance(obj, float) and math.isinf(obj):
+            return ('1e999' if obj > 0 else '-1e999'), True, False
+        return super().format(obj, context, maxlevels, level)
 
 
 def data_only_config_text(text: str) -> Tuple[str, List[str]]:
@@ -183,13 +141,12 @@ def data_only_config_text(text: str) -> Tuple[str, List[str]]:
                          f'{shown(statement)}` (code, not a `name = value` '
                          f'assignment)')
             continue
-        name = statement.targets[0].id
-        bad = _non_literal(statement.value)
-        if bad is not None:
+        name, bad = statement.targets[0].id, []
+        value = _value(statement.value, bad)
+        if bad:
             raise ConfigTextError(
                 f'line {statement.lineno}: `{name} = ...` holds '
-                f'`{shown(bad)}`, which is not a literal')
-        value = _value(statement.value)
+                f'`{shown(bad[0])}`, which is not a literal')
         if name == '_base_':
             notes.append(f'line {statement.lineno}: dropped `_base_` (it '
                          f'makes mmengine load and run other files)')
@@ -204,8 +161,9 @@ def data_only_config_text(text: str) -> Tuple[str, List[str]]:
             if value is None:
                 continue
         values[name] = value
-    lines = [f'{name} = {_literal(value)}\n' for name, value in values.items()]
-    return ''.join(lines), notes
+    printer = _LiteralPrinter(width=79, compact=True, sort_dicts=False)
+    return ''.join(f'{name} = {printer.pformat(value)}\n'
+                   for name, value in values.items()), notes
 
 
 def _trusted_imports(value):

@@ -90,6 +90,7 @@ from PIL import (Image, ImageFile, ImageOps, PngImagePlugin,
                  UnidentifiedImageError)
 
 from .errors import UserError
+from .io import file_kind
 
 #: Pillow formats that are decoded: what photo data sets hold (JPEG, whose
 #: plugin also opens cameras' multi-picture MPO files, PNG, BMP, WebP, TIFF,
@@ -134,20 +135,6 @@ class BadImageError(UserError, ValueError):
 
 
 # ---- reading ------------------------------------------------------------
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return 'a named pipe (FIFO)'
-    if stat.S_ISCHR(mode):
-        return 'a character device'
-    if stat.S_ISBLK(mode):
-        return 'a block device'
-    if stat.S_ISSOCK(mode):
-        return 'a socket'
-    if stat.S_ISDIR(mode):
-        return 'a folder'
-    return 'not a regular file'
 
 
 def is_inside(path: str, root: str) -> bool:
@@ -208,11 +195,8 @@ def read_image_file(path: str,
                 'replace the link by the image it should be, or, if you '
                 'trust every link in this data set, set '
                 'allow_symlinks_out_of_root=True on the image loader')
-    flags = (
-        os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW
-        | getattr(os, 'O_CLOEXEC', 0))
-    try:
-        fd = os.open(target, flags)
+    try:  # not inherited by child processes (PEP 446)
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError as err:
         if err.errno == errno.ENOENT:
             raise BadImageError(
@@ -231,8 +215,8 @@ def read_image_file(path: str,
             fix = ('fix the annotation file'
                    if stat.S_ISDIR(info.st_mode) else _FIX_NOT_A_FILE)
             raise BadImageError(
-                path, f'{_kind(info.st_mode)}, not a '
-                f'regular file{via}; not read', fix)
+                path, f'{file_kind(info.st_mode) or "not a regular file"}, '
+                f'not a regular file{via}; not read', fix)
         if info.st_size > max_file_bytes:
             raise file_too_big(path, f'{info.st_size} bytes{via}',
                                max_file_bytes)
@@ -278,9 +262,8 @@ def identify_other_format(data: bytes) -> Optional[str]:
 
 
 def _looks_like_text(data: bytes) -> bool:
-    head = data[:512]
     try:
-        text = head.decode('utf-8')
+        text = data[:512].decode('utf-8')
     except UnicodeDecodeError:
         return False
     return all(c.isprintable() or c in '\r\n\t' for c in text)

@@ -46,17 +46,14 @@ class OutputError(UserError, OSError):
     reads, a full disk, a read-only file system, the input itself."""
 
 
-def _fsync(path: str, directory: bool = False) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _fsync(path: str) -> None:
+    # Best effort (some file systems cannot); a file or a folder.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _inherited_fd(path: str) -> Optional[int]:
@@ -74,39 +71,47 @@ def _inherited_fd(path: str) -> Optional[int]:
     return None
 
 
+#: What a file that is not a regular one is, by its ``st_mode``.
 _KINDS = ((stat.S_ISDIR, 'a folder'), (stat.S_ISCHR, 'a character device'),
-          (stat.S_ISFIFO, 'a FIFO'), (stat.S_ISBLK, 'a block device'),
-          (stat.S_ISSOCK, 'a socket'))
+          (stat.S_ISFIFO, 'a named pipe (FIFO)'),
+          (stat.S_ISBLK, 'a block device'), (stat.S_ISSOCK, 'a socket'))
 
 
-def output_kind(path: str) -> Optional[str]:
-    """What ``path`` is when it is not a regular file nor missing: ``'a
-    folder'``, ``'a character device'``, ... (links followed)."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return None
+def file_kind(mode: int) -> Optional[str]:
+    """``'a folder'``, ``'a character device'``, ... for an ``st_mode``
+    that is not a regular file's; None for a regular file."""
     return next((kind for test, kind in _KINDS if test(mode)), None)
 
 
-def check_output_path(path: str, *inputs: str, what: str = 'Output') -> None:
+def output_kind(path: str) -> Optional[str]:
+    """:func:`file_kind` of ``path`` (links followed); None when it is a
+    regular file or missing."""
+    try:
+        return file_kind(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
+def check_output_path(path: str, *inputs: str, what: str = 'Output') -> bool:
     """Refuse, before any work, an output that no writer may use: a folder,
     a block device or a socket, one of ``inputs`` (:func:`check_not_input`),
     or a place whose nearest existing folder cannot be written. ``what``
-    names it in the message (``'--out'``, ``'DST'``)."""
+    names it in the message (``'--out'``, ``'DST'``). Returns whether the
+    output is written through (a device, a FIFO, ``/dev/stdout``)."""
     kind = output_kind(path)
     if kind in ('a folder', 'a block device', 'a socket'):
         raise OutputError(f'{what} {path} is {kind}; refusing to write over '
                           f'it. Name a file instead.')
     check_not_input(path, *inputs, what=what)
     if kind is not None or _inherited_fd(path) is not None:
-        return  # written through (a device, a FIFO, /dev/stdout)
+        return True
     folder = osp.dirname(osp.abspath(path))
     while not osp.exists(folder):  # the folders that will be created
         folder = osp.dirname(folder)
     if not osp.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f'{what} {path} cannot be written ({folder} is '
                           f'not a writable folder). Name another place.')
+    return False
 
 
 def check_not_input(output: str, *inputs: str, what: str = 'Output') -> None:
@@ -208,9 +213,8 @@ def atomic_output(path: str, size: Optional[int] = None) -> Iterator[str]:
     are deleted when the next write in that folder starts
     (:func:`remove_abandoned_temporaries`).
     """
-    check_output_path(path)
+    through = check_output_path(path)
     fd = _inherited_fd(path)
-    through = fd is not None or output_kind(path) is not None
     target = path if through else osp.realpath(path)
     directory = tempfile.gettempdir() if through else osp.dirname(target)
     # The name in UTF-8: some writers (torch's ONNX exporter) take no other.
@@ -231,7 +235,7 @@ def atomic_output(path: str, size: Optional[int] = None) -> Iterator[str]:
         else:
             _fsync(tmp)
             os.replace(tmp, target)
-            _fsync(directory, directory=True)
+            _fsync(directory)
     except OSError as err:
         if isinstance(err, UserError) or err.errno not in _WRITE_ERRNOS:
             raise
@@ -295,37 +299,9 @@ def save_atomic(obj: Any, path: str) -> None:
 
 
 def file_sha256(path: str) -> str:
-    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
+    """The SHA-256 hex digest of a file."""
     with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def failed_crc(path: str) -> Optional[str]:
-    """The first record of a torch zip file whose CRC-32 does not match.
-
-    torch does not check CRCs when loading, so flipped bits in tensor data
-    would load silently. Records saved without a CRC (0) are not checked;
-    files that are not whole zip archives are left to ``torch.load``.
-    """
-    if not zipfile.is_zipfile(path):
-        return None
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if info.CRC == 0:
-                    continue
-                try:
-                    with archive.open(info) as f:
-                        while f.read(1 << 24):
-                            pass
-                except zipfile.BadZipFile:
-                    return info.filename
-    except (zipfile.BadZipFile, OSError):
-        return None
-    return None
+        return hashlib.file_digest(f, 'sha256').hexdigest()
 
 
 #: torch writes every record of its zip files uncompressed, so a record's
@@ -337,29 +313,55 @@ MAX_INFLATED_BYTES = 256 * 2**20
 _DEFLATE_MAX_RATIO = 1032
 
 
-def oversized_record(
-        path: str,
-        max_inflated_bytes: int = MAX_INFLATED_BYTES) -> Optional[str]:
-    """Why a torch zip file's records declare more bytes than it can hold,
-    or None: read from its central directory alone, before any record is
-    decompressed or allocated.
+def zip_problem(path: str,
+                max_inflated_bytes: int = MAX_INFLATED_BYTES) -> Optional[str]:
+    """Why a torch zip file must not be loaded, or None: its records
+    declare more bytes than it can hold (from its central directory alone,
+    before any record is decompressed or allocated), or one of them fails
+    its CRC-32.
 
-    Refused: an uncompressed record whose declared and stored sizes
-    differ; a compressed record declaring more than DEFLATE can produce; a
-    record reaching past the end of the file; records that together store
-    more bytes than the file has (they overlap, so each is allocated again);
-    and records that declare more than the file's size plus
-    ``max_inflated_bytes`` in all. Files that are not zip archives are left
-    to ``torch.load``.
+    Refused as oversized: an uncompressed record whose declared and stored
+    sizes differ; a compressed record declaring more than DEFLATE can
+    produce; a record reaching past the end of the file; records that
+    together store more bytes than the file has (they overlap, so each is
+    allocated again); and records that declare more than the file's size
+    plus ``max_inflated_bytes`` in all.
+
+    torch does not check CRCs when loading, so flipped bits in tensor data
+    would load silently. Records saved without a CRC (0) are not checked;
+    files that are not whole zip archives are left to ``torch.load``.
     """
     if not zipfile.is_zipfile(path):
         return None
-    size = osp.getsize(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            records = archive.infolist()
+            oversized = _oversized(archive.infolist(), osp.getsize(path),
+                                   max_inflated_bytes)
+            if oversized:
+                return (f'is refused before loading: {oversized}. Loading it '
+                        f'would allocate that much memory (a "zip bomb"). If '
+                        f'you trust the file, re-save it with torch.save in '
+                        f'a trusted environment (torch writes records '
+                        f'uncompressed)')
+            for info in archive.infolist():
+                if info.CRC == 0:
+                    continue
+                try:
+                    with archive.open(info) as f:
+                        while f.read(1 << 24):
+                            pass
+                except zipfile.BadZipFile:
+                    return (f'is corrupt: its record {info.filename} fails '
+                            f'the CRC-32 check (damaged on disk or in a copy)')
     except (zipfile.BadZipFile, OSError):
         return None
+    return None
+
+
+def _oversized(records: list, size: int,
+               max_inflated_bytes: int) -> Optional[str]:
+    """Why ``records`` declare more than a file of ``size`` bytes can hold
+    (see :func:`zip_problem`), or None."""
     declared = stored = 0
     for info in records:
         what = f'its record {info.filename}'
@@ -414,7 +416,7 @@ def load_torch_file(path: str,
 
     The message names the file (``what``, default ``'File PATH'``) and the
     reason: missing, not a regular file, empty, records that declare more
-    than the file holds (see :func:`oversized_record`; checked before
+    than the file holds (see :func:`zip_problem`; checked before
     anything is allocated), failed CRC, refused by safe unpickling, or not
     readable as a torch file.
     """
@@ -428,17 +430,9 @@ def load_torch_file(path: str,
     if osp.getsize(local) == 0:
         raise error(f'{what} is empty (0 bytes): probably a save that was '
                     f'interrupted.')
-    oversized = oversized_record(local, max_inflated_bytes)
-    if oversized:
-        raise error(f'{what} is refused before loading: {oversized}. Loading '
-                    f'it would allocate that much memory (a "zip bomb"). If '
-                    f'you trust the file, re-save it with torch.save in a '
-                    f'trusted environment (torch writes records '
-                    f'uncompressed).')
-    damaged = failed_crc(local)
-    if damaged:
-        raise error(f'{what} is corrupt: its record {damaged} fails the '
-                    f'CRC-32 check (damaged on disk or in a copy).')
+    problem = zip_problem(local, max_inflated_bytes)
+    if problem:
+        raise error(f'{what} {problem}.')
     try:
         return torch.load(local, map_location=map_location, weights_only=True)
     except Exception as err:

@@ -34,9 +34,7 @@ def set_patch_options(cfg: Union[Config, ConfigDict], **options) -> bool:
     backbone = cfg.model.get('backbone', None)
     if not is_ci2p_backbone(backbone):
         return False
-    backbone.setdefault('patch_cfg', ConfigDict())
-    for key, value in options.items():
-        backbone.patch_cfg[key] = value
+    backbone.setdefault('patch_cfg', ConfigDict()).update(options)
     return True
 
 
