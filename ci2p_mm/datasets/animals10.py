@@ -141,20 +141,18 @@ def find_images(
     for folder in ITALIAN_TO_ENGLISH:
         class_dir = osp.join(raw_dir, folder)
         images[folder] = []
-        for root, _, files in os.walk(class_dir):
-            for name in files:
-                path = osp.join(root, name)
-                if not name.lower().endswith(IMAGE_EXTENSIONS):
-                    skipped.append(path)
-                    continue
-                problem = unusable_image_file(path, raw_dir)
-                if problem:
-                    unusable[printable_path(path)] = problem
-                else:
-                    images[folder].append(path)
-        images[folder].sort()
+        for path in sorted(
+                osp.join(root, name) for root, _, names in os.walk(class_dir)
+                for name in names):
+            if not path.lower().endswith(IMAGE_EXTENSIONS):
+                skipped.append(path)
+            elif problem := unusable_image_file(path, raw_dir):
+                unusable[printable_path(path)] = problem
+            else:
+                images[folder].append(path)
         if not images[folder]:
-            raise DatasetNotPreparedError(f'No images in {class_dir}.')
+            raise DatasetNotPreparedError(
+                f'No images in {class_dir}.', data_root_key=None)
     return images, sorted(skipped), unusable
 
 
@@ -182,10 +180,8 @@ def left_out_entries(raw_dir: str) -> Dict[str, int]:
     """What ``raw_dir`` holds besides the ten class folders: stray folders
     (``'unicorno/'``) with their number of files, and loose files (1)."""
     entries = {}
-    for name in sorted(os.listdir(raw_dir)):
+    for name in sorted(set(os.listdir(raw_dir)) - set(ITALIAN_TO_ENGLISH)):
         path = osp.join(raw_dir, name)
-        if name in ITALIAN_TO_ENGLISH:
-            continue
         if osp.isdir(path):
             entries[printable_path(name) + '/'] = sum(
                 len(files) for _, _, files in os.walk(path))
