@@ -72,19 +72,14 @@ class InputContract:
 
     def metadata(self) -> dict:
         """Key/values stored in the ONNX file (``metadata_props``)."""
-        return {
-            'input':
-            self.describe(),
-            'input_channels':
-            'RGB' if self.rgb else 'BGR',
-            'input_normalization':
-            'in graph' if self.in_graph else
-            ('none' if self.mean is None else 'caller'),
-            'input_mean':
-            json.dumps(self.mean),
-            'input_std':
-            json.dumps(self.std),
-        }
+        normalization = 'in graph' if self.in_graph else (
+            'none' if self.mean is None else 'caller')
+        return dict(
+            input=self.describe(),
+            input_channels='RGB' if self.rgb else 'BGR',
+            input_normalization=normalization,
+            input_mean=json.dumps(self.mean),
+            input_std=json.dumps(self.std))
 
 
 def input_contract(model: nn.Module, in_graph: bool = False) -> InputContract:
@@ -114,18 +109,6 @@ def input_contract(model: nn.Module, in_graph: bool = False) -> InputContract:
         in_graph=in_graph)
 
 
-class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel, the data preprocessor's step."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.register_buffer('mean', torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer('std', torch.tensor(std).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
 class ExportGraph(nn.Module):
     """The module handed to the exporter.
 
@@ -133,8 +116,9 @@ class ExportGraph(nn.Module):
         model (nn.Module): An mmpretrain classifier (``ImageClassifier``).
         features (bool): Output ``model.backbone``'s tuple of features
             instead of the logits of ``model(x, mode='tensor')``.
-        contract (InputContract, optional): With ``in_graph``, its
-            ``mean``/``std`` are applied first.
+        contract (InputContract, optional): With ``in_graph``, the data
+            preprocessor's ``(x - mean) / std`` is applied first, with its
+            own ``mean``/``std`` buffers.
     """
 
     def __init__(self,
@@ -144,13 +128,13 @@ class ExportGraph(nn.Module):
         super().__init__()
         self.model = model
         self.features = features
-        self.normalize = (
-            Normalize(contract.mean, contract.std) if contract is not None
-            and contract.in_graph and contract.mean is not None else None)
+        self.normalize = bool(contract and contract.in_graph
+                              and contract.mean is not None)
 
     def forward(self, x: torch.Tensor):
-        if self.normalize is not None:
-            x = self.normalize(x)
+        if self.normalize:
+            pre = self.model.data_preprocessor
+            x = (x - pre.mean) / pre.std
         if self.features:
             return tuple(self.model.backbone(x))
         return self.model(x, mode='tensor')
