@@ -39,12 +39,10 @@ def load_export_config(config: str,
     set on the backbone for ``features`` (before ``cfg_options``, which may
     change them)."""
     cfg = load_model_config(config, no_pretrained=no_pretrained)
-    backbone = cfg.model.get('backbone', {})
     if features:
-        outputs = FEATURE_OUTPUTS.get(backbone.get('type', ''), {})
-        backbone.update(outputs)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        backbone = cfg.model.get('backbone', {})
+        backbone.update(FEATURE_OUTPUTS.get(backbone.get('type', ''), {}))
+    cfg.merge_from_dict(cfg_options or {})
     return cfg
 
 
