@@ -24,7 +24,6 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import mmpretrain
 import torch
 from mmengine.config import Config
-from mmengine.utils import mkdir_or_exist
 from mmpretrain.apis import ModelHub
 from mmpretrain.registry import DATASETS, MODELS
 
@@ -219,7 +218,8 @@ def dataset_meta(config: str) -> dict:
 
 def write_checkpoint(state_dict: StateDict, out_file: str, config: str,
                      source: dict) -> None:
-    """``{'state_dict', 'meta'}`` to ``out_file``, atomically."""
+    """``{'state_dict', 'meta'}`` to ``out_file``, atomically (its folder
+    created if needed)."""
     meta = dict(
         converted_from=source,
         config=osp.splitext(osp.basename(config_file(config)))[0],
@@ -227,7 +227,6 @@ def write_checkpoint(state_dict: StateDict, out_file: str, config: str,
         dataset_meta=dataset_meta(config),
         mmpretrain_version=mmpretrain.__version__,
         time=datetime.datetime.now().strftime('%Y%m%d_%H%M%S'))
-    mkdir_or_exist(osp.dirname(osp.abspath(out_file)))
     state_dict = {k: v.contiguous() for k, v in state_dict.items()}
     save_atomic(dict(state_dict=state_dict, meta=meta), out_file)
 
