@@ -137,10 +137,8 @@ class SafeLoadImageFromFile(BaseTransform):
             raise ValueError(f'{type(self).__name__} got results["img"] of '
                              f'type {type(img).__name__} and no "img_path"; '
                              f'pass an image path or a numpy array.')
-        if img.ndim == 3 and img.shape[2] == 1:
-            img = img[..., 0]
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
+        if img.ndim == 2 or img.ndim == 3 and img.shape[2] == 1:  # grey
+            img = np.repeat(img.reshape(img.shape[:2] + (1, )), 3, axis=2)
         if img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(
                 f'Image array of shape {img.shape}: expected [H, W, 3] BGR '
