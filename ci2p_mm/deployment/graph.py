@@ -98,15 +98,11 @@ def input_contract(model: nn.Module, in_graph: bool = False) -> InputContract:
             f'data_preprocessor is ClsDataPreprocessor or '
             f'CI2PDataPreprocessor.')
     # float32 buffers: 123.675 reads back as 123.67500305...
-    mean = [round(v, 4) for v in pre.mean.flatten().tolist()] \
-        if normalizes else None
-    std = [round(v, 4) for v in pre.std.flatten().tolist()] \
-        if normalizes else None
+    mean, std = ([[round(v, 4) for v in t.flatten().tolist()]
+                  for t in (pre.mean, pre.std)] if normalizes else
+                 (None, None))
     return InputContract(
-        rgb=bool(getattr(pre, 'to_rgb', False)),
-        mean=mean,
-        std=std,
-        in_graph=in_graph)
+        bool(getattr(pre, 'to_rgb', False)), mean, std, in_graph=in_graph)
 
 
 class ExportGraph(nn.Module):
