@@ -271,8 +271,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--threads',
         type=int,
-        help='intra-op threads of both runtimes (default: '
-        "torch's)")
+        help="intra-op threads of both runtimes (default: torch's)")
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
         '--cfg-options',
