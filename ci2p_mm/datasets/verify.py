@@ -41,12 +41,9 @@ def parse_args(argv=None):
         default=['train', 'val', 'test'],
         choices=['train', 'val', 'test'],
         help='which dataloaders to check (default: all three)')
+    workers = min(8, os.cpu_count() or 1)
     parser.add_argument(
-        '--workers',
-        type=int,
-        default=min(8,
-                    os.cpu_count() or 1),
-        help='decoding threads')
+        '--workers', type=int, default=workers, help='decoding threads')
     parser.add_argument(
         '--out', help='also write the bad files as "path<TAB>reason" here')
     parser.add_argument(
