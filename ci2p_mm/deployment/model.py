@@ -77,12 +77,11 @@ def build_export_model(
     if checkpoint == NO_CHECKPOINT:
         quiet_init_weights(model)
     else:
-        loaded = read_checkpoint_file(checkpoint)
         # --features builds the backbone for feature maps, which may drop
         # the classifier's pooling norm (out_type='avg_featmap' -> ln2).
         loaded = load_checked_checkpoint(
             model,
-            loaded,
+            read_checkpoint_file(checkpoint),
             checkpoint,
             f'the model of {cfg.filename} ({type(model.backbone).__name__})',
             allow_unused=features)
