@@ -88,12 +88,11 @@ def parse_args(argv=None):
     parser.add_argument('img', help='image file')
     parser.add_argument(
         'model',
-        help='config file or model name '
-        '(mmpretrain.list_models(\'*ci2p*\'))')
+        help="config file or model name (mmpretrain.list_models('*ci2p*'))")
     parser.add_argument(
         'checkpoint',
-        help='checkpoint file (it must fit '
-        'the model exactly, as in tools/test.py)')
+        help='checkpoint file (it must fit the model exactly, as in '
+        'tools/test.py)')
     parser.add_argument(
         '--topk',
         type=int,
@@ -101,9 +100,7 @@ def parse_args(argv=None):
         help='how many classes to print (default 5)')
     parser.add_argument('--out', help='save the image with its label here')
     parser.add_argument(
-        '--device',
-        help='e.g. cuda:0 (default: cuda if '
-        'available, else cpu)')
+        '--device', help='e.g. cuda:0 (default: cuda if available, else cpu)')
     return parser.parse_args(argv)
 
 

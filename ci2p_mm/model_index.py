@@ -15,46 +15,36 @@ Configs and the index ship with the package: in a source checkout they are
 read from the repository, in an installed package from ``ci2p_mm/.mim/``
 (copied there by ``setup.py`` at build time, as OpenMMLab packages do).
 """
+import functools
 import os.path as osp
-from typing import Optional
 
 from mmpretrain.apis import ModelHub
 
-from .utils.package_files import INDEX_FILE, package_root
-
-_registered: Optional[str] = None
+from .utils.package_files import INDEX_FILE, configs_root, package_root
 
 
 def config_path(name: str) -> str:
     """The absolute path of a config, given a model name from the index
     (``'ci2p-vit-b_1xb128-adam-300e_animals10'``) or a path relative to
     ``configs/`` (``'ci2p_vit_animals10.py'``)."""
-    configs = osp.join(package_root(), 'configs')
     if name.endswith('.py'):
-        path = osp.join(configs, name)
+        path = osp.join(configs_root(), name)
         if osp.isfile(path):
             return path
-        raise FileNotFoundError(f'No config {name} in {configs}.')
-    metainfo = _model_metainfo(name)
-    return metainfo.config
-
-
-def _model_metainfo(name: str):
+        raise FileNotFoundError(f'No config {name} in {configs_root()}.')
     register_models()
     if not ModelHub.has(name.lower()):
         raise ValueError(
             f'No model {name!r} in {osp.join(package_root(), INDEX_FILE)}; '
             f'mmpretrain.list_models("*ci2p*") lists the names.')
-    return ModelHub._models_dict[name.lower()]
+    # ModelHub.get would parse the config; its path is all we need.
+    return ModelHub._models_dict[name.lower()].config
 
 
+@functools.lru_cache(maxsize=None)  # once per process
 def register_models() -> str:
     """Register ``model-index.yml`` with mmpretrain's ``ModelHub`` (once);
     return its path."""
-    global _registered
-    if _registered is None:
-        root = package_root()
-        index = osp.join(root, INDEX_FILE)
-        ModelHub.register_model_index(index, config_prefix=root)
-        _registered = index
-    return _registered
+    index = osp.join(package_root(), INDEX_FILE)
+    ModelHub.register_model_index(index, config_prefix=package_root())
+    return index

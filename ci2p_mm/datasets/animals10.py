@@ -48,14 +48,6 @@ HOW_TO_DOWNLOAD = (
     'PATH/raw-img data/animals10`')
 
 
-def how_to_prepare(data_root_key: str = 'dataset.data_root') -> str:
-    """What to do when the data are missing; ``data_root_key`` is where the
-    config sets this dataset's ``data_root`` under ``<split>_dataloader``."""
-    return (f'{HOW_TO_DOWNLOAD}; or point the config elsewhere with '
-            f'--cfg-options train_dataloader.{data_root_key}=DIR (same for '
-            f'val_dataloader and test_dataloader).')
-
-
 @DATASETS.register_module()
 class Animals10(SkipBadImagesMixin, CustomDataset):
     """Animals-10 read through annotation files written by
@@ -114,7 +106,10 @@ class DatasetNotPreparedError(UserError, FileNotFoundError):
     def __str__(self) -> str:
         if self.data_root_key is None:  # no config involved: prepare tool
             return f'{self.problem} {HOW_TO_DOWNLOAD}.'
-        return f'{self.problem} {how_to_prepare(self.data_root_key)}'
+        return (f'{self.problem} {HOW_TO_DOWNLOAD}; or point the config '
+                f'elsewhere with --cfg-options train_dataloader.'
+                f'{self.data_root_key}=DIR (same for val_dataloader and '
+                f'test_dataloader).')
 
 
 def find_images(
@@ -141,28 +136,25 @@ def find_images(
     for folder in ITALIAN_TO_ENGLISH:
         class_dir = osp.join(raw_dir, folder)
         images[folder] = []
-        for root, _, files in os.walk(class_dir):
-            for name in files:
-                path = osp.join(root, name)
-                if not name.lower().endswith(IMAGE_EXTENSIONS):
-                    skipped.append(path)
-                    continue
-                problem = unusable_image_file(path, raw_dir)
-                if problem:
-                    unusable[printable_path(path)] = problem
-                else:
-                    images[folder].append(path)
-        images[folder].sort()
+        for path in sorted(
+                osp.join(root, name) for root, _, names in os.walk(class_dir)
+                for name in names):
+            if not path.lower().endswith(IMAGE_EXTENSIONS):
+                skipped.append(path)
+            elif problem := unusable_image_file(path, raw_dir):
+                unusable[printable_path(path)] = problem
+            else:
+                images[folder].append(path)
         if not images[folder]:
-            raise DatasetNotPreparedError(f'No images in {class_dir}.')
+            raise DatasetNotPreparedError(
+                f'No images in {class_dir}.', data_root_key=None)
     return images, sorted(skipped), unusable
 
 
 def unusable_image_file(path: str, raw_dir: str) -> Optional[str]:
     """Why a file with an image extension cannot go into the split, or
     None. Nothing is read: the name, ``lstat`` and ``stat`` decide."""
-    problem = annotation_problem(path)
-    if problem:
+    if problem := annotation_problem(path):
         return problem
     try:
         mode = os.lstat(path).st_mode
@@ -182,10 +174,8 @@ def left_out_entries(raw_dir: str) -> Dict[str, int]:
     """What ``raw_dir`` holds besides the ten class folders: stray folders
     (``'unicorno/'``) with their number of files, and loose files (1)."""
     entries = {}
-    for name in sorted(os.listdir(raw_dir)):
+    for name in sorted(set(os.listdir(raw_dir)) - set(ITALIAN_TO_ENGLISH)):
         path = osp.join(raw_dir, name)
-        if name in ITALIAN_TO_ENGLISH:
-            continue
         if osp.isdir(path):
             entries[printable_path(name) + '/'] = sum(
                 len(files) for _, _, files in os.walk(path))
@@ -275,7 +265,6 @@ def make_split(raw_dir: str,
     texts['classes.txt'] = ''.join(f'{name}\n'
                                    for name in ITALIAN_TO_ENGLISH.values())
     texts['split.json'] = json.dumps(summary, indent=2)
-    os.makedirs(meta_dir, exist_ok=True)
     for name, text in texts.items():
         write_text_atomically(osp.join(meta_dir, name), text)
     return summary

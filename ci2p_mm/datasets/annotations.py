@@ -19,8 +19,9 @@ from mmengine.fileio import get_file_backend
 
 from ci2p_mm.utils.errors import UserError
 
-#: A label: ASCII digits only (``'²'.isdigit()`` is True).
-_LABEL = re.compile(r'[0-9]+')
+#: A line: ``<path> <label>``, split at the last space; the label ASCII
+#: digits only (``'²'.isdigit()`` is True).
+_LINE = re.compile(r'(.+) ([0-9]+)')
 #: Larger annotation files are refused unread (ImageNet's train list is
 #: about 40 MB).
 MAX_ANNOTATION_BYTES = 1 << 30
@@ -87,13 +88,12 @@ def read_annotations(ann_file: str,
         line = line.strip()
         if not line:
             continue
-        parts = line.rsplit(' ', 1)
-        if len(parts) != 2 or not parts[0] or not _LABEL.fullmatch(
-                parts[1]) or (num_classes and int(parts[1]) >= num_classes):
+        match = _LINE.fullmatch(line)
+        if not match or (num_classes and int(match[2]) >= num_classes):
             raise AnnotationError(
                 f'{ann_file}, line {number}: expected "<path> <label '
                 f'{labels}>" (ASCII digits), got {line[:200]!r}. {how}')
-        samples.append((parts[0], int(parts[1])))
+        samples.append((match[1], int(match[2])))
     if not samples:
         raise AnnotationError(
             f'Annotation file {ann_file} lists no samples (it is empty). '

@@ -25,7 +25,6 @@ is written atomically.
 """
 import argparse
 import contextlib
-import io
 import os
 import os.path as osp
 from typing import Dict, Optional
@@ -36,7 +35,7 @@ from PIL import Image
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.image_files import (BadImageError, load_image_file,
                                        open_image, read_image_file)
-from ci2p_mm.utils.io import write_bytes_atomically
+from ci2p_mm.utils.io import atomic_output, write_bytes_atomically
 
 #: ISIC's split names -> mmseg's.
 ISIC2017_SPLITS = {'Training': 'train', 'Validation': 'val', 'Test_v2': 'test'}
@@ -111,10 +110,8 @@ def convert_isic2017(src: str,
             write_bytes_atomically(
                 osp.join(img_out, name),
                 read_image(osp.join(img_src, name), src))
-            png = io.BytesIO()
-            Image.fromarray(binarize_mask(mask, src)).save(png, format='PNG')
-            write_bytes_atomically(
-                osp.join(ann_out, stem + '.png'), png.getvalue())
+            with atomic_output(osp.join(ann_out, stem + '.png')) as tmp:
+                Image.fromarray(binarize_mask(mask, src)).save(tmp, 'PNG')
         counts[split] = len(names)
     if not counts:
         raise ISICLayoutError(

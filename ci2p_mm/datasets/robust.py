@@ -23,7 +23,6 @@
 """
 import logging
 import random
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, Iterator, List, Optional, Tuple, TypeVar
 
@@ -33,6 +32,7 @@ from mmengine.dataset import DefaultSampler
 from mmengine.logging import print_log
 from mmpretrain.datasets import ImageNet
 from mmpretrain.registry import DATA_SAMPLERS, DATASETS
+from tqdm.contrib.concurrent import thread_map
 
 from .annotations import annotation_data_list
 from .seeds import sample_seeds
@@ -140,26 +140,6 @@ def find_loader(pipeline,
     return loader
 
 
-def check_files(
-        paths: List[str],
-        check: Callable[[str], Optional[str]],
-        num_workers: int = 4,
-        progress: Optional[Callable[[], None]] = None) -> List[Optional[str]]:
-    """``check(path)`` for every path, in threads (Pillow decodes without
-    the GIL); ``progress()`` is called once per file."""
-
-    def run(path):
-        reason = check(path)
-        if progress is not None:
-            progress()
-        return reason
-
-    if num_workers <= 1:
-        return [run(p) for p in paths]
-    with ThreadPoolExecutor(num_workers) as pool:
-        return list(pool.map(run, paths))
-
-
 class SkipBadImagesMixin:
     """Adds ``skip_bad_images`` and per-sample seeding to a dataset.
 
@@ -215,14 +195,14 @@ class SkipBadImagesMixin:
 
     def bad_image_reasons(self, data_list: List[dict]) -> list:
         """Why each sample's file cannot be used (None: it can): every file
-        decoded once, in threads."""
+        decoded once, in threads (Pillow decodes without the GIL)."""
         loader = find_loader(self.pipeline, self.data_root)
         paths = [info['img_path'] for info in data_list]
         print_log(
             f'skip_bad_images: decoding the {len(paths)} images of '
             f'{type(self).__name__} once to leave out bad ones...',
             logger='current')
-        return check_files(paths, loader.check)
+        return thread_map(loader.check, paths, max_workers=4, disable=True)
 
     def __getitem__(self, idx):
         with seeded_rng(getattr(idx, 'seed', None)):

@@ -41,22 +41,18 @@ _MT_UPPER = np.uint64(0x80000000)
 _MT_LOWER = np.uint64(0x7fffffff)
 
 
-class _HashConstant:
-    """SeedSequence's running multiplier: the same sequence for every
-    sample, so it stays a Python int while the values are arrays."""
-
-    def __init__(self, start: int, mult: int):
-        self.value = start
-        self.mult = mult
-
-    def next(self) -> np.uint32:
-        current = self.value
-        self.value = (self.value * self.mult) & _MASK32
-        return np.uint32(current), np.uint32(self.value)
+def _hash_constants(start: int, mult: int):
+    """SeedSequence's running multiplier, (before, after) per step: the
+    same sequence for every sample, so it stays a Python int while the
+    values are arrays."""
+    while True:
+        after = (start * mult) & _MASK32
+        yield np.uint32(start), np.uint32(after)
+        start = after
 
 
-def _hashmix(values: np.ndarray, const: _HashConstant) -> np.ndarray:
-    before, after = const.next()
+def _hashmix(values: np.ndarray, const) -> np.ndarray:
+    before, after = next(const)
     values = (values ^ before) * after
     return values ^ (values >> _XSHIFT)
 
@@ -77,24 +73,20 @@ def sample_seeds(seed: int, epoch: int, positions) -> np.ndarray:
     if not 0 <= epoch <= _MASK32:
         raise ValueError(f'epoch must be in [0, 2**32); got {epoch}')
     with np.errstate(over='ignore'):
-        entropy = [
-            np.full(positions.shape, seed % 2**32, np.uint32),
-            np.full(positions.shape, epoch, np.uint32),
-            positions.astype(np.uint32)
-        ]
-        const = _HashConstant(_INIT_A, _MULT_A)
+        # the three entropy words, zero-padded to the pool's four
+        words = [seed % 2**32, epoch, positions, 0]
+        const = _hash_constants(_INIT_A, _MULT_A)
         pool = [
             _hashmix(
-                entropy[i] if i < len(entropy) else np.zeros(
-                    positions.shape, np.uint32), const)
-            for i in range(_POOL_SIZE)
+                np.broadcast_to(w, positions.shape).astype(np.uint32), const)
+            for w in words
         ]
         for src in range(_POOL_SIZE):
             for dst in range(_POOL_SIZE):
                 if src != dst:
                     pool[dst] = _mix(pool[dst], _hashmix(pool[src], const))
         # generate_state(1): one word from the first pool entry
-        before, after = _HashConstant(_INIT_B, _MULT_B).next()
+        before, after = next(_hash_constants(_INIT_B, _MULT_B))
         word = (pool[0] ^ before) * after
         return word ^ (word >> _XSHIFT)
 

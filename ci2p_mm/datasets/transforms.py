@@ -17,6 +17,7 @@ and checkpoints that name it keep working; the name was wrong: like mmcv's
 loader, it returns BGR.
 """
 import warnings
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
 
 
 @TRANSFORMS.register_module()
+@dataclass(eq=False)  # __init__ and __repr__ of the arguments
 class SafeLoadImageFromFile(BaseTransform):
     """Load an image file, **as BGR** (like mmcv's ``LoadImageFromFile``),
     read safely and decoded faithfully with Pillow; a drop-in for mmcv's
@@ -82,26 +84,21 @@ class SafeLoadImageFromFile(BaseTransform):
             then size-checked; local files are read as described above.
     """
 
-    def __init__(self,
-                 to_float32: bool = False,
-                 background: Sequence[int] = (255, 255, 255),
-                 max_pixels: int = DEFAULT_MAX_PIXELS,
-                 min_size: int = DEFAULT_MIN_SIZE,
-                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-                 data_root: Optional[str] = None,
-                 allow_symlinks_out_of_root: bool = False,
-                 backend_args: Optional[dict] = None):
-        if len(background) != 3 or not all(0 <= c <= 255 for c in background):
+    to_float32: bool = False
+    background: Sequence[int] = (255, 255, 255)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_size: int = DEFAULT_MIN_SIZE
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    data_root: Optional[str] = None
+    allow_symlinks_out_of_root: bool = False
+    backend_args: Optional[dict] = None
+
+    def __post_init__(self):
+        if len(self.background) != 3 or not all(0 <= c <= 255
+                                                for c in self.background):
             raise ValueError(f'background must be an RGB triple in 0-255; '
-                             f'got {background}')
-        self.to_float32 = to_float32
-        self.background = tuple(int(c) for c in background)
-        self.max_pixels = int(max_pixels)
-        self.min_size = int(min_size)
-        self.max_file_bytes = int(max_file_bytes)
-        self.data_root = data_root
-        self.allow_symlinks_out_of_root = bool(allow_symlinks_out_of_root)
-        self.backend_args = backend_args
+                             f'got {self.background}')
+        self.background = tuple(int(c) for c in self.background)
         if (Image.MAX_IMAGE_PIXELS is not None
                 and self.max_pixels > Image.MAX_IMAGE_PIXELS):
             # Pillow warns above its limit and refuses above twice it.
@@ -140,10 +137,8 @@ class SafeLoadImageFromFile(BaseTransform):
             raise ValueError(f'{type(self).__name__} got results["img"] of '
                              f'type {type(img).__name__} and no "img_path"; '
                              f'pass an image path or a numpy array.')
-        if img.ndim == 3 and img.shape[2] == 1:
-            img = img[..., 0]
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
+        if img.ndim == 2 or img.ndim == 3 and img.shape[2] == 1:  # grey
+            img = np.repeat(img.reshape(img.shape[:2] + (1, )), 3, axis=2)
         if img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(
                 f'Image array of shape {img.shape}: expected [H, W, 3] BGR '
@@ -176,10 +171,6 @@ class SafeLoadImageFromFile(BaseTransform):
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
         return results
-
-    def __repr__(self) -> str:
-        options = ', '.join(f'{k}={v!r}' for k, v in vars(self).items())
-        return f'{type(self).__name__}({options})'
 
 
 @TRANSFORMS.register_module()

@@ -22,13 +22,12 @@ import os
 import re
 import sys
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 import torch.nn as nn
-from torch.nn.modules.module import (register_module_forward_hook,
-                                     register_module_forward_pre_hook)
 from torch.overrides import TorchFunctionMode
+from torch.utils.module_tracker import ModuleTracker
 
 from ci2p_mm.utils.errors import listing
 from .model import ExportError
@@ -70,10 +69,9 @@ def _quiet_export():
     this module's docstring)."""
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
-        warnings.filterwarnings(
-            'ignore', category=DeprecationWarning, module=r'torch\.onnx')
-        warnings.filterwarnings(
-            'ignore', category=FutureWarning, module=r'torch\.onnx')
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings(
+                'ignore', category=category, module=r'torch\.onnx')
         warnings.filterwarnings('ignore', message='.*legacy TorchScript')
         yield
 
@@ -128,14 +126,12 @@ def export_graph(graph: nn.Module,
         if dynamic_batch and example.size(0) < 2:
             # torch.export specialises sizes of 1 to constants.
             example = example.expand(2, *example.shape[1:])
-        batch = torch.export.Dim('batch')
+        batch = [{0: torch.export.Dim('batch')}] if dynamic_batch else None
         options = dict(
             dynamo=True,
             external_data=False,
             verbose=False,
-            dynamic_shapes=({
-                0: batch
-            }, ) if dynamic_batch else None)
+            dynamic_shapes=batch)
     try:
         with _quiet_export(), torch.no_grad(), quiet:
             torch.onnx.export(
@@ -185,41 +181,28 @@ def modules_calling(graph: nn.Module, example: torch.Tensor,
     ATen ``operator`` (e.g. ``scaled_dot_product_attention``), found by
     running ``graph`` once on ``example``."""
     root = getattr(graph, 'model', graph)
-    names: Dict[int, str] = {id(m): n for n, m in root.named_modules()}
-    stack: List[Optional[str]] = []
-    found: List[str] = []
-    target = operator.strip('_')
+    modules = dict(root.named_modules())
+    # ModuleTracker names modules from the outermost one's class.
+    prefix = f'{type(graph).__name__}.' + ('model.'
+                                           if root is not graph else '')
+    tracker, target, found = ModuleTracker(), operator.strip('_'), []
 
     class Recorder(TorchFunctionMode):
 
         def __torch_function__(self, func, types, args=(), kwargs=None):
-            name = getattr(func, '__name__', '').strip('_')
-            if name == target:
-                module = next((m for m in reversed(stack) if m), None)
-                if module is not None and module not in found:
-                    found.append(module)
+            if getattr(func, '__name__', '').strip('_') == target:
+                # The modules being run are nested: the longest is innermost.
+                name = max(tracker.parents, key=len)[len(prefix):]
+                if name and name in modules and name not in found:
+                    found.append(name)
             return func(*args, **(kwargs or {}))
 
-    def enter(module, inputs):
-        stack.append(names.get(id(module)))
-
-    def leave(module, inputs, outputs):
-        stack.pop()
-
-    handles = [
-        register_module_forward_pre_hook(enter),
-        register_module_forward_hook(leave)
-    ]
     try:
-        with torch.no_grad(), Recorder():
+        with torch.no_grad(), tracker, Recorder():
             graph(example)
     except Exception:  # the names found so far are still worth giving
         pass
-    finally:
-        for handle in handles:
-            handle.remove()
-    classes = dict(root.named_modules())
-    return [f'{n} ({type(classes[n]).__name__})' for n in found]
+    return [f'{n} ({type(modules[n]).__name__})' for n in found]
 
 
 # ------------------------------------------------------------- metadata ---

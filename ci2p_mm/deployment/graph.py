@@ -72,19 +72,14 @@ class InputContract:
 
     def metadata(self) -> dict:
         """Key/values stored in the ONNX file (``metadata_props``)."""
-        return {
-            'input':
-            self.describe(),
-            'input_channels':
-            'RGB' if self.rgb else 'BGR',
-            'input_normalization':
-            'in graph' if self.in_graph else
-            ('none' if self.mean is None else 'caller'),
-            'input_mean':
-            json.dumps(self.mean),
-            'input_std':
-            json.dumps(self.std),
-        }
+        normalization = 'in graph' if self.in_graph else (
+            'none' if self.mean is None else 'caller')
+        return dict(
+            input=self.describe(),
+            input_channels='RGB' if self.rgb else 'BGR',
+            input_normalization=normalization,
+            input_mean=json.dumps(self.mean),
+            input_std=json.dumps(self.std))
 
 
 def input_contract(model: nn.Module, in_graph: bool = False) -> InputContract:
@@ -103,27 +98,11 @@ def input_contract(model: nn.Module, in_graph: bool = False) -> InputContract:
             f'data_preprocessor is ClsDataPreprocessor or '
             f'CI2PDataPreprocessor.')
     # float32 buffers: 123.675 reads back as 123.67500305...
-    mean = [round(v, 4) for v in pre.mean.flatten().tolist()] \
-        if normalizes else None
-    std = [round(v, 4) for v in pre.std.flatten().tolist()] \
-        if normalizes else None
+    mean, std = ([[round(v, 4) for v in t.flatten().tolist()]
+                  for t in (pre.mean, pre.std)] if normalizes else
+                 (None, None))
     return InputContract(
-        rgb=bool(getattr(pre, 'to_rgb', False)),
-        mean=mean,
-        std=std,
-        in_graph=in_graph)
-
-
-class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel, the data preprocessor's step."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.register_buffer('mean', torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer('std', torch.tensor(std).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+        bool(getattr(pre, 'to_rgb', False)), mean, std, in_graph=in_graph)
 
 
 class ExportGraph(nn.Module):
@@ -133,8 +112,9 @@ class ExportGraph(nn.Module):
         model (nn.Module): An mmpretrain classifier (``ImageClassifier``).
         features (bool): Output ``model.backbone``'s tuple of features
             instead of the logits of ``model(x, mode='tensor')``.
-        contract (InputContract, optional): With ``in_graph``, its
-            ``mean``/``std`` are applied first.
+        contract (InputContract, optional): With ``in_graph``, the data
+            preprocessor's ``(x - mean) / std`` is applied first, with its
+            own ``mean``/``std`` buffers.
     """
 
     def __init__(self,
@@ -144,13 +124,13 @@ class ExportGraph(nn.Module):
         super().__init__()
         self.model = model
         self.features = features
-        self.normalize = (
-            Normalize(contract.mean, contract.std) if contract is not None
-            and contract.in_graph and contract.mean is not None else None)
+        self.normalize = bool(contract and contract.in_graph
+                              and contract.mean is not None)
 
     def forward(self, x: torch.Tensor):
-        if self.normalize is not None:
-            x = self.normalize(x)
+        if self.normalize:
+            pre = self.model.data_preprocessor
+            x = (x - pre.mean) / pre.std
         if self.features:
             return tuple(self.model.backbone(x))
         return self.model(x, mode='tensor')

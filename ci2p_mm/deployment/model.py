@@ -39,12 +39,10 @@ def load_export_config(config: str,
     set on the backbone for ``features`` (before ``cfg_options``, which may
     change them)."""
     cfg = load_model_config(config, no_pretrained=no_pretrained)
-    backbone = cfg.model.get('backbone', {})
     if features:
-        outputs = FEATURE_OUTPUTS.get(backbone.get('type', ''), {})
-        backbone.update(outputs)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        backbone = cfg.model.get('backbone', {})
+        backbone.update(FEATURE_OUTPUTS.get(backbone.get('type', ''), {}))
+    cfg.merge_from_dict(cfg_options or {})
     return cfg
 
 
@@ -79,12 +77,11 @@ def build_export_model(
     if checkpoint == NO_CHECKPOINT:
         quiet_init_weights(model)
     else:
-        loaded = read_checkpoint_file(checkpoint)
         # --features builds the backbone for feature maps, which may drop
         # the classifier's pooling norm (out_type='avg_featmap' -> ln2).
         loaded = load_checked_checkpoint(
             model,
-            loaded,
+            read_checkpoint_file(checkpoint),
             checkpoint,
             f'the model of {cfg.filename} ({type(model.backbone).__name__})',
             allow_unused=features)

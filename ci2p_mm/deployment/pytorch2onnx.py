@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 from mmengine.config import DictAction
+from mmengine.utils import to_2tuple
 
 from ci2p_mm.utils.io import atomic_output, check_output_path, printable_path
 from .export import (DEFAULT_OPSET, EXPORTERS, check_opset, export_graph,
@@ -75,10 +76,9 @@ def default_input_hw(cfg) -> Tuple[int, int]:
         size = step.get('crop_size') if 'Crop' in str(step.get('type')) \
             else step.get('scale') if step.get('type') == 'Resize' else None
         if size is not None:
-            w, h = (size, size) if isinstance(size, int) else size
+            w, h = to_2tuple(size)
             return int(h), int(w)  # mmcv sizes are (w, h)
-    size = cfg.model.get('backbone', {}).get('img_size', 224)
-    h, w = (size, size) if isinstance(size, int) else size
+    h, w = to_2tuple(cfg.model.get('backbone', {}).get('img_size', 224))
     return int(h), int(w)
 
 
@@ -182,18 +182,13 @@ def graph_metadata(config: str, checkpoint: str, contract: InputContract,
     feed and read it (paths that are not UTF-8 with ``\\xe9`` escapes)."""
     what = ('feature outputs of model.backbone'
             if features else "logits of model(inputs, mode='tensor')")
-    metadata = {
-        'model':
-        f'{printable_path(osp.basename(config))}: {what}',
-        'config':
-        printable_path(config),
-        'checkpoint':
-        printable_path(osp.basename(checkpoint)),
+    metadata = dict(
+        model=f'{printable_path(osp.basename(config))}: {what}',
+        config=printable_path(config),
+        checkpoint=printable_path(osp.basename(checkpoint)),
         **contract.metadata(),
-        'outputs':
-        '; '.join(f'{name} {shape}' for name, shape in outputs) +
-        ('' if features else f': {LOGITS}'),
-    }
+        outputs='; '.join(f'{name} {shape}' for name, shape in outputs) +
+        ('' if features else f': {LOGITS}'))
     if classes:
         metadata['classes'] = json.dumps(list(classes))
     return metadata
@@ -276,8 +271,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--threads',
         type=int,
-        help='intra-op threads of both runtimes (default: '
-        "torch's)")
+        help="intra-op threads of both runtimes (default: torch's)")
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
         '--cfg-options',

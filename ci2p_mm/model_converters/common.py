@@ -23,9 +23,8 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import mmpretrain
 import torch
-import yaml
 from mmengine.config import Config
-from mmengine.utils import mkdir_or_exist
+from mmpretrain.apis import ModelHub
 from mmpretrain.registry import DATASETS, MODELS
 
 from ci2p_mm.engine.checkpoint import (check_class_names, head_num_classes,
@@ -58,7 +57,13 @@ class Family(NamedTuple):
 
     def main(self, argv=None) -> int:
         """The command line ``<family>_to_mmpretrain.py SRC DST``."""
-        return run_converter(self, argv)
+        args = parse_args(self, argv)
+        name = convert_checkpoint(self, args.src, args.dst, args.config)
+        config = osp.relpath(config_file(name))
+        dst = printable_path(args.dst)
+        print(f'Wrote {dst}: fits {name} ({config}). Evaluate with\n'
+              f'  python tools/test.py {config} {dst}')
+        return 0
 
 
 # ---------------------------------------------------------------- reading --
@@ -75,11 +80,8 @@ def read_state_dict(path: str) -> Tuple[StateDict, str]:
     if not isinstance(obj, dict):
         raise ConversionError(f'Checkpoint {path} holds a '
                               f'{type(obj).__name__}, not a dict of weights.')
-    where = ''
-    for wrapper in WRAPPERS:
-        if isinstance(obj.get(wrapper), dict):
-            obj, where = obj[wrapper], wrapper
-            break
+    where = next((w for w in WRAPPERS if isinstance(obj.get(w), dict)), '')
+    obj = obj[where] if where else obj
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors or len(tensors) != len(obj):
         others = sorted(
@@ -126,27 +128,20 @@ def require_format(state_dict: StateDict, family: str,
 
 
 # ----------------------------------------------------------- the configs --
-def family_configs(family: Family,
-                   num_values: Optional[int] = None) -> List[str]:
-    """The family's config names (``cvt-13_8xb256_in1k``, ...); with
-    ``num_values`` (the tensor sizes of a state dict, summed), those whose
-    metafile ``Parameters`` are nearest first, so that the matching config
-    is usually the first one built."""
+def family_configs(family: Family, num_values: int) -> List[str]:
+    """The family's config names (``cvt-13_8xb256_in1k``, ...), those
+    whose metafile ``Parameters`` are nearest ``num_values`` (the tensor
+    sizes of a state dict, summed) first, so that the matching config is
+    usually the first one built."""
     folder = osp.join(configs_root(), family.config_dir)
-    names = sorted(
-        osp.splitext(osp.basename(p))[0]
-        for p in glob.glob(osp.join(folder, '*.py')))
-    if num_values is None:
-        return names
-    params = {}
-    metafile = osp.join(folder, 'metafile.yml')
-    if osp.isfile(metafile):
-        with open(metafile) as f:
-            for model in (yaml.safe_load(f) or {}).get('Models') or []:
-                count = (model.get('Metadata') or {}).get('Parameters')
-                if isinstance(count, int):
-                    params[model['Name']] = count
-    return sorted(names, key=lambda n: abs(params.get(n, 0) - num_values))
+    # The model index (registered by ``import ci2p_mm``) names every config
+    # with its metafile's Parameters; read without parsing the configs.
+    params = {
+        osp.splitext(osp.basename(m.config))[0]: m.metadata.parameters or 0
+        for m in ModelHub._models_dict.values()
+        if m.config and osp.dirname(m.config) == folder
+    }
+    return sorted(sorted(params), key=lambda n: abs(params[n] - num_values))
 
 
 def config_file(name: str) -> str:
@@ -192,7 +187,6 @@ def matching_config(state_dict: StateDict,
     for name in candidates:
         mismatch = compare_state_dicts(expected_state_dict(name), state_dict)
         if not mismatch:
-            mismatches.clear()
             return name
         mismatches[name] = mismatch
     if config:
@@ -200,11 +194,8 @@ def matching_config(state_dict: StateDict,
             f'The converted weights do not fit --config {config}: '
             f'{mismatches[config].describe()}. Is the file another variant? '
             f'Leave out --config to find the matching one.')
-
-    def distance(m):
-        return len(m.missing) + len(m.unexpected) + len(m.wrong_shape)
-
-    closest = min(mismatches, key=lambda n: distance(mismatches[n]))
+    # the fewest keys missing, unexpected or of another shape
+    closest = min(mismatches, key=lambda n: sum(map(len, mismatches[n])))
     raise ConversionError(
         f'The converted weights fit none of the {family.name} configs '
         f'({", ".join(candidates)}). Closest, {closest}: '
@@ -227,7 +218,8 @@ def dataset_meta(config: str) -> dict:
 
 def write_checkpoint(state_dict: StateDict, out_file: str, config: str,
                      source: dict) -> None:
-    """``{'state_dict', 'meta'}`` to ``out_file``, atomically."""
+    """``{'state_dict', 'meta'}`` to ``out_file``, atomically (its folder
+    created if needed)."""
     meta = dict(
         converted_from=source,
         config=osp.splitext(osp.basename(config_file(config)))[0],
@@ -235,14 +227,8 @@ def write_checkpoint(state_dict: StateDict, out_file: str, config: str,
         dataset_meta=dataset_meta(config),
         mmpretrain_version=mmpretrain.__version__,
         time=datetime.datetime.now().strftime('%Y%m%d_%H%M%S'))
-    mkdir_or_exist(osp.dirname(osp.abspath(out_file)))
-    save_atomic(
-        dict(
-            state_dict={
-                k: v.contiguous()
-                for k, v in state_dict.items()
-            },
-            meta=meta), out_file)
+    state_dict = {k: v.contiguous() for k, v in state_dict.items()}
+    save_atomic(dict(state_dict=state_dict, meta=meta), out_file)
 
 
 # ----------------------------------------------------------------- the CLI --
@@ -278,13 +264,3 @@ def convert_checkpoint(family: Family,
             container=where or 'bare state dict',
             converter=f'{family.name} converter of ci2p_mm'))
     return name
-
-
-def run_converter(family: Family, argv=None) -> int:
-    args = parse_args(family, argv)
-    name = convert_checkpoint(family, args.src, args.dst, args.config)
-    config = osp.relpath(config_file(name))
-    dst = printable_path(args.dst)
-    print(f'Wrote {dst}: fits {name} ({config}). Evaluate with\n'
-          f'  python tools/test.py {config} {dst}')
-    return 0

@@ -19,65 +19,61 @@ compute Microsoft's function (QuickGELU, attention scaled by
 ``1/sqrt(embed_dims)``); to reproduce transformers' logits instead, build
 the backbone with ``act_cfg=dict(type='GELU')``.
 """
-from typing import Tuple
+from typing import List, Tuple
 
-from .common import Family, StateDict, rename, require_format
+from .common import Family, RenameRule, StateDict, rename, require_format
 
-_BLOCK = r'(\d+)\.blocks\.(\d+)\.'
-_HF_LAYER = r'cvt\.encoder\.stages\.(\d+)\.layers\.(\d+)\.'
+_QKV = dict(q='query', k='key', v='value')
+_HF_STAGE = r'cvt\.encoder\.stages\.(\d+)\.'
+_HF_EMBED = _HF_STAGE + r'embedding\.convolution_embeddings\.'
+_HF_ATTN = r'attention\.attention\.'
+_HF_CONV = _HF_ATTN + r'convolution_projection_{}\.convolution_projection\.'
 _OURS_BLOCK = r'backbone.stages.\1.blocks.\2.'
-_QKV = dict(q='q', k='k', v='v', query='q', key='k', value='v')
 
-MICROSOFT_RULES = [
-    (r'stage(\d+)\.patch_embed\.(proj|norm)\.(\w+)',
-     r'backbone.stages.\1.embed.\2.\3'),
-    (r'stage(\d+)\.cls_token', r'backbone.stages.\1.cls_token'),
-    (r'stage' + _BLOCK + r'norm1\.(\w+)', _OURS_BLOCK + r'ln1.\3'),
-    (r'stage' + _BLOCK + r'norm2\.(\w+)', _OURS_BLOCK + r'ln2.\3'),
-    *[(r'stage' + _BLOCK + rf'attn\.conv_proj_{src}\.conv\.weight',
-       _OURS_BLOCK + rf'attn.{dst}.depthwise.weight')
-      for src, dst in _QKV.items() if len(src) == 1],
-    *[(r'stage' + _BLOCK + rf'attn\.conv_proj_{src}\.bn\.(\w+)',
-       _OURS_BLOCK + rf'attn.{dst}.bn.\3')
-      for src, dst in _QKV.items() if len(src) == 1],
-    *[(r'stage' + _BLOCK + rf'attn\.proj_{src}\.(\w+)',
-       _OURS_BLOCK + rf'attn.{dst}.pointwise.\3')
-      for src, dst in _QKV.items() if len(src) == 1],
-    (r'stage' + _BLOCK + r'attn\.proj\.(\w+)', _OURS_BLOCK + r'attn.proj.\3'),
-    (r'stage' + _BLOCK + r'mlp\.fc1\.(\w+)',
-     _OURS_BLOCK + r'ffn.layers.0.0.\3'),
-    (r'stage' + _BLOCK + r'mlp\.fc2\.(\w+)', _OURS_BLOCK + r'ffn.layers.1.\3'),
-    (r'norm\.(\w+)', r'backbone.ln_out.\1'),
-    (r'head\.(\w+)', r'head.fc.\1'),
-]
-
-_HF_ATTN = _HF_LAYER + r'attention\.attention\.'
-TRANSFORMERS_RULES = [
-    (r'cvt\.encoder\.stages\.(\d+)\.embedding\.convolution_embeddings\.'
-     r'projection\.(\w+)', r'backbone.stages.\1.embed.proj.\2'),
-    (r'cvt\.encoder\.stages\.(\d+)\.embedding\.convolution_embeddings\.'
-     r'normalization\.(\w+)', r'backbone.stages.\1.embed.norm.\2'),
-    (r'cvt\.encoder\.stages\.(\d+)\.cls_token',
+#: (Microsoft's key, transformers' key, ours) outside the blocks.
+_KEYS = [
+    (r'stage(\d+)\.patch_embed\.proj\.(\w+)', _HF_EMBED + r'projection\.(\w+)',
+     r'backbone.stages.\1.embed.proj.\2'),
+    (r'stage(\d+)\.patch_embed\.norm\.(\w+)',
+     _HF_EMBED + r'normalization\.(\w+)', r'backbone.stages.\1.embed.norm.\2'),
+    (r'stage(\d+)\.cls_token', _HF_STAGE + r'cls_token',
      r'backbone.stages.\1.cls_token'),
-    (_HF_LAYER + r'layernorm_before\.(\w+)', _OURS_BLOCK + r'ln1.\3'),
-    (_HF_LAYER + r'layernorm_after\.(\w+)', _OURS_BLOCK + r'ln2.\3'),
-    *[(_HF_ATTN + rf'convolution_projection_{src}\.convolution_projection\.'
-       r'convolution\.weight', _OURS_BLOCK + rf'attn.{dst}.depthwise.weight')
-      for src, dst in _QKV.items() if len(src) > 1],
-    *[(_HF_ATTN + rf'convolution_projection_{src}\.convolution_projection\.'
-       r'normalization\.(\w+)', _OURS_BLOCK + rf'attn.{dst}.bn.\3')
-      for src, dst in _QKV.items() if len(src) > 1],
-    *[(_HF_ATTN + rf'projection_{src}\.(\w+)',
-       _OURS_BLOCK + rf'attn.{dst}.pointwise.\3')
-      for src, dst in _QKV.items() if len(src) > 1],
-    (_HF_LAYER + r'attention\.output\.dense\.(\w+)',
-     _OURS_BLOCK + r'attn.proj.\3'),
-    (_HF_LAYER + r'intermediate\.dense\.(\w+)',
-     _OURS_BLOCK + r'ffn.layers.0.0.\3'),
-    (_HF_LAYER + r'output\.dense\.(\w+)', _OURS_BLOCK + r'ffn.layers.1.\3'),
-    (r'layernorm\.(\w+)', r'backbone.ln_out.\1'),
-    (r'classifier\.(\w+)', r'head.fc.\1'),
+    (r'norm\.(\w+)', r'layernorm\.(\w+)', r'backbone.ln_out.\1'),
+    (r'head\.(\w+)', r'classifier\.(\w+)', r'head.fc.\1'),
 ]
+#: (Microsoft's, transformers', ours) inside block ``S.B``, each followed
+#: by the parameter's name.
+_BLOCK_PARTS = [
+    (r'norm1', r'layernorm_before', 'ln1'),
+    (r'norm2', r'layernorm_after', 'ln2'),
+    # q, k, v: depthwise conv, its BatchNorm, pointwise linear
+    *[
+        part for q, query in _QKV.items()
+        for part in ((rf'attn\.conv_proj_{q}\.conv', _HF_CONV.format(query) +
+                      'convolution', f'attn.{q}.depthwise'),
+                     (rf'attn\.conv_proj_{q}\.bn', _HF_CONV.format(query) +
+                      'normalization', f'attn.{q}.bn'),
+                     (rf'attn\.proj_{q}', _HF_ATTN + rf'projection_{query}',
+                      f'attn.{q}.pointwise'))
+    ],
+    (r'attn\.proj', r'attention\.output\.dense', 'attn.proj'),
+    (r'mlp\.fc1', r'intermediate\.dense', 'ffn.layers.0.0'),
+    (r'mlp\.fc2', r'output\.dense', 'ffn.layers.1'),
+]
+#: Where a block's keys start (groups 1 and 2: stage and block), per format.
+_BLOCKS = [r'stage(\d+)\.blocks\.(\d+)\.', _HF_STAGE + r'layers\.(\d+)\.']
+
+
+def _rules(i: int) -> List[RenameRule]:
+    """The rules of format ``i`` (0 Microsoft, 1 transformers)."""
+    return [(keys[i], ours) for *keys, ours in _KEYS] + [
+        (_BLOCKS[i] + keys[i] + r'\.(\w+)', _OURS_BLOCK + ours + r'.\3')
+        for *keys, ours in _BLOCK_PARTS
+    ]
+
+
+#: format -> rename rules
+RULES = {'microsoft': _rules(0), 'transformers': _rules(1)}
 
 #: format -> a key that only its files have
 FORMATS = {
@@ -92,8 +88,7 @@ FORMATS = {
 def convert(state_dict: StateDict) -> Tuple[StateDict, str]:
     """Microsoft's or transformers' CvT state dict -> mmpretrain keys."""
     source = require_format(state_dict, 'CvT', FORMATS)
-    rules = MICROSOFT_RULES if source == 'microsoft' else TRANSFORMERS_RULES
-    return rename(state_dict, rules), source
+    return rename(state_dict, RULES[source]), source
 
 
 CVT = Family(

@@ -21,7 +21,7 @@ The source is a state dict of github.com/AAboys/MobileFormer's
   BatchNorm1d) and ``layers.1``.
 """
 import re
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 from .common import ConversionError, Family, StateDict, rename, require_format
 
@@ -87,40 +87,28 @@ def _blocks(state_dict: StateDict) -> Dict[int, Dict[str, object]]:
     return blocks
 
 
-def _stage_of_each(blocks: Dict[int, Dict[str, object]]) -> List[int]:
-    """A new stage at each downsampling block (one with ``conv4``)."""
-    stages, stage = [], -1
-    for n in range(len(blocks)):
-        if n == 0 or any(k.startswith('conv4.') for k in blocks[n]):
-            stage += 1
-        stages.append(stage)
-    return stages
-
-
 def convert(state_dict: StateDict) -> Tuple[StateDict, str]:
     """The authors' Mobile-Former state dict -> mmpretrain keys."""
     source = require_format(state_dict, 'Mobile-Former', FORMATS)
-    blocks = _blocks(state_dict)
-    stages = _stage_of_each(blocks)
-    out = rename(
-        {
-            k: v
-            for k, v in state_dict.items() if not k.startswith('features.')
-        }, _TOP_RULES)
-    seen = {}
-    for n, params in blocks.items():
-        index = seen[stages[n]] = seen.get(stages[n], -1) + 1
+    top = {
+        k: v
+        for k, v in state_dict.items() if not k.startswith('features.')
+    }
+    out = rename(top, _TOP_RULES)
+    stage = index = -1
+    for n, params in sorted(_blocks(state_dict).items()):
+        down = any(k.startswith('conv4.') for k in params)
+        # A new stage at each downsampling block (one with ``conv4``).
+        stage, index = (stage + 1, 0) if n == 0 or down else (stage, index + 1)
         if any(k.startswith('conv.') for k in params):
             rules = _LITE_RULES
-        elif any(k.startswith('conv4.') for k in params):
-            rules = _DOWN_RULES
         else:
-            rules = _BLOCK_RULES
+            rules = _DOWN_RULES if down else _BLOCK_RULES
         for key, value in rename(params, rules, prefix=_UNKNOWN).items():
             if key.startswith(_UNKNOWN):  # kept as it was: the fit check
                 out[f'features.{n}.{key[len(_UNKNOWN):]}'] = value  # names it
             else:
-                out[f'backbone.stages.{stages[n]}.{index}.{key}'] = value
+                out[f'backbone.stages.{stage}.{index}.{key}'] = value
     return out, source
 
 
