@@ -14,7 +14,7 @@ from torch.autograd.profiler_util import EventList, FunctionEvent
 from torch.utils.benchmark import Measurement
 
 import ci2p_mm.analysis.benchmark as benchmark
-from ci2p_mm.analysis import lever_table, profile, sweep
+from ci2p_mm.analysis import lever_table, profile
 from ci2p_mm.analysis.timing import (build_optim_wrapper, compile_kwargs,
                                      set_optimizer_impl, uses_cudagraphs)
 from ci2p_mm.utils.timing import interleave
@@ -99,8 +99,9 @@ def test_sweep_strips_per_run_options():
         'a.py', '--batch-sizes', '2', '4', '--out=x.json', '--profile',
         '--batch-size', '8', '--amp', 'bf16', '--out', 'y.json'
     ]
-    assert sweep.without_options(
-        argv, sweep.PER_RUN_OPTIONS) == ['a.py', '--profile', '--amp', 'bf16']
+    assert benchmark.without_options(argv, benchmark.PER_RUN_OPTIONS) == [
+        'a.py', '--profile', '--amp', 'bf16'
+    ]
 
 
 def test_optimizer_impls_and_compile_settings():

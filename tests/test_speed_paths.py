@@ -454,10 +454,10 @@ def test_benchmark_latent_storage_mode(tmp_path):
 
 
 def test_jpeg_folder_is_the_same_for_any_process_count(tmp_path, monkeypatch):
-    from ci2p_mm.analysis import bench_data
-    bench_data.write_jpeg_folder(str(tmp_path / 'pool'), 20, (40, 30))
-    monkeypatch.setattr(bench_data.os, 'cpu_count', lambda: 1)
-    bench_data.write_jpeg_folder(str(tmp_path / 'one'), 20, (40, 30))
+    from ci2p_mm.analysis import end_to_end
+    end_to_end.write_jpeg_folder(str(tmp_path / 'pool'), 20, (40, 30))
+    monkeypatch.setattr(end_to_end.os, 'cpu_count', lambda: 1)
+    end_to_end.write_jpeg_folder(str(tmp_path / 'one'), 20, (40, 30))
     files = sorted(
         p.relative_to(tmp_path / 'one')
         for p in (tmp_path / 'one').rglob('*.jpeg'))

@@ -24,9 +24,10 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
 from ci2p_mm.utils import set_patch_options
-from ci2p_mm.utils.io import write_text_atomically
-from ci2p_mm.utils.timing import interleave
+from ci2p_mm.utils.timing import (format_table, interleave, tool_options,
+                                  write_json)
 from .flops import model_flops
+from .timing import check_input_size
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIGS = [
@@ -40,9 +41,14 @@ DEFAULT_CONFIGS = [
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        parents=[
+            tool_options('--batch-size', '--repeats', '--warmup', '--threads',
+                         '--out')
+        ])
+    parser.set_defaults(batch_size=2, repeats=3, warmup=1)
     parser.add_argument('--configs', nargs='+', default=DEFAULT_CONFIGS)
-    parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument(
         '--det-size',
         type=int,
@@ -65,13 +71,15 @@ def parse_args(argv=None):
         help="segmentation image size (default: the config's crop size)")
     parser.add_argument(
         '--flops', action='store_true', help='also count FLOPs of one image')
-    parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--arch', help='override the backbone arch')
-    parser.add_argument(
-        '--threads', type=int, help='torch CPU threads (default: torch\'s)')
-    parser.add_argument('--out', help='also write the results as JSON')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for flag in ('--det-size', '--pose-size', '--seg-size'):
+        size = getattr(args, flag[2:].replace('-', '_'))
+        if size:
+            check_input_size(
+                f'{flag} {size[0]} {size[1]} --batch-size '
+                f'{args.batch_size}', size, args.batch_size)
+    return args
 
 
 def build(config, arch):
@@ -121,6 +129,9 @@ def make_seg_batch(batch_size, size, num_classes):
 def make_batch(scope, args, model, cfg):
     if scope == 'mmseg':
         size = tuple(args.seg_size or cfg.crop_size)
+        check_input_size(
+            f'{cfg.filename}: crop_size {size} --batch-size '
+            f'{args.batch_size}', size, args.batch_size)
         return make_seg_batch(args.batch_size, size,
                               model.decode_head.num_classes), size
     if scope == 'mmdet':
@@ -221,10 +232,9 @@ def main(argv=None) -> int:
     ]
     if args.flops:
         cols.insert(5, 'flops_g')
-    print('| ' + ' | '.join(cols) + ' |')
-    print('|' + '---|' * len(cols))
-    for res in results:
-        print('| ' + ' | '.join(str(res[c]) for c in cols) + ' |')
+    print(
+        format_table(
+            cols, [[res[c] for c in cols] for res in results], markdown=True))
     if args.out:
-        write_text_atomically(args.out, json.dumps(results, indent=2))
+        write_json(args.out, results)
     return 0

@@ -11,16 +11,18 @@ reduction against the first config at the same size.
 """
 import argparse
 
-from mmengine.config import DictAction
 from mmpretrain.registry import MODELS
 
 from ci2p_mm.utils import load_model_config
+from ci2p_mm.utils.timing import format_table, tool_options
 from .flops import model_flops
+from .timing import check_input_size
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Model FLOPs and params')
-    parser.add_argument('configs', nargs='+', help='config file(s)')
+    parser = argparse.ArgumentParser(
+        description='Model FLOPs and params',
+        parents=[tool_options('configs', '--no-pretrained', '--cfg-options')])
     parser.add_argument(
         '--shape',
         type=int,
@@ -33,41 +35,34 @@ def parse_args(argv=None):
         nargs='+',
         help='square input sizes for a table, e.g. 256 384')
     parser.add_argument(
-        '--no-pretrained',
-        action='store_true',
-        help='build CI2P codecs without downloading weights (FLOPs do not '
-        'depend on them)')
-    parser.add_argument(
         '--by-module',
         action='store_true',
         help='also print FLOPs per top-level module')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
     if args.shape and args.sizes:
         parser.error('give --shape or --sizes, not both')
     if args.shape and len(args.shape) > 2:
         parser.error('--shape takes H or H W')
+    if args.sizes:
+        args.shapes = [(s, s) for s in args.sizes]
+    else:
+        args.shapes = [tuple((args.shape or [256]) * 2)[:2]]
+    flag = '--sizes' if args.sizes else '--shape'
+    for h, w in args.shapes:
+        if min(h, w) < 1:
+            parser.error(f'{flag} {h} {w}: sizes must be positive')
+        check_input_size(f'{flag} {h} {w}', (h, w))
     return args
-
-
-def build_model(config, args):
-    cfg = load_model_config(config, args.cfg_options, args.no_pretrained)
-    return MODELS.build(cfg.model)
 
 
 def flops_table(argv=None):
     """Count, print the table, return the rows."""
     args = parse_args(argv)
-    if args.sizes:
-        shapes = [(s, s) for s in args.sizes]
-    elif args.shape:
-        shapes = [tuple(args.shape * 2)[:2]]
-    else:
-        shapes = [(256, 256)]
     rows = []
     for config in args.configs:
-        model = build_model(config, args)
-        for shape in shapes:
+        cfg = load_model_config(config, args.cfg_options, args.no_pretrained)
+        model = MODELS.build(cfg.model)
+        for shape in args.shapes:
             result = model_flops(model, shape, by_module=args.by_module)
             rows.append(dict(config=config, shape=shape, **result))
             if args.by_module:
@@ -75,24 +70,20 @@ def flops_table(argv=None):
                 for name, flops in sorted(result['by_module'].items()):
                     if name and '.' not in name.replace('model.', '', 1):
                         print(f'  {name:<40}{flops / 1e9:>10.3f} G')
-
     base = {
         row['shape']: row['flops']
         for row in rows if row['config'] == args.configs[0]
     }
-    header = (f'{"config":<40}{"input":>10}{"GFLOPs":>10}{"attn G":>9}'
-              f'{"params M":>10}{"vs first":>10}')
-    print(header)
-    print('-' * len(header))
-    for row in rows:
-        h, w = row['shape']
-        change = row['flops'] / base[row['shape']] - 1
-        versus = 'baseline' if row['config'] == args.configs[0] else (
-            f'{100 * change:+.1f}%')
-        print(f'{row["config"]:<40}{f"{h}x{w}":>10}'
-              f'{row["flops"] / 1e9:>10.2f}'
-              f'{row["attention_flops"] / 1e9:>9.2f}'
-              f'{row["params"] / 1e6:>10.2f}{versus:>10}')
+    print(
+        format_table(
+            ['config', 'input', 'GFLOPs', 'attn G', 'params M', 'vs first'], [[
+                row['config'], '{}x{}'.format(*row['shape']),
+                f'{row["flops"] / 1e9:.2f}',
+                f'{row["attention_flops"] / 1e9:.2f}',
+                f'{row["params"] / 1e6:.2f}',
+                'baseline' if row['config'] == args.configs[0] else
+                f'{100 * (row["flops"] / base[row["shape"]] - 1):+.1f}%'
+            ] for row in rows]))
     return rows
 
 

@@ -26,8 +26,8 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS
 
 from ci2p_mm.latents import LatentStore, build_source_dataset
-from ci2p_mm.utils.timing import seconds_per_call
-from .bench_data import encode_train_split, prepare_data, prepared_config
+from ci2p_mm.utils.timing import at_least, format_table, seconds_per_call
+from .end_to_end import encode_train_split, prepare_data, prepared_config
 from .timing import build_model, print_header
 
 #: The storages compared; errors are against the float32 encoder output.
@@ -35,18 +35,18 @@ STORAGES = ('fp16', 'quantized')
 
 
 def add_arguments(parser):
-    parser.add_argument(
+    group = parser.add_argument_group('--latent-storage')
+    group.add_argument(
         '--latent-storage',
         action='store_true',
         help='compare latent store formats (see '
         'ci2p_mm/analysis/latent_storage.py); one image '
         'config, data and codec as for --end-to-end')
-    parser.add_argument(
+    group.add_argument(
         '--compare',
-        type=int,
+        type=at_least(1),
         default=32,
-        help='--latent-storage: images whose tokens are '
-        'compared with the float32 encoder')
+        help='images whose tokens are compared with the float32 encoder')
 
 
 def loading_rate(dataset, n: int) -> float:
@@ -111,12 +111,12 @@ def run(args, argv):
                 token_max_abs=float(diff.abs().max()),
                 token_max=float(tokens.abs().max()),
                 clipped=sum(json_lines_clipped(store, 'train'))))
-    print(format_table(rows, image_rate, args), flush=True)
+    print(results_table(rows, image_rate, args), flush=True)
     return rows
 
 
 def json_lines_clipped(store, split):
-    for path in glob.glob(osp.join(store.root, f'{split}.done.*')):
+    for path in glob.glob(store.done_log(split, '*')):
         with open(path) as f:
             for line in f:
                 try:
@@ -125,21 +125,19 @@ def json_lines_clipped(store, split):
                     continue
 
 
-def format_table(rows, image_rate, args):
-    header = (f'{"storage":<11}{"KiB/image":>10}{"encode img/s":>14}'
-              f'{"load img/s":>12}{"latent rel RMS":>16}'
-              f'{"token rel RMS":>15}{"token max err":>15}{"clipped":>9}')
-    lines = [header, '-' * len(header)]
-    for r in rows:
-        lines.append(f'{r["storage"]:<11}{r["bytes_per_image"] / 1024:>10.1f}'
-                     f'{r["encode_img_s"]:>14.1f}{r["load_img_s"]:>12.0f}'
-                     f'{r["latent_rel_rms"]:>16.2e}{r["token_rel_rms"]:>15.2e}'
-                     f'{r["token_max_abs"]:>15.2e}{r["clipped"]:>9d}')
-    lines.append(
-        f'images (SafeLoadImageFromFile + Resize, no store): '
+def results_table(rows, image_rate, args):
+    return format_table([
+        'storage', 'KiB/image', 'encode img/s', 'load img/s', 'latent rel RMS',
+        'token rel RMS', 'token max err', 'clipped'
+    ], [[
+        r['storage'], f'{r["bytes_per_image"] / 1024:.1f}',
+        f'{r["encode_img_s"]:.1f}', f'{r["load_img_s"]:.0f}',
+        f'{r["latent_rel_rms"]:.2e}', f'{r["token_rel_rms"]:.2e}',
+        f'{r["token_max_abs"]:.2e}', r['clipped']
+    ] for r in rows]) + (
+        f'\nimages (SafeLoadImageFromFile + Resize, no store): '
         f'{image_rate:.0f} img/s loading. {args.img_size}x{args.img_size}; '
         f'KiB/image with both views (image + flip); encode img/s includes '
         f'reading the JPEGs and both views; token error vs the float32 '
         f'encoder through the same PatchReshape (max |token| '
         f'{rows[0]["token_max"]:.3g}).')
-    return '\n'.join(lines)

@@ -21,6 +21,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import write_text_atomically
+from ci2p_mm.utils.timing import format_table
 from .timing import MIB
 
 
@@ -56,25 +57,18 @@ def runs_of(report: dict) -> Iterator[dict]:
 def settings(report: dict) -> Dict[str, str]:
     """The levers a report was measured with, as comparable text."""
     meta = report.get('meta', report)
-    end_to_end = 'meta' not in report
     compiled = meta.get('compile_kwargs')
     if compiled is None and meta.get('compile'):
         compiled = {}
-    return {
-        'measure':
-        'end to end' if end_to_end else 'train step',
-        'batch':
-        str(meta.get('batch_size')),
-        'precision':
-        str(meta.get('precision', '')).split(',')[0],
-        'compile': ('eager' if compiled is None else 'compile' +
-                    (f' ({", ".join(f"{k}={v}" for k, v in compiled.items())})'
-                     if compiled else '')),
-        'optimizer':
-        str(meta.get('optimizer_impl', 'config')),
-        'channels_last':
-        'channels_last' if meta.get('channels_last') else 'NCHW',
-    }
+    options = ', '.join(f'{k}={v}' for k, v in (compiled or {}).items())
+    return dict(
+        measure='end to end' if 'meta' not in report else 'train step',
+        batch=str(meta.get('batch_size')),
+        precision=str(meta.get('precision', '')).split(',')[0],
+        compile='eager' if compiled is None else 'compile' +
+        (f' ({options})' if options else ''),
+        optimizer=str(meta.get('optimizer_impl', 'config')),
+        channels_last='channels_last' if meta.get('channels_last') else 'NCHW')
 
 
 def describe(own: Dict[str, str], base: Dict[str, str]) -> str:
@@ -93,11 +87,9 @@ def model_rows(
         if 'img_per_s' in row:  # end to end
             yield row['name'], row['img_per_s'], None, row.get('peak_mib')
             continue
-        train, infer = row.get('train'), row.get('infer')
-        memory = (train or infer or {}).get('memory')
-        yield (row['name'], (train
-                             or {}).get('img_per_s'), (infer
-                                                       or {}).get('img_per_s'),
+        train, infer = row.get('train') or {}, row.get('infer') or {}
+        memory = (train or infer).get('memory')
+        yield (row['name'], train.get('img_per_s'), infer.get('img_per_s'),
                memory['peak_bytes'] / MIB if memory else None)
 
 
@@ -113,38 +105,36 @@ def lever_table(paths: List[str]) -> str:
     for _, report in reports:
         own = settings(report)
         references.setdefault((own['measure'], own['batch']), report)
-    lines = [
-        '| lever (vs its reference run) | model | train img/s | x | '
-        'infer img/s | x | peak MiB | file |',
-        '|---|---|---|---|---|---|---|---|'
-    ]
+    rows = []
     for path, report in reports:
         own = settings(report)
         reference = references[(own['measure'], own['batch'])]
         if reference is report:  # the batch's own reference: vs the first
             reference = reports[0][1]
-        base_settings = settings(reference)
-        label = describe(own, base_settings)
-        baseline = {
-            name: (train, infer)
-            for name, train, infer, _ in model_rows(reference)
-        }
+        label = describe(own, settings(reference))
+        baseline = {name: (t, i) for name, t, i, _ in model_rows(reference)}
         for name, train, infer, peak in model_rows(report):
-            base_train, base_infer = baseline.get(name, (None, None))
-            cells = []
-            for value, base in ((train, base_train), (infer, base_infer)):
+            cells = [label, name]
+            for value, base in zip((train, infer),
+                                   baseline.get(name, (None, None))):
                 cells.append('-' if value is None else f'{value:,.1f}')
                 cells.append(f'{value / base:.2f}x' if value and base else '-')
-            peak_text = '-' if peak is None else f'{peak:,.0f}'
-            lines.append(f'| {label} | {name} | {" | ".join(cells)} | '
-                         f'{peak_text} | {osp.basename(path)} |')
+            rows.append(
+                cells +
+                ['-' if peak is None else f'{peak:,.0f}',
+                 osp.basename(path)])
     first = ', '.join(f'{k} {v}' for k, v in settings(reports[0][1]).items())
-    lines.append('')
-    lines.append(f'x = vs the same model in the reference run: the first run '
-                 f'of the same measure and batch size (for those, the first '
-                 f'run: {first}). The lever column names what differs from '
-                 f'the reference.')
-    return '\n'.join(lines)
+    return format_table(
+        [
+            'lever (vs its reference run)', 'model', 'train img/s', 'x',
+            'infer img/s', 'x', 'peak MiB', 'file'
+        ],
+        rows,
+        markdown=True) + (
+            f'\n\nx = vs the same model in the reference run: the first run '
+            f'of the same measure and batch size (for those, the first '
+            f'run: {first}). The lever column names what differs from '
+            f'the reference.')
 
 
 def main(argv=None) -> int:

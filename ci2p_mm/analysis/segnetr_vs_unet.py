@@ -24,6 +24,7 @@ import torch.nn as nn
 from ci2p_mm.models import SegNetr
 from ci2p_mm.utils.errors import UserError
 from .flops import model_flops
+from .timing import check_input_size
 
 #: The abstract's claim: fewer parameters / GFLOPs than a vanilla U-Net.
 PAPER_REDUCTIONS = dict(params=0.59, flops=0.76)
@@ -103,6 +104,7 @@ def compare(shape: Sequence[int] = (224, 224),
         fractions fewer than the U-Net (0.59 is "59% fewer").
     """
     h, w = shape
+    check_input_size(f'--shape {h} {w}', (h, w))
     if h % 32 or w % 32:
         raise UserError(f'--shape {h} {w}: SegNetr needs multiples of 32 '
                         f'(its 16x16 global groups at stride 2).')

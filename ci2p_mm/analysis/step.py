@@ -30,60 +30,49 @@ It costs a few milliseconds per batch and is the same for every model.
 
 Peak memory is measured in a fresh subprocess per model and mode (so one
 model's allocations cannot hide another's): warm-up steps, then one
-measured step.
-
-* CUDA: ``torch.cuda.max_memory_allocated()`` during the measured step
-  (absolute: weights, gradients, optimizer state and activations).
-* CPU: the peak resident set size (``VmHWM``, reset through
-  ``/proc/self/clear_refs`` just before the measured step) minus the RSS
-  the process had before the model was built. That covers weights,
-  gradients, optimizer state, activations and whatever freed memory the
-  C allocator keeps; it excludes the Python/torch import footprint. Where
-  ``clear_refs`` is not writable it falls back to ``ru_maxrss`` (the
-  lifetime peak, model building included).
+measured step, by :func:`.timing.peak_memory`: on CUDA the absolute peak
+allocation; on the CPU the peak resident set minus the RSS the process had
+before the model was built (weights, gradients, optimizer state,
+activations and whatever freed memory the C allocator keeps, not the
+Python/torch import footprint).
 
 ``--timm-baseline`` adds timm's ViT-B/16 (``vit_base_patch16_224`` at the
-same input size, 10 classes, average pooling, no class token), trained with
-cross-entropy and the first config's optimizer settings, when timm is
+same input size, 10 classes, average pooling, no class token, in
+mmpretrain's ``TimmClassifier``: mean/std-normalised input, cross-entropy),
+trained with the first config's optimizer settings, when timm is
 installed.
 """
 import argparse
+import copy
 import datetime
 import json
 import os
 import os.path as osp
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import List
 
-import timm
 import torch
-import torch.nn.functional as F
+from mmengine.config import ConfigDict
 from mmpretrain.structures import DataSample
 
 from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS
 from ci2p_mm.utils import is_ci2p_backbone, load_model_config
-from ci2p_mm.utils.timing import interleave, loadavg
+from ci2p_mm.utils.timing import format_table, interleave, loadavg, write_json
 from . import profile
 from .timing import (MIB, autocast, build_model, build_optim_wrapper,
-                     device_name, inference_context, maybe_compile,
-                     print_header, report_settings, step_begin, synchronize,
-                     warn_slow_cpu_amp, write_report)
+                     describe_machine, inference_context, maybe_compile,
+                     peak_memory, print_header, report_settings, rss_bytes,
+                     step_begin, warn_slow_cpu_amp)
 
 PROBE_TAG = '@@benchmark-probe '
 
 
 def add_arguments(parser):
     group = parser.add_argument_group('model steps (the default mode)')
-    group.add_argument(
-        '--repeats',
-        type=int,
-        default=5,
-        help='timed repeats per model and mode (median)')
     group.add_argument(
         '--iters', type=int, default=1, help='steps per timed repeat')
     group.add_argument(
@@ -103,14 +92,6 @@ def modes_of(args):
     return ['infer', 'train'] if args.mode == 'both' else [args.mode]
 
 
-def random_images(args, generator):
-    return torch.randint(
-        0,
-        256, (args.batch_size, 3, args.img_size, args.img_size),
-        dtype=torch.uint8,
-        generator=generator)
-
-
 def takes_latents(model_cfg) -> bool:
     backbone = model_cfg.get('backbone') or {}
     return is_ci2p_backbone(backbone) and bool(
@@ -119,16 +100,14 @@ def takes_latents(model_cfg) -> bool:
 
 @dataclass(eq=False)  # hashed by identity: a key of the timings
 class Bench:
-    """One model with its prepared batch, optimizer and step functions."""
+    """One model with its prepared batch and optimizer."""
     name: str
+    source: str
     model: torch.nn.Module
     optim_wrapper: object
     inputs: torch.Tensor
-    targets: object
+    data_samples: list
     args: argparse.Namespace
-    infer_fn: Callable
-    loss_fn: Callable
-    note: str = ''
 
     @property
     def num_params(self) -> int:
@@ -141,159 +120,92 @@ class Bench:
         step_begin(self.args)
         if mode == 'infer':
             with inference_context(self.args), autocast(self.args):
-                return self.infer_fn(self.inputs)
+                return self.model(self.inputs, mode='tensor')
         with self.optim_wrapper.optim_context(self.model), autocast(self.args):
-            loss = self.loss_fn(self.inputs, self.targets)
+            loss = self.model.parse_losses(
+                self.model(self.inputs, self.data_samples, mode='loss'))[0]
         self.optim_wrapper.update_params(loss)
         return loss
 
 
-def load_config(path, args):
-    return load_model_config(path, args.cfg_options, args.no_pretrained,
-                             args.channels_last)
+def entries(args) -> List[tuple]:
+    """``(name, config, source)`` of what the run measures: the configs,
+    then timm's ViT-B/16 with ``--timm-baseline`` (the first config's
+    optimizer)."""
+    found = [(osp.splitext(osp.basename(path))[0],
+              load_model_config(path, args.cfg_options, args.no_pretrained,
+                                args.channels_last), path)
+             for path in args.configs]
+    if args.timm_baseline:
+        import timm  # an optional dependency
+        cfg = copy.deepcopy(found[0][1])
+        cfg.model = ConfigDict(
+            type='TimmClassifier',
+            model_name='vit_base_patch16_224',
+            pretrained=False,
+            img_size=args.img_size,
+            num_classes=10,
+            global_pool='avg',
+            class_token=False,
+            data_preprocessor=dict(
+                type='mmpretrain.ClsDataPreprocessor',
+                mean=[123.675, 116.28, 103.53],
+                std=[58.395, 57.12, 57.375]))
+        found.append((f'timm vit_base_patch16 @{args.img_size}', cfg,
+                      f'timm {timm.__version__} '
+                      'vit_base_patch16_224(img_size=%d, num_classes=10, '
+                      "global_pool='avg', class_token=False)" % args.img_size))
+    return found
 
 
-def build_config_bench(path, args, generator):
-    cfg = load_config(path, args)
-    model = build_model(cfg, args, path)
-    if takes_latents(cfg.model):  # fp16 codec latents, as a store holds
+def build_bench(name: str, cfg, source: str, args) -> Bench:
+    """The model with its random batch through its data preprocessor:
+    uint8 images, or fp16 codec latents (as a store holds them) for a
+    model that takes latents."""
+    generator = torch.Generator().manual_seed(args.seed)
+    model = build_model(cfg, args, source)
+    if takes_latents(cfg.model):
         side = args.img_size // ENCODER_STRIDE
         images = torch.randn((args.batch_size, LATENT_CHANNELS, side, side),
                              generator=generator).half()
     else:
-        images = random_images(args, generator)
+        images = torch.randint(
+            0,
+            256, (args.batch_size, 3, args.img_size, args.img_size),
+            dtype=torch.uint8,
+            generator=generator)
     labels = torch.randint(0, 10, (args.batch_size, ), generator=generator)
-    data = dict(
-        inputs=images,
-        data_samples=[DataSample().set_gt_label(int(i)) for i in labels])
     with torch.no_grad():
-        data = model.data_preprocessor(data, training=True)
+        data = model.data_preprocessor(
+            dict(
+                inputs=images,
+                data_samples=[
+                    DataSample().set_gt_label(int(i)) for i in labels
+                ]),
+            training=True)
     inputs = data['inputs']
     if args.channels_last and not is_ci2p_backbone(cfg.model.get('backbone')):
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper, args)
-    forward = maybe_compile(model, args)
-
-    def loss_fn(x, samples):
-        return model.parse_losses(forward(x, samples, mode='loss'))[0]
-
-    return Bench(
-        osp.splitext(osp.basename(path))[0],
-        model,
-        optim_wrapper,
-        inputs,
-        data['data_samples'],
-        args,
-        lambda x: forward(x, mode='tensor'),
-        loss_fn,
-        note=path), cfg
-
-
-def build_timm_bench(args, generator, optim_cfg):
-    model = timm.create_model(
-        'vit_base_patch16_224',
-        pretrained=False,
-        img_size=args.img_size,
-        num_classes=10,
-        global_pool='avg',
-        class_token=False)
-    model.to(args.device)
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
-    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
-    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
-    inputs = ((random_images(args, generator).float() - mean) / std).to(
-        args.device)
-    if args.channels_last:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(
-        0, 10, (args.batch_size, ), generator=generator).to(args.device)
-    optim_wrapper = build_optim_wrapper(model, optim_cfg, args)
-    forward = maybe_compile(model, args)
-    return Bench(
-        f'timm vit_base_patch16 @{args.img_size}',
-        model,
-        optim_wrapper,
-        inputs,
-        labels,
-        args,
-        forward,
-        lambda x, y: F.cross_entropy(forward(x), y),
-        note=f'timm {timm.__version__} '
-        'vit_base_patch16_224(img_size=%d, num_classes=10, '
-        "global_pool='avg', class_token=False)" % args.img_size)
-
-
-def entry_names(args):
-    """What the run measures: config paths, then 'timm' if asked."""
-    return list(args.configs) + (['timm'] if args.timm_baseline else [])
-
-
-def build_benches(entries, args):
-    """A :class:`Bench` per entry (timm gets the first config's
-    optimizer)."""
-    benches, first_cfg = [], None
-    for entry in entries:
-        generator = torch.Generator().manual_seed(args.seed)
-        if entry == 'timm':
-            first_cfg = first_cfg or load_config(args.configs[0], args)
-            bench = build_timm_bench(args, generator, first_cfg.optim_wrapper)
-        else:
-            bench, cfg = build_config_bench(entry, args, generator)
-            first_cfg = first_cfg or cfg
-        benches.append(bench)
-    return benches
-
-
-def _status_kib(field):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _reset_peak_rss():
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
+    return Bench(name, source, maybe_compile(model, args),
+                 build_optim_wrapper(model, cfg.optim_wrapper, args), inputs,
+                 data['data_samples'], args)
 
 
 def run_probe(args):
     """Child process: build one model, warm up, measure one step's peak."""
     index, mode = args.probe.split(':')
-    on_linux = osp.exists('/proc/self/status')
-    rss_before = _status_kib('VmRSS') * 1024 if on_linux else 0
-    bench = build_benches([entry_names(args)[int(index)]], args)[0]
-    rss_model = (_status_kib('VmRSS') * 1024 if on_linux else 0) - rss_before
+    rss_before = rss_bytes()
+    bench = build_bench(*entries(args)[int(index)], args)
+    rss_model = rss_bytes() - rss_before
     bench.prepare(mode)
     for _ in range(max(1, args.warmup)):
         bench.step(mode)
-    synchronize(args.device)
-    if args.device == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
+    with peak_memory(args.device) as result:
         bench.step(mode)
-        synchronize(args.device)
-        result = dict(
-            peak_bytes=torch.cuda.max_memory_allocated(),
-            how='torch.cuda.max_memory_allocated')
-    else:
-        reset = on_linux and _reset_peak_rss()
-        bench.step(mode)
-        if reset:
-            peak = _status_kib('VmHWM') * 1024 - rss_before
-            how = 'VmHWM (reset before the step) - RSS before build'
-        else:
-            # ru_maxrss is in KiB on Linux, bytes on macOS.
-            scale = 1 if sys.platform == 'darwin' else 1024
-            peak = (
-                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale -
-                rss_before)
-            how = 'ru_maxrss (lifetime, incl. build) - RSS before build'
-        result = dict(peak_bytes=peak, how=how, model_rss_bytes=rss_model)
+    if args.device == 'cpu':
+        result['peak_bytes'] -= rss_before
+        result['how'] += ' - RSS before build'
+        result['model_rss_bytes'] = rss_model
     print(PROBE_TAG + json.dumps(result), flush=True)
 
 
@@ -315,12 +227,9 @@ def in_process_peak(bench, mode):
     the batch) plus the step's rise above what is allocated before it.
     Memory kept in CUDA-graph pools (``reduce-overhead``) is not seen."""
     bench.prepare(mode)
-    synchronize('cuda')
-    before = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    bench.step(mode)
-    synchronize('cuda')
-    rise = torch.cuda.max_memory_allocated() - before
+    with peak_memory('cuda') as peak:
+        before = torch.cuda.memory_allocated()
+        bench.step(mode)
     state = [
         v for s in bench.optim_wrapper.optimizer.state.values()
         for v in s.values()
@@ -329,7 +238,7 @@ def in_process_peak(bench, mode):
         *bench.model.parameters(), *bench.model.buffers(), *state, bench.inputs
     ] if isinstance(t, torch.Tensor))
     return dict(
-        peak_bytes=held + rise,
+        peak_bytes=held + peak['peak_bytes'] - before,
         how='in-process: weights, buffers, '
         'optimizer state and batch + the step\'s rise')
 
@@ -363,7 +272,7 @@ def run(args, argv):
         date=datetime.datetime.now().isoformat(timespec='seconds'),
         **report_settings(args, argv),
         device=args.device,
-        device_name=device_name(args),
+        device_name=describe_machine(args.device),
         threads=torch.get_num_threads(),
         precision=args.amp or 'fp32',
         compile=args.compile,
@@ -382,12 +291,12 @@ def run(args, argv):
         f'{", compile" if args.compile else ""}')
 
     benches = []
-    for entry in entry_names(args):
-        t0 = time.perf_counter()
-        benches += build_benches([entry], args)
+    for entry in entries(args):
+        start = time.perf_counter()
+        benches.append(build_bench(*entry, args))
         print(
             f'built {benches[-1].name} ({benches[-1].num_params / 1e6:.1f} M '
-            f'params) in {time.perf_counter() - t0:.1f}s',
+            f'params) in {time.perf_counter() - start:.1f}s',
             flush=True)
 
     def report(key, index, seconds, other):
@@ -400,20 +309,19 @@ def run(args, argv):
             flush=True)
 
     keys = [(b, m) for b in benches for m in modes]
-    timings = interleave(
-        {
-            (b, m): (lambda b=b, m=m: b.step(m))
-            for b, m in keys
-        },
-        args.repeats,
-        args.warmup,
-        args.iters,
-        args.batch_size,
-        setups={
-            (b, m): (lambda b=b, m=m: b.prepare(m))
-            for b, m in keys
-        },
-        report=report)
+    timings = interleave({
+        (b, m): lambda b=b, m=m: b.step(m)
+        for b, m in keys
+    },
+                         args.repeats,
+                         args.warmup,
+                         args.iters,
+                         args.batch_size,
+                         setups={
+                             (b, m): lambda b=b, m=m: b.prepare(m)
+                             for b, m in keys
+                         },
+                         report=report)
     meta['loadavg_end'] = loadavg()
     measured = [
         c for t in timings.values() for c in t.other_cores if c is not None
@@ -426,7 +334,7 @@ def run(args, argv):
         results.append(
             dict(
                 name=bench.name,
-                source=bench.note,
+                source=bench.source,
                 params_m=bench.num_params / 1e6))
         for mode in modes:
             t = timings.pop((bench, mode))
@@ -450,7 +358,7 @@ def run(args, argv):
                 row[mode]['memory'] = measure_memory(args, argv, index, mode)
     meta['loadavg_after_memory'] = loadavg()
 
-    table = format_table(results, modes, args)
+    table = results_table(results, modes, args)
     print(table, flush=True)
     print(
         f'load average: start {meta["loadavg_start"]}, end of timing '
@@ -466,40 +374,34 @@ def run(args, argv):
     report = dict(
         meta=meta, results=results, table=table, profile_text='\n'.join(texts))
     if args.out:
-        write_report(args.out, report)
+        write_json(args.out, report)
     return report
 
 
-def format_table(results, modes, args):
+def results_table(results, modes, args):
     first = results[0]
-    header = f'{"model":<34}{"params M":>9}'
-    for mode in modes:
-        header += f'{mode + " img/s":>13}{"x":>7}{"spread":>8}'
-    for mode in modes:
-        header += f'{mode + " MiB":>12}{"x":>7}'
-    lines = [header, '-' * len(header)]
-    for row in results:
-        line = f'{row["name"]:<34}{row["params_m"]:>9.1f}'
-        for mode in modes:
-            ips = row[mode]['img_per_s']
-            ratio = ips / first[mode]['img_per_s']
-            line += (f'{ips:>13.2f}{ratio:>6.2f}x'
-                     f'{100 * row[mode]["spread"]:>7.0f}%')
-        for mode in modes:
-            mem = row[mode].get('memory')
-            base = first[mode].get('memory')
-            if mem is None:
-                line += f'{"-":>12}{"":>7}'
-                continue
-            mib = mem['peak_bytes'] / MIB
-            ratio = (f'{mem["peak_bytes"] / base["peak_bytes"]:>6.2f}x'
-                     if base else f'{"":>7}')
-            line += f'{mib:>12.0f}{ratio}'
-        lines.append(line)
-    precision = args.amp or 'fp32'
-    lines.append(
-        f'batch {args.batch_size}, {args.img_size}x{args.img_size}, '
-        f'{precision}, {args.device}; median of {args.repeats} interleaved '
-        f'repeats ({args.iters} step(s) each); x = vs the first row; '
-        'spread = (max - min) / median')
-    return '\n'.join(lines)
+
+    def memory(row, mode):
+        mem, base = row[mode].get('memory'), first[mode].get('memory')
+        if mem is None:
+            return ['-', '']
+        return [
+            f'{mem["peak_bytes"] / MIB:.0f}',
+            f'{mem["peak_bytes"] / base["peak_bytes"]:.2f}x' if base else ''
+        ]
+
+    rows = [[row['name'], f'{row["params_m"]:.1f}'] + [
+        cell for mode in modes for cell in
+        (f'{row[mode]["img_per_s"]:.2f}',
+         f'{row[mode]["img_per_s"] / first[mode]["img_per_s"]:.2f}x',
+         f'{100 * row[mode]["spread"]:.0f}%')
+    ] + [cell for mode in modes for cell in memory(row, mode)]
+            for row in results]
+    header = ['model', 'params M'] + [
+        c for mode in modes for c in (f'{mode} img/s', 'x', 'spread')
+    ] + [c for mode in modes for c in (f'{mode} MiB', 'x')]
+    return format_table(header, rows) + (
+        f'\nbatch {args.batch_size}, {args.img_size}x{args.img_size}, '
+        f'{args.amp or "fp32"}, {args.device}; median of {args.repeats} '
+        f'interleaved repeats ({args.iters} step(s) each); x = vs the first '
+        'row; spread = (max - min) / median')

@@ -1,27 +1,55 @@
 """What the benchmark modes (:mod:`.step`, :mod:`.end_to_end`,
 :mod:`.latent_storage`) apply alike: the speed levers (precision, compile
 settings, the config's optimizer and its implementation, channels_last),
-building a config's model, the machine's description and the JSON report.
-The timer itself is :mod:`ci2p_mm.utils.timing` (torch.utils.benchmark)."""
+building a config's model, the input-size bound, one step's peak memory,
+the run's header and the settings its report names. The timer, the shared
+options, tables and the JSON writer are :mod:`ci2p_mm.utils.timing`."""
 import contextlib
 import copy
-import json
-import os
 import os.path as osp
-import platform
+import resource
+import sys
+from typing import Sequence
 
 import torch
 from mmengine.optim import build_optim_wrapper as build_mmengine_optim_wrapper
 from mmpretrain.registry import MODELS
 
 from ci2p_mm.codec import CodecWeightsError
+from ci2p_mm.deployment.pytorch2onnx import MAX_BATCH_PIXELS, MAX_PIXELS
 from ci2p_mm.utils import is_ci2p_backbone, quiet_init_weights
-from ci2p_mm.utils.io import write_text_atomically
-from ci2p_mm.utils.timing import loadavg
+from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.timing import describe_machine, loadavg
 
 #: The command line the benchmark modules serve (printed in results).
 TOOL = 'tools/analysis_tools/benchmark.py'
 MIB = 1024 * 1024
+#: The largest batch x H x W a measuring tool allocates: batch 2048 at
+#: 256 x 256 (a GPU sweep goes to 1024; the input alone is 1.6 GB as
+#: float32). One image is bounded as an ONNX export bounds it
+#: (``MAX_PIXELS``, 2048 x 2048).
+MAX_TIMED_PIXELS = 4 * MAX_BATCH_PIXELS
+
+
+class InputSizeError(UserError, ValueError):
+    """An input size or batch beyond what a measuring tool allocates."""
+
+
+def check_input_size(flags: str, hw: Sequence[int], batch: int = 1) -> None:
+    """Refuse, naming ``flags`` (the options and their values), an input
+    beyond ``MAX_PIXELS`` per image or :data:`MAX_TIMED_PIXELS` per batch,
+    before anything is allocated."""
+    h, w = hw
+    if h * w > MAX_PIXELS:
+        raise InputSizeError(
+            f'{flags}: {h} x {w} is {h * w} pixels, more than the '
+            f'{MAX_PIXELS} (2048 x 2048) per image measured here; choose a '
+            f'smaller size.')
+    if batch * h * w > MAX_TIMED_PIXELS:
+        raise InputSizeError(
+            f'{flags}: a batch of {batch} at {h} x {w} is {batch * h * w} '
+            f'pixels, more than the {MAX_TIMED_PIXELS} (2048 x 256 x 256) '
+            f'measured here; choose a smaller batch.')
 
 
 def autocast(args):
@@ -154,21 +182,64 @@ def maybe_compile(model, args):
     return model
 
 
-def cpu_name():
+def precision(args) -> str:
+    """``fp32``/``bf16``/``fp16``, and the compile settings if compiled."""
+    text = args.amp or 'fp32'
+    if not args.compile:
+        return text
+    kwargs = compile_kwargs(args)
+    return text + ', compiled' + (
+        f' ({", ".join(f"{k}={v}" for k, v in kwargs.items())})'
+        if kwargs else '')
+
+
+def rss_bytes(field: str = 'VmRSS') -> int:
+    """This process's resident set (``VmHWM``: its peak) in bytes, from
+    ``/proc/self/status``; 0 where there is none (not Linux)."""
+    if not osp.exists('/proc/self/status'):
+        return 0
+    with open('/proc/self/status') as f:
+        return next(
+            int(line.split()[1]) * 1024 for line in f
+            if line.startswith(field + ':'))
+
+
+@contextlib.contextmanager
+def peak_memory(device: str):
+    """``with peak_memory(device) as peak:`` fills ``peak`` on leaving with
+    ``peak_bytes`` of what ran inside and ``how`` it was measured. CUDA:
+    ``torch.cuda.max_memory_allocated()`` (absolute: weights, gradients,
+    optimizer state and activations), reset on entry. CPU: the peak
+    resident set (``VmHWM``, reset on entry through
+    ``/proc/self/clear_refs``; where that is not writable ``ru_maxrss``, the
+    lifetime peak), which also counts the imports and freed memory the C
+    allocator keeps: subtract :func:`rss_bytes` taken before the model."""
+    peak = {}
+    synchronize(device)
+    if device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+        yield peak
+        synchronize(device)
+        peak.update(
+            peak_bytes=torch.cuda.max_memory_allocated(),
+            how='torch.cuda.max_memory_allocated')
+        return
     try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        reset = True
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_name(args):
-    if args.device == 'cuda':
-        return torch.cuda.get_device_name()
-    return f'{cpu_name()}, {os.cpu_count()} logical CPUs'
+        reset = False
+    yield peak
+    if reset:
+        peak.update(
+            peak_bytes=rss_bytes('VmHWM'), how='VmHWM (reset before the step)')
+    else:  # ru_maxrss is in KiB on Linux, bytes on macOS
+        scale = 1 if sys.platform == 'darwin' else 1024
+        peak.update(
+            peak_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss *
+            scale,
+            how='ru_maxrss (lifetime, incl. build)')
 
 
 def print_header(args, settings: str) -> list:
@@ -176,7 +247,7 @@ def print_header(args, settings: str) -> list:
     average; returns the load average."""
     load = loadavg()
     print(
-        f'# {device_name(args)}, torch {torch.__version__}, '
+        f'# {describe_machine(args.device)}, torch {torch.__version__}, '
         f'{torch.get_num_threads()} threads, {settings}; load average '
         f'{load}',
         flush=True)
@@ -214,11 +285,3 @@ def report_settings(args, argv) -> dict:
         channels_last=args.channels_last,
         compile_kwargs=compile_kwargs(args) if args.compile else None,
         optimizer_impl=args.optimizer_impl)
-
-
-def write_report(path: str, report: dict, quiet: bool = False) -> None:
-    """A mode's results as JSON (written atomically)."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    write_text_atomically(path, json.dumps(report, indent=2))
-    if not quiet:
-        print(f'wrote {path}', flush=True)

@@ -13,66 +13,46 @@ onnxruntime/PyTorch per model, and each model against the first config
 within each runtime (list the baseline first).
 """
 import argparse
-import json
 import os.path as osp
 import tempfile
 from contextlib import nullcontext
 from typing import List, Optional
 
 import torch
-from mmengine.config import DictAction
 
-from ci2p_mm.utils.io import write_text_atomically
-from .export import DEFAULT_OPSET, EXPORTERS
+from ci2p_mm.utils.timing import format_table, tool_options, write_json
+from .export import DEFAULT_OPSET
 from .model import NO_CHECKPOINT, ExportError
 from .parity import graph_input, import_onnxruntime, ort_session, random_images
 from .pytorch2onnx import export_config
-from .timing import RUNTIMES, onnxruntime_runner, pytorch_runner, time_runners
+from .timing import (RUNTIMES, export_options, onnxruntime_runner,
+                     pytorch_runner, time_runners)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='CPU img/s of onnxruntime and PyTorch eager for '
         'configs, with ratios.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add = parser.add_argument
-    add('configs',
-        nargs='+',
-        help='config files (the first is the baseline '
-        'of the ratios)')
-    add('--checkpoints',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        parents=[
+            tool_options('configs', '--batch-size', '--out'),
+            export_options()
+        ])
+    parser.add_argument(
+        '--checkpoints',
         nargs='+',
         metavar='CHECKPOINT',
         help='one per config, or "none" (default: none for all)')
-    add('--no-pretrained',
-        action='store_true',
-        help='random CI2P codecs for '
-        'configs without a checkpoint (speed does not depend on the weights)')
-    add('--batch-size', type=int, default=8)
-    add('--shape', type=int, nargs=2, metavar=('H', 'W'), default=(256, 256))
-    add('--repeats', type=int, default=5)
-    add('--warmup', type=int, default=2)
-    add('--threads',
-        type=int,
-        help="intra-op threads of both runtimes "
-        "(default: torch's)")
-    add('--exporter', choices=EXPORTERS, default='torchscript')
-    add('--opset', type=int)
-    add('--work-dir',
-        help='keep the .onnx files here (default: a temporary '
-        'folder, deleted)')
-    add('--out', help='write the results as JSON here')
-    add('--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of every config')
+    parser.add_argument(
+        '--shape', type=int, nargs=2, metavar=('H', 'W'), default=(256, 256))
+    parser.add_argument(
+        '--work-dir',
+        help='keep the .onnx files here (default: a temporary folder, '
+        'deleted)')
     args = parser.parse_args(argv)
     if args.checkpoints and len(args.checkpoints) != len(args.configs):
         parser.error(f'--checkpoints: give one per config '
                      f'({len(args.configs)}), or none')
-    if min(args.batch_size, args.repeats) < 1 or args.warmup < 0:
-        parser.error('--batch-size and --repeats must be >= 1, --warmup '
-                     '>= 0')
     return args
 
 
@@ -120,7 +100,6 @@ def benchmark(args, work_dir: str) -> dict:
             f'{result.seconds:.1f} s); max abs diff {worst.max_abs:.1e} '
             f'at batch 1 and {args.batch_size}',
             flush=True)
-
     timings, machine = time_runners(runners, args.batch_size, args.warmup,
                                     args.repeats)
     for model in models:
@@ -143,32 +122,28 @@ def benchmark(args, work_dir: str) -> dict:
         models=models)
 
 
-def format_table(results: dict) -> List[str]:
+def results_table(results: dict) -> str:
     first = results['models'][0]
     h, w = results['shape']
-    lines = [
+    rows = []
+    for model in results['models']:
+        rates = [model[runtime]['img_per_s'] for runtime in RUNTIMES]
+        rows.append([model['name']] + [
+            f'{rate:.2f} ({rate / first[runtime]["img_per_s"]:.2f}x)'
+            for rate, runtime in zip(rates, RUNTIMES)
+        ] + [f'{rates[1] / rates[0]:.2f}x', f'{model["max_abs_diff"]:.1e}'])
+    return '\n'.join([
         f'CPU inference, fp32, batch {results["batch_size"]} at {h}x{w}, '
         f'{results["threads"]} threads, median of {results["repeats"]} '
         f'round-robin rounds; PyTorch {results["versions"]["torch"]} eager, '
         f'onnxruntime {results["versions"]["onnxruntime"]} '
         f'({results["exporter"]} exporter, opset {results["opset"]})',
         results['machine'],
-        f'{"model":<44}{"PyTorch img/s":>18}{"ORT img/s":>18}'
-        f'{"ORT/PyTorch":>13}{"max |diff|":>12}',
-    ]
-    for model in results['models']:
-        cells = []
-        for runtime in RUNTIMES:
-            rate = model[runtime]['img_per_s']
-            base = first[runtime]['img_per_s']
-            cells.append(f'{rate:.2f} ({rate / base:.2f}x)')
-        speedup = model['onnxruntime']['img_per_s'] / \
-            model['pytorch']['img_per_s']
-        lines.append(f'{model["name"]:<44}{cells[0]:>18}{cells[1]:>18}'
-                     f'{speedup:>12.2f}x{model["max_abs_diff"]:>12.1e}')
-    lines.append(f'(in brackets: against {first["name"]} in the same '
-                 f'runtime)')
-    return lines
+        format_table([
+            'model', 'PyTorch img/s', 'ORT img/s', 'ORT/PyTorch', 'max |diff|'
+        ], rows), f'(in brackets: against {first["name"]} in the same '
+        f'runtime)'
+    ])
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -178,9 +153,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with (nullcontext(args.work_dir) if args.work_dir else
           tempfile.TemporaryDirectory(prefix='ci2p-onnx-')) as work_dir:
         results = benchmark(args, work_dir)
-    for line in format_table(results):
-        print(line)
+    print(results_table(results))
     if args.out:
-        write_text_atomically(args.out, json.dumps(results, indent=2) + '\n')
-        print(f'results: {args.out}')
+        write_json(args.out, results)
     return 0

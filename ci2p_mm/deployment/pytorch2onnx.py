@@ -22,10 +22,10 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from mmengine.config import DictAction
 from mmengine.utils import to_2tuple
 
 from ci2p_mm.utils.io import atomic_output, check_output_path, printable_path
+from ci2p_mm.utils.timing import tool_options
 from .export import (DEFAULT_OPSET, EXPORTERS, check_opset, export_graph,
                      write_metadata)
 from .graph import (INPUT_NAME, ExportGraph, InputContract, as_tuple,
@@ -35,7 +35,8 @@ from .model import (NO_CHECKPOINT, ExportError, build_export_model,
 from .parity import (DEFAULT_ATOL, DEFAULT_RTOL, OutputParity, check_parity,
                      graph_input, import_onnxruntime, ort_session,
                      random_images)
-from .timing import onnxruntime_runner, pytorch_runner, time_runners
+from .timing import (export_options, onnxruntime_runner, pytorch_runner,
+                     time_runners)
 
 #: What a classifier graph outputs, for the file's metadata and the log.
 LOGITS = ("class scores before softmax (mmpretrain's pred_score is "
@@ -199,7 +200,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Export a classifier (or its backbone) to ONNX and '
         'check it against PyTorch with onnxruntime.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        parents=[export_options(), tool_options('--seed')])
     parser.add_argument('config', help='config file')
     parser.add_argument(
         'checkpoint',
@@ -217,15 +219,6 @@ def parse_args(argv=None):
         action='store_true',
         help='a dynamic batch axis (default: batch 1)')
     parser.add_argument(
-        '--opset',
-        type=int,
-        help='ONNX opset (default: 17 torchscript, 18 dynamo)')
-    parser.add_argument(
-        '--exporter',
-        choices=EXPORTERS,
-        default='torchscript',
-        help="torch.onnx's exporter (docs/deployment.md)")
-    parser.add_argument(
         '--features',
         action='store_true',
         help="export model.backbone's feature outputs (for mmdet/mmseg) "
@@ -235,11 +228,6 @@ def parse_args(argv=None):
         action='store_true',
         help="take RGB pixels in [0, 255] and apply the data preprocessor's "
         'mean/std inside the graph')
-    parser.add_argument(
-        '--no-pretrained',
-        action='store_true',
-        help='with CHECKPOINT none: a random CI2P codec instead of '
-        "CompressAI's weights (for trying the export offline)")
     parser.add_argument(
         '--verify',
         action='store_true',
@@ -262,22 +250,6 @@ def parse_args(argv=None):
         type=int,
         help='batch for --benchmark (default: 8 with --dynamic-batch, '
         'else 1)')
-    parser.add_argument(
-        '--repeats',
-        type=int,
-        default=5,
-        help='timed rounds of --benchmark (median)')
-    parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument(
-        '--threads',
-        type=int,
-        help="intra-op threads of both runtimes (default: torch's)")
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings')
     args = parser.parse_args(argv)
     if args.checkpoint != NO_CHECKPOINT and args.no_pretrained:
         parser.error('--no-pretrained is for CHECKPOINT none: a checkpoint '

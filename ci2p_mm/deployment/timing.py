@@ -8,16 +8,38 @@ load hits all of them alike; the median round gives img/s. PyTorch runs the
 exported module in eval mode under ``torch.inference_mode()``; onnxruntime
 runs the file with its CPU provider. Both use the same number of intra-op
 threads; the load averages before and after say how busy the machine was.
+
+:func:`export_options` holds the options ``pytorch2onnx.py`` and
+``benchmark_onnx.py`` share (a ``parents=`` parser).
 """
-import os
-import platform
-from typing import Callable, Dict, Hashable, Optional, Tuple
+import argparse
+from typing import Callable, Dict, Hashable, Tuple
 
 import torch
 
-from ci2p_mm.utils.timing import Timing, interleave, loadavg
+from ci2p_mm.utils.timing import (Timing, describe_machine, interleave,
+                                  loadavg, tool_options)
+from .export import EXPORTERS
 
 RUNTIMES = ('pytorch', 'onnxruntime')
+
+
+def export_options() -> argparse.ArgumentParser:
+    """``--exporter``, ``--opset`` and the shared config, weight and timing
+    options of both ONNX tools."""
+    parser = tool_options('--no-pretrained', '--cfg-options', '--repeats',
+                          '--warmup', '--threads')
+    parser.add_argument(
+        '--exporter',
+        choices=EXPORTERS,
+        default='torchscript',
+        help="torch.onnx's exporter (docs/deployment.md)")
+    parser.add_argument(
+        '--opset',
+        type=int,
+        help='ONNX opset (default: 17 torchscript, '
+        '18 dynamo)')
+    return parser
 
 
 def pytorch_runner(graph: torch.nn.Module,
@@ -44,18 +66,15 @@ def time_runners(runners: Dict[Hashable, Callable[[], object]],
                  repeats: int = 5) -> Tuple[Dict[Hashable, Timing], str]:
     """Warm up every runner, then time ``repeats`` round-robin rounds.
 
-    Returns the timings and the machine's load averages before and after
-    the timed rounds (:func:`describe_machine`).
+    Returns the timings and the machine with its 1-min load average before
+    and after the timed rounds (``'AMD EPYC ..., 2 logical CPUs, 1-min
+    load average 5.2 -> 6.1'``: this process counts too, about its thread
+    count).
     """
     interleave(runners, 0, warmup)
     before = loadavg()
     timings = interleave(runners, repeats, batch=batch)
-    return timings, describe_machine(before, loadavg())
-
-
-def describe_machine(before: Optional[list], after: Optional[list]) -> str:
-    """``'x86_64, 2 logical CPUs, 1-min load average 5.2 -> 6.1'``: how busy
-    the machine was (this process counts too: about the thread count)."""
+    after = loadavg()
     load = ('' if before is None or after is None else
             f', 1-min load average {before[0]:.1f} -> {after[0]:.1f}')
-    return f'{platform.machine()}, {os.cpu_count()} logical CPUs{load}'
+    return timings, describe_machine() + load

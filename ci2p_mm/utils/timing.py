@@ -10,16 +10,28 @@ in machine load hits all of them alike. A statement's blocks make one
 :class:`~torch.utils.benchmark.Measurement` (median, IQR, per-call times);
 :class:`Timing` adds what the tables print (img/s, the spread) and how many
 CPU cores other processes used during each block (:class:`OtherLoad`).
+
+The measuring tools (``benchmark.py``, ``downstream_timing.py``,
+``get_flops.py``, ``benchmark_onnx.py``, ``pytorch2onnx.py``) also share
+here their common options (:func:`tool_options`, a ``parents=`` parser),
+their tables (:func:`format_table`), the machine line and the JSON report
+(:func:`write_json`).
 """
+import argparse
+import json
 import os
 import os.path as osp
+import platform
 import resource
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Hashable, List, Optional
+from typing import Callable, Dict, Hashable, List, Optional, Sequence
 
 import torch
+from mmengine.config import DictAction
 from torch.utils.benchmark import Measurement, Timer
+
+from .io import write_text_atomically
 
 
 def _nothing() -> None:
@@ -192,3 +204,98 @@ def loadavg() -> Optional[List[float]]:
         return list(os.getloadavg())
     except OSError:
         return None
+
+
+def describe_machine(device: str = 'cpu') -> str:
+    """The GPU's name, or the CPU's model and logical CPU count."""
+    if device == 'cuda':
+        return torch.cuda.get_device_name()
+    try:
+        with open('/proc/cpuinfo') as f:
+            name = next(
+                line.split(':', 1)[1].strip() for line in f
+                if line.startswith('model name'))
+    except (OSError, StopIteration):
+        name = platform.processor() or platform.machine()
+    return f'{name}, {os.cpu_count()} logical CPUs'
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low`` (argparse's one-line
+    error then names the option)."""
+
+    def count(text: str) -> int:
+        if int(text) < low:
+            raise argparse.ArgumentTypeError(f'must be >= {low}, not {text}')
+        return int(text)
+
+    return count
+
+
+#: The options the measuring tools share, by name (see :func:`tool_options`).
+TOOL_OPTIONS = {
+    'configs':
+    dict(
+        nargs='+',
+        help='config files (the first is the baseline of the '
+        'ratios)'),
+    '--no-pretrained':
+    dict(
+        action='store_true',
+        help="random CI2P codec weights instead of CompressAI's, offline "
+        '(speed and FLOPs do not depend on them; a checkpoint brings its '
+        'own)'),
+    '--cfg-options':
+    dict(nargs='+', action=DictAction, help='override config settings'),
+    '--batch-size':
+    dict(type=at_least(1), default=8),
+    '--repeats':
+    dict(type=at_least(1), default=5, help='timed rounds (median)'),
+    '--warmup':
+    dict(type=at_least(0), default=2, help='untimed rounds first'),
+    '--threads':
+    dict(
+        type=at_least(1),
+        help="intra-op threads of torch (and onnxruntime) (default: "
+        "torch's)"),
+    '--seed':
+    dict(type=int, default=0),
+    '--out':
+    dict(help='write the results as JSON here'),
+}
+
+
+def tool_options(*names: str, **defaults) -> argparse.ArgumentParser:
+    """A ``parents=`` parser of the shared options ``names``
+    (:data:`TOOL_OPTIONS`), with ``defaults`` in place of theirs."""
+    parser = argparse.ArgumentParser(add_help=False)
+    for name in names:
+        parser.add_argument(name, **TOOL_OPTIONS[name])
+    parser.set_defaults(**defaults)
+    return parser
+
+
+def format_table(header: Sequence[str],
+                 rows: Sequence[Sequence],
+                 markdown: bool = False) -> str:
+    """Rows of cells as text: columns padded to their widest cell (the
+    first left-aligned, the others right-aligned) under a rule, or a
+    Markdown table (cells as they are)."""
+    if markdown:
+        lines = [f'| {" | ".join(map(str, r))} |' for r in (header, *rows)]
+        return '\n'.join([lines[0], '|' + '---|' * len(header), *lines[1:]])
+    rows = [list(map(str, row)) for row in rows]
+    widths = [max(map(len, column)) + 2 for column in zip(header, *rows)]
+    lines = [[
+        c.rjust(w) if i else c.ljust(w)
+        for i, (c, w) in enumerate(zip(row, widths))
+    ] for row in [list(header), *rows]]
+    lines.insert(1, ['-' * sum(widths)])
+    return '\n'.join(''.join(line) for line in lines)
+
+
+def write_json(path: str, report, quiet: bool = False) -> None:
+    """A tool's results as JSON, written atomically."""
+    write_text_atomically(path, json.dumps(report, indent=2) + '\n')
+    if not quiet:
+        print(f'wrote {path}', flush=True)
