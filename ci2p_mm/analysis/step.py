@@ -39,8 +39,7 @@ Python/torch import footprint).
 ``--timm-baseline`` adds timm's ViT-B/16 (``vit_base_patch16_224`` at the
 same input size, 10 classes, average pooling, no class token, in
 mmpretrain's ``TimmClassifier``: mean/std-normalised input, cross-entropy),
-trained with the first config's optimizer settings, when timm is
-installed.
+trained with the first config's optimizer settings.
 """
 import argparse
 import copy
@@ -55,6 +54,7 @@ import time
 from dataclasses import dataclass
 from typing import List
 
+import timm
 import torch
 from mmengine.config import ConfigDict
 from mmpretrain.structures import DataSample
@@ -137,7 +137,6 @@ def entries(args) -> List[tuple]:
                                 args.channels_last), path)
              for path in args.configs]
     if args.timm_baseline:
-        import timm  # an optional dependency
         cfg = copy.deepcopy(found[0][1])
         cfg.model = ConfigDict(
             type='TimmClassifier',
