@@ -86,13 +86,18 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def run(cmd, log_path, show=('Epoch(', 'accuracy/top1', 'it/s', 'PSNR')):
+def run(cmd,
+        log_path,
+        show=('Epoch(', 'Iter(val)', 'accuracy/top1', 'it/s', 'PSNR')):
     """Run a tool, stream its key lines, keep the full log; fail loudly."""
     print('  $ ' + ' '.join(cmd), flush=True)
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(
             [sys.executable] + cmd,
             cwd=REPO,
+            # A pipe makes the tool's stdout block-buffered: without this
+            # its progress would arrive in bursts, minutes late.
+            env=dict(os.environ, PYTHONUNBUFFERED='1'),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -201,3 +201,22 @@ def test_prepare_animals10_names_stray_folders_and_strict_refuses(
     assert 'not one of the ten Animals-10 class folders' in message
     assert 'README.txt, unicorno/ (3 files)' in message
     assert not (tmp_path / 'strict' / 'meta').exists()
+
+
+def test_demo_streams_progress_and_keeps_the_whole_log(tmp_path, capsys):
+    """The demo shows a tool's progress lines (a codec run's validation
+    lines among them) as they come, and keeps every line in the log."""
+    from ci2p_mm import demo
+    log = tmp_path / 'tool.log'
+    child = ('import os; print("Iter(val) [4/4] codec/psnr: 17.0"); '
+             'print("Iter(train) [10/400] quiet"); '
+             'print("PSNR unbuffered:", os.environ.get("PYTHONUNBUFFERED"))')
+    demo.run(['-c', child], str(log))
+    shown = [
+        line for line in capsys.readouterr().out.splitlines()
+        if not line.startswith('  $ ')
+    ]  # the command itself
+    assert '    Iter(val) [4/4] codec/psnr: 17.0' in shown
+    assert '    PSNR unbuffered: 1' in shown  # not held in a buffer
+    assert len(shown) == 2
+    assert 'Iter(train) [10/400] quiet' in log.read_text()
