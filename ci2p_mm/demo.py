@@ -105,7 +105,9 @@ def run(cmd,
         for line in proc.stdout:
             log.write(line)
             if any(key in line for key in show):
-                print('    ' + line.rstrip()[-150:], flush=True)
+                # mmengine's prefix (date, logger, level) is in the log
+                text = line.rstrip().split(' - INFO - ', 1)[-1]
+                print('    ' + text, flush=True)
         if proc.wait():
             raise UserError(f'step failed (exit {proc.returncode}); see '
                             f'{log_path}')

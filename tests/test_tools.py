@@ -208,7 +208,8 @@ def test_demo_streams_progress_and_keeps_the_whole_log(tmp_path, capsys):
     lines among them) as they come, and keeps every line in the log."""
     from ci2p_mm import demo
     log = tmp_path / 'tool.log'
-    child = ('import os; print("Iter(val) [4/4] codec/psnr: 17.0"); '
+    child = ('import os; print("12/06 07:05:49 - mmengine - INFO - '
+             'Iter(val) [4/4] codec/psnr: 17.0"); '
              'print("Iter(train) [10/400] quiet"); '
              'print("PSNR unbuffered:", os.environ.get("PYTHONUNBUFFERED"))')
     demo.run(['-c', child], str(log))
