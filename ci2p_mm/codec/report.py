@@ -28,12 +28,11 @@ position.
 """
 import argparse
 import csv
-import json
 import math
 import os
 import os.path as osp
 import warnings
-from typing import List, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +41,7 @@ from matplotlib.figure import Figure
 from torchvision.transforms import functional as TF
 
 from ci2p_mm.utils.images import list_images, load_rgb
-from ci2p_mm.utils.io import write_text_atomically
+from ci2p_mm.utils.timing import format_table, write_json
 from . import zoo as codec_module
 from .metric import MS_SSIM_MIN_SIDE, image_metrics
 from .zoo import build_codec, canonical_codec_name, read_checkpoint
@@ -162,15 +161,6 @@ def _cell(v) -> str:
     return f'{v:.4f}' if isinstance(v, float) else str(v)
 
 
-def print_table(rows: List[dict], mean: dict) -> None:
-    table = [COLUMNS] + [[_cell(r[c]) for c in COLUMNS] for r in rows + [mean]]
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    for i, row in enumerate(table):
-        print('  '.join(c.ljust(wd) for c, wd in zip(row, widths)))
-        if i == 0 or i == len(table) - 2:
-            print('  '.join('-' * wd for wd in widths))
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='bpp / PSNR / MS-SSIM and picture panels of a codec '
@@ -246,7 +236,9 @@ def report(args) -> dict:
     }
     print(f'{codec} quality {quality} from {args.checkpoint}: '
           f'{len(rows)} images, padded to multiples of {PAD_MULTIPLE}.')
-    print_table(rows, mean)
+    print(
+        format_table(COLUMNS,
+                     [[_cell(r[c]) for c in COLUMNS] for r in rows + [mean]]))
     if any(r['ms_ssim'] is None for r in rows):
         print(f'MS-SSIM "-": image side under {MS_SSIM_MIN_SIDE} px '
               f'(4 downsamplings of an 11-px window); see SSIM.')
@@ -268,8 +260,7 @@ def report(args) -> dict:
         },
         'images': rows,
     }
-    write_text_atomically(
-        osp.join(args.out_dir, 'report.json'), json.dumps(result, indent=2))
+    write_json(osp.join(args.out_dir, 'report.json'), result, quiet=True)
     print(f'Wrote {osp.join(args.out_dir, "report.csv")}, report.json and '
           f'{min(len(rows), args.max_panels)} panels in '
           f'{osp.join(args.out_dir, "panels")}.')

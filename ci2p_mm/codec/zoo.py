@@ -17,7 +17,7 @@ from compressai.models import CompressionModel
 from compressai.zoo import image as zoo_image
 from compressai.zoo.pretrained import load_pretrained
 
-from ci2p_mm.utils.errors import UserError, listing
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import file_sha256, load_torch_file
 from ci2p_mm.utils.state_dicts import compare_state_dicts
 
@@ -299,25 +299,18 @@ def load_into_codec(model: CompressionModel, state_dict: Dict[str,
         k: v
         for k, v in model.state_dict().items() if not k.endswith(tables)
     }
-    given = {k: v for k, v in state_dict.items() if not k.endswith(tables)}
-    # g_a first: it is the part CI2P uses.
+    given = {
+        k: v
+        for k, v in sorted(state_dict.items()) if not k.endswith(tables)
+    }
+    # g_a first: it is the part CI2P uses; the file's extra keys sorted.
     mismatch = compare_state_dicts(
         expected, given, first=lambda k: k.startswith('g_a.'))
     if mismatch:
-        problems = []
-        if mismatch.missing:
-            problems.append(
-                f'missing keys: {listing(sorted(mismatch.missing), 4)}')
-        if mismatch.unexpected:
-            problems.append(
-                f'unexpected keys: {listing(sorted(mismatch.unexpected), 4)}')
-        if mismatch.wrong_shape:
-            problems.append(
-                f'shape mismatches: {listing(mismatch.wrong_shape, 4)}')
         raise CodecWeightsError(
             f'Weights from {source} do not fit {codec!r} quality {quality} '
-            f'(N, M = {codec_args(codec, quality)}): ' + '; '.join(problems) +
-            '. Was it saved from another codec or quality?')
+            f'(N, M = {codec_args(codec, quality)}): {mismatch.describe()}. '
+            f'Was it saved from another codec or quality?')
     # CompressionModel.load_state_dict resizes the entropy-coder buffers.
     model.load_state_dict(state_dict, strict=False)
 
