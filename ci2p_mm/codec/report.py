@@ -42,9 +42,9 @@ from torchvision.transforms import functional as TF
 
 from ci2p_mm.utils.images import list_images, load_rgb
 from ci2p_mm.utils.timing import format_table, write_json
-from . import zoo as codec_module
 from .metric import MS_SSIM_MIN_SIDE, image_metrics
-from .zoo import build_codec, canonical_codec_name, read_checkpoint
+from .zoo import (build_codec, canonical_codec_name, read_checkpoint,
+                  recorded_codec)
 
 PAD_MULTIPLE = 64  # eval_model: "pad to allow 6 strides of 2"
 COLUMNS = [
@@ -56,22 +56,16 @@ def load_codec(checkpoint: str,
                codec: Optional[str],
                quality: Optional[int],
                metric: str = 'mse'):
-    """Build the codec; codec/quality default to what the file records."""
-    if checkpoint == 'pretrained':
-        codec = canonical_codec_name(codec or 'bmshj2018-factorized')
-        quality = 5 if quality is None else quality
-        return build_codec(codec, quality, True, metric), codec, quality
-    ckpt = read_checkpoint(checkpoint)  # clear error if truncated/corrupt
-    recorded = ckpt if isinstance(ckpt, dict) else {}
-    if 'codec' not in recorded:  # a zoo file that kept its name?
-        zoo = codec_module._zoo_file_identity(checkpoint)
-        recorded = {'codec': zoo[0], 'quality': zoo[2]} if zoo else {}
-    codec = canonical_codec_name(
-        codec or recorded.get('codec') or 'bmshj2018-factorized')
-    quality = int(
-        quality if quality is not None else recorded.get('quality', 5))
-    del ckpt
-    return build_codec(codec, quality, checkpoint), codec, quality
+    """Build the codec; codec/quality default to what the file records
+    (else bmshj2018-factorized, quality 5)."""
+    recorded = None
+    if checkpoint != 'pretrained':  # a clear error if truncated/corrupt
+        recorded = recorded_codec(read_checkpoint(checkpoint), checkpoint)
+    default_codec, default_quality = recorded or ('bmshj2018-factorized', 5)
+    codec = canonical_codec_name(codec or default_codec)
+    quality = default_quality if quality is None else int(quality)
+    pretrained = checkpoint == 'pretrained' or checkpoint
+    return build_codec(codec, quality, pretrained, metric), codec, quality
 
 
 @torch.no_grad()

@@ -228,15 +228,20 @@ def download_zoo_weights(codec: str,
     return load_pretrained(state_dict)
 
 
-def _zoo_file_identity(path: str) -> Optional[Tuple[str, str, int]]:
-    """(codec, metric, quality) when ``path`` keeps a zoo file's name."""
+def recorded_codec(checkpoint, path: str) -> Optional[Tuple[str, int]]:
+    """(codec, quality) that a loaded codec checkpoint records
+    (``tools/train_codec.py`` writes ``'codec'`` and ``'quality'``), or that
+    ``path`` says when it keeps a zoo file's name; else None."""
+    if isinstance(checkpoint, dict) and {'codec', 'quality'
+                                         } <= set(checkpoint):
+        return (canonical_codec_name(checkpoint['codec']),
+                int(checkpoint['quality']))
     name = osp.basename(path)
-    for codec, metrics in zoo_image.model_urls.items():
-        for metric, urls in metrics.items():
-            for quality, url in urls.items():
-                if url.rsplit('/', 1)[-1] == name:
-                    return codec, metric, quality
-    return None
+    return next(
+        ((codec, quality) for codec, metrics in zoo_image.model_urls.items()
+         for urls in metrics.values()
+         for quality, url in urls.items() if url.rsplit('/', 1)[-1] == name),
+        None)
 
 
 def read_checkpoint(path: str) -> dict:
@@ -260,13 +265,7 @@ def load_codec_state_dict(path: str, codec: str,
         raise CodecWeightsError(
             f'Codec checkpoint {path} holds a {type(checkpoint).__name__}, '
             f'not a state_dict.')
-    recorded = None
-    if 'codec' in checkpoint and 'quality' in checkpoint:
-        recorded = (canonical_codec_name(checkpoint['codec']),
-                    int(checkpoint['quality']))
-    elif _zoo_file_identity(path) is not None:
-        zoo_codec, _, zoo_quality = _zoo_file_identity(path)
-        recorded = (zoo_codec, zoo_quality)
+    recorded = recorded_codec(checkpoint, path)
     if recorded is not None and recorded != (codec, quality):
         raise CodecWeightsError(
             f'Codec checkpoint {path} is {recorded[0]!r} quality '
