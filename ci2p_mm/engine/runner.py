@@ -45,7 +45,7 @@ import torch
 from mmengine.device import get_device
 from mmengine.dist import (all_reduce, broadcast_object_list, is_distributed,
                            is_main_process, master_only)
-from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmengine.model import BaseTTAModel
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.runner import EpochBasedTrainLoop, Runner
 from mmpretrain.registry import LOOPS, RUNNERS
@@ -57,6 +57,7 @@ from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.errors import ConfigError, UserError, listing
 from ci2p_mm.utils.io import OutputError, check_writable_dir
 from ci2p_mm.utils.locks import ProcessLock
+from ci2p_mm.utils.model_config import bare_model
 from .checkpoint import (_MODULE_PREFIX, _REMOTE, CheckpointError,
                          check_checkpoint_fits, describe_model_config,
                          extract_state_dict, is_complete_checkpoint,
@@ -288,8 +289,7 @@ class CI2PRunner(Runner):
 
     @property
     def _bare_model(self):
-        return self.model.module if is_model_wrapper(self.model) \
-            else self.model
+        return bare_model(self.model)
 
     @property
     def _checkpoint_model(self):
