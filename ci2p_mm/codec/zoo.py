@@ -19,7 +19,7 @@ from compressai.zoo.pretrained import load_pretrained
 
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import file_sha256, load_torch_file
-from ci2p_mm.utils.state_dicts import compare_state_dicts
+from ci2p_mm.utils.state_dicts import compare_state_dicts, extract_state_dict
 
 # CompressAI's zoo spells one architecture two ways (``model_architectures``
 # says 'bmshj2018_factorized_relu', ``cfgs`` says
@@ -221,7 +221,7 @@ def download_zoo_weights(codec: str,
             f'with {expected} (damaged, partly downloaded or replaced). '
             f'{advice}')
     try:
-        state_dict = _tensor_state_dict(
+        state_dict = _codec_state_dict(
             load_torch_file(cached, CodecWeightsError, what=what), cached)
     except CodecWeightsError as err:
         raise CodecWeightsError(f'{err} {advice}') from err
@@ -244,6 +244,11 @@ def recorded_codec(checkpoint, path: str) -> Optional[Tuple[str, int]]:
         None)
 
 
+def _codec_state_dict(checkpoint, path: str) -> Dict[str, torch.Tensor]:
+    return extract_state_dict(
+        checkpoint, path, error=CodecWeightsError, what='Codec checkpoint')
+
+
 def read_checkpoint(path: str) -> dict:
     """``torch.load`` a file safely, turning every failure into one error."""
     return load_torch_file(
@@ -261,28 +266,13 @@ def load_codec_state_dict(path: str, codec: str,
     or keeps a zoo file's name, those must match the request.
     """
     checkpoint = read_checkpoint(path)
-    if not isinstance(checkpoint, dict):
-        raise CodecWeightsError(
-            f'Codec checkpoint {path} holds a {type(checkpoint).__name__}, '
-            f'not a state_dict.')
+    state_dict = _codec_state_dict(checkpoint, path)
     recorded = recorded_codec(checkpoint, path)
     if recorded is not None and recorded != (codec, quality):
         raise CodecWeightsError(
             f'Codec checkpoint {path} is {recorded[0]!r} quality '
             f'{recorded[1]}, but {codec!r} quality {quality} was asked for.')
-    return load_pretrained(_tensor_state_dict(checkpoint, path))
-
-
-def _tensor_state_dict(checkpoint, path: str) -> Dict[str, torch.Tensor]:
-    """The codec ``state_dict`` in a loaded file, or an error naming it."""
-    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(
-        checkpoint, dict) else checkpoint
-    if not isinstance(state_dict, dict) or not all(
-            isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise CodecWeightsError(
-            f'Codec checkpoint {path} is not a codec state_dict (expected '
-            f'tensors, or a dict with a "state_dict" entry of tensors).')
-    return state_dict
+    return load_pretrained(state_dict)
 
 
 def load_into_codec(model: CompressionModel, state_dict: Dict[str,

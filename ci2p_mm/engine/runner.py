@@ -58,11 +58,11 @@ from ci2p_mm.utils.errors import ConfigError, UserError, listing
 from ci2p_mm.utils.io import OutputError, check_writable_dir
 from ci2p_mm.utils.locks import ProcessLock
 from ci2p_mm.utils.model_config import bare_model
+from ci2p_mm.utils.state_dicts import extract_state_dict
 from .checkpoint import (_MODULE_PREFIX, _REMOTE, CheckpointError,
                          check_checkpoint_fits, describe_model_config,
-                         extract_state_dict, is_complete_checkpoint,
-                         load_checked_checkpoint, model_codecs,
-                         read_checkpoint_file)
+                         is_complete_checkpoint, load_checked_checkpoint,
+                         model_codecs, read_checkpoint_file)
 from .hooks import SafeCheckpointHook
 from .stop_signals import StopSignals
 
@@ -650,7 +650,8 @@ def check_pretrained_init_cfgs(model) -> None:
                                               cfg.get('map_location', 'cpu'))
             revise_keys = _MODULE_PREFIX
             if prefix:  # mmengine's _load_checkpoint_with_prefix
-                state_dict = extract_state_dict(checkpoint, filename, ())
+                state_dict = extract_state_dict(checkpoint, filename, (),
+                                                CheckpointError)
                 prefix = prefix if prefix.endswith('.') else prefix + '.'
                 heads = sorted({k.split('.')[0] + '.' for k in state_dict})
                 checkpoint = dict(
