@@ -41,6 +41,7 @@ from matplotlib.figure import Figure
 from torchvision.transforms import functional as TF
 
 from ci2p_mm.utils.images import list_images, load_rgb
+from ci2p_mm.utils.io import atomic_output
 from ci2p_mm.utils.timing import format_table, write_json
 from .metric import MS_SSIM_MIN_SIDE, image_metrics
 from .zoo import (build_codec, canonical_codec_name, read_checkpoint,
@@ -50,6 +51,8 @@ PAD_MULTIPLE = 64  # eval_model: "pad to allow 6 strides of 2"
 COLUMNS = [
     'image', 'width', 'height', 'bpp', 'bpp_mode', 'psnr', 'ms_ssim', 'ssim'
 ]
+#: The columns averaged over the images (the MEAN row, report.json).
+AVERAGED = ('bpp', 'psnr', 'ms_ssim', 'ssim')
 
 
 def load_codec(checkpoint: str,
@@ -217,17 +220,9 @@ def report(args) -> dict:
                 osp.join(args.out_dir, 'panels', f'{stem}.png'), name, x,
                 coded, metrics)
 
-    modes = sorted({r['bpp_mode'] for r in rows})
-    mean = {
-        'image': 'MEAN',
-        'width': None,
-        'height': None,
-        'bpp_mode': '/'.join(modes),
-        **{
-            k: _mean(rows, k)
-            for k in ('bpp', 'psnr', 'ms_ssim', 'ssim')
-        }
-    }
+    means = {k: _mean(rows, k) for k in AVERAGED}
+    modes = '/'.join(sorted({r['bpp_mode'] for r in rows}))
+    mean = dict(image='MEAN', width=None, height=None, bpp_mode=modes, **means)
     print(f'{codec} quality {quality} from {args.checkpoint}: '
           f'{len(rows)} images, padded to multiples of {PAD_MULTIPLE}.')
     print(
@@ -237,7 +232,8 @@ def report(args) -> dict:
         print(f'MS-SSIM "-": image side under {MS_SSIM_MIN_SIDE} px '
               f'(4 downsamplings of an 11-px window); see SSIM.')
 
-    with open(osp.join(args.out_dir, 'report.csv'), 'w', newline='') as f:
+    csv_path = osp.join(args.out_dir, 'report.csv')
+    with atomic_output(csv_path) as tmp, open(tmp, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows + [mean])
@@ -248,14 +244,11 @@ def report(args) -> dict:
         'bpp_mode': mean['bpp_mode'],
         'padding': f'zeros, centered, to a multiple of {PAD_MULTIPLE} '
         '(compressai.utils.eval_model); bpp over original pixels',
-        'mean': {
-            k: mean[k]
-            for k in ('bpp', 'psnr', 'ms_ssim', 'ssim')
-        },
+        'mean': means,
         'images': rows,
     }
     write_json(osp.join(args.out_dir, 'report.json'), result, quiet=True)
-    print(f'Wrote {osp.join(args.out_dir, "report.csv")}, report.json and '
+    print(f'Wrote {csv_path}, report.json and '
           f'{min(len(rows), args.max_panels)} panels in '
           f'{osp.join(args.out_dir, "panels")}.')
     return result
