@@ -63,7 +63,7 @@ def test_other_quality_is_refused_with_shapes(tmp_path):
     with pytest.raises(CodecWeightsError) as info:
         build_codec('bmshj2018-factorized', 5, pretrained=str(path))
     message = str(info.value)
-    assert 'q6.pth' in message and 'shape mismatches' in message
+    assert 'q6.pth' in message and 'different shapes' in message
     assert 'g_a.0.weight' in message
 
 
@@ -73,7 +73,8 @@ def test_other_codec_with_same_g_a_is_refused(tmp_path):
     path = tmp_path / 'hyper.pth'
     torch.save(ScaleHyperprior(128, 192).state_dict(), path)
     with pytest.raises(
-            CodecWeightsError, match='unexpected keys.*gaussian_conditional'):
+            CodecWeightsError,
+            match='not in the model: .*gaussian_conditional'):
         build_codec('bmshj2018-factorized', 5, pretrained=str(path))
 
 

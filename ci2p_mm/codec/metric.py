@@ -58,9 +58,8 @@ class RateDistortionMetric(BaseMetric):
                     **image_metrics(x, x_hat)))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        means = {}
-        for key in results[0]:
-            values = [r[key] for r in results if r[key] is not None]
-            if values:
-                means[key] = sum(values) / len(values)
-        return means
+        columns = {
+            key: [r[key] for r in results if r[key] is not None]
+            for key in results[0]
+        }
+        return {k: sum(v) / len(v) for k, v in columns.items() if v}

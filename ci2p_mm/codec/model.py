@@ -17,11 +17,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from compressai.losses import RateDistortionLoss
 from compressai.optimizers import net_aux_optimizer
-from mmengine.model import BaseModel, is_model_wrapper
+from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapperDict
 from mmpretrain.registry import (MODELS, OPTIM_WRAPPER_CONSTRUCTORS,
                                  OPTIM_WRAPPERS)
 
+from ci2p_mm.utils.model_config import bare_model
 from .zoo import build_codec, canonical_codec_name, load_codec_pretrained
 
 
@@ -152,7 +153,7 @@ class NetAuxOptimWrapperConstructor:
         self.cfg = optim_wrapper_cfg
 
     def __call__(self, model: nn.Module) -> OptimWrapperDict:
-        model = model.module if is_model_wrapper(model) else model
+        model = bare_model(model)
         cfg = copy.deepcopy(dict(self.cfg))
         optimizers = net_aux_optimizer(
             model.codec,

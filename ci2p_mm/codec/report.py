@@ -28,12 +28,11 @@ position.
 """
 import argparse
 import csv
-import json
 import math
 import os
 import os.path as osp
 import warnings
-from typing import List, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -42,37 +41,34 @@ from matplotlib.figure import Figure
 from torchvision.transforms import functional as TF
 
 from ci2p_mm.utils.images import list_images, load_rgb
-from ci2p_mm.utils.io import write_text_atomically
-from . import zoo as codec_module
+from ci2p_mm.utils.io import atomic_output
+from ci2p_mm.utils.timing import format_table, write_json
 from .metric import MS_SSIM_MIN_SIDE, image_metrics
-from .zoo import build_codec, canonical_codec_name, read_checkpoint
+from .zoo import (build_codec, canonical_codec_name, read_checkpoint,
+                  recorded_codec)
 
 PAD_MULTIPLE = 64  # eval_model: "pad to allow 6 strides of 2"
 COLUMNS = [
     'image', 'width', 'height', 'bpp', 'bpp_mode', 'psnr', 'ms_ssim', 'ssim'
 ]
+#: The columns averaged over the images (the MEAN row, report.json).
+AVERAGED = ('bpp', 'psnr', 'ms_ssim', 'ssim')
 
 
 def load_codec(checkpoint: str,
                codec: Optional[str],
                quality: Optional[int],
                metric: str = 'mse'):
-    """Build the codec; codec/quality default to what the file records."""
-    if checkpoint == 'pretrained':
-        codec = canonical_codec_name(codec or 'bmshj2018-factorized')
-        quality = 5 if quality is None else quality
-        return build_codec(codec, quality, True, metric), codec, quality
-    ckpt = read_checkpoint(checkpoint)  # clear error if truncated/corrupt
-    recorded = ckpt if isinstance(ckpt, dict) else {}
-    if 'codec' not in recorded:  # a zoo file that kept its name?
-        zoo = codec_module._zoo_file_identity(checkpoint)
-        recorded = {'codec': zoo[0], 'quality': zoo[2]} if zoo else {}
-    codec = canonical_codec_name(
-        codec or recorded.get('codec') or 'bmshj2018-factorized')
-    quality = int(
-        quality if quality is not None else recorded.get('quality', 5))
-    del ckpt
-    return build_codec(codec, quality, checkpoint), codec, quality
+    """Build the codec; codec/quality default to what the file records
+    (else bmshj2018-factorized, quality 5)."""
+    recorded = None
+    if checkpoint != 'pretrained':  # a clear error if truncated/corrupt
+        recorded = recorded_codec(read_checkpoint(checkpoint), checkpoint)
+    default_codec, default_quality = recorded or ('bmshj2018-factorized', 5)
+    codec = canonical_codec_name(codec or default_codec)
+    quality = default_quality if quality is None else int(quality)
+    pretrained = checkpoint == 'pretrained' or checkpoint
+    return build_codec(codec, quality, pretrained, metric), codec, quality
 
 
 @torch.no_grad()
@@ -162,15 +158,6 @@ def _cell(v) -> str:
     return f'{v:.4f}' if isinstance(v, float) else str(v)
 
 
-def print_table(rows: List[dict], mean: dict) -> None:
-    table = [COLUMNS] + [[_cell(r[c]) for c in COLUMNS] for r in rows + [mean]]
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    for i, row in enumerate(table):
-        print('  '.join(c.ljust(wd) for c, wd in zip(row, widths)))
-        if i == 0 or i == len(table) - 2:
-            print('  '.join('-' * wd for wd in widths))
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='bpp / PSNR / MS-SSIM and picture panels of a codec '
@@ -233,25 +220,20 @@ def report(args) -> dict:
                 osp.join(args.out_dir, 'panels', f'{stem}.png'), name, x,
                 coded, metrics)
 
-    modes = sorted({r['bpp_mode'] for r in rows})
-    mean = {
-        'image': 'MEAN',
-        'width': None,
-        'height': None,
-        'bpp_mode': '/'.join(modes),
-        **{
-            k: _mean(rows, k)
-            for k in ('bpp', 'psnr', 'ms_ssim', 'ssim')
-        }
-    }
+    means = {k: _mean(rows, k) for k in AVERAGED}
+    modes = '/'.join(sorted({r['bpp_mode'] for r in rows}))
+    mean = dict(image='MEAN', width=None, height=None, bpp_mode=modes, **means)
     print(f'{codec} quality {quality} from {args.checkpoint}: '
           f'{len(rows)} images, padded to multiples of {PAD_MULTIPLE}.')
-    print_table(rows, mean)
+    print(
+        format_table(COLUMNS,
+                     [[_cell(r[c]) for c in COLUMNS] for r in rows + [mean]]))
     if any(r['ms_ssim'] is None for r in rows):
         print(f'MS-SSIM "-": image side under {MS_SSIM_MIN_SIDE} px '
               f'(4 downsamplings of an 11-px window); see SSIM.')
 
-    with open(osp.join(args.out_dir, 'report.csv'), 'w', newline='') as f:
+    csv_path = osp.join(args.out_dir, 'report.csv')
+    with atomic_output(csv_path) as tmp, open(tmp, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows + [mean])
@@ -262,15 +244,11 @@ def report(args) -> dict:
         'bpp_mode': mean['bpp_mode'],
         'padding': f'zeros, centered, to a multiple of {PAD_MULTIPLE} '
         '(compressai.utils.eval_model); bpp over original pixels',
-        'mean': {
-            k: mean[k]
-            for k in ('bpp', 'psnr', 'ms_ssim', 'ssim')
-        },
+        'mean': means,
         'images': rows,
     }
-    write_text_atomically(
-        osp.join(args.out_dir, 'report.json'), json.dumps(result, indent=2))
-    print(f'Wrote {osp.join(args.out_dir, "report.csv")}, report.json and '
+    write_json(osp.join(args.out_dir, 'report.json'), result, quiet=True)
+    print(f'Wrote {csv_path}, report.json and '
           f'{min(len(rows), args.max_panels)} panels in '
           f'{osp.join(args.out_dir, "panels")}.')
     return result

@@ -21,7 +21,6 @@ import numpy as np
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import find_latest_checkpoint
 from mmpretrain.registry import HOOKS
@@ -29,7 +28,7 @@ from mmpretrain.registry import HOOKS
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.images import image_size, split_images
 from ci2p_mm.utils.io import save_atomic
-from ci2p_mm.utils.model_config import read_config
+from ci2p_mm.utils.model_config import bare_model, read_config
 from ci2p_mm.utils.package_files import configs_root
 from . import metric  # noqa: F401  (registers RateDistortionMetric)
 from .model import data_init, final_record
@@ -47,10 +46,6 @@ FINAL = 'codec_final.pth'
 
 class CodecTrainingError(UserError, ValueError):
     """A problem with the data or options, explained in one line."""
-
-
-def _bare(model):
-    return model.module if is_model_wrapper(model) else model
 
 
 @HOOKS.register_module()
@@ -75,7 +70,7 @@ class CodecTrainingHook(Hook):
     def before_train(self, runner) -> None:
         if self.data_init and runner.iter == 0:
             dataset = runner.train_dataloader.dataset
-            model = _bare(runner.model)
+            model = bare_model(runner.model)
             batch = pseudo_collate(
                 [dataset[i] for i in range(min(32, len(dataset)))])
             x = model.data_preprocessor(batch, False)['inputs']
@@ -99,13 +94,13 @@ class CodecTrainingHook(Hook):
                                        dict(last, iter=runner.iter))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        model = _bare(runner.model)
+        model = bare_model(runner.model)
         checkpoint['meta']['codec'] = [model.codec_name, model.quality]
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Refuse a checkpoint of another codec; a finished run given more
         ``--iters`` continues its pass (the position is the iteration)."""
-        meta, model = checkpoint.get('meta') or {}, _bare(runner.model)
+        meta, model = checkpoint.get('meta') or {}, bare_model(runner.model)
         saved = tuple(meta.get('codec') or (model.codec_name, model.quality))
         if saved != (model.codec_name, model.quality):
             raise CodecTrainingError(
@@ -354,7 +349,7 @@ def save_final(runner, args, n_train: int) -> str:
     }
     times = hub.log_scalars.get('train/time')
     final = dict(
-        final_record(_bare(runner.model)),
+        final_record(bare_model(runner.model)),
         iter=runner.iter,
         epoch=runner.iter * args.batch_size / n_train,
         patch_size=args.patch_size,

@@ -17,9 +17,9 @@ from compressai.models import CompressionModel
 from compressai.zoo import image as zoo_image
 from compressai.zoo.pretrained import load_pretrained
 
-from ci2p_mm.utils.errors import UserError, listing
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import file_sha256, load_torch_file
-from ci2p_mm.utils.state_dicts import compare_state_dicts
+from ci2p_mm.utils.state_dicts import compare_state_dicts, extract_state_dict
 
 # CompressAI's zoo spells one architecture two ways (``model_architectures``
 # says 'bmshj2018_factorized_relu', ``cfgs`` says
@@ -221,22 +221,32 @@ def download_zoo_weights(codec: str,
             f'with {expected} (damaged, partly downloaded or replaced). '
             f'{advice}')
     try:
-        state_dict = _tensor_state_dict(
+        state_dict = _codec_state_dict(
             load_torch_file(cached, CodecWeightsError, what=what), cached)
     except CodecWeightsError as err:
         raise CodecWeightsError(f'{err} {advice}') from err
     return load_pretrained(state_dict)
 
 
-def _zoo_file_identity(path: str) -> Optional[Tuple[str, str, int]]:
-    """(codec, metric, quality) when ``path`` keeps a zoo file's name."""
+def recorded_codec(checkpoint, path: str) -> Optional[Tuple[str, int]]:
+    """(codec, quality) that a loaded codec checkpoint records
+    (``tools/train_codec.py`` writes ``'codec'`` and ``'quality'``), or that
+    ``path`` says when it keeps a zoo file's name; else None."""
+    if isinstance(checkpoint, dict) and {'codec', 'quality'
+                                         } <= set(checkpoint):
+        return (canonical_codec_name(checkpoint['codec']),
+                int(checkpoint['quality']))
     name = osp.basename(path)
-    for codec, metrics in zoo_image.model_urls.items():
-        for metric, urls in metrics.items():
-            for quality, url in urls.items():
-                if url.rsplit('/', 1)[-1] == name:
-                    return codec, metric, quality
-    return None
+    return next(
+        ((codec, quality) for codec, metrics in zoo_image.model_urls.items()
+         for urls in metrics.values()
+         for quality, url in urls.items() if url.rsplit('/', 1)[-1] == name),
+        None)
+
+
+def _codec_state_dict(checkpoint, path: str) -> Dict[str, torch.Tensor]:
+    return extract_state_dict(
+        checkpoint, path, error=CodecWeightsError, what='Codec checkpoint')
 
 
 def read_checkpoint(path: str) -> dict:
@@ -256,34 +266,13 @@ def load_codec_state_dict(path: str, codec: str,
     or keeps a zoo file's name, those must match the request.
     """
     checkpoint = read_checkpoint(path)
-    if not isinstance(checkpoint, dict):
-        raise CodecWeightsError(
-            f'Codec checkpoint {path} holds a {type(checkpoint).__name__}, '
-            f'not a state_dict.')
-    recorded = None
-    if 'codec' in checkpoint and 'quality' in checkpoint:
-        recorded = (canonical_codec_name(checkpoint['codec']),
-                    int(checkpoint['quality']))
-    elif _zoo_file_identity(path) is not None:
-        zoo_codec, _, zoo_quality = _zoo_file_identity(path)
-        recorded = (zoo_codec, zoo_quality)
+    state_dict = _codec_state_dict(checkpoint, path)
+    recorded = recorded_codec(checkpoint, path)
     if recorded is not None and recorded != (codec, quality):
         raise CodecWeightsError(
             f'Codec checkpoint {path} is {recorded[0]!r} quality '
             f'{recorded[1]}, but {codec!r} quality {quality} was asked for.')
-    return load_pretrained(_tensor_state_dict(checkpoint, path))
-
-
-def _tensor_state_dict(checkpoint, path: str) -> Dict[str, torch.Tensor]:
-    """The codec ``state_dict`` in a loaded file, or an error naming it."""
-    state_dict = checkpoint.get('state_dict', checkpoint) if isinstance(
-        checkpoint, dict) else checkpoint
-    if not isinstance(state_dict, dict) or not all(
-            isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise CodecWeightsError(
-            f'Codec checkpoint {path} is not a codec state_dict (expected '
-            f'tensors, or a dict with a "state_dict" entry of tensors).')
-    return state_dict
+    return load_pretrained(state_dict)
 
 
 def load_into_codec(model: CompressionModel, state_dict: Dict[str,
@@ -299,25 +288,18 @@ def load_into_codec(model: CompressionModel, state_dict: Dict[str,
         k: v
         for k, v in model.state_dict().items() if not k.endswith(tables)
     }
-    given = {k: v for k, v in state_dict.items() if not k.endswith(tables)}
-    # g_a first: it is the part CI2P uses.
+    given = {
+        k: v
+        for k, v in sorted(state_dict.items()) if not k.endswith(tables)
+    }
+    # g_a first: it is the part CI2P uses; the file's extra keys sorted.
     mismatch = compare_state_dicts(
         expected, given, first=lambda k: k.startswith('g_a.'))
     if mismatch:
-        problems = []
-        if mismatch.missing:
-            problems.append(
-                f'missing keys: {listing(sorted(mismatch.missing), 4)}')
-        if mismatch.unexpected:
-            problems.append(
-                f'unexpected keys: {listing(sorted(mismatch.unexpected), 4)}')
-        if mismatch.wrong_shape:
-            problems.append(
-                f'shape mismatches: {listing(mismatch.wrong_shape, 4)}')
         raise CodecWeightsError(
             f'Weights from {source} do not fit {codec!r} quality {quality} '
-            f'(N, M = {codec_args(codec, quality)}): ' + '; '.join(problems) +
-            '. Was it saved from another codec or quality?')
+            f'(N, M = {codec_args(codec, quality)}): {mismatch.describe()}. '
+            f'Was it saved from another codec or quality?')
     # CompressionModel.load_state_dict resizes the entropy-coder buffers.
     model.load_state_dict(state_dict, strict=False)
 

@@ -36,7 +36,7 @@ from ci2p_mm.utils import is_ci2p_backbone
 from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.errors import UserError, listing
 from ci2p_mm.utils.io import load_torch_file, unreadable_message
-from ci2p_mm.utils.state_dicts import compare_state_dicts
+from ci2p_mm.utils.state_dicts import compare_state_dicts, extract_state_dict
 from .hooks import non_finite_tensors
 
 #: HistoryBuffer's built-in statistics (its registry fills lazily).
@@ -164,28 +164,6 @@ def is_complete_checkpoint(path: str) -> bool:
 _MODULE_PREFIX = ((r'^module\.', ''), )
 
 
-def extract_state_dict(checkpoint,
-                       filename: str,
-                       revise_keys=_MODULE_PREFIX) -> dict:
-    """The checkpoint's ``state_dict`` (keys revised as mmengine does)."""
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(
-            f'Checkpoint {filename} holds a {type(checkpoint).__name__}, not '
-            f'a dict of weights.')
-    state_dict = checkpoint.get('state_dict', checkpoint)
-    if not isinstance(state_dict, dict) or not state_dict or not all(
-            isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise CheckpointError(
-            f'Checkpoint {filename} has no state_dict of tensors (top-level '
-            f'keys: {sorted(map(str, checkpoint))[:8]}).')
-    for pattern, replacement in revise_keys:
-        state_dict = {
-            re.sub(pattern, replacement, k): v
-            for k, v in state_dict.items()
-        }
-    return state_dict
-
-
 def check_state_dict_fits(module: nn.Module,
                           state_dict: dict,
                           source: str,
@@ -307,7 +285,8 @@ def check_checkpoint_fits(module: nn.Module,
     its CI2P codec is the module's (:func:`check_codecs`) and its weights
     load exactly (:func:`check_state_dict_fits`; ``what`` names the module
     in errors)."""
-    state_dict = extract_state_dict(checkpoint, filename, revise_keys)
+    state_dict = extract_state_dict(checkpoint, filename, revise_keys,
+                                    CheckpointError)
     check_codecs(module, checkpoint, filename)
     check_state_dict_fits(module, state_dict, filename, what,
                           describe_saved_model(checkpoint), allow_unused)

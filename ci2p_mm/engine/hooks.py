@@ -10,11 +10,11 @@ import torch
 from mmengine.dist import all_reduce, is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
 from ci2p_mm.utils.errors import UserError, listing
 from ci2p_mm.utils.io import write_bytes_atomically, write_text_atomically
+from ci2p_mm.utils.model_config import bare_model
 
 
 class AtomicLocalBackend(LocalBackend):
@@ -194,10 +194,6 @@ def non_finite_losses(outputs) -> str:
                      if isinstance(v, (int, float)) and not math.isfinite(v))
 
 
-def _bare(model):
-    return model.module if is_model_wrapper(model) else model
-
-
 @HOOKS.register_module()
 class NonFiniteLossHook(Hook):
     """Stop training when a loss, or the weights, go NaN or infinite, before
@@ -243,7 +239,7 @@ class NonFiniteLossHook(Hook):
                 f'Non-finite loss at {self._where(runner, batch_idx)}: '
                 f'{values}. {self.advice(runner)}')
         weights = non_finite_tensors(
-            (n, p) for n, p in _bare(runner.model).named_parameters()
+            (n, p) for n, p in bare_model(runner.model).named_parameters()
             if p.requires_grad)
         if weights:
             raise NonFiniteLossError(
@@ -275,7 +271,7 @@ class NonFiniteLossHook(Hook):
         if self._last_batch is None or self._probed_iter == runner.iter:
             return
         self._probed_iter = runner.iter
-        model = _bare(runner.model)
+        model = bare_model(runner.model)
         training = model.training
         model.eval()  # no dropout, BatchNorm statistics untouched
         try:

@@ -116,26 +116,23 @@ def parse_runner_args(parser: argparse.ArgumentParser,
     """Add the options ``tools/train.py`` and ``tools/test.py`` share, as
     mmpretrain's tools spell them (``verb``: 'train' or 'test'), and parse
     ``argv``."""
-    parser.add_argument(
-        '--no-pin-memory',
+    add = parser.add_argument
+    add('--no-pin-memory',
         action='store_true',
         help='disable pin_memory in the dataloaders')
-    parser.add_argument(
-        '--no-persistent-workers',
+    add('--no-persistent-workers',
         action='store_true',
         help='disable persistent_workers in the dataloaders')
-    parser.add_argument(
-        '--cfg-options',
+    add('--cfg-options',
         nargs='+',
         action=DictAction,
         help='override config settings, e.g. '
         f'{verb}_dataloader.dataset.data_root=/data/animals10')
-    parser.add_argument(
-        '--launcher',
+    add('--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     # torchrun sets LOCAL_RANK; older launchers pass --local_rank.
     if 'LOCAL_RANK' not in os.environ:

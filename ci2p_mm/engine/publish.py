@@ -167,23 +167,19 @@ def name_classes(meta: dict, in_file: str, dataset_type: Optional[str],
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Process a checkpoint to be published')
-    parser.add_argument('in_file', help='input checkpoint filename')
-    parser.add_argument('out_file', help='output checkpoint filename')
-    parser.add_argument(
-        '--no-ema',
+    add = parser.add_argument
+    add('in_file', help='input checkpoint filename')
+    add('out_file', help='output checkpoint filename')
+    add('--no-ema',
         action='store_true',
         help='publish the EMA weights (ema_state_dict)')
-    parser.add_argument(
-        '--dataset-type',
-        type=str,
+    add('--dataset-type',
         help='dataset whose class names to record when the checkpoint has '
         'none, e.g. Animals10')
-    parser.add_argument(
-        '--replace-classes',
+    add('--replace-classes',
         action='store_true',
         help="with --dataset-type: replace the checkpoint's own class names")
-    parser.add_argument(
-        '--no-config',
+    add('--no-config',
         action='store_true',
         help='leave the config text (meta.cfg, meta.config) out of the '
         'published file')

@@ -45,7 +45,7 @@ import torch
 from mmengine.device import get_device
 from mmengine.dist import (all_reduce, broadcast_object_list, is_distributed,
                            is_main_process, master_only)
-from mmengine.model import BaseTTAModel, is_model_wrapper
+from mmengine.model import BaseTTAModel
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.runner import EpochBasedTrainLoop, Runner
 from mmpretrain.registry import LOOPS, RUNNERS
@@ -57,11 +57,12 @@ from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.errors import ConfigError, UserError, listing
 from ci2p_mm.utils.io import OutputError, check_writable_dir
 from ci2p_mm.utils.locks import ProcessLock
+from ci2p_mm.utils.model_config import bare_model
+from ci2p_mm.utils.state_dicts import extract_state_dict
 from .checkpoint import (_MODULE_PREFIX, _REMOTE, CheckpointError,
                          check_checkpoint_fits, describe_model_config,
-                         extract_state_dict, is_complete_checkpoint,
-                         load_checked_checkpoint, model_codecs,
-                         read_checkpoint_file)
+                         is_complete_checkpoint, load_checked_checkpoint,
+                         model_codecs, read_checkpoint_file)
 from .hooks import SafeCheckpointHook
 from .stop_signals import StopSignals
 
@@ -288,8 +289,7 @@ class CI2PRunner(Runner):
 
     @property
     def _bare_model(self):
-        return self.model.module if is_model_wrapper(self.model) \
-            else self.model
+        return bare_model(self.model)
 
     @property
     def _checkpoint_model(self):
@@ -650,7 +650,8 @@ def check_pretrained_init_cfgs(model) -> None:
                                               cfg.get('map_location', 'cpu'))
             revise_keys = _MODULE_PREFIX
             if prefix:  # mmengine's _load_checkpoint_with_prefix
-                state_dict = extract_state_dict(checkpoint, filename, ())
+                state_dict = extract_state_dict(checkpoint, filename, (),
+                                                CheckpointError)
                 prefix = prefix if prefix.endswith('.') else prefix + '.'
                 heads = sorted({k.split('.')[0] + '.' for k in state_dict})
                 checkpoint = dict(

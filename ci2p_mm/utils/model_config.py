@@ -12,6 +12,7 @@ from typing import Optional, Union
 
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
+from mmengine.model import is_model_wrapper
 
 from .config_text import read_config_text
 from .errors import ConfigError
@@ -122,3 +123,8 @@ def quiet_init_weights(model) -> None:
         model.init_weights()
     finally:
         logger.setLevel(level)
+
+
+def bare_model(model):
+    """``model`` out of mmengine's wrapper (DDP, FSDP), if it is in one."""
+    return model.module if is_model_wrapper(model) else model

@@ -1,5 +1,7 @@
-"""What keeps a state dict from loading exactly, for error messages."""
-from typing import Callable, Dict, List, NamedTuple
+"""The weights in a loaded checkpoint, and what keeps them from loading
+exactly, for error messages."""
+import re
+from typing import Callable, Dict, List, NamedTuple, Sequence
 
 import torch
 
@@ -42,3 +44,28 @@ def compare_state_dicts(
         if k in given and given[k].shape != v.shape
     ]
     return StateDictMismatch(missing, unexpected, wrong_shape)
+
+
+def extract_state_dict(checkpoint,
+                       filename: str,
+                       revise_keys: Sequence = (),
+                       error: Callable[[str], Exception] = ValueError,
+                       what: str = 'Checkpoint') -> Dict[str, torch.Tensor]:
+    """The weights of a loaded checkpoint: its ``state_dict`` entry, or the
+    checkpoint itself (a bare state dict), keys revised by the ``(pattern,
+    replacement)`` pairs of ``revise_keys`` as mmengine does; else
+    ``error(message)`` naming ``what`` and ``filename``."""
+    if not isinstance(checkpoint, dict):
+        raise error(f'{what} {filename} holds a {type(checkpoint).__name__}, '
+                    f'not a dict of weights.')
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    if not isinstance(state_dict, dict) or not state_dict or not all(
+            isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise error(f'{what} {filename} has no state_dict of tensors '
+                    f'(top-level keys: {sorted(map(str, checkpoint))[:8]}).')
+    for pattern, replacement in revise_keys:
+        state_dict = {
+            re.sub(pattern, replacement, k): v
+            for k, v in state_dict.items()
+        }
+    return state_dict
