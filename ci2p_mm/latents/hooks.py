@@ -2,6 +2,7 @@
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
+from ci2p_mm.utils.model_config import bare_model
 from .dataset import LatentDataset
 
 
@@ -17,9 +18,7 @@ class LatentStoreCheckHook(Hook):
         loop = getattr(runner, loop_name, None)
         dataset = getattr(getattr(loop, 'dataloader', None), 'dataset', None)
         if isinstance(dataset, LatentDataset):
-            model = runner.model
-            model = getattr(model, 'module', model)
-            dataset.store.check_model(model)
+            dataset.store.check_model(bare_model(runner.model))
 
     def before_train(self, runner) -> None:
         self._check(runner, 'train_loop')
