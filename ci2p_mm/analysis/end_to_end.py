@@ -339,6 +339,10 @@ def time_training(cfg, args, device_resident=False, name=''):
     return result
 
 
+#: ``--device-latents``: the rows of a latent config (device-resident?).
+RESIDENT = dict(off=(False, ), on=(True, ), both=(False, True))
+
+
 def plan_rows(args, codec):
     """A row per config (and a device-resident one for a latent config
     with ``--device-latents on|both``), its latent store encoded once."""
@@ -347,11 +351,7 @@ def plan_rows(args, codec):
         cfg = prepared_config(path, args, codec)
         latent = configured_store(cfg) is not None
         name = osp.splitext(osp.basename(path))[0]
-        kinds = [False]
-        if latent:
-            kinds = dict(
-                off=[False], on=[True], both=[False,
-                                              True])[args.device_latents]
+        kinds = RESIDENT[args.device_latents] if latent else (False, )
         for resident in kinds:
             row = dict(
                 name=name + (' [device]' if resident else ''),
@@ -365,17 +365,12 @@ def plan_rows(args, codec):
                 n = LatentStore(store).split_record('train')['num_samples']
                 row.update(encode_s=seconds, store=store)
                 if seconds is None:
-                    print(
-                        f'{row["name"]}: kept the store {store} ({n} '
-                        f'training images)',
-                        flush=True)
+                    done = f'kept the store {store} ({n} training images)'
                 else:
                     row['encode_img_s'] = n / seconds
-                    print(
-                        f'{row["name"]}: encoded {n} training images (x2 '
-                        f'views) once in {seconds:.1f} s ({n / seconds:.1f} '
-                        f'img/s)',
-                        flush=True)
+                    done = (f'encoded {n} training images (x2 views) once '
+                            f'in {seconds:.1f} s ({n / seconds:.1f} img/s)')
+                print(f'{row["name"]}: {done}', flush=True)
             rows.append((row, cfg))
     return rows
 

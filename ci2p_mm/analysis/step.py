@@ -53,6 +53,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import List
 
 import torch
@@ -309,19 +310,10 @@ def run(args, argv):
             flush=True)
 
     keys = [(b, m) for b in benches for m in modes]
-    timings = interleave({
-        (b, m): lambda b=b, m=m: b.step(m)
-        for b, m in keys
-    },
-                         args.repeats,
-                         args.warmup,
-                         args.iters,
-                         args.batch_size,
-                         setups={
-                             (b, m): lambda b=b, m=m: b.prepare(m)
-                             for b, m in keys
-                         },
-                         report=report)
+    steps = {(b, m): partial(b.step, m) for b, m in keys}
+    setups = {(b, m): partial(b.prepare, m) for b, m in keys}
+    timings = interleave(steps, args.repeats, args.warmup, args.iters,
+                         args.batch_size, setups, report)
     meta['loadavg_end'] = loadavg()
     measured = [
         c for t in timings.values() for c in t.other_cores if c is not None
@@ -348,7 +340,8 @@ def run(args, argv):
             row.update(profile_step(bench, mode, args, texts))
             if args.memory == 'in-process':
                 row['memory'] = in_process_peak(bench, mode)
-    del benches, bench, keys  # free the models before the memory probes
+    # free the models (the statements hold them) before the memory probes
+    del benches, bench, keys, steps, setups
     if args.memory == 'probe':
         for index, row in enumerate(results):
             for mode in modes:
