@@ -370,7 +370,7 @@ def plan_rows(args, codec):
                     row['encode_img_s'] = n / seconds
                     done = (f'encoded {n} training images (x2 views) once '
                             f'in {seconds:.1f} s ({n / seconds:.1f} img/s)')
-                print(f'{row["name"]}: {done}', flush=True)
+                print(f'{row["name"]}: {done}')
             rows.append((row, cfg))
     return rows
 
@@ -397,14 +397,11 @@ def run(args, argv):
                 print(
                     profile.format_summary(
                         f'{row["name"]}, end to end, batch {args.batch_size}',
-                        timing['profile']),
-                    flush=True)
-            print(
-                f'[round {round_index + 1}/{args.rounds}] {row["name"]}: '
-                f'{timing["img_per_s"]:.2f} img/s end to end; median data '
-                f'wait {timing["data_s"]:.3f} s, step '
-                f'{timing["step_s"]:.3f} s per iteration',
-                flush=True)
+                        timing['profile']))
+            print(f'[round {round_index + 1}/{args.rounds}] {row["name"]}: '
+                  f'{timing["img_per_s"]:.2f} img/s end to end; median data '
+                  f'wait {timing["data_s"]:.3f} s, step '
+                  f'{timing["step_s"]:.3f} s per iteration')
             if args.out:  # what is done so far, should a time limit hit
                 write_json(
                     args.out,
@@ -414,7 +411,7 @@ def run(args, argv):
                                 partial=True),
                     quiet=True)
     report = make_report([r for r, _ in rows], args, argv)
-    print(report['table'], flush=True)
+    print(report['table'])
     if args.out:
         write_json(args.out, report)
     return report

@@ -111,7 +111,7 @@ def run(args, argv):
                 token_max_abs=float(diff.abs().max()),
                 token_max=float(tokens.abs().max()),
                 clipped=sum(json_lines_clipped(store, 'train'))))
-    print(results_table(rows, image_rate, args), flush=True)
+    print(results_table(rows, image_rate, args))
     return rows
 
 

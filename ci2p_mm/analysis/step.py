@@ -207,7 +207,7 @@ def run_probe(args):
         result['peak_bytes'] -= rss_before
         result['how'] += ' - RSS before build'
         result['model_rss_bytes'] = rss_model
-    print(PROBE_TAG + json.dumps(result), flush=True)
+    print(PROBE_TAG + json.dumps(result))
 
 
 def measure_memory(args, argv, index, mode):
@@ -218,7 +218,7 @@ def measure_memory(args, argv, index, mode):
         if line.startswith(PROBE_TAG):
             return json.loads(line[len(PROBE_TAG):])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-    print('  memory probe failed: ' + ' | '.join(tail), flush=True)
+    print('  memory probe failed: ' + ' | '.join(tail))
     return None
 
 
@@ -252,7 +252,7 @@ def profile_step(bench, mode, args, texts):
     if args.report_sdpa:
         entry['sdpa'] = profile.report_sdpa(lambda: bench.step(mode))
         texts.append(f'SDPA {bench.name} {mode}: {", ".join(entry["sdpa"])}')
-        print(texts[-1], flush=True)
+        print(texts[-1])
     if args.profile:
         entry['profile'] = profile.profile_iterations(lambda: bench.step(mode),
                                                       args, bench.name,
@@ -261,7 +261,7 @@ def profile_step(bench, mode, args, texts):
             profile.format_summary(
                 f'{bench.name} {mode}, batch {args.batch_size}',
                 entry['profile']))
-        print(texts[-1], flush=True)
+        print(texts[-1])
     return entry
 
 
@@ -297,17 +297,14 @@ def run(args, argv):
         benches.append(build_bench(*entry, args))
         print(
             f'built {benches[-1].name} ({benches[-1].num_params / 1e6:.1f} M '
-            f'params) in {time.perf_counter() - start:.1f}s',
-            flush=True)
+            f'params) in {time.perf_counter() - start:.1f}s')
 
     def report(key, index, seconds, other):
         tag = (f'warm-up {index + 1}/{args.warmup}' if index < args.warmup else
                f'repeat {index - args.warmup + 1}/{args.repeats}')
         busy = '' if other is None else f'  (others: {other:.2f} cores)'
-        print(
-            f'[{tag}] {key[0].name:<34} {key[1]:<5} {seconds:7.3f} s/step  '
-            f'{args.batch_size / seconds:7.2f} img/s{busy}',
-            flush=True)
+        print(f'[{tag}] {key[0].name:<34} {key[1]:<5} {seconds:7.3f} s/step  '
+              f'{args.batch_size / seconds:7.2f} img/s{busy}')
 
     keys = [(b, m) for b in benches for m in modes]
     steps = {(b, m): partial(b.step, m) for b, m in keys}
@@ -345,25 +342,19 @@ def run(args, argv):
     if args.memory == 'probe':
         for index, row in enumerate(results):
             for mode in modes:
-                print(
-                    f'[memory] {row["name"]} {mode} (fresh process)',
-                    flush=True)
+                print(f'[memory] {row["name"]} {mode} (fresh process)')
                 row[mode]['memory'] = measure_memory(args, argv, index, mode)
     meta['loadavg_after_memory'] = loadavg()
 
     table = results_table(results, modes, args)
-    print(table, flush=True)
-    print(
-        f'load average: start {meta["loadavg_start"]}, end of timing '
-        f'{meta["loadavg_end"]}',
-        flush=True)
+    print(table)
+    print(f'load average: start {meta["loadavg_start"]}, end of timing '
+          f'{meta["loadavg_end"]}')
     if 'other_cores_mean' in meta:
-        print(
-            f'other processes during timed steps: '
-            f'{meta["other_cores_mean"]:.2f} cores on average, '
-            f'{meta["other_cores_max"]:.2f} at most (of '
-            f'{os.cpu_count()})',
-            flush=True)
+        print(f'other processes during timed steps: '
+              f'{meta["other_cores_mean"]:.2f} cores on average, '
+              f'{meta["other_cores_max"]:.2f} at most (of '
+              f'{os.cpu_count()})')
     report = dict(
         meta=meta, results=results, table=table, profile_text='\n'.join(texts))
     if args.out:
