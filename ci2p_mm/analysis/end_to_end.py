@@ -403,13 +403,9 @@ def run(args, argv):
                   f'wait {timing["data_s"]:.3f} s, step '
                   f'{timing["step_s"]:.3f} s per iteration')
             if args.out:  # what is done so far, should a time limit hit
-                write_json(
-                    args.out,
-                    make_report([r for r, _ in rows if r['rounds']],
-                                args,
-                                argv,
-                                partial=True),
-                    quiet=True)
+                done = [r for r, _ in rows if r['rounds']]
+                partial = make_report(done, args, argv, partial=True)
+                write_json(args.out, partial, quiet=True)
     report = make_report([r for r, _ in rows], args, argv)
     print(report['table'])
     if args.out:
