@@ -142,19 +142,6 @@ def make_batch(scope, args, model, cfg):
         with_simcc_label=False), (h, w)
 
 
-class TensorForward(torch.nn.Module):
-    """``model._forward(x)``: backbone, neck and head without post-processing,
-    the same call in mmdet, mmpose and mmseg (mmpose's ``forward`` has no
-    ``mode='tensor'`` path without data samples)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model._forward(x)
-
-
 def time_steps(model, batch, repeats: int, warmup: int) -> dict:
     """Median seconds of ``loss_forward`` (train mode, zero_grad, data
     preprocessor, ``mode='loss'``, ``parse_losses``), ``backward`` (of that
@@ -189,8 +176,7 @@ def measure(config, args):
     backbone = model.backbone
     flops = {}
     if args.flops:
-        flops['flops_g'] = round(
-            model_flops(TensorForward(model), size)['flops'] / 1e9, 2)
+        flops['flops_g'] = round(model_flops(model, size)['flops'] / 1e9, 2)
     return dict(
         config=osp.basename(config),
         backbone=f'{type(backbone).__name__}({args.arch or "as configured"})',
