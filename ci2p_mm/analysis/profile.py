@@ -107,25 +107,16 @@ def is_annotation(event) -> bool:
 
 def union_us(intervals: Iterable) -> float:
     """Total length of the union of ``(start, end)`` intervals."""
-    total, reach = 0.0, None
-    for start, end in sorted(intervals):
-        if reach is None or start > reach:
-            total += end - start
-            reach = end
-        elif end > reach:
-            total += end - reach
-            reach = end
+    total, reach = 0.0, float('-inf')
+    for start, end in sorted(intervals):  # the part past what is counted
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
     return total
 
 
 def sdpa_kernels(names: Iterable[str]) -> List[str]:
     """The SDPA implementations among operator names, in order seen."""
-    found = []
-    for name in names:
-        kind = SDPA_OPS.get(name)
-        if kind and kind not in found:
-            found.append(kind)
-    return found
+    return list(dict.fromkeys(SDPA_OPS[n] for n in names if n in SDPA_OPS))
 
 
 def summarize(events: EventList,
