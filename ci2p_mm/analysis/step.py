@@ -170,20 +170,14 @@ def build_bench(name: str, cfg, source: str, args) -> Bench:
         images = torch.randn((args.batch_size, LATENT_CHANNELS, side, side),
                              generator=generator).half()
     else:
+        shape = (args.batch_size, 3, args.img_size, args.img_size)
         images = torch.randint(
-            0,
-            256, (args.batch_size, 3, args.img_size, args.img_size),
-            dtype=torch.uint8,
-            generator=generator)
+            0, 256, shape, dtype=torch.uint8, generator=generator)
     labels = torch.randint(0, 10, (args.batch_size, ), generator=generator)
+    samples = [DataSample().set_gt_label(int(i)) for i in labels]
     with torch.no_grad():
         data = model.data_preprocessor(
-            dict(
-                inputs=images,
-                data_samples=[
-                    DataSample().set_gt_label(int(i)) for i in labels
-                ]),
-            training=True)
+            dict(inputs=images, data_samples=samples), training=True)
     inputs = data['inputs']
     if args.channels_last and not is_ci2p_backbone(cfg.model.get('backbone')):
         inputs = inputs.contiguous(memory_format=torch.channels_last)
