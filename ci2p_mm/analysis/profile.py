@@ -68,25 +68,21 @@ SYNC_CALLS = ('cudaDeviceSynchronize', 'cudaStreamSynchronize',
 
 def add_arguments(parser):
     group = parser.add_argument_group('--profile, --report-sdpa')
-    group.add_argument(
-        '--profile',
+    add = group.add_argument
+    add('--profile',
         action='store_true',
         help='after timing, profile --profile-steps iterations of every '
         'model with torch.profiler and print a summary (GPU busy/idle '
         'share, top kernels or operators, launch time, data wait, SDPA '
         'kernel); see ci2p_mm/analysis/profile.py')
-    group.add_argument(
-        '--profile-steps', type=int, default=3, help='iterations per profile')
-    group.add_argument(
-        '--profile-top',
+    add('--profile-steps', type=int, default=3, help='iterations per profile')
+    add('--profile-top',
         type=int,
         default=8,
         help='kernels (CUDA) or operators (CPU) listed')
-    group.add_argument(
-        '--profile-trace-dir',
+    add('--profile-trace-dir',
         help='also write each profile as a Chrome trace here')
-    group.add_argument(
-        '--report-sdpa',
+    add('--report-sdpa',
         action='store_true',
         help='say which scaled_dot_product_attention kernel each model '
         'runs (flash, memory-efficient, cuDNN, math), from one profiled '

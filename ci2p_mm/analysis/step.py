@@ -74,19 +74,16 @@ PROBE_TAG = '@@benchmark-probe '
 
 def add_arguments(parser):
     group = parser.add_argument_group('model steps (the default mode)')
-    group.add_argument(
-        '--iters', type=int, default=1, help='steps per timed repeat')
-    group.add_argument(
-        '--mode', choices=['infer', 'train', 'both'], default='both')
-    group.add_argument(
-        '--timm-baseline',
+    add = group.add_argument
+    add('--iters', type=int, default=1, help='steps per timed repeat')
+    add('--mode', choices=['infer', 'train', 'both'], default='both')
+    add('--timm-baseline',
         action='store_true',
         help="add timm's ViT-B/16 at the same input size")
-    group.add_argument(
-        '--no-memory',
+    add('--no-memory',
         action='store_true',
         help='skip the peak-memory subprocesses')
-    group.add_argument('--probe', help=argparse.SUPPRESS)  # internal
+    add('--probe', help=argparse.SUPPRESS)  # internal
 
 
 def modes_of(args):
