@@ -184,13 +184,14 @@ def prepare_data(args) -> Optional[str]:
     (encoding and training then use the same weights; speed does not
     depend on them), else None (CompressAI's)."""
     try:
-        size = tuple(int(s) for s in args.source_size.lower().split('x'))
-        check_input_size(f'--source-size {args.source_size}', size[::-1])
+        w, h = (int(s) for s in args.source_size.lower().split('x'))
     except ValueError:
         raise UserError(f'--source-size {args.source_size}: give WxH, e.g. '
                         f'300x225.') from None
+    # outside the try: an InputSizeError is a ValueError too
+    check_input_size(f'--source-size {args.source_size}', (h, w))
     os.makedirs(args.data_dir, exist_ok=True)
-    write_jpeg_folder(args.data_dir, args.num_images, size, args.seed)
+    write_jpeg_folder(args.data_dir, args.num_images, (w, h), args.seed)
     if args.codec or not args.no_pretrained:
         return args.codec
     path = osp.join(args.data_dir, 'random_codec_q5.pth')
