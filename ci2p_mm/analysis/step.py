@@ -86,10 +86,6 @@ def add_arguments(parser):
     add('--probe', help=argparse.SUPPRESS)  # internal
 
 
-def modes_of(args):
-    return ['infer', 'train'] if args.mode == 'both' else [args.mode]
-
-
 def takes_latents(model_cfg) -> bool:
     backbone = model_cfg.get('backbone') or {}
     return is_ci2p_backbone(backbone) and bool(
@@ -259,7 +255,7 @@ def profile_step(bench, mode, args, texts):
 def run(args, argv):
     torch.manual_seed(args.seed)
     warn_slow_cpu_amp(args)
-    modes = modes_of(args)
+    modes = ['infer', 'train'] if args.mode == 'both' else [args.mode]
     meta = dict(
         date=datetime.datetime.now().isoformat(timespec='seconds'),
         **report_settings(args, argv),
