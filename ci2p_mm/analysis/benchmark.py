@@ -141,23 +141,19 @@ def run_mode(args, argv):
 def without_options(argv: Sequence[str], options: Dict) -> List[str]:
     """``argv`` without ``options`` (``{'--name': count or '+'}``) and
     their values, in both ``--name v`` and ``--name=v`` forms."""
-    out, i = [], 0
-    argv = list(argv)
+    out, i, argv = [], 0, list(argv)
     while i < len(argv):
-        name = argv[i].split('=', 1)[0]
-        if name not in options:
-            out.append(argv[i])
-            i += 1
-            continue
+        name, inline = argv[i].split('=', 1)[0], '=' in argv[i]
         i += 1
-        if '=' in argv[i - 1]:
+        if name not in options:
+            out.append(argv[i - 1])
+        elif inline:  # --name=v: its value is in it
             continue
-        count = options[name]
-        if count == '+':
+        elif options[name] == '+':
             while i < len(argv) and not argv[i].startswith('--'):
                 i += 1
         else:
-            i += count
+            i += options[name]
     return out
 
 
