@@ -120,8 +120,7 @@ def parse_args(argv=None):
                          (args.img_size, args.img_size), batch)
     if args.compile and args.warmup < 3:
         # First calls compile, and eval/train switches recompile once.
-        print(
-            f'--compile: raising --warmup from {args.warmup} to 3', flush=True)
+        print(f'--compile: raising --warmup from {args.warmup} to 3')
         args.warmup = 3
     return args
 
@@ -142,23 +141,19 @@ def run_mode(args, argv):
 def without_options(argv: Sequence[str], options: Dict) -> List[str]:
     """``argv`` without ``options`` (``{'--name': count or '+'}``) and
     their values, in both ``--name v`` and ``--name=v`` forms."""
-    out, i = [], 0
-    argv = list(argv)
+    out, i, argv = [], 0, list(argv)
     while i < len(argv):
-        name = argv[i].split('=', 1)[0]
-        if name not in options:
-            out.append(argv[i])
-            i += 1
-            continue
+        name, inline = argv[i].split('=', 1)[0], '=' in argv[i]
         i += 1
-        if '=' in argv[i - 1]:
+        if name not in options:
+            out.append(argv[i - 1])
+        elif inline:  # --name=v: its value is in it
             continue
-        count = options[name]
-        if count == '+':
+        elif options[name] == '+':
             while i < len(argv) and not argv[i].startswith('--'):
                 i += 1
         else:
-            i += count
+            i += options[name]
     return out
 
 
@@ -189,17 +184,13 @@ def sweep(args, argv: Sequence[str]) -> Dict:
     runs = []
     for batch_size in args.batch_sizes:
         run_argv = base + ['--batch-size', str(batch_size)]
-        print(
-            f'=== batch size {batch_size}: {TOOL} {" ".join(run_argv)}',
-            flush=True)
+        print(f'=== batch size {batch_size}: {TOOL} {" ".join(run_argv)}')
         try:
             report = run_mode(parse_args(run_argv), run_argv)
         except torch.OutOfMemoryError as err:
             reason = str(err).splitlines()[0]
-            print(
-                f'batch size {batch_size}: out of device memory ({reason})'
-                f'; larger batch sizes skipped',
-                flush=True)
+            print(f'batch size {batch_size}: out of device memory ({reason})'
+                  f'; larger batch sizes skipped')
             runs.append(dict(batch_size=batch_size, out_of_memory=reason))
             break
         finally:
@@ -222,7 +213,7 @@ def sweep(args, argv: Sequence[str]) -> Dict:
               'tables are in the JSON')
     for run in runs:
         run.pop('cells', None)
-    print(table, flush=True)
+    print(table)
     result = dict(
         date=datetime.datetime.now().isoformat(timespec='seconds'),
         command=' '.join([TOOL] + list(argv)),
@@ -238,6 +229,10 @@ def run(argv=None):
     """Run what ``argv`` asks for (a mode, or a sweep of it); return the
     report."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Progress lines reach a pipe (a log, a job with a time limit) as they
+    # are printed, not at exit.
+    if hasattr(sys.stdout, 'reconfigure'):
+        sys.stdout.reconfigure(line_buffering=True)
     args = parse_args(argv)
     if args.batch_sizes and not args.probe:
         return sweep(args, argv)

@@ -13,6 +13,7 @@ multiply-add is one FLOP, attention included)::
 Needs the downstream extras (tools/misc/install_mmcv_full.sh).
 """
 import argparse
+import importlib
 import json
 import os.path as osp
 import sys
@@ -39,6 +40,14 @@ DEFAULT_CONFIGS = [
     'configs/downstream/upernet_ci2p-vit-ds-b_8xb2-160k_ade20k-512x512.py',
 ]
 
+#: The input size options: default and help.
+SIZE_OPTIONS = {
+    '--det-size': ([512, 512], 'detection image size (multiples of 32)'),
+    '--pose-size': ([256, 192], "pose crop size (the config's is 256x192)"),
+    '--seg-size':
+    (None, "segmentation image size (default: the config's crop size)"),
+}
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
@@ -49,31 +58,19 @@ def parse_args(argv=None):
         ])
     parser.set_defaults(batch_size=2, repeats=3, warmup=1)
     parser.add_argument('--configs', nargs='+', default=DEFAULT_CONFIGS)
-    parser.add_argument(
-        '--det-size',
-        type=int,
-        nargs=2,
-        default=[512, 512],
-        metavar=('H', 'W'),
-        help='detection image size (multiples of 32)')
-    parser.add_argument(
-        '--pose-size',
-        type=int,
-        nargs=2,
-        default=[256, 192],
-        metavar=('H', 'W'),
-        help="pose crop size (the config's is 256x192)")
-    parser.add_argument(
-        '--seg-size',
-        type=int,
-        nargs=2,
-        metavar=('H', 'W'),
-        help="segmentation image size (default: the config's crop size)")
+    for flag, (default, text) in SIZE_OPTIONS.items():
+        parser.add_argument(
+            flag,
+            type=int,
+            nargs=2,
+            default=default,
+            metavar=('H', 'W'),
+            help=text)
     parser.add_argument(
         '--flops', action='store_true', help='also count FLOPs of one image')
     parser.add_argument('--arch', help='override the backbone arch')
     args = parser.parse_args(argv)
-    for flag in ('--det-size', '--pose-size', '--seg-size'):
+    for flag in SIZE_OPTIONS:
         size = getattr(args, flag[2:].replace('-', '_'))
         if size:
             check_input_size(
@@ -90,19 +87,14 @@ def build(config, arch):
     if arch:
         cfg.model.backbone.arch = arch
     scope = cfg.get('default_scope')
-    init_default_scope(scope)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    elif scope == 'mmpose':
-        from mmpose.registry import MODELS
-    elif scope == 'mmseg':
-        from mmseg.registry import MODELS
-    else:
+    if scope not in ('mmdet', 'mmpose', 'mmseg'):
         raise ValueError(f'{config}: default_scope {scope!r} is not mmdet, '
                          f'mmpose or mmseg')
+    init_default_scope(scope)
+    registry = importlib.import_module(f'{scope}.registry')
     torch.manual_seed(0)
     # SyncBN (mmseg's UPerNet bases) needs a process group: plain BN here
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model = revert_sync_batchnorm(registry.MODELS.build(cfg.model))
     model.init_weights()
     return scope, model, cfg
 
@@ -150,19 +142,6 @@ def make_batch(scope, args, model, cfg):
         with_simcc_label=False), (h, w)
 
 
-class TensorForward(torch.nn.Module):
-    """``model._forward(x)``: backbone, neck and head without post-processing,
-    the same call in mmdet, mmpose and mmseg (mmpose's ``forward`` has no
-    ``mode='tensor'`` path without data samples)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model._forward(x)
-
-
 def time_steps(model, batch, repeats: int, warmup: int) -> dict:
     """Median seconds of ``loss_forward`` (train mode, zero_grad, data
     preprocessor, ``mode='loss'``, ``parse_losses``), ``backward`` (of that
@@ -197,8 +176,7 @@ def measure(config, args):
     backbone = model.backbone
     flops = {}
     if args.flops:
-        flops['flops_g'] = round(
-            model_flops(TensorForward(model), size)['flops'] / 1e9, 2)
+        flops['flops_g'] = round(model_flops(model, size)['flops'] / 1e9, 2)
     return dict(
         config=osp.basename(config),
         backbone=f'{type(backbone).__name__}({args.arch or "as configured"})',

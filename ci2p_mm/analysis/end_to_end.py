@@ -184,13 +184,14 @@ def prepare_data(args) -> Optional[str]:
     (encoding and training then use the same weights; speed does not
     depend on them), else None (CompressAI's)."""
     try:
-        size = tuple(int(s) for s in args.source_size.lower().split('x'))
-        check_input_size(f'--source-size {args.source_size}', size[::-1])
+        w, h = (int(s) for s in args.source_size.lower().split('x'))
     except ValueError:
         raise UserError(f'--source-size {args.source_size}: give WxH, e.g. '
                         f'300x225.') from None
+    # outside the try: an InputSizeError is a ValueError too
+    check_input_size(f'--source-size {args.source_size}', (h, w))
     os.makedirs(args.data_dir, exist_ok=True)
-    write_jpeg_folder(args.data_dir, args.num_images, size, args.seed)
+    write_jpeg_folder(args.data_dir, args.num_images, (w, h), args.seed)
     if args.codec or not args.no_pretrained:
         return args.codec
     path = osp.join(args.data_dir, 'random_codec_q5.pth')
@@ -339,6 +340,10 @@ def time_training(cfg, args, device_resident=False, name=''):
     return result
 
 
+#: ``--device-latents``: the rows of a latent config (device-resident?).
+RESIDENT = dict(off=(False, ), on=(True, ), both=(False, True))
+
+
 def plan_rows(args, codec):
     """A row per config (and a device-resident one for a latent config
     with ``--device-latents on|both``), its latent store encoded once."""
@@ -347,11 +352,7 @@ def plan_rows(args, codec):
         cfg = prepared_config(path, args, codec)
         latent = configured_store(cfg) is not None
         name = osp.splitext(osp.basename(path))[0]
-        kinds = [False]
-        if latent:
-            kinds = dict(
-                off=[False], on=[True], both=[False,
-                                              True])[args.device_latents]
+        kinds = RESIDENT[args.device_latents] if latent else (False, )
         for resident in kinds:
             row = dict(
                 name=name + (' [device]' if resident else ''),
@@ -365,17 +366,12 @@ def plan_rows(args, codec):
                 n = LatentStore(store).split_record('train')['num_samples']
                 row.update(encode_s=seconds, store=store)
                 if seconds is None:
-                    print(
-                        f'{row["name"]}: kept the store {store} ({n} '
-                        f'training images)',
-                        flush=True)
+                    done = f'kept the store {store} ({n} training images)'
                 else:
                     row['encode_img_s'] = n / seconds
-                    print(
-                        f'{row["name"]}: encoded {n} training images (x2 '
-                        f'views) once in {seconds:.1f} s ({n / seconds:.1f} '
-                        f'img/s)',
-                        flush=True)
+                    done = (f'encoded {n} training images (x2 views) once '
+                            f'in {seconds:.1f} s ({n / seconds:.1f} img/s)')
+                print(f'{row["name"]}: {done}')
             rows.append((row, cfg))
     return rows
 
@@ -402,24 +398,17 @@ def run(args, argv):
                 print(
                     profile.format_summary(
                         f'{row["name"]}, end to end, batch {args.batch_size}',
-                        timing['profile']),
-                    flush=True)
-            print(
-                f'[round {round_index + 1}/{args.rounds}] {row["name"]}: '
-                f'{timing["img_per_s"]:.2f} img/s end to end; median data '
-                f'wait {timing["data_s"]:.3f} s, step '
-                f'{timing["step_s"]:.3f} s per iteration',
-                flush=True)
+                        timing['profile']))
+            print(f'[round {round_index + 1}/{args.rounds}] {row["name"]}: '
+                  f'{timing["img_per_s"]:.2f} img/s end to end; median data '
+                  f'wait {timing["data_s"]:.3f} s, step '
+                  f'{timing["step_s"]:.3f} s per iteration')
             if args.out:  # what is done so far, should a time limit hit
-                write_json(
-                    args.out,
-                    make_report([r for r, _ in rows if r['rounds']],
-                                args,
-                                argv,
-                                partial=True),
-                    quiet=True)
+                done = [r for r, _ in rows if r['rounds']]
+                partial = make_report(done, args, argv, partial=True)
+                write_json(args.out, partial, quiet=True)
     report = make_report([r for r, _ in rows], args, argv)
-    print(report['table'], flush=True)
+    print(report['table'])
     if args.out:
         write_json(args.out, report)
     return report

@@ -25,13 +25,19 @@ def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
 
 
 class _TensorForward(nn.Module):
-    """Runs a classifier's ``forward(x, mode='tensor')`` for tracing."""
+    """Runs a model's tensor path for tracing: a classifier's
+    ``forward(x, mode='tensor')``; ``model._forward(x)`` of an mmdet,
+    mmpose or mmseg model (backbone, neck and head without
+    post-processing, the same call in the three: mmpose's ``forward`` has
+    no ``mode='tensor'`` path without data samples)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, x):
+        if hasattr(self.model, '_forward'):  # mmdet, mmpose, mmseg
+            return self.model._forward(x)
         return self.model(x, mode='tensor')
 
 
@@ -41,8 +47,9 @@ def model_flops(model: nn.Module,
     """FLOPs and parameters of ``model`` for one ``3 x H x W`` image.
 
     ``model`` is an mmpretrain classifier (counted through
-    ``forward(x, mode='tensor')``: backbone, neck and head) or any module
-    taking an image batch.
+    ``forward(x, mode='tensor')``: backbone, neck and head), an mmdet,
+    mmpose or mmseg model (through ``_forward(x)``) or any module taking
+    an image batch.
 
     Returns:
         dict: ``flops``, ``params``, ``attention_flops`` (the part added for

@@ -14,7 +14,7 @@ import argparse
 from mmpretrain.registry import MODELS
 
 from ci2p_mm.utils import load_model_config
-from ci2p_mm.utils.timing import format_table, tool_options
+from ci2p_mm.utils.timing import at_least, format_table, tool_options
 from .flops import model_flops
 from .timing import check_input_size
 
@@ -25,13 +25,13 @@ def parse_args(argv=None):
         parents=[tool_options('configs', '--no-pretrained', '--cfg-options')])
     parser.add_argument(
         '--shape',
-        type=int,
+        type=at_least(1),
         nargs='+',
         metavar=('H', 'W'),
         help='input size H [W] (default 256)')
     parser.add_argument(
         '--sizes',
-        type=int,
+        type=at_least(1),
         nargs='+',
         help='square input sizes for a table, e.g. 256 384')
     parser.add_argument(
@@ -49,8 +49,6 @@ def parse_args(argv=None):
         args.shapes = [tuple((args.shape or [256]) * 2)[:2]]
     flag = '--sizes' if args.sizes else '--shape'
     for h, w in args.shapes:
-        if min(h, w) < 1:
-            parser.error(f'{flag} {h} {w}: sizes must be positive')
         check_input_size(f'{flag} {h} {w}', (h, w))
     return args
 

@@ -36,14 +36,13 @@ STORAGES = ('fp16', 'quantized')
 
 def add_arguments(parser):
     group = parser.add_argument_group('--latent-storage')
-    group.add_argument(
-        '--latent-storage',
+    add = group.add_argument
+    add('--latent-storage',
         action='store_true',
         help='compare latent store formats (see '
         'ci2p_mm/analysis/latent_storage.py); one image '
         'config, data and codec as for --end-to-end')
-    group.add_argument(
-        '--compare',
+    add('--compare',
         type=at_least(1),
         default=32,
         help='images whose tokens are compared with the float32 encoder')
@@ -111,7 +110,7 @@ def run(args, argv):
                 token_max_abs=float(diff.abs().max()),
                 token_max=float(tokens.abs().max()),
                 clipped=sum(json_lines_clipped(store, 'train'))))
-    print(results_table(rows, image_rate, args), flush=True)
+    print(results_table(rows, image_rate, args))
     return rows
 
 

@@ -68,25 +68,21 @@ SYNC_CALLS = ('cudaDeviceSynchronize', 'cudaStreamSynchronize',
 
 def add_arguments(parser):
     group = parser.add_argument_group('--profile, --report-sdpa')
-    group.add_argument(
-        '--profile',
+    add = group.add_argument
+    add('--profile',
         action='store_true',
         help='after timing, profile --profile-steps iterations of every '
         'model with torch.profiler and print a summary (GPU busy/idle '
         'share, top kernels or operators, launch time, data wait, SDPA '
         'kernel); see ci2p_mm/analysis/profile.py')
-    group.add_argument(
-        '--profile-steps', type=int, default=3, help='iterations per profile')
-    group.add_argument(
-        '--profile-top',
+    add('--profile-steps', type=int, default=3, help='iterations per profile')
+    add('--profile-top',
         type=int,
         default=8,
         help='kernels (CUDA) or operators (CPU) listed')
-    group.add_argument(
-        '--profile-trace-dir',
+    add('--profile-trace-dir',
         help='also write each profile as a Chrome trace here')
-    group.add_argument(
-        '--report-sdpa',
+    add('--report-sdpa',
         action='store_true',
         help='say which scaled_dot_product_attention kernel each model '
         'runs (flash, memory-efficient, cuDNN, math), from one profiled '
@@ -107,25 +103,16 @@ def is_annotation(event) -> bool:
 
 def union_us(intervals: Iterable) -> float:
     """Total length of the union of ``(start, end)`` intervals."""
-    total, reach = 0.0, None
-    for start, end in sorted(intervals):
-        if reach is None or start > reach:
-            total += end - start
-            reach = end
-        elif end > reach:
-            total += end - reach
-            reach = end
+    total, reach = 0.0, float('-inf')
+    for start, end in sorted(intervals):  # the part past what is counted
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
     return total
 
 
 def sdpa_kernels(names: Iterable[str]) -> List[str]:
     """The SDPA implementations among operator names, in order seen."""
-    found = []
-    for name in names:
-        kind = SDPA_OPS.get(name)
-        if kind and kind not in found:
-            found.append(kind)
-    return found
+    return list(dict.fromkeys(SDPA_OPS[n] for n in names if n in SDPA_OPS))
 
 
 def summarize(events: EventList,

@@ -52,6 +52,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import List
 
 import timm
@@ -73,23 +74,16 @@ PROBE_TAG = '@@benchmark-probe '
 
 def add_arguments(parser):
     group = parser.add_argument_group('model steps (the default mode)')
-    group.add_argument(
-        '--iters', type=int, default=1, help='steps per timed repeat')
-    group.add_argument(
-        '--mode', choices=['infer', 'train', 'both'], default='both')
-    group.add_argument(
-        '--timm-baseline',
+    add = group.add_argument
+    add('--iters', type=int, default=1, help='steps per timed repeat')
+    add('--mode', choices=['infer', 'train', 'both'], default='both')
+    add('--timm-baseline',
         action='store_true',
         help="add timm's ViT-B/16 at the same input size")
-    group.add_argument(
-        '--no-memory',
+    add('--no-memory',
         action='store_true',
         help='skip the peak-memory subprocesses')
-    group.add_argument('--probe', help=argparse.SUPPRESS)  # internal
-
-
-def modes_of(args):
-    return ['infer', 'train'] if args.mode == 'both' else [args.mode]
+    add('--probe', help=argparse.SUPPRESS)  # internal
 
 
 def takes_latents(model_cfg) -> bool:
@@ -168,20 +162,14 @@ def build_bench(name: str, cfg, source: str, args) -> Bench:
         images = torch.randn((args.batch_size, LATENT_CHANNELS, side, side),
                              generator=generator).half()
     else:
+        shape = (args.batch_size, 3, args.img_size, args.img_size)
         images = torch.randint(
-            0,
-            256, (args.batch_size, 3, args.img_size, args.img_size),
-            dtype=torch.uint8,
-            generator=generator)
+            0, 256, shape, dtype=torch.uint8, generator=generator)
     labels = torch.randint(0, 10, (args.batch_size, ), generator=generator)
+    samples = [DataSample().set_gt_label(int(i)) for i in labels]
     with torch.no_grad():
         data = model.data_preprocessor(
-            dict(
-                inputs=images,
-                data_samples=[
-                    DataSample().set_gt_label(int(i)) for i in labels
-                ]),
-            training=True)
+            dict(inputs=images, data_samples=samples), training=True)
     inputs = data['inputs']
     if args.channels_last and not is_ci2p_backbone(cfg.model.get('backbone')):
         inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -205,7 +193,7 @@ def run_probe(args):
         result['peak_bytes'] -= rss_before
         result['how'] += ' - RSS before build'
         result['model_rss_bytes'] = rss_model
-    print(PROBE_TAG + json.dumps(result), flush=True)
+    print(PROBE_TAG + json.dumps(result))
 
 
 def measure_memory(args, argv, index, mode):
@@ -216,7 +204,7 @@ def measure_memory(args, argv, index, mode):
         if line.startswith(PROBE_TAG):
             return json.loads(line[len(PROBE_TAG):])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-    print('  memory probe failed: ' + ' | '.join(tail), flush=True)
+    print('  memory probe failed: ' + ' | '.join(tail))
     return None
 
 
@@ -250,7 +238,7 @@ def profile_step(bench, mode, args, texts):
     if args.report_sdpa:
         entry['sdpa'] = profile.report_sdpa(lambda: bench.step(mode))
         texts.append(f'SDPA {bench.name} {mode}: {", ".join(entry["sdpa"])}')
-        print(texts[-1], flush=True)
+        print(texts[-1])
     if args.profile:
         entry['profile'] = profile.profile_iterations(lambda: bench.step(mode),
                                                       args, bench.name,
@@ -259,14 +247,14 @@ def profile_step(bench, mode, args, texts):
             profile.format_summary(
                 f'{bench.name} {mode}, batch {args.batch_size}',
                 entry['profile']))
-        print(texts[-1], flush=True)
+        print(texts[-1])
     return entry
 
 
 def run(args, argv):
     torch.manual_seed(args.seed)
     warn_slow_cpu_amp(args)
-    modes = modes_of(args)
+    modes = ['infer', 'train'] if args.mode == 'both' else [args.mode]
     meta = dict(
         date=datetime.datetime.now().isoformat(timespec='seconds'),
         **report_settings(args, argv),
@@ -295,32 +283,20 @@ def run(args, argv):
         benches.append(build_bench(*entry, args))
         print(
             f'built {benches[-1].name} ({benches[-1].num_params / 1e6:.1f} M '
-            f'params) in {time.perf_counter() - start:.1f}s',
-            flush=True)
+            f'params) in {time.perf_counter() - start:.1f}s')
 
     def report(key, index, seconds, other):
         tag = (f'warm-up {index + 1}/{args.warmup}' if index < args.warmup else
                f'repeat {index - args.warmup + 1}/{args.repeats}')
         busy = '' if other is None else f'  (others: {other:.2f} cores)'
-        print(
-            f'[{tag}] {key[0].name:<34} {key[1]:<5} {seconds:7.3f} s/step  '
-            f'{args.batch_size / seconds:7.2f} img/s{busy}',
-            flush=True)
+        print(f'[{tag}] {key[0].name:<34} {key[1]:<5} {seconds:7.3f} s/step  '
+              f'{args.batch_size / seconds:7.2f} img/s{busy}')
 
     keys = [(b, m) for b in benches for m in modes]
-    timings = interleave({
-        (b, m): lambda b=b, m=m: b.step(m)
-        for b, m in keys
-    },
-                         args.repeats,
-                         args.warmup,
-                         args.iters,
-                         args.batch_size,
-                         setups={
-                             (b, m): lambda b=b, m=m: b.prepare(m)
-                             for b, m in keys
-                         },
-                         report=report)
+    steps = {(b, m): partial(b.step, m) for b, m in keys}
+    setups = {(b, m): partial(b.prepare, m) for b, m in keys}
+    timings = interleave(steps, args.repeats, args.warmup, args.iters,
+                         args.batch_size, setups, report)
     meta['loadavg_end'] = loadavg()
     measured = [
         c for t in timings.values() for c in t.other_cores if c is not None
@@ -347,29 +323,24 @@ def run(args, argv):
             row.update(profile_step(bench, mode, args, texts))
             if args.memory == 'in-process':
                 row['memory'] = in_process_peak(bench, mode)
-    del benches, bench, keys  # free the models before the memory probes
+    # free the models (the statements hold them) before the memory probes
+    del benches, bench, keys, steps, setups
     if args.memory == 'probe':
         for index, row in enumerate(results):
             for mode in modes:
-                print(
-                    f'[memory] {row["name"]} {mode} (fresh process)',
-                    flush=True)
+                print(f'[memory] {row["name"]} {mode} (fresh process)')
                 row[mode]['memory'] = measure_memory(args, argv, index, mode)
     meta['loadavg_after_memory'] = loadavg()
 
     table = results_table(results, modes, args)
-    print(table, flush=True)
-    print(
-        f'load average: start {meta["loadavg_start"]}, end of timing '
-        f'{meta["loadavg_end"]}',
-        flush=True)
+    print(table)
+    print(f'load average: start {meta["loadavg_start"]}, end of timing '
+          f'{meta["loadavg_end"]}')
     if 'other_cores_mean' in meta:
-        print(
-            f'other processes during timed steps: '
-            f'{meta["other_cores_mean"]:.2f} cores on average, '
-            f'{meta["other_cores_max"]:.2f} at most (of '
-            f'{os.cpu_count()})',
-            flush=True)
+        print(f'other processes during timed steps: '
+              f'{meta["other_cores_mean"]:.2f} cores on average, '
+              f'{meta["other_cores_max"]:.2f} at most (of '
+              f'{os.cpu_count()})')
     report = dict(
         meta=meta, results=results, table=table, profile_text='\n'.join(texts))
     if args.out:

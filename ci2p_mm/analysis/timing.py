@@ -246,11 +246,9 @@ def print_header(args, settings: str) -> list:
     """The run's first line: machine, torch, threads, ``settings``, load
     average; returns the load average."""
     load = loadavg()
-    print(
-        f'# {describe_machine(args.device)}, torch {torch.__version__}, '
-        f'{torch.get_num_threads()} threads, {settings}; load average '
-        f'{load}',
-        flush=True)
+    print(f'# {describe_machine(args.device)}, torch {torch.__version__}, '
+          f'{torch.get_num_threads()} threads, {settings}; load average '
+          f'{load}')
     return load
 
 
@@ -266,12 +264,10 @@ def warn_slow_cpu_amp(args):
     except (AttributeError, RuntimeError):
         return
     if not native:
-        print(
-            f'WARNING: this CPU has no native {args.amp} support in oneDNN '
-            f'(capability {torch.backends.cpu.get_cpu_capability()}): '
-            f'{args.amp} convolutions fall back to reference kernels, '
-            'often 10-300x slower than fp32.',
-            flush=True)
+        print(f'WARNING: this CPU has no native {args.amp} support in oneDNN '
+              f'(capability {torch.backends.cpu.get_cpu_capability()}): '
+              f'{args.amp} convolutions fall back to reference kernels, '
+              'often 10-300x slower than fp32.')
 
 
 def report_settings(args, argv) -> dict:
