@@ -16,7 +16,8 @@ from mmpretrain.registry import MODELS
 from test_hybrids import TINY_CROSSVIT, TINY_CVT, TINY_MOBILE_FORMER
 from torch.nn.modules.batchnorm import _BatchNorm
 
-import ci2p_mm.models  # noqa: F401  (registers everything)
+import ci2p_mm.codec.model  # noqa: F401  (registers RateDistortionCodec)
+import ci2p_mm.models  # noqa: F401  (registers everything else)
 
 NO_DOWNLOAD = dict(pretrained=False)
 
@@ -33,6 +34,7 @@ SMALL = {
     'CI2PSimplePyramid': dict(in_channels=32),
     'CI2PDataPreprocessor': dict(),
     'LatentDataPreprocessor': dict(),
+    'RateDistortionCodec': dict(quality=1),
 }
 
 #: Settings that freeze parts of a backbone during training.
