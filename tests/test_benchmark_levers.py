@@ -225,6 +225,7 @@ def tiny_config(tmp_path, base):
     return str(path)
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_step_sweep_profile_sdpa_and_lever_table(tmp_path):
     """One in-process sweep over two batch sizes of ViT/16, CI2P-ViT and
     CI2P-ViT from latents (random fp16 latents), with profiles, the SDPA

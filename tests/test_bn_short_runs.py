@@ -116,6 +116,7 @@ def toy_data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_short_toy_run_evaluates_as_its_batch_statistics(tmp_path, toy_data):
     """20 iterations of the demo's config (tiny ViT, random codec). Without
     the hook the running variances were 480 to 1.4 million times the

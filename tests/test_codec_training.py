@@ -128,6 +128,7 @@ def test_checkpoint_of_another_quality_is_refused(trained_codec):
         build_codec('bmshj2018-factorized', 4, pretrained=final)
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_resume_continues_the_iteration_count(trained_codec, codec_images,
                                               tmp_path):
     work_dir, _ = trained_codec

@@ -171,6 +171,7 @@ def test_cvt_default_is_the_authors_function_and_each_option_matters(
         assert (logits(model, ref.input) - ref.logits).abs().max() > 100 * ATOL
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_cvt_matches_transformers_with_gelu(tmp_path):
     """transformers' CvtForImageClassification (a CvT-13 by its default
     config) runs the same weights with GELU: act_cfg=GELU reproduces it."""
@@ -251,6 +252,7 @@ def test_another_variant_is_refused_naming_what_does_not_fit(tmp_path):
     assert dst.read_bytes() == b'previous file'
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_crossvit_384px_models_are_refused(tmp_path):
     """IBM's *_384 files: position embeddings for 408 / 384 px."""
     ibm = dict(Reference('crossvit-9-dagger').state_dict)
@@ -397,6 +399,7 @@ def imagenet_val(tmp_path_factory):
     return str(root)
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_inferencer_and_test_tool_with_the_converted_file(
         converted, imagenet_val, tmp_path):
     """The smallest real variant through mmpretrain's inferencer and

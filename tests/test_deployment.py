@@ -237,6 +237,7 @@ def test_normalization_in_graph_takes_rgb_pixels(tmp_path):
     assert json.loads(meta['input_mean']) == [123.675, 116.28, 103.53]
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_dynamo_exporter_matches_too(tmp_path):
     result = export_family(
         'ci2p_vit',

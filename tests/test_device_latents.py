@@ -116,6 +116,7 @@ def assert_same_batches(reference, device, epochs=(0, 1)):
     return count
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_device_batches_equal_dataloader_batches(configs):
     _, latent = configs
     reference, device = both_loaders(latent, seed=3)
@@ -148,6 +149,7 @@ def test_device_loader_resumes_inside_an_epoch(configs):
                 ] == [s.metainfo for s in b['data_samples']]
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_quantized_store_gives_the_same_float_batches(configs, tmp_path):
     _, latent = configs
     store = encode(

@@ -447,6 +447,7 @@ def test_publish_refuses_config_values_that_are_code(planted, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_every_shipped_config_survives_as_data():
     """What publish keeps of a config reads back, through mmengine, as the
     same config: no shipped config needs code to be described."""
@@ -742,6 +743,7 @@ def decode_peak_ratio(path):
 
 
 @pytest.mark.parametrize('mode', ['RGBA', 'I;16'])
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_decode_memory_stays_within_its_bound(tmp_path, mode):
     """Flat 36 MP PNGs of 0.2 MB. Was: 6.7 (RGBA composited at full size)
     and 6.3 (16-bit grey through int64) times the RGB result; the bound in

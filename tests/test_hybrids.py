@@ -364,6 +364,7 @@ def train_tool():
     'configs/crossvit/crossvit-s_1xb128-adam-300e_animals10.py',
     'configs/mobile_former/mobile-former-508m_1xb128-adam-300e_animals10.py',
 ])
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_train_tool_runs_an_epoch(base, tmp_path, toy_animals10, train_tool):
     """tools/train.py (in this process: its main()) on generated data."""
     backbone, head = TINY[family(osp.relpath(base, 'configs'))]

@@ -234,6 +234,7 @@ def test_deleted_images_keep_their_latents(store):
     assert len(dataset) == 20 and dataset[0]['inputs'].shape == (192, 4, 4)
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_latents_beyond_fp16_are_refused_then_stored_as_fp32(
         pristine, codec_file, tmp_path):
     root = str(tmp_path / 'data')

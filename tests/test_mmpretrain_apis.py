@@ -161,6 +161,7 @@ def test_parent_init_cfg_does_not_overwrite_fetched_codec(fake_zoo):
                        codec.g_a[0].weight)
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_training_offline_fails_at_once_but_fine_tuning_works(
         checkpoint, fake_zoo, tmp_path):
     config, ckpt, _ = checkpoint
@@ -285,6 +286,7 @@ def nan_head(checkpoint):
     checkpoint['state_dict']['head.fc.bias'][:2] = float('inf')
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_nan_weights_are_refused_by_every_reader(checkpoint, tmp_path):
     """Was: tools/test.py scored an all-NaN head top-1 0 (exit 0), the demo
     and get_model predicted NaN, publish_model passed the file on. Now

@@ -135,6 +135,7 @@ optim_wrapper = dict(optimizer=dict(lr=1e12))
 """
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_lowering_the_lr_and_resuming_recovers(tmp_path, capsys):
     """The advised recovery, as a user follows it: the run diverges in
     epoch 2 (nothing of it saved), the message's command with a lower

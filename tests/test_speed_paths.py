@@ -292,6 +292,7 @@ def test_torch_compile_traces_the_model():
     assert model.head.fc.weight.grad is not None
 
 
+@pytest.mark.slow  # end to end (pytest.ini)
 def test_runner_compile_keeps_names_and_refuses_bad_settings():
     """``cfg.compile``: CI2PRunner compiles the model (``Module.compile``:
     no ``_orig_mod.`` prefix), not mmengine's ``train_step``."""
