@@ -466,3 +466,19 @@ def test_jpeg_folder_is_the_same_for_any_process_count(tmp_path, monkeypatch):
     for rel in files:
         assert (tmp_path / 'one' / rel).read_bytes() == (tmp_path / 'pool' /
                                                          rel).read_bytes()
+
+
+@pytest.mark.parametrize('size', ['0x0', '80x-1', '80', 'axb'])
+def test_end_to_end_source_size_must_be_positive(size, tmp_path):
+    """A --source-size that is not WxH of positive numbers is named before
+    any image is written (0x0 reached Pillow's ValueError)."""
+    from ci2p_mm.analysis.end_to_end import prepare_data
+    from ci2p_mm.utils.errors import UserError
+    args = benchmark.parse_args([
+        '--end-to-end', 'configs/vit_b16_animals10.py', '--source-size', size,
+        '--data-dir',
+        str(tmp_path / 'data')
+    ])
+    with pytest.raises(UserError, match=f'--source-size {size}: give WxH'):
+        prepare_data(args)
+    assert not (tmp_path / 'data').exists()

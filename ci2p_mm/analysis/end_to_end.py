@@ -185,9 +185,11 @@ def prepare_data(args) -> Optional[str]:
     depend on them), else None (CompressAI's)."""
     try:
         w, h = (int(s) for s in args.source_size.lower().split('x'))
+        if min(w, h) < 1:
+            raise ValueError
     except ValueError:
-        raise UserError(f'--source-size {args.source_size}: give WxH, e.g. '
-                        f'300x225.') from None
+        raise UserError(f'--source-size {args.source_size}: give WxH of '
+                        f'positive whole numbers, e.g. 300x225.') from None
     # outside the try: an InputSizeError is a ValueError too
     check_input_size(f'--source-size {args.source_size}', (h, w))
     os.makedirs(args.data_dir, exist_ok=True)
