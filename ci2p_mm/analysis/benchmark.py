@@ -229,10 +229,6 @@ def run(argv=None):
     """Run what ``argv`` asks for (a mode, or a sweep of it); return the
     report."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Progress lines reach a pipe (a log, a job with a time limit) as they
-    # are printed, not at exit.
-    if hasattr(sys.stdout, 'reconfigure'):
-        sys.stdout.reconfigure(line_buffering=True)
     args = parse_args(argv)
     if args.batch_sizes and not args.probe:
         return sweep(args, argv)

@@ -11,7 +11,8 @@ package; the script under ``tools/`` is a shim of a few lines::
 
 :func:`run` turns a :class:`~ci2p_mm.utils.errors.UserError` into one line
 ``<script>: error: <message>`` and exit status 2 (argparse's status for a
-usage error), and ``main``'s return value into the exit status.
+usage error), and ``main``'s return value into the exit status; standard
+output is line-buffered, so progress reaches a pipe as it is printed.
 """
 import os.path as osp
 import sys
@@ -28,6 +29,10 @@ def run(main: Callable[[Optional[List[str]]], Optional[int]],
     """Call ``main(argv)`` and exit with its status; one line per user
     error."""
     prog = osp.basename(sys.argv[0]) if sys.argv and sys.argv[0] else 'ci2p'
+    # Progress lines reach a pipe (a log, a job with a time limit, the
+    # demo) as they are printed, not at exit.
+    if hasattr(sys.stdout, 'reconfigure'):
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         status = main(argv)
     except UserError as err:
