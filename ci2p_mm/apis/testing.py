@@ -6,15 +6,15 @@ Prints the metrics as mmpretrain does (``accuracy/top1: ...``).
 """
 import argparse
 import os.path as osp
-import pickle
 
+import mmengine
 from mmengine.evaluator import DumpResults
 
 from ci2p_mm.engine import (build_runner, close_distributed, configure_tta,
                             merge_runner_args, parse_runner_args)
 from ci2p_mm.utils import read_config
 from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.io import check_output_path, write_bytes_atomically
+from ci2p_mm.utils.io import check_output_path
 
 
 def parse_args(argv=None):
@@ -64,7 +64,7 @@ def test(argv=None) -> dict:
     metrics = runner.test()
     close_distributed()
     if args.out and args.out_item == 'metrics':
-        write_bytes_atomically(args.out, pickle.dumps(metrics, protocol=2))
+        mmengine.dump(metrics, args.out)  # through AtomicLocalBackend
     return metrics
 
 

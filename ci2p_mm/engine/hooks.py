@@ -24,8 +24,7 @@ class AtomicLocalBackend(LocalBackend):
 
     Registered as mmengine's backend of local paths (``prefixes=''``), so
     every checkpoint that any runner saves into a local folder, and every
-    ``mmengine.dump`` there, is written atomically without ``backend_args``
-    (``backend_args=dict(backend='ci2p_atomic_local')`` names it too)."""
+    ``mmengine.dump`` there, is written atomically without ``backend_args``."""
 
     def put(self, obj: bytes, filepath) -> None:
         write_bytes_atomically(str(filepath), obj)
@@ -35,7 +34,6 @@ class AtomicLocalBackend(LocalBackend):
 
 
 register_backend('local', AtomicLocalBackend, force=True, prefixes='')
-register_backend('ci2p_atomic_local', AtomicLocalBackend, force=True)
 
 
 @HOOKS.register_module()
