@@ -8,6 +8,7 @@ shims themselves.
 """
 import os
 import os.path as osp
+import pickle
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from _reliability import make_toy_data, small_tmpfs, write_config
 import ci2p_mm.apis.testing as test_api
 import ci2p_mm.apis.training as train_api
 from ci2p_mm.model_converters import cvt
+from ci2p_mm.utils import read_config
 from ci2p_mm.utils.cli import run
 
 
@@ -59,6 +61,16 @@ def test_missing_and_broken_configs(tmp_path, capsys):
     latin1.write_bytes(b"# caf\xe9\nx = 1\n")
     assert refusal(train_api.main, [str(latin1)],
                    capsys) == (f'Config {latin1}: not UTF-8 text (byte 5).')
+
+
+def test_a_base_list_that_is_an_expression_reads(tmp_path):
+    """A ``_base_`` that mmengine reads but that is not a plain literal is
+    not the file-and-line check's business (it raised TypeError)."""
+    (tmp_path / 'base.py').write_text('x = 1\n')
+    child = tmp_path / 'child.py'
+    child.write_text("_base_ = ['base.py'] + []\ny = 2\n")
+    cfg = read_config(str(child))
+    assert (cfg.x, cfg.y) == (1, 2)
 
 
 @pytest.mark.parametrize('split', ['train', 'val', 'test'])
@@ -117,6 +129,24 @@ def test_test_tool_out_that_is_a_folder_or_the_checkpoint(
                       [config, str(ckpt), '--out',
                        str(ckpt), *work], capsys)
     assert message.startswith(f'--out {ckpt} is the input {ckpt} ')
+
+
+def test_test_tool_writes_its_metrics_to_out(tiny, tmp_path):
+    """``--out-item metrics``: the pickle holds what the test returned
+    (written by mmengine.dump through the atomic local backend)."""
+    _, config = tiny
+    work = str(tmp_path / 'work')
+    train_api.train([config, '--work-dir', work])
+    out = tmp_path / 'metrics.pkl'
+    metrics = test_api.test([
+        config,
+        osp.join(work, 'epoch_1.pth'), '--work-dir', work, '--out',
+        str(out), '--out-item', 'metrics'
+    ])
+    with open(out, 'rb') as f:
+        assert pickle.load(f) == metrics
+    assert 'accuracy/top1' in metrics
+    assert not [p for p in os.listdir(tmp_path) if 'ci2p-tmp' in p]
 
 
 def test_converter_destination_folder(tmp_path, capsys):

@@ -48,11 +48,15 @@ def read_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     naming the file and line; mmengine reports a syntax error as ``File
     "<unknown>"``.
     """
+    problems = (OSError, UnicodeDecodeError, SyntaxError)
     try:
-        _parse_with_bases(path)
         with known_warnings_silenced():  # mmengine reads mmpretrain:: bases
             cfg = Config.fromfile(path)
-    except (OSError, UnicodeDecodeError, SyntaxError) as err:
+    except problems as err:
+        try:  # the file and line that mmengine's error lost
+            _parse_with_bases(path)
+        except problems as precise:
+            err = precise
         raise ConfigError(f'Config {path}: {_config_problem(path, err)}.')
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -66,7 +70,9 @@ def _parse_with_bases(path: str) -> None:
         text = f.read().decode('utf-8')
     ast.parse(text, path)
     bases = read_config_text(text).get('_base_', [])
-    for base in [bases] if isinstance(bases, str) else bases:
+    if not isinstance(bases, (list, tuple)):  # a name, or not a literal
+        bases = [bases] if isinstance(bases, str) else []
+    for base in bases:
         local = osp.join(osp.dirname(path), str(base))
         if '::' not in str(base) and osp.isfile(local):
             _parse_with_bases(local)
