@@ -53,7 +53,6 @@ from ci2p_mm.datasets.seeds import first_uniforms
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import size_text
 from .dataset import LatentDataset, LoadLatent, no_flipped_latents
-from .store import LatentStoreError
 
 #: Share of the device's free memory the store may take by default; the
 #: rest is for training (CI2P-ViT-B's peak at batch 128 in bf16 is ~4.7 GB).
@@ -203,10 +202,7 @@ class DeviceLatentLoader:
                 finite = torch.isfinite(target).flatten(1).all(1)
                 if not bool(finite.all()):
                     bad = first + int((~finite).nonzero()[0]) // views
-                    raise LatentStoreError(
-                        f'Sample {bad} of the latent store {store.root}, '
-                        f'split {split!r}, holds NaN/Inf values: the store is '
-                        f'damaged. {store.reencode_advice(split)}')
+                    raise store.damaged_sample(split, bad)
         print_log(
             f'device_resident: {num} samples x {views} view(s) of the latent '
             f'store {store.root} (split {split!r}, {size_text(size)}) '
