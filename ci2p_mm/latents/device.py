@@ -253,13 +253,10 @@ class DeviceLatentLoader:
         # Unseeded draws (a sampler without seeds), as LoadLatent draws.
         return np.random.rand(len(indices)) < self.flip_prob
 
-    def collate(self,
-                indices: Sequence[int],
-                flips: Optional[np.ndarray] = None) -> Dict[str, object]:
+    def collate(self, indices: Sequence[int],
+                flips: np.ndarray) -> Dict[str, object]:
         """The batch of the drawn ``indices`` (ints or ``SeededIndex``)
-        with their flips (default: :meth:`flips`)."""
-        if flips is None:
-            flips = self.flips(indices)
+        with their flips (:meth:`flips`)."""
         samples, rows = [], np.empty(len(indices), dtype=np.int64)
         for pos, (drawn, flip) in enumerate(zip(indices, flips.tolist())):
             index, skipped = self._readable(int(drawn))

@@ -81,11 +81,13 @@ def encoding_pipeline(pipeline: List[dict], split: str) -> Tuple[list, bool]:
     as a second view, so it must come after the resizing.
     """
     names = [_type_name(t) for t in pipeline]
+    flips = False
     for pos, (name, transform) in enumerate(zip(names, pipeline)):
-        if name == 'RandomFlip' and (
-                transform.get('direction', 'horizontal') != 'horizontal'
-                or not isinstance(transform.get('prob', 0.5), (int, float))
-                or set(names[pos + 1:]) - {'PackInputs'}):
+        prob = transform.get('prob', 0.5)
+        if name == 'RandomFlip' and (transform.get(
+                'direction', 'horizontal') != 'horizontal'
+                                     or not isinstance(prob, (int, float))
+                                     or set(names[pos + 1:]) - {'PackInputs'}):
             raise LatentConfigError(
                 f'The {split} pipeline has {transform}: latents store an '
                 f'image and its horizontal flip, so only '
@@ -97,11 +99,8 @@ def encoding_pipeline(pipeline: List[dict], split: str) -> Tuple[list, bool]:
                 f'fixed image per file (plus its horizontal flip), so only '
                 f'{", ".join(FIXED_TRANSFORMS)} and RandomFlip can be '
                 f'encoded. Train from images for random augmentation.')
-    flips = [
-        t.get('prob', 0.5) > 0 for t in pipeline
-        if _type_name(t) == 'RandomFlip'
-    ]
-    return [t for t in pipeline if _type_name(t) != 'RandomFlip'], any(flips)
+        flips = flips or (name == 'RandomFlip' and prob > 0)
+    return [t for t, n in zip(pipeline, names) if n != 'RandomFlip'], flips
 
 
 def image_datasets(cfg: Config) -> Dict[str, dict]:
