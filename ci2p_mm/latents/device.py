@@ -169,9 +169,6 @@ class DeviceLatentLoader:
                 ori_shape=shape,
                 gt_label=format_label(info['gt_label'])) for info in infos
         ]
-        self.latent_index = np.array(
-            [info['latent_index'] for info in self.infos], dtype=np.int64)
-        self.bad = np.array([bool(info['bad_reason']) for info in self.infos])
 
     def _load(self, store, split: str, fraction: float) -> torch.Tensor:
         array = store.array(split)
@@ -231,15 +228,14 @@ class DeviceLatentLoader:
         ``skip_bad_images`` in training the next readable one (and the
         files skipped), as ``SkipBadImagesMixin`` does."""
         dataset = self.dataset
-        if self.bad[index] and dataset.skip_bad_images and \
-                not dataset.for_evaluation:
+        if dataset.skip_bad_images and not dataset.for_evaluation:
             return next_readable(index, len(dataset), self._checked,
                                  type(dataset).__name__)
         return self._checked(index), []
 
     def _checked(self, index: int) -> int:
-        if self.bad[index]:
-            info = self.infos[index]
+        info = self.infos[index]
+        if info['bad_reason']:
             raise BadImageError(info['img_path'], info['bad_reason'])
         return index
 
@@ -260,7 +256,8 @@ class DeviceLatentLoader:
         samples, rows = [], np.empty(len(indices), dtype=np.int64)
         for pos, (drawn, flip) in enumerate(zip(indices, flips.tolist())):
             index, skipped = self._readable(int(drawn))
-            rows[pos] = self.latent_index[index] * self.num_views + flip
+            latent_index = self.infos[index]['latent_index']
+            rows[pos] = latent_index * self.num_views + flip
             # What LoadLatent gives PackInputs, but the latent.
             results = dict(self.infos[index], flip=flip)
             if flip:
