@@ -460,6 +460,13 @@ def encode(cfg: Config,
     if storage not in STORAGES:
         raise LatentStoreError(f'storage={storage!r}: choose one of '
                                f'{sorted(STORAGES)}.')
+    # Checked before anything is written: chunk_size=0 would be recorded.
+    for name, value, least in (('batch_size', batch_size, 1), ('chunk_size',
+                                                               chunk_size, 1),
+                               ('num_workers', num_workers, 0)):
+        if value < least:
+            raise LatentStoreError(f'{name}={value}: must be at least {least} '
+                                   f'(--{name.replace("_", "-")}).')
     encoder = CodecEncoder(cfg, device or get_device())
     found = image_datasets(cfg)
     missing = sorted(set(splits or ()) - set(found))
