@@ -23,7 +23,8 @@ from mmpretrain.registry import DATASETS
 from PIL import Image
 
 from ci2p_mm.codec import build_codec
-from ci2p_mm.latents import LatentStore, LatentStoreError, encode
+from ci2p_mm.latents import (LatentStore, LatentStoreError,
+                             build_device_latent_loader, encode)
 from ci2p_mm.utils import read_config
 from ci2p_mm.utils.io import load_torch_file, save_atomic
 
@@ -121,6 +122,13 @@ def test_non_finite_values_are_refused_when_read(store):
     del array
     message = refused(config, 'Sample 3', 'NaN/Inf', root, '--overwrite')
     assert 'encode_latents.py' in message
+    # The device-resident loader checks the whole store once, with the
+    # same message.
+    with pytest.raises(LatentStoreError) as err:
+        build_device_latent_loader(read_config(config).val_dataloader, 'cpu')
+    for pattern in ('Sample 3 of the latent store', 'NaN/Inf', root,
+                    '--splits val --overwrite'):
+        assert pattern in str(err.value), err.value
 
 
 def test_an_array_that_contradicts_the_record_is_refused(store):

@@ -374,4 +374,17 @@ def test_wrong_inputs_are_refused(encoded):
             ConfigDict(type='RandomFlip', prob=0.5),
             dict(type='Resize', scale=64)
         ], 'train')
+    resize_flip = [
+        dict(type='Resize', scale=64),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PackInputs')
+    ]
+    assert encoding_pipeline(resize_flip,
+                             'train') == ([resize_flip[0],
+                                           resize_flip[2]], True)
+    resize_flip[1]['prob'] = 0
+    assert encoding_pipeline(resize_flip, 'train')[1] is False
+    for option in ('batch_size', 'chunk_size', 'num_workers'):
+        with pytest.raises(LatentStoreError, match=f'{option}=-1: must be'):
+            encode_module.encode(read_config(latent), **{option: -1})
     json.dumps(LatentStore(encoded[2]).record)  # plain JSON

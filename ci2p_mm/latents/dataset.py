@@ -183,20 +183,15 @@ class LoadLatent(BaseTransform):
     def transform(self, results: dict) -> dict:
         views = results.pop('latent_views')
         names = results.pop('latent_view_names')
-        store = results.pop('latent_store', None)
-        split = results.pop('latent_split', None)
+        store = results.pop('latent_store')
+        split = results.pop('latent_split')
         flip = bool(self.flip_prob) and np.random.rand() < self.flip_prob
         if flip and 'hflip' not in names:
             raise no_flipped_latents()
         view = np.array(views[names.index('hflip' if flip else 'original')])
         if view.dtype.kind == 'f' and not np.isfinite(view).all():
-            where = ('' if store is None else
-                     f' of the latent store {store.root}, split {split!r}')
-            raise LatentStoreError(
-                f'Sample {results.get("latent_index")} '
-                f'({results.get("img_path")}){where} holds NaN/Inf values: '
-                f'the store is damaged. ' + (store.reencode_advice(
-                    split) if store is not None else 'Re-encode it.'))
+            raise store.damaged_sample(split, results.get('latent_index'),
+                                       results.get('img_path'))
         latent = torch.from_numpy(view)
         # fp16 as stored; int8 to float32 (torch's CPU conversion to fp16
         # is ~40x slower than to fp32, which the batch becomes anyway)

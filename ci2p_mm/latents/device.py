@@ -53,7 +53,6 @@ from ci2p_mm.datasets.seeds import first_uniforms
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import size_text
 from .dataset import LatentDataset, LoadLatent, no_flipped_latents
-from .store import LatentStoreError
 
 #: Share of the device's free memory the store may take by default; the
 #: rest is for training (CI2P-ViT-B's peak at batch 128 in bf16 is ~4.7 GB).
@@ -170,9 +169,6 @@ class DeviceLatentLoader:
                 ori_shape=shape,
                 gt_label=format_label(info['gt_label'])) for info in infos
         ]
-        self.latent_index = np.array(
-            [info['latent_index'] for info in self.infos], dtype=np.int64)
-        self.bad = np.array([bool(info['bad_reason']) for info in self.infos])
 
     def _load(self, store, split: str, fraction: float) -> torch.Tensor:
         array = store.array(split)
@@ -203,10 +199,7 @@ class DeviceLatentLoader:
                 finite = torch.isfinite(target).flatten(1).all(1)
                 if not bool(finite.all()):
                     bad = first + int((~finite).nonzero()[0]) // views
-                    raise LatentStoreError(
-                        f'Sample {bad} of the latent store {store.root}, '
-                        f'split {split!r}, holds NaN/Inf values: the store is '
-                        f'damaged. {store.reencode_advice(split)}')
+                    raise store.damaged_sample(split, bad)
         print_log(
             f'device_resident: {num} samples x {views} view(s) of the latent '
             f'store {store.root} (split {split!r}, {size_text(size)}) '
@@ -235,15 +228,14 @@ class DeviceLatentLoader:
         ``skip_bad_images`` in training the next readable one (and the
         files skipped), as ``SkipBadImagesMixin`` does."""
         dataset = self.dataset
-        if self.bad[index] and dataset.skip_bad_images and \
-                not dataset.for_evaluation:
+        if dataset.skip_bad_images and not dataset.for_evaluation:
             return next_readable(index, len(dataset), self._checked,
                                  type(dataset).__name__)
         return self._checked(index), []
 
     def _checked(self, index: int) -> int:
-        if self.bad[index]:
-            info = self.infos[index]
+        info = self.infos[index]
+        if info['bad_reason']:
             raise BadImageError(info['img_path'], info['bad_reason'])
         return index
 
@@ -257,17 +249,15 @@ class DeviceLatentLoader:
         # Unseeded draws (a sampler without seeds), as LoadLatent draws.
         return np.random.rand(len(indices)) < self.flip_prob
 
-    def collate(self,
-                indices: Sequence[int],
-                flips: Optional[np.ndarray] = None) -> Dict[str, object]:
+    def collate(self, indices: Sequence[int],
+                flips: np.ndarray) -> Dict[str, object]:
         """The batch of the drawn ``indices`` (ints or ``SeededIndex``)
-        with their flips (default: :meth:`flips`)."""
-        if flips is None:
-            flips = self.flips(indices)
+        with their flips (:meth:`flips`)."""
         samples, rows = [], np.empty(len(indices), dtype=np.int64)
         for pos, (drawn, flip) in enumerate(zip(indices, flips.tolist())):
             index, skipped = self._readable(int(drawn))
-            rows[pos] = self.latent_index[index] * self.num_views + flip
+            latent_index = self.infos[index]['latent_index']
+            rows[pos] = latent_index * self.num_views + flip
             # What LoadLatent gives PackInputs, but the latent.
             results = dict(self.infos[index], flip=flip)
             if flip:

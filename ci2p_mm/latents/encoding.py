@@ -81,11 +81,13 @@ def encoding_pipeline(pipeline: List[dict], split: str) -> Tuple[list, bool]:
     as a second view, so it must come after the resizing.
     """
     names = [_type_name(t) for t in pipeline]
+    flips = False
     for pos, (name, transform) in enumerate(zip(names, pipeline)):
-        if name == 'RandomFlip' and (
-                transform.get('direction', 'horizontal') != 'horizontal'
-                or not isinstance(transform.get('prob', 0.5), (int, float))
-                or set(names[pos + 1:]) - {'PackInputs'}):
+        prob = transform.get('prob', 0.5)
+        if name == 'RandomFlip' and (transform.get(
+                'direction', 'horizontal') != 'horizontal'
+                                     or not isinstance(prob, (int, float))
+                                     or set(names[pos + 1:]) - {'PackInputs'}):
             raise LatentConfigError(
                 f'The {split} pipeline has {transform}: latents store an '
                 f'image and its horizontal flip, so only '
@@ -97,11 +99,8 @@ def encoding_pipeline(pipeline: List[dict], split: str) -> Tuple[list, bool]:
                 f'fixed image per file (plus its horizontal flip), so only '
                 f'{", ".join(FIXED_TRANSFORMS)} and RandomFlip can be '
                 f'encoded. Train from images for random augmentation.')
-    flips = [
-        t.get('prob', 0.5) > 0 for t in pipeline
-        if _type_name(t) == 'RandomFlip'
-    ]
-    return [t for t in pipeline if _type_name(t) != 'RandomFlip'], any(flips)
+        flips = flips or (name == 'RandomFlip' and prob > 0)
+    return [t for t, n in zip(pipeline, names) if n != 'RandomFlip'], flips
 
 
 def image_datasets(cfg: Config) -> Dict[str, dict]:
@@ -461,6 +460,13 @@ def encode(cfg: Config,
     if storage not in STORAGES:
         raise LatentStoreError(f'storage={storage!r}: choose one of '
                                f'{sorted(STORAGES)}.')
+    # Checked before anything is written: chunk_size=0 would be recorded.
+    for name, value, least in (('batch_size', batch_size, 1), ('chunk_size',
+                                                               chunk_size, 1),
+                               ('num_workers', num_workers, 0)):
+        if value < least:
+            raise LatentStoreError(f'{name}={value}: must be at least {least} '
+                                   f'(--{name.replace("_", "-")}).')
     encoder = CodecEncoder(cfg, device or get_device())
     found = image_datasets(cfg)
     missing = sorted(set(splits or ()) - set(found))

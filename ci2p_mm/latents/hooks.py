@@ -1,4 +1,6 @@
 """The check that a run's latent store was written by its model's codec."""
+import functools
+
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
@@ -20,11 +22,6 @@ class LatentStoreCheckHook(Hook):
         if isinstance(dataset, LatentDataset):
             dataset.store.check_model(bare_model(runner.model))
 
-    def before_train(self, runner) -> None:
-        self._check(runner, 'train_loop')
-
-    def before_val(self, runner) -> None:
-        self._check(runner, 'val_loop')
-
-    def before_test(self, runner) -> None:
-        self._check(runner, 'test_loop')
+    before_train = functools.partialmethod(_check, loop_name='train_loop')
+    before_val = functools.partialmethod(_check, loop_name='val_loop')
+    before_test = functools.partialmethod(_check, loop_name='test_loop')

@@ -291,6 +291,17 @@ class LatentStore:
         return (f'Re-encode with `{ENCODE_TOOL} {config} --out {self.root}'
                 f'{only} --overwrite`.')
 
+    def damaged_sample(self,
+                       split: str,
+                       index: int,
+                       image: Optional[str] = None) -> LatentStoreError:
+        """A stored sample that holds NaN/Inf values, as one line."""
+        image = f' ({image})' if image else ''
+        return LatentStoreError(
+            f'Sample {index}{image} of the latent store {self.root}, split '
+            f'{split!r} holds NaN/Inf values: the store is damaged. '
+            f'{self.reencode_advice(split)}')
+
     def __getstate__(self):  # to DataLoader workers: no mapped arrays
         return dict(self.__dict__, _arrays={})
 
