@@ -44,8 +44,8 @@ from ci2p_mm.utils.images import list_images, load_rgb
 from ci2p_mm.utils.io import atomic_output
 from ci2p_mm.utils.timing import format_table, write_json
 from .metric import MS_SSIM_MIN_SIDE, image_metrics
-from .zoo import (build_codec, canonical_codec_name, read_checkpoint,
-                  recorded_codec)
+from .zoo import (build_codec, canonical_codec_name, load_codec_state_dict,
+                  load_into_codec, read_checkpoint, recorded_codec)
 
 PAD_MULTIPLE = 64  # eval_model: "pad to allow 6 strides of 2"
 COLUMNS = [
@@ -61,14 +61,19 @@ def load_codec(checkpoint: str,
                metric: str = 'mse'):
     """Build the codec; codec/quality default to what the file records
     (else bmshj2018-factorized, quality 5)."""
-    recorded = None
-    if checkpoint != 'pretrained':  # a clear error if truncated/corrupt
-        recorded = recorded_codec(read_checkpoint(checkpoint), checkpoint)
+    loaded = None  # the file, read once; a clear error if truncated/corrupt
+    if checkpoint != 'pretrained':
+        loaded = read_checkpoint(checkpoint)
+    recorded = loaded is not None and recorded_codec(loaded, checkpoint)
     default_codec, default_quality = recorded or ('bmshj2018-factorized', 5)
     codec = canonical_codec_name(codec or default_codec)
     quality = default_quality if quality is None else int(quality)
-    pretrained = checkpoint == 'pretrained' or checkpoint
-    return build_codec(codec, quality, pretrained, metric), codec, quality
+    model = build_codec(codec, quality, loaded is None, metric)
+    if loaded is not None:
+        load_into_codec(
+            model, load_codec_state_dict(checkpoint, codec, quality, loaded),
+            checkpoint, codec, quality)
+    return model, codec, quality
 
 
 @torch.no_grad()
