@@ -88,21 +88,14 @@ def code_image(model, x: torch.Tensor, estimate: bool) -> dict:
     bits_map = -torch.log2(lk_y).sum(1)[0] if lk_y is not None else None
     est_bpp = sum(-torch.log2(lk).sum().item()
                   for lk in out_net['likelihoods'].values()) / num_pixels
-    result = {
-        'bpp_mode': 'estimated',
-        'bpp': est_bpp,
-        'x_hat': out_net['x_hat']
-    }
+    result = dict(bpp_mode='estimated', bpp=est_bpp, x_hat=out_net['x_hat'])
     if not estimate:
         try:
             enc = model.compress(x_pad)
             dec = model.decompress(enc['strings'], enc['shape'])
             nbits = 8 * sum(len(s[0]) for s in enc['strings'])
-            result = {
-                'bpp_mode': 'actual',
-                'bpp': nbits / num_pixels,
-                'x_hat': dec['x_hat']
-            }
+            result = dict(
+                bpp_mode='actual', bpp=nbits / num_pixels, x_hat=dec['x_hat'])
         except Exception as err:  # no entropy coder, tables missing, ...
             warnings.warn(f'compress() failed ({type(err).__name__}: '
                           f'{err}); reporting estimated bpp.')
