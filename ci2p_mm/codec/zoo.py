@@ -283,17 +283,15 @@ def load_into_codec(model: CompressionModel, state_dict: Dict[str,
     # nothing about the architecture. CompressionModel.load_state_dict
     # resizes exactly these buffers before loading.
     tables = ('_quantized_cdf', '_offset', '_cdf_length', 'scale_table')
-    expected = {
-        k: v
-        for k, v in model.state_dict().items() if not k.endswith(tables)
-    }
-    given = {
-        k: v
-        for k, v in sorted(state_dict.items()) if not k.endswith(tables)
-    }
+
+    def architecture(items):
+        return {k: v for k, v in items if not k.endswith(tables)}
+
     # g_a first: it is the part CI2P uses; the file's extra keys sorted.
     mismatch = compare_state_dicts(
-        expected, given, first=lambda k: k.startswith('g_a.'))
+        architecture(model.state_dict().items()),
+        architecture(sorted(state_dict.items())),
+        first=lambda k: k.startswith('g_a.'))
     if mismatch:
         raise CodecWeightsError(
             f'Weights from {source} do not fit {codec!r} quality {quality} '
