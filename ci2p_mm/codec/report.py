@@ -187,8 +187,7 @@ def report(args) -> dict:
     files = list_images(args.image_dir)[:args.max_images]
     model, codec, quality = load_codec(args.checkpoint, args.codec,
                                        args.quality, args.metric)
-    device = torch.device(args.device)
-    model = model.to(device).eval()
+    model = model.to(args.device).eval()
     if not args.no_update:
         model.update(force=True)
     os.makedirs(osp.join(args.out_dir, 'panels'), exist_ok=True)
@@ -196,7 +195,7 @@ def report(args) -> dict:
     rows = []
     for i, path in enumerate(files):
         x = TF.to_tensor(load_rgb(path)).unsqueeze(0)
-        coded = code_image(model, x.to(device), args.estimate)
+        coded = code_image(model, x.to(args.device), args.estimate)
         coded = {
             k: v.cpu() if isinstance(v, torch.Tensor) else v
             for k, v in coded.items()
