@@ -177,14 +177,6 @@ def config_flops(config, size):
     return counted
 
 
-def paper_size_flops():
-    """FLOPs of the paper's ViT-B/16 and CI2P-ViT-B at 256x256."""
-    return {
-        name: config_flops(config, PAPER_SIZE)['flops']
-        for name, config in PAPER_MODELS
-    }
-
-
 def data_settings(config, data_root, epochs, pretrained):
     """Settings pointing a demo config at the toy data and codec."""
     latent = config in IMAGE_CONFIG
@@ -306,7 +298,11 @@ def main(argv=None) -> int:
     print(f'\nToy Animals-10, {IMG_SIZE}x{IMG_SIZE}, '
           f'{args.epochs} epochs, CPU. Codec: {codec_note}.')
     print_table(results, args.epochs)
-    paper = paper_size_flops()
+    # FLOPs of the paper's ViT-B/16 and CI2P-ViT-B at 256x256.
+    paper = {
+        name: config_flops(config, PAPER_SIZE)['flops']
+        for name, config in PAPER_MODELS
+    }
     print(f'\nAt the paper\'s size (ViT-B, {PAPER_SIZE}x{PAPER_SIZE}): '
           f'CI2P-ViT-B {paper["CI2P-ViT-B"] / 1e9:.2f} GFLOPs vs ViT-B/16 '
           f'{paper["ViT-B/16"] / 1e9:.2f} '
