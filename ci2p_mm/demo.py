@@ -24,15 +24,15 @@ Every other step runs the real tool in a subprocess; logs go to
 ``<work-dir>/logs``.
 """
 import argparse
-import json
 import os
 import os.path as osp
-import pickle
 import socket
 import subprocess
 import sys
 import time
 
+import mmengine
+from mmengine.runner import find_latest_checkpoint
 from mmpretrain.registry import MODELS as MODEL_REGISTRY
 
 from ci2p_mm.analysis import model_flops
@@ -42,6 +42,7 @@ from ci2p_mm.datasets import make_toy_animals10
 from ci2p_mm.latents import encode
 from ci2p_mm.utils import load_model_config, read_config
 from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.timing import write_json
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODELS = (
@@ -113,16 +114,9 @@ def run(cmd,
                             f'{log_path}')
 
 
-def cached_zoo_weights():
-    """Path of CompressAI's q5 bmshj2018-factorized file in torch.hub's
-    cache, or None."""
-    path = zoo_cache_file(zoo_url('bmshj2018-factorized', 5))
-    return path if osp.isfile(path) else None
-
-
 def fetch_zoo_weights(timeout=30):
-    """Fetch CompressAI's q5 weights into torch.hub's cache; return None,
-    or the one-line reason it failed."""
+    """Fetch CompressAI's q5 weights into torch.hub's cache, or check the
+    file already there; return None, or the one-line reason it failed."""
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # a firewall that drops packets
     try:
@@ -138,16 +132,17 @@ def codec_weights(args, raw_dir, logs):
     """Return (pretrained value for patch_cfg, a sentence saying which)."""
     choice = args.codec_weights
     if choice in ('auto', 'zoo'):
-        if cached_zoo_weights():
-            return True, ("CompressAI's published q5 weights (torch.hub "
-                          f'cache: {cached_zoo_weights()})')
-        print(
-            "  downloading CompressAI's q5 weights through its zoo ...",
-            flush=True)
+        # fetch_zoo_weights checks the file in torch.hub's cache, or gets it
+        path = zoo_cache_file(zoo_url('bmshj2018-factorized', 5))
+        cached = osp.isfile(path)
+        if not cached:
+            print(
+                "  downloading CompressAI's q5 weights through its zoo ...",
+                flush=True)
         failure = fetch_zoo_weights()
         if failure is None:
-            return True, ("CompressAI's published q5 weights (downloaded to "
-                          f'{cached_zoo_weights()})')
+            where = 'torch.hub cache: ' if cached else 'downloaded to '
+            return True, f"CompressAI's published q5 weights ({where}{path})"
         print(f'  {failure}')
         if choice == 'zoo':
             raise UserError('--codec-weights zoo: no CompressAI weights.')
@@ -180,14 +175,6 @@ def config_flops(config, size):
         (flops for name, flops in by_module.items()
          if name.endswith('patch_embed.ci2p_encoder')), 0)
     return counted
-
-
-def paper_size_flops():
-    """FLOPs of the paper's ViT-B/16 and CI2P-ViT-B at 256x256."""
-    return {
-        name: config_flops(config, PAPER_SIZE)['flops']
-        for name, config in PAPER_MODELS
-    }
 
 
 def data_settings(config, data_root, epochs, pretrained):
@@ -233,8 +220,7 @@ def train_and_test(name, config, args, data_root, pretrained, logs):
     run(['tools/train.py', config, '--work-dir', work, '--cfg-options'] + opts,
         osp.join(logs, f'train_{osp.basename(work)}.log'))
     result['train_time'] = time.time() - tic
-    with open(osp.join(work, 'last_checkpoint')) as f:
-        result['checkpoint'] = f.read().strip()
+    result['checkpoint'] = find_latest_checkpoint(work)
     test_config = IMAGE_CONFIG.get(config, config)
     if test_config != config:
         print(f'  testing its checkpoint on images with {test_config}')
@@ -245,8 +231,7 @@ def train_and_test(name, config, args, data_root, pretrained, logs):
     ] + as_cfg_options(
         data_settings(test_config, data_root, args.epochs, pretrained)),
         osp.join(logs, f'test_{osp.basename(work)}.log'))
-    with open(metrics_file, 'rb') as f:
-        result['top1'] = pickle.load(f)['accuracy/top1']
+    result['top1'] = mmengine.load(metrics_file)['accuracy/top1']
     return result
 
 
@@ -272,7 +257,6 @@ def print_table(results, epochs):
 def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.time()
-    os.makedirs(args.work_dir, exist_ok=True)
     args.work_dir = osp.abspath(args.work_dir)
     logs = osp.join(args.work_dir, 'logs')
     os.makedirs(logs, exist_ok=True)
@@ -314,7 +298,11 @@ def main(argv=None) -> int:
     print(f'\nToy Animals-10, {IMG_SIZE}x{IMG_SIZE}, '
           f'{args.epochs} epochs, CPU. Codec: {codec_note}.')
     print_table(results, args.epochs)
-    paper = paper_size_flops()
+    # FLOPs of the paper's ViT-B/16 and CI2P-ViT-B at 256x256.
+    paper = {
+        name: config_flops(config, PAPER_SIZE)['flops']
+        for name, config in PAPER_MODELS
+    }
     print(f'\nAt the paper\'s size (ViT-B, {PAPER_SIZE}x{PAPER_SIZE}): '
           f'CI2P-ViT-B {paper["CI2P-ViT-B"] / 1e9:.2f} GFLOPs vs ViT-B/16 '
           f'{paper["ViT-B/16"] / 1e9:.2f} '
@@ -325,16 +313,15 @@ def main(argv=None) -> int:
           'cheaper than its ViT (the CI2P latents row). See the README\'s '
           'FLOPs and speed tables for the ViT-B scale.')
     summary = osp.join(args.work_dir, 'demo_results.json')
-    with open(summary, 'w') as f:
-        json.dump(
-            dict(
-                codec=codec_note,
-                img_size=IMG_SIZE,
-                epochs=args.epochs,
-                results=results,
-                paper_size_flops=paper),
-            f,
-            indent=2)
+    write_json(
+        summary,
+        dict(
+            codec=codec_note,
+            img_size=IMG_SIZE,
+            epochs=args.epochs,
+            results=results,
+            paper_size_flops=paper),
+        quiet=True)
     print(f'\nCurves: {plot}\nResults: {summary}\n'
           f'Total wall time: {time.time() - start:.0f} s')
     return 0

@@ -51,9 +51,9 @@ def merge_args(cfg, args):
 def test(argv=None) -> dict:
     """Run ``tools/test.py argv``; return the metrics."""
     args = parse_args(argv)
-    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
-        raise UserError(f'--out {args.out}: must be a .pkl file')
     if args.out is not None:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise UserError(f'--out {args.out}: must be a .pkl file')
         check_output_path(args.out, args.checkpoint, args.config, what='--out')
     if not osp.isfile(args.checkpoint):
         raise UserError(f'Checkpoint {args.checkpoint} does not exist.')

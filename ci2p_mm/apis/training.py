@@ -51,9 +51,7 @@ def parse_args(argv=None):
 def merge_args(cfg, args):
     """Merge command-line arguments into the config."""
     if args.no_validate:
-        cfg.val_cfg = None
-        cfg.val_dataloader = None
-        cfg.val_evaluator = None
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.amp:
         configure_amp(cfg)
     if args.compile:
@@ -61,12 +59,9 @@ def merge_args(cfg, args):
     if args.device_latents:
         cfg.train_dataloader.device_resident = True
 
-    if args.resume == 'auto':
+    if args.resume is not None:  # 'auto': the work dir's latest
         cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
+        cfg.load_from = None if args.resume == 'auto' else args.resume
 
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True

@@ -13,13 +13,9 @@ from pytorch_msssim import ms_ssim, ssim
 MS_SSIM_MIN_SIDE = 161
 
 
-def to_8bit(x: torch.Tensor) -> torch.Tensor:
-    return (x * 255).clamp(0, 255).round()
-
-
 def image_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> Dict[str, float]:
     """PSNR, MS-SSIM (None under 161 px) and SSIM on 8-bit RGB."""
-    org, rec = to_8bit(x), to_8bit(x_hat)
+    org, rec = ((t * 255).clamp(0, 255).round() for t in (x, x_hat))
     mse = (org - rec).pow(2).mean().item()
     psnr = 10 * math.log10(255**2 / mse) if mse > 0 else float('inf')
     side = min(x.shape[-2:])

@@ -44,8 +44,8 @@ from ci2p_mm.utils.images import list_images, load_rgb
 from ci2p_mm.utils.io import atomic_output
 from ci2p_mm.utils.timing import format_table, write_json
 from .metric import MS_SSIM_MIN_SIDE, image_metrics
-from .zoo import (build_codec, canonical_codec_name, read_checkpoint,
-                  recorded_codec)
+from .zoo import (build_codec, canonical_codec_name, load_codec_state_dict,
+                  load_into_codec, read_checkpoint, recorded_codec)
 
 PAD_MULTIPLE = 64  # eval_model: "pad to allow 6 strides of 2"
 COLUMNS = [
@@ -61,14 +61,19 @@ def load_codec(checkpoint: str,
                metric: str = 'mse'):
     """Build the codec; codec/quality default to what the file records
     (else bmshj2018-factorized, quality 5)."""
-    recorded = None
-    if checkpoint != 'pretrained':  # a clear error if truncated/corrupt
-        recorded = recorded_codec(read_checkpoint(checkpoint), checkpoint)
+    loaded = None  # the file, read once; a clear error if truncated/corrupt
+    if checkpoint != 'pretrained':
+        loaded = read_checkpoint(checkpoint)
+    recorded = loaded is not None and recorded_codec(loaded, checkpoint)
     default_codec, default_quality = recorded or ('bmshj2018-factorized', 5)
     codec = canonical_codec_name(codec or default_codec)
     quality = default_quality if quality is None else int(quality)
-    pretrained = checkpoint == 'pretrained' or checkpoint
-    return build_codec(codec, quality, pretrained, metric), codec, quality
+    model = build_codec(codec, quality, loaded is None, metric)
+    if loaded is not None:
+        load_into_codec(
+            model, load_codec_state_dict(checkpoint, codec, quality, loaded),
+            checkpoint, codec, quality)
+    return model, codec, quality
 
 
 @torch.no_grad()
@@ -83,21 +88,14 @@ def code_image(model, x: torch.Tensor, estimate: bool) -> dict:
     bits_map = -torch.log2(lk_y).sum(1)[0] if lk_y is not None else None
     est_bpp = sum(-torch.log2(lk).sum().item()
                   for lk in out_net['likelihoods'].values()) / num_pixels
-    result = {
-        'bpp_mode': 'estimated',
-        'bpp': est_bpp,
-        'x_hat': out_net['x_hat']
-    }
+    result = dict(bpp_mode='estimated', bpp=est_bpp, x_hat=out_net['x_hat'])
     if not estimate:
         try:
             enc = model.compress(x_pad)
             dec = model.decompress(enc['strings'], enc['shape'])
             nbits = 8 * sum(len(s[0]) for s in enc['strings'])
-            result = {
-                'bpp_mode': 'actual',
-                'bpp': nbits / num_pixels,
-                'x_hat': dec['x_hat']
-            }
+            result = dict(
+                bpp_mode='actual', bpp=nbits / num_pixels, x_hat=dec['x_hat'])
         except Exception as err:  # no entropy coder, tables missing, ...
             warnings.warn(f'compress() failed ({type(err).__name__}: '
                           f'{err}); reporting estimated bpp.')
@@ -189,8 +187,7 @@ def report(args) -> dict:
     files = list_images(args.image_dir)[:args.max_images]
     model, codec, quality = load_codec(args.checkpoint, args.codec,
                                        args.quality, args.metric)
-    device = torch.device(args.device)
-    model = model.to(device).eval()
+    model = model.to(args.device).eval()
     if not args.no_update:
         model.update(force=True)
     os.makedirs(osp.join(args.out_dir, 'panels'), exist_ok=True)
@@ -198,7 +195,7 @@ def report(args) -> dict:
     rows = []
     for i, path in enumerate(files):
         x = TF.to_tensor(load_rgb(path)).unsqueeze(0)
-        coded = code_image(model, x.to(device), args.estimate)
+        coded = code_image(model, x.to(args.device), args.estimate)
         coded = {
             k: v.cpu() if isinstance(v, torch.Tensor) else v
             for k, v in coded.items()

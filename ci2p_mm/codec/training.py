@@ -173,7 +173,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add('--no-progress', action='store_true', help='no effect: log lines')
     args = parser.parse_args(argv)
 
-    recipe = read_config(preset(args)).codec_recipe
+    args.cfg = read_config(preset(args))  # build_config fills it in
+    recipe = args.cfg.codec_recipe
     if args.iters is None and args.epochs is None:
         args.iters = recipe.iters
         args.epochs = None if recipe.iters else recipe.epochs
@@ -187,10 +188,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_args(args) -> None:
     args.codec = canonical_codec_name(args.codec)
-    try:
-        codec_args(args.codec, args.quality)
-    except ValueError as err:
-        raise CodecTrainingError(str(err)) from err
+    codec_args(args.codec, args.quality)  # or CodecSettingError, one line
     if args.lmbda is None:
         if not 1 <= args.quality <= len(ZOO_LAMBDAS[args.metric]):
             raise CodecTrainingError(
@@ -241,8 +239,7 @@ def lr_schedulers(args, total: int) -> List[dict]:
             type='LinearLR',
             start_factor=1 / warmup,
             by_epoch=False,
-            begin=0,
-            end=warmup)
+            end=warmup)  # from iteration 0
     ] if warmup else []
     if args.lr_schedule == 'plateau':
         schedulers.append(
@@ -263,8 +260,9 @@ def lr_schedulers(args, total: int) -> List[dict]:
 
 
 def build_config(args, n_train: int, n_val: int) -> Config:
-    """The runner's config: the preset, filled in from ``args``."""
-    cfg = read_config(preset(args))
+    """The runner's config: the preset (read by :func:`parse_args`),
+    filled in from ``args``."""
+    cfg = args.cfg
     batch, total = args.batch_size, run_length(args, n_train)
     cfg.work_dir, cfg.randomness.seed = args.work_dir, args.seed
     cfg.model.update(
@@ -301,9 +299,8 @@ def build_config(args, n_train: int, n_val: int) -> Config:
     for hook in cfg.custom_hooks:
         if hook.type == 'CodecTrainingHook':
             hook.update(val_interval=val_interval, data_init=args.data_init)
-    if args.resume:
-        cfg.resume = True
-        cfg.load_from = None if args.resume == 'auto' else args.resume
+    cfg.resume = bool(args.resume)
+    cfg.load_from = None if args.resume in (None, 'auto') else args.resume
     return cfg
 
 

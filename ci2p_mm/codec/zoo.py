@@ -67,11 +67,6 @@ def codec_args(codec: str, quality: int) -> Tuple[int, ...]:
     return tuple(qualities[quality])
 
 
-def latent_channels(codec: str, quality: int) -> int:
-    """Channels of ``g_a``'s output: M where the zoo gives (N, M), else N."""
-    return codec_args(codec, quality)[-1]
-
-
 def supported_codecs() -> Dict[str, Tuple[int, ...]]:
     """Zoo codecs and the qualities whose ``g_a`` ends in 192 channels."""
     supported = {}
@@ -91,7 +86,8 @@ def format_supported() -> str:
 def check_supported(codec: str, quality: int) -> str:
     """Return the canonical name, or raise naming what CI2P supports."""
     codec = canonical_codec_name(codec)
-    channels = latent_channels(codec, quality)
+    # g_a's output: M where the zoo gives (N, M), else N.
+    channels = codec_args(codec, quality)[-1]
     if channels != LATENT_CHANNELS:
         raise CodecSettingError(
             f'{codec!r} at quality {quality} has a {channels}-channel latent; '
@@ -221,8 +217,11 @@ def download_zoo_weights(codec: str,
             f'with {expected} (damaged, partly downloaded or replaced). '
             f'{advice}')
     try:
-        state_dict = _codec_state_dict(
-            load_torch_file(cached, CodecWeightsError, what=what), cached)
+        state_dict = extract_state_dict(
+            load_torch_file(cached, CodecWeightsError, what=what),
+            cached,
+            error=CodecWeightsError,
+            what='Codec checkpoint')
     except CodecWeightsError as err:
         raise CodecWeightsError(f'{err} {advice}') from err
     return load_pretrained(state_dict)
@@ -244,19 +243,16 @@ def recorded_codec(checkpoint, path: str) -> Optional[Tuple[str, int]]:
         None)
 
 
-def _codec_state_dict(checkpoint, path: str) -> Dict[str, torch.Tensor]:
-    return extract_state_dict(
-        checkpoint, path, error=CodecWeightsError, what='Codec checkpoint')
-
-
 def read_checkpoint(path: str) -> dict:
     """``torch.load`` a file safely, turning every failure into one error."""
     return load_torch_file(
         path, CodecWeightsError, what=f'Codec checkpoint {path}')
 
 
-def load_codec_state_dict(path: str, codec: str,
-                          quality: int) -> Dict[str, torch.Tensor]:
+def load_codec_state_dict(path: str,
+                          codec: str,
+                          quality: int,
+                          checkpoint=None) -> Dict[str, torch.Tensor]:
     """Read a local codec checkpoint in CompressAI's formats.
 
     Accepted: a plain codec ``state_dict`` as the zoo ships it, or a dict
@@ -264,9 +260,12 @@ def load_codec_state_dict(path: str, codec: str,
     ``tools/train_codec.py``) save it. When the file records its codec and
     quality (``tools/train_codec.py`` writes ``'codec'`` and ``'quality'``),
     or keeps a zoo file's name, those must match the request.
+    ``checkpoint``: the file as :func:`read_checkpoint` read it already.
     """
-    checkpoint = read_checkpoint(path)
-    state_dict = _codec_state_dict(checkpoint, path)
+    if checkpoint is None:
+        checkpoint = read_checkpoint(path)
+    state_dict = extract_state_dict(
+        checkpoint, path, error=CodecWeightsError, what='Codec checkpoint')
     recorded = recorded_codec(checkpoint, path)
     if recorded is not None and recorded != (codec, quality):
         raise CodecWeightsError(
@@ -284,17 +283,15 @@ def load_into_codec(model: CompressionModel, state_dict: Dict[str,
     # nothing about the architecture. CompressionModel.load_state_dict
     # resizes exactly these buffers before loading.
     tables = ('_quantized_cdf', '_offset', '_cdf_length', 'scale_table')
-    expected = {
-        k: v
-        for k, v in model.state_dict().items() if not k.endswith(tables)
-    }
-    given = {
-        k: v
-        for k, v in sorted(state_dict.items()) if not k.endswith(tables)
-    }
+
+    def architecture(items):
+        return {k: v for k, v in items if not k.endswith(tables)}
+
     # g_a first: it is the part CI2P uses; the file's extra keys sorted.
     mismatch = compare_state_dicts(
-        expected, given, first=lambda k: k.startswith('g_a.'))
+        architecture(model.state_dict().items()),
+        architecture(sorted(state_dict.items())),
+        first=lambda k: k.startswith('g_a.'))
     if mismatch:
         raise CodecWeightsError(
             f'Weights from {source} do not fit {codec!r} quality {quality} '
