@@ -60,15 +60,6 @@ class SeededIndex(int):
         return f'SeededIndex({int(self)}, seed={self.seed})'
 
 
-def sample_seed(seed: int, epoch: int, position: int) -> int:
-    """A 32-bit seed for the ``position``-th draw of ``epoch`` (the
-    definition; :func:`~ci2p_mm.datasets.seeds.sample_seeds` computes the
-    same for whole epochs at once)."""
-    return int(
-        np.random.SeedSequence([seed % 2**32, epoch,
-                                position]).generate_state(1)[0])
-
-
 @contextmanager
 def seeded_rng(seed: Optional[int]):
     """Seed ``random``, NumPy and torch's CPU generator; restore on exit."""

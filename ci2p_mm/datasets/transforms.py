@@ -22,15 +22,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 from mmcv.transforms import BaseTransform
-from mmengine import fileio
 from mmpretrain.registry import TRANSFORMS
 from PIL import Image
 
 from ci2p_mm.utils.image_files import (DEFAULT_MAX_FILE_BYTES,
                                        DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE,
                                        BadImageError, decode_image,
-                                       file_not_found, file_too_big,
-                                       file_unreadable, load_image_file)
+                                       load_image_file)
 
 __all__ = [
     'SafeLoadImageFromFile', 'LoadImageRGB', 'BadImageError', 'decode_image'
@@ -106,21 +104,10 @@ class SafeLoadImageFromFile(BaseTransform):
 
     def read_rgb(self, path: str) -> np.ndarray:
         """The file as ``uint8`` RGB, or :class:`BadImageError`."""
-        if self.backend_args is None and '://' not in str(path):
-            return load_image_file(path, self.background, self.max_pixels,
-                                   self.min_size, self.max_file_bytes,
-                                   self.data_root,
-                                   self.allow_symlinks_out_of_root)
-        try:
-            data = fileio.get(path, backend_args=self.backend_args)
-        except FileNotFoundError:
-            raise file_not_found(path) from None
-        except Exception as err:  # any storage backend's error
-            raise file_unreadable(path, type(err).__name__) from None
-        if len(data) > self.max_file_bytes:
-            raise file_too_big(path, f'{len(data)} bytes', self.max_file_bytes)
-        return decode_image(data, path, self.background, self.max_pixels,
-                            self.min_size)
+        return load_image_file(path, self.background, self.max_pixels,
+                               self.min_size, self.max_file_bytes,
+                               self.data_root, self.allow_symlinks_out_of_root,
+                               self.backend_args)
 
     def check(self, path: str) -> Optional[str]:
         """``None`` when the file decodes, else the reason it does not."""

@@ -77,15 +77,17 @@ briefly two copies), 10 for a progressive JPEG without chroma subsampling
 (libjpeg holds every coefficient, 2 bytes each, while it decodes): at most
 0.9 GB at ``DEFAULT_MAX_PIXELS``. Figures: docs/security.md (issue 27).
 """
+import contextlib
 import errno
 import functools
 import io
 import os
 import os.path as osp
 import stat
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple, Type
 
 import numpy as np
+from mmengine import fileio
 from PIL import (Image, ImageFile, ImageOps, PngImagePlugin,
                  UnidentifiedImageError)
 
@@ -134,6 +136,18 @@ class BadImageError(UserError, ValueError):
                          f'{_HOW_TO_SKIP}')
 
 
+@contextlib.contextmanager
+def bad_image_as(error: Type[Exception], what: str, fix: Optional[str] = None):
+    """Raise a refused image as ``error('Cannot use WHAT: REASON. FIX')``,
+    for the tools that have their own error (``fix``: the reader's own
+    when None)."""
+    try:
+        yield
+    except BadImageError as err:
+        raise error(f'Cannot use {what}: {err.reason}. '
+                    f'{fix or f"Fix: {err.fix}."}') from None
+
+
 # ---- reading ------------------------------------------------------------
 
 
@@ -168,15 +182,29 @@ def file_too_big(path: str, size_words: str,
 def read_image_file(path: str,
                     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
                     data_root: Optional[str] = None,
-                    allow_symlinks_out_of_root: bool = False) -> bytes:
-    """The bytes of a local image file, or :class:`BadImageError`.
+                    allow_symlinks_out_of_root: bool = False,
+                    backend_args: Optional[dict] = None) -> bytes:
+    """The bytes of an image file, or :class:`BadImageError`.
 
     Refuses (before reading anything) what is not a regular file, files
     over ``max_file_bytes``, and a file that is a symbolic link to a place
     outside ``data_root`` (when given, unless
     ``allow_symlinks_out_of_root``). See this module's docstring.
+
+    With ``backend_args`` (mmengine file backend arguments) or a URL, the
+    file is fetched by mmengine whole and then size-checked.
     """
     path = str(path)
+    if backend_args is not None or '://' in path:
+        try:
+            data = fileio.get(path, backend_args=backend_args)
+        except FileNotFoundError:
+            raise file_not_found(path) from None
+        except Exception as err:  # any storage backend's error
+            raise file_unreadable(path, type(err).__name__) from None
+        if len(data) > max_file_bytes:
+            raise file_too_big(path, f'{len(data)} bytes', max_file_bytes)
+        return data
     try:
         link = stat.S_ISLNK(os.lstat(path).st_mode)
     except FileNotFoundError:
@@ -387,7 +415,7 @@ def open_image(data: bytes, path: str) -> Image.Image:
 
 def decode_image(data: bytes,
                  path: str,
-                 background: Sequence[int] = (255, 255, 255),
+                 background: Sequence[int] = WHITE,
                  max_pixels: int = DEFAULT_MAX_PIXELS,
                  min_size: int = DEFAULT_MIN_SIZE) -> np.ndarray:
     """Decode image bytes to ``uint8`` RGB ``[H, W, 3]`` as a viewer shows
@@ -421,16 +449,17 @@ def decode_image(data: bytes,
 
 
 def load_image_file(path: str,
-                    background: Sequence[int] = (255, 255, 255),
+                    background: Sequence[int] = WHITE,
                     max_pixels: int = DEFAULT_MAX_PIXELS,
                     min_size: int = DEFAULT_MIN_SIZE,
                     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
                     data_root: Optional[str] = None,
-                    allow_symlinks_out_of_root: bool = False) -> np.ndarray:
-    """:func:`read_image_file` then :func:`decode_image`: a local file as
+                    allow_symlinks_out_of_root: bool = False,
+                    backend_args: Optional[dict] = None) -> np.ndarray:
+    """:func:`read_image_file` then :func:`decode_image`: a file as
     ``uint8`` RGB, or :class:`BadImageError`."""
     data = read_image_file(path, max_file_bytes, data_root,
-                           allow_symlinks_out_of_root)
+                           allow_symlinks_out_of_root, backend_args)
     return decode_image(data, path, background, max_pixels, min_size)
 
 

@@ -18,10 +18,12 @@ from typing import List, Optional, Tuple
 from PIL import Image
 
 from .errors import UserError
-from .image_files import BadImageError, image_file_size, load_image_file
+from .image_files import bad_image_as, image_file_size, load_image_file
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif',
                   '.tiff', '.webp')
+
+_REMOVE = 'Remove it from the folder.'
 
 
 class ImageFolderError(UserError, ValueError):
@@ -65,17 +67,11 @@ def split_images(image_dir: str,
 
 def load_rgb(path: str) -> Image.Image:
     """The file as an RGB PIL image, or :class:`ImageFolderError`."""
-    try:
+    with bad_image_as(ImageFolderError, f'image {path}', _REMOVE):
         return Image.fromarray(load_image_file(path, min_size=1))
-    except BadImageError as err:
-        raise ImageFolderError(f'Cannot use image {path}: {err.reason}. '
-                               f'Remove it from the folder.') from None
 
 
 def image_size(path: str) -> Tuple[int, int]:
     """(width, height) from the file's header, without decoding it."""
-    try:
+    with bad_image_as(ImageFolderError, f'image {path}', _REMOVE):
         return image_file_size(path)
-    except BadImageError as err:
-        raise ImageFolderError(f'Cannot use image {path}: {err.reason}. '
-                               f'Remove it from the folder.') from None
