@@ -104,7 +104,8 @@ def test_postscript_named_jpg_never_reaches_ghostscript(
     # The demo, the codec tools' folders, the ISIC mask reader.
     from ci2p_mm.datasets.isic import ISICLayoutError, binarize_mask
     from ci2p_mm.inference import classify_image
-    from ci2p_mm.utils.images import ImageFolderError, image_size, load_rgb
+    from ci2p_mm.utils.image_files import (ImageFolderError, image_size,
+                                           load_rgb)
     with pytest.raises(BadImageError, match=expected):
         classify_image(eps, 'configs/ci2p_vit_animals10.py')
     for read in (load_rgb, image_size, binarize_mask):
@@ -657,8 +658,8 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(
 
     from ci2p_mm.datasets import ISICLayoutError, verify
     from ci2p_mm.datasets.isic import read_image
-    from ci2p_mm.utils.image_files import MAX_JPEG_SCANS
-    from ci2p_mm.utils.images import ImageFolderError, load_rgb
+    from ci2p_mm.utils.image_files import (MAX_JPEG_SCANS, ImageFolderError,
+                                           load_rgb)
     stall = osp.join(toy, 'raw-img', 'cane', 'stall.jpg')
     with open(stall, 'wb') as f:
         f.write(jpeg_with_repeated_scan(repeats=2000))

@@ -123,9 +123,8 @@ def find_loader(pipeline,
     Its ``data_root`` (which links must stay inside) becomes ``data_root``
     when the config did not set one."""
     loader = next((t for t in getattr(pipeline, 'transforms', pipeline or [])
-                   if isinstance(t, SafeLoadImageFromFile)), None)
-    if loader is None:
-        loader = SafeLoadImageFromFile()
+                   if isinstance(t, SafeLoadImageFromFile)),
+                  None) or SafeLoadImageFromFile()
     if loader.data_root is None and data_root:
         loader.data_root = data_root
     return loader

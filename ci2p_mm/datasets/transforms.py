@@ -27,12 +27,7 @@ from PIL import Image
 
 from ci2p_mm.utils.image_files import (DEFAULT_MAX_FILE_BYTES,
                                        DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE,
-                                       BadImageError, decode_image,
-                                       load_image_file)
-
-__all__ = [
-    'SafeLoadImageFromFile', 'LoadImageRGB', 'BadImageError', 'decode_image'
-]
+                                       WHITE, BadImageError, load_image_file)
 
 
 @TRANSFORMS.register_module()
@@ -83,7 +78,7 @@ class SafeLoadImageFromFile(BaseTransform):
     """
 
     to_float32: bool = False
-    background: Sequence[int] = (255, 255, 255)
+    background: Sequence[int] = WHITE
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_size: int = DEFAULT_MIN_SIZE
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES

@@ -2,8 +2,9 @@
 
 The one place where CI2P-MM reads an image file and decodes it (the
 training pipelines' :class:`~ci2p_mm.datasets.SafeLoadImageFromFile`,
-``verify_dataset.py``, the codec tools' image folders, the ISIC converter
-and ``demo/image_demo.py`` all come here). It is in ``utils``, the lowest
+``verify_dataset.py``, the codec tools' image folders (:func:`list_images`,
+:func:`split_images`), the ISIC converter and ``demo/image_demo.py`` all
+come here). It is in ``utils``, the lowest
 layer, so every package can use it.
 
 Reading (:func:`read_image_file`)
@@ -83,8 +84,9 @@ import functools
 import io
 import os
 import os.path as osp
+import random
 import stat
-from typing import Callable, Optional, Sequence, Tuple, Type
+from typing import Callable, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 from mmengine import fileio
@@ -315,11 +317,6 @@ def _composite(img: Image.Image, background: Sequence[int]) -> Image.Image:
     return Image.alpha_composite(canvas, rgba).convert('RGB')
 
 
-def _has_alpha(img: Image.Image) -> bool:
-    return (img.mode in ('RGBA', 'LA', 'La', 'RGBa', 'PA')
-            or (img.mode == 'P' and 'transparency' in img.info))
-
-
 #: Transparent pixels are composited on white unless told otherwise.
 WHITE = (255, 255, 255)
 
@@ -328,7 +325,8 @@ def _rgb_converter(img: Image.Image, path: str,
                    background: Sequence[int]) -> Callable:
     """How a part (a stripe) of ``img`` becomes ``uint8`` RGB."""
     mode = img.mode
-    if _has_alpha(img):
+    if (mode in ('RGBA', 'LA', 'La', 'RGBa', 'PA')
+            or mode == 'P' and 'transparency' in img.info):
         return lambda part: np.asarray(_composite(part, background))
     if mode.startswith('I;16') or mode == 'I':
         low, high = img.getextrema()
@@ -468,3 +466,66 @@ def image_file_size(path: str, **read_options) -> Tuple[int, int]:
     :func:`read_image_file` reads it; the pixels are not decoded)."""
     with open_image(read_image_file(path, **read_options), path) as img:
         return img.size
+
+
+# ---- image folders (the codec tools) -------------------------------------
+# tools/train_codec.py and tools/analysis_tools/codec_report.py find files
+# by extension (recursively, hidden ones skipped) and read them as above;
+# the folder is the user's own, so links in it are followed (to regular
+# files only).
+
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif',
+                  '.tiff', '.webp')
+
+_REMOVE = 'Remove it from the folder.'
+
+
+class ImageFolderError(UserError, ValueError):
+    """A missing or empty image folder, or an unreadable image in it."""
+
+
+def list_images(root: str) -> List[str]:
+    """Image files under ``root`` (recursive, sorted, hidden ones skipped)."""
+    if not osp.isdir(root):
+        raise ImageFolderError(f'Image folder {root} does not exist.')
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
+        files.extend(
+            osp.join(dirpath, f) for f in filenames
+            if not f.startswith('.') and f.lower().endswith(IMG_EXTENSIONS))
+    if not files:
+        raise ImageFolderError(
+            f'No images found under {root} (looked for '
+            f'{", ".join(IMG_EXTENSIONS)}, in sub-folders too).')
+    return sorted(files)
+
+
+def split_images(image_dir: str,
+                 val_dir: Optional[str] = None,
+                 val_ratio: float = 0.1,
+                 seed: int = 0) -> Tuple[List[str], List[str]]:
+    """(training, validation) images: ``val_dir``'s if given, else a seeded
+    random ``val_ratio`` share of ``image_dir``'s (one image at least, and
+    at least one left for training)."""
+    files = list_images(image_dir)
+    if val_dir is not None:
+        return files, list_images(val_dir)
+    if val_ratio <= 0 or len(files) < 2:
+        return files, []
+    order = list(files)
+    random.Random(seed).shuffle(order)
+    n_val = min(len(files) - 1, max(1, round(len(files) * val_ratio)))
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def load_rgb(path: str) -> Image.Image:
+    """The file as an RGB PIL image, or :class:`ImageFolderError`."""
+    with bad_image_as(ImageFolderError, f'image {path}', _REMOVE):
+        return Image.fromarray(load_image_file(path, min_size=1))
+
+
+def image_size(path: str) -> Tuple[int, int]:
+    """(width, height) from the file's header, without decoding it."""
+    with bad_image_as(ImageFolderError, f'image {path}', _REMOVE):
+        return image_file_size(path)
