@@ -789,3 +789,17 @@ def test_a_cut_training_log_still_plots(tmp_path, monkeypatch):
         loss=[2.0, 1.0],
         val_epochs=[1, 2],
         val=[30.0, 50.0])
+
+
+def test_backend_args_read_through_mmengine(tmp_path):
+    """With ``backend_args`` the one reader fetches the file through
+    mmengine, then size-checks and decodes it as it does a local one."""
+    path = tmp_path / 'a.png'
+    Image.new('RGB', (16, 12), (10, 20, 30)).save(path)
+    load = SafeLoadImageFromFile(backend_args=dict(backend='local'))
+    img = load(dict(img_path=str(path)))['img']
+    assert img.shape == (12, 16, 3) and img[0, 0].tolist() == [30, 20, 10]
+    assert load.check(str(tmp_path / 'missing.png')) == 'file not found'
+    small = SafeLoadImageFromFile(
+        backend_args=dict(backend='local'), max_file_bytes=10)
+    assert 'more than max_file_bytes=10' in small.check(str(path))

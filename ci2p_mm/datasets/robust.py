@@ -196,14 +196,12 @@ class SkipBadImagesMixin:
 
     def __getitem__(self, idx):
         with seeded_rng(getattr(idx, 'seed', None)):
-            return self._get_readable(int(idx))
-
-    def _get_readable(self, idx: int):
-        if not self.skip_bad_images or self.for_evaluation:
-            return super().__getitem__(idx)
-        data, skipped = next_readable(idx, len(self),
-                                      super().__getitem__,
-                                      type(self).__name__)
+            if not self.skip_bad_images or self.for_evaluation:
+                return super().__getitem__(int(idx))
+            data, skipped = next_readable(
+                int(idx), len(self),
+                super().__getitem__,
+                type(self).__name__)
         samples = data.get('data_samples') if isinstance(data, dict) else None
         if skipped and hasattr(samples, 'set_metainfo'):
             samples.set_metainfo({'skipped_bad_images': skipped})

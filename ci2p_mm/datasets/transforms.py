@@ -138,20 +138,19 @@ class SafeLoadImageFromFile(BaseTransform):
         return img
 
     def transform(self, results: dict) -> dict:
-        if results.get('img_path') is None and 'img' in results:
-            img = np.ascontiguousarray(self.check_array(results['img']))
-        elif results.get('img_path') is not None:
-            img = np.ascontiguousarray(
-                self.read_rgb(results['img_path'])[..., ::-1])
-        else:
+        path = results.get('img_path')
+        if path is None and 'img' not in results:
             raise ValueError(f'{type(self).__name__} needs results["img_path"]'
                              f' (a file) or results["img"] (a decoded '
                              f'array); got keys {sorted(results)}.')
+        if path is None:
+            img = np.ascontiguousarray(self.check_array(results['img']))
+        else:
+            img = np.ascontiguousarray(self.read_rgb(path)[..., ::-1])
         if self.to_float32:
             img = img.astype(np.float32)
-        results['img'] = img
-        results['img_shape'] = img.shape[:2]
-        results['ori_shape'] = img.shape[:2]
+        results.update(
+            img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
         return results
 
 

@@ -172,6 +172,4 @@ def _trusted_imports(value):
         return None, [value]
     kept = [i for i in imports if i.split('.')[0] in TRUSTED_IMPORT_PACKAGES]
     dropped = [i for i in imports if i not in kept]
-    if not kept:
-        return None, dropped
-    return dict(value, imports=kept), dropped
+    return (dict(value, imports=kept) if kept else None), dropped

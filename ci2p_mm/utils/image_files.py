@@ -461,13 +461,6 @@ def load_image_file(path: str,
     return decode_image(data, path, background, max_pixels, min_size)
 
 
-def image_file_size(path: str, **read_options) -> Tuple[int, int]:
-    """(width, height) from an image file's header (read as
-    :func:`read_image_file` reads it; the pixels are not decoded)."""
-    with open_image(read_image_file(path, **read_options), path) as img:
-        return img.size
-
-
 # ---- image folders (the codec tools) -------------------------------------
 # tools/train_codec.py and tools/analysis_tools/codec_report.py find files
 # by extension (recursively, hidden ones skipped) and read them as above;
@@ -526,6 +519,9 @@ def load_rgb(path: str) -> Image.Image:
 
 
 def image_size(path: str) -> Tuple[int, int]:
-    """(width, height) from the file's header, without decoding it."""
+    """(width, height) from the file's header (read as
+    :func:`read_image_file` reads it; the pixels are not decoded), or
+    :class:`ImageFolderError`."""
     with bad_image_as(ImageFolderError, f'image {path}', _REMOVE):
-        return image_file_size(path)
+        with open_image(read_image_file(path), path) as img:
+            return img.size
