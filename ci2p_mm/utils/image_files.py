@@ -159,18 +159,6 @@ def is_inside(path: str, root: str) -> bool:
     return osp.commonpath([root, osp.realpath(path)]) == root
 
 
-def file_not_found(path: str) -> BadImageError:
-    return BadImageError(
-        path, 'file not found',
-        'restore the file, or rewrite the annotation files so they list only '
-        'existing files')
-
-
-def file_unreadable(path: str, reason: str) -> BadImageError:
-    return BadImageError(path, f'cannot be read ({reason})',
-                         'check the path and its permissions')
-
-
 def file_too_big(path: str, size_words: str,
                  max_file_bytes: int) -> BadImageError:
     """``size_words`` says how big, e.g. ``'314572800 bytes'``."""
@@ -197,22 +185,23 @@ def read_image_file(path: str,
     file is fetched by mmengine whole and then size-checked.
     """
     path = str(path)
-    if backend_args is not None or '://' in path:
-        try:
-            data = fileio.get(path, backend_args=backend_args)
-        except FileNotFoundError:
-            raise file_not_found(path) from None
-        except Exception as err:  # any storage backend's error
-            raise file_unreadable(path, type(err).__name__) from None
+    remote = backend_args is not None or '://' in path
+    try:
+        data = fileio.get(path, backend_args=backend_args) if remote else b''
+        link = not remote and stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        raise BadImageError(
+            path, 'file not found',
+            'restore the file, or rewrite the annotation files so they list '
+            'only existing files') from None
+    except Exception as err:  # an OSError, or any storage backend's error
+        reason = getattr(err, 'strerror', None) or type(err).__name__
+        raise BadImageError(path, f'cannot be read ({reason})',
+                            'check the path and its permissions') from None
+    if remote:
         if len(data) > max_file_bytes:
             raise file_too_big(path, f'{len(data)} bytes', max_file_bytes)
         return data
-    try:
-        link = stat.S_ISLNK(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        raise file_not_found(path) from None
-    except OSError as err:
-        raise file_unreadable(path, err.strerror) from None
     target, via = path, ''
     if link:
         target = osp.realpath(path)
