@@ -9,7 +9,7 @@ from PIL import Image
 
 from ci2p_mm.codec import CodecWeightsError
 from ci2p_mm.codec import report as codec_report
-from ci2p_mm.utils.images import ImageFolderError
+from ci2p_mm.utils.image_files import ImageFolderError
 
 
 def run_report(argv):

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ci2p_mm.codec import CodecWeightsError, training
 from ci2p_mm.utils import read_config
-from ci2p_mm.utils.images import ImageFolderError
+from ci2p_mm.utils.image_files import ImageFolderError
 from ci2p_mm.utils.package_files import configs_root
 
 

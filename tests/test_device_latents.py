@@ -24,7 +24,6 @@ from test_latents import copy_data, encode, write_configs
 import ci2p_mm.apis.training as train_api
 import ci2p_mm.latents.device as device_module
 from ci2p_mm.datasets import BadImageError, ResumableSampler
-from ci2p_mm.datasets.robust import sample_seed
 from ci2p_mm.datasets.seeds import first_uniforms, sample_seeds
 from ci2p_mm.engine import CI2PRunner, set_default_dataloader_cfg
 from ci2p_mm.latents import DeviceLatentLoader, DeviceLatentsError
@@ -36,6 +35,13 @@ codec_file = test_latents.codec_file
 encoded = test_latents.encoded
 
 # ---- the seeds -----------------------------------------------------------
+
+
+def sample_seed(seed: int, epoch: int, position: int) -> int:
+    """A draw's seed as ResumableSampler defines it, one NumPy call."""
+    return int(
+        np.random.SeedSequence([seed % 2**32, epoch,
+                                position]).generate_state(1)[0])
 
 
 def test_vectorised_seeds_equal_numpy():

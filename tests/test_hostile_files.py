@@ -104,7 +104,8 @@ def test_postscript_named_jpg_never_reaches_ghostscript(
     # The demo, the codec tools' folders, the ISIC mask reader.
     from ci2p_mm.datasets.isic import ISICLayoutError, binarize_mask
     from ci2p_mm.inference import classify_image
-    from ci2p_mm.utils.images import ImageFolderError, image_size, load_rgb
+    from ci2p_mm.utils.image_files import (ImageFolderError, image_size,
+                                           load_rgb)
     with pytest.raises(BadImageError, match=expected):
         classify_image(eps, 'configs/ci2p_vit_animals10.py')
     for read in (load_rgb, image_size, binarize_mask):
@@ -657,8 +658,8 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(
 
     from ci2p_mm.datasets import ISICLayoutError, verify
     from ci2p_mm.datasets.isic import read_image
-    from ci2p_mm.utils.image_files import MAX_JPEG_SCANS
-    from ci2p_mm.utils.images import ImageFolderError, load_rgb
+    from ci2p_mm.utils.image_files import (MAX_JPEG_SCANS, ImageFolderError,
+                                           load_rgb)
     stall = osp.join(toy, 'raw-img', 'cane', 'stall.jpg')
     with open(stall, 'wb') as f:
         f.write(jpeg_with_repeated_scan(repeats=2000))
@@ -788,3 +789,17 @@ def test_a_cut_training_log_still_plots(tmp_path, monkeypatch):
         loss=[2.0, 1.0],
         val_epochs=[1, 2],
         val=[30.0, 50.0])
+
+
+def test_backend_args_read_through_mmengine(tmp_path):
+    """With ``backend_args`` the one reader fetches the file through
+    mmengine, then size-checks and decodes it as it does a local one."""
+    path = tmp_path / 'a.png'
+    Image.new('RGB', (16, 12), (10, 20, 30)).save(path)
+    load = SafeLoadImageFromFile(backend_args=dict(backend='local'))
+    img = load(dict(img_path=str(path)))['img']
+    assert img.shape == (12, 16, 3) and img[0, 0].tolist() == [30, 20, 10]
+    assert load.check(str(tmp_path / 'missing.png')) == 'file not found'
+    small = SafeLoadImageFromFile(
+        backend_args=dict(backend='local'), max_file_bytes=10)
+    assert 'more than max_file_bytes=10' in small.check(str(path))

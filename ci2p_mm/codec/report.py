@@ -40,7 +40,7 @@ from compressai.ops import compute_padding
 from matplotlib.figure import Figure
 from torchvision.transforms import functional as TF
 
-from ci2p_mm.utils.images import list_images, load_rgb
+from ci2p_mm.utils.image_files import list_images, load_rgb
 from ci2p_mm.utils.io import atomic_output
 from ci2p_mm.utils.timing import format_table, write_json
 from .metric import MS_SSIM_MIN_SIDE, image_metrics

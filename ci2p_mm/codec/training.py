@@ -26,7 +26,7 @@ from mmengine.runner import find_latest_checkpoint
 from mmpretrain.registry import HOOKS
 
 from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.images import image_size, split_images
+from ci2p_mm.utils.image_files import image_size, split_images
 from ci2p_mm.utils.io import save_atomic
 from ci2p_mm.utils.model_config import bare_model, read_config
 from ci2p_mm.utils.package_files import configs_root

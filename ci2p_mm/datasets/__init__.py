@@ -1,3 +1,4 @@
+from ci2p_mm.utils.image_files import BadImageError, decode_image
 from .animals10 import (ITALIAN_TO_ENGLISH, Animals10, DatasetNotPreparedError,
                         make_split)
 from .codec_images import CodecImageFolder
@@ -5,8 +6,7 @@ from .isic import ISICLayoutError, convert_isic2017
 from .robust import (ResumableSampler, RobustImageNet, SeededIndex,
                      SkipBadImagesMixin)
 from .synthetic import make_toy_animals10
-from .transforms import (BadImageError, LoadImageRGB, SafeLoadImageFromFile,
-                         decode_image)
+from .transforms import LoadImageRGB, SafeLoadImageFromFile
 
 __all__ = [
     'Animals10', 'CodecImageFolder', 'ITALIAN_TO_ENGLISH',

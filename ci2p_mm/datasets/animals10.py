@@ -236,8 +236,7 @@ def make_split(raw_dir: str,
     splits = {'train': [], 'val': []}
     counts = OrderedDict()
     for label, (folder, files) in enumerate(images.items()):
-        files = list(files)
-        rng.shuffle(files)
+        rng.shuffle(files)  # find_images' own list
         num_val = max(1, round(len(files) * val_ratio))
         if num_val >= len(files):
             raise SplitError(f'Class folder {folder} has {len(files)} '

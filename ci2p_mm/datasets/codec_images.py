@@ -4,14 +4,14 @@ from typing import Optional
 from mmengine.dataset import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from ci2p_mm.utils.images import split_images
+from ci2p_mm.utils.image_files import split_images
 from .robust import SkipBadImagesMixin
 
 
 @DATASETS.register_module()
 class CodecImageFolder(SkipBadImagesMixin, BaseDataset):
     """The images under a folder, searched recursively
-    (:func:`~ci2p_mm.utils.images.split_images`), without labels.
+    (:func:`~ci2p_mm.utils.image_files.split_images`), without labels.
 
     A training run is one pass over ``num_samples`` draws: the images
     repeated (draw ``i`` is image ``i % len(images)``), in the order the

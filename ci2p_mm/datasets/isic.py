@@ -24,7 +24,6 @@ images, within its pixel, scan and memory limits). Each output file
 is written atomically.
 """
 import argparse
-import contextlib
 import os
 import os.path as osp
 from typing import Dict, Optional
@@ -33,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.image_files import (BadImageError, load_image_file,
+from ci2p_mm.utils.image_files import (bad_image_as, load_image_file,
                                        open_image, read_image_file)
 from ci2p_mm.utils.io import atomic_output, write_bytes_atomically
 
@@ -51,7 +50,7 @@ def binarize_mask(path: str, src: Optional[str] = None) -> np.ndarray:
     transparent pixels are background).
 
     ``src``: the data folder that links must stay inside."""
-    with isic_file(path, 'mask'):
+    with bad_image_as(ISICLayoutError, f'mask {path}'):
         rgb = load_image_file(path, (0, 0, 0), min_size=1, data_root=src)
     return (np.asarray(Image.fromarray(rgb).convert('L'))
             > 127).astype(np.uint8)
@@ -59,20 +58,10 @@ def binarize_mask(path: str, src: Optional[str] = None) -> np.ndarray:
 
 def read_image(path: str, src: str) -> bytes:
     """The bytes of an ISIC image, once they open as an allowed format."""
-    with isic_file(path, 'image'):
+    with bad_image_as(ISICLayoutError, f'image {path}'):
         data = read_image_file(path, data_root=src)
         open_image(data, path).close()
     return data
-
-
-@contextlib.contextmanager
-def isic_file(path: str, what: str):
-    """Turn the image reader's refusal into :class:`ISICLayoutError`."""
-    try:
-        yield
-    except BadImageError as err:
-        raise ISICLayoutError(f'Cannot use {what} {path}: {err.reason}. Fix: '
-                              f'{err.fix}.') from None
 
 
 def convert_isic2017(src: str,

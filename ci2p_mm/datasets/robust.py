@@ -60,15 +60,6 @@ class SeededIndex(int):
         return f'SeededIndex({int(self)}, seed={self.seed})'
 
 
-def sample_seed(seed: int, epoch: int, position: int) -> int:
-    """A 32-bit seed for the ``position``-th draw of ``epoch`` (the
-    definition; :func:`~ci2p_mm.datasets.seeds.sample_seeds` computes the
-    same for whole epochs at once)."""
-    return int(
-        np.random.SeedSequence([seed % 2**32, epoch,
-                                position]).generate_state(1)[0])
-
-
 @contextmanager
 def seeded_rng(seed: Optional[int]):
     """Seed ``random``, NumPy and torch's CPU generator; restore on exit."""
@@ -132,9 +123,8 @@ def find_loader(pipeline,
     Its ``data_root`` (which links must stay inside) becomes ``data_root``
     when the config did not set one."""
     loader = next((t for t in getattr(pipeline, 'transforms', pipeline or [])
-                   if isinstance(t, SafeLoadImageFromFile)), None)
-    if loader is None:
-        loader = SafeLoadImageFromFile()
+                   if isinstance(t, SafeLoadImageFromFile)),
+                  None) or SafeLoadImageFromFile()
     if loader.data_root is None and data_root:
         loader.data_root = data_root
     return loader
@@ -206,14 +196,12 @@ class SkipBadImagesMixin:
 
     def __getitem__(self, idx):
         with seeded_rng(getattr(idx, 'seed', None)):
-            return self._get_readable(int(idx))
-
-    def _get_readable(self, idx: int):
-        if not self.skip_bad_images or self.for_evaluation:
-            return super().__getitem__(idx)
-        data, skipped = next_readable(idx, len(self),
-                                      super().__getitem__,
-                                      type(self).__name__)
+            if not self.skip_bad_images or self.for_evaluation:
+                return super().__getitem__(int(idx))
+            data, skipped = next_readable(
+                int(idx), len(self),
+                super().__getitem__,
+                type(self).__name__)
         samples = data.get('data_samples') if isinstance(data, dict) else None
         if skipped and hasattr(samples, 'set_metainfo'):
             samples.set_metainfo({'skipped_bad_images': skipped})

@@ -63,7 +63,7 @@ def _mix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def sample_seeds(seed: int, epoch: int, positions) -> np.ndarray:
-    """``sample_seed(seed, epoch, k)`` for every ``k`` in ``positions``
+    """The seed of draw ``k`` of ``epoch``, for every ``k`` in ``positions``
     (uint32 array): ``SeedSequence([seed % 2**32, epoch, k])
     .generate_state(1)[0]``, without a Python loop. ``epoch`` and the
     positions must be below 2**32 (one entropy word each)."""
@@ -86,9 +86,7 @@ def sample_seeds(seed: int, epoch: int, positions) -> np.ndarray:
                 if src != dst:
                     pool[dst] = _mix(pool[dst], _hashmix(pool[src], const))
         # generate_state(1): one word from the first pool entry
-        before, after = next(_hash_constants(_INIT_B, _MULT_B))
-        word = (pool[0] ^ before) * after
-        return word ^ (word >> _XSHIFT)
+        return _hashmix(pool[0], _hash_constants(_INIT_B, _MULT_B))
 
 
 def _temper(y: np.ndarray) -> np.ndarray:

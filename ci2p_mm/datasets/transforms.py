@@ -22,19 +22,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 from mmcv.transforms import BaseTransform
-from mmengine import fileio
 from mmpretrain.registry import TRANSFORMS
 from PIL import Image
 
 from ci2p_mm.utils.image_files import (DEFAULT_MAX_FILE_BYTES,
                                        DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE,
-                                       BadImageError, decode_image,
-                                       file_not_found, file_too_big,
-                                       file_unreadable, load_image_file)
-
-__all__ = [
-    'SafeLoadImageFromFile', 'LoadImageRGB', 'BadImageError', 'decode_image'
-]
+                                       WHITE, BadImageError, load_image_file)
 
 
 @TRANSFORMS.register_module()
@@ -85,7 +78,7 @@ class SafeLoadImageFromFile(BaseTransform):
     """
 
     to_float32: bool = False
-    background: Sequence[int] = (255, 255, 255)
+    background: Sequence[int] = WHITE
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_size: int = DEFAULT_MIN_SIZE
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
@@ -106,21 +99,10 @@ class SafeLoadImageFromFile(BaseTransform):
 
     def read_rgb(self, path: str) -> np.ndarray:
         """The file as ``uint8`` RGB, or :class:`BadImageError`."""
-        if self.backend_args is None and '://' not in str(path):
-            return load_image_file(path, self.background, self.max_pixels,
-                                   self.min_size, self.max_file_bytes,
-                                   self.data_root,
-                                   self.allow_symlinks_out_of_root)
-        try:
-            data = fileio.get(path, backend_args=self.backend_args)
-        except FileNotFoundError:
-            raise file_not_found(path) from None
-        except Exception as err:  # any storage backend's error
-            raise file_unreadable(path, type(err).__name__) from None
-        if len(data) > self.max_file_bytes:
-            raise file_too_big(path, f'{len(data)} bytes', self.max_file_bytes)
-        return decode_image(data, path, self.background, self.max_pixels,
-                            self.min_size)
+        return load_image_file(path, self.background, self.max_pixels,
+                               self.min_size, self.max_file_bytes,
+                               self.data_root, self.allow_symlinks_out_of_root,
+                               self.backend_args)
 
     def check(self, path: str) -> Optional[str]:
         """``None`` when the file decodes, else the reason it does not."""
@@ -156,20 +138,19 @@ class SafeLoadImageFromFile(BaseTransform):
         return img
 
     def transform(self, results: dict) -> dict:
-        if results.get('img_path') is None and 'img' in results:
-            img = np.ascontiguousarray(self.check_array(results['img']))
-        elif results.get('img_path') is not None:
-            img = np.ascontiguousarray(
-                self.read_rgb(results['img_path'])[..., ::-1])
-        else:
+        path = results.get('img_path')
+        if path is None and 'img' not in results:
             raise ValueError(f'{type(self).__name__} needs results["img_path"]'
                              f' (a file) or results["img"] (a decoded '
                              f'array); got keys {sorted(results)}.')
+        if path is None:
+            img = np.ascontiguousarray(self.check_array(results['img']))
+        else:
+            img = np.ascontiguousarray(self.read_rgb(path)[..., ::-1])
         if self.to_float32:
             img = img.astype(np.float32)
-        results['img'] = img
-        results['img_shape'] = img.shape[:2]
-        results['ori_shape'] = img.shape[:2]
+        results.update(
+            img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2])
         return results
 
 

@@ -40,7 +40,10 @@ def _value(node: ast.AST, unreadable: Optional[list] = None) -> Any:
             _value(k, unreadable): _value(v, unreadable)
             for k, v in zip(node.keys, node.values)
         }
-    if _is_dict_call(node):
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == 'dict' and len(node.args) <= 1 and all(
+                isinstance(a, ast.Dict) and None not in a.keys
+                for a in node.args) and all(k.arg for k in node.keywords)):
         # mmengine writes dict(key=...), and dict({'.key': ...}) for keys
         # that are not identifiers.
         value = _value(node.args[0], unreadable) if node.args else {}
@@ -56,13 +59,6 @@ def _value(node: ast.AST, unreadable: Optional[list] = None) -> Any:
     if unreadable is not None:
         unreadable.append(node)
     return UNREADABLE
-
-
-def _is_dict_call(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id == 'dict' and len(node.args) <= 1 and all(
-                isinstance(a, ast.Dict) and None not in a.keys
-                for a in node.args) and all(k.arg for k in node.keywords))
 
 
 def read_config_text(text: str) -> Dict[str, Any]:
@@ -176,6 +172,4 @@ def _trusted_imports(value):
         return None, [value]
     kept = [i for i in imports if i.split('.')[0] in TRUSTED_IMPORT_PACKAGES]
     dropped = [i for i in imports if i not in kept]
-    if not kept:
-        return None, dropped
-    return dict(value, imports=kept), dropped
+    return (dict(value, imports=kept) if kept else None), dropped

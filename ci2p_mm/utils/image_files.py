@@ -2,8 +2,9 @@
 
 The one place where CI2P-MM reads an image file and decodes it (the
 training pipelines' :class:`~ci2p_mm.datasets.SafeLoadImageFromFile`,
-``verify_dataset.py``, the codec tools' image folders, the ISIC converter
-and ``demo/image_demo.py`` all come here). It is in ``utils``, the lowest
+``verify_dataset.py``, the codec tools' image folders (:func:`list_images`,
+:func:`split_images`), the ISIC converter and ``demo/image_demo.py`` all
+come here). It is in ``utils``, the lowest
 layer, so every package can use it.
 
 Reading (:func:`read_image_file`)
@@ -77,15 +78,18 @@ briefly two copies), 10 for a progressive JPEG without chroma subsampling
 (libjpeg holds every coefficient, 2 bytes each, while it decodes): at most
 0.9 GB at ``DEFAULT_MAX_PIXELS``. Figures: docs/security.md (issue 27).
 """
+import contextlib
 import errno
 import functools
 import io
 import os
 import os.path as osp
+import random
 import stat
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
+from mmengine import fileio
 from PIL import (Image, ImageFile, ImageOps, PngImagePlugin,
                  UnidentifiedImageError)
 
@@ -134,6 +138,18 @@ class BadImageError(UserError, ValueError):
                          f'{_HOW_TO_SKIP}')
 
 
+@contextlib.contextmanager
+def bad_image_as(error: Type[Exception], what: str, fix: Optional[str] = None):
+    """Raise a refused image as ``error('Cannot use WHAT: REASON. FIX')``,
+    for the tools that have their own error (``fix``: the reader's own
+    when None)."""
+    try:
+        yield
+    except BadImageError as err:
+        raise error(f'Cannot use {what}: {err.reason}. '
+                    f'{fix or f"Fix: {err.fix}."}') from None
+
+
 # ---- reading ------------------------------------------------------------
 
 
@@ -141,18 +157,6 @@ def is_inside(path: str, root: str) -> bool:
     """Whether ``path`` (resolved) lies inside ``root`` (resolved)."""
     root = osp.realpath(root)
     return osp.commonpath([root, osp.realpath(path)]) == root
-
-
-def file_not_found(path: str) -> BadImageError:
-    return BadImageError(
-        path, 'file not found',
-        'restore the file, or rewrite the annotation files so they list only '
-        'existing files')
-
-
-def file_unreadable(path: str, reason: str) -> BadImageError:
-    return BadImageError(path, f'cannot be read ({reason})',
-                         'check the path and its permissions')
 
 
 def file_too_big(path: str, size_words: str,
@@ -168,21 +172,36 @@ def file_too_big(path: str, size_words: str,
 def read_image_file(path: str,
                     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
                     data_root: Optional[str] = None,
-                    allow_symlinks_out_of_root: bool = False) -> bytes:
-    """The bytes of a local image file, or :class:`BadImageError`.
+                    allow_symlinks_out_of_root: bool = False,
+                    backend_args: Optional[dict] = None) -> bytes:
+    """The bytes of an image file, or :class:`BadImageError`.
 
     Refuses (before reading anything) what is not a regular file, files
     over ``max_file_bytes``, and a file that is a symbolic link to a place
     outside ``data_root`` (when given, unless
     ``allow_symlinks_out_of_root``). See this module's docstring.
+
+    With ``backend_args`` (mmengine file backend arguments) or a URL, the
+    file is fetched by mmengine whole and then size-checked.
     """
     path = str(path)
+    remote = backend_args is not None or '://' in path
     try:
-        link = stat.S_ISLNK(os.lstat(path).st_mode)
+        data = fileio.get(path, backend_args=backend_args) if remote else b''
+        link = not remote and stat.S_ISLNK(os.lstat(path).st_mode)
     except FileNotFoundError:
-        raise file_not_found(path) from None
-    except OSError as err:
-        raise file_unreadable(path, err.strerror) from None
+        raise BadImageError(
+            path, 'file not found',
+            'restore the file, or rewrite the annotation files so they list '
+            'only existing files') from None
+    except Exception as err:  # an OSError, or any storage backend's error
+        reason = getattr(err, 'strerror', None) or type(err).__name__
+        raise BadImageError(path, f'cannot be read ({reason})',
+                            'check the path and its permissions') from None
+    if remote:
+        if len(data) > max_file_bytes:
+            raise file_too_big(path, f'{len(data)} bytes', max_file_bytes)
+        return data
     target, via = path, ''
     if link:
         target = osp.realpath(path)
@@ -287,11 +306,6 @@ def _composite(img: Image.Image, background: Sequence[int]) -> Image.Image:
     return Image.alpha_composite(canvas, rgba).convert('RGB')
 
 
-def _has_alpha(img: Image.Image) -> bool:
-    return (img.mode in ('RGBA', 'LA', 'La', 'RGBa', 'PA')
-            or (img.mode == 'P' and 'transparency' in img.info))
-
-
 #: Transparent pixels are composited on white unless told otherwise.
 WHITE = (255, 255, 255)
 
@@ -300,7 +314,8 @@ def _rgb_converter(img: Image.Image, path: str,
                    background: Sequence[int]) -> Callable:
     """How a part (a stripe) of ``img`` becomes ``uint8`` RGB."""
     mode = img.mode
-    if _has_alpha(img):
+    if (mode in ('RGBA', 'LA', 'La', 'RGBa', 'PA')
+            or mode == 'P' and 'transparency' in img.info):
         return lambda part: np.asarray(_composite(part, background))
     if mode.startswith('I;16') or mode == 'I':
         low, high = img.getextrema()
@@ -387,7 +402,7 @@ def open_image(data: bytes, path: str) -> Image.Image:
 
 def decode_image(data: bytes,
                  path: str,
-                 background: Sequence[int] = (255, 255, 255),
+                 background: Sequence[int] = WHITE,
                  max_pixels: int = DEFAULT_MAX_PIXELS,
                  min_size: int = DEFAULT_MIN_SIZE) -> np.ndarray:
     """Decode image bytes to ``uint8`` RGB ``[H, W, 3]`` as a viewer shows
@@ -421,21 +436,81 @@ def decode_image(data: bytes,
 
 
 def load_image_file(path: str,
-                    background: Sequence[int] = (255, 255, 255),
+                    background: Sequence[int] = WHITE,
                     max_pixels: int = DEFAULT_MAX_PIXELS,
                     min_size: int = DEFAULT_MIN_SIZE,
                     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
                     data_root: Optional[str] = None,
-                    allow_symlinks_out_of_root: bool = False) -> np.ndarray:
-    """:func:`read_image_file` then :func:`decode_image`: a local file as
+                    allow_symlinks_out_of_root: bool = False,
+                    backend_args: Optional[dict] = None) -> np.ndarray:
+    """:func:`read_image_file` then :func:`decode_image`: a file as
     ``uint8`` RGB, or :class:`BadImageError`."""
     data = read_image_file(path, max_file_bytes, data_root,
-                           allow_symlinks_out_of_root)
+                           allow_symlinks_out_of_root, backend_args)
     return decode_image(data, path, background, max_pixels, min_size)
 
 
-def image_file_size(path: str, **read_options) -> Tuple[int, int]:
-    """(width, height) from an image file's header (read as
-    :func:`read_image_file` reads it; the pixels are not decoded)."""
-    with open_image(read_image_file(path, **read_options), path) as img:
-        return img.size
+# ---- image folders (the codec tools) -------------------------------------
+# tools/train_codec.py and tools/analysis_tools/codec_report.py find files
+# by extension (recursively, hidden ones skipped) and read them as above;
+# the folder is the user's own, so links in it are followed (to regular
+# files only).
+
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif',
+                  '.tiff', '.webp')
+
+_REMOVE = 'Remove it from the folder.'
+
+
+class ImageFolderError(UserError, ValueError):
+    """A missing or empty image folder, or an unreadable image in it."""
+
+
+def list_images(root: str) -> List[str]:
+    """Image files under ``root`` (recursive, sorted, hidden ones skipped)."""
+    if not osp.isdir(root):
+        raise ImageFolderError(f'Image folder {root} does not exist.')
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
+        files.extend(
+            osp.join(dirpath, f) for f in filenames
+            if not f.startswith('.') and f.lower().endswith(IMG_EXTENSIONS))
+    if not files:
+        raise ImageFolderError(
+            f'No images found under {root} (looked for '
+            f'{", ".join(IMG_EXTENSIONS)}, in sub-folders too).')
+    return sorted(files)
+
+
+def split_images(image_dir: str,
+                 val_dir: Optional[str] = None,
+                 val_ratio: float = 0.1,
+                 seed: int = 0) -> Tuple[List[str], List[str]]:
+    """(training, validation) images: ``val_dir``'s if given, else a seeded
+    random ``val_ratio`` share of ``image_dir``'s (one image at least, and
+    at least one left for training)."""
+    files = list_images(image_dir)
+    if val_dir is not None:
+        return files, list_images(val_dir)
+    if val_ratio <= 0 or len(files) < 2:
+        return files, []
+    order = list(files)
+    random.Random(seed).shuffle(order)
+    n_val = min(len(files) - 1, max(1, round(len(files) * val_ratio)))
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def load_rgb(path: str) -> Image.Image:
+    """The file as an RGB PIL image, or :class:`ImageFolderError`."""
+    with bad_image_as(ImageFolderError, f'image {path}', _REMOVE):
+        return Image.fromarray(load_image_file(path, min_size=1))
+
+
+def image_size(path: str) -> Tuple[int, int]:
+    """(width, height) from the file's header (read as
+    :func:`read_image_file` reads it; the pixels are not decoded), or
+    :class:`ImageFolderError`."""
+    with bad_image_as(ImageFolderError, f'image {path}', _REMOVE):
+        with open_image(read_image_file(path), path) as img:
+            return img.size

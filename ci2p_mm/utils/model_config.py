@@ -104,12 +104,11 @@ def load_model_config(config: Union[str, Config],
     without downloading weights (FLOPs and speed do not depend on them) and
     ``channels_last`` sets ``patch_cfg.channels_last``.
     """
-    if isinstance(config, Config):
-        cfg = copy.deepcopy(config)
-        if cfg_options:
-            cfg.merge_from_dict(cfg_options)
-    else:
-        cfg = read_config(config, cfg_options)
+    cfg = (
+        copy.deepcopy(config)
+        if isinstance(config, Config) else read_config(config))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     if 'data_preprocessor' in cfg:
         cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     if no_pretrained:
