@@ -7,8 +7,8 @@ import torch.nn as nn
 from mmengine.model import ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
-from mmpretrain.models.backbones.vision_transformer import \
-    TransformerEncoderLayer
+from mmpretrain.models.backbones.vision_transformer import (
+    TransformerEncoderLayer, VisionTransformer)
 from mmpretrain.models.utils import build_norm_layer, resize_pos_embed
 from mmpretrain.registry import MODELS
 
@@ -21,6 +21,25 @@ from .settings import resolve_arch, stage_indices
 
 #: ``out_indices`` names of the encoder's own maps, with their stride.
 ENCODER_OUTS = {'enc_s2': 2, 'enc_s4': 4, 'enc_s8': 8, 'enc_s16': 16}
+
+
+def _arch(num_layers: int,
+          embed_dims: int,
+          num_heads: int,
+          mlp_ratio: int = 4) -> dict:
+    """An ``arch`` of :class:`DualScaleViT`: ``num_layers`` layers in each
+    stage, stage 1 at the latent's width (3 heads), stage 2 at
+    ``embed_dims``; FFNs ``mlp_ratio`` times wider than their layer."""
+
+    def stage(dims: int, heads: int) -> dict:
+        return dict(
+            embed_dims=dims,
+            num_layers=num_layers,
+            num_heads=heads,
+            feedforward_channels=dims * mlp_ratio)
+
+    return dict(
+        stage1=stage(LATENT_CHANNELS, 3), stage2=stage(embed_dims, num_heads))
 
 
 @MODELS.register_module()
@@ -75,51 +94,9 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
         init_cfg (dict, optional): Initialization config.
     """
     arch_zoo = {
-        **dict.fromkeys(
-            ['b', 'base'], {
-                'stage1':
-                dict(
-                    embed_dims=192,
-                    num_layers=6,
-                    num_heads=3,
-                    feedforward_channels=768),
-                'stage2':
-                dict(
-                    embed_dims=768,
-                    num_layers=6,
-                    num_heads=12,
-                    feedforward_channels=3072),
-            }),
-        **dict.fromkeys(
-            ['s', 'small'], {
-                'stage1':
-                dict(
-                    embed_dims=192,
-                    num_layers=4,
-                    num_heads=3,
-                    feedforward_channels=768),
-                'stage2':
-                dict(
-                    embed_dims=384,
-                    num_layers=4,
-                    num_heads=6,
-                    feedforward_channels=1536),
-            }),
-        **dict.fromkeys(
-            ['t', 'tiny'], {
-                'stage1':
-                dict(
-                    embed_dims=192,
-                    num_layers=2,
-                    num_heads=3,
-                    feedforward_channels=384),
-                'stage2':
-                dict(
-                    embed_dims=192,
-                    num_layers=2,
-                    num_heads=3,
-                    feedforward_channels=384),
-            }),
+        **dict.fromkeys(['b', 'base'], _arch(6, 768, 12)),
+        **dict.fromkeys(['s', 'small'], _arch(4, 384, 6)),
+        **dict.fromkeys(['t', 'tiny'], _arch(2, 192, 3, mlp_ratio=2)),
     }
     OUT_TYPES = {'raw', 'featmap', 'avg_featmap'}
 
@@ -295,15 +272,8 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
         return self.ln2(x.mean(dim=1))
 
     def get_layer_depth(self, param_name: str, prefix: str = ''):
-        """Layer-wise depth for layer-wise lr decay, as mmpretrain's ViT."""
-        num_layers = self.num_layers + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        name = param_name[len(prefix):]
-        if name.startswith(('pos_embed', 'patch_embed')):
-            return 0, num_layers
-        if name.startswith('layers'):
-            return int(name.split('.')[1]) + 1, num_layers
-        if name.startswith('cnn_reshape'):
-            return self.num_stage1_layers + 1, num_layers
-        return num_layers - 1, num_layers
+        """Layer-wise depth for layer-wise lr decay, as mmpretrain's ViT;
+        CnnReshape shares the depth of the first stage-2 layer."""
+        if param_name.startswith(prefix + 'cnn_reshape'):
+            return self.num_stage1_layers + 1, self.num_layers + 2
+        return VisionTransformer.get_layer_depth(self, param_name, prefix)
