@@ -6,7 +6,7 @@ names as their checkpoints), so this is only a thin mmpretrain backbone
 around it: arch names, tuple outputs, ``out_indices`` over the multi-scale
 encoders, ``frozen_stages``, and the classifier left to mmpretrain's head.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import timm
 import torch
@@ -123,12 +123,6 @@ class CrossViT(FrozenStagesMixin, BaseBackbone):
         """Channels of each output: both branches concatenated."""
         return sum(self.embed_dims)
 
-    def _embed_params(self) -> List[torch.nn.Parameter]:
-        return [
-            p for name, p in self.model.named_parameters()
-            if name.startswith(('pos_embed_', 'cls_token_'))
-        ]
-
     def _freeze_stages(self):
         modules = [
             self.model.patch_embed, *self.model.blocks[:self.frozen_stages]
@@ -138,8 +132,9 @@ class CrossViT(FrozenStagesMixin, BaseBackbone):
         for module in modules:
             module.eval()
             module.requires_grad_(False)
-        for param in self._embed_params():
-            param.requires_grad = False
+        for name, param in self.model.named_parameters():
+            if name.startswith(('pos_embed_', 'cls_token_')):
+                param.requires_grad = False
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         last = len(self.model.blocks) - 1
