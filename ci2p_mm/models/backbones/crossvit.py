@@ -15,7 +15,7 @@ from mmpretrain.registry import MODELS
 from timm.models.crossvit import CrossVit
 
 from ..utils.freezing import FrozenStagesMixin
-from .settings import lookup_arch, stage_indices
+from .settings import check_out_type, lookup_arch, stage_indices
 
 
 @MODELS.register_module()
@@ -92,9 +92,7 @@ class CrossViT(FrozenStagesMixin, BaseBackbone):
                  frozen_stages: int = -1,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
-        if out_type not in self.OUT_TYPES:
-            raise ValueError(f'Unsupported out_type {out_type!r}; choose '
-                             f'from {sorted(self.OUT_TYPES)}.')
+        self.out_type = check_out_type(out_type, self.OUT_TYPES)
         kwargs = dict(
             num_classes=0,
             img_size=img_size,
@@ -110,7 +108,6 @@ class CrossViT(FrozenStagesMixin, BaseBackbone):
                 **kwargs)
         self.img_size = img_size
         self.embed_dims = list(self.model.embed_dim)
-        self.out_type = out_type
 
         self.out_indices = stage_indices(out_indices, len(self.model.blocks),
                                          'multi-scale encoder')

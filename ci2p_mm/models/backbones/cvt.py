@@ -31,7 +31,7 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 
 from ..utils.freezing import FrozenStagesMixin
-from .settings import resolve_arch, stage_indices
+from .settings import check_out_type, resolve_arch, stage_indices
 
 
 def _resolved_activation(act_cfg: dict) -> dict:
@@ -362,15 +362,12 @@ class CvT(FrozenStagesMixin, BaseBackbone):
         super().__init__(init_cfg)
         arch = resolve_arch('CvT', self.arch_zoo, arch,
                             ('embed_dims', 'depths', 'num_heads'))
-        if out_type not in self.OUT_TYPES:
-            raise ValueError(f'Unsupported out_type {out_type!r}; choose '
-                             f'from {sorted(self.OUT_TYPES)}.')
+        self.out_type = check_out_type(out_type, self.OUT_TYPES)
         if out_type == 'cls_token' and not with_cls_token:
             raise ValueError("out_type='cls_token' needs with_cls_token.")
         self.arch_settings = arch
         self.embed_dims = list(arch['embed_dims'])
         self.num_stages = len(self.embed_dims)
-        self.out_type = out_type
         self.with_cls_token = with_cls_token
 
         self.stages = ModuleList()

@@ -17,7 +17,7 @@ from ..utils.freezing import FrozenStagesMixin, codec_weights_kept
 from ..utils.patch_embed import (CI2PEncoder, CnnReshape, check_image_batch,
                                  split_patch_cfg)
 from .ci2p_vit import check_img_size
-from .settings import resolve_arch, stage_indices
+from .settings import check_out_type, resolve_arch, stage_indices
 
 #: ``out_indices`` names of the encoder's own maps, with their stride.
 ENCODER_OUTS = {'enc_s2': 2, 'enc_s4': 4, 'enc_s8': 8, 'enc_s16': 16}
@@ -123,15 +123,12 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
             raise ValueError(
                 f'Stage 1 runs on the codec latent, so its embed_dims must '
                 f'be {LATENT_CHANNELS}; got {stage1["embed_dims"]}.')
-        if out_type not in self.OUT_TYPES:
-            raise ValueError(f'Unsupported out_type {out_type!r}; choose '
-                             f'from {sorted(self.OUT_TYPES)}.')
+        self.out_type = check_out_type(out_type, self.OUT_TYPES)
         self.arch_settings = arch
         self.num_stage1_layers = stage1['num_layers']
         self.num_layers = stage1['num_layers'] + stage2['num_layers']
         self.embed_dims = stage2['embed_dims']
         self.img_size = check_img_size(img_size)
-        self.out_type = out_type
         self.interpolate_mode = interpolate_mode
 
         encoder_cfg, reshape_cfg = split_patch_cfg(patch_cfg)
