@@ -247,26 +247,21 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
                                  self.interpolate_mode, 0)
         x = self.drop_after_pos(x)
         for i, layer in enumerate(self.layers):
-            if i == self.num_stage1_layers:
-                x, hw = self._to_stage2(x, hw)
+            if i == self.num_stage1_layers:  # tokens on the latent's grid
+                x = self.cnn_reshape(x.transpose(1, 2).reshape(*latent.shape))
+                x, hw = x.flatten(2).transpose(1, 2), tuple(x.shape[2:])
             x = layer(x)
             if i == self.num_layers - 1 and self.final_norm:
                 x = self.ln1(x)
-            if i in self.out_indices:
-                outs.append(self._format_output(x, hw))
+            if i not in self.out_indices:
+                continue
+            if self.out_type == 'featmap':
+                outs.append(x.transpose(1, 2).reshape(x.size(0), -1, *hw))
+            elif self.out_type == 'raw':
+                outs.append(x)
+            else:
+                outs.append(self.ln2(x.mean(dim=1)))
         return tuple(outs)
-
-    def _to_stage2(self, x, hw):
-        tokens_to_map = x.transpose(1, 2).reshape(x.size(0), -1, *hw)
-        x = self.cnn_reshape(tokens_to_map)
-        return x.flatten(2).transpose(1, 2), tuple(x.shape[2:])
-
-    def _format_output(self, x, hw):
-        if self.out_type == 'raw':
-            return x
-        if self.out_type == 'featmap':
-            return x.transpose(1, 2).reshape(x.size(0), -1, *hw)
-        return self.ln2(x.mean(dim=1))
 
     def get_layer_depth(self, param_name: str, prefix: str = ''):
         """Layer-wise depth for layer-wise lr decay, as mmpretrain's ViT;
