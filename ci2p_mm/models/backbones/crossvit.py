@@ -14,7 +14,7 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 from timm.models.crossvit import CrossVit
 
-from ..utils.freezing import FrozenStagesMixin
+from ..utils.freezing import FrozenStagesMixin, freeze
 from .settings import check_out_type, lookup_arch, stage_indices
 
 
@@ -126,9 +126,7 @@ class CrossViT(FrozenStagesMixin, BaseBackbone):
         ]
         if self.frozen_stages >= len(self.model.blocks):
             modules.append(self.model.norm)
-        for module in modules:
-            module.eval()
-            module.requires_grad_(False)
+        freeze(*modules)
         for name, param in self.model.named_parameters():
             if name.startswith(('pos_embed_', 'cls_token_')):
                 param.requires_grad = False

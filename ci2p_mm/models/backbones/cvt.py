@@ -30,7 +30,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 
-from ..utils.freezing import FrozenStagesMixin
+from ..utils.freezing import FrozenStagesMixin, freeze
 from .settings import check_out_type, resolve_arch, stage_indices
 
 
@@ -415,9 +415,7 @@ class CvT(FrozenStagesMixin, BaseBackbone):
                 trunc_normal_(last.cls_token, std=.02)
 
     def _freeze_stages(self):
-        for stage in self.stages[:self.frozen_stages]:
-            stage.eval()
-            stage.requires_grad_(False)
+        freeze(*self.stages[:self.frozen_stages])
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         outs = []

@@ -13,7 +13,7 @@ from mmpretrain.models.utils import build_norm_layer, resize_pos_embed
 from mmpretrain.registry import MODELS
 
 from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS
-from ..utils.freezing import FrozenStagesMixin, codec_weights_kept
+from ..utils.freezing import FrozenStagesMixin, codec_weights_kept, freeze
 from ..utils.patch_embed import (CI2PEncoder, CnnReshape, check_image_batch,
                                  split_patch_cfg)
 from .ci2p_vit import check_img_size
@@ -225,9 +225,7 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
                 getattr(self, n) for n in ('ln1', 'ln2') if hasattr(self, n)
             ]
         self.pos_embed.requires_grad = False
-        for module in frozen:
-            module.eval()
-            module.requires_grad_(False)
+        freeze(*frozen)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if not self.patch_embed.latent_input:  # else the encoder checks

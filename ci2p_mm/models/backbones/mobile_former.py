@@ -30,7 +30,7 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.models.utils import channel_shuffle
 from mmpretrain.registry import MODELS
 
-from ..utils.freezing import FrozenStagesMixin
+from ..utils.freezing import FrozenStagesMixin, freeze
 from .settings import check_out_type, resolve_arch, stage_indices
 
 
@@ -468,9 +468,7 @@ class MobileFormer(FrozenStagesMixin, BaseBackbone):
 
     def _freeze_stages(self):
         self.tokens.requires_grad = False
-        for module in [self.stem, *self.stages[:self.frozen_stages]]:
-            module.eval()
-            module.requires_grad_(False)
+        freeze(self.stem, *self.stages[:self.frozen_stages])
 
     def has_frozen_stages(self) -> bool:
         return self.frozen_stages >= 0  # 0: the stem (mmpretrain MobileNet)

@@ -13,6 +13,7 @@ from mmpretrain.registry import MODELS
 from ci2p_mm.codec.zoo import (ENCODER_STRIDE, LATENT_CHANNELS, build_codec,
                                check_supported, encoder_stages)
 from .codec_weights import CodecWeightsMixin
+from .freezing import freeze
 from .tracing import is_tracing_or_exporting
 
 #: Total stride of CI2P tokens: the codec's 16 and PatchReshape's 2.
@@ -206,8 +207,7 @@ class CI2PEncoder(CodecWeightsMixin, BaseModule):
             self.encoder.to(memory_format=torch.channels_last)
         self.stages = encoder_stages(self.encoder)
         if frozen:
-            self.encoder.requires_grad_(False)
-            self.encoder.eval()
+            freeze(self.encoder)
 
     def train(self, mode: bool = True):
         super().train(mode)
