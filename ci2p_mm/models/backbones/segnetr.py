@@ -359,10 +359,7 @@ class SegNetr(BaseBackbone):
                 raise ValueError(f'SegNetr has 4 encoder and 4 decoder '
                                  f'stages: {name} needs 4 values; got '
                                  f'{tuple(value)}.')
-        self.patch_sizes = tuple(patch_sizes)
-        self.global_sizes = tuple(global_sizes)
-        self.decoder_patch_sizes = tuple(decoder_patch_sizes)
-        self.decoder_global_sizes = tuple(decoder_global_sizes)
+            setattr(self, name, tuple(value))
         c = self.arch_settings['base_channels']
         if c % 4:
             raise ValueError(f'base_channels must be a multiple of 4 (the '
