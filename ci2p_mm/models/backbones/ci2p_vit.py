@@ -2,6 +2,7 @@
 from typing import Optional, Sequence, Union
 
 from mmpretrain.models.backbones import VisionTransformer
+from mmpretrain.models.utils import to_2tuple
 from mmpretrain.registry import MODELS
 
 from ..utils.freezing import FrozenStagesMixin, codec_weights_kept
@@ -9,7 +10,7 @@ from ..utils.patch_embed import TOKEN_STRIDE, CI2PPatchEmbed, split_patch_cfg
 
 
 def check_img_size(img_size: Union[int, Sequence[int]]) -> tuple:
-    h, w = (img_size, ) * 2 if isinstance(img_size, int) else img_size
+    h, w = to_2tuple(img_size)
     if h % TOKEN_STRIDE or w % TOKEN_STRIDE:
         raise ValueError(f'img_size must be a multiple of {TOKEN_STRIDE} for '
                          f'CI2P backbones; got {img_size}.')

@@ -6,7 +6,7 @@ names as their checkpoints), so this is only a thin mmpretrain backbone
 around it: arch names, tuple outputs, ``out_indices`` over the multi-scale
 encoders, ``frozen_stages``, and the classifier left to mmpretrain's head.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import timm
 import torch
@@ -14,8 +14,8 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 from timm.models.crossvit import CrossVit
 
-from ..utils.freezing import FrozenStagesMixin
-from .settings import lookup_arch, stage_indices
+from ..utils.freezing import FrozenStagesMixin, freeze
+from .settings import check_out_type, lookup_arch, stage_indices
 
 
 @MODELS.register_module()
@@ -92,9 +92,7 @@ class CrossViT(FrozenStagesMixin, BaseBackbone):
                  frozen_stages: int = -1,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
-        if out_type not in self.OUT_TYPES:
-            raise ValueError(f'Unsupported out_type {out_type!r}; choose '
-                             f'from {sorted(self.OUT_TYPES)}.')
+        self.out_type = check_out_type(out_type, self.OUT_TYPES)
         kwargs = dict(
             num_classes=0,
             img_size=img_size,
@@ -110,7 +108,6 @@ class CrossViT(FrozenStagesMixin, BaseBackbone):
                 **kwargs)
         self.img_size = img_size
         self.embed_dims = list(self.model.embed_dim)
-        self.out_type = out_type
 
         self.out_indices = stage_indices(out_indices, len(self.model.blocks),
                                          'multi-scale encoder')
@@ -123,23 +120,16 @@ class CrossViT(FrozenStagesMixin, BaseBackbone):
         """Channels of each output: both branches concatenated."""
         return sum(self.embed_dims)
 
-    def _embed_params(self) -> List[torch.nn.Parameter]:
-        return [
-            p for name, p in self.model.named_parameters()
-            if name.startswith(('pos_embed_', 'cls_token_'))
-        ]
-
     def _freeze_stages(self):
         modules = [
             self.model.patch_embed, *self.model.blocks[:self.frozen_stages]
         ]
         if self.frozen_stages >= len(self.model.blocks):
             modules.append(self.model.norm)
-        for module in modules:
-            module.eval()
-            module.requires_grad_(False)
-        for param in self._embed_params():
-            param.requires_grad = False
+        freeze(*modules)
+        for name, param in self.model.named_parameters():
+            if name.startswith(('pos_embed_', 'cls_token_')):
+                param.requires_grad = False
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         last = len(self.model.blocks) - 1

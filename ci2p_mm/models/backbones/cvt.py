@@ -30,8 +30,8 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.registry import MODELS
 
-from ..utils.freezing import FrozenStagesMixin
-from .settings import resolve_arch, stage_indices
+from ..utils.freezing import FrozenStagesMixin, freeze
+from .settings import check_out_type, resolve_arch, stage_indices
 
 
 def _resolved_activation(act_cfg: dict) -> dict:
@@ -240,13 +240,11 @@ class CvTBlock(BaseModule):
 class CvTStage(BaseModule):
     """Convolutional token embedding, optional class token, blocks."""
 
-    def __init__(self, in_channels: int, embed_dims: int, depth: int,
-                 num_heads: int, patch_size: int, patch_stride: int,
-                 patch_padding: int, with_cls_token: bool,
+    def __init__(self, in_channels: int, embed_dims: int, num_heads: int,
+                 patch_settings: Tuple[int, int, int], with_cls_token: bool,
                  drop_path_rates: Sequence[float], **block_kwargs):
         super().__init__()
-        self.embed = ConvTokenEmbed(in_channels, embed_dims, patch_size,
-                                    patch_stride, patch_padding)
+        self.embed = ConvTokenEmbed(in_channels, embed_dims, *patch_settings)
         self.cls_token = nn.Parameter(torch.zeros(
             1, 1, embed_dims)) if with_cls_token else None
         self.blocks = ModuleList([
@@ -364,15 +362,12 @@ class CvT(FrozenStagesMixin, BaseBackbone):
         super().__init__(init_cfg)
         arch = resolve_arch('CvT', self.arch_zoo, arch,
                             ('embed_dims', 'depths', 'num_heads'))
-        if out_type not in self.OUT_TYPES:
-            raise ValueError(f'Unsupported out_type {out_type!r}; choose '
-                             f'from {sorted(self.OUT_TYPES)}.')
+        self.out_type = check_out_type(out_type, self.OUT_TYPES)
         if out_type == 'cls_token' and not with_cls_token:
             raise ValueError("out_type='cls_token' needs with_cls_token.")
         self.arch_settings = arch
         self.embed_dims = list(arch['embed_dims'])
         self.num_stages = len(self.embed_dims)
-        self.out_type = out_type
         self.with_cls_token = with_cls_token
 
         self.stages = ModuleList()
@@ -382,16 +377,12 @@ class CvT(FrozenStagesMixin, BaseBackbone):
             depth = arch['depths'][i]
             dpr = np.linspace(0, drop_path_rate, depth).tolist() \
                 if last else [0.] * depth
-            kernel, stride, padding = self.PATCH_SETTINGS[i]
             self.stages.append(
                 CvTStage(
                     channels,
                     self.embed_dims[i],
-                    depth,
                     arch['num_heads'][i],
-                    kernel,
-                    stride,
-                    padding,
+                    self.PATCH_SETTINGS[i],
                     with_cls_token=with_cls_token and last,
                     drop_path_rates=dpr,
                     mlp_ratio=mlp_ratio,
@@ -424,18 +415,15 @@ class CvT(FrozenStagesMixin, BaseBackbone):
                 trunc_normal_(last.cls_token, std=.02)
 
     def _freeze_stages(self):
-        for stage in self.stages[:self.frozen_stages]:
-            stage.eval()
-            stage.requires_grad_(False)
+        freeze(*self.stages[:self.frozen_stages])
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         outs = []
         for i, stage in enumerate(self.stages):
             tokens, hw = stage(x)
             num_cls = 0 if stage.cls_token is None else 1
-            x = tokens[:,
-                       num_cls:].transpose(1,
-                                           2).reshape(tokens.size(0), -1, *hw)
+            patches = tokens[:, num_cls:]
+            x = patches.transpose(1, 2).reshape(x.size(0), -1, *hw)
             if i not in self.out_indices:
                 continue
             if self.out_type == 'featmap':
@@ -445,5 +433,5 @@ class CvT(FrozenStagesMixin, BaseBackbone):
             elif self.out_type == 'cls_token':
                 outs.append(self.ln_out(tokens[:, 0]))
             else:
-                outs.append(self.ln_out(tokens[:, num_cls:]).mean(dim=1))
+                outs.append(self.ln_out(patches).mean(dim=1))
         return tuple(outs)

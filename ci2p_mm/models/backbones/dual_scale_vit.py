@@ -7,20 +7,39 @@ import torch.nn as nn
 from mmengine.model import ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
-from mmpretrain.models.backbones.vision_transformer import \
-    TransformerEncoderLayer
+from mmpretrain.models.backbones.vision_transformer import (
+    TransformerEncoderLayer, VisionTransformer)
 from mmpretrain.models.utils import build_norm_layer, resize_pos_embed
 from mmpretrain.registry import MODELS
 
 from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS
-from ..utils.freezing import FrozenStagesMixin, codec_weights_kept
+from ..utils.freezing import FrozenStagesMixin, codec_weights_kept, freeze
 from ..utils.patch_embed import (CI2PEncoder, CnnReshape, check_image_batch,
                                  split_patch_cfg)
 from .ci2p_vit import check_img_size
-from .settings import resolve_arch, stage_indices
+from .settings import check_out_type, resolve_arch, stage_indices
 
 #: ``out_indices`` names of the encoder's own maps, with their stride.
 ENCODER_OUTS = {'enc_s2': 2, 'enc_s4': 4, 'enc_s8': 8, 'enc_s16': 16}
+
+
+def _arch(num_layers: int,
+          embed_dims: int,
+          num_heads: int,
+          mlp_ratio: int = 4) -> dict:
+    """An ``arch`` of :class:`DualScaleViT`: ``num_layers`` layers in each
+    stage, stage 1 at the latent's width (3 heads), stage 2 at
+    ``embed_dims``; FFNs ``mlp_ratio`` times wider than their layer."""
+
+    def stage(dims: int, heads: int) -> dict:
+        return dict(
+            embed_dims=dims,
+            num_layers=num_layers,
+            num_heads=heads,
+            feedforward_channels=dims * mlp_ratio)
+
+    return dict(
+        stage1=stage(LATENT_CHANNELS, 3), stage2=stage(embed_dims, num_heads))
 
 
 @MODELS.register_module()
@@ -75,51 +94,9 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
         init_cfg (dict, optional): Initialization config.
     """
     arch_zoo = {
-        **dict.fromkeys(
-            ['b', 'base'], {
-                'stage1':
-                dict(
-                    embed_dims=192,
-                    num_layers=6,
-                    num_heads=3,
-                    feedforward_channels=768),
-                'stage2':
-                dict(
-                    embed_dims=768,
-                    num_layers=6,
-                    num_heads=12,
-                    feedforward_channels=3072),
-            }),
-        **dict.fromkeys(
-            ['s', 'small'], {
-                'stage1':
-                dict(
-                    embed_dims=192,
-                    num_layers=4,
-                    num_heads=3,
-                    feedforward_channels=768),
-                'stage2':
-                dict(
-                    embed_dims=384,
-                    num_layers=4,
-                    num_heads=6,
-                    feedforward_channels=1536),
-            }),
-        **dict.fromkeys(
-            ['t', 'tiny'], {
-                'stage1':
-                dict(
-                    embed_dims=192,
-                    num_layers=2,
-                    num_heads=3,
-                    feedforward_channels=384),
-                'stage2':
-                dict(
-                    embed_dims=192,
-                    num_layers=2,
-                    num_heads=3,
-                    feedforward_channels=384),
-            }),
+        **dict.fromkeys(['b', 'base'], _arch(6, 768, 12)),
+        **dict.fromkeys(['s', 'small'], _arch(4, 384, 6)),
+        **dict.fromkeys(['t', 'tiny'], _arch(2, 192, 3, mlp_ratio=2)),
     }
     OUT_TYPES = {'raw', 'featmap', 'avg_featmap'}
 
@@ -146,15 +123,12 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
             raise ValueError(
                 f'Stage 1 runs on the codec latent, so its embed_dims must '
                 f'be {LATENT_CHANNELS}; got {stage1["embed_dims"]}.')
-        if out_type not in self.OUT_TYPES:
-            raise ValueError(f'Unsupported out_type {out_type!r}; choose '
-                             f'from {sorted(self.OUT_TYPES)}.')
+        self.out_type = check_out_type(out_type, self.OUT_TYPES)
         self.arch_settings = arch
         self.num_stage1_layers = stage1['num_layers']
         self.num_layers = stage1['num_layers'] + stage2['num_layers']
         self.embed_dims = stage2['embed_dims']
         self.img_size = check_img_size(img_size)
-        self.out_type = out_type
         self.interpolate_mode = interpolate_mode
 
         encoder_cfg, reshape_cfg = split_patch_cfg(patch_cfg)
@@ -251,9 +225,7 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
                 getattr(self, n) for n in ('ln1', 'ln2') if hasattr(self, n)
             ]
         self.pos_embed.requires_grad = False
-        for module in frozen:
-            module.eval()
-            module.requires_grad_(False)
+        freeze(*frozen)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if not self.patch_embed.latent_input:  # else the encoder checks
@@ -273,37 +245,25 @@ class DualScaleViT(FrozenStagesMixin, BaseBackbone):
                                  self.interpolate_mode, 0)
         x = self.drop_after_pos(x)
         for i, layer in enumerate(self.layers):
-            if i == self.num_stage1_layers:
-                x, hw = self._to_stage2(x, hw)
+            if i == self.num_stage1_layers:  # tokens on the latent's grid
+                x = self.cnn_reshape(x.transpose(1, 2).reshape(*latent.shape))
+                x, hw = x.flatten(2).transpose(1, 2), tuple(x.shape[2:])
             x = layer(x)
             if i == self.num_layers - 1 and self.final_norm:
                 x = self.ln1(x)
-            if i in self.out_indices:
-                outs.append(self._format_output(x, hw))
+            if i not in self.out_indices:
+                continue
+            if self.out_type == 'featmap':
+                outs.append(x.transpose(1, 2).reshape(x.size(0), -1, *hw))
+            elif self.out_type == 'raw':
+                outs.append(x)
+            else:
+                outs.append(self.ln2(x.mean(dim=1)))
         return tuple(outs)
 
-    def _to_stage2(self, x, hw):
-        tokens_to_map = x.transpose(1, 2).reshape(x.size(0), -1, *hw)
-        x = self.cnn_reshape(tokens_to_map)
-        return x.flatten(2).transpose(1, 2), tuple(x.shape[2:])
-
-    def _format_output(self, x, hw):
-        if self.out_type == 'raw':
-            return x
-        if self.out_type == 'featmap':
-            return x.transpose(1, 2).reshape(x.size(0), -1, *hw)
-        return self.ln2(x.mean(dim=1))
-
     def get_layer_depth(self, param_name: str, prefix: str = ''):
-        """Layer-wise depth for layer-wise lr decay, as mmpretrain's ViT."""
-        num_layers = self.num_layers + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        name = param_name[len(prefix):]
-        if name.startswith(('pos_embed', 'patch_embed')):
-            return 0, num_layers
-        if name.startswith('layers'):
-            return int(name.split('.')[1]) + 1, num_layers
-        if name.startswith('cnn_reshape'):
-            return self.num_stage1_layers + 1, num_layers
-        return num_layers - 1, num_layers
+        """Layer-wise depth for layer-wise lr decay, as mmpretrain's ViT;
+        CnnReshape shares the depth of the first stage-2 layer."""
+        if param_name.startswith(prefix + 'cnn_reshape'):
+            return self.num_stage1_layers + 1, self.num_layers + 2
+        return VisionTransformer.get_layer_depth(self, param_name, prefix)

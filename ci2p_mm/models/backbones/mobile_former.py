@@ -30,8 +30,8 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.models.utils import channel_shuffle
 from mmpretrain.registry import MODELS
 
-from ..utils.freezing import FrozenStagesMixin
-from .settings import resolve_arch, stage_indices
+from ..utils.freezing import FrozenStagesMixin, freeze
+from .settings import check_out_type, resolve_arch, stage_indices
 
 
 def conv_bn(in_channels: int,
@@ -403,11 +403,8 @@ class MobileFormer(FrozenStagesMixin, BaseBackbone):
         arch = resolve_arch('MobileFormer', self.arch_zoo, arch,
                             ('stem_channels', 'stages', 'num_tokens',
                              'token_dims', 'head_channels'))
-        if out_type not in self.OUT_TYPES:
-            raise ValueError(f'Unsupported out_type {out_type!r}; choose '
-                             f'from {sorted(self.OUT_TYPES)}.')
+        self.out_type = check_out_type(out_type, self.OUT_TYPES)
         self.arch_settings = arch
-        self.out_type = out_type
         self.token_dims = arch['token_dims']
         self.head_channels = arch['head_channels']
         groups = arch.get('groups', 1)
@@ -471,9 +468,7 @@ class MobileFormer(FrozenStagesMixin, BaseBackbone):
 
     def _freeze_stages(self):
         self.tokens.requires_grad = False
-        for module in [self.stem, *self.stages[:self.frozen_stages]]:
-            module.eval()
-            module.requires_grad_(False)
+        freeze(self.stem, *self.stages[:self.frozen_stages])
 
     def has_frozen_stages(self) -> bool:
         return self.frozen_stages >= 0  # 0: the stem (mmpretrain MobileNet)

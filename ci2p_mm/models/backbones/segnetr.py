@@ -21,7 +21,7 @@ channels to the decoder through *patch reverse* (the inverse of merging:
 (``2w``) goes on down the encoder. See ``docs/segmentation.md`` for what the
 figure and text fix and what this implementation chose.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -39,11 +39,9 @@ def patch_merge(x: torch.Tensor) -> torch.Tensor:
     Channel block ``k`` (``C`` channels each) holds the pixels at offset
     ``(k % 2, k // 2)`` of every 2x2 patch (Swin's order).
     """
-    return torch.cat([
-        x[..., 0::2, 0::2], x[..., 1::2, 0::2], x[..., 0::2, 1::2],
-        x[..., 1::2, 1::2]
-    ],
-                     dim=1)
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 5, 3, 1, 2, 4)
+    return x.reshape(b, 4 * c, h // 2, w // 2)
 
 
 def patch_reverse(x: torch.Tensor) -> torch.Tensor:
@@ -53,11 +51,8 @@ def patch_reverse(x: torch.Tensor) -> torch.Tensor:
     if c4 % 4:
         raise ValueError(f'patch_reverse needs channels divisible by 4; got '
                          f'{c4}.')
-    parts = x.chunk(4, dim=1)
-    out = x.new_empty(b, c4 // 4, 2 * h, 2 * w)
-    out[..., 0::2, 0::2], out[..., 1::2, 0::2] = parts[0], parts[1]
-    out[..., 0::2, 1::2], out[..., 1::2, 1::2] = parts[2], parts[3]
-    return out
+    x = x.reshape(b, 2, 2, c4 // 4, h, w).permute(0, 3, 4, 2, 5, 1)
+    return x.reshape(b, c4 // 4, 2 * h, 2 * w)
 
 
 def local_partition(s: torch.Tensor, p: int) -> torch.Tensor:
@@ -342,7 +337,14 @@ class SegNetr(BaseBackbone):
                  norm_cfg: dict = dict(type='LN2d', eps=1e-6),
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self._arch_settings(arch)
+        arch = resolve_arch(
+            'SegNetr', self.arch_zoo, arch,
+            ('base_channels', 'encoder_depths', 'decoder_depths'))
+        if (len(arch['encoder_depths']) != self.num_stages
+                or len(arch['decoder_depths']) != self.num_stages):
+            raise ValueError('SegNetr arch needs 4 encoder_depths and 4 '
+                             f'decoder_depths; got {arch!r}.')
+        self.arch_settings = arch
         if decoder_patch_sizes is None:
             decoder_patch_sizes = (*patch_sizes[2::-1], max(patch_sizes))
         if decoder_global_sizes is None:
@@ -357,10 +359,7 @@ class SegNetr(BaseBackbone):
                 raise ValueError(f'SegNetr has 4 encoder and 4 decoder '
                                  f'stages: {name} needs 4 values; got '
                                  f'{tuple(value)}.')
-        self.patch_sizes = tuple(patch_sizes)
-        self.global_sizes = tuple(global_sizes)
-        self.decoder_patch_sizes = tuple(decoder_patch_sizes)
-        self.decoder_global_sizes = tuple(decoder_global_sizes)
+            setattr(self, name, tuple(value))
         c = self.arch_settings['base_channels']
         if c % 4:
             raise ValueError(f'base_channels must be a multiple of 4 (the '
@@ -398,16 +397,6 @@ class SegNetr(BaseBackbone):
                     self.arch_settings['decoder_depths'])))
         self.upsample = nn.Upsample(
             scale_factor=2, mode='bilinear', align_corners=False)
-
-    def _arch_settings(self, arch) -> Dict:
-        arch = resolve_arch(
-            'SegNetr', self.arch_zoo, arch,
-            ('base_channels', 'encoder_depths', 'decoder_depths'))
-        if (len(arch['encoder_depths']) != self.num_stages
-                or len(arch['decoder_depths']) != self.num_stages):
-            raise ValueError('SegNetr arch needs 4 encoder_depths and 4 '
-                             f'decoder_depths; got {arch!r}.')
-        return arch
 
     @staticmethod
     def _stage(name, in_channels, channels, depth, patch_size, global_size,

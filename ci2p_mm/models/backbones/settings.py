@@ -1,4 +1,5 @@
-"""The one way every backbone here reads ``arch`` and ``out_indices``.
+"""The one way every backbone here reads ``arch``, ``out_type`` and
+``out_indices``.
 
 Messages follow mmpretrain's backbones (``Arch x is not in default archs
 ...``, ``Custom arch needs a dict with keys ...``, ``Invalid out_indices
@@ -29,6 +30,14 @@ def resolve_arch(model: str, arch_zoo: Dict[str, dict], arch: Union[str, dict],
         raise ValueError(f'{model}: Custom arch needs a dict with keys '
                          f'{sorted(required)}; missing {sorted(missing)}.')
     return dict(arch)
+
+
+def check_out_type(out_type: str, out_types: Iterable[str]) -> str:
+    """``out_type`` if it is one of ``out_types``, else mmpretrain's error."""
+    if out_type not in out_types:
+        raise ValueError(f'Unsupported out_type {out_type!r}; choose '
+                         f'from {sorted(out_types)}.')
+    return out_type
 
 
 def stage_indices(out_indices: Union[int, Sequence[int]],

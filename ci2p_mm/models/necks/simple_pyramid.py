@@ -73,22 +73,19 @@ class CI2PSimplePyramid(BaseModule):
         self.stages = nn.ModuleList()
         level_channels: List[int] = []
         for scale in self.scale_factors:
+            width = int(c / max(scale, 1.))  # up: fewer channels; down: same
             if scale == 4.0:
                 stage = nn.Sequential(
                     nn.ConvTranspose2d(c, c // 2, 2, stride=2),
                     build_norm_layer(norm_cfg, c // 2), nn.GELU(),
                     nn.ConvTranspose2d(c // 2, c // 4, 2, stride=2))
-                width = c // 4
             elif scale == 2.0:
                 stage = nn.ConvTranspose2d(c, c // 2, 2, stride=2)
-                width = c // 2
             elif scale == 1.0:
                 stage = nn.Identity()
-                width = c
             else:
                 k = int(round(1 / scale))
                 stage = nn.MaxPool2d(kernel_size=k, stride=k, ceil_mode=True)
-                width = c
             if out_channels is not None:
                 stage = nn.Sequential(
                     stage, nn.Conv2d(width, out_channels, 1, bias=False),

@@ -57,10 +57,6 @@ class CodecWeightsMixin:
     ``self.encoder`` and whose request is ``self.codec``, ``self.quality``
     and ``self.pretrained`` (see this module's docstring)."""
 
-    #: The attribute holding ``g_a``; its state-dict keys decide whether a
-    #: loaded state dict carries the codec.
-    encoder_attr = 'encoder'
-
     def _request_codec_weights(self, pretrained: Union[bool, str]) -> None:
         self.pretrained = pretrained
         # Counts weight arrivals; codec_weights_kept compares it.
@@ -80,8 +76,7 @@ class CodecWeightsMixin:
     def load_codec_weights(self) -> None:
         """Fetch the requested weights now (download or file)."""
         codec = build_codec(self.codec, self.quality, self.pretrained)
-        getattr(self,
-                self.encoder_attr).load_state_dict(codec.g_a.state_dict())
+        self.encoder.load_state_dict(codec.g_a.state_dict())
         self._codec_arrived()
 
     def init_weights(self) -> None:
@@ -92,8 +87,10 @@ class CodecWeightsMixin:
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
                               missing_keys, unexpected_keys, error_msgs):
-        expected = getattr(self, self.encoder_attr).state_dict()
-        head = f'{prefix}{self.encoder_attr}.'
+        # The encoder's state-dict keys decide whether a loaded state dict
+        # carries the codec.
+        expected = self.encoder.state_dict()
+        head = f'{prefix}encoder.'
         if all(head +
                key in state_dict and state_dict[head +
                                                 key].shape == value.shape

@@ -13,6 +13,13 @@ def set_bn_eval(module: nn.Module) -> None:
             m.eval()
 
 
+def freeze(*modules: nn.Module) -> None:
+    """Eval mode and no gradients for each of ``modules``."""
+    for module in modules:
+        module.eval()
+        module.requires_grad_(False)
+
+
 class FrozenStagesMixin:
     """``train()`` for backbones with ``frozen_stages`` (and ``norm_eval``).
 

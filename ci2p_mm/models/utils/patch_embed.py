@@ -7,12 +7,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from compressai.layers import GDN
 from mmengine.model import BaseModule
-from mmpretrain.models.utils import InvertedResidual
+from mmpretrain.models.utils import InvertedResidual, to_2tuple
 from mmpretrain.registry import MODELS
 
 from ci2p_mm.codec.zoo import (ENCODER_STRIDE, LATENT_CHANNELS, build_codec,
                                check_supported, encoder_stages)
 from .codec_weights import CodecWeightsMixin
+from .freezing import freeze
 from .tracing import is_tracing_or_exporting
 
 #: Total stride of CI2P tokens: the codec's 16 and PatchReshape's 2.
@@ -206,8 +207,7 @@ class CI2PEncoder(CodecWeightsMixin, BaseModule):
             self.encoder.to(memory_format=torch.channels_last)
         self.stages = encoder_stages(self.encoder)
         if frozen:
-            self.encoder.requires_grad_(False)
-            self.encoder.eval()
+            freeze(self.encoder)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -261,12 +261,6 @@ class CI2PEncoder(CodecWeightsMixin, BaseModule):
 RESHAPE_KEYS = ('norm_cfg', 'act_cfg')
 
 
-def encoder_arguments() -> Tuple[str, ...]:
-    """The arguments of :class:`CI2PEncoder` (``init_cfg`` aside)."""
-    params = inspect.signature(CI2PEncoder.__init__).parameters
-    return tuple(name for name in params if name not in ('self', 'init_cfg'))
-
-
 def split_patch_cfg(patch_cfg: dict) -> Tuple[dict, dict]:
     """The one ``patch_cfg`` contract of every CI2P backbone.
 
@@ -277,7 +271,9 @@ def split_patch_cfg(patch_cfg: dict) -> Tuple[dict, dict]:
     kwargs)``; any other key is refused, naming the ones that exist.
     """
     patch_cfg = dict(patch_cfg or {})
-    allowed = encoder_arguments()
+    # The arguments of CI2PEncoder (init_cfg aside).
+    params = inspect.signature(CI2PEncoder.__init__).parameters
+    allowed = [name for name in params if name not in ('self', 'init_cfg')]
     unknown = sorted(set(patch_cfg) - set(allowed) - set(RESHAPE_KEYS))
     if unknown:
         raise ValueError(
@@ -323,12 +319,8 @@ class CI2PPatchEmbed(BaseModule):
         self.ci2p_encoder = CI2PEncoder(**encoder_cfg)
         self.reshape = PatchReshape(LATENT_CHANNELS, embed_dims, norm_cfg,
                                     act_cfg)
-        if input_size is not None:
-            h, w = (input_size, ) * 2 if isinstance(input_size,
-                                                    int) else input_size
-            self.init_out_size = (h // TOKEN_STRIDE, w // TOKEN_STRIDE)
-        else:
-            self.init_out_size = None
+        self.init_out_size = None if input_size is None else tuple(
+            side // TOKEN_STRIDE for side in to_2tuple(input_size))
 
     @property
     def encoder(self) -> nn.Sequential:
