@@ -58,9 +58,7 @@ from ci2p_mm.utils.errors import ConfigError, UserError, listing
 from ci2p_mm.utils.io import OutputError, check_writable_dir
 from ci2p_mm.utils.locks import ProcessLock
 from ci2p_mm.utils.model_config import bare_model
-from ci2p_mm.utils.state_dicts import extract_state_dict
-from .checkpoint import (_MODULE_PREFIX, _REMOTE, CheckpointError,
-                         check_checkpoint_fits, describe_model_config,
+from .checkpoint import (_REMOTE, CheckpointError, describe_model_config,
                          is_complete_checkpoint, load_checked_checkpoint,
                          model_codecs, read_checkpoint_file)
 from .hooks import SafeCheckpointHook
@@ -409,12 +407,12 @@ class CI2PRunner(Runner):
         ``--resume`` continues exactly (epoch-based loops).
 
         ``init_cfg=Pretrained`` files are checked against their modules
-        first (mmengine loads them with ``strict=False``, warning only),
-        and codec weights are fetched after ``load_from``/``--resume``
-        had the chance to provide them offline (:meth:`load_or_resume`).
+        as they load (:class:`~.checkpoint.CheckedPretrainedInit`; mmengine
+        loads them with ``strict=False``, warning only), and codec weights
+        are fetched after ``load_from``/``--resume`` had the chance to
+        provide them offline (:meth:`load_or_resume`).
         """
         self.stopped_by = None
-        check_pretrained_init_cfgs(self._bare_model)
         with self._hold_work_dir(), StopSignals() as signals, \
                 codec_fetch_deferred():
             # Only a loop that checks the flag may take the signals over.
@@ -436,21 +434,17 @@ class CI2PRunner(Runner):
     def _hold_work_dir(self):
         """The work dir lock, taken by the main process; every process
         learns whether it was refused, so none waits on the others."""
-        lock = work_dir_lock(self.work_dir) if is_main_process() else None
-        refused = [None]
-        if lock is not None:
-            try:
-                lock.acquire()
-            except WorkDirBusyError as err:
-                refused = [str(err)]
-        broadcast_object_list(refused)
-        if refused[0]:
-            raise WorkDirBusyError(refused[0])
-        try:
+        with contextlib.ExitStack() as held:
+            refused = [None]
+            if is_main_process():
+                try:
+                    held.enter_context(work_dir_lock(self.work_dir))
+                except WorkDirBusyError as err:
+                    refused = [str(err)]
+            broadcast_object_list(refused)
+            if refused[0]:
+                raise WorkDirBusyError(refused[0])
             yield
-        finally:
-            if lock is not None:
-                lock.release()
 
     def stop_requested(self) -> bool:
         """Whether a stop signal arrived in any process (all processes
@@ -483,15 +477,7 @@ class CI2PRunner(Runner):
 
     # -- saving --
     @master_only
-    def save_checkpoint(self,
-                        out_dir,
-                        filename,
-                        file_client_args=None,
-                        save_optimizer=True,
-                        save_param_scheduler=True,
-                        meta=None,
-                        by_epoch=True,
-                        backend_args=None):
+    def save_checkpoint(self, out_dir, filename, *args, meta=None, **kwargs):
         """mmengine's, recording the random states and the CI2P codecs
         (local files are written by :class:`~.hooks.AtomicLocalBackend`)."""
         meta = dict(meta or {}, ci2p_rng=get_rng_state())
@@ -500,9 +486,8 @@ class CI2PRunner(Runner):
             for name, codec in model_codecs(self._bare_model).items()
         }
         try:
-            super().save_checkpoint(out_dir, filename, file_client_args,
-                                    save_optimizer, save_param_scheduler, meta,
-                                    by_epoch, backend_args)
+            super().save_checkpoint(
+                out_dir, filename, *args, meta=meta, **kwargs)
         except OutputError as err:  # disk full, quota, I/O error, ...
             intact = find_resumable_checkpoint(self.work_dir)
             kept = (f'the previous checkpoint, {intact}, is intact'
@@ -632,39 +617,3 @@ class CheckpointSaveError(UserError, OSError):
 # set (tools and mim call RUNNERS.build(cfg)), so the root knows it too.
 if 'CI2PRunner' not in MMENGINE_RUNNERS.module_dict:
     MMENGINE_RUNNERS.register_module(module=CI2PRunner)
-
-
-def check_pretrained_init_cfgs(model) -> None:
-    """Check every ``init_cfg=dict(type='Pretrained', ...)`` in ``model``
-    before mmengine loads it (with ``strict=False``, warning only)."""
-    for name, module in model.named_modules():
-        cfgs = getattr(module, 'init_cfg', None)
-        for cfg in cfgs if isinstance(cfgs, list) else [cfgs]:
-            if not isinstance(cfg, dict) or cfg.get('type') != 'Pretrained':
-                continue
-            filename = cfg.get('checkpoint')
-            prefix = cfg.get('prefix')
-            where = (f'{name or type(model).__name__} (init_cfg=Pretrained'
-                     f'{f", prefix={prefix!r}" if prefix else ""})')
-            checkpoint = read_checkpoint_file(filename,
-                                              cfg.get('map_location', 'cpu'))
-            revise_keys = _MODULE_PREFIX
-            if prefix:  # mmengine's _load_checkpoint_with_prefix
-                state_dict = extract_state_dict(checkpoint, filename, (),
-                                                CheckpointError)
-                prefix = prefix if prefix.endswith('.') else prefix + '.'
-                heads = sorted({k.split('.')[0] + '.' for k in state_dict})
-                checkpoint = dict(
-                    checkpoint,
-                    state_dict={
-                        k[len(prefix):]: v
-                        for k, v in state_dict.items() if k.startswith(prefix)
-                    })
-                if not checkpoint['state_dict']:
-                    raise CheckpointError(
-                        f'Checkpoint {filename} has no weights under '
-                        f'prefix {prefix!r} for {where}; its keys start '
-                        f'with {heads[:6]}.')
-                revise_keys = ()
-            check_checkpoint_fits(module, checkpoint, filename, where,
-                                  revise_keys)
