@@ -112,19 +112,17 @@ def find_resumable_checkpoint(work_dir: str,
     if pointed is not None and (_REMOTE.match(pointed)
                                 or is_complete_checkpoint(pointed)):
         return pointed
-    candidates = sorted((p for p in glob(osp.join(work_dir, '*.pth'))
-                         if not osp.basename(p).startswith('best_')),
-                        key=osp.getmtime,
-                        reverse=True)
-    for path in candidates:
-        if is_complete_checkpoint(path):
-            if notes is not None:
-                why = (f'points to {pointed}, which is missing or incomplete'
-                       if pointed else 'is missing, empty or not UTF-8 text')
-                notes.append(f'{pointer} {why}; resuming from {path}, the '
-                             f'newest complete checkpoint in {work_dir}.')
-            return path
-    return None
+    newest_first = sorted(
+        glob(osp.join(work_dir, '*.pth')), key=osp.getmtime, reverse=True)
+    path = next(
+        (p for p in newest_first if not osp.basename(p).startswith('best_')
+         and is_complete_checkpoint(p)), None)
+    if path is not None and notes is not None:
+        why = (f'points to {pointed}, which is missing or incomplete'
+               if pointed else 'is missing, empty or not UTF-8 text')
+        notes.append(f'{pointer} {why}; resuming from {path}, the newest '
+                     f'complete checkpoint in {work_dir}.')
+    return path
 
 
 # ---- the loop -----------------------------------------------------------
@@ -259,9 +257,8 @@ class CI2PRunner(Runner):
             # Each new iterator draws a base seed; from the global
             # generator, that would shift dropout etc. by one draw per
             # epoch and validation, which a resumed run cannot replay.
-            generator = torch.Generator()
-            generator.manual_seed(0 if seed is None else int(seed))
-            loader.generator = generator
+            loader.generator = torch.Generator().manual_seed(
+                0 if seed is None else int(seed))
         StopSignals.keep_in_workers(loader)
         return loader
 
