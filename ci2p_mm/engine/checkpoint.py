@@ -313,7 +313,9 @@ class CheckedPretrainedInit(PretrainedInit):
         filename, prefix = self.checkpoint, self.prefix
         where = (f'{type(module).__name__} (init_cfg=Pretrained'
                  f'{f", prefix={prefix!r}" if prefix else ""})')
-        print_log(f'load model from: {filename}', logger='current')
+        print_log(  # mmengine's log lines
+            f'load {f"{prefix} in " if prefix else ""}model from: {filename}',
+            logger='current')
         checkpoint = read_checkpoint_file(filename, self.map_location)
         revise_keys = _MODULE_PREFIX
         if prefix:  # mmengine's _load_checkpoint_with_prefix
