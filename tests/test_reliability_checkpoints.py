@@ -273,3 +273,8 @@ def test_pretrained_init_cfg_variants(trained):
         init(prefix='encoder.')
     with pytest.raises(CheckpointError, match='different shapes'):
         init(embed_dims=32)
+    # Other scopes (the downstream configs: mmdet, mmseg, mmpose) keep
+    # mmengine's own loader.
+    from mmengine.model.weight_init import PretrainedInit
+    from mmengine.registry import WEIGHT_INITIALIZERS
+    assert WEIGHT_INITIALIZERS.get('Pretrained') is PretrainedInit
