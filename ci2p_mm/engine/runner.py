@@ -446,8 +446,7 @@ class CI2PRunner(Runner):
     def stop_requested(self) -> bool:
         """Whether a stop signal arrived in any process (all processes
         must stop at the same iteration)."""
-        signals = getattr(self, '_stop_signals', None)
-        signum = signals.signum if signals is not None else None
+        signum = getattr(getattr(self, '_stop_signals', None), 'signum', None)
         if is_distributed():
             flag = torch.tensor(signum or 0)
             all_reduce(flag, op='max')
