@@ -286,14 +286,6 @@ class CI2PRunner(Runner):
     def _bare_model(self):
         return bare_model(self.model)
 
-    @property
-    def _checkpoint_model(self):
-        """The model a checkpoint's weights belong to: inside a TTA
-        wrapper (``tools/test.py --tta``) that is the wrapped classifier, as
-        mmengine's ``load_state_dict`` also loads it."""
-        model = self._bare_model
-        return model.module if isinstance(model, BaseTTAModel) else model
-
     def _maybe_compile(self, target: str) -> None:
         """``cfg.compile``: ``nn.Module.compile()`` of the model, not of
         mmengine's ``train_step``.
@@ -341,7 +333,11 @@ class CI2PRunner(Runner):
                     f'with load_from={filename} instead of --resume.')
             defuse_legacy_config(meta)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self._checkpoint_model
+        # The model the weights belong to: inside a TTA wrapper
+        # (tools/test.py --tta) that is the wrapped classifier, as
+        # mmengine's load_state_dict also loads it.
+        model = self._bare_model
+        model = model.module if isinstance(model, BaseTTAModel) else model
         checkpoint = load_checked_checkpoint(
             model, checkpoint, filename,
             f'the model of this config ({type(model).__name__} with '
