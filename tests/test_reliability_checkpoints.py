@@ -14,13 +14,12 @@ import pytest
 import torch
 from _reliability import TINY_ARCH, make_toy_data, write_config
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 import ci2p_mm.apis
 from ci2p_mm.engine import CheckpointError, read_checkpoint_file
 from ci2p_mm.engine.checkpoint import (check_codecs, check_state_dict_fits,
-                                       describe_saved_model,
                                        extract_state_dict)
-from ci2p_mm.engine.runner import check_pretrained_init_cfgs
 
 # Every test here trains or tests a real checkpoint: the slow tier.
 pytestmark = pytest.mark.slow
@@ -76,7 +75,7 @@ def fits(model, ckpt):
     checkpoint = read_checkpoint_file(ckpt)
     check_codecs(model, checkpoint, ckpt)
     check_state_dict_fits(model, extract_state_dict(checkpoint, ckpt), ckpt,
-                          'the model', describe_saved_model(checkpoint))
+                          'the model', checkpoint)
 
 
 # ---- tools/test.py end to end -------------------------------------------
@@ -250,18 +249,32 @@ def test_training_entry_points(trained, tmp_path):
 def test_pretrained_init_cfg_variants(trained):
     config, ckpt = trained
 
-    def model(prefix='backbone.', **arch):
-        return build_model(
+    def init(prefix='backbone.', **arch):
+        model = build_model(
             config,
             dict(
                 arch=dict(TINY_ARCH, **arch),
                 init_cfg=dict(
                     type='Pretrained', checkpoint=ckpt, prefix=prefix)))
+        # The CI2P configs' scope, in which CheckedPretrainedInit serves.
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            model.init_weights()
+        return model
 
-    check_pretrained_init_cfgs(model())  # the right backbone: fine
+    loaded = init()  # the right backbone: fine, and loaded
+    saved = torch.load(ckpt, weights_only=True)['state_dict']
+    backbone = loaded.backbone.state_dict()
+    assert all(
+        torch.equal(backbone[k[len('backbone.'):]], v)
+        for k, v in saved.items() if k.startswith('backbone.'))
     with pytest.raises(
             CheckpointError, match="no weights under prefix "
             "'encoder.'"):
-        check_pretrained_init_cfgs(model(prefix='encoder.'))
+        init(prefix='encoder.')
     with pytest.raises(CheckpointError, match='different shapes'):
-        check_pretrained_init_cfgs(model(embed_dims=32))
+        init(embed_dims=32)
+    # Other scopes (the downstream configs: mmdet, mmseg, mmpose) keep
+    # mmengine's own loader.
+    from mmengine.model.weight_init import PretrainedInit
+    from mmengine.registry import WEIGHT_INITIALIZERS
+    assert WEIGHT_INITIALIZERS.get('Pretrained') is PretrainedInit

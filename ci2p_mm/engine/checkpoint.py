@@ -20,14 +20,17 @@ checkpoint records is parsed, never executed
 import os.path as osp
 import re
 import zipfile
+from collections import OrderedDict
 from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
-from mmengine.logging import HistoryBuffer
+from mmengine.logging import HistoryBuffer, print_log
+from mmengine.model.weight_init import PretrainedInit, update_init_info
 from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
                                         _load_checkpoint_to_model)
+from mmpretrain.registry import WEIGHT_INITIALIZERS
 from numpy.core import multiarray  # numpy<2 (compressai pins it)
 
 from ci2p_mm.codec import canonical_codec_name
@@ -53,7 +56,9 @@ def history_buffer_getattr(obj, name):
         f'HistoryBuffer statistics methods are allowed.')
 
 
-def _numpy_globals():
+def allow_mmengine_checkpoints() -> None:
+    """Register the types of mmengine's full checkpoints as safe, and make
+    mmengine read local checkpoints with :func:`read_checkpoint_file`."""
     types = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
     # numpy >= 1.25 pickles dtypes by their class (numpy.dtypes.Float64DType)
     dtypes = getattr(np, 'dtypes', None)
@@ -64,13 +69,7 @@ def _numpy_globals():
     # Under numpy 1.x, arrays record 'numpy.core.multiarray.*'.
     types += [(multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
               (multiarray.scalar, 'numpy.core.multiarray.scalar')]
-    return types
-
-
-def allow_mmengine_checkpoints() -> None:
-    """Register the types of mmengine's full checkpoints as safe, and make
-    mmengine read local checkpoints with :func:`read_checkpoint_file`."""
-    torch.serialization.add_safe_globals(_numpy_globals() + [
+    torch.serialization.add_safe_globals(types + [
         HistoryBuffer,
         (history_buffer_getattr, '__builtin__.getattr'),
         (history_buffer_getattr, 'builtins.getattr'),
@@ -168,7 +167,7 @@ def check_state_dict_fits(module: nn.Module,
                           state_dict: dict,
                           source: str,
                           what: str,
-                          saved_as: str = '',
+                          checkpoint=None,
                           allow_unused: bool = False) -> List[str]:
     """Raise :class:`CheckpointError` unless ``state_dict`` loads into
     ``module`` exactly: every key present, none extra, every shape equal.
@@ -178,7 +177,8 @@ def check_state_dict_fits(module: nn.Module,
     BatchNorm's ``num_batches_tracked`` may be missing, as in mmengine.
     With ``allow_unused``, keys of the file that the module lacks are not a
     mismatch (a backbone built for feature maps has no pooling norm); they
-    are returned.
+    are returned. An error names the model ``checkpoint`` (the whole file)
+    was saved from (:func:`describe_saved_model`).
     """
     state_dict = dict(state_dict)
     for name, sub in module.named_modules():
@@ -194,6 +194,7 @@ def check_state_dict_fits(module: nn.Module,
         mismatch = mismatch._replace(unexpected=[])
     if not mismatch:
         return unused
+    saved_as = describe_saved_model(checkpoint)
     saved = f' The file was saved from {saved_as}.' if saved_as else ''
     raise CheckpointError(f'Checkpoint {source} does not fit {what}: '
                           f'{mismatch.describe()}.{saved} {_FINE_TUNE_HINT}')
@@ -274,24 +275,6 @@ def head_num_classes(model) -> Optional[int]:
     return found if isinstance(found, int) else None
 
 
-def check_checkpoint_fits(module: nn.Module,
-                          checkpoint,
-                          filename: str,
-                          what: str,
-                          revise_keys=_MODULE_PREFIX,
-                          allow_unused: bool = False) -> None:
-    """Raise :class:`CheckpointError` unless a checkpoint read by
-    :func:`read_checkpoint_file` fits ``module``: it holds a state dict,
-    its CI2P codec is the module's (:func:`check_codecs`) and its weights
-    load exactly (:func:`check_state_dict_fits`; ``what`` names the module
-    in errors)."""
-    state_dict = extract_state_dict(checkpoint, filename, revise_keys,
-                                    CheckpointError)
-    check_codecs(module, checkpoint, filename)
-    check_state_dict_fits(module, state_dict, filename, what,
-                          describe_saved_model(checkpoint), allow_unused)
-
-
 def load_checked_checkpoint(model: nn.Module,
                             checkpoint,
                             filename: str,
@@ -300,17 +283,62 @@ def load_checked_checkpoint(model: nn.Module,
                             revise_keys=_MODULE_PREFIX,
                             allow_unused: bool = False) -> dict:
     """Load a checkpoint read by :func:`read_checkpoint_file` into
-    ``model`` once :func:`check_checkpoint_fits` passed.
+    ``model`` once it fits: it holds a state dict, its CI2P codec is the
+    model's (:func:`check_codecs`) and its weights load exactly
+    (:func:`check_state_dict_fits`; ``what`` names the model in errors).
 
     The one checked load: ``CI2PRunner.load_checkpoint`` (tools/train.py,
-    tools/test.py), the ONNX exporter and ``demo/image_demo.py`` use
-    it. Returns the
+    tools/test.py), ``init_cfg=Pretrained`` (:class:`CheckedPretrainedInit`),
+    the ONNX exporter and ``demo/image_demo.py`` use it. Returns the
     checkpoint, as mmengine's ``_load_checkpoint_to_model`` does.
     """
-    check_checkpoint_fits(model, checkpoint, filename, what, revise_keys,
+    state_dict = extract_state_dict(checkpoint, filename, revise_keys,
+                                    CheckpointError)
+    check_codecs(model, checkpoint, filename)
+    check_state_dict_fits(model, state_dict, filename, what, checkpoint,
                           allow_unused)
     return _load_checkpoint_to_model(
         model, checkpoint, strict, revise_keys=list(revise_keys))
+
+
+@WEIGHT_INITIALIZERS.register_module(name='Pretrained')
+class CheckedPretrainedInit(PretrainedInit):
+    """mmengine's ``init_cfg=dict(type='Pretrained')`` in mmpretrain's scope
+    (the CI2P configs'): the file is read once, by
+    :func:`read_checkpoint_file`, and loaded by
+    :func:`load_checked_checkpoint`, since mmengine loads it with
+    ``strict=False``, warning only."""
+
+    def __call__(self, module: nn.Module) -> None:
+        filename, prefix = self.checkpoint, self.prefix
+        where = (f'{type(module).__name__} (init_cfg=Pretrained'
+                 f'{f", prefix={prefix!r}" if prefix else ""})')
+        print_log(  # mmengine's log lines
+            f'load {f"{prefix} in " if prefix else ""}model from: {filename}',
+            logger='current')
+        checkpoint = read_checkpoint_file(filename, self.map_location)
+        revise_keys = _MODULE_PREFIX
+        if prefix:  # mmengine's _load_checkpoint_with_prefix
+            state_dict = extract_state_dict(checkpoint, filename, (),
+                                            CheckpointError)
+            prefix = prefix if prefix.endswith('.') else prefix + '.'
+            heads = sorted({k.split('.')[0] + '.' for k in state_dict})
+            # An OrderedDict: mmengine's loader sets its _metadata.
+            checkpoint = dict(
+                checkpoint,
+                state_dict=OrderedDict((k[len(prefix):], v)
+                                       for k, v in state_dict.items()
+                                       if k.startswith(prefix)))
+            if not checkpoint['state_dict']:
+                raise CheckpointError(
+                    f'Checkpoint {filename} has no weights under prefix '
+                    f'{prefix!r} for {where}; its keys start with '
+                    f'{heads[:6]}.')
+            revise_keys = ()
+        load_checked_checkpoint(
+            module, checkpoint, filename, where, revise_keys=revise_keys)
+        if hasattr(module, '_params_init_info'):
+            update_init_info(module, init_info=self._get_init_info())
 
 
 # ---- the codec a CI2P checkpoint was trained with ----------------------
@@ -352,9 +380,9 @@ def check_codecs(module: nn.Module, checkpoint, source: str) -> None:
     factorized and hyperprior models share them too), so shapes alone
     cannot tell; the checkpoint's record can.
     """
-    saved = checkpoint_codecs(checkpoint)
     built = set(model_codecs(module).values())
-    if not saved or not built or saved == built:
+    saved = checkpoint_codecs(checkpoint) if built else None
+    if not saved or saved == built:
         return
 
     def fmt(codecs):

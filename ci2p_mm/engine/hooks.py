@@ -307,12 +307,9 @@ class NonFiniteLossHook(Hook):
             finite = math.isfinite(lr) and lr > 0
             lower = (f' --cfg-options optim_wrapper.optimizer.lr='
                      f'{lr / 10 if finite else 1e-4:g}')
-        wrapper = getattr(runner, 'optim_wrapper', None)
-        now = [
-            v for vs in
-            (wrapper.get_lr().values() if hasattr(wrapper, 'get_lr') else [])
-            for v in vs
-        ]
+        get_lr = getattr(
+            getattr(runner, 'optim_wrapper', None), 'get_lr', dict)
+        now = [v for vs in get_lr().values() for v in vs]
         raised = ''
         if now and isinstance(lr, (int, float)) and not max(now) <= 10 * lr:
             raised = (f'; the param_scheduler raised the learning rate to '

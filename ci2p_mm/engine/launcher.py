@@ -31,9 +31,7 @@ def configure_launcher(cfg, launcher: str) -> None:
     cfg.launcher = launcher
     if launcher == 'none' or torch.cuda.is_available():
         return
-    cfg.setdefault('env_cfg', ConfigDict())
-    cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
-    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    cfg.merge_from_dict({'env_cfg.dist_cfg.backend': 'gloo'})
     if launcher == 'pytorch' and not torch_dist.is_initialized():
         torch_dist.init_process_group(backend='gloo')
     # mmengine passes device_ids=[LOCAL_RANK] to DDP unless the wrapper cfg
@@ -77,14 +75,12 @@ def set_default_dataloader_cfg(cfg,
         raise ConfigError(f'{field}.batch_size={size!r}: must be a whole '
                           f'number of at least 1 (--cfg-options '
                           f'{field}.batch_size=N).')
-    loader.setdefault('pin_memory', torch.cuda.is_available())
+    loader.pin_memory = not no_pin_memory and loader.get(
+        'pin_memory', torch.cuda.is_available())
     # torch refuses persistent workers without workers.
     workers = loader.get('num_workers', 0) > 0
-    loader.setdefault('persistent_workers', workers)
-    if no_pin_memory:
-        loader.pin_memory = False
-    if no_persistent_workers or not workers:
-        loader.persistent_workers = False
+    loader.persistent_workers = not no_persistent_workers and workers and \
+        loader.get('persistent_workers', workers)
     cfg[field] = loader
 
 

@@ -27,7 +27,7 @@ import argparse
 import datetime
 import hashlib
 import os.path as osp
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional
 
 import mmpretrain
 from mmpretrain.registry import DATASETS
@@ -85,14 +85,14 @@ def publish_checkpoint(in_file: str,
                        out_file: str,
                        no_ema: bool = False,
                        dataset_type: Optional[str] = None,
-                       keep_config: bool = True,
+                       no_config: bool = False,
                        report: Callable[[str], None] = print,
                        replace_classes: bool = False) -> str:
     """Write the published file next to ``out_file``; return its path.
 
     ``dataset_type`` names the classes of a checkpoint that records none;
     ``replace_classes`` lets it replace names the checkpoint has. Either
-    way there must be one name per output of the head. ``keep_config=False``
+    way there must be one name per output of the head. ``no_config=True``
     leaves the config text out altogether; ``report`` prints what was
     dropped from it."""
     check_output_path(out_file, in_file, what='OUT_FILE')
@@ -112,15 +112,13 @@ def publish_checkpoint(in_file: str,
         if k not in DROPPED_META
     }
     meta.setdefault('mmpretrain_version', mmpretrain.__version__)
-    classes, source = name_classes(meta, in_file, dataset_type,
-                                   replace_classes)
-    check_class_names(classes,
-                      head_num_classes(saved_model_config(checkpoint)), source)
-    if keep_config:
-        publish_config_as_data(meta, in_file, report)
-    else:
+    name_classes(meta, in_file, dataset_type, replace_classes,
+                 head_num_classes(saved_model_config(checkpoint)))
+    if no_config:
         meta.pop('cfg', None)
         meta.pop('config', None)
+    else:
+        publish_config_as_data(meta, in_file, report)
     published['meta'] = meta
 
     data = torch_bytes(published)
@@ -134,12 +132,13 @@ def publish_checkpoint(in_file: str,
 
 
 def name_classes(meta: dict, in_file: str, dataset_type: Optional[str],
-                 replace: bool) -> Tuple[tuple, str]:
-    """The class names to publish and where they come from: the
+                 replace: bool, num_classes: Optional[int]) -> tuple:
+    """The class names to publish, one per output of a head with
+    ``num_classes`` (if known; checked once, :func:`check_class_names`): the
     checkpoint's own, or (then set in ``meta``) those of the registered
     ``dataset_type`` when it has none or ``replace`` says so."""
-    own = checked_class_names({'meta': meta}, None, in_file)
-    source = f'Checkpoint {in_file} (meta.dataset_meta.classes)'
+    own = checked_class_names({'meta': meta},
+                              None if dataset_type else num_classes, in_file)
     if dataset_type:
         metainfo = dict(getattr(DATASETS.get(dataset_type), 'METAINFO', {}))
         if not metainfo.get('classes'):
@@ -155,13 +154,13 @@ def name_classes(meta: dict, in_file: str, dataset_type: Optional[str],
                 f'it out, or add --replace-classes to replace them.')
         if not own or replace:
             meta['dataset_meta'] = metainfo
-            own, source = tuple(metainfo['classes']), \
-                f'--dataset-type {dataset_type}'
+        own = tuple(metainfo['classes'])  # the checkpoint's, if it kept them
+        check_class_names(own, num_classes, f'--dataset-type {dataset_type}')
     if not own:
         raise CheckpointError(
             f'{in_file} records no class names (meta.dataset_meta); pass '
             f'--dataset-type (e.g. Animals10) so inference can name classes.')
-    return own, source
+    return own
 
 
 def parse_args(argv=None):
@@ -191,13 +190,6 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     """``tools/model_converters/publish_model.py``."""
-    args = parse_args(argv)
-    final = publish_checkpoint(
-        args.in_file,
-        args.out_file,
-        args.no_ema,
-        args.dataset_type,
-        keep_config=not args.no_config,
-        replace_classes=args.replace_classes)
+    final = publish_checkpoint(**vars(parse_args(argv)))
     print(f'Published {printable_path(final)}')
     return 0

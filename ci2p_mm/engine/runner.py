@@ -58,9 +58,7 @@ from ci2p_mm.utils.errors import ConfigError, UserError, listing
 from ci2p_mm.utils.io import OutputError, check_writable_dir
 from ci2p_mm.utils.locks import ProcessLock
 from ci2p_mm.utils.model_config import bare_model
-from ci2p_mm.utils.state_dicts import extract_state_dict
-from .checkpoint import (_MODULE_PREFIX, _REMOTE, CheckpointError,
-                         check_checkpoint_fits, describe_model_config,
+from .checkpoint import (_REMOTE, CheckpointError, describe_model_config,
                          is_complete_checkpoint, load_checked_checkpoint,
                          model_codecs, read_checkpoint_file)
 from .hooks import SafeCheckpointHook
@@ -114,19 +112,17 @@ def find_resumable_checkpoint(work_dir: str,
     if pointed is not None and (_REMOTE.match(pointed)
                                 or is_complete_checkpoint(pointed)):
         return pointed
-    candidates = sorted((p for p in glob(osp.join(work_dir, '*.pth'))
-                         if not osp.basename(p).startswith('best_')),
-                        key=osp.getmtime,
-                        reverse=True)
-    for path in candidates:
-        if is_complete_checkpoint(path):
-            if notes is not None:
-                why = (f'points to {pointed}, which is missing or incomplete'
-                       if pointed else 'is missing, empty or not UTF-8 text')
-                notes.append(f'{pointer} {why}; resuming from {path}, the '
-                             f'newest complete checkpoint in {work_dir}.')
-            return path
-    return None
+    newest_first = sorted(
+        glob(osp.join(work_dir, '*.pth')), key=osp.getmtime, reverse=True)
+    path = next(
+        (p for p in newest_first if not osp.basename(p).startswith('best_')
+         and is_complete_checkpoint(p)), None)
+    if path is not None and notes is not None:
+        why = (f'points to {pointed}, which is missing or incomplete'
+               if pointed else 'is missing, empty or not UTF-8 text')
+        notes.append(f'{pointer} {why}; resuming from {path}, the newest '
+                     f'complete checkpoint in {work_dir}.')
+    return path
 
 
 # ---- the loop -----------------------------------------------------------
@@ -261,9 +257,8 @@ class CI2PRunner(Runner):
             # Each new iterator draws a base seed; from the global
             # generator, that would shift dropout etc. by one draw per
             # epoch and validation, which a resumed run cannot replay.
-            generator = torch.Generator()
-            generator.manual_seed(0 if seed is None else int(seed))
-            loader.generator = generator
+            loader.generator = torch.Generator().manual_seed(
+                0 if seed is None else int(seed))
         StopSignals.keep_in_workers(loader)
         return loader
 
@@ -290,14 +285,6 @@ class CI2PRunner(Runner):
     @property
     def _bare_model(self):
         return bare_model(self.model)
-
-    @property
-    def _checkpoint_model(self):
-        """The model a checkpoint's weights belong to: inside a TTA
-        wrapper (``tools/test.py --tta``) that is the wrapped classifier, as
-        mmengine's ``load_state_dict`` also loads it."""
-        model = self._bare_model
-        return model.module if isinstance(model, BaseTTAModel) else model
 
     def _maybe_compile(self, target: str) -> None:
         """``cfg.compile``: ``nn.Module.compile()`` of the model, not of
@@ -346,7 +333,11 @@ class CI2PRunner(Runner):
                     f'with load_from={filename} instead of --resume.')
             defuse_legacy_config(meta)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self._checkpoint_model
+        # The model the weights belong to: inside a TTA wrapper
+        # (tools/test.py --tta) that is the wrapped classifier, as
+        # mmengine's load_state_dict also loads it.
+        model = self._bare_model
+        model = model.module if isinstance(model, BaseTTAModel) else model
         checkpoint = load_checked_checkpoint(
             model, checkpoint, filename,
             f'the model of this config ({type(model).__name__} with '
@@ -409,12 +400,12 @@ class CI2PRunner(Runner):
         ``--resume`` continues exactly (epoch-based loops).
 
         ``init_cfg=Pretrained`` files are checked against their modules
-        first (mmengine loads them with ``strict=False``, warning only),
-        and codec weights are fetched after ``load_from``/``--resume``
-        had the chance to provide them offline (:meth:`load_or_resume`).
+        as they load (:class:`~.checkpoint.CheckedPretrainedInit`; mmengine
+        loads them with ``strict=False``, warning only), and codec weights
+        are fetched after ``load_from``/``--resume`` had the chance to
+        provide them offline (:meth:`load_or_resume`).
         """
         self.stopped_by = None
-        check_pretrained_init_cfgs(self._bare_model)
         with self._hold_work_dir(), StopSignals() as signals, \
                 codec_fetch_deferred():
             # Only a loop that checks the flag may take the signals over.
@@ -436,27 +427,22 @@ class CI2PRunner(Runner):
     def _hold_work_dir(self):
         """The work dir lock, taken by the main process; every process
         learns whether it was refused, so none waits on the others."""
-        lock = work_dir_lock(self.work_dir) if is_main_process() else None
-        refused = [None]
-        if lock is not None:
-            try:
-                lock.acquire()
-            except WorkDirBusyError as err:
-                refused = [str(err)]
-        broadcast_object_list(refused)
-        if refused[0]:
-            raise WorkDirBusyError(refused[0])
-        try:
+        with contextlib.ExitStack() as held:
+            refused = [None]
+            if is_main_process():
+                try:
+                    held.enter_context(work_dir_lock(self.work_dir))
+                except WorkDirBusyError as err:
+                    refused = [str(err)]
+            broadcast_object_list(refused)
+            if refused[0]:
+                raise WorkDirBusyError(refused[0])
             yield
-        finally:
-            if lock is not None:
-                lock.release()
 
     def stop_requested(self) -> bool:
         """Whether a stop signal arrived in any process (all processes
         must stop at the same iteration)."""
-        signals = getattr(self, '_stop_signals', None)
-        signum = signals.signum if signals is not None else None
+        signum = getattr(getattr(self, '_stop_signals', None), 'signum', None)
         if is_distributed():
             flag = torch.tensor(signum or 0)
             all_reduce(flag, op='max')
@@ -483,15 +469,7 @@ class CI2PRunner(Runner):
 
     # -- saving --
     @master_only
-    def save_checkpoint(self,
-                        out_dir,
-                        filename,
-                        file_client_args=None,
-                        save_optimizer=True,
-                        save_param_scheduler=True,
-                        meta=None,
-                        by_epoch=True,
-                        backend_args=None):
+    def save_checkpoint(self, out_dir, filename, *args, meta=None, **kwargs):
         """mmengine's, recording the random states and the CI2P codecs
         (local files are written by :class:`~.hooks.AtomicLocalBackend`)."""
         meta = dict(meta or {}, ci2p_rng=get_rng_state())
@@ -500,9 +478,8 @@ class CI2PRunner(Runner):
             for name, codec in model_codecs(self._bare_model).items()
         }
         try:
-            super().save_checkpoint(out_dir, filename, file_client_args,
-                                    save_optimizer, save_param_scheduler, meta,
-                                    by_epoch, backend_args)
+            super().save_checkpoint(
+                out_dir, filename, *args, meta=meta, **kwargs)
         except OutputError as err:  # disk full, quota, I/O error, ...
             intact = find_resumable_checkpoint(self.work_dir)
             kept = (f'the previous checkpoint, {intact}, is intact'
@@ -632,39 +609,3 @@ class CheckpointSaveError(UserError, OSError):
 # set (tools and mim call RUNNERS.build(cfg)), so the root knows it too.
 if 'CI2PRunner' not in MMENGINE_RUNNERS.module_dict:
     MMENGINE_RUNNERS.register_module(module=CI2PRunner)
-
-
-def check_pretrained_init_cfgs(model) -> None:
-    """Check every ``init_cfg=dict(type='Pretrained', ...)`` in ``model``
-    before mmengine loads it (with ``strict=False``, warning only)."""
-    for name, module in model.named_modules():
-        cfgs = getattr(module, 'init_cfg', None)
-        for cfg in cfgs if isinstance(cfgs, list) else [cfgs]:
-            if not isinstance(cfg, dict) or cfg.get('type') != 'Pretrained':
-                continue
-            filename = cfg.get('checkpoint')
-            prefix = cfg.get('prefix')
-            where = (f'{name or type(model).__name__} (init_cfg=Pretrained'
-                     f'{f", prefix={prefix!r}" if prefix else ""})')
-            checkpoint = read_checkpoint_file(filename,
-                                              cfg.get('map_location', 'cpu'))
-            revise_keys = _MODULE_PREFIX
-            if prefix:  # mmengine's _load_checkpoint_with_prefix
-                state_dict = extract_state_dict(checkpoint, filename, (),
-                                                CheckpointError)
-                prefix = prefix if prefix.endswith('.') else prefix + '.'
-                heads = sorted({k.split('.')[0] + '.' for k in state_dict})
-                checkpoint = dict(
-                    checkpoint,
-                    state_dict={
-                        k[len(prefix):]: v
-                        for k, v in state_dict.items() if k.startswith(prefix)
-                    })
-                if not checkpoint['state_dict']:
-                    raise CheckpointError(
-                        f'Checkpoint {filename} has no weights under '
-                        f'prefix {prefix!r} for {where}; its keys start '
-                        f'with {heads[:6]}.')
-                revise_keys = ()
-            check_checkpoint_fits(module, checkpoint, filename, where,
-                                  revise_keys)
