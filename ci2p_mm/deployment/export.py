@@ -113,7 +113,6 @@ def export_graph(graph: nn.Module,
         ExportError: naming the operator, the modules that use it and the
             option to change (``--opset``, ``--exporter``).
     """
-    check_opset(exporter, opset)
     if exporter == 'torchscript':
         quiet = _native_stdout_discarded()
         axes = dict.fromkeys([input_name, *output_names], {0: 'batch'})
@@ -214,10 +213,7 @@ def write_metadata(path: str,
     opset the file declares."""
     import onnx
     model = onnx.load(path)
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, str(value)
+    onnx.helper.set_model_props(model, metadata)
     if doc_string:
         model.doc_string = doc_string
     onnx.save(model, path)
