@@ -26,8 +26,7 @@ from mmengine.utils import to_2tuple
 
 from ci2p_mm.utils.io import atomic_output, check_output_path, printable_path
 from ci2p_mm.utils.timing import at_least, tool_options
-from .export import (DEFAULT_OPSET, EXPORTERS, check_opset, export_graph,
-                     write_metadata)
+from .export import check_opset, export_graph, write_metadata
 from .graph import (INPUT_NAME, ExportGraph, InputContract, as_tuple,
                     input_contract, output_names)
 from .model import (NO_CHECKPOINT, ExportError, build_export_model,
@@ -107,11 +106,7 @@ def export_config(config: str,
         ExportError: a setting or module that cannot be exported, naming
             the option to change.
     """
-    if exporter not in EXPORTERS:
-        raise ExportError(f'--exporter {exporter!r}: choose from '
-                          f'{", ".join(EXPORTERS)}.')
-    opset = DEFAULT_OPSET[exporter] if opset is None else opset
-    check_opset(exporter, opset)
+    opset = check_opset(exporter, opset)
     check_output_path(out, config, checkpoint, what='--out')
     import_onnxruntime()  # fail before the minutes of building and export
 
