@@ -153,9 +153,8 @@ def output_names(outputs: Sequence[torch.Tensor], input_hw: Tuple[int, int],
         ]
     names = []
     for i, out in enumerate(outputs):
-        if out.dim() == 4 and out.shape[-2] and input_hw[0] % out.shape[-2] \
-                == 0:
-            names.append(f'feat{i}_s{input_hw[0] // out.shape[-2]}')
-        else:
-            names.append(f'feat{i}')
+        rows = out.shape[-2] if out.dim() == 4 else 0
+        whole = rows and input_hw[0] % rows == 0
+        names.append(
+            f'feat{i}_s{input_hw[0] // rows}' if whole else f'feat{i}')
     return names
