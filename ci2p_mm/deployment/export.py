@@ -119,7 +119,7 @@ def export_graph(graph: nn.Module,
         ExportError: naming the operator, the modules that use it and the
             option to change (``--opset``, ``--exporter``).
     """
-    check_opset(exporter, opset)  # export_graph is public: callers skip it
+    check_opset(exporter, opset)  # public: direct callers come here first
     if exporter == 'torchscript':
         quiet = _native_stdout_discarded()
         axes = dict.fromkeys([input_name, *output_names], {0: 'batch'})
