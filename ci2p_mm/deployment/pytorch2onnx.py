@@ -262,9 +262,8 @@ def print_export(result: ExportResult, config: str, checkpoint: str) -> None:
 
 def print_parity(result: ExportResult, atol: float, rtol: float) -> None:
     print(f'Parity: onnxruntime {import_onnxruntime().__version__} CPU vs '
-          f'PyTorch '
-          f'{torch.__version__} eager, fp32, |diff| <= {atol:g} + {rtol:g} '
-          f'* |torch|:')
+          f'PyTorch {torch.__version__} eager, fp32, |diff| <= {atol:g} + '
+          f'{rtol:g} * |torch|:')
     for row in result.parity:
         print(f'  {row.describe()}')
     if not result.parity_ok:
