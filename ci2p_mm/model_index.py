@@ -32,7 +32,6 @@ def config_path(name: str) -> str:
         if osp.isfile(path):
             return path
         raise FileNotFoundError(f'No config {name} in {configs_root()}.')
-    register_models()
     if not ModelHub.has(name.lower()):
         raise ValueError(
             f'No model {name!r} in {osp.join(package_root(), INDEX_FILE)}; '

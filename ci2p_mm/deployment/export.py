@@ -22,7 +22,7 @@ import os
 import re
 import sys
 import warnings
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -46,8 +46,13 @@ OPSET_RANGE = {
 }
 
 
-def check_opset(exporter: str, opset: int) -> None:
-    """Refuse an opset the exporter cannot write, before tracing."""
+def check_opset(exporter: str, opset: Optional[int] = None) -> int:
+    """The opset to write (``opset``, else the exporter's default); refuse
+    an exporter or an opset it cannot write, before tracing."""
+    if exporter not in EXPORTERS:
+        raise ExportError(f'--exporter {exporter!r}: choose from '
+                          f'{", ".join(EXPORTERS)}.')
+    opset = DEFAULT_OPSET[exporter] if opset is None else opset
     low, high = OPSET_RANGE[exporter]
     if opset < low:
         other = ('; use --exporter torchscript for opsets 14-17'
@@ -59,6 +64,7 @@ def check_opset(exporter: str, opset: int) -> None:
         raise ExportError(
             f'--opset {opset}: the {exporter} exporter writes opsets up to '
             f'{high}; use --exporter dynamo for later ones.')
+    return opset
 
 
 @contextlib.contextmanager
@@ -113,7 +119,7 @@ def export_graph(graph: nn.Module,
         ExportError: naming the operator, the modules that use it and the
             option to change (``--opset``, ``--exporter``).
     """
-    check_opset(exporter, opset)
+    check_opset(exporter, opset)  # public: direct callers come here first
     if exporter == 'torchscript':
         quiet = _native_stdout_discarded()
         axes = dict.fromkeys([input_name, *output_names], {0: 'batch'})
@@ -214,10 +220,7 @@ def write_metadata(path: str,
     opset the file declares."""
     import onnx
     model = onnx.load(path)
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, str(value)
+    onnx.helper.set_model_props(model, metadata)
     if doc_string:
         model.doc_string = doc_string
     onnx.save(model, path)

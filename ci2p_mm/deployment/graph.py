@@ -140,10 +140,7 @@ def as_tuple(outputs) -> Tuple[torch.Tensor, ...]:
     """A graph's outputs as a flat tuple of tensors."""
     if isinstance(outputs, torch.Tensor):
         return (outputs, )
-    flat = []
-    for item in outputs:
-        flat.extend(as_tuple(item))
-    return tuple(flat)
+    return tuple(tensor for item in outputs for tensor in as_tuple(item))
 
 
 def output_names(outputs: Sequence[torch.Tensor], input_hw: Tuple[int, int],
@@ -151,14 +148,13 @@ def output_names(outputs: Sequence[torch.Tensor], input_hw: Tuple[int, int],
     """``['logits']`` for a classifier; ``feat{i}_s{stride}`` for feature
     maps (``feat{i}`` for vectors, e.g. CrossViT's class tokens)."""
     if not features:
-        if len(outputs) != 1:
-            return [f'logits{i}' for i in range(len(outputs))]
-        return ['logits']
+        return ['logits'] if len(outputs) == 1 else [
+            f'logits{i}' for i in range(len(outputs))
+        ]
     names = []
     for i, out in enumerate(outputs):
-        if out.dim() == 4 and out.shape[-2] and input_hw[0] % out.shape[-2] \
-                == 0:
-            names.append(f'feat{i}_s{input_hw[0] // out.shape[-2]}')
-        else:
-            names.append(f'feat{i}')
+        rows = out.shape[-2] if out.dim() == 4 else 0
+        whole = rows and input_hw[0] % rows == 0
+        names.append(
+            f'feat{i}_s{input_hw[0] // rows}' if whole else f'feat{i}')
     return names

@@ -72,15 +72,6 @@ def graph_input(model: nn.Module, images: torch.Tensor,
         return model.data_preprocessor({'inputs': images}, False)['inputs']
 
 
-def reference_outputs(model: nn.Module, images: torch.Tensor,
-                      features: bool) -> Tuple[torch.Tensor, ...]:
-    """PyTorch's outputs as mmpretrain computes them: data preprocessor,
-    then ``model(x, mode='tensor')`` or the backbone."""
-    with torch.no_grad():
-        x = model.data_preprocessor({'inputs': images}, False)['inputs']
-        return as_tuple(ExportGraph(model, features)(x))
-
-
 @dataclass
 class OutputParity:
     """One output's agreement at one batch size."""
@@ -115,7 +106,11 @@ def check_parity(model: nn.Module,
     results = []
     for i, batch in enumerate(batches):
         images = random_images(batch, hw, seed + i)
-        expected = reference_outputs(model, images, features)
+        # PyTorch's outputs as mmpretrain computes them: data
+        # preprocessor, then ``model(x, mode='tensor')`` or the backbone.
+        with torch.no_grad():
+            x = model.data_preprocessor({'inputs': images}, False)['inputs']
+            expected = as_tuple(ExportGraph(model, features)(x))
         got = session.run(
             None, {input_name: graph_input(model, images, contract).numpy()})
         if len(got) != len(expected):

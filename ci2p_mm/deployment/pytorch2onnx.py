@@ -25,9 +25,8 @@ import torch.nn as nn
 from mmengine.utils import to_2tuple
 
 from ci2p_mm.utils.io import atomic_output, check_output_path, printable_path
-from ci2p_mm.utils.timing import tool_options
-from .export import (DEFAULT_OPSET, EXPORTERS, check_opset, export_graph,
-                     write_metadata)
+from ci2p_mm.utils.timing import at_least, tool_options
+from .export import check_opset, export_graph, write_metadata
 from .graph import (INPUT_NAME, ExportGraph, InputContract, as_tuple,
                     input_contract, output_names)
 from .model import (NO_CHECKPOINT, ExportError, build_export_model,
@@ -107,11 +106,7 @@ def export_config(config: str,
         ExportError: a setting or module that cannot be exported, naming
             the option to change.
     """
-    if exporter not in EXPORTERS:
-        raise ExportError(f'--exporter {exporter!r}: choose from '
-                          f'{", ".join(EXPORTERS)}.')
-    opset = DEFAULT_OPSET[exporter] if opset is None else opset
-    check_opset(exporter, opset)
+    opset = check_opset(exporter, opset)
     check_output_path(out, config, checkpoint, what='--out')
     import_onnxruntime()  # fail before the minutes of building and export
 
@@ -202,62 +197,50 @@ def parse_args(argv=None):
         'check it against PyTorch with onnxruntime.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         parents=[export_options(), tool_options('--seed')])
-    parser.add_argument('config', help='config file')
-    parser.add_argument(
-        'checkpoint',
+    add = parser.add_argument
+    add('config', help='config file')
+    add('checkpoint',
         help='checkpoint file, or "none" for the model\'s own '
         'initialisation (random weights)')
-    parser.add_argument('--out', required=True, help='the .onnx file')
-    parser.add_argument(
-        '--shape',
-        type=int,
+    add('--out', required=True, help='the .onnx file')
+    add('--shape',
+        type=at_least(1),
         nargs=2,
         metavar=('H', 'W'),
         help="input size (default: the config's test size)")
-    parser.add_argument(
-        '--dynamic-batch',
+    add('--dynamic-batch',
         action='store_true',
         help='a dynamic batch axis (default: batch 1)')
-    parser.add_argument(
-        '--features',
+    add('--features',
         action='store_true',
         help="export model.backbone's feature outputs (for mmdet/mmseg) "
         'instead of the logits')
-    parser.add_argument(
-        '--normalize-in-graph',
+    add('--normalize-in-graph',
         action='store_true',
         help="take RGB pixels in [0, 255] and apply the data preprocessor's "
         'mean/std inside the graph')
-    parser.add_argument(
-        '--verify',
+    add('--verify',
         action='store_true',
         help='compare onnxruntime with PyTorch; exit 1 and '
         'write nothing when they differ')
-    parser.add_argument(
-        '--verify-batch',
-        type=int,
+    add('--verify-batch',
+        type=at_least(1),
         default=3,
         help='with --dynamic-batch, the second batch size '
         '--verify checks (the first is 1)')
-    parser.add_argument('--atol', type=float, default=DEFAULT_ATOL)
-    parser.add_argument('--rtol', type=float, default=DEFAULT_RTOL)
-    parser.add_argument(
-        '--benchmark',
+    add('--atol', type=float, default=DEFAULT_ATOL)
+    add('--rtol', type=float, default=DEFAULT_RTOL)
+    add('--benchmark',
         action='store_true',
         help='time onnxruntime against PyTorch eager on the CPU')
-    parser.add_argument(
-        '--benchmark-batch',
-        type=int,
+    add('--benchmark-batch',
+        type=at_least(1),
         help='batch for --benchmark (default: 8 with --dynamic-batch, '
         'else 1)')
     args = parser.parse_args(argv)
     if args.checkpoint != NO_CHECKPOINT and args.no_pretrained:
         parser.error('--no-pretrained is for CHECKPOINT none: a checkpoint '
                      'brings its own codec weights')
-    sizes = [*(args.shape or ()), args.verify_batch, args.benchmark_batch]
-    if any(n is not None and n < 1 for n in sizes):
-        parser.error('--shape, --verify-batch and --benchmark-batch must be '
-                     'positive')
     return args
 
 
@@ -279,9 +262,8 @@ def print_export(result: ExportResult, config: str, checkpoint: str) -> None:
 
 def print_parity(result: ExportResult, atol: float, rtol: float) -> None:
     print(f'Parity: onnxruntime {import_onnxruntime().__version__} CPU vs '
-          f'PyTorch '
-          f'{torch.__version__} eager, fp32, |diff| <= {atol:g} + {rtol:g} '
-          f'* |torch|:')
+          f'PyTorch {torch.__version__} eager, fp32, |diff| <= {atol:g} + '
+          f'{rtol:g} * |torch|:')
     for row in result.parity:
         print(f'  {row.describe()}')
     if not result.parity_ok:

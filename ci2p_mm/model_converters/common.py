@@ -57,7 +57,17 @@ class Family(NamedTuple):
 
     def main(self, argv=None) -> int:
         """The command line ``<family>_to_mmpretrain.py SRC DST``."""
-        args = parse_args(self, argv)
+        parser = argparse.ArgumentParser(
+            description=f'Convert {self.name} weights ({self.formats}) to '
+            f'an mmpretrain checkpoint that loads strictly into the matching '
+            f'config under configs/{self.config_dir}/.')
+        parser.add_argument('src', help='the downloaded checkpoint')
+        parser.add_argument('dst', help='the mmpretrain checkpoint to write')
+        parser.add_argument(
+            '--config',
+            help='the config (model name or path) the weights must fit; '
+            'default: the one config they fit, found from their shapes')
+        args = parser.parse_args(argv)
         name = convert_checkpoint(self, args.src, args.dst, args.config)
         config = osp.relpath(config_file(name))
         dst = printable_path(args.dst)
@@ -232,20 +242,6 @@ def write_checkpoint(state_dict: StateDict, out_file: str, config: str,
 
 
 # ----------------------------------------------------------------- the CLI --
-def parse_args(family: Family, argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=f'Convert {family.name} weights ({family.formats}) to '
-        f'an mmpretrain checkpoint that loads strictly into the matching '
-        f'config under configs/{family.config_dir}/.')
-    parser.add_argument('src', help='the downloaded checkpoint')
-    parser.add_argument('dst', help='the mmpretrain checkpoint to write')
-    parser.add_argument(
-        '--config',
-        help='the config (model name or path) the weights must fit; '
-        'default: the one config they fit, found from their shapes')
-    return parser.parse_args(argv)
-
-
 def convert_checkpoint(family: Family,
                        src: str,
                        dst: str,

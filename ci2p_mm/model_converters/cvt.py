@@ -19,7 +19,7 @@ compute Microsoft's function (QuickGELU, attention scaled by
 ``1/sqrt(embed_dims)``); to reproduce transformers' logits instead, build
 the backbone with ``act_cfg=dict(type='GELU')``.
 """
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 from .common import Family, RenameRule, StateDict, rename, require_format
 
@@ -63,17 +63,13 @@ _BLOCK_PARTS = [
 #: Where a block's keys start (groups 1 and 2: stage and block), per format.
 _BLOCKS = [r'stage(\d+)\.blocks\.(\d+)\.', _HF_STAGE + r'layers\.(\d+)\.']
 
-
-def _rules(i: int) -> List[RenameRule]:
-    """The rules of format ``i`` (0 Microsoft, 1 transformers)."""
-    return [(keys[i], ours) for *keys, ours in _KEYS] + [
-        (_BLOCKS[i] + keys[i] + r'\.(\w+)', _OURS_BLOCK + ours + r'.\3')
-        for *keys, ours in _BLOCK_PARTS
-    ]
-
-
-#: format -> rename rules
-RULES = {'microsoft': _rules(0), 'transformers': _rules(1)}
+#: format -> rename rules (``i``: 0 Microsoft's keys, 1 transformers')
+RULES: Dict[str, List[RenameRule]] = {
+    source: [(keys[i], ours) for *keys, ours in _KEYS] +
+    [(_BLOCKS[i] + keys[i] + r'\.(\w+)', _OURS_BLOCK + ours + r'.\3')
+     for *keys, ours in _BLOCK_PARTS]
+    for i, source in enumerate(('microsoft', 'transformers'))
+}
 
 #: format -> a key that only its files have
 FORMATS = {
