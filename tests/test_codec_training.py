@@ -209,6 +209,20 @@ def test_truncated_checkpoints_are_named(trained_codec, codec_images,
 def test_resume_without_checkpoint_is_explained(codec_images, tmp_path):
     with pytest.raises(training.CodecTrainingError, match='last_checkpoint'):
         train_codec(train_args(codec_images, tmp_path, 2, '--resume'))
+    # A cut *.pth is no checkpoint to resume either.
+    (tmp_path / 'iter_2.pth').write_bytes(b'PK\x03\x04 cut')
+    with pytest.raises(training.CodecTrainingError, match='last_checkpoint'):
+        train_codec(train_args(codec_images, tmp_path, 2, '--resume'))
+
+
+def test_resume_without_the_pointer_takes_a_complete_checkpoint(
+        codec_images, tmp_path):
+    # The runner falls back to the newest complete *.pth when the
+    # last_checkpoint pointer is lost, so --resume must not refuse first.
+    args = training.parse_args(
+        train_args(codec_images, tmp_path, 2, '--resume'))
+    torch.save({'meta': {'iter': 2}}, tmp_path / 'iter_2.pth')
+    training.check_resume(args)
 
 
 def test_empty_folder_is_explained(tmp_path):

@@ -15,6 +15,7 @@ import argparse
 import math
 import os
 import os.path as osp
+from glob import glob
 from typing import List, Optional
 
 import numpy as np
@@ -27,7 +28,7 @@ from mmpretrain.registry import HOOKS
 
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.image_files import image_size, split_images
-from ci2p_mm.utils.io import save_atomic
+from ci2p_mm.utils.io import is_complete_checkpoint, save_atomic
 from ci2p_mm.utils.model_config import bare_model, read_config
 from ci2p_mm.utils.package_files import configs_root
 from . import metric  # noqa: F401  (registers RateDistortionMetric)
@@ -217,7 +218,11 @@ def check_args(args) -> None:
 def check_resume(args) -> None:
     """``--resume`` has a checkpoint of a codec run to continue."""
     if args.resume == 'auto':
-        if find_latest_checkpoint(args.work_dir) is None:
+        # Without the pointer the runner resumes from the newest complete
+        # *.pth (CI2PRunner.from_cfg), as for a classifier run.
+        if find_latest_checkpoint(args.work_dir) is None and not any(
+                map(is_complete_checkpoint,
+                    glob(osp.join(args.work_dir, '*.pth')))):
             raise CodecTrainingError(
                 f'--resume: {args.work_dir} has no last_checkpoint (nothing '
                 f'to resume; drop --resume to start a new run).')

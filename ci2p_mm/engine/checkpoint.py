@@ -19,7 +19,6 @@ checkpoint records is parsed, never executed
 """
 import os.path as osp
 import re
-import zipfile
 from collections import OrderedDict
 from typing import Dict, List, Optional, Set, Tuple
 
@@ -150,13 +149,6 @@ def refuse_non_finite(checkpoint, filename: str) -> None:
             f'{len(names)} tensor(s): {listing(names, 3)}. These weights are '
             f'broken (a diverged run or a damaged copy); use an earlier '
             f'checkpoint or the original file.')
-
-
-def is_complete_checkpoint(path: str) -> bool:
-    """Cheap check that a local file is a whole torch zip archive."""
-    path = osp.expanduser(path)
-    return (osp.isfile(path) and osp.getsize(path) > 0
-            and zipfile.is_zipfile(path))
 
 
 #: mmengine's default key revision (DDP's ``module.`` prefix).

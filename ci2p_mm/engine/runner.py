@@ -55,12 +55,13 @@ from ci2p_mm.latents import build_device_latent_loader, resident_options
 from ci2p_mm.models.utils import codec_fetch_deferred, load_pending_codecs
 from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.errors import ConfigError, UserError, listing
-from ci2p_mm.utils.io import OutputError, check_writable_dir
+from ci2p_mm.utils.io import (OutputError, check_writable_dir,
+                              is_complete_checkpoint)
 from ci2p_mm.utils.locks import ProcessLock
 from ci2p_mm.utils.model_config import bare_model
 from .checkpoint import (_REMOTE, CheckpointError, describe_model_config,
-                         is_complete_checkpoint, load_checked_checkpoint,
-                         model_codecs, read_checkpoint_file)
+                         load_checked_checkpoint, model_codecs,
+                         read_checkpoint_file)
 from .hooks import SafeCheckpointHook
 from .stop_signals import StopSignals
 

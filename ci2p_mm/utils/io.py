@@ -313,6 +313,13 @@ MAX_INFLATED_BYTES = 256 * 2**20
 _DEFLATE_MAX_RATIO = 1032
 
 
+def is_complete_checkpoint(path: str) -> bool:
+    """Cheap check that a local file is a whole torch zip archive."""
+    path = osp.expanduser(path)
+    return (osp.isfile(path) and osp.getsize(path) > 0
+            and zipfile.is_zipfile(path))
+
+
 def zip_problem(path: str,
                 max_inflated_bytes: int = MAX_INFLATED_BYTES) -> Optional[str]:
     """Why a torch zip file must not be loaded, or None: its records
