@@ -17,7 +17,6 @@ only warns, and that its class names fit the head. The config text a
 checkpoint records is parsed, never executed
 (:mod:`ci2p_mm.utils.config_text`).
 """
-import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Set, Tuple
