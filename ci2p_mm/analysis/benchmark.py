@@ -220,8 +220,7 @@ def sweep(args, argv: Sequence[str]) -> Dict:
         sweep='batch_size',
         runs=runs,
         table=table)
-    if args.out:
-        write_json(args.out, result)
+    write_json(args.out, result)
     return result
 
 

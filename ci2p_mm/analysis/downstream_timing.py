@@ -213,6 +213,5 @@ def main(argv=None) -> int:
     print(
         format_table(
             cols, [[res[c] for c in cols] for res in results], markdown=True))
-    if args.out:
-        write_json(args.out, results)
+    write_json(args.out, results)
     return 0

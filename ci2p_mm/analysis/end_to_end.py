@@ -290,7 +290,7 @@ def time_training(cfg, args, device_resident=False, name=''):
     ``--profile``). Returns the round's figures (medians, the data share,
     the iterations' seconds, the CUDA peak of the timed iterations)."""
     init_default_scope('mmpretrain')
-    model = build_model(cfg, args, name).train()
+    model = build_model(cfg, args.device, args.channels_last, name).train()
     # The config's optimizer; AmpOptimWrapper on CUDA with --amp (on CPU
     # the step runs under autocast instead, as benchmark.py's steps do).
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper, args)
@@ -411,8 +411,7 @@ def run(args, argv):
                 write_json(args.out, partial, quiet=True)
     report = make_report([r for r, _ in rows], args, argv)
     print(report['table'])
-    if args.out:
-        write_json(args.out, report)
+    write_json(args.out, report)
     return report
 
 

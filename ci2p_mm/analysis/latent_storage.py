@@ -14,7 +14,6 @@ from the store are from those of the float32 encoder output: the same
 ``PatchReshape`` applied to both, relative RMS and max error over the
 first ``--compare`` training images.
 """
-import argparse
 import glob
 import itertools
 import json
@@ -62,8 +61,7 @@ def run(args, argv):
         args, f'{args.img_size}x{args.img_size}, codec '
         f'{codec or "CompressAI q5"}')
     # in this process, on the CPU (like the encoding's data loading)
-    cpu = argparse.Namespace(device='cpu', channels_last=False)
-    model = build_model(cfg, cpu, args.configs[0]).eval()
+    model = build_model(cfg, path=args.configs[0]).eval()
     encoder = model.backbone.patch_embed.ci2p_encoder
     reshape = model.backbone.patch_embed.reshape
     images = build_source_dataset(cfg.train_dataloader.dataset, [

@@ -156,7 +156,7 @@ def build_bench(name: str, cfg, source: str, args) -> Bench:
     uint8 images, or fp16 codec latents (as a store holds them) for a
     model that takes latents."""
     generator = torch.Generator().manual_seed(args.seed)
-    model = build_model(cfg, args, source)
+    model = build_model(cfg, args.device, args.channels_last, source)
     if takes_latents(cfg.model):
         side = args.img_size // ENCODER_STRIDE
         images = torch.randn((args.batch_size, LATENT_CHANNELS, side, side),
@@ -343,8 +343,7 @@ def run(args, argv):
               f'{os.cpu_count()})')
     report = dict(
         meta=meta, results=results, table=table, profile_text='\n'.join(texts))
-    if args.out:
-        write_json(args.out, report)
+    write_json(args.out, report)
     return report
 
 

@@ -72,9 +72,12 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def build_model(cfg, args, path: str = ''):
+def build_model(cfg,
+                device: str = 'cpu',
+                channels_last: bool = False,
+                path: str = ''):
     """The config's model with its weights (codec weights are fetched here,
-    not when building), on ``args.device``; channels_last for models that
+    not when building), on ``device``; channels_last for models that
     are not CI2P ones with ``--channels-last`` (CI2P configs get
     ``patch_cfg.channels_last`` instead); cuDNN autotuning as the config's
     ``env_cfg.cudnn_benchmark`` sets it for training (as mmengine's Runner
@@ -88,10 +91,10 @@ def build_model(cfg, args, path: str = ''):
         raise CodecWeightsError(
             f'{path}: {err} Offline? Add --no-pretrained (speed does not '
             f'depend on the codec weights).') from err
-    model.to(args.device)
-    if args.channels_last and not is_ci2p_backbone(model_cfg.get('backbone')):
+    model.to(device)
+    if channels_last and not is_ci2p_backbone(model_cfg.get('backbone')):
         model.to(memory_format=torch.channels_last)
-    if args.device == 'cuda':
+    if device == 'cuda':
         torch.backends.cudnn.benchmark = bool(
             cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
     return model

@@ -294,8 +294,11 @@ def format_table(header: Sequence[str],
     return '\n'.join(''.join(line) for line in lines)
 
 
-def write_json(path: str, report, quiet: bool = False) -> None:
-    """A tool's results as JSON, written atomically."""
+def write_json(path: Optional[str], report, quiet: bool = False) -> None:
+    """A tool's results as JSON, written atomically; nothing without a
+    ``path`` (the tools' ``--out`` is optional)."""
+    if not path:
+        return
     write_text_atomically(path, json.dumps(report, indent=2) + '\n')
     if not quiet:
         print(f'wrote {path}', flush=True)
