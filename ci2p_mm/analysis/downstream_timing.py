@@ -121,9 +121,10 @@ def make_seg_batch(batch_size, size, num_classes):
 def make_batch(scope, args, model, cfg):
     if scope == 'mmseg':
         size = tuple(args.seg_size or cfg.crop_size)
-        check_input_size(
-            f'{cfg.filename}: crop_size {size} --batch-size '
-            f'{args.batch_size}', size, args.batch_size)
+        if not args.seg_size:  # parse_args checked --seg-size
+            check_input_size(
+                f'{cfg.filename}: crop_size {size} --batch-size '
+                f'{args.batch_size}', size, args.batch_size)
         return make_seg_batch(args.batch_size, size,
                               model.decode_head.num_classes), size
     if scope == 'mmdet':

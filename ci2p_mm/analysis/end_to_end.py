@@ -75,7 +75,7 @@ from ci2p_mm.engine import set_default_dataloader_cfg
 from ci2p_mm.latents import (LatentStore, LatentStoreError,
                              build_device_latent_loader, encode)
 from ci2p_mm.latents.encoding import configured_store
-from ci2p_mm.utils import read_config, set_patch_options
+from ci2p_mm.utils import load_model_config, set_patch_options
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import save_atomic
 from ci2p_mm.utils.timing import (at_least, describe_machine, format_table,
@@ -228,7 +228,8 @@ def encode_train_split(cfg: Config,
 def prepared_config(path: str, args, codec) -> Config:
     """The config pointed at the data folder, with the run's settings
     (batch size, image size, workers, codec file)."""
-    cfg = read_config(path, args.cfg_options)
+    cfg = load_model_config(
+        path, args.cfg_options, channels_last=args.channels_last)
     loader = cfg.train_dataloader
     latent = configured_store(cfg) is not None
     image_dataset = loader.dataset.source if latent else loader.dataset
@@ -244,8 +245,6 @@ def prepared_config(path: str, args, codec) -> Config:
     cfg.model.backbone.img_size = args.img_size
     if codec is not None:
         set_patch_options(cfg, pretrained=codec)
-    if args.channels_last:
-        set_patch_options(cfg, channels_last=True)
     if latent:
         loader.dataset.store = osp.join(
             'latents', f'e2e-{osp.splitext(osp.basename(path))[0]}-'

@@ -25,7 +25,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS
 
 from ci2p_mm.latents import LatentStore, build_source_dataset
-from ci2p_mm.utils.timing import at_least, format_table, seconds_per_call
+from ci2p_mm.utils.timing import BlockTimer, at_least, format_table
 from .end_to_end import encode_train_split, prepare_data, prepared_config
 from .timing import build_model, print_header
 
@@ -48,9 +48,10 @@ def add_arguments(parser):
 
 
 def loading_rate(dataset, n: int) -> float:
-    """Samples per second over ``n`` reads, in order, round the dataset."""
+    """Samples per second over ``n`` reads (one block, no warm-up), in
+    order, round the dataset."""
     index = itertools.cycle(range(len(dataset)))
-    return 1 / seconds_per_call(lambda: dataset[next(index)], n)
+    return 1 / BlockTimer(lambda: dataset[next(index)]).block(n)
 
 
 def run(args, argv):

@@ -81,10 +81,9 @@ def build_model(cfg,
     are not CI2P ones with ``--channels-last`` (CI2P configs get
     ``patch_cfg.channels_last`` instead); cuDNN autotuning as the config's
     ``env_cfg.cudnn_benchmark`` sets it for training (as mmengine's Runner
-    does)."""
-    model_cfg = cfg.model
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    model = MODELS.build(model_cfg)
+    does). ``cfg`` is prepared by ``load_model_config`` (the
+    ``data_preprocessor`` in the model)."""
+    model = MODELS.build(cfg.model)
     try:
         quiet_init_weights(model)
     except CodecWeightsError as err:
@@ -92,7 +91,7 @@ def build_model(cfg,
             f'{path}: {err} Offline? Add --no-pretrained (speed does not '
             f'depend on the codec weights).') from err
     model.to(device)
-    if channels_last and not is_ci2p_backbone(model_cfg.get('backbone')):
+    if channels_last and not is_ci2p_backbone(cfg.model.get('backbone')):
         model.to(memory_format=torch.channels_last)
     if device == 'cuda':
         torch.backends.cudnn.benchmark = bool(

@@ -70,36 +70,23 @@ class BlockTimer(Timer):
         synchronisations."""
         return self._timeit(number) / number
 
-    def measurement(self, seconds: List[float]) -> Measurement:
-        """torch's Measurement of the per-call seconds of blocks."""
-        return Measurement(1, list(seconds), self._task_spec)
 
-
-@dataclass
-class Timing:
-    """One statement's timed blocks.
+@dataclass(repr=False)
+class Timing(Measurement):
+    """One statement's timed blocks: torch's Measurement (seconds per call
+    per block; its ``median``, ``iqr``, ``label``, ...) and more.
 
     Args:
-        measurement (Measurement): torch's (seconds per call per block).
         batch (int): Images per call, for img/s. Defaults to 1.
         other_cores (list): CPU cores other processes used during each
             block (None where unknown). Defaults to none.
     """
-    measurement: Measurement
     batch: int = 1
     other_cores: List[Optional[float]] = field(default_factory=list)
 
     @property
     def seconds(self) -> List[float]:
-        return self.measurement.times
-
-    @property
-    def median(self) -> float:
-        return self.measurement.median
-
-    @property
-    def iqr(self) -> float:
-        return self.measurement.iqr
+        return self.times
 
     @property
     def img_per_s(self) -> float:
@@ -155,14 +142,10 @@ def interleave(statements: Dict[Hashable, Callable[[], object]],
                 seconds[name].append(block)
                 others[name].append(other)
     return {
-        name: Timing(timer.measurement(seconds[name]), batch, others[name])
+        name: Timing(1, seconds[name], timer._task_spec, None, batch,
+                     others[name])
         for name, timer in timers.items()
     }
-
-
-def seconds_per_call(fn: Callable[[], object], number: int = 1) -> float:
-    """One block of ``number`` calls of ``fn``, no warm-up."""
-    return BlockTimer(fn).block(number)
 
 
 class OtherLoad:
