@@ -106,8 +106,6 @@ def parse_args(argv=None):
     latent_storage.add_arguments(parser)
     profile.add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.no_memory:
-        args.memory = 'none'
     if args.memory == 'in-process' and args.device != 'cuda':
         parser.error('--memory in-process needs --device cuda (CPU peaks '
                      'need a fresh process: --memory probe)')

@@ -81,8 +81,10 @@ def add_arguments(parser):
         action='store_true',
         help="add timm's ViT-B/16 at the same input size")
     add('--no-memory',
-        action='store_true',
-        help='skip the peak-memory subprocesses')
+        dest='memory',
+        action='store_const',
+        const='none',
+        help='skip the peak-memory subprocesses (--memory none)')
     add('--probe', help=argparse.SUPPRESS)  # internal
 
 
