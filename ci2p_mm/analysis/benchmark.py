@@ -138,21 +138,12 @@ def run_mode(args, argv):
 
 def without_options(argv: Sequence[str], options: Dict) -> List[str]:
     """``argv`` without ``options`` (``{'--name': count or '+'}``) and
-    their values, in both ``--name v`` and ``--name=v`` forms."""
-    out, i, argv = [], 0, list(argv)
-    while i < len(argv):
-        name, inline = argv[i].split('=', 1)[0], '=' in argv[i]
-        i += 1
-        if name not in options:
-            out.append(argv[i - 1])
-        elif inline:  # --name=v: its value is in it
-            continue
-        elif options[name] == '+':
-            while i < len(argv) and not argv[i].startswith('--'):
-                i += 1
-        else:
-            i += options[name]
-    return out
+    their values, in both ``--name v`` and ``--name=v`` forms (argparse
+    keeps what it does not know, in order)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for name, count in options.items():
+        parser.add_argument(name, nargs=count)
+    return parser.parse_known_args(list(argv))[1]
 
 
 def sweep_cells(report: Dict) -> Dict[str, str]:
