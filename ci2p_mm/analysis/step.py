@@ -61,6 +61,7 @@ from mmengine.config import ConfigDict
 from mmpretrain.structures import DataSample
 
 from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS
+from ci2p_mm.models import CI2PEncoder
 from ci2p_mm.utils import is_ci2p_backbone, load_model_config
 from ci2p_mm.utils.timing import format_table, interleave, loadavg, write_json
 from . import profile
@@ -86,12 +87,6 @@ def add_arguments(parser):
         const='none',
         help='skip the peak-memory subprocesses (--memory none)')
     add('--probe', help=argparse.SUPPRESS)  # internal
-
-
-def takes_latents(model_cfg) -> bool:
-    backbone = model_cfg.get('backbone') or {}
-    return is_ci2p_backbone(backbone) and bool(
-        (backbone.get('patch_cfg') or {}).get('latent_input', False))
 
 
 @dataclass(eq=False)  # hashed by identity: a key of the timings
@@ -159,7 +154,8 @@ def build_bench(name: str, cfg, source: str, args) -> Bench:
     model that takes latents."""
     generator = torch.Generator().manual_seed(args.seed)
     model = build_model(cfg, args.device, args.channels_last, source)
-    if takes_latents(cfg.model):
+    if any(m.latent_input for m in model.modules()
+           if isinstance(m, CI2PEncoder)):
         side = args.img_size // ENCODER_STRIDE
         images = torch.randn((args.batch_size, LATENT_CHANNELS, side, side),
                              generator=generator).half()
