@@ -68,6 +68,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from PIL import Image
+from torch.profiler import record_function
 
 from ci2p_mm.codec import build_codec
 from ci2p_mm.datasets import ITALIAN_TO_ENGLISH, make_split
@@ -306,7 +307,7 @@ def time_training(cfg, args, device_resident=False, name=''):
     batch = {}
 
     def data():
-        with profile.data_wait_range():
+        with record_function(profile.DATA_RANGE):
             batch['data'] = next(batches)
 
     def step():

@@ -89,11 +89,6 @@ def add_arguments(parser):
         'step per model and mode')
 
 
-def data_wait_range():
-    """The range an end-to-end iteration waits for its batch in."""
-    return record_function(DATA_RANGE)
-
-
 def is_annotation(event) -> bool:
     """A ``record_function`` range (kineto also draws each on the GPU's
     timeline, spanning its kernels: not a kernel)."""

@@ -66,9 +66,9 @@ from ci2p_mm.utils import is_ci2p_backbone, load_model_config
 from ci2p_mm.utils.timing import format_table, interleave, loadavg, write_json
 from . import profile
 from .timing import (MIB, autocast, build_model, build_optim_wrapper,
-                     describe_machine, inference_context, maybe_compile,
-                     peak_memory, print_header, report_settings, rss_bytes,
-                     step_begin, warn_slow_cpu_amp)
+                     describe_machine, maybe_compile, peak_memory,
+                     print_header, report_settings, rss_bytes, step_begin,
+                     warn_slow_cpu_amp)
 
 PROBE_TAG = '@@benchmark-probe '
 
@@ -110,7 +110,11 @@ class Bench:
     def step(self, mode):
         step_begin(self.args)
         if mode == 'infer':
-            with inference_context(self.args), autocast(self.args):
+            # no_grad for compiled models (with torch 2.14 dynamo fails a
+            # guard on mmcv's numpy ``drop_prob`` under inference_mode;
+            # mmengine's val/test loops use no_grad anyway)
+            with (torch.no_grad() if self.args.compile else
+                  torch.inference_mode()), autocast(self.args):
                 return self.model(self.inputs, mode='tensor')
         with self.optim_wrapper.optim_context(self.model), autocast(self.args):
             loss = self.model.parse_losses(

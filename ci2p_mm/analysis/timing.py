@@ -60,13 +60,6 @@ def autocast(args):
     return torch.autocast(device_type=args.device, dtype=dtype)
 
 
-def inference_context(args):
-    """``inference_mode``; ``no_grad`` for compiled models (with torch 2.14
-    dynamo fails a guard on mmcv's numpy ``drop_prob`` under inference_mode;
-    mmengine's val/test loops use no_grad anyway)."""
-    return torch.no_grad() if args.compile else torch.inference_mode()
-
-
 def synchronize(device):
     if device == 'cuda':
         torch.cuda.synchronize()
