@@ -34,10 +34,6 @@ from torch.utils.benchmark import Measurement, Timer
 from .io import write_text_atomically
 
 
-def _nothing() -> None:
-    pass
-
-
 class BlockTimer(Timer):
     """torch's ``Timer``, one block at a time.
 
@@ -48,19 +44,19 @@ class BlockTimer(Timer):
 
     Args:
         fn (Callable): The statement, called without arguments.
-        setup (Callable): Called before every block, untimed (e.g. the
-            model's train/eval switch). Defaults to nothing.
+        setup (Callable, optional): Called before every block, untimed
+            (e.g. the model's train/eval switch). Defaults to None.
         label (str): The statement's name in torch's Measurement.
             Defaults to ''.
     """
 
     def __init__(self,
                  fn: Callable[[], object],
-                 setup: Callable[[], object] = _nothing,
+                 setup: Optional[Callable[[], object]] = None,
                  label: str = ''):
         super().__init__(
             'fn()',
-            setup='setup()',
+            setup='setup()' if setup else 'pass',
             globals=dict(fn=fn, setup=setup),
             label=label,
             num_threads=torch.get_num_threads())
@@ -123,9 +119,8 @@ def interleave(statements: Dict[Hashable, Callable[[], object]],
     Returns:
         dict: Name to its :class:`Timing`, in the order of ``statements``.
     """
-    setups = setups or {}
     timers = {
-        name: BlockTimer(fn, setups.get(name, _nothing), str(name))
+        name: BlockTimer(fn, (setups or {}).get(name), str(name))
         for name, fn in statements.items()
     }
     seconds = {name: [] for name in statements}
