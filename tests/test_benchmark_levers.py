@@ -155,9 +155,9 @@ def test_interleave_rounds_warmup_setups_and_measurements():
     assert calls == warm + timed * 3
     assert blocks == [(n, i) for i in range(5) for n in 'ab']
     for name, t in timings.items():
-        assert isinstance(t.measurement, Measurement)
-        assert t.measurement.label == name
-        assert t.measurement.num_threads == torch.get_num_threads()
+        assert isinstance(t, Measurement)
+        assert t.label == name
+        assert t.num_threads == torch.get_num_threads()
         assert len(t.seconds) == 3 and len(t.other_cores) == 3
         assert t.img_per_s == pytest.approx(8 / t.median)
         assert t.spread == pytest.approx(

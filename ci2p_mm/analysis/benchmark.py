@@ -106,8 +106,6 @@ def parse_args(argv=None):
     latent_storage.add_arguments(parser)
     profile.add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.no_memory:
-        args.memory = 'none'
     if args.memory == 'in-process' and args.device != 'cuda':
         parser.error('--memory in-process needs --device cuda (CPU peaks '
                      'need a fresh process: --memory probe)')
@@ -140,21 +138,12 @@ def run_mode(args, argv):
 
 def without_options(argv: Sequence[str], options: Dict) -> List[str]:
     """``argv`` without ``options`` (``{'--name': count or '+'}``) and
-    their values, in both ``--name v`` and ``--name=v`` forms."""
-    out, i, argv = [], 0, list(argv)
-    while i < len(argv):
-        name, inline = argv[i].split('=', 1)[0], '=' in argv[i]
-        i += 1
-        if name not in options:
-            out.append(argv[i - 1])
-        elif inline:  # --name=v: its value is in it
-            continue
-        elif options[name] == '+':
-            while i < len(argv) and not argv[i].startswith('--'):
-                i += 1
-        else:
-            i += options[name]
-    return out
+    their values, in both ``--name v`` and ``--name=v`` forms (argparse
+    keeps what it does not know, in order)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for name, count in options.items():
+        parser.add_argument(name, nargs=count)
+    return parser.parse_known_args(list(argv))[1]
 
 
 def sweep_cells(report: Dict) -> Dict[str, str]:
@@ -220,8 +209,7 @@ def sweep(args, argv: Sequence[str]) -> Dict:
         sweep='batch_size',
         runs=runs,
         table=table)
-    if args.out:
-        write_json(args.out, result)
+    write_json(args.out, result)
     return result
 
 

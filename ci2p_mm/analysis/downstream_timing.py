@@ -121,9 +121,10 @@ def make_seg_batch(batch_size, size, num_classes):
 def make_batch(scope, args, model, cfg):
     if scope == 'mmseg':
         size = tuple(args.seg_size or cfg.crop_size)
-        check_input_size(
-            f'{cfg.filename}: crop_size {size} --batch-size '
-            f'{args.batch_size}', size, args.batch_size)
+        if not args.seg_size:  # parse_args checked --seg-size
+            check_input_size(
+                f'{cfg.filename}: crop_size {size} --batch-size '
+                f'{args.batch_size}', size, args.batch_size)
         return make_seg_batch(args.batch_size, size,
                               model.decode_head.num_classes), size
     if scope == 'mmdet':
@@ -172,22 +173,20 @@ def time_steps(model, batch, repeats: int, warmup: int) -> dict:
 def measure(config, args):
     scope, model, cfg = build(config, args.arch)
     batch, size = make_batch(scope, args, model, cfg)
-    times = time_steps(model, batch, args.repeats, args.warmup)
-    backbone = model.backbone
-    flops = {}
-    if args.flops:
-        flops['flops_g'] = round(model_flops(model, size)['flops'] / 1e9, 2)
-    return dict(
+    result = dict(
         config=osp.basename(config),
-        backbone=f'{type(backbone).__name__}({args.arch or "as configured"})',
+        backbone=f'{type(model.backbone).__name__}'
+        f'({args.arch or "as configured"})',
         params_m=round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
         trainable_params_m=round(
             sum(p.numel()
                 for p in model.parameters() if p.requires_grad) / 1e6, 1),
         batch=args.batch_size,
         image=f'{size[0]}x{size[1]}',
-        **times,
-        **flops)
+        **time_steps(model, batch, args.repeats, args.warmup))
+    if args.flops:
+        result['flops_g'] = round(model_flops(model, size)['flops'] / 1e9, 2)
+    return result
 
 
 def main(argv=None) -> int:
@@ -201,9 +200,8 @@ def main(argv=None) -> int:
         f'CPU; median of {args.repeats} after {args.warmup} warm-up',
         file=sys.stderr)
     for config in args.configs:
-        res = measure(config, args)
-        results.append(res)
-        print(json.dumps(res), file=sys.stderr)
+        results.append(measure(config, args))
+        print(json.dumps(results[-1]), file=sys.stderr)
     cols = [
         'config', 'backbone', 'params_m', 'batch', 'image', 'loss_forward_s',
         'backward_s', 'predict_s'
@@ -213,6 +211,5 @@ def main(argv=None) -> int:
     print(
         format_table(
             cols, [[res[c] for c in cols] for res in results], markdown=True))
-    if args.out:
-        write_json(args.out, results)
+    write_json(args.out, results)
     return 0

@@ -68,6 +68,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from PIL import Image
+from torch.profiler import record_function
 
 from ci2p_mm.codec import build_codec
 from ci2p_mm.datasets import ITALIAN_TO_ENGLISH, make_split
@@ -75,7 +76,7 @@ from ci2p_mm.engine import set_default_dataloader_cfg
 from ci2p_mm.latents import (LatentStore, LatentStoreError,
                              build_device_latent_loader, encode)
 from ci2p_mm.latents.encoding import configured_store
-from ci2p_mm.utils import read_config, set_patch_options
+from ci2p_mm.utils import load_model_config, set_patch_options
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import save_atomic
 from ci2p_mm.utils.timing import (at_least, describe_machine, format_table,
@@ -228,7 +229,8 @@ def encode_train_split(cfg: Config,
 def prepared_config(path: str, args, codec) -> Config:
     """The config pointed at the data folder, with the run's settings
     (batch size, image size, workers, codec file)."""
-    cfg = read_config(path, args.cfg_options)
+    cfg = load_model_config(
+        path, args.cfg_options, channels_last=args.channels_last)
     loader = cfg.train_dataloader
     latent = configured_store(cfg) is not None
     image_dataset = loader.dataset.source if latent else loader.dataset
@@ -244,8 +246,6 @@ def prepared_config(path: str, args, codec) -> Config:
     cfg.model.backbone.img_size = args.img_size
     if codec is not None:
         set_patch_options(cfg, pretrained=codec)
-    if args.channels_last:
-        set_patch_options(cfg, channels_last=True)
     if latent:
         loader.dataset.store = osp.join(
             'latents', f'e2e-{osp.splitext(osp.basename(path))[0]}-'
@@ -290,7 +290,7 @@ def time_training(cfg, args, device_resident=False, name=''):
     ``--profile``). Returns the round's figures (medians, the data share,
     the iterations' seconds, the CUDA peak of the timed iterations)."""
     init_default_scope('mmpretrain')
-    model = build_model(cfg, args, name).train()
+    model = build_model(cfg, args.device, args.channels_last, name).train()
     # The config's optimizer; AmpOptimWrapper on CUDA with --amp (on CPU
     # the step runs under autocast instead, as benchmark.py's steps do).
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper, args)
@@ -307,7 +307,7 @@ def time_training(cfg, args, device_resident=False, name=''):
     batch = {}
 
     def data():
-        with profile.data_wait_range():
+        with record_function(profile.DATA_RANGE):
             batch['data'] = next(batches)
 
     def step():
@@ -411,8 +411,7 @@ def run(args, argv):
                 write_json(args.out, partial, quiet=True)
     report = make_report([r for r, _ in rows], args, argv)
     print(report['table'])
-    if args.out:
-        write_json(args.out, report)
+    write_json(args.out, report)
     return report
 
 

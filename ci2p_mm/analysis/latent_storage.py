@@ -14,7 +14,6 @@ from the store are from those of the float32 encoder output: the same
 ``PatchReshape`` applied to both, relative RMS and max error over the
 first ``--compare`` training images.
 """
-import argparse
 import glob
 import itertools
 import json
@@ -26,7 +25,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS
 
 from ci2p_mm.latents import LatentStore, build_source_dataset
-from ci2p_mm.utils.timing import at_least, format_table, seconds_per_call
+from ci2p_mm.utils.timing import BlockTimer, at_least, format_table
 from .end_to_end import encode_train_split, prepare_data, prepared_config
 from .timing import build_model, print_header
 
@@ -49,9 +48,10 @@ def add_arguments(parser):
 
 
 def loading_rate(dataset, n: int) -> float:
-    """Samples per second over ``n`` reads, in order, round the dataset."""
+    """Samples per second over ``n`` reads (one block, no warm-up), in
+    order, round the dataset."""
     index = itertools.cycle(range(len(dataset)))
-    return 1 / seconds_per_call(lambda: dataset[next(index)], n)
+    return 1 / BlockTimer(lambda: dataset[next(index)]).block(n)
 
 
 def run(args, argv):
@@ -62,8 +62,7 @@ def run(args, argv):
         args, f'{args.img_size}x{args.img_size}, codec '
         f'{codec or "CompressAI q5"}')
     # in this process, on the CPU (like the encoding's data loading)
-    cpu = argparse.Namespace(device='cpu', channels_last=False)
-    model = build_model(cfg, cpu, args.configs[0]).eval()
+    model = build_model(cfg, path=args.configs[0]).eval()
     encoder = model.backbone.patch_embed.ci2p_encoder
     reshape = model.backbone.patch_embed.reshape
     images = build_source_dataset(cfg.train_dataloader.dataset, [

@@ -44,14 +44,11 @@ def read_report(path: str) -> dict:
     return report
 
 
-def runs_of(report: dict) -> Iterator[dict]:
+def runs_of(report: dict) -> List[dict]:
     """The single-batch reports in a report (one, or a sweep's runs)."""
-    if 'runs' in report:
-        for run in report['runs']:
-            if 'report' in run:
-                yield run['report']
-    else:
-        yield report
+    if 'runs' not in report:
+        return [report]
+    return [run['report'] for run in report['runs'] if 'report' in run]
 
 
 def settings(report: dict) -> Dict[str, str]:

@@ -89,11 +89,6 @@ def add_arguments(parser):
         'step per model and mode')
 
 
-def data_wait_range():
-    """The range an end-to-end iteration waits for its batch in."""
-    return record_function(DATA_RANGE)
-
-
 def is_annotation(event) -> bool:
     """A ``record_function`` range (kineto also draws each on the GPU's
     timeline, spanning its kernels: not a kernel)."""
@@ -158,7 +153,6 @@ def summarize(events: EventList,
             r for r in rows
             if r.device_type != DeviceType.CPU and not is_annotation(r)
         ]
-        ranked.sort(key=lambda r: -r.self_device_time_total)
         summary.update(
             kernels_per_step=len(kernels) / steps,
             device_busy_ms_per_step=busy * per,
@@ -176,22 +170,20 @@ def summarize(events: EventList,
                        for k in ('flash', 'fmha', 'sdpa', 'attention'))
             }))
         basis, sort_by = busy, 'self_device_time_total'
-        ranked = [(r, r.self_device_time_total) for r in ranked]
     else:
         op_us = sum(r.self_cpu_time_total for r in ops)
         summary.update(
             op_ms_per_step=op_us * per,
             op_share=op_us / wall if wall else 0.0,
             framework_share=1 - op_us / wall if wall else 0.0)
-        basis, sort_by = op_us, 'self_cpu_time_total'
-        ranked = sorted(((r, r.self_cpu_time_total) for r in ops),
-                        key=lambda pair: -pair[1])
+        basis, sort_by, ranked = op_us, 'self_cpu_time_total', ops
     summary['top'] = [
         dict(
             name=r.key,
-            ms_per_step=us * per,
+            ms_per_step=getattr(r, sort_by) * per,
             calls_per_step=r.count / steps,
-            share=us / basis if basis else 0.0) for r, us in ranked[:top]
+            share=getattr(r, sort_by) / basis if basis else 0.0)
+        for r in sorted(ranked, key=lambda r: -getattr(r, sort_by))[:top]
     ]
     # torch's table without the ranges (on CUDA kineto copies each onto
     # the GPU's timeline, where it would outrank the kernels it spans)

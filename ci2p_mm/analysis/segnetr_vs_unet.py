@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from ci2p_mm.models import SegNetr
 from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.timing import format_table as markdown_table
 from .flops import model_flops
 from .timing import check_input_size
 
@@ -124,20 +125,17 @@ def compare(shape: Sequence[int] = (224, 224),
 def format_table(counts: Dict[str, Dict[str, float]]) -> List[str]:
     """Markdown rows: each model's params (M) and GFLOPs, SegNetr's
     reductions next to the paper's."""
-    unet, segnetr, red = (counts[k] for k in ('unet', 'segnetr', 'reduction'))
-    return [
-        '| model | params (M) | GFLOPs |',
-        '|---|---|---|',
-        f"| U-Net (Ronneberger) | {unet['params'] / 1e6:.2f} | "
-        f"{unet['flops'] / 1e9:.2f} |",
-        f"| SegNetr | {segnetr['params'] / 1e6:.2f} | "
-        f"{segnetr['flops'] / 1e9:.2f} |",
-        f"| SegNetr vs U-Net, measured | -{red['params']:.0%} | "
-        f"-{red['flops']:.0%} |",
-        f"| SegNetr vs U-Net, the paper's abstract | "
-        f"-{PAPER_REDUCTIONS['params']:.0%} | "
-        f"-{PAPER_REDUCTIONS['flops']:.0%} |",
-    ]
+    counted = (('U-Net (Ronneberger)', counts['unet']), ('SegNetr',
+                                                         counts['segnetr']))
+    reductions = (('SegNetr vs U-Net, measured', counts['reduction']),
+                  ("SegNetr vs U-Net, the paper's abstract", PAPER_REDUCTIONS))
+    return markdown_table(
+        ['model', 'params (M)', 'GFLOPs'],
+        [[name, f"{c['params'] / 1e6:.2f}", f"{c['flops'] / 1e9:.2f}"]
+         for name, c in counted] +
+        [[name, f"-{r['params']:.0%}", f"-{r['flops']:.0%}"]
+         for name, r in reductions],
+        markdown=True).splitlines()
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -61,13 +61,14 @@ from mmengine.config import ConfigDict
 from mmpretrain.structures import DataSample
 
 from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS
+from ci2p_mm.models import CI2PEncoder
 from ci2p_mm.utils import is_ci2p_backbone, load_model_config
 from ci2p_mm.utils.timing import format_table, interleave, loadavg, write_json
 from . import profile
 from .timing import (MIB, autocast, build_model, build_optim_wrapper,
-                     describe_machine, inference_context, maybe_compile,
-                     peak_memory, print_header, report_settings, rss_bytes,
-                     step_begin, warn_slow_cpu_amp)
+                     describe_machine, maybe_compile, peak_memory,
+                     print_header, report_settings, rss_bytes, step_begin,
+                     warn_slow_cpu_amp)
 
 PROBE_TAG = '@@benchmark-probe '
 
@@ -81,15 +82,11 @@ def add_arguments(parser):
         action='store_true',
         help="add timm's ViT-B/16 at the same input size")
     add('--no-memory',
-        action='store_true',
-        help='skip the peak-memory subprocesses')
+        dest='memory',
+        action='store_const',
+        const='none',
+        help='skip the peak-memory subprocesses (--memory none)')
     add('--probe', help=argparse.SUPPRESS)  # internal
-
-
-def takes_latents(model_cfg) -> bool:
-    backbone = model_cfg.get('backbone') or {}
-    return is_ci2p_backbone(backbone) and bool(
-        (backbone.get('patch_cfg') or {}).get('latent_input', False))
 
 
 @dataclass(eq=False)  # hashed by identity: a key of the timings
@@ -113,7 +110,11 @@ class Bench:
     def step(self, mode):
         step_begin(self.args)
         if mode == 'infer':
-            with inference_context(self.args), autocast(self.args):
+            # no_grad for compiled models (with torch 2.14 dynamo fails a
+            # guard on mmcv's numpy ``drop_prob`` under inference_mode;
+            # mmengine's val/test loops use no_grad anyway)
+            with (torch.no_grad() if self.args.compile else
+                  torch.inference_mode()), autocast(self.args):
                 return self.model(self.inputs, mode='tensor')
         with self.optim_wrapper.optim_context(self.model), autocast(self.args):
             loss = self.model.parse_losses(
@@ -156,8 +157,9 @@ def build_bench(name: str, cfg, source: str, args) -> Bench:
     uint8 images, or fp16 codec latents (as a store holds them) for a
     model that takes latents."""
     generator = torch.Generator().manual_seed(args.seed)
-    model = build_model(cfg, args, source)
-    if takes_latents(cfg.model):
+    model = build_model(cfg, args.device, args.channels_last, source)
+    if any(m.latent_input for m in model.modules()
+           if isinstance(m, CI2PEncoder)):
         side = args.img_size // ENCODER_STRIDE
         images = torch.randn((args.batch_size, LATENT_CHANNELS, side, side),
                              generator=generator).half()
@@ -343,8 +345,7 @@ def run(args, argv):
               f'{os.cpu_count()})')
     report = dict(
         meta=meta, results=results, table=table, profile_text='\n'.join(texts))
-    if args.out:
-        write_json(args.out, report)
+    write_json(args.out, report)
     return report
 
 

@@ -60,38 +60,33 @@ def autocast(args):
     return torch.autocast(device_type=args.device, dtype=dtype)
 
 
-def inference_context(args):
-    """``inference_mode``; ``no_grad`` for compiled models (with torch 2.14
-    dynamo fails a guard on mmcv's numpy ``drop_prob`` under inference_mode;
-    mmengine's val/test loops use no_grad anyway)."""
-    return torch.no_grad() if args.compile else torch.inference_mode()
-
-
 def synchronize(device):
     if device == 'cuda':
         torch.cuda.synchronize()
 
 
-def build_model(cfg, args, path: str = ''):
+def build_model(cfg,
+                device: str = 'cpu',
+                channels_last: bool = False,
+                path: str = ''):
     """The config's model with its weights (codec weights are fetched here,
-    not when building), on ``args.device``; channels_last for models that
+    not when building), on ``device``; channels_last for models that
     are not CI2P ones with ``--channels-last`` (CI2P configs get
     ``patch_cfg.channels_last`` instead); cuDNN autotuning as the config's
     ``env_cfg.cudnn_benchmark`` sets it for training (as mmengine's Runner
-    does)."""
-    model_cfg = cfg.model
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    model = MODELS.build(model_cfg)
+    does). ``cfg`` is prepared by ``load_model_config`` (the
+    ``data_preprocessor`` in the model)."""
+    model = MODELS.build(cfg.model)
     try:
         quiet_init_weights(model)
     except CodecWeightsError as err:
         raise CodecWeightsError(
             f'{path}: {err} Offline? Add --no-pretrained (speed does not '
             f'depend on the codec weights).') from err
-    model.to(args.device)
-    if args.channels_last and not is_ci2p_backbone(model_cfg.get('backbone')):
+    model.to(device)
+    if channels_last and not is_ci2p_backbone(cfg.model.get('backbone')):
         model.to(memory_format=torch.channels_last)
-    if args.device == 'cuda':
+    if device == 'cuda':
         torch.backends.cudnn.benchmark = bool(
             cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
     return model

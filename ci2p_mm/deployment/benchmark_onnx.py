@@ -154,6 +154,5 @@ def main(argv: Optional[List[str]] = None) -> int:
           tempfile.TemporaryDirectory(prefix='ci2p-onnx-')) as work_dir:
         results = benchmark(args, work_dir)
     print(results_table(results))
-    if args.out:
-        write_json(args.out, results)
+    write_json(args.out, results)
     return 0

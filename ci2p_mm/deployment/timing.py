@@ -13,6 +13,7 @@ threads; the load averages before and after say how busy the machine was.
 ``benchmark_onnx.py`` share (a ``parents=`` parser).
 """
 import argparse
+from functools import partial
 from typing import Callable, Dict, Hashable, Tuple
 
 import torch
@@ -46,12 +47,7 @@ def pytorch_runner(graph: torch.nn.Module,
                    x: torch.Tensor) -> Callable[[], object]:
     """One eager forward of ``graph`` on ``x``."""
     graph.eval()
-
-    def run():
-        with torch.inference_mode():
-            return graph(x)
-
-    return run
+    return torch.inference_mode()(partial(graph, x))
 
 
 def onnxruntime_runner(session, x: torch.Tensor) -> Callable[[], object]:

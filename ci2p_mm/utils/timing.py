@@ -34,10 +34,6 @@ from torch.utils.benchmark import Measurement, Timer
 from .io import write_text_atomically
 
 
-def _nothing() -> None:
-    pass
-
-
 class BlockTimer(Timer):
     """torch's ``Timer``, one block at a time.
 
@@ -48,19 +44,19 @@ class BlockTimer(Timer):
 
     Args:
         fn (Callable): The statement, called without arguments.
-        setup (Callable): Called before every block, untimed (e.g. the
-            model's train/eval switch). Defaults to nothing.
+        setup (Callable, optional): Called before every block, untimed
+            (e.g. the model's train/eval switch). Defaults to None.
         label (str): The statement's name in torch's Measurement.
             Defaults to ''.
     """
 
     def __init__(self,
                  fn: Callable[[], object],
-                 setup: Callable[[], object] = _nothing,
+                 setup: Optional[Callable[[], object]] = None,
                  label: str = ''):
         super().__init__(
             'fn()',
-            setup='setup()',
+            setup='setup()' if setup else 'pass',
             globals=dict(fn=fn, setup=setup),
             label=label,
             num_threads=torch.get_num_threads())
@@ -70,36 +66,23 @@ class BlockTimer(Timer):
         synchronisations."""
         return self._timeit(number) / number
 
-    def measurement(self, seconds: List[float]) -> Measurement:
-        """torch's Measurement of the per-call seconds of blocks."""
-        return Measurement(1, list(seconds), self._task_spec)
 
-
-@dataclass
-class Timing:
-    """One statement's timed blocks.
+@dataclass(repr=False)
+class Timing(Measurement):
+    """One statement's timed blocks: torch's Measurement (seconds per call
+    per block; its ``median``, ``iqr``, ``label``, ...) and more.
 
     Args:
-        measurement (Measurement): torch's (seconds per call per block).
         batch (int): Images per call, for img/s. Defaults to 1.
         other_cores (list): CPU cores other processes used during each
             block (None where unknown). Defaults to none.
     """
-    measurement: Measurement
     batch: int = 1
     other_cores: List[Optional[float]] = field(default_factory=list)
 
     @property
     def seconds(self) -> List[float]:
-        return self.measurement.times
-
-    @property
-    def median(self) -> float:
-        return self.measurement.median
-
-    @property
-    def iqr(self) -> float:
-        return self.measurement.iqr
+        return self.times
 
     @property
     def img_per_s(self) -> float:
@@ -136,9 +119,8 @@ def interleave(statements: Dict[Hashable, Callable[[], object]],
     Returns:
         dict: Name to its :class:`Timing`, in the order of ``statements``.
     """
-    setups = setups or {}
     timers = {
-        name: BlockTimer(fn, setups.get(name, _nothing), str(name))
+        name: BlockTimer(fn, (setups or {}).get(name), str(name))
         for name, fn in statements.items()
     }
     seconds = {name: [] for name in statements}
@@ -155,14 +137,10 @@ def interleave(statements: Dict[Hashable, Callable[[], object]],
                 seconds[name].append(block)
                 others[name].append(other)
     return {
-        name: Timing(timer.measurement(seconds[name]), batch, others[name])
+        name: Timing(1, seconds[name], timer._task_spec, None, batch,
+                     others[name])
         for name, timer in timers.items()
     }
-
-
-def seconds_per_call(fn: Callable[[], object], number: int = 1) -> float:
-    """One block of ``number`` calls of ``fn``, no warm-up."""
-    return BlockTimer(fn).block(number)
 
 
 class OtherLoad:
@@ -294,8 +272,11 @@ def format_table(header: Sequence[str],
     return '\n'.join(''.join(line) for line in lines)
 
 
-def write_json(path: str, report, quiet: bool = False) -> None:
-    """A tool's results as JSON, written atomically."""
+def write_json(path: Optional[str], report, quiet: bool = False) -> None:
+    """A tool's results as JSON, written atomically; nothing without a
+    ``path`` (the tools' ``--out`` is optional)."""
+    if not path:
+        return
     write_text_atomically(path, json.dumps(report, indent=2) + '\n')
     if not quiet:
         print(f'wrote {path}', flush=True)
