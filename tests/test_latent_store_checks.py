@@ -200,6 +200,27 @@ def test_fifos_are_refused_without_hanging(store):
         os.replace(saved, path)
 
 
+def test_progress_counts_clipped_values_and_bounds_its_logs(store):
+    """The progress logs give the finished chunks, their bad samples and
+    the values clipped to int8 (what --latent-storage reports); a line cut
+    by a kill counts nothing, and an oversized log is refused unread."""
+    _, root = store
+    log = osp.join(root, 'val.done.0')
+    with open(log) as f:
+        entries = [json.loads(line) for line in f]
+    with open(log, 'w') as f:
+        for entry in entries:
+            f.write(json.dumps(dict(entry, clipped=3)) + '\n')
+        f.write('{"chunk": 7, "bad": {}, "clipped": 5')  # cut by a kill
+    done, bad, clipped = LatentStore(root).progress('val')
+    assert done == {0, 1, 2} and bad == {}
+    assert clipped == 3 * len(entries) == 9
+    with open(log, 'r+') as f:
+        f.truncate((64 << 20) + 1)  # sparse: no disk used
+    with pytest.raises(LatentStoreError, match='one short line per chunk'):
+        LatentStore(root).progress('val')
+
+
 def test_changed_images_make_the_store_stale(store):
     config, root = store
     data_root = osp.dirname(osp.dirname(root))

@@ -14,9 +14,7 @@ from the store are from those of the float32 encoder output: the same
 ``PatchReshape`` applied to both, relative RMS and max error over the
 first ``--compare`` training images.
 """
-import glob
 import itertools
-import json
 import os.path as osp
 
 import numpy as np
@@ -108,19 +106,9 @@ def run(args, argv):
                 token_rel_rms=float(diff.norm() / tokens.norm()),
                 token_max_abs=float(diff.abs().max()),
                 token_max=float(tokens.abs().max()),
-                clipped=sum(json_lines_clipped(store, 'train'))))
+                clipped=store.progress('train')[2]))
     print(results_table(rows, image_rate, args))
     return rows
-
-
-def json_lines_clipped(store, split):
-    for path in glob.glob(store.done_log(split, '*')):
-        with open(path) as f:
-            for line in f:
-                try:
-                    yield json.loads(line).get('clipped', 0)
-                except ValueError:
-                    continue
 
 
 def results_table(rows, image_rate, args):

@@ -341,7 +341,7 @@ class StoreWriter:
         store, chunk, n = self.store, self.chunk_size, len(dataset)
         flips = len(split_record['views']) > 1
         skip = split_record['skip_bad_images']
-        done, _ = store.progress(split)
+        done, _, _ = store.progress(split)
         todo = [
             c for c in range(store.num_chunks(split))
             if c % self.world_size == self.rank and c not in done

@@ -510,10 +510,11 @@ class LatentStore:
             mode)
 
     # progress ----------------------------------------------------------
-    def progress(self, split: str) -> Tuple[set, Dict[int, str]]:
-        """Finished chunks and the bad samples found in them, from every
-        rank's log (a line cut by a kill is ignored)."""
-        done, bad = set(), {}
+    def progress(self, split: str) -> Tuple[set, Dict[int, str], int]:
+        """Finished chunks, the bad samples found in them and how many
+        values were clipped to int8 in them, from every rank's log (a line
+        cut by a kill is ignored)."""
+        done, bad, clipped = set(), {}, 0
         for path in sorted(glob.glob(self.done_log(split, '*'))):
             data = self._read_small(
                 path, MAX_PROGRESS_LOG_BYTES,
@@ -523,11 +524,13 @@ class LatentStore:
                     entry = json.loads(line)
                     chunk = int(entry['chunk'])
                     found = {int(k): str(v) for k, v in entry['bad'].items()}
+                    chunk_clipped = int(entry.get('clipped', 0))
                 except (ValueError, TypeError, KeyError, AttributeError):
                     continue  # cut by a kill: the chunk is encoded again
                 done.add(chunk)
                 bad.update(found)
-        return done, bad
+                clipped += chunk_clipped
+        return done, bad, clipped
 
     def num_chunks(self, split: str) -> int:
         n = self.split_record(split)['num_samples']
@@ -535,7 +538,7 @@ class LatentStore:
 
     def check_complete(self, split: str) -> Dict[int, str]:
         """Bad samples of a fully encoded split; raise if it is not."""
-        done, bad = self.progress(split)
+        done, bad, _ = self.progress(split)
         total = self.num_chunks(split)
         if len(done & set(range(total))) < total:
             raise LatentStoreError(
