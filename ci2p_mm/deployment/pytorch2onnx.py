@@ -33,10 +33,8 @@ from .graph import (INPUT_NAME, ExportGraph, InputContract, as_tuple,
 from .model import (NO_CHECKPOINT, ExportError, build_export_model,
                     load_export_config)
 from .parity import (DEFAULT_ATOL, DEFAULT_RTOL, OutputParity, check_parity,
-                     graph_input, import_onnxruntime, ort_session,
-                     random_images)
-from .timing import (export_options, onnxruntime_runner, pytorch_runner,
-                     time_runners)
+                     graph_input, import_onnxruntime, random_images)
+from .timing import export_options, runtime_runners, time_runners
 
 #: What a classifier graph outputs, for the file's metadata and the log.
 LOGITS = ("class scores before softmax (mmpretrain's pred_score is "
@@ -314,14 +312,9 @@ def benchmark_export(result: ExportResult, args) -> None:
     h, w = result.input_hw
     check_input_size(f'--shape {h} {w}', (h, w), batch)
     threads = args.threads or torch.get_num_threads()
-    x = graph_input(result.model, random_images(batch, result.input_hw),
-                    result.contract)
     timings, machine = time_runners(
-        {
-            'pytorch': pytorch_runner(result.graph, x),
-            'onnxruntime': onnxruntime_runner(
-                ort_session(result.path, threads), x)
-        }, batch, args.warmup, args.repeats)
+        runtime_runners(result, batch, threads), batch, args.warmup,
+        args.repeats)
     torch_rate = timings['pytorch'].img_per_s
     print(f'Speed, CPU, batch {batch}, {threads} threads, fp32, median of '
           f'{args.repeats} ({machine}):')
