@@ -35,9 +35,8 @@ class InputSizeError(UserError, ValueError):
     """An input size or batch beyond what a measuring tool allocates."""
 
 
-#: ``check_input_size(flags, hw, batch=1)``: the ONNX export's check
-#: (naming ``flags``, before anything is allocated) with the measuring
-#: tools' batch bound, wording and error.
+#: ``check_input_size(flags, hw, batch=1)``: the ONNX export's check with
+#: the measuring tools' batch bound, wording and error.
 check_input_size = partial(
     pytorch2onnx.check_input_size,
     max_batch=MAX_TIMED_BATCH,

@@ -41,11 +41,10 @@ LOGITS = ("class scores before softmax (mmpretrain's pred_score is "
           'softmax(logits))')
 #: The largest input an export builds and checks: H x W of one image
 #: (``--shape``), and batch x H x W (``--verify-batch``,
-#: ``--benchmark-batch``), as (images, side): 8 images of 2048 x 2048.
-#: Beyond, the example images alone take GBs (16000 x 16000: 3 GB as
-#: float32, before the model runs).
+#: ``--benchmark-batch``). Beyond, the example images alone take GBs
+#: (16000 x 16000: 3 GB as float32, before the model runs).
 MAX_PIXELS = 2048 * 2048
-MAX_BATCH = (8, 2048)
+MAX_BATCH = (8, 2048)  # (images, side): 8 images of 2048 x 2048
 
 
 @dataclass
@@ -163,12 +162,10 @@ def check_input_size(flags: str,
                      max_batch: Tuple[int, int] = MAX_BATCH,
                      task: str = 'an export builds, checks and times',
                      error: Type[UserError] = ExportError) -> None:
-    """Refuse, naming ``flags`` (the options and their values) and what
-    ``task`` allocates, an input beyond :data:`MAX_PIXELS` per image or
-    ``max_batch`` (images, side: that many side x side images) per batch,
-    before anything is allocated. The measuring tools of
-    :mod:`ci2p_mm.analysis.timing` share it with their own bound, wording
-    and ``error`` class."""
+    """Refuse with ``error``, naming ``flags`` (the options and their values)
+    and ``task`` (what allocates), an input beyond :data:`MAX_PIXELS` per
+    image or ``max_batch`` (images, side) per batch, before anything is
+    allocated; :mod:`ci2p_mm.analysis.timing` gives its own bound."""
     h, w = hw
     if h * w > MAX_PIXELS:
         raise error(f'{flags}: {h} x {w} is {h * w} pixels, more than the '

@@ -46,12 +46,9 @@ def export_options() -> argparse.ArgumentParser:
 
 def runtime_runners(result, batch: int,
                     threads: int) -> Dict[str, Callable[[], object]]:
-    """The two runners of an exported ``result`` (a
-    :class:`~ci2p_mm.deployment.pytorch2onnx.ExportResult`), keyed by
-    :data:`RUNTIMES`, on the same ``batch`` random images fed as the graph
-    takes them: one eager forward of the exported module in eval mode under
-    ``torch.inference_mode()``, and one ``session.run`` of its file with
-    ``threads`` intra-op threads."""
+    """The runners of an ``ExportResult`` keyed by :data:`RUNTIMES` (as the
+    module docstring says) on the same ``batch`` random images, fed as the
+    graph takes them."""
     x = graph_input(result.model, random_images(batch, result.input_hw),
                     result.contract)
     session = ort_session(result.path, threads)
