@@ -15,7 +15,8 @@ from torch.utils.benchmark import Measurement
 
 import ci2p_mm.analysis.benchmark as benchmark
 from ci2p_mm.analysis import lever_table, profile
-from ci2p_mm.analysis.timing import (build_optim_wrapper, compile_kwargs,
+from ci2p_mm.analysis.timing import (InputSizeError, build_optim_wrapper,
+                                     check_input_size, compile_kwargs,
                                      set_optimizer_impl, uses_cudagraphs)
 from ci2p_mm.utils.timing import interleave
 
@@ -102,6 +103,24 @@ def test_sweep_strips_per_run_options():
     assert benchmark.without_options(argv, benchmark.PER_RUN_OPTIONS) == [
         'a.py', '--profile', '--amp', 'bf16'
     ]
+
+
+def test_measuring_tools_bound_inputs_as_the_export_does():
+    """The export's check with the measuring tools' batch bound (2048 x
+    256 x 256), wording and error class (a ValueError too)."""
+    check_input_size('--img-size 256 --batch-size 2048', (256, 256), 2048)
+    with pytest.raises(
+            InputSizeError,
+            match=r'^--img-size 256 --batch-size 2049: a batch of 2049 at '
+            r'256 x 256 is 134283264 pixels, more than the 134217728 '
+            r'\(2048 x 256 x 256\) measured here; choose a smaller batch\.$'):
+        check_input_size('--img-size 256 --batch-size 2049', (256, 256), 2049)
+    with pytest.raises(
+            ValueError,
+            match=r'^--shape 4096 2048: 4096 x 2048 is 8388608 pixels, more '
+            r'than the 4194304 \(2048 x 2048\) per image measured here; '
+            r'choose a smaller size\.$'):
+        check_input_size('--shape 4096 2048', (4096, 2048))
 
 
 def test_optimizer_impls_and_compile_settings():

@@ -517,13 +517,13 @@ def test_input_sizes_are_bounded_before_anything_is_allocated(
         patch.setattr(pytorch2onnx, 'build_export_model', fail)
         with pytest.raises(
                 ExportError,
-                match=r'--shape 16000 16000: 256000000 pixels, '
-                r'more than the 4194304 \(2048 x 2048\)'):
+                match=r'--shape 16000 16000: 16000 x 16000 is 256000000 '
+                r'pixels, more than the 4194304 \(2048 x 2048\)'):
             export_family('vit', tmp_path / 'x.onnx', shape=(16000, 16000))
         with pytest.raises(
                 ExportError,
-                match=r'A batch of 9 at 2048 x 2048 is 37748736 '
-                r'pixels, more than the 33554432'):
+                match=r'--shape 2048 2048: a batch of 9 at 2048 x 2048 is '
+                r'37748736 pixels, more than the 33554432'):
             export_family(
                 'vit',
                 tmp_path / 'x.onnx',
@@ -531,7 +531,8 @@ def test_input_sizes_are_bounded_before_anything_is_allocated(
                 dynamic_batch=True,
                 verify=True,
                 verify_batch=9)
-    with pytest.raises(ExportError, match='A batch of 10000 at 64 x 64'):
+    with pytest.raises(
+            ExportError, match='--shape 64 64: a batch of 10000 at 64 x 64'):
         pytorch2onnx.main([
             tiny_config(tmp_path, 'vit'), 'none', '--out',
             str(tmp_path / 'x.onnx'), '--shape', '64', '64', '--dynamic-batch',

@@ -9,14 +9,14 @@ import copy
 import os.path as osp
 import resource
 import sys
-from typing import Sequence
+from functools import partial
 
 import torch
 from mmengine.optim import build_optim_wrapper as build_mmengine_optim_wrapper
 from mmpretrain.registry import MODELS
 
 from ci2p_mm.codec import CodecWeightsError
-from ci2p_mm.deployment.pytorch2onnx import MAX_BATCH_PIXELS, MAX_PIXELS
+from ci2p_mm.deployment import pytorch2onnx
 from ci2p_mm.utils import is_ci2p_backbone, quiet_init_weights
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.timing import describe_machine, loadavg
@@ -24,32 +24,24 @@ from ci2p_mm.utils.timing import describe_machine, loadavg
 #: The command line the benchmark modules serve (printed in results).
 TOOL = 'tools/analysis_tools/benchmark.py'
 MIB = 1024 * 1024
-#: The largest batch x H x W a measuring tool allocates: batch 2048 at
-#: 256 x 256 (a GPU sweep goes to 1024; the input alone is 1.6 GB as
-#: float32). One image is bounded as an ONNX export bounds it
+#: The largest batch a measuring tool allocates, as (images, side): batch
+#: 2048 at 256 x 256 (a GPU sweep goes to 1024; the input alone is 1.6 GB
+#: as float32). One image is bounded as an ONNX export bounds it
 #: (``MAX_PIXELS``, 2048 x 2048).
-MAX_TIMED_PIXELS = 4 * MAX_BATCH_PIXELS
+MAX_TIMED_BATCH = (2048, 256)
 
 
 class InputSizeError(UserError, ValueError):
     """An input size or batch beyond what a measuring tool allocates."""
 
 
-def check_input_size(flags: str, hw: Sequence[int], batch: int = 1) -> None:
-    """Refuse, naming ``flags`` (the options and their values), an input
-    beyond ``MAX_PIXELS`` per image or :data:`MAX_TIMED_PIXELS` per batch,
-    before anything is allocated."""
-    h, w = hw
-    if h * w > MAX_PIXELS:
-        raise InputSizeError(
-            f'{flags}: {h} x {w} is {h * w} pixels, more than the '
-            f'{MAX_PIXELS} (2048 x 2048) per image measured here; choose a '
-            f'smaller size.')
-    if batch * h * w > MAX_TIMED_PIXELS:
-        raise InputSizeError(
-            f'{flags}: a batch of {batch} at {h} x {w} is {batch * h * w} '
-            f'pixels, more than the {MAX_TIMED_PIXELS} (2048 x 256 x 256) '
-            f'measured here; choose a smaller batch.')
+#: ``check_input_size(flags, hw, batch=1)``: the ONNX export's check with
+#: the measuring tools' batch bound, wording and error.
+check_input_size = partial(
+    pytorch2onnx.check_input_size,
+    max_batch=MAX_TIMED_BATCH,
+    task='measured here',
+    error=InputSizeError)
 
 
 def autocast(args):

@@ -23,10 +23,9 @@ import torch
 from ci2p_mm.utils.timing import format_table, tool_options, write_json
 from .export import DEFAULT_OPSET
 from .model import NO_CHECKPOINT, ExportError
-from .parity import graph_input, import_onnxruntime, ort_session, random_images
+from .parity import import_onnxruntime
 from .pytorch2onnx import export_config
-from .timing import (RUNTIMES, export_options, onnxruntime_runner,
-                     pytorch_runner, time_runners)
+from .timing import RUNTIMES, export_options, runtime_runners, time_runners
 
 
 def parse_args(argv=None):
@@ -81,12 +80,9 @@ def benchmark(args, work_dir: str) -> dict:
         if not result.parity_ok:
             raise ExportError(f'{config}: onnxruntime and PyTorch differ '
                               f'({worst.describe()}); not timed.')
-        x = graph_input(result.model,
-                        random_images(args.batch_size, result.input_hw),
-                        result.contract)
-        runners[(name, 'pytorch')] = pytorch_runner(result.graph, x)
-        runners[(name, 'onnxruntime')] = onnxruntime_runner(
-            ort_session(result.path, threads), x)
+        for runtime, runner in runtime_runners(result, args.batch_size,
+                                               threads).items():
+            runners[(name, runtime)] = runner
         models.append(
             dict(
                 name=name,

@@ -18,12 +18,13 @@ import os
 import os.path as osp
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Type
 
 import torch
 import torch.nn as nn
 from mmengine.utils import to_2tuple
 
+from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import atomic_output, check_output_path, printable_path
 from ci2p_mm.utils.timing import at_least, tool_options
 from .export import check_opset, export_graph, write_metadata
@@ -32,10 +33,8 @@ from .graph import (INPUT_NAME, ExportGraph, InputContract, as_tuple,
 from .model import (NO_CHECKPOINT, ExportError, build_export_model,
                     load_export_config)
 from .parity import (DEFAULT_ATOL, DEFAULT_RTOL, OutputParity, check_parity,
-                     graph_input, import_onnxruntime, ort_session,
-                     random_images)
-from .timing import (export_options, onnxruntime_runner, pytorch_runner,
-                     time_runners)
+                     graph_input, import_onnxruntime, random_images)
+from .timing import export_options, runtime_runners, time_runners
 
 #: What a classifier graph outputs, for the file's metadata and the log.
 LOGITS = ("class scores before softmax (mmpretrain's pred_score is "
@@ -45,7 +44,7 @@ LOGITS = ("class scores before softmax (mmpretrain's pred_score is "
 #: ``--benchmark-batch``). Beyond, the example images alone take GBs
 #: (16000 x 16000: 3 GB as float32, before the model runs).
 MAX_PIXELS = 2048 * 2048
-MAX_BATCH_PIXELS = 8 * MAX_PIXELS
+MAX_BATCH = (8, 2048)  # (images, side): 8 images of 2048 x 2048
 
 
 @dataclass
@@ -112,7 +111,8 @@ def export_config(config: str,
 
     cfg = load_export_config(config, cfg_options, features, no_pretrained)
     hw = tuple(shape) if shape else default_input_hw(cfg)
-    check_input_size(hw, verify_batch if verify and dynamic_batch else 1)
+    check_input_size(f'--shape {hw[0]} {hw[1]}', hw,
+                     verify_batch if verify and dynamic_batch else 1)
     model, classes = build_export_model(cfg, checkpoint, features)
     try:
         contract = input_contract(model, normalize_in_graph)
@@ -156,19 +156,27 @@ def export_config(config: str,
     return result
 
 
-def check_input_size(hw: Sequence[int], batch: int = 1) -> None:
-    """Refuse an input beyond :data:`MAX_PIXELS` per image or
-    :data:`MAX_BATCH_PIXELS` per batch, before anything is allocated."""
+def check_input_size(flags: str,
+                     hw: Sequence[int],
+                     batch: int = 1,
+                     max_batch: Tuple[int, int] = MAX_BATCH,
+                     task: str = 'an export builds, checks and times',
+                     error: Type[UserError] = ExportError) -> None:
+    """Refuse with ``error``, naming ``flags`` (the options and their values)
+    and ``task`` (what allocates), an input beyond :data:`MAX_PIXELS` per
+    image or ``max_batch`` (images, side) per batch, before anything is
+    allocated; :mod:`ci2p_mm.analysis.timing` gives its own bound."""
     h, w = hw
     if h * w > MAX_PIXELS:
-        raise ExportError(f'--shape {h} {w}: {h * w} pixels, more than the '
-                          f'{MAX_PIXELS} (2048 x 2048) an export builds and '
-                          f'checks; export the size your runtime feeds.')
-    if batch * h * w > MAX_BATCH_PIXELS:
-        raise ExportError(f'A batch of {batch} at {h} x {w} is '
-                          f'{batch * h * w} pixels, more than the '
-                          f'{MAX_BATCH_PIXELS} (8 x 2048 x 2048) an export '
-                          f'checks or times; choose a smaller batch.')
+        raise error(f'{flags}: {h} x {w} is {h * w} pixels, more than the '
+                    f'{MAX_PIXELS} (2048 x 2048) per image {task}; choose '
+                    f'a smaller size.')
+    images, side = max_batch
+    if batch * h * w > images * side * side:
+        raise error(f'{flags}: a batch of {batch} at {h} x {w} is '
+                    f'{batch * h * w} pixels, more than the '
+                    f'{images * side * side} ({images} x {side} x {side}) '
+                    f'{task}; choose a smaller batch.')
 
 
 def graph_metadata(config: str, checkpoint: str, contract: InputContract,
@@ -298,16 +306,12 @@ def benchmark_export(result: ExportResult, args) -> None:
     if batch != 1 and not dynamic:
         raise ExportError(f'--benchmark-batch {batch} needs --dynamic-batch '
                           f'(the graph was exported for batch 1).')
-    check_input_size(result.input_hw, batch)
+    h, w = result.input_hw
+    check_input_size(f'--shape {h} {w}', (h, w), batch)
     threads = args.threads or torch.get_num_threads()
-    x = graph_input(result.model, random_images(batch, result.input_hw),
-                    result.contract)
     timings, machine = time_runners(
-        {
-            'pytorch': pytorch_runner(result.graph, x),
-            'onnxruntime': onnxruntime_runner(
-                ort_session(result.path, threads), x)
-        }, batch, args.warmup, args.repeats)
+        runtime_runners(result, batch, threads), batch, args.warmup,
+        args.repeats)
     torch_rate = timings['pytorch'].img_per_s
     print(f'Speed, CPU, batch {batch}, {threads} threads, fp32, median of '
           f'{args.repeats} ({machine}):')

@@ -21,6 +21,7 @@ import torch
 from ci2p_mm.utils.timing import (Timing, describe_machine, interleave,
                                   loadavg, tool_options)
 from .export import EXPORTERS
+from .parity import graph_input, ort_session, random_images
 
 RUNTIMES = ('pytorch', 'onnxruntime')
 
@@ -43,17 +44,19 @@ def export_options() -> argparse.ArgumentParser:
     return parser
 
 
-def pytorch_runner(graph: torch.nn.Module,
-                   x: torch.Tensor) -> Callable[[], object]:
-    """One eager forward of ``graph`` on ``x``."""
-    graph.eval()
-    return torch.inference_mode()(partial(graph, x))
-
-
-def onnxruntime_runner(session, x: torch.Tensor) -> Callable[[], object]:
-    """One ``session.run`` on ``x``."""
+def runtime_runners(result, batch: int,
+                    threads: int) -> Dict[str, Callable[[], object]]:
+    """The runners of an ``ExportResult`` keyed by :data:`RUNTIMES` (as the
+    module docstring says) on the same ``batch`` random images, fed as the
+    graph takes them."""
+    x = graph_input(result.model, random_images(batch, result.input_hw),
+                    result.contract)
+    session = ort_session(result.path, threads)
     feed = {session.get_inputs()[0].name: x.numpy()}
-    return lambda: session.run(None, feed)
+    result.graph.eval()
+    return dict(
+        pytorch=torch.inference_mode()(partial(result.graph, x)),
+        onnxruntime=lambda: session.run(None, feed))
 
 
 def time_runners(runners: Dict[Hashable, Callable[[], object]],
