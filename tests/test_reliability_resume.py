@@ -22,8 +22,7 @@ import pytest
 import torch
 from _reliability import make_toy_data, run, write_config
 
-from ci2p_mm.engine.runner import find_resumable_checkpoint
-from ci2p_mm.utils.io import TMP_MARK
+from ci2p_mm.utils.io import TMP_MARK, find_resumable_checkpoint
 
 # Real trainings in subprocesses, killed and resumed: the slow tier.
 pytestmark = pytest.mark.slow

@@ -15,7 +15,6 @@ import argparse
 import math
 import os
 import os.path as osp
-from glob import glob
 from typing import List, Optional
 
 import numpy as np
@@ -23,12 +22,11 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.hooks import Hook
 from mmengine.registry import RUNNERS
-from mmengine.runner import find_latest_checkpoint
 from mmpretrain.registry import HOOKS
 
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.image_files import image_size, split_images
-from ci2p_mm.utils.io import is_complete_checkpoint, save_atomic
+from ci2p_mm.utils.io import find_resumable_checkpoint, save_atomic
 from ci2p_mm.utils.model_config import bare_model, read_config
 from ci2p_mm.utils.package_files import configs_root
 from . import metric  # noqa: F401  (registers RateDistortionMetric)
@@ -218,14 +216,13 @@ def check_args(args) -> None:
 def check_resume(args) -> None:
     """``--resume`` has a checkpoint of a codec run to continue."""
     if args.resume == 'auto':
-        # Without the pointer the runner resumes from the newest complete
-        # *.pth (CI2PRunner.from_cfg), as for a classifier run.
-        if find_latest_checkpoint(args.work_dir) is None and not any(
-                map(is_complete_checkpoint,
-                    glob(osp.join(args.work_dir, '*.pth')))):
+        # The runner's own choice (CI2PRunner.from_cfg): without a usable
+        # pointer, the newest complete *.pth, as for a classifier run.
+        if find_resumable_checkpoint(args.work_dir) is None:
             raise CodecTrainingError(
-                f'--resume: {args.work_dir} has no last_checkpoint (nothing '
-                f'to resume; drop --resume to start a new run).')
+                f'--resume: {args.work_dir} has no last_checkpoint and no '
+                f'complete *.pth (nothing to resume; drop --resume to start '
+                f'a new run).')
         return
     ckpt = read_checkpoint(args.resume)
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None

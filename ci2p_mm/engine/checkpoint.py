@@ -17,7 +17,6 @@ only warns, and that its class names fit the head. The config text a
 checkpoint records is parsed, never executed
 (:mod:`ci2p_mm.utils.config_text`).
 """
-import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Set, Tuple
 
@@ -36,7 +35,7 @@ from ci2p_mm.models import CI2PEncoder
 from ci2p_mm.utils import is_ci2p_backbone
 from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.errors import UserError, listing
-from ci2p_mm.utils.io import load_torch_file, unreadable_message
+from ci2p_mm.utils.io import REMOTE_URI, load_torch_file, unreadable_message
 from ci2p_mm.utils.state_dicts import compare_state_dicts, extract_state_dict
 from .hooks import non_finite_tensors
 
@@ -81,9 +80,6 @@ def allow_mmengine_checkpoints() -> None:
 # Reading checkpoints with errors that name the file, and checking that
 # they fit the model before anything is loaded.
 # --------------------------------------------------------------------------
-#: URI schemes that mmengine's CheckpointLoader resolves itself.
-_REMOTE = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
-
 _FINE_TUNE_HINT = (
     'Evaluate or resume it with the config it was trained with. To start '
     'a new model (e.g. another head) from its backbone, use '
@@ -105,7 +101,7 @@ def read_checkpoint_file(filename: str, map_location='cpu'):
     (:func:`refuse_non_finite`).
     """
     filename = str(filename)
-    if not _REMOTE.match(filename):
+    if not REMOTE_URI.match(filename):
         return load_from_local(filename, map_location)
     try:
         checkpoint = _load_checkpoint(filename, map_location=map_location)

@@ -37,8 +37,7 @@ import math
 import os.path as osp
 import random
 import signal
-from glob import glob
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -56,10 +55,10 @@ from ci2p_mm.models.utils import codec_fetch_deferred, load_pending_codecs
 from ci2p_mm.utils.config_text import read_config_text
 from ci2p_mm.utils.errors import ConfigError, UserError, listing
 from ci2p_mm.utils.io import (OutputError, check_writable_dir,
-                              is_complete_checkpoint)
+                              find_resumable_checkpoint)
 from ci2p_mm.utils.locks import ProcessLock
 from ci2p_mm.utils.model_config import bare_model
-from .checkpoint import (_REMOTE, CheckpointError, describe_model_config,
+from .checkpoint import (CheckpointError, describe_model_config,
                          load_checked_checkpoint, model_codecs,
                          read_checkpoint_file)
 from .hooks import SafeCheckpointHook
@@ -91,39 +90,6 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state['torch'])
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])
-
-
-def find_resumable_checkpoint(work_dir: str,
-                              notes: Optional[List[str]] = None
-                              ) -> Optional[str]:
-    """``last_checkpoint``'s file, or the newest complete ``*.pth`` (best
-    checkpoints excluded) when that one is missing or incomplete, or the
-    pointer is empty, cut or not UTF-8 text; ``notes`` gets a line saying
-    which was taken instead."""
-    pointed = None
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(pointer):
-        with open(pointer, 'rb') as f:
-            text = f.read(4096)  # a path; a longer file is not a pointer
-        with contextlib.suppress(UnicodeDecodeError):
-            pointed = text.decode('utf-8').strip().strip('\0') or None
-    if pointed is not None and not osp.exists(pointed) and \
-            osp.exists(osp.join(work_dir, osp.basename(pointed))):
-        pointed = osp.join(work_dir, osp.basename(pointed))  # moved dir
-    if pointed is not None and (_REMOTE.match(pointed)
-                                or is_complete_checkpoint(pointed)):
-        return pointed
-    newest_first = sorted(
-        glob(osp.join(work_dir, '*.pth')), key=osp.getmtime, reverse=True)
-    path = next(
-        (p for p in newest_first if not osp.basename(p).startswith('best_')
-         and is_complete_checkpoint(p)), None)
-    if path is not None and notes is not None:
-        why = (f'points to {pointed}, which is missing or incomplete'
-               if pointed else 'is missing, empty or not UTF-8 text')
-        notes.append(f'{pointer} {why}; resuming from {path}, the newest '
-                     f'complete checkpoint in {work_dir}.')
-    return path
 
 
 # ---- the loop -----------------------------------------------------------

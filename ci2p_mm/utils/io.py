@@ -19,12 +19,14 @@ import io
 import itertools
 import os
 import os.path as osp
+import re
 import shutil
 import stat
 import sys
 import tempfile
 import zipfile
-from typing import Any, Callable, Iterator, Optional
+from glob import glob
+from typing import Any, Callable, Iterator, List, Optional
 
 import torch
 
@@ -312,12 +314,48 @@ MAX_INFLATED_BYTES = 256 * 2**20
 #: DEFLATE cannot expand a byte to more than about 1032 bytes.
 _DEFLATE_MAX_RATIO = 1032
 
+#: URI schemes that mmengine's CheckpointLoader resolves itself.
+REMOTE_URI = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
+
 
 def is_complete_checkpoint(path: str) -> bool:
     """Cheap check that a local file is a whole torch zip archive."""
     path = osp.expanduser(path)
     return (osp.isfile(path) and osp.getsize(path) > 0
             and zipfile.is_zipfile(path))
+
+
+def find_resumable_checkpoint(work_dir: str,
+                              notes: Optional[List[str]] = None
+                              ) -> Optional[str]:
+    """``last_checkpoint``'s file, or the newest complete ``*.pth`` (best
+    checkpoints excluded) when that one is missing or incomplete, or the
+    pointer is empty, cut or not UTF-8 text; ``notes`` gets a line saying
+    which was taken instead."""
+    pointed = None
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer, 'rb') as f:
+            text = f.read(4096)  # a path; a longer file is not a pointer
+        with contextlib.suppress(UnicodeDecodeError):
+            pointed = text.decode('utf-8').strip().strip('\0') or None
+    if pointed is not None and not osp.exists(pointed) and \
+            osp.exists(osp.join(work_dir, osp.basename(pointed))):
+        pointed = osp.join(work_dir, osp.basename(pointed))  # moved dir
+    if pointed is not None and (REMOTE_URI.match(pointed)
+                                or is_complete_checkpoint(pointed)):
+        return pointed
+    newest_first = sorted(
+        glob(osp.join(work_dir, '*.pth')), key=osp.getmtime, reverse=True)
+    path = next(
+        (p for p in newest_first if not osp.basename(p).startswith('best_')
+         and is_complete_checkpoint(p)), None)
+    if path is not None and notes is not None:
+        why = (f'points to {pointed}, which is missing or incomplete'
+               if pointed else 'is missing, empty or not UTF-8 text')
+        notes.append(f'{pointer} {why}; resuming from {path}, the newest '
+                     f'complete checkpoint in {work_dir}.')
+    return path
 
 
 def zip_problem(path: str,
