@@ -83,23 +83,24 @@ def encoding_pipeline(pipeline: List[dict], split: str) -> Tuple[list, bool]:
     names = [_type_name(t) for t in pipeline]
     flips = False
     for pos, (name, transform) in enumerate(zip(names, pipeline)):
-        prob = transform.get('prob', 0.5)
-        if name == 'RandomFlip' and (transform.get(
-                'direction', 'horizontal') != 'horizontal'
-                                     or not isinstance(prob, (int, float))
-                                     or set(names[pos + 1:]) - {'PackInputs'}):
-            raise LatentConfigError(
-                f'The {split} pipeline has {transform}: latents store an '
-                f'image and its horizontal flip, so only '
-                f'RandomFlip(direction="horizontal", prob=p) right before '
-                f'PackInputs can be stored.')
-        if name not in FIXED_TRANSFORMS + ('RandomFlip', ):
+        if name == 'RandomFlip':
+            prob = transform.get('prob', 0.5)
+            horizontal = transform.get('direction',
+                                       'horizontal') == 'horizontal'
+            last = not set(names[pos + 1:]) - {'PackInputs'}
+            if not (horizontal and isinstance(prob, (int, float)) and last):
+                raise LatentConfigError(
+                    f'The {split} pipeline has {transform}: latents store '
+                    f'an image and its horizontal flip, so only '
+                    f'RandomFlip(direction="horizontal", prob=p) right '
+                    f'before PackInputs can be stored.')
+            flips = flips or prob > 0
+        elif name not in FIXED_TRANSFORMS:
             raise LatentConfigError(
                 f'The {split} pipeline has {name}: a latent store holds one '
                 f'fixed image per file (plus its horizontal flip), so only '
                 f'{", ".join(FIXED_TRANSFORMS)} and RandomFlip can be '
                 f'encoded. Train from images for random augmentation.')
-        flips = flips or (name == 'RandomFlip' and prob > 0)
     return [t for t, n in zip(pipeline, names) if n != 'RandomFlip'], flips
 
 
@@ -461,9 +462,11 @@ def encode(cfg: Config,
         raise LatentStoreError(f'storage={storage!r}: choose one of '
                                f'{sorted(STORAGES)}.')
     # Checked before anything is written: chunk_size=0 would be recorded.
-    for name, value, least in (('batch_size', batch_size, 1), ('chunk_size',
-                                                               chunk_size, 1),
-                               ('num_workers', num_workers, 0)):
+    minimums = dict(
+        batch_size=(batch_size, 1),
+        chunk_size=(chunk_size, 1),
+        num_workers=(num_workers, 0))
+    for name, (value, least) in minimums.items():
         if value < least:
             raise LatentStoreError(f'{name}={value}: must be at least {least} '
                                    f'(--{name.replace("_", "-")}).')
