@@ -150,18 +150,12 @@ class DeviceLatentLoader:
         self.num_views = len(store.split_record(split)['views'])
         if self.flip_prob and self.num_views < 2:
             raise no_flipped_latents()
-        self._index_samples()
-        self.latents = self._load(store, split, max_memory_fraction)
-
-    # -- building ---------------------------------------------------------
-    def _index_samples(self) -> None:
-        """What every sample contributes besides its latent, read once."""
-        dataset = self.dataset
-        shape = tuple(dataset.store.record['img_size'])
-        infos = [dataset.get_data_info(i) for i in range(len(dataset))]
-        # The label as PackInputs formats it (format_label costs ~15 us a
-        # call on an int: once per sample here, not per draw; nothing
-        # writes into it).
+        # What every sample contributes besides its latent, read once; the
+        # label as PackInputs formats it (format_label costs ~15 us a call
+        # on an int: once per sample here, not per draw; nothing writes
+        # into it).
+        shape = tuple(store.record['img_size'])
+        infos = map(self.dataset.get_data_info, range(len(self.dataset)))
         self.infos = [
             dict(
                 info,
@@ -169,7 +163,9 @@ class DeviceLatentLoader:
                 ori_shape=shape,
                 gt_label=format_label(info['gt_label'])) for info in infos
         ]
+        self.latents = self._load(store, split, max_memory_fraction)
 
+    # -- building ---------------------------------------------------------
     def _load(self, store, split: str, fraction: float) -> torch.Tensor:
         array = store.array(split)
         size = int(array.nbytes)
