@@ -183,19 +183,18 @@ class DeviceLatentLoader:
         start = time.perf_counter()
         num, views = array.shape[:2]
         latents = torch.empty(
-            (num * views, *array.shape[2:]),
+            array.shape,
             dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype,
             device=self.device)
         rows = max(1, LOAD_CHUNK_BYTES // max(1, array[:1].nbytes))
         for first in range(0, num, rows):
-            part = torch.from_numpy(np.array(array[first:first + rows]))
-            target = latents[first * views:(first + len(part)) * views]
-            target.copy_(part.flatten(0, 1))
+            target = latents[first:first + rows]
+            target.copy_(torch.from_numpy(np.array(array[first:first + rows])))
             if target.is_floating_point():
                 finite = torch.isfinite(target).flatten(1).all(1)
                 if not bool(finite.all()):
-                    bad = first + int((~finite).nonzero()[0]) // views
-                    raise store.damaged_sample(split, bad)
+                    raise store.damaged_sample(
+                        split, first + int((~finite).nonzero()[0]))
         print_log(
             f'device_resident: {num} samples x {views} view(s) of the latent '
             f'store {store.root} (split {split!r}, {size_text(size)}) '
@@ -203,7 +202,7 @@ class DeviceLatentLoader:
             f'{time.perf_counter() - start:.1f} s; batches are drawn there '
             f'(no worker processes).',
             logger='current')
-        return latents
+        return latents.flatten(0, 1)  # row i * V + v: view v of sample i
 
     # -- iterating --------------------------------------------------------
     def __len__(self) -> int:
