@@ -213,10 +213,9 @@ class DeviceLatentLoader:
         # vectorised pass (the sampler computes the epoch in __iter__ too).
         batches = list(self.batch_sampler)
         flips = self.flips([i for batch in batches for i in batch])
-        first = 0
-        for indices in batches:
-            yield self.collate(indices, flips[first:first + len(indices)])
-            first += len(indices)
+        ends = np.cumsum([len(batch) for batch in batches])[:-1]
+        for indices, batch_flips in zip(batches, np.split(flips, ends)):
+            yield self.collate(indices, batch_flips)
 
     def _readable(self, index: int) -> Tuple[int, List[str]]:
         """The sample that stands for ``index``: itself, or with
@@ -251,10 +250,9 @@ class DeviceLatentLoader:
         samples, rows = [], np.empty(len(indices), dtype=np.int64)
         for pos, (drawn, flip) in enumerate(zip(indices, flips.tolist())):
             index, skipped = self._readable(int(drawn))
-            latent_index = self.infos[index]['latent_index']
-            rows[pos] = latent_index * self.num_views + flip
             # What LoadLatent gives PackInputs, but the latent.
             results = dict(self.infos[index], flip=flip)
+            rows[pos] = results['latent_index'] * self.num_views + flip
             if flip:
                 results['flip_direction'] = 'horizontal'
             sample = self.pack.transform(results)['data_samples']
