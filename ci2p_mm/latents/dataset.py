@@ -145,7 +145,6 @@ class LatentDataset(SkipBadImagesMixin, BaseDataset):
         shape = tuple(store.record['img_size'])
         info.update(
             latent_views=store.array(split)[info['latent_index']],
-            latent_view_names=store.split_record(split)['views'],
             latent_store=store,
             latent_split=split,
             img_shape=shape,
@@ -182,13 +181,13 @@ class LoadLatent(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         views = results.pop('latent_views')
-        names = results.pop('latent_view_names')
         store = results.pop('latent_store')
         split = results.pop('latent_split')
         flip = bool(self.flip_prob) and np.random.rand() < self.flip_prob
-        if flip and 'hflip' not in names:
+        # Views are LATENT_VIEWS[:V] (checked with the record): hflip is 1.
+        if flip and len(views) < 2:
             raise no_flipped_latents()
-        view = np.array(views[names.index('hflip' if flip else 'original')])
+        view = np.array(views[int(flip)])
         if view.dtype.kind == 'f' and not np.isfinite(view).all():
             raise store.damaged_sample(split, results.get('latent_index'),
                                        results.get('img_path'))

@@ -150,18 +150,12 @@ class DeviceLatentLoader:
         self.num_views = len(store.split_record(split)['views'])
         if self.flip_prob and self.num_views < 2:
             raise no_flipped_latents()
-        self._index_samples()
-        self.latents = self._load(store, split, max_memory_fraction)
-
-    # -- building ---------------------------------------------------------
-    def _index_samples(self) -> None:
-        """What every sample contributes besides its latent, read once."""
-        dataset = self.dataset
-        shape = tuple(dataset.store.record['img_size'])
-        infos = [dataset.get_data_info(i) for i in range(len(dataset))]
-        # The label as PackInputs formats it (format_label costs ~15 us a
-        # call on an int: once per sample here, not per draw; nothing
-        # writes into it).
+        # What every sample contributes besides its latent, read once; the
+        # label as PackInputs formats it (format_label costs ~15 us a call
+        # on an int: once per sample here, not per draw; nothing writes
+        # into it).
+        shape = tuple(store.record['img_size'])
+        infos = map(self.dataset.get_data_info, range(len(self.dataset)))
         self.infos = [
             dict(
                 info,
@@ -169,7 +163,9 @@ class DeviceLatentLoader:
                 ori_shape=shape,
                 gt_label=format_label(info['gt_label'])) for info in infos
         ]
+        self.latents = self._load(store, split, max_memory_fraction)
 
+    # -- building ---------------------------------------------------------
     def _load(self, store, split: str, fraction: float) -> torch.Tensor:
         array = store.array(split)
         size = int(array.nbytes)
@@ -187,19 +183,18 @@ class DeviceLatentLoader:
         start = time.perf_counter()
         num, views = array.shape[:2]
         latents = torch.empty(
-            (num * views, *array.shape[2:]),
+            array.shape,
             dtype=torch.from_numpy(np.empty(0, array.dtype)).dtype,
             device=self.device)
         rows = max(1, LOAD_CHUNK_BYTES // max(1, array[:1].nbytes))
         for first in range(0, num, rows):
-            part = torch.from_numpy(np.array(array[first:first + rows]))
-            target = latents[first * views:(first + len(part)) * views]
-            target.copy_(part.flatten(0, 1))
+            target = latents[first:first + rows]
+            target.copy_(torch.from_numpy(np.array(array[first:first + rows])))
             if target.is_floating_point():
                 finite = torch.isfinite(target).flatten(1).all(1)
                 if not bool(finite.all()):
-                    bad = first + int((~finite).nonzero()[0]) // views
-                    raise store.damaged_sample(split, bad)
+                    raise store.damaged_sample(
+                        split, first + int((~finite).nonzero()[0]))
         print_log(
             f'device_resident: {num} samples x {views} view(s) of the latent '
             f'store {store.root} (split {split!r}, {size_text(size)}) '
@@ -207,7 +202,7 @@ class DeviceLatentLoader:
             f'{time.perf_counter() - start:.1f} s; batches are drawn there '
             f'(no worker processes).',
             logger='current')
-        return latents
+        return latents.flatten(0, 1)  # row i * V + v: view v of sample i
 
     # -- iterating --------------------------------------------------------
     def __len__(self) -> int:
@@ -218,10 +213,9 @@ class DeviceLatentLoader:
         # vectorised pass (the sampler computes the epoch in __iter__ too).
         batches = list(self.batch_sampler)
         flips = self.flips([i for batch in batches for i in batch])
-        first = 0
-        for indices in batches:
-            yield self.collate(indices, flips[first:first + len(indices)])
-            first += len(indices)
+        ends = np.cumsum([len(batch) for batch in batches])[:-1]
+        for indices, batch_flips in zip(batches, np.split(flips, ends)):
+            yield self.collate(indices, batch_flips)
 
     def _readable(self, index: int) -> Tuple[int, List[str]]:
         """The sample that stands for ``index``: itself, or with
@@ -256,10 +250,9 @@ class DeviceLatentLoader:
         samples, rows = [], np.empty(len(indices), dtype=np.int64)
         for pos, (drawn, flip) in enumerate(zip(indices, flips.tolist())):
             index, skipped = self._readable(int(drawn))
-            latent_index = self.infos[index]['latent_index']
-            rows[pos] = latent_index * self.num_views + flip
             # What LoadLatent gives PackInputs, but the latent.
             results = dict(self.infos[index], flip=flip)
+            rows[pos] = results['latent_index'] * self.num_views + flip
             if flip:
                 results['flip_direction'] = 'horizontal'
             sample = self.pack.transform(results)['data_samples']

@@ -343,10 +343,8 @@ class StoreWriter:
         flips = len(split_record['views']) > 1
         skip = split_record['skip_bad_images']
         done, _, _ = store.progress(split)
-        todo = [
-            c for c in range(store.num_chunks(split))
-            if c % self.world_size == self.rank and c not in done
-        ]
+        mine = range(store.num_chunks(split))[self.rank::self.world_size]
+        todo = [c for c in mine if c not in done]
         stats = collections.Counter()
         if not todo:
             return stats

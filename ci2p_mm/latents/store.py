@@ -273,7 +273,6 @@ class LatentStore:
         return record
 
     def write_record(self, record: dict) -> None:
-        os.makedirs(self.root, exist_ok=True)
         write_text_atomically(self.record_path, json.dumps(record, indent=2))
         self.record = record
 
@@ -584,11 +583,10 @@ class LatentStore:
             now = source_stamp(path, with_hash=False)[:2]
             if now == (0, 0):  # gone, or no longer a regular file
                 (changed if osp.lexists(path) else missing).append(path)
-            # NumPy's 'S32' drops trailing zero bytes of a stored digest.
-            elif (hash_all or now
-                  != (size, mtime)) and source_stamp(path)[2] != digest.ljust(
-                      32, b'\0'):
-                changed.append(path)
+            elif hash_all or now != (size, mtime):
+                # NumPy's 'S32' drops trailing zero bytes of a stored digest.
+                if source_stamp(path)[2].rstrip(b'\0') != digest:
+                    changed.append(path)
         if changed:
             raise LatentStoreError(
                 f'The latent store {self.root} is stale: {len(changed)} '
