@@ -310,6 +310,26 @@ def test_a_broken_codec_stores_nothing_non_finite(pristine, codec_file,
             read_config(config), splits=['val'], num_workers=0, progress=False)
 
 
+def test_splits_of_different_sizes_are_refused_before_writing(
+        pristine, codec_file, tmp_path):
+    """Was: the second split's size read as "another setting"; with
+    --overwrite it replaced the first split's files, whose encode then
+    failed."""
+    root = str(tmp_path / 'data')
+    shutil.copytree(
+        pristine[0], root, ignore=shutil.ignore_patterns('latents'))
+    config = write_config(tmp_path, root, codec_file)
+    cfg = read_config(config)
+    cfg.train_dataloader.dataset.source.pipeline[1].scale = (96, 96)
+    for overwrite in (False, True):
+        with pytest.raises(LatentStoreError) as err:
+            encode(cfg, num_workers=0, progress=False, overwrite=overwrite)
+        assert 'different sizes' in str(err.value), err.value
+        assert "'train': (96, 96)" in str(err.value), err.value
+        assert "--splits SPLIT --out DIR" in str(err.value), err.value
+    assert not osp.exists(osp.join(root, 'latents'))
+
+
 @pytest.mark.slow
 def test_a_second_encode_of_the_same_store_is_refused(store):
     config, root = store

@@ -480,6 +480,14 @@ def encode(cfg: Config,
         split: prepare_split(split, ds_cfg, encoder)
         for split, ds_cfg in found.items() if not splits or split in splits
     }
+    # One record, one size: refused before --overwrite could replace a
+    # split's files with the next split's size.
+    sizes = {split: size for split, (_, size, _) in prepared.items()}
+    if len(set(sizes.values())) > 1:
+        raise LatentStoreError(
+            f'{cfg.filename}: the splits resize to different sizes '
+            f'({sizes}) and a latent store holds one. Encode them into '
+            f'separate stores (--splits SPLIT --out DIR).')
     out = out or (configured_store(cfg) if storage == 'fp16' else None)
     if not out:
         dataset, img_size, _ = next(iter(prepared.values()))
