@@ -189,7 +189,7 @@ def as_cfg_options(settings):
     ]
 
 
-def train_and_test(name, config, args, data_root, pretrained, logs):
+def train_and_test(config, args, data_root, pretrained, logs):
     """Train ``config`` (a latent config: after encoding once), test the
     checkpoint (a latent config's: on images, with the image config)."""
     work = osp.join(args.work_dir, osp.splitext(osp.basename(config))[0])
@@ -269,11 +269,11 @@ def main(argv=None) -> int:
     for step, (name, config) in enumerate(MODELS, 3):
         print(f'[{step}/{STEPS}] Training {name} ({config}), '
               f'{args.epochs} epochs')
-        results[name] = train_and_test(name, config, args, data_root,
-                                       pretrained, logs)
+        results[name] = train_and_test(config, args, data_root, pretrained,
+                                       logs)
 
     print(f'[{STEPS}/{STEPS}] FLOPs and curves')
-    for name, res in results.items():
+    for res in results.values():
         image_config = IMAGE_CONFIG.get(res['config'], res['config'])
         res.update(config_flops(image_config, IMG_SIZE))
         if res['config'] in IMAGE_CONFIG:  # the encoder ran once, not here
