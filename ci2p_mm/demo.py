@@ -114,36 +114,26 @@ def run(cmd,
                             f'{log_path}')
 
 
-def fetch_zoo_weights(timeout=30):
-    """Fetch CompressAI's q5 weights into torch.hub's cache, or check the
-    file already there; return None, or the one-line reason it failed."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)  # a firewall that drops packets
-    try:
-        download_zoo_weights('bmshj2018-factorized', 5)
-    except CodecWeightsError as err:
-        return str(err)
-    finally:
-        socket.setdefaulttimeout(previous)
-    return None
-
-
 def codec_weights(args, raw_dir, logs):
     """Return (pretrained value for patch_cfg, a sentence saying which)."""
     choice = args.codec_weights
     if choice in ('auto', 'zoo'):
-        # fetch_zoo_weights checks the file in torch.hub's cache, or gets it
         path = zoo_cache_file(zoo_url('bmshj2018-factorized', 5))
         cached = osp.isfile(path)
         if not cached:
             print(
                 "  downloading CompressAI's q5 weights through its zoo ...",
                 flush=True)
-        failure = fetch_zoo_weights()
-        if failure is None:
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(30)  # a firewall that drops packets
+        try:  # checks the file in torch.hub's cache, or fetches it there
+            download_zoo_weights('bmshj2018-factorized', 5)
             where = 'torch.hub cache: ' if cached else 'downloaded to '
             return True, f"CompressAI's published q5 weights ({where}{path})"
-        print(f'  {failure}')
+        except CodecWeightsError as err:  # one line: why it failed
+            print(f'  {err}')
+        finally:
+            socket.setdefaulttimeout(previous)
         if choice == 'zoo':
             raise UserError('--codec-weights zoo: no CompressAI weights.')
     elif choice != 'train':
@@ -199,7 +189,7 @@ def as_cfg_options(settings):
     ]
 
 
-def train_and_test(name, config, args, data_root, pretrained, logs):
+def train_and_test(config, args, data_root, pretrained, logs):
     """Train ``config`` (a latent config: after encoding once), test the
     checkpoint (a latent config's: on images, with the image config)."""
     work = osp.join(args.work_dir, osp.splitext(osp.basename(config))[0])
@@ -279,11 +269,11 @@ def main(argv=None) -> int:
     for step, (name, config) in enumerate(MODELS, 3):
         print(f'[{step}/{STEPS}] Training {name} ({config}), '
               f'{args.epochs} epochs')
-        results[name] = train_and_test(name, config, args, data_root,
-                                       pretrained, logs)
+        results[name] = train_and_test(config, args, data_root, pretrained,
+                                       logs)
 
     print(f'[{STEPS}/{STEPS}] FLOPs and curves')
-    for name, res in results.items():
+    for res in results.values():
         image_config = IMAGE_CONFIG.get(res['config'], res['config'])
         res.update(config_flops(image_config, IMG_SIZE))
         if res['config'] in IMAGE_CONFIG:  # the encoder ran once, not here

@@ -202,15 +202,14 @@ def report(args) -> dict:
         }
         metrics = image_metrics(x, coded['x_hat'])
         name = osp.relpath(path, args.image_dir)
-        row = {
+        rows.append({
             'image': name,
             'width': x.shape[-1],
             'height': x.shape[-2],
             'bpp': coded['bpp'],
             'bpp_mode': coded['bpp_mode'],
             **metrics
-        }
-        rows.append(row)
+        })
         if i < args.max_panels:
             stem = osp.splitext(name)[0].replace(os.sep, '__')
             save_panel(
@@ -238,7 +237,7 @@ def report(args) -> dict:
         'checkpoint': args.checkpoint,
         'codec': codec,
         'quality': quality,
-        'bpp_mode': mean['bpp_mode'],
+        'bpp_mode': modes,
         'padding': f'zeros, centered, to a multiple of {PAD_MULTIPLE} '
         '(compressai.utils.eval_model); bpp over original pixels',
         'mean': means,

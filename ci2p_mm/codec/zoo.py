@@ -45,8 +45,7 @@ def canonical_codec_name(codec: str) -> str:
     return _ALIASES.get(codec, codec)
 
 
-def codec_class(codec: str) -> type:
-    codec = canonical_codec_name(codec)
+def codec_class(codec: str) -> type:  # codec: canonical (callers made it)
     arch_key = _ARCH_KEY.get(codec, codec)
     if arch_key not in zoo_image.model_architectures:
         raise CodecSettingError(

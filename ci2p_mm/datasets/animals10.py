@@ -300,18 +300,13 @@ def prepare(argv=None) -> dict:
     """Run ``prepare_animals10.py argv``: write the split, print what was
     written and left out; return the summary (``meta/split.json``)."""
     args = parse_args(argv)
-    summary = make_split(
-        args.raw_img_dir,
-        args.out_dir,
-        args.val_ratio,
-        args.seed,
-        strict=args.strict)
+    summary = make_split(args.raw_img_dir, args.out_dir, args.val_ratio,
+                         args.seed, args.strict)
+    counts = summary['counts']
+    total = {k: sum(c[k] for c in counts.values()) for k in ('train', 'val')}
     print(f'{"class":<12}{"train":>8}{"val":>8}')
-    for name, c in summary['counts'].items():
+    for name, c in [*counts.items(), ('total', total)]:
         print(f'{name:<12}{c["train"]:>8}{c["val"]:>8}')
-    total_train = sum(c['train'] for c in summary['counts'].values())
-    total_val = sum(c['val'] for c in summary['counts'].values())
-    print(f'{"total":<12}{total_train:>8}{total_val:>8}')
     if summary['skipped_non_images']:
         print(f'Passed over {len(summary["skipped_non_images"])} files without'
               f' an image extension (listed in meta/split.json).')

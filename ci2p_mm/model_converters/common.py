@@ -226,37 +226,31 @@ def dataset_meta(config: str) -> dict:
     return dict(classes=tuple(classes)) if classes else {}
 
 
-def write_checkpoint(state_dict: StateDict, out_file: str, config: str,
-                     source: dict) -> None:
-    """``{'state_dict', 'meta'}`` to ``out_file``, atomically (its folder
-    created if needed)."""
-    meta = dict(
-        converted_from=source,
-        config=osp.splitext(osp.basename(config_file(config)))[0],
-        cfg=load_config(config).pretty_text,
-        dataset_meta=dataset_meta(config),
-        mmpretrain_version=mmpretrain.__version__,
-        time=datetime.datetime.now().strftime('%Y%m%d_%H%M%S'))
-    state_dict = {k: v.contiguous() for k, v in state_dict.items()}
-    save_atomic(dict(state_dict=state_dict, meta=meta), out_file)
-
-
 # ----------------------------------------------------------------- the CLI --
 def convert_checkpoint(family: Family,
                        src: str,
                        dst: str,
                        config: Optional[str] = None) -> str:
-    """Convert ``src`` into ``dst``; return the matching config's name."""
+    """Convert ``src`` into ``dst``; return the matching config's name.
+
+    ``dst`` gets ``{'state_dict', 'meta'}``, written atomically (its folder
+    created if needed)."""
     check_output_path(dst, src, what='DST')
     state_dict, where = read_state_dict(src)
     refuse_non_finite(state_dict, src)
     converted, source_format = family.convert(state_dict)
     name = matching_config(converted, family, config)
-    write_checkpoint(
-        converted, dst, name,
-        dict(
+    meta = dict(
+        converted_from=dict(
             file=printable_path(osp.basename(src)),
             format=source_format,
             container=where or 'bare state dict',
-            converter=f'{family.name} converter of ci2p_mm'))
+            converter=f'{family.name} converter of ci2p_mm'),
+        config=osp.splitext(osp.basename(config_file(name)))[0],
+        cfg=load_config(name).pretty_text,
+        dataset_meta=dataset_meta(name),
+        mmpretrain_version=mmpretrain.__version__,
+        time=datetime.datetime.now().strftime('%Y%m%d_%H%M%S'))
+    converted = {k: v.contiguous() for k, v in converted.items()}
+    save_atomic(dict(state_dict=converted, meta=meta), dst)
     return name

@@ -495,10 +495,9 @@ def split_images(image_dir: str,
         return files, list_images(val_dir)
     if val_ratio <= 0 or len(files) < 2:
         return files, []
-    order = list(files)
-    random.Random(seed).shuffle(order)
+    random.Random(seed).shuffle(files)  # list_images' own list
     n_val = min(len(files) - 1, max(1, round(len(files) * val_ratio)))
-    return sorted(order[n_val:]), sorted(order[:n_val])
+    return sorted(files[n_val:]), sorted(files[:n_val])
 
 
 def load_rgb(path: str) -> Image.Image:
