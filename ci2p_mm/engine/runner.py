@@ -249,10 +249,6 @@ class CI2PRunner(Runner):
                 loop['type'] = ResumableEpochBasedTrainLoop
         return super().build_train_loop(loop)
 
-    @property
-    def _bare_model(self):
-        return bare_model(self.model)
-
     def _maybe_compile(self, target: str) -> None:
         """``cfg.compile``: ``nn.Module.compile()`` of the model, not of
         mmengine's ``train_step``.
@@ -276,7 +272,7 @@ class CI2PRunner(Runner):
                 f'compile={setting!r}: must be True, False or a dict of '
                 f'torch.compile arguments, e.g. dict(backend=\'inductor\').')
         kwargs = {} if setting is True else dict(setting)
-        self._bare_model.compile(**kwargs)
+        bare_model(self.model).compile(**kwargs)
         self.logger.info(
             f'Model compiled with nn.Module.compile({kwargs or ""}) (for '
             f'{target}); the first iterations will be slow.')
@@ -303,7 +299,7 @@ class CI2PRunner(Runner):
         # The model the weights belong to: inside a TTA wrapper
         # (tools/test.py --tta) that is the wrapped classifier, as
         # mmengine's load_state_dict also loads it.
-        model = self._bare_model
+        model = bare_model(self.model)
         model = model.module if isinstance(model, BaseTTAModel) else model
         checkpoint = load_checked_checkpoint(
             model, checkpoint, filename,
@@ -352,7 +348,7 @@ class CI2PRunner(Runner):
         super().load_or_resume()
         # What no checkpoint provided: CompressAI's zoo or the codec file
         # (a download error says what to do, before the first iteration).
-        for name in load_pending_codecs(self._bare_model):
+        for name in load_pending_codecs(bare_model(self.model)):
             self.logger.info(f'Loaded the codec weights of {name}.')
 
     # -- training: one run per work dir, clean stop on SIGTERM/SIGINT --
@@ -442,7 +438,7 @@ class CI2PRunner(Runner):
         meta = dict(meta or {}, ci2p_rng=get_rng_state())
         meta['ci2p_codecs'] = {
             name: list(codec)
-            for name, codec in model_codecs(self._bare_model).items()
+            for name, codec in model_codecs(bare_model(self.model)).items()
         }
         try:
             super().save_checkpoint(
