@@ -376,9 +376,7 @@ def zip_problem(path: str,
     would load silently. Records saved without a CRC (0) are not checked;
     files that are not whole zip archives are left to ``torch.load``.
     """
-    if not zipfile.is_zipfile(path):
-        return None
-    try:
+    try:  # BadZipFile: not a whole zip archive
         with zipfile.ZipFile(path) as archive:
             oversized = _oversized(archive.infolist(), osp.getsize(path),
                                    max_inflated_bytes)
