@@ -513,19 +513,18 @@ def apply_configured_lr(optim_wrapper, param_schedulers,
       config after a divergence): ``lr`` is the configured one. The saved
       ``lr`` carries the dropped schedule's factor, which no longer applies.
     """
-    optimizers = _optimizers(optim_wrapper)
     schedulers = param_schedulers or []
     if isinstance(schedulers, dict):
         schedulers = [s for group in schedulers.values() for s in group]
-    schedulers = [s for s in schedulers if getattr(s, 'param_name', 0) == 'lr']
+    # Each learning-rate scheduler: the id of the torch optimizer it drives.
     driven = {
-        id(getattr(s.optimizer, 'optimizer', s.optimizer))
-        for s in schedulers
+        s: id(getattr(s.optimizer, 'optimizer', s.optimizer))
+        for s in schedulers if getattr(s, 'param_name', 0) == 'lr'
     }
     ratios, changes = {}, []
-    for optimizer, lrs in zip(optimizers, configured):
+    for optimizer, lrs in zip(_optimizers(optim_wrapper), configured):
         for index, (group, lr) in enumerate(zip(optimizer.param_groups, lrs)):
-            if id(optimizer) not in driven:
+            if id(optimizer) not in driven.values():
                 group.pop('initial_lr', None)
                 saved = group['lr']
                 if not math.isclose(saved, lr, rel_tol=1e-9):
@@ -541,9 +540,7 @@ def apply_configured_lr(optim_wrapper, param_schedulers,
             group['initial_lr'] = lr
             ratios[(id(optimizer), index)] = ratio
             changes.append(f'{lr:g} (checkpoint: {saved:g})')
-    for scheduler in schedulers:
-        target = scheduler.optimizer
-        key = id(getattr(target, 'optimizer', target))
+    for scheduler, key in driven.items():
         for attr in ('base_values', '_last_value'):
             values = getattr(scheduler, attr, None)
             if isinstance(values, list):
