@@ -96,10 +96,10 @@ class SafeCheckpointHook(CheckpointHook):
         if is_main_process():
             write_text_atomically(
                 osp.join(runner.work_dir, 'last_checkpoint'), path)
-            for old in outdated:
-                if old != path and self.file_backend.isfile(old):
+            for old in (o for o in outdated if o != path):
+                if self.file_backend.isfile(old):
                     self.file_backend.remove(old)
-                elif old != path and self.file_backend.isdir(old):
+                elif self.file_backend.isdir(old):
                     self.file_backend.rmtree(old)  # deepspeed's checkpoints
         return path
 
