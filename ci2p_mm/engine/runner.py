@@ -319,7 +319,12 @@ class CI2PRunner(Runner):
         wins over the checkpoint's (see :func:`apply_configured_lr`): the
         way to continue after a divergence (``NonFiniteLossHook``) is to
         lower ``optim_wrapper.optimizer.lr`` and ``--resume``."""
-        configured = configured_lrs(self.optim_wrapper)
+        # Each parameter group's base learning rate as configured (before
+        # schedules: ``initial_lr`` once a scheduler is built, else ``lr``).
+        configured = [[
+            group.get('initial_lr', group['lr'])
+            for group in optimizer.param_groups
+        ] for optimizer in _optimizers(self.optim_wrapper)]
         self._resuming = True
         try:
             super().resume(filename, resume_optimizer, resume_param_scheduler,
@@ -486,15 +491,6 @@ def _optimizers(optim_wrapper) -> list:
         optim_wrapper.values()
         if hasattr(optim_wrapper, 'values') else [optim_wrapper])
     return [w.optimizer for w in wrappers if hasattr(w, 'optimizer')]
-
-
-def configured_lrs(optim_wrapper) -> list:
-    """Each parameter group's base learning rate as configured (before
-    schedules: ``initial_lr`` once a scheduler is built, else ``lr``)."""
-    return [[
-        group.get('initial_lr', group['lr'])
-        for group in optimizer.param_groups
-    ] for optimizer in _optimizers(optim_wrapper)]
 
 
 def apply_configured_lr(optim_wrapper, param_schedulers,
