@@ -306,7 +306,7 @@ def test_runner_compile_keeps_names_and_refuses_bad_settings():
     def compile_with(setting):
         runner = SimpleNamespace(
             cfg=dict(compile=setting),
-            _bare_model=model,
+            model=model,
             logger=SimpleNamespace(info=lambda message: None))
         CI2PRunner._maybe_compile(runner, 'train_step')
 

@@ -19,20 +19,17 @@ from ci2p_mm.utils.io import check_output_path
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and eval) a model')
-    parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='where to save the metrics')
-    parser.add_argument(
-        '--out', help='dump predictions (or metrics) to this .pkl file')
-    parser.add_argument(
-        '--out-item',
+    add = parser.add_argument
+    add('config', help='test config file path')
+    add('checkpoint', help='checkpoint file')
+    add('--work-dir', help='where to save the metrics')
+    add('--out', help='dump predictions (or metrics) to this .pkl file')
+    add('--out-item',
         choices=['metrics', 'pred'],
         default='pred',
         help='what --out holds. Defaults to predictions')
-    parser.add_argument(
-        '--amp', action='store_true', help='mixed-precision test')
-    parser.add_argument(
-        '--tta',
+    add('--amp', action='store_true', help='mixed-precision test')
+    add('--tta',
         action='store_true',
         help="test-time augmentation: the config's tta_model/tta_pipeline, "
         'else flip TTA averaging the scores (as mmpretrain)')

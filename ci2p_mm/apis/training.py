@@ -11,37 +11,31 @@ from ci2p_mm.utils import read_config
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model')
-    parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
-    parser.add_argument(
-        '--resume',
+    add = parser.add_argument
+    add('config', help='train config file path')
+    add('--work-dir', help='the dir to save logs and models')
+    add('--resume',
         nargs='?',
-        type=str,
         const='auto',
         help='resume from this checkpoint, or with no value from the latest '
         'checkpoint in the work dir')
-    parser.add_argument(
-        '--amp',
+    add('--amp',
         action='store_true',
         help='automatic mixed precision (fp16 with loss scaling on a GPU, '
         'bf16 autocast on the CPU)')
-    parser.add_argument(
-        '--compile',
+    add('--compile',
         action='store_true',
         help="torch.compile the model's forward (mmengine's cfg.compile)")
-    parser.add_argument(
-        '--device-latents',
+    add('--device-latents',
         action='store_true',
         help='latent configs: load the training latent store into device '
         'memory once and draw batches there, without DataLoader workers '
         '(train_dataloader.device_resident=True; same batches and exact '
         'resume as the DataLoader path, see ci2p_mm/latents/device.py)')
-    parser.add_argument(
-        '--no-validate',
+    add('--no-validate',
         action='store_true',
         help='do not evaluate checkpoints during training')
-    parser.add_argument(
-        '--auto-scale-lr',
+    add('--auto-scale-lr',
         action='store_true',
         help='scale the lr by the actual total batch size against '
         'auto_scale_lr.base_batch_size')

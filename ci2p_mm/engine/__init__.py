@@ -6,7 +6,7 @@ from .hooks import (AtomicLocalBackend, NonFiniteLossHook, SafeCheckpointHook,
 from .launcher import (CPUAmpOptimWrapper, build_runner, close_distributed,
                        configure_amp, configure_launcher, configure_tta,
                        merge_runner_args, parse_runner_args,
-                       set_default_dataloader_cfg, set_work_dir)
+                       set_default_dataloader_cfg)
 from .runner import (CheckpointSaveError, CI2PRunner,
                      ResumableEpochBasedTrainLoop, WorkDirBusyError,
                      work_dir_lock)
@@ -17,7 +17,7 @@ allow_mmengine_checkpoints()
 __all__ = [
     'configure_launcher', 'close_distributed', 'configure_tta',
     'configure_amp', 'CPUAmpOptimWrapper', 'set_default_dataloader_cfg',
-    'parse_runner_args', 'merge_runner_args', 'build_runner', 'set_work_dir',
+    'parse_runner_args', 'merge_runner_args', 'build_runner',
     'allow_mmengine_checkpoints', 'history_buffer_getattr', 'CheckpointError',
     'read_checkpoint_file', 'load_checked_checkpoint', 'CI2PRunner',
     'ResumableEpochBasedTrainLoop', 'NonFiniteLossHook', 'SafeCheckpointHook',

@@ -96,10 +96,10 @@ class SafeCheckpointHook(CheckpointHook):
         if is_main_process():
             write_text_atomically(
                 osp.join(runner.work_dir, 'last_checkpoint'), path)
-            for old in outdated:
-                if old != path and self.file_backend.isfile(old):
+            for old in (o for o in outdated if o != path):
+                if self.file_backend.isfile(old):
                     self.file_backend.remove(old)
-                elif old != path and self.file_backend.isdir(old):
+                elif self.file_backend.isdir(old):
                     self.file_backend.rmtree(old)  # deepspeed's checkpoints
         return path
 
@@ -301,20 +301,19 @@ class NonFiniteLossHook(Hook):
         optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
         lr = optimizer.get('lr')
         config = getattr(cfg, 'filename', None) or 'CONFIG'
-        lower = ''
+        lower = raised = ''
         if isinstance(lr, (int, float)):
             # An lr of inf, NaN or 0 has no tenth worth trying: the paper's.
             finite = math.isfinite(lr) and lr > 0
             lower = (f' --cfg-options optim_wrapper.optimizer.lr='
                      f'{lr / 10 if finite else 1e-4:g}')
-        get_lr = getattr(
-            getattr(runner, 'optim_wrapper', None), 'get_lr', dict)
-        now = [v for vs in get_lr().values() for v in vs]
-        raised = ''
-        if now and isinstance(lr, (int, float)) and not max(now) <= 10 * lr:
-            raised = (f'; the param_scheduler raised the learning rate to '
-                      f'{max(now):g}: fix it, or drop it with '
-                      f'param_scheduler=[] in --cfg-options')
+            get_lr = getattr(
+                getattr(runner, 'optim_wrapper', None), 'get_lr', dict)
+            now = [v for vs in get_lr().values() for v in vs]
+            if now and not max(now) <= 10 * lr:
+                raised = (f'; the param_scheduler raised the learning rate '
+                          f'to {max(now):g}: fix it, or drop it with '
+                          f'param_scheduler=[] in --cfg-options')
         return (f'Training stopped; no checkpoint of this state was saved '
                 f'({kept}). Usual causes: a learning rate too high, fp16 '
                 f'overflow with --amp, or bad input data. To continue from '

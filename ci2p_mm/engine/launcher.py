@@ -137,11 +137,16 @@ def parse_runner_args(parser: argparse.ArgumentParser,
 
 
 def merge_runner_args(cfg, args, splits: Sequence[str]):
-    """After a tool's own options: the launcher, the work dir,
+    """After a tool's own options: the launcher, the work dir
+    (``--work-dir``, else the config's, else ``work_dirs/<config name>``),
     ``--cfg-options``, then the dataloader defaults of ``splits`` (after
     ``--cfg-options``: they depend on the final ``num_workers``)."""
     configure_launcher(cfg, args.launcher)
-    set_work_dir(cfg, args)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     for split in splits:
@@ -157,15 +162,6 @@ def build_runner(cfg) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return CI2PRunner.from_cfg(cfg)
-
-
-def set_work_dir(cfg, args) -> None:
-    """``--work-dir``, else the config's, else ``work_dirs/<config name>``."""
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
 
 
 @OPTIM_WRAPPERS.register_module()

@@ -249,10 +249,6 @@ class CI2PRunner(Runner):
                 loop['type'] = ResumableEpochBasedTrainLoop
         return super().build_train_loop(loop)
 
-    @property
-    def _bare_model(self):
-        return bare_model(self.model)
-
     def _maybe_compile(self, target: str) -> None:
         """``cfg.compile``: ``nn.Module.compile()`` of the model, not of
         mmengine's ``train_step``.
@@ -276,7 +272,7 @@ class CI2PRunner(Runner):
                 f'compile={setting!r}: must be True, False or a dict of '
                 f'torch.compile arguments, e.g. dict(backend=\'inductor\').')
         kwargs = {} if setting is True else dict(setting)
-        self._bare_model.compile(**kwargs)
+        bare_model(self.model).compile(**kwargs)
         self.logger.info(
             f'Model compiled with nn.Module.compile({kwargs or ""}) (for '
             f'{target}); the first iterations will be slow.')
@@ -303,7 +299,7 @@ class CI2PRunner(Runner):
         # The model the weights belong to: inside a TTA wrapper
         # (tools/test.py --tta) that is the wrapped classifier, as
         # mmengine's load_state_dict also loads it.
-        model = self._bare_model
+        model = bare_model(self.model)
         model = model.module if isinstance(model, BaseTTAModel) else model
         checkpoint = load_checked_checkpoint(
             model, checkpoint, filename,
@@ -323,7 +319,12 @@ class CI2PRunner(Runner):
         wins over the checkpoint's (see :func:`apply_configured_lr`): the
         way to continue after a divergence (``NonFiniteLossHook``) is to
         lower ``optim_wrapper.optimizer.lr`` and ``--resume``."""
-        configured = configured_lrs(self.optim_wrapper)
+        # Each parameter group's base learning rate as configured (before
+        # schedules: ``initial_lr`` once a scheduler is built, else ``lr``).
+        configured = [[
+            group.get('initial_lr', group['lr'])
+            for group in optimizer.param_groups
+        ] for optimizer in _optimizers(self.optim_wrapper)]
         self._resuming = True
         try:
             super().resume(filename, resume_optimizer, resume_param_scheduler,
@@ -352,7 +353,7 @@ class CI2PRunner(Runner):
         super().load_or_resume()
         # What no checkpoint provided: CompressAI's zoo or the codec file
         # (a download error says what to do, before the first iteration).
-        for name in load_pending_codecs(self._bare_model):
+        for name in load_pending_codecs(bare_model(self.model)):
             self.logger.info(f'Loaded the codec weights of {name}.')
 
     # -- training: one run per work dir, clean stop on SIGTERM/SIGINT --
@@ -442,7 +443,7 @@ class CI2PRunner(Runner):
         meta = dict(meta or {}, ci2p_rng=get_rng_state())
         meta['ci2p_codecs'] = {
             name: list(codec)
-            for name, codec in model_codecs(self._bare_model).items()
+            for name, codec in model_codecs(bare_model(self.model)).items()
         }
         try:
             super().save_checkpoint(
@@ -492,15 +493,6 @@ def _optimizers(optim_wrapper) -> list:
     return [w.optimizer for w in wrappers if hasattr(w, 'optimizer')]
 
 
-def configured_lrs(optim_wrapper) -> list:
-    """Each parameter group's base learning rate as configured (before
-    schedules: ``initial_lr`` once a scheduler is built, else ``lr``)."""
-    return [[
-        group.get('initial_lr', group['lr'])
-        for group in optimizer.param_groups
-    ] for optimizer in _optimizers(optim_wrapper)]
-
-
 def apply_configured_lr(optim_wrapper, param_schedulers,
                         configured: list) -> str:
     """After an optimizer state was loaded: the config's learning rates
@@ -517,19 +509,18 @@ def apply_configured_lr(optim_wrapper, param_schedulers,
       config after a divergence): ``lr`` is the configured one. The saved
       ``lr`` carries the dropped schedule's factor, which no longer applies.
     """
-    optimizers = _optimizers(optim_wrapper)
     schedulers = param_schedulers or []
     if isinstance(schedulers, dict):
         schedulers = [s for group in schedulers.values() for s in group]
-    schedulers = [s for s in schedulers if getattr(s, 'param_name', 0) == 'lr']
+    # Each learning-rate scheduler: the id of the torch optimizer it drives.
     driven = {
-        id(getattr(s.optimizer, 'optimizer', s.optimizer))
-        for s in schedulers
+        s: id(getattr(s.optimizer, 'optimizer', s.optimizer))
+        for s in schedulers if getattr(s, 'param_name', 0) == 'lr'
     }
     ratios, changes = {}, []
-    for optimizer, lrs in zip(optimizers, configured):
+    for optimizer, lrs in zip(_optimizers(optim_wrapper), configured):
         for index, (group, lr) in enumerate(zip(optimizer.param_groups, lrs)):
-            if id(optimizer) not in driven:
+            if id(optimizer) not in driven.values():
                 group.pop('initial_lr', None)
                 saved = group['lr']
                 if not math.isclose(saved, lr, rel_tol=1e-9):
@@ -545,9 +536,7 @@ def apply_configured_lr(optim_wrapper, param_schedulers,
             group['initial_lr'] = lr
             ratios[(id(optimizer), index)] = ratio
             changes.append(f'{lr:g} (checkpoint: {saved:g})')
-    for scheduler in schedulers:
-        target = scheduler.optimizer
-        key = id(getattr(target, 'optimizer', target))
+    for scheduler, key in driven.items():
         for attr in ('base_values', '_last_value'):
             values = getattr(scheduler, attr, None)
             if isinstance(values, list):

@@ -35,8 +35,7 @@ class StopSignals:
     """Install with ``with StopSignals() as stop:``; ``stop.signum`` is the
     first signal received, or None."""
 
-    def __init__(self, signals=STOP_SIGNALS):
-        self.signals = tuple(signals)
+    def __init__(self):
         self.signum: Optional[int] = None
         self._previous = {}
         # Shared with the data workers forked inside the block: whether
@@ -51,7 +50,7 @@ class StopSignals:
         # Python runs handlers in the main thread only, and only the main
         # thread may install them.
         if threading.current_thread() is threading.main_thread():
-            for sig in self.signals:
+            for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
         self._running.value = 1
         return self

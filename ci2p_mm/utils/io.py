@@ -14,6 +14,7 @@ switched off; mmengine's own checkpoint types are allow-listed in
 """
 import contextlib
 import errno
+import glob
 import hashlib
 import io
 import itertools
@@ -25,7 +26,6 @@ import stat
 import sys
 import tempfile
 import zipfile
-from glob import glob
 from typing import Any, Callable, Iterator, List, Optional
 
 import torch
@@ -63,10 +63,10 @@ def _inherited_fd(path: str) -> Optional[int]:
     ``/dev/fd/N`` (``/dev/stdout`` is such a link): this process's own
     descriptor, written with its offset and mode as they are."""
     for _ in range(40):  # the kernel's own limit on link chains
-        for prefix in ('/proc/self/fd/', '/dev/fd/', f'/proc/{os.getpid()}'
-                       f'/fd/'):
-            if path.startswith(prefix) and path[len(prefix):].isdigit():
-                return int(path[len(prefix):])
+        found = re.fullmatch(rf'/(proc/(self|{os.getpid()})|dev)/fd/(\d+)',
+                             path)
+        if found:
+            return int(found[3])
         if not osp.islink(path):
             return None
         path = osp.join(osp.dirname(osp.abspath(path)), os.readlink(path))
@@ -153,12 +153,8 @@ def remove_abandoned_temporaries(directory: str) -> None:
     if directory in _cleaned_dirs:
         return
     _cleaned_dirs.add(directory)
-    try:
-        names = [n for n in os.listdir(directory) if TMP_MARK in n]
-    except OSError:
-        return
-    for name in names:
-        path = osp.join(directory, name)
+    pattern = osp.join(glob.escape(directory), f'*{TMP_MARK}*')
+    for path in glob.glob(pattern, include_hidden=True):  # [] when unreadable
         if is_abandoned(path):
             with contextlib.suppress(OSError):
                 os.remove(path)
@@ -346,7 +342,7 @@ def find_resumable_checkpoint(work_dir: str,
                                 or is_complete_checkpoint(pointed)):
         return pointed
     newest_first = sorted(
-        glob(osp.join(work_dir, '*.pth')), key=osp.getmtime, reverse=True)
+        glob.glob(osp.join(work_dir, '*.pth')), key=osp.getmtime, reverse=True)
     path = next(
         (p for p in newest_first if not osp.basename(p).startswith('best_')
          and is_complete_checkpoint(p)), None)
@@ -376,9 +372,7 @@ def zip_problem(path: str,
     would load silently. Records saved without a CRC (0) are not checked;
     files that are not whole zip archives are left to ``torch.load``.
     """
-    if not zipfile.is_zipfile(path):
-        return None
-    try:
+    try:  # BadZipFile: not a whole zip archive
         with zipfile.ZipFile(path) as archive:
             oversized = _oversized(archive.infolist(), osp.getsize(path),
                                    max_inflated_bytes)

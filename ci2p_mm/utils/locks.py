@@ -119,6 +119,5 @@ class ProcessLock:
     def __enter__(self) -> 'ProcessLock':
         return self.acquire()
 
-    def __exit__(self, *exc) -> Optional[bool]:
+    def __exit__(self, *exc) -> None:
         self.release()
-        return None
