@@ -131,6 +131,20 @@ def test_test_tool_out_that_is_a_folder_or_the_checkpoint(
     assert message.startswith(f'--out {ckpt} is the input {ckpt} ')
 
 
+def test_test_tool_checkpoint_missing_or_remote(tiny, tmp_path, capsys):
+    """A missing local file is refused up front; a URI goes to mmengine's
+    loader as under mmpretrain's tools/test.py (was: refused as missing)."""
+    _, config = tiny
+    work = ['--work-dir', str(tmp_path / 'work')]
+    missing = str(tmp_path / 'nope.pth')
+    assert refusal(test_api.main, [config, missing, *work],
+                   capsys) == f'Checkpoint {missing} does not exist.'
+    url = 'http://127.0.0.1:9/ci2p.pth'  # discard port: refused at once
+    message = refusal(test_api.main, [config, url, *work], capsys)
+    assert message.startswith(f'Checkpoint {url} cannot be downloaded '
+                              f'(URLError: '), message
+
+
 def test_test_tool_writes_its_metrics_to_out(tiny, tmp_path):
     """``--out-item metrics``: the pickle holds what the test returned
     (written by mmengine.dump through the atomic local backend)."""

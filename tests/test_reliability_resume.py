@@ -132,7 +132,7 @@ def test_sigkill_mid_epoch_and_while_saving_then_resume_is_exact(setup):
     reference = final_state(tmp / 'reference')
 
     # 1. SIGKILL after iteration 9 of 12: mid-epoch 2, after iter_8.pth.
-    work = tmp / 'killed'
+    work = tmp / 'killed[1]'  # a glob pattern: the folder is escaped
     code, out = train(configs['kill_at_9'], work, env)
     assert code == -signal.SIGKILL, out[-3000:]
     assert not osp.exists(work / 'epoch_2.pth')
@@ -169,6 +169,8 @@ def test_sigkill_mid_epoch_and_while_saving_then_resume_is_exact(setup):
 
 
 def test_resume_falls_back_when_last_checkpoint_is_broken(tmp_path):
+    tmp_path = tmp_path / 'run[1]'  # a glob pattern: the folder is escaped
+    tmp_path.mkdir()
     good = tmp_path / 'epoch_1.pth'
     torch.save({'x': torch.zeros(1)}, good)
     broken = tmp_path / 'epoch_2.pth'

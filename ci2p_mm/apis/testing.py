@@ -14,7 +14,7 @@ from ci2p_mm.engine import (build_runner, close_distributed, configure_tta,
                             merge_runner_args, parse_runner_args)
 from ci2p_mm.utils import read_config
 from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.io import check_output_path
+from ci2p_mm.utils.io import REMOTE_URI, check_output_path
 
 
 def parse_args(argv=None):
@@ -52,7 +52,9 @@ def test(argv=None) -> dict:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise UserError(f'--out {args.out}: must be a .pkl file')
         check_output_path(args.out, args.checkpoint, args.config, what='--out')
-    if not osp.isfile(args.checkpoint):
+    # A URI is read by mmengine's loader, as mmpretrain's tools/test.py does.
+    if not REMOTE_URI.match(args.checkpoint) and \
+            not osp.isfile(args.checkpoint):
         raise UserError(f'Checkpoint {args.checkpoint} does not exist.')
     runner = build_runner(merge_args(read_config(args.config), args))
     if args.out and args.out_item == 'pred':

@@ -105,6 +105,9 @@ def read_checkpoint_file(filename: str, map_location='cpu'):
         return load_from_local(filename, map_location)
     try:
         checkpoint = _load_checkpoint(filename, map_location=map_location)
+    except OSError as err:  # urllib's errors: network, HTTP status, disk
+        raise CheckpointError(f'Checkpoint {filename} cannot be downloaded '
+                              f'({type(err).__name__}: {err}).') from err
     except Exception as err:
         raise CheckpointError(
             unreadable_message(f'Checkpoint {filename}', err)) from err

@@ -3,7 +3,7 @@ import logging
 import math
 import os.path as osp
 import re
-from glob import glob
+from glob import escape, glob
 from typing import List, Optional
 
 import torch
@@ -74,7 +74,7 @@ class SafeCheckpointHook(CheckpointHook):
                 self.file_backend, LocalBackend):
             # Mid-epoch files of an earlier (killed) run in this work dir.
             self._mid_epoch_ckpts = sorted(
-                (p for p in glob(osp.join(self.out_dir, 'iter_*.pth'))
+                (p for p in glob(osp.join(escape(self.out_dir), 'iter_*.pth'))
                  if re.fullmatch(r'iter_\d+\.pth', osp.basename(p))),
                 key=lambda p: int(re.findall(r'\d+', osp.basename(p))[0]))
 

@@ -342,7 +342,9 @@ def find_resumable_checkpoint(work_dir: str,
                                 or is_complete_checkpoint(pointed)):
         return pointed
     newest_first = sorted(
-        glob.glob(osp.join(work_dir, '*.pth')), key=osp.getmtime, reverse=True)
+        glob.glob(osp.join(glob.escape(work_dir), '*.pth')),
+        key=osp.getmtime,
+        reverse=True)
     path = next(
         (p for p in newest_first if not osp.basename(p).startswith('best_')
          and is_complete_checkpoint(p)), None)
