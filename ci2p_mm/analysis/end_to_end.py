@@ -58,7 +58,7 @@ import os
 import os.path as osp
 import statistics
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from multiprocessing import get_context
 from typing import Optional
 
@@ -193,7 +193,6 @@ def prepare_data(args) -> Optional[str]:
                         f'positive whole numbers, e.g. 300x225.') from None
     # outside the try: an InputSizeError is a ValueError too
     check_input_size(f'--source-size {args.source_size}', (h, w))
-    os.makedirs(args.data_dir, exist_ok=True)
     write_jpeg_folder(args.data_dir, args.num_images, (w, h), args.seed)
     if args.codec or not args.no_pretrained:
         return args.codec
@@ -257,12 +256,10 @@ def encode_once(cfg, args):
     """Encode the latent config's train split; (seconds or None when an
     earlier store was kept, store folder)."""
     store = configured_store(cfg)
-    if args.keep_store and LatentStore(store).exists():
-        try:
+    if args.keep_store:  # a missing or incomplete store is encoded again
+        with suppress(LatentStoreError):
             LatentStore(store).check_complete('train')
             return None, store
-        except LatentStoreError:
-            pass
     return encode_train_split(cfg, store, args.batch_size,
                               cfg.train_dataloader.num_workers), store
 
