@@ -50,8 +50,8 @@ def parse_args(argv=None):
     return args
 
 
-def flops_table(argv=None):
-    """Count, print the table, return the rows."""
+def main(argv=None) -> int:
+    """Count and print the table (and the per-module FLOPs)."""
     args = parse_args(argv)
     rows = []
     for config in args.configs:
@@ -79,9 +79,4 @@ def flops_table(argv=None):
                 'baseline' if row['config'] == args.configs[0] else
                 f'{100 * (row["flops"] / base[row["shape"]] - 1):+.1f}%'
             ] for row in rows]))
-    return rows
-
-
-def main(argv=None) -> int:
-    flops_table(argv)
     return 0
