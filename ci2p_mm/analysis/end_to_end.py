@@ -154,12 +154,12 @@ def _write_jpeg(job):
         path, quality=90)
 
 
-def write_jpeg_folder(root: str, num_images: int, size, seed: int = 0):
+def write_jpeg_folder(root: str, num_images: int, size, seed: int = 0) -> None:
     """Photo-like JPEGs in Kaggle's ``raw-img/<class>/`` layout, split 80/20
     with ``make_split``; written by one process per CPU core (thousands of
     ImageNet-sized JPEGs take seconds on a GPU machine's cores)."""
     if osp.isfile(osp.join(root, 'meta', 'train.txt')):
-        return root
+        return
     folders = list(ITALIAN_TO_ENGLISH)
     jobs = []
     for i in range(num_images):
@@ -175,7 +175,6 @@ def write_jpeg_folder(root: str, num_images: int, size, seed: int = 0):
         for job in jobs:
             _write_jpeg(job)
     make_split(osp.join(root, 'raw-img'), root, val_ratio=0.2, seed=0)
-    return root
 
 
 def prepare_data(args) -> Optional[str]:
