@@ -92,9 +92,8 @@ def add_arguments(parser):
     add = group.add_argument
     add('--end-to-end',
         action='store_true',
-        help='time training iterations including the '
-        "config's data loading from files (see "
-        'ci2p_mm/analysis/end_to_end.py)')
+        help="time training iterations including the config's data loading "
+        'from files (see ci2p_mm/analysis/end_to_end.py)')
     add('--data-dir',
         default='work_dirs/e2e_data',
         help='Animals-10-like folder (written if empty)')
