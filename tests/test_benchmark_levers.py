@@ -151,6 +151,22 @@ def test_optimizer_impls_and_compile_settings():
         mode='reduce-overhead', backend='eager')
 
 
+@pytest.mark.filterwarnings('ignore::FutureWarning',
+                            'ignore:torch.cuda.amp.GradScaler is enabled')
+def test_cuda_amp_optim_wrapper_gets_the_amp_dtype(monkeypatch):
+    """--amp on CUDA: mmengine's AmpOptimWrapper autocasts to --amp's dtype
+    (built here on the CPU: only its CUDA assertion is patched)."""
+    import mmengine.optim.optimizer.amp_optimizer_wrapper as amp
+    monkeypatch.setattr(amp, 'is_cuda_available', lambda: True)
+    cfg = dict(optimizer=dict(type='SGD', lr=0.1))
+    for name, dtype in (('bf16', torch.bfloat16), ('fp16', torch.float16)):
+        args = Namespace(amp=name, device='cuda', optimizer_impl='config')
+        wrapper = build_optim_wrapper(torch.nn.Linear(2, 2), cfg, args)
+        assert type(wrapper).__name__ == 'AmpOptimWrapper'
+        assert wrapper.cast_dtype is dtype
+    assert cfg == dict(optimizer=dict(type='SGD', lr=0.1))  # not changed
+
+
 def test_interleave_rounds_warmup_setups_and_measurements():
     """The one timer: warm-up rounds of one call, then timed rounds of
     ``number`` calls, round-robin; setups before every block, untimed;

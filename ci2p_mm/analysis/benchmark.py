@@ -85,10 +85,9 @@ def parse_args(argv=None):
     add('--optimizer-impl',
         choices=OPTIMIZER_IMPLS,
         default='config',
-        help="the optimizer's implementation: as the config says (torch "
-        'picks foreach on CUDA), foreach (multi-tensor kernels) or fused '
-        "(torch's fused kernel; optim_wrapper.optimizer.fused=True in a "
-        'config)')
+        help="the optimizer's implementation: as the config says (torch picks "
+        "foreach on CUDA), foreach (multi-tensor kernels) or fused (torch's "
+        'fused kernel; optim_wrapper.optimizer.fused=True in a config)')
     add('--memory',
         choices=['probe', 'in-process', 'none'],
         default='probe',

@@ -80,8 +80,7 @@ def parse_args(argv=None):
 
 
 def build(config, arch):
-    cfg = Config.fromfile(
-        osp.join(REPO, config) if not osp.isabs(config) else config)
+    cfg = Config.fromfile(osp.join(REPO, config))  # absolute ones as they are
     set_patch_options(cfg, pretrained=False)  # CI2P backbones only
     cfg.model.backbone.init_cfg = None
     if arch:

@@ -58,7 +58,7 @@ import os
 import os.path as osp
 import statistics
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from multiprocessing import get_context
 from typing import Optional
 
@@ -92,9 +92,8 @@ def add_arguments(parser):
     add = group.add_argument
     add('--end-to-end',
         action='store_true',
-        help='time training iterations including the '
-        "config's data loading from files (see "
-        'ci2p_mm/analysis/end_to_end.py)')
+        help="time training iterations including the config's data loading "
+        'from files (see ci2p_mm/analysis/end_to_end.py)')
     add('--data-dir',
         default='work_dirs/e2e_data',
         help='Animals-10-like folder (written if empty)')
@@ -154,12 +153,12 @@ def _write_jpeg(job):
         path, quality=90)
 
 
-def write_jpeg_folder(root: str, num_images: int, size, seed: int = 0):
+def write_jpeg_folder(root: str, num_images: int, size, seed: int = 0) -> None:
     """Photo-like JPEGs in Kaggle's ``raw-img/<class>/`` layout, split 80/20
     with ``make_split``; written by one process per CPU core (thousands of
     ImageNet-sized JPEGs take seconds on a GPU machine's cores)."""
     if osp.isfile(osp.join(root, 'meta', 'train.txt')):
-        return root
+        return
     folders = list(ITALIAN_TO_ENGLISH)
     jobs = []
     for i in range(num_images):
@@ -175,7 +174,6 @@ def write_jpeg_folder(root: str, num_images: int, size, seed: int = 0):
         for job in jobs:
             _write_jpeg(job)
     make_split(osp.join(root, 'raw-img'), root, val_ratio=0.2, seed=0)
-    return root
 
 
 def prepare_data(args) -> Optional[str]:
@@ -193,7 +191,6 @@ def prepare_data(args) -> Optional[str]:
                         f'positive whole numbers, e.g. 300x225.') from None
     # outside the try: an InputSizeError is a ValueError too
     check_input_size(f'--source-size {args.source_size}', (h, w))
-    os.makedirs(args.data_dir, exist_ok=True)
     write_jpeg_folder(args.data_dir, args.num_images, (w, h), args.seed)
     if args.codec or not args.no_pretrained:
         return args.codec
@@ -257,12 +254,10 @@ def encode_once(cfg, args):
     """Encode the latent config's train split; (seconds or None when an
     earlier store was kept, store folder)."""
     store = configured_store(cfg)
-    if args.keep_store and LatentStore(store).exists():
-        try:
+    if args.keep_store:  # a missing or incomplete store is encoded again
+        with suppress(LatentStoreError):
             LatentStore(store).check_complete('train')
             return None, store
-        except LatentStoreError:
-            pass
     return encode_train_split(cfg, store, args.batch_size,
                               cfg.train_dataloader.num_workers), store
 

@@ -23,13 +23,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Model FLOPs and params',
         parents=[tool_options('configs', '--no-pretrained', '--cfg-options')])
-    parser.add_argument(
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
         '--shape',
         type=at_least(1),
         nargs='+',
         metavar=('H', 'W'),
         help='input size H [W] (default 256)')
-    parser.add_argument(
+    size.add_argument(
         '--sizes',
         type=at_least(1),
         nargs='+',
@@ -39,22 +40,18 @@ def parse_args(argv=None):
         action='store_true',
         help='also print FLOPs per top-level module')
     args = parser.parse_args(argv)
-    if args.shape and args.sizes:
-        parser.error('give --shape or --sizes, not both')
     if args.shape and len(args.shape) > 2:
         parser.error('--shape takes H or H W')
-    if args.sizes:
-        args.shapes = [(s, s) for s in args.sizes]
-    else:
-        args.shapes = [tuple((args.shape or [256]) * 2)[:2]]
     flag = '--sizes' if args.sizes else '--shape'
+    args.shapes = ([(s, s) for s in args.sizes]
+                   if args.sizes else [tuple((args.shape or [256]) * 2)[:2]])
     for h, w in args.shapes:
         check_input_size(f'{flag} {h} {w}', (h, w))
     return args
 
 
-def flops_table(argv=None):
-    """Count, print the table, return the rows."""
+def main(argv=None) -> int:
+    """Count and print the table (and the per-module FLOPs)."""
     args = parse_args(argv)
     rows = []
     for config in args.configs:
@@ -82,9 +79,4 @@ def flops_table(argv=None):
                 'baseline' if row['config'] == args.configs[0] else
                 f'{100 * (row["flops"] / base[row["shape"]] - 1):+.1f}%'
             ] for row in rows]))
-    return rows
-
-
-def main(argv=None) -> int:
-    flops_table(argv)
     return 0

@@ -17,7 +17,6 @@ first ``--compare`` training images.
 import itertools
 import os.path as osp
 
-import numpy as np
 import torch
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS
@@ -91,8 +90,7 @@ def run(args, argv):
                     dict(type='LoadLatent', flip_prob=0.5),
                     dict(type='PackInputs')
                 ]))
-        stored = torch.from_numpy(np.array(store.array('train')[:n_cmp,
-                                                                0])).float()
+        stored = torch.tensor(store.array('train')[:n_cmp, 0]).float()
         with torch.inference_mode():
             stored_tokens = reshape(stored)
         diff = stored_tokens - tokens

@@ -68,14 +68,6 @@ def settings(report: dict) -> Dict[str, str]:
         channels_last='channels_last' if meta.get('channels_last') else 'NCHW')
 
 
-def describe(own: Dict[str, str], base: Dict[str, str]) -> str:
-    changed = [
-        f'{k} {v}' if k in ('batch', ) else v for k, v in own.items()
-        if base.get(k) != v
-    ]
-    return ', '.join(changed) or 'baseline'
-
-
 def model_rows(
     report: dict
 ) -> Iterator[Tuple[str, float, Optional[float], Optional[float]]]:
@@ -95,20 +87,22 @@ def lever_table(paths: List[str]) -> str:
     the same measure and batch size (so a lever at batch 512 is compared
     with the batch-512 run of a sweep, not with its batch 128), else with
     the very first run."""
-    reports = [(p, r) for p in paths for r in runs_of(read_report(p))]
+    reports = [(p, r, settings(r)) for p in paths
+               for r in runs_of(read_report(p))]
     if not reports:
         raise LeverTableError('no runs in the given reports')
     references = {}
-    for _, report in reports:
-        own = settings(report)
-        references.setdefault((own['measure'], own['batch']), report)
+    for _, report, own in reports:
+        references.setdefault((own['measure'], own['batch']), (report, own))
     rows = []
-    for path, report in reports:
-        own = settings(report)
-        reference = references[(own['measure'], own['batch'])]
+    for path, report, own in reports:
+        reference, theirs = references[(own['measure'], own['batch'])]
         if reference is report:  # the batch's own reference: vs the first
-            reference = reports[0][1]
-        label = describe(own, settings(reference))
+            reference, theirs = reports[0][1:]
+        # the lever: the settings that differ from the reference's
+        label = ', '.join(f'{k} {v}' if k == 'batch' else v
+                          for k, v in own.items()
+                          if theirs.get(k) != v) or 'baseline'
         baseline = {name: (t, i) for name, t, i, _ in model_rows(reference)}
         for name, train, infer, peak in model_rows(report):
             cells = [label, name]
@@ -120,7 +114,7 @@ def lever_table(paths: List[str]) -> str:
                 cells +
                 ['-' if peak is None else f'{peak:,.0f}',
                  osp.basename(path)])
-    first = ', '.join(f'{k} {v}' for k, v in settings(reports[0][1]).items())
+    first = ', '.join(f'{k} {v}' for k, v in reports[0][2].items())
     return format_table(
         [
             'lever (vs its reference run)', 'model', 'train img/s', 'x',

@@ -31,8 +31,8 @@ def parse_args(argv=None):
     return args
 
 
-def plot_curves(argv=None) -> str:
-    """Plot, write the PNG, return its path."""
+def main(argv=None) -> int:
+    """Plot and write the PNG."""
     args = parse_args(argv)
     labels = args.labels or [
         osp.basename(osp.normpath(d)) for d in args.work_dirs
@@ -74,9 +74,4 @@ def plot_curves(argv=None) -> str:
     with atomic_output(args.out) as tmp:  # the format from --out's name
         fig.savefig(tmp, dpi=120, format=osp.splitext(args.out)[1][1:] or None)
     print(f'Wrote {args.out}')
-    return args.out
-
-
-def main(argv=None) -> int:
-    plot_curves(argv)
     return 0

@@ -55,10 +55,8 @@ class VanillaUNet(nn.Module):
                  in_channels: int = 3,
                  widths: Sequence[int] = (64, 128, 256, 512, 1024)):
         super().__init__()
-        self.down = nn.ModuleList()
-        for w in widths:
-            self.down.append(double_conv(in_channels, w))
-            in_channels = w
+        self.down = nn.ModuleList(
+            double_conv(c, w) for c, w in zip((in_channels, *widths), widths))
         self.pool = nn.MaxPool2d(2)
         self.up = nn.ModuleList(
             nn.ConvTranspose2d(w, w // 2, 2, stride=2)

@@ -43,13 +43,15 @@ check_input_size = partial(
     task='measured here',
     error=InputSizeError)
 
+#: ``--amp``'s dtype, for torch's autocast and mmengine's AmpOptimWrapper.
+AMP_DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
+
 
 def autocast(args):
     """``torch.autocast`` with ``--amp``'s dtype; nothing without it."""
     if not args.amp:
         return contextlib.nullcontext()
-    dtype = dict(bf16=torch.bfloat16, fp16=torch.float16)[args.amp]
-    return torch.autocast(device_type=args.device, dtype=dtype)
+    return torch.autocast(device_type=args.device, dtype=AMP_DTYPES[args.amp])
 
 
 def synchronize(device):
@@ -108,12 +110,11 @@ def build_optim_wrapper(model, optim_cfg, args):
     """The config's optimizer in an OptimWrapper (AMP one on CUDA), with
     ``--optimizer-impl``."""
     optim_cfg = copy.deepcopy(optim_cfg)
-    optim_cfg.pop('type', None)
     set_optimizer_impl(optim_cfg['optimizer'],
                        getattr(args, 'optimizer_impl', 'config'))
     if args.amp and args.device == 'cuda':
         optim_cfg['type'] = 'AmpOptimWrapper'
-        optim_cfg['dtype'] = {'bf16': 'bfloat16', 'fp16': 'float16'}[args.amp]
+        optim_cfg['dtype'] = AMP_DTYPES[args.amp]
         optim_cfg.setdefault('loss_scale', 'dynamic')
     else:
         # mmengine's AmpOptimWrapper asserts CUDA; on CPU autocast is
@@ -243,11 +244,9 @@ def warn_slow_cpu_amp(args):
     """Autocast on a CPU without native bf16/fp16 runs reference kernels."""
     if args.device != 'cpu' or not args.amp:
         return
-    check = dict(
-        bf16='_is_mkldnn_bf16_supported',
-        fp16='_is_mkldnn_fp16_supported')[args.amp]
     try:
-        native = getattr(torch.ops.mkldnn, check)()
+        native = getattr(torch.ops.mkldnn,
+                         f'_is_mkldnn_{args.amp}_supported')()
     except (AttributeError, RuntimeError):
         return
     if not native:

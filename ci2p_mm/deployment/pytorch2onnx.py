@@ -243,8 +243,7 @@ def parse_args(argv=None):
         help='time onnxruntime against PyTorch eager on the CPU')
     add('--benchmark-batch',
         type=at_least(1),
-        help='batch for --benchmark (default: 8 with --dynamic-batch, '
-        'else 1)')
+        help='batch for --benchmark (default: 8 with --dynamic-batch, else 1)')
     args = parser.parse_args(argv)
     if args.checkpoint != NO_CHECKPOINT and args.no_pretrained:
         parser.error('--no-pretrained is for CHECKPOINT none: a checkpoint '

@@ -39,8 +39,7 @@ def export_options() -> argparse.ArgumentParser:
     parser.add_argument(
         '--opset',
         type=int,
-        help='ONNX opset (default: 17 torchscript, '
-        '18 dynamo)')
+        help='ONNX opset (default: 17 torchscript, 18 dynamo)')
     return parser
 
 

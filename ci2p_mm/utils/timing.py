@@ -215,8 +215,7 @@ TOOL_OPTIONS = {
     'configs':
     dict(
         nargs='+',
-        help='config files (the first is the baseline of the '
-        'ratios)'),
+        help='config files (the first is the baseline of the ratios)'),
     '--no-pretrained':
     dict(
         action='store_true',
@@ -234,8 +233,7 @@ TOOL_OPTIONS = {
     '--threads':
     dict(
         type=at_least(1),
-        help="intra-op threads of torch (and onnxruntime) (default: "
-        "torch's)"),
+        help="intra-op threads of torch (and onnxruntime) (default: torch's)"),
     '--seed':
     dict(type=int, default=0),
     '--out':
