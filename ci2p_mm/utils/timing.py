@@ -241,13 +241,12 @@ TOOL_OPTIONS = {
 }
 
 
-def tool_options(*names: str, **defaults) -> argparse.ArgumentParser:
+def tool_options(*names: str) -> argparse.ArgumentParser:
     """A ``parents=`` parser of the shared options ``names``
-    (:data:`TOOL_OPTIONS`), with ``defaults`` in place of theirs."""
+    (:data:`TOOL_OPTIONS`)."""
     parser = argparse.ArgumentParser(add_help=False)
     for name in names:
         parser.add_argument(name, **TOOL_OPTIONS[name])
-    parser.set_defaults(**defaults)
     return parser
 
 
