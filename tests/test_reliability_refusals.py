@@ -9,6 +9,7 @@ shims themselves.
 import os
 import os.path as osp
 import pickle
+import shutil
 
 import pytest
 import torch
@@ -134,7 +135,10 @@ def test_test_tool_out_that_is_a_folder_or_the_checkpoint(
 def test_test_tool_checkpoint_missing_or_remote(tiny, tmp_path, capsys):
     """A missing local file is refused up front; a URI goes to mmengine's
     loader as under mmpretrain's tools/test.py (was: refused as missing)."""
-    _, config = tiny
+    # A config name of its own: mmengine names a run's logger after the
+    # config and the second, and hands a same-named earlier logger (bound
+    # to an earlier test's closed capture) to a runner built that second.
+    config = shutil.copy(tiny[1], str(tmp_path / 'remote_checkpoint.py'))
     work = ['--work-dir', str(tmp_path / 'work')]
     missing = str(tmp_path / 'nope.pth')
     assert refusal(test_api.main, [config, missing, *work],
