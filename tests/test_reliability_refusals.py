@@ -10,6 +10,7 @@ import os
 import os.path as osp
 import pickle
 import shutil
+import socket
 
 import pytest
 import torch
@@ -143,7 +144,10 @@ def test_test_tool_checkpoint_missing_or_remote(tiny, tmp_path, capsys):
     missing = str(tmp_path / 'nope.pth')
     assert refusal(test_api.main, [config, missing, *work],
                    capsys) == f'Checkpoint {missing} does not exist.'
-    url = 'http://127.0.0.1:9/ci2p.pth'  # discard port: refused at once
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(('127.0.0.1', 0))
+        port = closed.getsockname()[1]
+    url = f'http://127.0.0.1:{port}/ci2p.pth'  # refused at once, no hang
     message = refusal(test_api.main, [config, url, *work], capsys)
     assert message.startswith(f'Checkpoint {url} cannot be downloaded '
                               f'(URLError: '), message
