@@ -8,6 +8,8 @@ enough: mmpretrain's inferencers, get_model, test --tta, FLOP counting.
 import os
 import os.path as osp
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -227,6 +229,72 @@ def test_model_index_lists_every_config_with_params():
     meta = next(e for e in entries if e['Name'] == demo)['Metadata']
     assert meta['Parameters'] == sum(p.numel() for p in model.parameters())
     assert model._dataset_meta['classes'] == CLASSES
+
+
+@pytest.mark.slow  # builds a wheel and imports it in a fresh interpreter
+def test_an_installed_wheel_finds_its_configs_by_name(tmp_path):
+    """``pip install ci2p-mm`` (not ``-e``): the wheel carries the configs
+    and the model index in ``ci2p_mm/.mim/``, and mmpretrain's
+    ``list_models`` / ``get_model`` find them with no checkout around."""
+    import shutil
+    import zipfile
+    source = tmp_path / 'source'  # a copy: the build writes build/ in it
+    ignore = shutil.ignore_patterns('__pycache__', '*.egg-info')
+    for name in ('ci2p_mm', 'configs'):
+        shutil.copytree(osp.join(REPO, name), source / name, ignore=ignore)
+    for name in ('setup.py', 'setup.cfg', 'MANIFEST.in', 'README.md',
+                 'LICENSE', 'model-index.yml'):
+        shutil.copy(osp.join(REPO, name), source / name)
+    run_tool('-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
+             '--no-index', '-q', '-w', str(tmp_path / 'dist'), str(source))
+    wheel, = (tmp_path / 'dist').glob('ci2p_mm-*.whl')
+    site = tmp_path / 'site'  # a pure-Python wheel installs by unzipping
+    zipfile.ZipFile(wheel).extractall(site)
+    shipped = {
+        osp.relpath(osp.join(d, f), site / 'ci2p_mm' / '.mim' / 'configs')
+        for d, _, files in os.walk(site / 'ci2p_mm' / '.mim' / 'configs')
+        for f in files
+    }
+    configs = {
+        osp.relpath(osp.join(d, f), osp.join(REPO, 'configs'))
+        for d, _, files in os.walk(osp.join(REPO, 'configs'))
+        for f in files if f.endswith(('.py', '.yml'))
+    }
+    assert shipped == configs
+    demo = 'ci2p-vit-t_1xb32-adam-12e_toy-animals10-128px'
+    probe = tmp_path / 'probe.py'  # run outside the checkout
+    probe.write_text(f"""
+import ci2p_mm
+from mmpretrain import get_model, list_models
+print('FILE', ci2p_mm.__file__)
+print('CONFIG', ci2p_mm.config_path({demo!r}))
+print('CI2P', sorted(list_models('*ci2p*')))
+model = get_model({demo!r})
+print('PARAMS', sum(p.numel() for p in model.parameters()))
+""")
+    env = dict(os.environ, PYTHONPATH=str(site))
+    proc = subprocess.run([sys.executable, str(probe)],
+                          cwd=tmp_path,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = dict(
+        line.split(' ', 1) for line in proc.stdout.splitlines()
+        if line.startswith(('FILE', 'CONFIG', 'CI2P', 'PARAMS')))
+    mim = str(site / 'ci2p_mm' / '.mim')
+    assert found['FILE'] == str(site / 'ci2p_mm' / '__init__.py')
+    assert found['CONFIG'].startswith(mim)
+    import yaml
+    index = yaml.safe_load(open(osp.join(REPO, 'model-index.yml')))
+    entries = []
+    for metafile in index['Import']:
+        entries += yaml.safe_load(open(osp.join(REPO, metafile)))['Models']
+    ci2p_names = sorted(e['Name'] for e in entries if 'ci2p' in e['Name'])
+    assert found['CI2P'] == repr(ci2p_names)
+    meta = next(e for e in entries if e['Name'] == demo)['Metadata']
+    assert int(found['PARAMS']) == meta['Parameters']
 
 
 def test_load_image_rgb_checks_arrays():
