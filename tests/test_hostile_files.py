@@ -153,9 +153,16 @@ def test_fifo_device_and_links_are_refused_unread(toy, tmp_path, capsys):
     huge = osp.join(cane, 'huge.png')
     with open(huge, 'wb') as f:
         f.truncate(300 << 20)  # sparse: nothing written
-    for path in (fifo, zero, leak, inside, huge):
+    folder = osp.join(cane, 'folder.jpg')
+    os.mkdir(folder)
+    for path in (fifo, zero, leak, inside, huge, folder):
         add_to_annotations(toy, path)
     loader = SafeLoadImageFromFile(data_root=toy)
+    open_files = len(os.listdir('/proc/self/fd'))
+    for _ in range(3):  # a folder: refused, and no descriptor left open
+        assert loader.check(folder) == ('a folder, not a regular file; '
+                                        'not read')
+    assert len(os.listdir('/proc/self/fd')) == open_files
     with deadline():
         assert loader.check(fifo) == ('a named pipe (FIFO), not a regular '
                                       'file; not read')
@@ -183,10 +190,10 @@ def test_fifo_device_and_links_are_refused_unread(toy, tmp_path, capsys):
             write_config(tmp_path, toy), '--split', 'train', '--workers', '2'
         ]) == 1
     out = capsys.readouterr().out
-    for path in (fifo, zero, leak, huge):
+    for path in (fifo, zero, leak, huge, folder):
         assert f'BAD {path}: ' in out
     assert f'BAD {inside}' not in out and 'hunter2' not in out
-    assert 'train Animals10: 15 images, 4 bad, 11 good' in out
+    assert 'train Animals10: 16 images, 5 bad, 11 good' in out
 
 
 def test_isic_converter_refuses_devices_and_fifos(tmp_path):
