@@ -27,6 +27,7 @@ from ci2p_mm.engine.checkpoint import (check_class_names, checked_class_names,
                                        load_checked_checkpoint,
                                        read_checkpoint_file)
 from ci2p_mm.utils.image_files import load_image_file
+from ci2p_mm.utils.timing import at_least
 
 
 def load_classifier(model: str, checkpoint: Optional[str] = None):
@@ -95,7 +96,7 @@ def parse_args(argv=None):
         'tools/test.py)')
     parser.add_argument(
         '--topk',
-        type=int,
+        type=at_least(1),
         default=5,
         help='how many classes to print (default 5)')
     parser.add_argument('--out', help='save the image with its label here')

@@ -337,6 +337,9 @@ def test_publish_and_image_demo(checkpoint, tmp_path, capsys):
     assert float(ranked[0][2]) >= float(ranked[1][2]) >= float(ranked[2][2])
     with open(out, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    with pytest.raises(SystemExit):  # it printed nothing, and exited 0
+        demo.main([image, config, final, '--topk', '0'])
+    assert '--topk: must be >= 1, not 0' in capsys.readouterr().err
 
 
 # -------------------------------- hostile weights and class names (#27) ---
