@@ -558,14 +558,17 @@ def test_annotation_errors_name_file_and_line(toy, tmp_path, capsys, content,
              str(tmp_path / 'w')])
 
 
-def test_annotation_file_that_is_a_fifo_is_refused(toy):
+@pytest.mark.parametrize('make', [os.mkfifo, os.mkdir])
+def test_annotation_file_that_is_a_fifo_or_folder_is_refused(toy, make):
     from ci2p_mm.datasets.annotations import AnnotationError
     ann_file = osp.join(toy, 'meta', 'train.txt')
     os.remove(ann_file)
-    os.mkfifo(ann_file)
+    make(ann_file)
+    open_files = len(os.listdir('/proc/self/fd'))
     with deadline(), pytest.raises(
             AnnotationError, match='is not a regular file'):
         Animals10(data_root=toy, split='train')
+    assert len(os.listdir('/proc/self/fd')) == open_files
 
 
 def test_prepare_animals10_lists_unusable_files_and_writes_atomically(

@@ -60,12 +60,13 @@ def read_annotations(ann_file: str,
     except OSError as err:
         raise AnnotationError(f'Annotation file {ann_file} cannot be opened '
                               f'({err.strerror}).') from None
+    info = os.fstat(fd)  # before os.fdopen, which refuses a folder itself
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise AnnotationError(
+            f'Annotation file {ann_file} is not a regular file (a '
+            f'folder, FIFO or device); not read. {how}')
     with os.fdopen(fd, 'rb') as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise AnnotationError(
-                f'Annotation file {ann_file} is not a regular file (a '
-                f'folder, FIFO or device); not read. {how}')
         if info.st_size > MAX_ANNOTATION_BYTES:
             raise AnnotationError(
                 f'Annotation file {ann_file} has {info.st_size} bytes, more '
