@@ -144,6 +144,8 @@ def test_test_tool_checkpoint_missing_or_remote(tiny, tmp_path, capsys):
     missing = str(tmp_path / 'nope.pth')
     assert refusal(test_api.main, [config, missing, *work],
                    capsys) == f'Checkpoint {missing} does not exist.'
+    assert refusal(test_api.main, [config, str(tmp_path), *work],
+                   capsys) == f'Checkpoint {tmp_path} is not a file.'
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(('127.0.0.1', 0))
         port = closed.getsockname()[1]

@@ -55,7 +55,9 @@ def test(argv=None) -> dict:
     # A URI is read by mmengine's loader, as mmpretrain's tools/test.py does.
     if not REMOTE_URI.match(args.checkpoint) and \
             not osp.isfile(args.checkpoint):
-        raise UserError(f'Checkpoint {args.checkpoint} does not exist.')
+        why = 'is not a file' if osp.lexists(
+            args.checkpoint) else 'does not exist'
+        raise UserError(f'Checkpoint {args.checkpoint} {why}.')
     runner = build_runner(merge_args(read_config(args.config), args))
     if args.out and args.out_item == 'pred':
         runner.test_evaluator.metrics.append(
