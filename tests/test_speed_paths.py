@@ -482,3 +482,22 @@ def test_end_to_end_source_size_must_be_positive(size, tmp_path):
     with pytest.raises(UserError, match=f'--source-size {size}: give WxH'):
         prepare_data(args)
     assert not (tmp_path / 'data').exists()
+
+
+@pytest.mark.parametrize('tool',
+                         ['benchmark', 'benchmark_onnx', 'pytorch2onnx'])
+def test_tool_help_states_each_default_once(tool, capsys):
+    """argparse's defaults formatter added '(default: None)' to unset
+    options and a second default to help texts that name their own."""
+    from ci2p_mm.deployment import benchmark_onnx, pytorch2onnx
+    parse = dict(
+        benchmark=benchmark.parse_args,
+        benchmark_onnx=benchmark_onnx.parse_args,
+        pytorch2onnx=pytorch2onnx.parse_args)[tool]
+    with pytest.raises(SystemExit):
+        parse(['--help'])
+    text = ' '.join(capsys.readouterr().out.split())  # argparse's wrapping
+    assert '(default: None)' not in text
+    assert "intra-op threads of torch (and onnxruntime) (default: torch's)" \
+        in text and "(default: torch's) (default" not in text
+    assert 'timed rounds (median) (default: 5)' in text  # still added

@@ -34,8 +34,8 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from ci2p_mm.utils.timing import (at_least, format_table, tool_options,
-                                  write_json)
+from ci2p_mm.utils.timing import (DefaultsHelpFormatter, at_least,
+                                  format_table, tool_options, write_json)
 from . import end_to_end, latent_storage, profile, step
 from .timing import COMPILE_MODES, MIB, OPTIMIZER_IMPLS, TOOL, check_input_size
 
@@ -47,7 +47,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Throughput (img/s) and peak memory of models built '
         'from configs; ratios against the first config.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
         parents=[
             tool_options('configs', '--batch-size', '--no-pretrained',
                          '--cfg-options', '--repeats', '--warmup', '--threads',

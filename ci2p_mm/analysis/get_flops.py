@@ -16,7 +16,7 @@ from mmpretrain.registry import MODELS
 from ci2p_mm.utils import load_model_config
 from ci2p_mm.utils.timing import at_least, format_table, tool_options
 from .flops import model_flops
-from .timing import check_input_size
+from .timing import InputSizeError, check_input_size
 
 
 def parse_args(argv=None):
@@ -42,11 +42,13 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.shape and len(args.shape) > 2:
         parser.error('--shape takes H or H W')
-    flag = '--sizes' if args.sizes else '--shape'
-    args.shapes = ([(s, s) for s in args.sizes]
-                   if args.sizes else [tuple((args.shape or [256]) * 2)[:2]])
-    for h, w in args.shapes:
-        check_input_size(f'{flag} {h} {w}', (h, w))
+    # (the option as given, the input size) per size
+    shape = args.shape or [256]
+    args.shapes = ([(f'--sizes {s}', (s, s)) for s in args.sizes]
+                   if args.sizes else [(f'--shape {" ".join(map(str, shape))}',
+                                        tuple(shape * 2)[:2])])
+    for flag, hw in args.shapes:
+        check_input_size(flag, hw)
     return args
 
 
@@ -57,8 +59,13 @@ def main(argv=None) -> int:
     for config in args.configs:
         cfg = load_model_config(config, args.cfg_options, args.no_pretrained)
         model = MODELS.build(cfg.model)
-        for shape in args.shapes:
-            result = model_flops(model, shape, by_module=args.by_module)
+        for flag, shape in args.shapes:
+            try:
+                result = model_flops(model, shape, by_module=args.by_module)
+            except ValueError as err:  # the model's own input checks
+                raise InputSizeError(
+                    f'{config}: {flag}: the model refuses {shape[0]}x'
+                    f'{shape[1]} inputs. {err}') from err
             rows.append(dict(config=config, shape=shape, **result))
             if args.by_module:
                 print(f'{config} @ {shape[0]}x{shape[1]}:')

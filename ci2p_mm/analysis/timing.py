@@ -32,7 +32,8 @@ MAX_TIMED_BATCH = (2048, 256)
 
 
 class InputSizeError(UserError, ValueError):
-    """An input size or batch beyond what a measuring tool allocates."""
+    """An input size or batch beyond what a measuring tool allocates, or
+    one the model refuses."""
 
 
 #: ``check_input_size(flags, hw, batch=1)``: the ONNX export's check with

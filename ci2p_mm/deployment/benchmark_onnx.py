@@ -20,7 +20,8 @@ from typing import List, Optional
 
 import torch
 
-from ci2p_mm.utils.timing import format_table, tool_options, write_json
+from ci2p_mm.utils.timing import (DefaultsHelpFormatter, format_table,
+                                  tool_options, write_json)
 from .export import DEFAULT_OPSET
 from .model import NO_CHECKPOINT, ExportError
 from .parity import import_onnxruntime
@@ -32,7 +33,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='CPU img/s of onnxruntime and PyTorch eager for '
         'configs, with ratios.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
         parents=[
             tool_options('configs', '--batch-size', '--out'),
             export_options()

@@ -26,7 +26,7 @@ from mmengine.utils import to_2tuple
 
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import atomic_output, check_output_path, printable_path
-from ci2p_mm.utils.timing import at_least, tool_options
+from ci2p_mm.utils.timing import DefaultsHelpFormatter, at_least, tool_options
 from .export import check_opset, export_graph, write_metadata
 from .graph import (INPUT_NAME, ExportGraph, InputContract, as_tuple,
                     input_contract, output_names)
@@ -203,7 +203,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Export a classifier (or its backbone) to ONNX and '
         'check it against PyTorch with onnxruntime.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
         parents=[export_options(), tool_options('--seed')])
     add = parser.add_argument
     add('config', help='config file')

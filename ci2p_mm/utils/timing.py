@@ -241,6 +241,17 @@ TOOL_OPTIONS = {
 }
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's ``ArgumentDefaultsHelpFormatter``, but an option that is
+    unset by default or whose help names its default itself keeps its help
+    as written (argparse would add ``(default: None)`` to both)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or '(default' in (action.help or ''):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def tool_options(*names: str) -> argparse.ArgumentParser:
     """A ``parents=`` parser of the shared options ``names``
     (:data:`TOOL_OPTIONS`)."""
