@@ -309,3 +309,14 @@ def test_segnetr_vs_unet_cli(capsys):
     assert proc.stderr.strip().splitlines()[-1] == (
         'segnetr_vs_unet.py: error: --shape 48 48: SegNetr needs multiples '
         'of 32 (its 16x16 global groups at stride 2).')
+
+
+@pytest.mark.parametrize('option', [['--shape', '0'], ['--num-classes', '0']])
+def test_segnetr_vs_unet_refuses_empty_sizes(option, capsys):
+    """--shape 0 passed the multiple-of-32 check and --num-classes 0 built
+    an empty classifier: both ended in a conv's RuntimeError."""
+    with pytest.raises(SystemExit) as exit_:
+        main(option)
+    assert exit_.value.code == 2
+    assert f'argument {option[0]}: must be >= 1, not 0' in \
+        capsys.readouterr().err

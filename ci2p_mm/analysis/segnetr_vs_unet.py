@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from ci2p_mm.models import SegNetr
 from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.timing import at_least
 from ci2p_mm.utils.timing import format_table as markdown_table
 from .flops import model_flops
 from .timing import check_input_size
@@ -142,12 +143,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         '(one multiply-add = one FLOP).')
     parser.add_argument(
         '--shape',
-        type=int,
+        type=at_least(1),
         nargs='+',
         default=[224],
         metavar=('H', 'W'),
         help='input size (default 224)')
-    parser.add_argument('--num-classes', type=int, default=2)
+    parser.add_argument('--num-classes', type=at_least(1), default=2)
     parser.add_argument(
         '--arch',
         default='paper',
