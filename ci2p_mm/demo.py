@@ -42,7 +42,7 @@ from ci2p_mm.datasets import make_toy_animals10
 from ci2p_mm.latents import encode
 from ci2p_mm.utils import load_model_config, read_config
 from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.timing import write_json
+from ci2p_mm.utils.timing import at_least, write_json
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODELS = (
@@ -70,8 +70,9 @@ def parse_args(argv=None):
         '--work-dir',
         default='demo_runs',
         help='where data, checkpoints and logs go')
-    parser.add_argument('--epochs', type=int, default=12)
-    parser.add_argument('--images-per-class', type=int, default=30)
+    parser.add_argument('--epochs', type=at_least(1), default=12)
+    # two: a class needs one image for training and one for validation
+    parser.add_argument('--images-per-class', type=at_least(2), default=30)
     parser.add_argument(
         '--codec-weights',
         default='auto',
@@ -81,7 +82,7 @@ def parse_args(argv=None):
         'checkpoint')
     parser.add_argument(
         '--codec-iters',
-        type=int,
+        type=at_least(1),
         default=None,
         help='codec training iterations (default: --quick)')
     return parser.parse_args(argv)

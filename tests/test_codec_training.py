@@ -326,3 +326,26 @@ def test_hyperprior_codec_trains_and_loads_in_ci2p(codec_images, tmp_path):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(encoder(x), reference.g_a(x))
+
+
+FLOAT_OPTIONS = ('--epochs', '--lr', '--aux-lr', '--clip-max-norm')
+
+
+@pytest.mark.parametrize('option,value,rule', [
+    ('--batch-size', '0', 'positive'),
+    ('--epochs', '0', 'positive'),
+    ('--lr', '0', 'positive'),
+    ('--aux-lr', 'nan', 'positive'),
+    ('--warmup-iters', '-1', '0 or more'),
+    ('--lr-patience', '-1', '0 or more'),
+    ('--num-workers', '-1', '0 or more'),
+    ('--clip-max-norm', '-1.5', '0 or more'),
+])
+def test_out_of_range_numbers_are_refused_in_one_line(option, value, rule):
+    """--warmup-iters -1 and --num-workers -1 ended in tracebacks from
+    mmengine's scheduler and the DataLoader; --lr-patience -1 trained."""
+    args = training.parse_args(['x', '--work-dir', 'y', option, value])
+    with pytest.raises(training.CodecTrainingError) as err:
+        training.check_args(args)
+    got = float(value) if option in FLOAT_OPTIONS else int(value)
+    assert str(err.value) == f'{option} must be {rule}; got {got}.'

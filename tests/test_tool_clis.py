@@ -3,7 +3,8 @@
 The logic is tested through the package modules (test_codec_training,
 test_codec_report, test_speed_paths, ...); here each thin CLI is run as a
 user runs it, in a fresh interpreter, to show that it parses, calls, and
-turns a user error into one line.
+turns a user error into one line; their parsers' range checks are run
+in-process.
 """
 import os.path as osp
 import subprocess
@@ -75,3 +76,32 @@ def test_verify_dataset_cli_checks_a_config(toy_animals10, tmp_path):
     out = run_tool('tools/misc/verify_dataset.py', config, '--workers', '1')
     assert 'All images decode.' in out
     assert 'train Animals10: 40 images, 0 bad' in out
+
+
+@pytest.mark.parametrize('module,argv', [
+    ('ci2p_mm.demo', ['--epochs', '0']),
+    ('ci2p_mm.demo', ['--images-per-class', '1']),
+    ('ci2p_mm.demo', ['--codec-iters', '0']),
+    ('ci2p_mm.datasets.verify', ['c.py', '--workers', '0']),
+    ('ci2p_mm.analysis.benchmark', ['c.py', '--img-size', '0']),
+    ('ci2p_mm.analysis.benchmark', ['c.py', '--iters', '0']),
+    ('ci2p_mm.analysis.benchmark', ['c.py', '--profile-steps', '0']),
+    ('ci2p_mm.analysis.benchmark', ['c.py', '--profile-top', '-1']),
+    ('ci2p_mm.analysis.downstream_timing', ['--det-size', '0', '512']),
+    ('ci2p_mm.deployment.benchmark_onnx', ['c.py', '--shape', '0', '0']),
+    ('ci2p_mm.codec.report',
+     ['c.pth', 'd', '--out-dir', 'o', '--max-images', '-1']),
+    ('ci2p_mm.codec.report',
+     ['c.pth', 'd', '--out-dir', 'o', '--max-panels', '-1']),
+])
+def test_counts_and_sizes_out_of_range_are_usage_errors(module, argv, capsys):
+    """Each ended in a traceback (a zero division, an empty tensor's min,
+    an empty profile), ran minutes first (the demo's codec training), or
+    silently dropped the last image (--max-images -1 as a slice end)."""
+    import importlib
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).parse_args(argv)
+    assert exit_.value.code == 2
+    flag = next(
+        a for a in argv if a.startswith('--') and a not in ('--out-dir', ))
+    assert f'argument {flag}: must be >= ' in capsys.readouterr().err

@@ -54,7 +54,7 @@ def parse_args(argv=None):
                          '--seed', '--out')
         ])
     add = parser.add_argument
-    add('--img-size', type=int, default=256, help='square input size')
+    add('--img-size', type=at_least(1), default=256, help='square input size')
     add('--device',
         choices=['cpu', 'cuda'],
         default='cuda' if torch.cuda.is_available() else 'cpu')

@@ -25,8 +25,8 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
 from ci2p_mm.utils import set_patch_options
-from ci2p_mm.utils.timing import (format_table, interleave, tool_options,
-                                  write_json)
+from ci2p_mm.utils.timing import (at_least, format_table, interleave,
+                                  tool_options, write_json)
 from .flops import model_flops
 from .timing import check_input_size
 
@@ -61,7 +61,7 @@ def parse_args(argv=None):
     for flag, (default, text) in SIZE_OPTIONS.items():
         parser.add_argument(
             flag,
-            type=int,
+            type=at_least(1),
             nargs=2,
             default=default,
             metavar=('H', 'W'),

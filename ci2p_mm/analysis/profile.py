@@ -37,6 +37,7 @@ from torch.autograd import DeviceType
 from torch.autograd.profiler_util import EventList
 from torch.profiler import ProfilerActivity, record_function
 
+from ci2p_mm.utils.timing import at_least
 from .timing import synchronize
 
 #: ``record_function`` names of one iteration and of its data wait.
@@ -75,9 +76,12 @@ def add_arguments(parser):
         'model with torch.profiler and print a summary (GPU busy/idle '
         'share, top kernels or operators, launch time, data wait, SDPA '
         'kernel); see ci2p_mm/analysis/profile.py')
-    add('--profile-steps', type=int, default=3, help='iterations per profile')
+    add('--profile-steps',
+        type=at_least(1),
+        default=3,
+        help='iterations per profile')
     add('--profile-top',
-        type=int,
+        type=at_least(0),
         default=8,
         help='kernels (CUDA) or operators (CPU) listed')
     add('--profile-trace-dir',

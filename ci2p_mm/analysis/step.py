@@ -63,7 +63,8 @@ from mmpretrain.structures import DataSample
 from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS
 from ci2p_mm.models import CI2PEncoder
 from ci2p_mm.utils import is_ci2p_backbone, load_model_config
-from ci2p_mm.utils.timing import format_table, interleave, loadavg, write_json
+from ci2p_mm.utils.timing import (at_least, format_table, interleave, loadavg,
+                                  write_json)
 from . import profile
 from .timing import (MIB, autocast, build_model, build_optim_wrapper,
                      describe_machine, maybe_compile, peak_memory,
@@ -76,7 +77,7 @@ PROBE_TAG = '@@benchmark-probe '
 def add_arguments(parser):
     group = parser.add_argument_group('model steps (the default mode)')
     add = group.add_argument
-    add('--iters', type=int, default=1, help='steps per timed repeat')
+    add('--iters', type=at_least(1), default=1, help='steps per timed repeat')
     add('--mode', choices=['infer', 'train', 'both'], default='both')
     add('--timm-baseline',
         action='store_true',

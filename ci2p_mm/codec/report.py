@@ -42,7 +42,7 @@ from torchvision.transforms import functional as TF
 
 from ci2p_mm.utils.image_files import list_images, load_rgb
 from ci2p_mm.utils.io import atomic_output
-from ci2p_mm.utils.timing import format_table, write_json
+from ci2p_mm.utils.timing import at_least, format_table, write_json
 from .metric import MS_SSIM_MIN_SIDE, image_metrics
 from .zoo import (build_codec, canonical_codec_name, load_codec_state_dict,
                   load_into_codec, read_checkpoint, recorded_codec)
@@ -175,8 +175,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         default='mse',
         choices=['mse', 'ms-ssim'],
         help='which published weights "pretrained" gets')
-    add('--max-images', type=int)
-    add('--max-panels', type=int, default=16, help='0: none (default 16)')
+    add('--max-images', type=at_least(1))
+    add('--max-panels',
+        type=at_least(0),
+        default=16,
+        help='0: none (default 16)')
     add('--estimate', action='store_true', help='no entropy coding')
     add('--no-update', action='store_true', help="keep the file's tables")
     add('--device', default='cpu', help='cpu (default) or cuda')

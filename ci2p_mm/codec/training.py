@@ -205,12 +205,19 @@ def check_args(args) -> None:
         raise CodecTrainingError(
             'MS-SSIM needs crops larger than 160 px (4 downsamplings of an '
             '11-px window); use --patch-size 176 or more, or --metric mse.')
-    for name in ('batch_size', 'iters', 'val_interval', 'log_interval',
-                 'epochs'):
+    # Refused here, in one line, rather than by the DataLoader, Adam or a
+    # scheduler (a traceback), or not at all (a negative --lr-patience).
+    positive = ('batch_size', 'iters', 'val_interval', 'log_interval',
+                'epochs', 'lr', 'aux_lr')
+    for name in positive + ('warmup_iters', 'lr_patience', 'num_workers',
+                            'clip_max_norm'):
         value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise CodecTrainingError(f'--{name.replace("_", "-")} must be '
-                                     f'positive; got {value}.')
+        if value is not None and not (value > 0 if name in positive else value
+                                      >= 0):  # NaN is neither
+            raise CodecTrainingError(
+                f'--{name.replace("_", "-")} must be '
+                f'{"positive" if name in positive else "0 or more"}; got '
+                f'{value}.')
 
 
 def check_resume(args) -> None:

@@ -27,6 +27,7 @@ from tqdm.contrib.concurrent import thread_map
 
 from ci2p_mm.utils.io import write_text_atomically
 from ci2p_mm.utils.model_config import read_config
+from ci2p_mm.utils.timing import at_least
 from .robust import find_loader
 
 
@@ -43,7 +44,10 @@ def parse_args(argv=None):
         help='which dataloaders to check (default: all three)')
     workers = min(8, os.cpu_count() or 1)
     parser.add_argument(
-        '--workers', type=int, default=workers, help='decoding threads')
+        '--workers',
+        type=at_least(1),
+        default=workers,
+        help='decoding threads')
     parser.add_argument(
         '--out', help='also write the bad files as "path<TAB>reason" here')
     parser.add_argument(

@@ -20,8 +20,8 @@ from typing import List, Optional
 
 import torch
 
-from ci2p_mm.utils.timing import (DefaultsHelpFormatter, format_table,
-                                  tool_options, write_json)
+from ci2p_mm.utils.timing import (DefaultsHelpFormatter, at_least,
+                                  format_table, tool_options, write_json)
 from .export import DEFAULT_OPSET
 from .model import NO_CHECKPOINT, ExportError
 from .parity import import_onnxruntime
@@ -44,7 +44,11 @@ def parse_args(argv=None):
         metavar='CHECKPOINT',
         help='one per config, or "none" (default: none for all)')
     parser.add_argument(
-        '--shape', type=int, nargs=2, metavar=('H', 'W'), default=(256, 256))
+        '--shape',
+        type=at_least(1),
+        nargs=2,
+        metavar=('H', 'W'),
+        default=(256, 256))
     parser.add_argument(
         '--work-dir',
         help='keep the .onnx files here (default: a temporary folder, '
