@@ -76,29 +76,35 @@ def test_a_base_list_that_is_an_expression_reads(tmp_path):
 
 
 @pytest.mark.parametrize('split', ['train', 'val', 'test'])
-def test_batch_size_zero_names_the_key(tiny, split, capsys):
+@pytest.mark.parametrize('key,value,low', [('batch_size', '0', 1),
+                                           ('num_workers', '-1', 0)])
+def test_loader_counts_out_of_range_name_the_key(tiny, split, key, value, low,
+                                                 capsys):
+    """num_workers=-1 was torch's ValueError, naming no key."""
     tmp, config = tiny
     message = refusal(train_api.main, [
         config, '--work-dir',
-        str(tmp / 'w'), '--cfg-options', f'{split}_dataloader.batch_size=0'
+        str(tmp / 'w'), '--cfg-options', f'{split}_dataloader.{key}={value}'
     ], capsys)
-    assert message == (f'{split}_dataloader.batch_size=0: must be a whole '
-                       f'number of at least 1 (--cfg-options '
-                       f'{split}_dataloader.batch_size=N).')
+    assert message == (f'{split}_dataloader.{key}={value}: must be a whole '
+                       f'number of at least {low} (--cfg-options '
+                       f'{split}_dataloader.{key}=N).')
 
 
 def test_max_epochs_that_train_nothing_are_refused(tiny, capsys):
-    """-1 trained nothing and exited 0; 2.5 died in an assertion."""
+    """-1 trained nothing and exited 0; 2.5 died in an assertion;
+    val_interval=0 divided by zero after the first epoch."""
     tmp, config = tiny
-    for value in ('-1', '0', '2.5'):
+    for key, value in (('max_epochs', '-1'), ('max_epochs', '0'),
+                       ('max_epochs', '2.5'), ('val_interval', '0')):
         message = refusal(train_api.main, [
             config, '--work-dir',
-            str(tmp / 'w'), '--cfg-options', f'train_cfg.max_epochs={value}'
+            str(tmp / 'w'), '--cfg-options', f'train_cfg.{key}={value}'
         ], capsys)
         assert message == (
-            f'train_cfg.max_epochs={float(value) if "." in value else value}'
+            f'train_cfg.{key}={float(value) if "." in value else value}'
             f': must be a whole number of at least 1. Set it in the config or '
-            f'with --cfg-options train_cfg.max_epochs=N.')
+            f'with --cfg-options train_cfg.{key}=N.')
     assert not [n for n in os.listdir(tmp / 'w') if n.endswith('.pth')]
 
 

@@ -70,11 +70,13 @@ def set_default_dataloader_cfg(cfg,
         return
     loader = ConfigDict(collate_fn=dict(type='default_collate'))
     loader.update(cfg[field])
-    size = loader.get('batch_size', 1)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f'{field}.batch_size={size!r}: must be a whole '
-                          f'number of at least 1 (--cfg-options '
-                          f'{field}.batch_size=N).')
+    for key, low in (('batch_size', 1), ('num_workers', 0)):
+        value = loader.get(key, low)
+        if isinstance(value,
+                      bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f'{field}.{key}={value!r}: must be a whole '
+                              f'number of at least {low} (--cfg-options '
+                              f'{field}.{key}=N).')
     loader.pin_memory = not no_pin_memory and loader.get(
         'pin_memory', torch.cuda.is_available())
     # torch refuses persistent workers without workers.

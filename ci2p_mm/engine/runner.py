@@ -232,10 +232,11 @@ class CI2PRunner(Runner):
     def build_train_loop(self, loop):
         """mmengine's, with :class:`ResumableEpochBasedTrainLoop` for
         epoch-based training and ``max_epochs``/``max_iters`` checked
-        (mmengine trains nothing at -1 or 0 and exits as if done)."""
+        (mmengine trains nothing at -1 or 0 and exits as if done), and
+        ``val_interval`` (0 divided by zero after the first epoch)."""
         if isinstance(loop, dict):
             loop = copy.deepcopy(loop)
-            for key in ('max_epochs', 'max_iters'):
+            for key in ('max_epochs', 'max_iters', 'val_interval'):
                 value = loop.get(key, 1)
                 if isinstance(value, bool) or not isinstance(
                         value, (int, float)) or value < 1 or value % 1:
