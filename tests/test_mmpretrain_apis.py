@@ -205,6 +205,15 @@ def test_dataloader_defaults_follow_cfg_options_and_flags(
     assert cfg.train_dataloader.persistent_workers is True
     assert cfg.train_dataloader.pin_memory is False
     assert cfg.val_dataloader.persistent_workers is False  # 0 workers
+    # --no-validate wins over val options given beside it (merging them
+    # into the val_dataloader=None it set was a TypeError)
+    args = train_api.parse_args([
+        config, '--no-validate', '--cfg-options',
+        'val_dataloader.num_workers=0', 'val_evaluator.topk=[1]'
+    ])
+    cfg = train_api.merge_args(Config.fromfile(config), args)
+    assert cfg.val_dataloader is cfg.val_cfg is cfg.val_evaluator is None
+    assert cfg.train_dataloader.num_workers == 0
 
 
 def test_model_index_lists_every_config_with_params():

@@ -44,8 +44,6 @@ def parse_args(argv=None):
 
 def merge_args(cfg, args):
     """Merge command-line arguments into the config."""
-    if args.no_validate:
-        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.amp:
         configure_amp(cfg)
     if args.compile:
@@ -59,7 +57,12 @@ def merge_args(cfg, args):
 
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    return merge_runner_args(cfg, args, ('train', 'val', 'test'))
+    cfg = merge_runner_args(cfg, args, ('train', 'val', 'test'))
+    # After --cfg-options (mmpretrain's tools/train.py does it before): a
+    # val_dataloader.* option merged into None was a TypeError.
+    if args.no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    return cfg
 
 
 def train(argv=None):
