@@ -21,6 +21,8 @@ import ci2p_mm
 import ci2p_mm.apis.testing as test_api
 import ci2p_mm.apis.training as train_api
 from ci2p_mm.codec import CodecWeightsError, build_codec
+from ci2p_mm.utils import read_config
+from ci2p_mm.utils.errors import UserError
 
 CLASSES = ('dog', 'horse', 'elephant', 'butterfly', 'chicken', 'cat', 'cow',
            'sheep', 'spider', 'squirrel')
@@ -111,6 +113,46 @@ def test_test_tool_with_tta_loads_the_checkpoint_into_the_wrapper(
         [config, ckpt, '--tta', '--work-dir',
          str(tmp_path)])
     assert 0 <= metrics['accuracy/top1'] <= 100
+
+
+def test_test_tool_show_dir_draws_every_interval_th_image(
+        checkpoint, tmp_path):
+    """mmpretrain's tools/test.py --show-dir/--interval: the config's
+    VisualizationHook, enabled."""
+    config, ckpt, _ = checkpoint
+    vis = tmp_path / 'vis'
+    metrics = test_api.test([
+        config, ckpt, '--work-dir',
+        str(tmp_path / 'w'), '--show-dir',
+        str(vis), '--interval', '3'
+    ])
+    assert 0 <= metrics['accuracy/top1'] <= 100
+    drawn = sorted(os.listdir(vis))
+    assert len(drawn) == 7  # test images 0, 3, ..., 18 of 20
+    assert all(name.endswith('_0.png') for name in drawn)
+    assert Image.open(vis / drawn[0]).size[0] >= 64
+
+
+@pytest.mark.parametrize('case', ['tta', 'latents', 'no hook'])
+def test_test_tool_show_dir_refusals(case, tmp_path):
+    """What the hook cannot draw is named before the test runs: TTA's
+    several views, codec latents, a config without the hook."""
+    config = osp.join(
+        REPO, 'configs', 'ci2p_vit_animals10_latents.py'
+        if case == 'latents' else 'ci2p_vit_animals10.py')
+    args = test_api.parse_args([config, 'x.pth', '--show-dir', 'vis'] +
+                               (['--tta'] if case == 'tta' else []))
+    cfg = read_config(config)
+    if case == 'no hook':
+        cfg.default_hooks.pop('visualization')
+    with pytest.raises(UserError) as err:
+        test_api.merge_args(cfg, args)
+    assert str(err.value).startswith(f'{config}: --show/--show-dir ')
+    assert {
+        'tta': '--tta loads several views',
+        'latents': 'this config loads codec latents',
+        'no hook': 'need default_hooks.visualization'
+    }[case] in str(err.value)
 
 
 def test_flop_counting_needs_neither_weights_nor_unit_range_input():

@@ -105,3 +105,21 @@ def test_counts_and_sizes_out_of_range_are_usage_errors(module, argv, capsys):
     flag = next(
         a for a in argv if a.startswith('--') and a not in ('--out-dir', ))
     assert f'argument {flag}: must be >= ' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('script,given', [('dist_train.sh', ['c.py']),
+                                          ('dist_test.sh', ['c.py', 'x.pth']),
+                                          ('slurm_train.sh', ['p', 'j', 'c']),
+                                          ('slurm_test.sh', [])])
+def test_launch_scripts_print_their_usage(script, given):
+    """Too few arguments: the script's usage, not torchrun's traceback
+    ('Unsupported nproc_per_node value') or an srun of empty values."""
+    proc = subprocess.run(['bash', f'tools/{script}', *given],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith('usage: ') and f'tools/{script} ' in \
+        proc.stderr
+    assert not proc.stdout

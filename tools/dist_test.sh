@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Evaluate on several processes with torchrun.
 #   tools/dist_test.sh CONFIG CHECKPOINT NPROC [test.py args...]
+if (($# < 3)); then  # torchrun/srun would fail on the empty values
+    echo "usage: tools/dist_test.sh CONFIG CHECKPOINT NPROC [test.py args...]" >&2
+    exit 2
+fi
 set -e
 CONFIG=$1
 CHECKPOINT=$2

@@ -2,6 +2,10 @@
 # Train on several processes (GPUs, or CPU processes with gloo) with torchrun.
 #   tools/dist_train.sh CONFIG NPROC [train.py args...]
 # Several nodes: NNODES=2 NODE_RANK=0|1 MASTER_ADDR=host PORT=29500.
+if (($# < 2)); then  # torchrun/srun would fail on the empty values
+    echo "usage: tools/dist_train.sh CONFIG NPROC [train.py args...]" >&2
+    exit 2
+fi
 set -e
 CONFIG=$1
 NPROC=$2

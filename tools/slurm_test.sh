@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Evaluate under Slurm.
 #   [GPUS=8] tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [args]
+if (($# < 4)); then  # torchrun/srun would fail on the empty values
+    echo "usage: [GPUS=8] tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [args]" >&2
+    exit 2
+fi
 set -x
 PARTITION=$1
 JOB_NAME=$2

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Train under Slurm.
 #   [GPUS=8] tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [args]
+if (($# < 4)); then  # torchrun/srun would fail on the empty values
+    echo "usage: [GPUS=8] tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [args]" >&2
+    exit 2
+fi
 set -x
 PARTITION=$1
 JOB_NAME=$2

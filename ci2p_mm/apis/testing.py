@@ -15,6 +15,7 @@ from ci2p_mm.engine import (build_runner, close_distributed, configure_tta,
 from ci2p_mm.utils import read_config
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import REMOTE_URI, check_output_path
+from ci2p_mm.utils.timing import at_least
 
 
 def parse_args(argv=None):
@@ -33,6 +34,19 @@ def parse_args(argv=None):
         action='store_true',
         help="test-time augmentation: the config's tta_model/tta_pipeline, "
         'else flip TTA averaging the scores (as mmpretrain)')
+    add('--show-dir',
+        help='save each --interval-th test image with its prediction here')
+    add('--show',
+        action='store_true',
+        help='display the predictions in a window')
+    add('--interval',
+        type=at_least(1),
+        default=1,
+        help='draw every N-th test image. Defaults to 1')
+    add('--wait-time',
+        type=float,
+        default=2,
+        help='seconds each --show window stays. Defaults to 2')
     return parse_runner_args(parser, 'test', argv)
 
 
@@ -42,6 +56,27 @@ def merge_args(cfg, args):
         cfg.test_cfg.fp16 = True
     if args.tta:
         configure_tta(cfg)
+    if args.show or args.show_dir is not None:
+        # mmpretrain's VisualizationHook (its default_runtime has it off)
+        hook = cfg.get('default_hooks', {}).get('visualization')
+        if hook is None:
+            raise UserError(
+                f'{args.config}: --show/--show-dir need '
+                f'default_hooks.visualization (mmpretrain\'s '
+                f'VisualizationHook), which this config does not have.')
+        dataset = str(cfg.test_dataloader.dataset.get('type', ''))
+        if args.tta or dataset.endswith('LatentDataset'):
+            raise UserError(
+                f'{args.config}: --show/--show-dir draw the test images as '
+                f'loaded; ' + ('--tta loads several views of each.' if args.
+                               tta else 'this config loads codec '
+                               'latents: test with its image config.'))
+        hook.update(
+            enable=True,
+            show=args.show,
+            wait_time=args.wait_time,
+            out_dir=args.show_dir,
+            interval=args.interval)
     return merge_runner_args(cfg, args, ('test', ))
 
 
