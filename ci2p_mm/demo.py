@@ -41,8 +41,9 @@ from ci2p_mm.codec import (CodecWeightsError, download_zoo_weights,
 from ci2p_mm.datasets import make_toy_animals10
 from ci2p_mm.latents import encode
 from ci2p_mm.utils import load_model_config, read_config
+from ci2p_mm.utils.cli import at_least
 from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.timing import at_least, write_json
+from ci2p_mm.utils.timing import write_json
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODELS = (

@@ -18,6 +18,7 @@ inferencer would decode it with OpenCV itself.
 from argparse import ArgumentParser
 from typing import List, Optional, Tuple
 
+import cv2
 import numpy as np
 from mmpretrain import ImageClassificationInferencer, get_model
 from mmpretrain.visualization import UniversalVisualizer
@@ -26,8 +27,9 @@ from ci2p_mm.engine.checkpoint import (check_class_names, checked_class_names,
                                        head_num_classes,
                                        load_checked_checkpoint,
                                        read_checkpoint_file)
+from ci2p_mm.utils.cli import at_least, torch_device
 from ci2p_mm.utils.image_files import load_image_file
-from ci2p_mm.utils.timing import at_least
+from ci2p_mm.utils.io import OutputError, check_output_path
 
 
 def load_classifier(model: str, checkpoint: Optional[str] = None):
@@ -101,13 +103,20 @@ def parse_args(argv=None):
         help='how many classes to print (default 5)')
     parser.add_argument('--out', help='save the image with its label here')
     parser.add_argument(
-        '--device', help='e.g. cuda:0 (default: cuda if available, else cpu)')
+        '--device',
+        type=torch_device,
+        help='e.g. cuda:0 (default: cuda if available, else cpu)')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     """``demo/image_demo.py``: print the top classes of one image."""
     args = parse_args(argv)
+    if args.out is not None:  # before the model is built and run
+        check_output_path(args.out, args.img, args.checkpoint, what='--out')
+        if not cv2.haveImageWriter(args.out):  # the visualizer's writer
+            raise OutputError(f'--out {args.out}: OpenCV writes no image of '
+                              f'this extension; use .png or .jpg.')
     ranked = classify_image(args.img, args.model, args.checkpoint, args.topk,
                             args.device, args.out)
     for rank, (name, score) in enumerate(ranked, 1):

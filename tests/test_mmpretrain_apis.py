@@ -391,6 +391,15 @@ def test_publish_and_image_demo(checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit):  # it printed nothing, and exited 0
         demo.main([image, config, final, '--topk', '0'])
     assert '--topk: must be >= 1, not 0' in capsys.readouterr().err
+    # --out that cannot take the drawing: refused before the model runs
+    # (was cv2's 'could not find encoder' traceback after it)
+    os.mkdir(tmp_path / 'folder')
+    for bad, why in ((tmp_path / 'folder', 'is a folder'),
+                     (tmp_path / 'pred.xyz', 'OpenCV writes no image of this'),
+                     (image, 'is the input')):
+        with pytest.raises(UserError, match=why):
+            demo.main([image, config, final, '--out', str(bad)])
+    assert not capsys.readouterr().out  # nothing classified
 
 
 # -------------------------------- hostile weights and class names (#27) ---

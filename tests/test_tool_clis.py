@@ -123,3 +123,28 @@ def test_launch_scripts_print_their_usage(script, given):
     assert proc.stderr.startswith('usage: ') and f'tools/{script} ' in \
         proc.stderr
     assert not proc.stdout
+
+
+@pytest.mark.parametrize('module,argv', [
+    ('ci2p_mm.codec.training', ['imgs', '--work-dir', 'w']),
+    ('ci2p_mm.codec.report', ['c.pth', 'imgs', '--out-dir', 'o']),
+    ('ci2p_mm.latents.encoding', ['c.py']),
+    ('ci2p_mm.inference', ['a.png', 'c.py', 'x.pth']),
+])
+def test_device_options_take_only_devices_this_machine_has(
+        module, argv, monkeypatch, capsys):
+    """--device cuda on a machine without it was torch's 'Found no NVIDIA
+    driver' traceback at the first tensor moved (after the data was read
+    and the model built). One CUDA device is pretended: no GPU is needed."""
+    import importlib
+
+    import torch
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
+    parse = importlib.import_module(module).parse_args
+    assert parse(argv + ['--device', 'cuda:0']).device == 'cuda:0'
+    for device, why in (('cuda:1', 'cuda:1: this machine has 1 CUDA device'),
+                        ('gpu', 'Expected one of')):
+        with pytest.raises(SystemExit) as exit_:
+            parse(argv + ['--device', device])
+        assert exit_.value.code == 2
+        assert f'argument --device: {why}' in capsys.readouterr().err

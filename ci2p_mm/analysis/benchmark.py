@@ -34,8 +34,8 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from ci2p_mm.utils.timing import (DefaultsHelpFormatter, at_least,
-                                  format_table, tool_options, write_json)
+from ci2p_mm.utils.cli import DefaultsHelpFormatter, at_least
+from ci2p_mm.utils.timing import format_table, tool_options, write_json
 from . import end_to_end, latent_storage, profile, step
 from .timing import COMPILE_MODES, MIB, OPTIMIZER_IMPLS, TOOL, check_input_size
 

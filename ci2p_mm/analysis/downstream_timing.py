@@ -25,8 +25,9 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
 from ci2p_mm.utils import set_patch_options
-from ci2p_mm.utils.timing import (at_least, format_table, interleave,
-                                  tool_options, write_json)
+from ci2p_mm.utils.cli import at_least
+from ci2p_mm.utils.timing import (format_table, interleave, tool_options,
+                                  write_json)
 from .flops import model_flops
 from .timing import check_input_size
 

@@ -77,10 +77,11 @@ from ci2p_mm.latents import (LatentStore, LatentStoreError,
                              build_device_latent_loader, encode)
 from ci2p_mm.latents.encoding import configured_store
 from ci2p_mm.utils import load_model_config, set_patch_options
+from ci2p_mm.utils.cli import at_least
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import save_atomic
-from ci2p_mm.utils.timing import (at_least, describe_machine, format_table,
-                                  interleave, loadavg, write_json)
+from ci2p_mm.utils.timing import (describe_machine, format_table, interleave,
+                                  loadavg, write_json)
 from . import profile
 from .timing import (MIB, autocast, build_model, build_optim_wrapper,
                      check_input_size, maybe_compile, peak_memory, precision,

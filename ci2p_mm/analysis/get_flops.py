@@ -14,7 +14,8 @@ import argparse
 from mmpretrain.registry import MODELS
 
 from ci2p_mm.utils import load_model_config
-from ci2p_mm.utils.timing import at_least, format_table, tool_options
+from ci2p_mm.utils.cli import at_least
+from ci2p_mm.utils.timing import format_table, tool_options
 from .flops import model_flops
 from .timing import InputSizeError, check_input_size
 

@@ -22,7 +22,8 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS
 
 from ci2p_mm.latents import LatentStore, build_source_dataset
-from ci2p_mm.utils.timing import BlockTimer, at_least, format_table
+from ci2p_mm.utils.cli import at_least
+from ci2p_mm.utils.timing import BlockTimer, format_table
 from .end_to_end import encode_train_split, prepare_data, prepared_config
 from .timing import build_model, print_header
 

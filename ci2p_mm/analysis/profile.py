@@ -37,7 +37,7 @@ from torch.autograd import DeviceType
 from torch.autograd.profiler_util import EventList
 from torch.profiler import ProfilerActivity, record_function
 
-from ci2p_mm.utils.timing import at_least
+from ci2p_mm.utils.cli import at_least
 from .timing import synchronize
 
 #: ``record_function`` names of one iteration and of its data wait.

@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 
 from ci2p_mm.models import SegNetr
+from ci2p_mm.utils.cli import at_least
 from ci2p_mm.utils.errors import UserError
-from ci2p_mm.utils.timing import at_least
 from ci2p_mm.utils.timing import format_table as markdown_table
 from .flops import model_flops
 from .timing import check_input_size

@@ -63,8 +63,8 @@ from mmpretrain.structures import DataSample
 from ci2p_mm.codec import ENCODER_STRIDE, LATENT_CHANNELS
 from ci2p_mm.models import CI2PEncoder
 from ci2p_mm.utils import is_ci2p_backbone, load_model_config
-from ci2p_mm.utils.timing import (at_least, format_table, interleave, loadavg,
-                                  write_json)
+from ci2p_mm.utils.cli import at_least
+from ci2p_mm.utils.timing import format_table, interleave, loadavg, write_json
 from . import profile
 from .timing import (MIB, autocast, build_model, build_optim_wrapper,
                      describe_machine, maybe_compile, peak_memory,

@@ -13,9 +13,9 @@ from mmengine.evaluator import DumpResults
 from ci2p_mm.engine import (build_runner, close_distributed, configure_tta,
                             merge_runner_args, parse_runner_args)
 from ci2p_mm.utils import read_config
+from ci2p_mm.utils.cli import at_least
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import REMOTE_URI, check_output_path
-from ci2p_mm.utils.timing import at_least
 
 
 def parse_args(argv=None):

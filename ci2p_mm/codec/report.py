@@ -40,9 +40,10 @@ from compressai.ops import compute_padding
 from matplotlib.figure import Figure
 from torchvision.transforms import functional as TF
 
+from ci2p_mm.utils.cli import at_least, torch_device
 from ci2p_mm.utils.image_files import list_images, load_rgb
 from ci2p_mm.utils.io import atomic_output
-from ci2p_mm.utils.timing import at_least, format_table, write_json
+from ci2p_mm.utils.timing import format_table, write_json
 from .metric import MS_SSIM_MIN_SIDE, image_metrics
 from .zoo import (build_codec, canonical_codec_name, load_codec_state_dict,
                   load_into_codec, read_checkpoint, recorded_codec)
@@ -182,7 +183,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='0: none (default 16)')
     add('--estimate', action='store_true', help='no entropy coding')
     add('--no-update', action='store_true', help="keep the file's tables")
-    add('--device', default='cpu', help='cpu (default) or cuda')
+    add('--device',
+        type=torch_device,
+        default='cpu',
+        help='cpu (default) or cuda')
     return parser.parse_args(argv)
 
 

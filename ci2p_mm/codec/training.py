@@ -24,6 +24,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import RUNNERS
 from mmpretrain.registry import HOOKS
 
+from ci2p_mm.utils.cli import torch_device
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.image_files import image_size, split_images
 from ci2p_mm.utils.io import find_resumable_checkpoint, save_atomic
@@ -168,7 +169,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add('--quick', action='store_true', help='a small codec, CPU minutes')
     add('--seed', type=int, default=0)
     add('--num-workers', type=int, help='data loading processes')
-    add('--device', help="cuda, cuda:1, cpu (default: mmengine's)")
+    add('--device',
+        type=torch_device,
+        help="cuda, cuda:1, cpu (default: mmengine's)")
     add('--no-progress', action='store_true', help='no effect: log lines')
     args = parser.parse_args(argv)
 

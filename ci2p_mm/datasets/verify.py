@@ -25,9 +25,9 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS
 from tqdm.contrib.concurrent import thread_map
 
+from ci2p_mm.utils.cli import at_least
 from ci2p_mm.utils.io import write_text_atomically
 from ci2p_mm.utils.model_config import read_config
-from ci2p_mm.utils.timing import at_least
 from .robust import find_loader
 
 

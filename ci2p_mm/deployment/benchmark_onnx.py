@@ -20,8 +20,8 @@ from typing import List, Optional
 
 import torch
 
-from ci2p_mm.utils.timing import (DefaultsHelpFormatter, at_least,
-                                  format_table, tool_options, write_json)
+from ci2p_mm.utils.cli import DefaultsHelpFormatter, at_least
+from ci2p_mm.utils.timing import format_table, tool_options, write_json
 from .export import DEFAULT_OPSET
 from .model import NO_CHECKPOINT, ExportError
 from .parity import import_onnxruntime

@@ -24,9 +24,10 @@ import torch
 import torch.nn as nn
 from mmengine.utils import to_2tuple
 
+from ci2p_mm.utils.cli import DefaultsHelpFormatter, at_least
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import atomic_output, check_output_path, printable_path
-from ci2p_mm.utils.timing import DefaultsHelpFormatter, at_least, tool_options
+from ci2p_mm.utils.timing import tool_options
 from .export import check_opset, export_graph, write_metadata
 from .graph import (INPUT_NAME, ExportGraph, InputContract, as_tuple,
                     input_contract, output_names)

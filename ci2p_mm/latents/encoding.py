@@ -51,6 +51,7 @@ from ci2p_mm.datasets.robust import next_readable
 from ci2p_mm.models.utils import CI2PDataPreprocessor
 from ci2p_mm.utils import (load_model_config, quiet_init_weights, read_config,
                            set_patch_options)
+from ci2p_mm.utils.cli import torch_device
 from ci2p_mm.utils.io import file_sha256, size_text
 from ci2p_mm.utils.locks import ProcessLock
 from .dataset import build_source_dataset
@@ -560,7 +561,9 @@ def parse_args(argv=None):
                                  'DataLoader workers decoding and resizing')):
         parser.add_argument(flag, type=int, default=default, help=text)
     parser.add_argument(
-        '--device', help='default: cuda:<local rank> if available')
+        '--device',
+        type=torch_device,
+        help='default: cuda:<local rank> if available')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch'], default='none')
     parser.add_argument(

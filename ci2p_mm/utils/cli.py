@@ -13,10 +13,17 @@ package; the script under ``tools/`` is a shim of a few lines::
 ``<script>: error: <message>`` and exit status 2 (argparse's status for a
 usage error), and ``main``'s return value into the exit status; standard
 output is line-buffered, so progress reaches a pipe as it is printed.
+
+The tools' argparse pieces live here too: the ``type`` checks
+:func:`at_least` and :func:`torch_device` (a bad value is argparse's one
+line naming the option, before any work) and :class:`DefaultsHelpFormatter`.
 """
+import argparse
 import os.path as osp
 import sys
 from typing import Callable, List, Optional
+
+import torch
 
 from .errors import UserError
 
@@ -39,3 +46,42 @@ def run(main: Callable[[Optional[List[str]]], Optional[int]],
         print(f'{prog}: error: {err}', file=sys.stderr)
         sys.exit(USER_ERROR_STATUS)
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low`` (argparse's one-line
+    error then names the option)."""
+
+    def count(text: str) -> int:
+        if int(text) < low:
+            raise argparse.ArgumentTypeError(f'must be >= {low}, not {text}')
+        return int(text)
+
+    return count
+
+
+def torch_device(text: str) -> str:
+    """An argparse ``type``: a torch device this machine has (``cpu``,
+    ``cuda``, ``cuda:1``). torch would fail later, in a traceback, at the
+    first tensor moved there."""
+    try:
+        device = torch.device(text)
+    except RuntimeError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if device.type == 'cuda':
+        count = torch.cuda.device_count()  # 0 without a driver
+        if count <= (device.index or 0):
+            raise argparse.ArgumentTypeError(
+                f'{text}: this machine has {count} CUDA device(s)')
+    return text
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's ``ArgumentDefaultsHelpFormatter``, but an option that is
+    unset by default or whose help names its default itself keeps its help
+    as written (argparse would add ``(default: None)`` to both)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or '(default' in (action.help or ''):
+            return action.help
+        return super()._get_help_string(action)

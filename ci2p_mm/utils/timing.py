@@ -31,6 +31,7 @@ import torch
 from mmengine.config import DictAction
 from torch.utils.benchmark import Measurement, Timer
 
+from .cli import at_least
 from .io import write_text_atomically
 
 
@@ -198,18 +199,6 @@ def describe_machine(device: str = 'cpu') -> str:
     return f'{name}, {os.cpu_count()} logical CPUs'
 
 
-def at_least(low: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer >= ``low`` (argparse's one-line
-    error then names the option)."""
-
-    def count(text: str) -> int:
-        if int(text) < low:
-            raise argparse.ArgumentTypeError(f'must be >= {low}, not {text}')
-        return int(text)
-
-    return count
-
-
 #: The options the measuring tools share, by name (see :func:`tool_options`).
 TOOL_OPTIONS = {
     'configs':
@@ -239,17 +228,6 @@ TOOL_OPTIONS = {
     '--out':
     dict(help='write the results as JSON here'),
 }
-
-
-class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """argparse's ``ArgumentDefaultsHelpFormatter``, but an option that is
-    unset by default or whose help names its default itself keeps its help
-    as written (argparse would add ``(default: None)`` to both)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or '(default' in (action.help or ''):
-            return action.help
-        return super()._get_help_string(action)
 
 
 def tool_options(*names: str) -> argparse.ArgumentParser:
