@@ -148,3 +148,32 @@ def test_device_options_take_only_devices_this_machine_has(
             parse(argv + ['--device', device])
         assert exit_.value.code == 2
         assert f'argument --device: {why}' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('module,argv', [
+    ('ci2p_mm.analysis.benchmark', ['c.py']),
+    ('ci2p_mm.analysis.downstream_timing', []),
+    ('ci2p_mm.deployment.benchmark_onnx', ['c.py']),
+    ('ci2p_mm.analysis.lever_table', ['r.json']),
+    ('ci2p_mm.analysis.plot_curves', ['work_dir']),
+])
+def test_an_out_that_is_a_folder_is_refused_before_the_work(
+        module, argv, tmp_path, capsys):
+    """benchmark.py measured for minutes, then refused a folder --out."""
+    import importlib
+    tool = importlib.import_module(module)
+    parse = getattr(tool, 'parse_args', None) or tool.main
+    with pytest.raises(SystemExit) as exit_:
+        parse(argv + ['--out', str(tmp_path)])
+    assert exit_.value.code == 2
+    assert (f'argument --out: Output {tmp_path} is a folder; refusing to '
+            f'write over it.') in capsys.readouterr().err
+
+
+def test_plot_curves_refuses_a_format_matplotlib_cannot_write(capsys):
+    from ci2p_mm.analysis import plot_curves
+    with pytest.raises(SystemExit):
+        plot_curves.parse_args(['no_such_work_dir', '--out', 'c.xyz'])
+    err = capsys.readouterr().err  # named before any log is looked for
+    assert '--out c.xyz: matplotlib writes ' in err and 'png' in err
+    assert plot_curves.parse_args(['w', '--out', 'c.PDF']).out == 'c.PDF'

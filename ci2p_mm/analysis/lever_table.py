@@ -19,6 +19,7 @@ import json
 import os.path as osp
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from ci2p_mm.utils.cli import output_file
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import write_text_atomically
 from ci2p_mm.utils.timing import format_table
@@ -133,7 +134,8 @@ def main(argv=None) -> int:
         description='Tabulate what each speed lever buys from '
         'benchmark.py JSON reports (the first is the baseline).')
     parser.add_argument('reports', nargs='+', help='benchmark.py --out files')
-    parser.add_argument('--out', help='also write the table (Markdown) here')
+    parser.add_argument(
+        '--out', type=output_file, help='also write the table (Markdown) here')
     args = parser.parse_args(argv)
     table = lever_table(args.reports)
     print(table)

@@ -10,9 +10,11 @@ against ViT-B/16.
 import argparse
 import os.path as osp
 
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.figure import Figure
 
 from ci2p_mm.utils import load_curves
+from ci2p_mm.utils.cli import output_file
 from ci2p_mm.utils.errors import UserError
 from ci2p_mm.utils.io import atomic_output
 
@@ -23,11 +25,20 @@ def parse_args(argv=None):
         'work_dirs', nargs='+', help='tools/train.py work dirs')
     parser.add_argument('--labels', nargs='+', help='one label per work dir')
     parser.add_argument('--metric', default='accuracy/top1')
-    parser.add_argument('--out', default='curves.png', help='PNG to write')
+    parser.add_argument(
+        '--out',
+        type=output_file,
+        default='curves.png',
+        help='image to write (PNG; also PDF, SVG, JPEG, ...)')
     parser.add_argument('--title', default='')
     args = parser.parse_args(argv)
     if args.labels and len(args.labels) != len(args.work_dirs):
         parser.error('give one --labels entry per work dir')
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    kind = osp.splitext(args.out)[1][1:].lower()
+    if kind not in kinds:  # matplotlib's own list, before any log is read
+        parser.error(f'--out {args.out}: matplotlib writes '
+                     f'{", ".join(sorted(kinds))}, not "{kind}"')
     return args
 
 

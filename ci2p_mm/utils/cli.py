@@ -15,8 +15,9 @@ usage error), and ``main``'s return value into the exit status; standard
 output is line-buffered, so progress reaches a pipe as it is printed.
 
 The tools' argparse pieces live here too: the ``type`` checks
-:func:`at_least` and :func:`torch_device` (a bad value is argparse's one
-line naming the option, before any work) and :class:`DefaultsHelpFormatter`.
+:func:`at_least`, :func:`torch_device` and :func:`output_file` (a bad value
+is argparse's one line naming the option, before any work) and
+:class:`DefaultsHelpFormatter`.
 """
 import argparse
 import os.path as osp
@@ -26,6 +27,7 @@ from typing import Callable, List, Optional
 import torch
 
 from .errors import UserError
+from .io import OutputError, check_output_path
 
 #: Exit status of a refused run (as argparse exits on bad options).
 USER_ERROR_STATUS = 2
@@ -73,6 +75,18 @@ def torch_device(text: str) -> str:
         if count <= (device.index or 0):
             raise argparse.ArgumentTypeError(
                 f'{text}: this machine has {count} CUDA device(s)')
+    return text
+
+
+def output_file(text: str) -> str:
+    """An argparse ``type``: a file an output may be written to
+    (:func:`~ci2p_mm.utils.io.check_output_path`: not a folder, a block
+    device or a socket; in a writable place), so that a tool refuses it
+    before its minutes of work, not when it writes."""
+    try:
+        check_output_path(text)
+    except OutputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return text
 
 

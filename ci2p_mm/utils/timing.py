@@ -31,7 +31,7 @@ import torch
 from mmengine.config import DictAction
 from torch.utils.benchmark import Measurement, Timer
 
-from .cli import at_least
+from .cli import at_least, output_file
 from .io import write_text_atomically
 
 
@@ -226,7 +226,7 @@ TOOL_OPTIONS = {
     '--seed':
     dict(type=int, default=0),
     '--out':
-    dict(help='write the results as JSON here'),
+    dict(type=output_file, help='write the results as JSON here'),
 }
 
 
