@@ -10,6 +10,7 @@ from PIL import Image
 from ci2p_mm.codec import CodecWeightsError
 from ci2p_mm.codec import report as codec_report
 from ci2p_mm.utils.image_files import ImageFolderError
+from ci2p_mm.utils.io import OutputError
 
 
 def run_report(argv):
@@ -104,6 +105,18 @@ def test_truncated_checkpoint_names_the_file(codec, tmp_path):
             [str(broken),
              str(images), '--out-dir',
              str(tmp_path / 'r')])
+
+
+def test_out_dir_that_is_a_file_is_refused_first(codec, tmp_path, monkeypatch):
+    """Was NotADirectoryError from os.makedirs, after the codec loaded."""
+    final, images = codec
+    (tmp_path / 'r').write_text('notes')
+    monkeypatch.setattr(codec_report, 'load_codec', None)  # not reached
+    with pytest.raises(OutputError) as err:
+        run_report([final, str(images), '--out-dir', str(tmp_path / 'r')])
+    assert str(err.value) == (f'--out-dir {tmp_path}/r is a file, not a '
+                              f'folder: pass a folder.')
+    assert (tmp_path / 'r').read_text() == 'notes'
 
 
 def test_empty_folder_and_bad_image_are_explained(codec, tmp_path):

@@ -121,6 +121,19 @@ def test_read_only_work_dir(tiny, tmp_path, capsys):
                            f': pass a folder on a writable file system.')
 
 
+def test_work_dir_that_is_a_file(tiny, tmp_path, capsys):
+    """Was 'cannot be written (File exists)', os.makedirs' words."""
+    _, config = tiny
+    (tmp_path / 'work').write_text('')
+    (tmp_path / 'x.pth').write_text('')  # not read: the work dir comes first
+    work_dir = str(tmp_path / 'work')
+    for tool in (train_api.main, test_api.main):
+        argv = [config] + ([str(tmp_path /
+                                'x.pth')] if tool is test_api.main else [])
+        assert refusal(tool, argv + ['--work-dir', work_dir], capsys) == (
+            f'Work dir {work_dir} is a file, not a folder: pass a folder.')
+
+
 def test_test_tool_out_that_is_a_folder_or_the_checkpoint(
         tiny, tmp_path, capsys):
     _, config = tiny

@@ -156,10 +156,12 @@ def test_device_options_take_only_devices_this_machine_has(
     ('ci2p_mm.deployment.benchmark_onnx', ['c.py']),
     ('ci2p_mm.analysis.lever_table', ['r.json']),
     ('ci2p_mm.analysis.plot_curves', ['work_dir']),
+    ('ci2p_mm.datasets.verify', ['c.py']),
 ])
 def test_an_out_that_is_a_folder_is_refused_before_the_work(
         module, argv, tmp_path, capsys):
-    """benchmark.py measured for minutes, then refused a folder --out."""
+    """benchmark.py measured for minutes, verify_dataset.py decoded every
+    image, then each refused a folder --out."""
     import importlib
     tool = importlib.import_module(module)
     parse = getattr(tool, 'parse_args', None) or tool.main

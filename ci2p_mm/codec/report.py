@@ -42,7 +42,7 @@ from torchvision.transforms import functional as TF
 
 from ci2p_mm.utils.cli import at_least, torch_device
 from ci2p_mm.utils.image_files import list_images, load_rgb
-from ci2p_mm.utils.io import atomic_output
+from ci2p_mm.utils.io import atomic_output, check_writable_dir
 from ci2p_mm.utils.timing import format_table, write_json
 from .metric import MS_SSIM_MIN_SIDE, image_metrics
 from .zoo import (build_codec, canonical_codec_name, load_codec_state_dict,
@@ -191,6 +191,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def report(args) -> dict:
+    check_writable_dir(args.out_dir, '--out-dir')  # before any coding
     files = list_images(args.image_dir)[:args.max_images]
     model, codec, quality = load_codec(args.checkpoint, args.codec,
                                        args.quality, args.metric)

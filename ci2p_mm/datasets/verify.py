@@ -25,7 +25,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS
 from tqdm.contrib.concurrent import thread_map
 
-from ci2p_mm.utils.cli import at_least
+from ci2p_mm.utils.cli import at_least, output_file
 from ci2p_mm.utils.io import write_text_atomically
 from ci2p_mm.utils.model_config import read_config
 from .robust import find_loader
@@ -49,7 +49,9 @@ def parse_args(argv=None):
         default=workers,
         help='decoding threads')
     parser.add_argument(
-        '--out', help='also write the bad files as "path<TAB>reason" here')
+        '--out',
+        type=output_file,
+        help='also write the bad files as "path<TAB>reason" here')
     parser.add_argument(
         '--cfg-options',
         nargs='+',

@@ -135,6 +135,9 @@ def check_not_input(output: str, *inputs: str, what: str = 'Output') -> None:
 def check_writable_dir(path: str, what: str = 'Folder') -> None:
     """Create the folder ``path`` if needed and check that a file can be
     written in it (a read-only file system, no permission: one line)."""
+    if osp.exists(path) and not osp.isdir(path):  # makedirs: 'File exists'
+        raise OutputError(f'{what} {path} is a file, not a folder: pass a '
+                          f'folder.')
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
