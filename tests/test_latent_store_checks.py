@@ -330,6 +330,18 @@ def test_splits_of_different_sizes_are_refused_before_writing(
     assert not osp.exists(osp.join(root, 'latents'))
 
 
+def test_a_split_the_config_lacks_is_named_before_the_codec_loads(
+        pristine, tmp_path):
+    """--splits bogus: the codec weights were loaded (offline: a failed
+    download) before the split was looked for."""
+    missing_codec = str(tmp_path / 'no_codec.pth')
+    cfg = read_config(write_config(tmp_path, pristine[0], missing_codec))
+    with pytest.raises(LatentStoreError) as err:
+        encode(cfg, splits=['train', 'bogus'], num_workers=0, progress=False)
+    assert str(err.value).endswith("has no split(s) ['bogus']; it has "
+                                   "['train', 'val'].")
+
+
 @pytest.mark.slow
 def test_a_second_encode_of_the_same_store_is_refused(store):
     config, root = store

@@ -469,7 +469,6 @@ def encode(cfg: Config,
         if value < least:
             raise LatentStoreError(f'{name}={value}: must be at least {least} '
                                    f'(--{name.replace("_", "-")}).')
-    encoder = CodecEncoder(cfg, device or get_device())
     found = image_datasets(cfg)
     missing = sorted(set(splits or ()) - set(found))
     if missing:
@@ -477,6 +476,8 @@ def encode(cfg: Config,
                                f'it has {sorted(found)}.')
     if not found:
         raise LatentStoreError(f'{cfg.filename} lists no dataset to encode.')
+    # After the checks: it loads (or downloads) the codec weights.
+    encoder = CodecEncoder(cfg, device or get_device())
     prepared = {
         split: prepare_split(split, ds_cfg, encoder)
         for split, ds_cfg in found.items() if not splits or split in splits
