@@ -150,6 +150,11 @@ def test_test_tool_out_that_is_a_folder_or_the_checkpoint(
                       [config, str(ckpt), '--out',
                        str(ckpt), *work], capsys)
     assert message.startswith(f'--out {ckpt} is the input {ckpt} ')
+    # --out-item without --out wrote nothing, silently (mmpretrain refuses)
+    assert refusal(test_api.main,
+                   [config, str(ckpt), '--out-item', 'metrics', *work],
+                   capsys) == ('--out-item metrics: give --out FILE.pkl to '
+                               'write it to.')
 
 
 def test_test_tool_checkpoint_missing_or_remote(tiny, tmp_path, capsys):

@@ -27,7 +27,6 @@ def parse_args(argv=None):
     add('--out', help='dump predictions (or metrics) to this .pkl file')
     add('--out-item',
         choices=['metrics', 'pred'],
-        default='pred',
         help='what --out holds. Defaults to predictions')
     add('--amp', action='store_true', help='mixed-precision test')
     add('--tta',
@@ -83,6 +82,9 @@ def merge_args(cfg, args):
 def test(argv=None) -> dict:
     """Run ``tools/test.py argv``; return the metrics."""
     args = parse_args(argv)
+    if args.out is None and args.out_item is not None:  # as mmpretrain's
+        raise UserError(f'--out-item {args.out_item}: give --out FILE.pkl '
+                        f'to write it to.')
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise UserError(f'--out {args.out}: must be a .pkl file')
@@ -94,7 +96,7 @@ def test(argv=None) -> dict:
             args.checkpoint) else 'does not exist'
         raise UserError(f'Checkpoint {args.checkpoint} {why}.')
     runner = build_runner(merge_args(read_config(args.config), args))
-    if args.out and args.out_item == 'pred':
+    if args.out and args.out_item in (None, 'pred'):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
     metrics = runner.test()
