@@ -121,6 +121,19 @@ def test_read_only_work_dir(tiny, tmp_path, capsys):
                            f': pass a folder on a writable file system.')
 
 
+def test_device_latents_on_an_image_config_names_the_flag(
+        tiny, tmp_path, capsys):
+    _, config = tiny
+    message = refusal(
+        train_api.main,
+        [config, '--work-dir',
+         str(tmp_path / 'w'), '--device-latents'], capsys)
+    assert message.startswith('device_resident needs a LatentDataset (a '
+                              '*_latents.py config); this dataloader reads ')
+    assert message.endswith('Remove device_resident (tools/train.py: '
+                            '--device-latents).')
+
+
 def test_work_dir_that_is_a_file(tiny, tmp_path, capsys):
     """Was 'cannot be written (File exists)', os.makedirs' words."""
     _, config = tiny

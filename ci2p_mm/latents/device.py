@@ -141,7 +141,8 @@ class DeviceLatentLoader:
             raise DeviceLatentsError(
                 f'device_resident needs a LatentDataset (a *_latents.py '
                 f'config); this dataloader reads '
-                f'{type(self.dataset).__name__}. Remove device_resident.')
+                f'{type(self.dataset).__name__}. Remove device_resident '
+                f'(tools/train.py: --device-latents).')
         load, self.pack = _latent_pipeline(self.dataset)
         self.flip_prob = float(load.flip_prob)
         store, split = self.dataset.store, self.dataset.split
