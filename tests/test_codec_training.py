@@ -328,7 +328,7 @@ def test_hyperprior_codec_trains_and_loads_in_ci2p(codec_images, tmp_path):
         assert torch.equal(encoder(x), reference.g_a(x))
 
 
-FLOAT_OPTIONS = ('--epochs', '--lr', '--aux-lr', '--clip-max-norm')
+FLOAT_OPTIONS = ('--epochs', '--lr', '--aux-lr', '--clip-max-norm', '--lambda')
 
 
 @pytest.mark.parametrize('option,value,rule', [
@@ -340,6 +340,7 @@ FLOAT_OPTIONS = ('--epochs', '--lr', '--aux-lr', '--clip-max-norm')
     ('--lr-patience', '-1', '0 or more'),
     ('--num-workers', '-1', '0 or more'),
     ('--clip-max-norm', '-1.5', '0 or more'),
+    ('--lambda', 'nan', 'positive'),
 ])
 def test_out_of_range_numbers_are_refused_in_one_line(option, value, rule):
     """--warmup-iters -1 and --num-workers -1 ended in tracebacks from
@@ -349,3 +350,16 @@ def test_out_of_range_numbers_are_refused_in_one_line(option, value, rule):
         training.check_args(args)
     got = float(value) if option in FLOAT_OPTIONS else int(value)
     assert str(err.value) == f'{option} must be {rule}; got {got}.'
+
+
+@pytest.mark.parametrize('ratio', ['1.5', '1', '-0.1', 'nan'])
+def test_val_ratio_outside_0_to_1_is_refused(ratio):
+    """1.5 kept one training image, -0.1 silently validated on nothing."""
+    args = training.parse_args(['x', '--work-dir', 'y', '--val-ratio', ratio])
+    with pytest.raises(training.CodecTrainingError) as err:
+        training.check_args(args)
+    assert str(err.value) == ('--val-ratio must be at least 0 (0: no '
+                              'validation) and below 1; got '
+                              f'{float(ratio)}.')
+    training.check_args(
+        training.parse_args(['x', '--work-dir', 'y', '--val-ratio', '0']))

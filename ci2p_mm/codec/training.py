@@ -211,16 +211,22 @@ def check_args(args) -> None:
     # Refused here, in one line, rather than by the DataLoader, Adam or a
     # scheduler (a traceback), or not at all (a negative --lr-patience).
     positive = ('batch_size', 'iters', 'val_interval', 'log_interval',
-                'epochs', 'lr', 'aux_lr')
-    for name in positive + ('warmup_iters', 'lr_patience', 'num_workers',
-                            'clip_max_norm'):
+                'epochs', 'lr', 'aux_lr', 'lmbda')
+    at_least_0 = ('warmup_iters', 'lr_patience', 'num_workers',
+                  'clip_max_norm')
+    for name in positive + at_least_0:
         value = getattr(args, name)
-        if value is not None and not (value > 0 if name in positive else value
-                                      >= 0):  # NaN is neither
-            raise CodecTrainingError(
-                f'--{name.replace("_", "-")} must be '
-                f'{"positive" if name in positive else "0 or more"}; got '
-                f'{value}.')
+        if value is None:
+            continue
+        if not (value > 0 if name in positive else value >= 0):  # or NaN
+            flag = '--lambda' if name == 'lmbda' else '--' + name.replace(
+                '_', '-')
+            rule = 'positive' if name in positive else '0 or more'
+            raise CodecTrainingError(f'{flag} must be {rule}; got {value}.')
+    if args.val_dir is None and not 0 <= args.val_ratio < 1:
+        raise CodecTrainingError(
+            f'--val-ratio must be at least 0 (0: no validation) and below '
+            f'1; got {args.val_ratio}.')
 
 
 def check_resume(args) -> None:
