@@ -123,7 +123,9 @@ def test_read_only_work_dir(tiny, tmp_path, capsys):
 
 def test_device_latents_on_an_image_config_names_the_flag(
         tiny, tmp_path, capsys):
-    _, config = tiny
+    # A config name of its own (see test_test_tool_checkpoint_missing_or_
+    # remote): the refusal comes after mmengine has made the run's logger.
+    config = shutil.copy(tiny[1], str(tmp_path / 'device_latents_images.py'))
     message = refusal(
         train_api.main,
         [config, '--work-dir',
