@@ -12,12 +12,12 @@ fix. Writers check that every path can be written as one UTF-8 line first
 """
 import os
 import re
-import stat
 from typing import List, Optional, Tuple
 
 from mmengine.fileio import get_file_backend
 
 from ci2p_mm.utils.errors import UserError
+from ci2p_mm.utils.io import NotARegularFile, fdopen_regular
 
 #: A line: ``<path> <label>``, split at the last space; the label ASCII
 #: digits only (``'²'.isdigit()`` is True).
@@ -60,13 +60,13 @@ def read_annotations(ann_file: str,
     except OSError as err:
         raise AnnotationError(f'Annotation file {ann_file} cannot be opened '
                               f'({err.strerror}).') from None
-    info = os.fstat(fd)  # before os.fdopen, which refuses a folder itself
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
+    try:
+        f, info = fdopen_regular(fd)
+    except NotARegularFile:
         raise AnnotationError(
             f'Annotation file {ann_file} is not a regular file (a '
-            f'folder, FIFO or device); not read. {how}')
-    with os.fdopen(fd, 'rb') as f:
+            f'folder, FIFO or device); not read. {how}') from None
+    with f:
         if info.st_size > MAX_ANNOTATION_BYTES:
             raise AnnotationError(
                 f'Annotation file {ann_file} has {info.st_size} bytes, more '

@@ -94,7 +94,7 @@ from PIL import (Image, ImageFile, ImageOps, PngImagePlugin,
                  UnidentifiedImageError)
 
 from .errors import UserError
-from .io import file_kind
+from .io import NotARegularFile, fdopen_regular
 
 #: Pillow formats that are decoded: what photo data sets hold (JPEG, whose
 #: plugin also opens cameras' multi-picture MPO files, PNG, BMP, WebP, TIFF,
@@ -228,17 +228,14 @@ def read_image_file(path: str,
                 'being opened', _FIX_NOT_A_FILE) from None
         raise BadImageError(path, f'cannot be opened{via} ({err.strerror})',
                             'check the path and its permissions') from None
-    # Checked on the descriptor, before os.fdopen: it raises
-    # IsADirectoryError for a folder (and keeps the descriptor open).
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
+    try:
+        f, info = fdopen_regular(fd)
+    except NotARegularFile as err:
         fix = ('fix the annotation file'
-               if stat.S_ISDIR(info.st_mode) else _FIX_NOT_A_FILE)
-        raise BadImageError(
-            path, f'{file_kind(info.st_mode) or "not a regular file"}, '
-            f'not a regular file{via}; not read', fix)
-    with os.fdopen(fd, 'rb') as f:
+               if stat.S_ISDIR(err.mode) else _FIX_NOT_A_FILE)
+        raise BadImageError(path, f'{err}, not a regular file{via}; not read',
+                            fix) from None
+    with f:
         if info.st_size > max_file_bytes:
             raise file_too_big(path, f'{info.st_size} bytes{via}',
                                max_file_bytes)

@@ -26,7 +26,7 @@ import stat
 import sys
 import tempfile
 import zipfile
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, BinaryIO, Callable, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -83,6 +83,30 @@ def file_kind(mode: int) -> Optional[str]:
     """``'a folder'``, ``'a character device'``, ... for an ``st_mode``
     that is not a regular file's; None for a regular file."""
     return next((kind for test, kind in _KINDS if test(mode)), None)
+
+
+class NotARegularFile(OSError):
+    """Raised by :func:`fdopen_regular`; ``mode`` is the ``st_mode``."""
+
+    def __init__(self, mode: int):
+        super().__init__(file_kind(mode) or 'not a regular file')
+        self.mode = mode
+
+
+def fdopen_regular(fd: int) -> Tuple[BinaryIO, os.stat_result]:
+    """The descriptor ``fd`` as a binary file, with its ``fstat``, if it is a
+    regular file; else it is closed and :class:`NotARegularFile` raised.
+
+    Checked on the descriptor, before ``os.fdopen``: that raises
+    ``IsADirectoryError`` for a folder and keeps the descriptor open. The
+    readers of untrusted files (images, annotation files) open with
+    ``O_NONBLOCK`` (a FIFO does not wait for a writer) and come here.
+    """
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise NotARegularFile(info.st_mode)
+    return os.fdopen(fd, 'rb'), info
 
 
 def output_kind(path: str) -> Optional[str]:
