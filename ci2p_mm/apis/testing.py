@@ -65,11 +65,11 @@ def merge_args(cfg, args):
                 f'VisualizationHook), which this config does not have.')
         dataset = str(cfg.test_dataloader.dataset.get('type', ''))
         if args.tta or dataset.endswith('LatentDataset'):
-            raise UserError(
-                f'{args.config}: --show/--show-dir draw the test images as '
-                f'loaded; ' + ('--tta loads several views of each.' if args.
-                               tta else 'this config loads codec '
-                               'latents: test with its image config.'))
+            why = ('--tta loads several views of each.' if args.tta else
+                   'this config loads codec latents: test with its image '
+                   'config.')
+            raise UserError(f'{args.config}: --show/--show-dir draw the test '
+                            f'images as loaded; {why}')
         hook.update(
             enable=True,
             show=args.show,

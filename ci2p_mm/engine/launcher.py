@@ -72,8 +72,8 @@ def set_default_dataloader_cfg(cfg,
     loader.update(cfg[field])
     for key, low in (('batch_size', 1), ('num_workers', 0)):
         value = loader.get(key, low)
-        if isinstance(value,
-                      bool) or not isinstance(value, int) or value < low:
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not whole or value < low:
             raise ConfigError(f'{field}.{key}={value!r}: must be a whole '
                               f'number of at least {low} (--cfg-options '
                               f'{field}.{key}=N).')
