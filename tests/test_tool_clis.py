@@ -6,6 +6,7 @@ user runs it, in a fresh interpreter, to show that it parses, calls, and
 turns a user error into one line; their parsers' range checks are run
 in-process.
 """
+import importlib
 import os.path as osp
 import subprocess
 import sys
@@ -26,6 +27,16 @@ def run_failing(*args):
                           timeout=300)
     assert proc.returncode != 0, proc.stdout
     return proc.stderr.strip().splitlines()
+
+
+def argparse_refusal(module, argv, capsys):
+    """stderr of ``module.parse_args(argv)`` (or ``main``), which must stop
+    with argparse's usage-error status 2."""
+    tool = importlib.import_module(module)
+    with pytest.raises(SystemExit) as exit_:
+        (getattr(tool, 'parse_args', None) or tool.main)(argv)
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
 
 
 def test_train_codec_cli_trains_and_reports(tmp_path):
@@ -98,13 +109,10 @@ def test_counts_and_sizes_out_of_range_are_usage_errors(module, argv, capsys):
     """Each ended in a traceback (a zero division, an empty tensor's min,
     an empty profile), ran minutes first (the demo's codec training), or
     silently dropped the last image (--max-images -1 as a slice end)."""
-    import importlib
-    with pytest.raises(SystemExit) as exit_:
-        importlib.import_module(module).parse_args(argv)
-    assert exit_.value.code == 2
     flag = next(
         a for a in argv if a.startswith('--') and a not in ('--out-dir', ))
-    assert f'argument {flag}: must be >= ' in capsys.readouterr().err
+    assert f'argument {flag}: must be >= ' in argparse_refusal(
+        module, argv, capsys)
 
 
 @pytest.mark.parametrize('script,given', [('dist_train.sh', ['c.py']),
@@ -136,18 +144,14 @@ def test_device_options_take_only_devices_this_machine_has(
     """--device cuda on a machine without it was torch's 'Found no NVIDIA
     driver' traceback at the first tensor moved (after the data was read
     and the model built). One CUDA device is pretended: no GPU is needed."""
-    import importlib
-
     import torch
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
     parse = importlib.import_module(module).parse_args
     assert parse(argv + ['--device', 'cuda:0']).device == 'cuda:0'
     for device, why in (('cuda:1', 'cuda:1: this machine has 1 CUDA device'),
                         ('gpu', 'Expected one of')):
-        with pytest.raises(SystemExit) as exit_:
-            parse(argv + ['--device', device])
-        assert exit_.value.code == 2
-        assert f'argument --device: {why}' in capsys.readouterr().err
+        assert f'argument --device: {why}' in argparse_refusal(
+            module, argv + ['--device', device], capsys)
 
 
 @pytest.mark.parametrize('module,argv', [
@@ -162,20 +166,16 @@ def test_an_out_that_is_a_folder_is_refused_before_the_work(
         module, argv, tmp_path, capsys):
     """benchmark.py measured for minutes, verify_dataset.py decoded every
     image, then each refused a folder --out."""
-    import importlib
-    tool = importlib.import_module(module)
-    parse = getattr(tool, 'parse_args', None) or tool.main
-    with pytest.raises(SystemExit) as exit_:
-        parse(argv + ['--out', str(tmp_path)])
-    assert exit_.value.code == 2
     assert (f'argument --out: Output {tmp_path} is a folder; refusing to '
-            f'write over it.') in capsys.readouterr().err
+            f'write over it.') in argparse_refusal(
+                module, argv + ['--out', str(tmp_path)], capsys)
 
 
 def test_plot_curves_refuses_a_format_matplotlib_cannot_write(capsys):
     from ci2p_mm.analysis import plot_curves
-    with pytest.raises(SystemExit):
-        plot_curves.parse_args(['no_such_work_dir', '--out', 'c.xyz'])
-    err = capsys.readouterr().err  # named before any log is looked for
+
+    # named before any log is looked for
+    err = argparse_refusal('ci2p_mm.analysis.plot_curves',
+                           ['no_such_work_dir', '--out', 'c.xyz'], capsys)
     assert '--out c.xyz: matplotlib writes ' in err and 'png' in err
     assert plot_curves.parse_args(['w', '--out', 'c.PDF']).out == 'c.PDF'
